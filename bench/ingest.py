@@ -1,0 +1,288 @@
+"""Ingest benchmark: the real `connector serve` against a bare Flask endpoint, same server, same load.
+
+Both run on gunicorn sync workers on a free loopback port with a SQLite store in WAL mode,
+synchronous=FULL; each is driven in turn by (a) a closed loop of C clients for D seconds (max
+throughput) and (b) an open loop at a fixed rate for D seconds (ack latency from the scheduled
+start). After the connector's run, the 202s it answered are checked against the rows in `events`.
+
+    python bench/ingest.py [--duration 10] [--concurrency 16] [--rate 200] [--workers 5] [--json]
+
+A benchmark script that prints figures, not a test; exit status 1 when errors or a mismatch appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from multiprocessing.pool import Pool
+from pathlib import Path
+from typing import Any
+
+import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
+import bare_app
+
+BENCH_DIR = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+PATH = "/webhooks/2x/post-call"
+TOKEN = "bench-token-" + os.urandom(12).hex()
+TIMEOUT_S = 30
+WARMUP_S = 1.0
+OPEN_LOOP_THREADS = 32
+"""Senders per load process in the open loop: the most requests one process keeps in flight."""
+
+
+@dataclass
+class TargetResult:
+    """Everything measured against one server."""
+
+    name: str
+    max_rps: float = 0.0
+    closed: _load.Outcome = field(default_factory=_load.Outcome)
+    fixed: _load.Outcome = field(default_factory=_load.Outcome)
+    accepted_total: int = 0
+    rows: int = -1
+    stderr_lines: int = 0
+    stderr_problems: list[str] = field(default_factory=list)
+
+
+class Server:
+    """A gunicorn-based server in its own process group, stopped (SIGTERM, then SIGKILL) on close."""
+
+    def __init__(self, name: str, argv: list[str], workdir: Path, env: dict[str, str], port: int) -> None:
+        self.name, self.port, self.workdir = name, port, workdir
+        self.stderr_path = workdir / f"{name}.stderr"
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=self._stderr, start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = TIMEOUT_S) -> None:
+        """Poll GET /readyz until 200; raise with the server's stderr if it exits or never gets ready."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before ready:\n{self.stderr()}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s} s:\n{self.stderr()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            for sig, wait_s in ((signal.SIGTERM, TIMEOUT_S + 5), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=wait_s)
+                    break
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+        self._stderr.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_connector(workdir: Path, workers: int) -> Server:
+    """`connector serve` with a generated config: SQLite beside it, no sinks, default logging."""
+    port = free_port()
+    (workdir / "connector.yaml").write_text(
+        f"receiver:\n  host: {HOST}\n  port: {port}\n  path: {PATH}\n"
+        f"  auth: {{header: Authorization, tokens: [\"{TOKEN}\"]}}\n"
+        'store: {url: "sqlite:///connector.db"}\nsinks: {}\n'
+    )
+    exe = shutil.which("connector") or "connector"
+    argv = [exe, "serve", "--config", str(workdir / "connector.yaml"), "--port", str(port), "--workers", str(workers)]
+    return Server("connector", argv, workdir, dict(os.environ), port)
+
+
+def start_bare(workdir: Path, workers: int) -> Server:
+    """bench/bare_app.py on gunicorn with the options `connector serve` passes to its own gunicorn."""
+    port = free_port()
+    db = workdir / "bare.db"
+    bare_app.init_db(str(db))
+    env = {**os.environ, bare_app.DB_ENV: str(db), bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH}
+    argv = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR), "--bind", f"{HOST}:{port}",
+            "--workers", str(workers), "--worker-class", "sync", "--timeout", str(TIMEOUT_S),
+            "--graceful-timeout", str(TIMEOUT_S), "--log-level", "warning", "bare_app:create_app()"]
+    return Server("bare", argv, workdir, env, port)
+
+
+def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, args: argparse.Namespace,
+          *, rate: float | None = None, duration_s: float | None = None, concurrency: int | None = None) -> _load.Outcome:
+    """One load phase spread over `procs` processes; rate=None is the closed loop."""
+    duration_s = args.duration if duration_s is None else duration_s
+    start_at = time.monotonic() + 0.3
+    if rate is None:
+        clients = concurrency or args.concurrency
+        shares = [clients // procs + (i < clients % procs) for i in range(procs)]
+        jobs = [(target, f"{prefix}-p{i}", n, start_at, duration_s) for i, n in enumerate(shares) if n]
+        parts = pool.starmap_async(_load.closed_loop, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
+    else:
+        jobs = [(target, f"{prefix}-p{i}", OPEN_LOOP_THREADS, start_at, duration_s, rate, i, procs) for i in range(procs)]
+        parts = pool.starmap_async(_load.open_loop, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
+    total = _load.Outcome()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int, args: argparse.Namespace) -> TargetResult:
+    """Warm up, measure max throughput, then the fixed rate; stop the server and count stored rows."""
+    result = TargetResult(server.name)
+    target = _load.Target(HOST, server.port, PATH, TOKEN)
+    run = f"{server.name}-{os.getpid()}-{int(time.time())}"
+    try:
+        server.wait_ready()
+        warm = drive(pool, target, f"{run}-w", procs, args, duration_s=WARMUP_S, concurrency=procs)
+        result.closed = drive(pool, target, f"{run}-c", procs, args)
+        result.max_rps = result.closed.in_window / args.duration
+        time.sleep(1.0)
+        result.fixed = drive(pool, target, f"{run}-o", procs, args, rate=args.rate)
+        if not server.alive():
+            raise RuntimeError(f"{server.name} died during the run:\n{server.stderr()}")
+        result.accepted_total = warm.accepted + result.closed.accepted + result.fixed.accepted
+        result.closed.error_samples[:0] = warm.error_samples
+        for status, count in warm.statuses.items():
+            if status != "202":
+                result.closed.statuses[f"{status} (warm-up)"] = count
+    finally:
+        server.close()
+    log = server.stderr_path.read_text(errors="replace").splitlines()
+    result.stderr_lines = len(log)
+    result.stderr_problems = [line for line in log if any(w in line for w in ("WARNING", "ERROR", "CRITICAL", "Traceback"))]
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        result.rows = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def ms(values: list[float], pct: float) -> float | None:
+    return round(_load.percentile(values, pct) * 1000, 1) if values else None
+
+
+def summary(r: TargetResult) -> dict[str, Any]:
+    lat = r.fixed.latencies_s
+    return {"max_rps": round(r.max_rps, 1), "max_errors": r.closed.errors, "max_statuses": r.closed.statuses,
+            "closed_p50_ms": ms(r.closed.latencies_s, 50), "fixed_sent": len(lat),
+            "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
+            "late_starts": r.fixed.late, "not_sent": r.fixed.not_sent, "fixed_errors": r.fixed.errors,
+            "fixed_statuses": r.fixed.statuses, "accepted_total": r.accepted_total, "rows_stored": r.rows,
+            "stderr_lines": r.stderr_lines, "stderr_problem_lines": len(r.stderr_problems)}
+
+
+def report(results: dict[str, TargetResult], args: argparse.Namespace, header: str) -> bool:
+    """Print the table, the checks and any errors seen; return True when everything is clean."""
+    c, b = summary(results["connector"]), summary(results["bare"])
+
+    def row(label: str, key: str, ratio: bool = True) -> str:
+        cv, bv = c[key], b[key]
+        ratio_text = f"{cv / bv:.2f}" if ratio and cv is not None and bv else ""
+        return f"{label:<28}{cv if cv is not None else '-':>10}{bv if bv is not None else '-':>14}{ratio_text:>10}"
+
+    rate, late_ms = f"@{args.rate:g} req/s", int(_load.LATE_THRESHOLD_S * 1000)
+    print(header)
+    print(f"{'':<28}{'connector':>10}{'bare flask':>14}{'ratio':>10}")
+    print(row(f"max req/s (C={args.concurrency}, {args.duration:g} s)", "max_rps"))
+    print(row("  p50 ms, closed loop", "closed_p50_ms"))
+    print(row("  errors", "max_errors", ratio=False))
+    for pct in ("p50", "p95", "p99"):
+        print(row(f"{pct} ms {rate}", f"{pct}_ms"))
+    print(row(f"max ms {rate}", "max_ms"))
+    print(row("  requests completed", "fixed_sent", ratio=False))
+    print(row(f"  late starts (>{late_ms} ms)", "late_starts", ratio=False))
+    print(row("  errors", "fixed_errors", ratio=False))
+    ok = True
+    for name, s, table in (("connector", c, "events"), ("bare", b, "bodies")):
+        match = s["accepted_total"] == s["rows_stored"]
+        ok &= match and s["max_errors"] == 0 and s["fixed_errors"] == 0 and s["not_sent"] == 0
+        print(f"check {name}: 202 answers {s['accepted_total']} (incl. warm-up) vs rows in {table} "
+              f"{s['rows_stored']}: {'OK' if match else 'MISMATCH'}")
+    for name, r in results.items():
+        problems = r.closed.error_samples + r.fixed.error_samples
+        if problems or r.fixed.not_sent:
+            print(f"\n{name}: non-202 answers {r.closed.statuses | r.fixed.statuses}, not sent {r.fixed.not_sent}; "
+                  f"samples:\n  " + "\n  ".join(problems))
+        if r.stderr_problems:
+            print(f"\n{name} stderr ({r.stderr_lines} lines, {len(r.stderr_problems)} warning/error lines), first 40:")
+            print("\n".join("  " + line for line in r.stderr_problems[:40]))
+    if args.json:
+        print(json.dumps({"header": header, "options": vars(args), "connector": c, "bare": b, "ok": ok}, indent=2))
+    return ok
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load phase (default 10)")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients (default 16)")
+    parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second (default 200)")
+    parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers for both servers (default 5)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--dir", default=None, help="where the temporary stores go (default: the system temp dir)")
+    args = parser.parse_args()
+    if args.duration <= 0 or args.duration > 600 or args.concurrency < 1 or args.rate <= 0 or args.workers < 1:
+        parser.error("need 0 < duration <= 600, concurrency >= 1, rate > 0, workers >= 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
+    procs = max(1, min(os.cpu_count() or 1, 4))
+    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
+              f"SQLite {sqlite3.sqlite_version} WAL synchronous=FULL, {procs} load processes on the same host)")
+    results: dict[str, TargetResult] = {}
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-", dir=args.dir) as tmp, \
+            multiprocessing.get_context("spawn").Pool(procs) as pool:
+        for name, start, db, table in (("connector", start_connector, "connector.db", "events"),
+                                       ("bare", start_bare, "bare.db", "bodies")):
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name] = run_target(start(workdir, args.workers), workdir / db, table, pool, procs, args)
+    ok = report(results, args, header)
+    print(f"\ncommand: {shlex.join(['python', *sys.argv])}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

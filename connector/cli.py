@@ -1,0 +1,188 @@
+"""The `connector` command: thin click commands, each calling one library function.
+
+JSON goes to stdout, messages to stderr; a ConnectorError becomes "Error: …" and exit 1 in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from connector import sandbox as sandbox_mode
+from connector.config import Settings, load_settings
+from connector.errors import ConnectorError
+from connector.ledger import Ledger
+
+
+class _ConnectorGroup(click.Group):
+    """Turns every ConnectorError into a clean click error (exit 1) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConnectorError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CONNECTOR_CONFIG",
+    help="Config YAML (or $CONNECTOR_CONFIG).",
+)
+
+
+def _settings(config_path: Path | None) -> Settings:
+    if config_path is None:
+        raise click.UsageError("give --config FILE or set CONNECTOR_CONFIG")
+    return load_settings(config_path)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+@click.group(cls=_ConnectorGroup)
+@click.version_option(package_name="twox-crm-connector")
+def main() -> None:
+    """Receives 2X post-call webhooks and lands each call's outcome on the CRM contact."""
+
+
+@main.command()
+@config_option
+@click.option("--sandbox", is_flag=True, help="No credentials needed: SQLite here, a generated token.")
+@click.option("--host", default=None, help="Override receiver.host.")
+@click.option("--port", type=int, default=None, help="Override receiver.port.")
+@click.option("--workers", type=int, default=None, help="Override serve.workers.")
+def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the webhook receiver on gunicorn."""
+    from connector.serving import serve as run_server
+
+    if sandbox:
+        settings = sandbox_mode.sandbox_settings(Path.cwd())
+        click.echo(sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), host=host, port=port))
+    else:
+        settings = _settings(config_path)
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+@main.command()
+@config_option
+def validate(config_path: Path | None) -> None:
+    """Check the config (and the files it names); exit 0 when usable, 1 with every problem listed."""
+    settings = _settings(config_path)
+    problems: list[str] = []
+    for name, sink in settings.sinks.items():
+        if sink.mapping and not (settings.base_dir / sink.mapping).is_file():
+            problems.append(f"sinks.{name}.mapping: file not found: {sink.mapping}")
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    click.echo(
+        f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
+        f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}",
+        err=True,
+    )
+
+
+@main.command()
+@config_option
+def migrate(config_path: Path | None) -> None:
+    """Bring the store's schema to the newest revision (serve and worker also do this at start)."""
+    Ledger.open(_settings(config_path).store).dispose()
+    click.echo("store schema is up to date", err=True)
+
+
+@main.command()
+@config_option
+@click.argument("event_id")
+def status(config_path: Path | None, event_id: str) -> None:
+    """Show what happened to one event: stored body, normalized event, deliveries."""
+    from connector.reports import event_status
+
+    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    report = event_status(ledger, event_id)
+    if report is None:
+        raise click.ClickException(f"no event with id {event_id!r} (see `connector quarantine list` for refused bodies)")
+    _echo_json(report)
+
+
+@main.group()
+def quarantine() -> None:
+    """Bodies the receiver refused: list, show, replay."""
+
+
+@quarantine.command("list")
+@config_option
+@click.option("--all", "include_replayed", is_flag=True, help="Include bodies already replayed.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def quarantine_list(config_path: Path | None, include_replayed: bool, limit: int) -> None:
+    """List quarantined bodies, newest first (JSON)."""
+    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    rows = ledger.list_quarantine(limit=limit, include_replayed=include_replayed)
+    _echo_json([{**row, "errors": json.loads(row["errors"])} for row in rows])
+    if not rows:
+        click.echo("quarantine is empty", err=True)
+
+
+@quarantine.command("show")
+@config_option
+@click.argument("quarantine_id", type=int)
+def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
+    """Show one quarantined body with why it was refused."""
+    from connector.reports import quarantined_report
+
+    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    report = quarantined_report(ledger, quarantine_id)
+    if report is None:
+        raise click.ClickException(f"no quarantined body with id {quarantine_id}")
+    _echo_json(report)
+
+
+@quarantine.command("replay")
+@config_option
+@click.argument("quarantine_ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every body not yet replayed.")
+def quarantine_replay(config_path: Path | None, quarantine_ids: tuple[int, ...], replay_all: bool) -> None:
+    """Run quarantined bodies through ingestion again (after a fix); each keeps its quarantine record."""
+    from connector.reports import replay_quarantined
+
+    settings = _settings(config_path)
+    ledger = Ledger.open(settings.store)
+    ids = list(quarantine_ids)
+    if replay_all:
+        ids += [row["id"] for row in ledger.list_quarantine(limit=1_000_000)]
+    if not ids:
+        click.echo("nothing to replay", err=True)
+        return
+    results = [replay_quarantined(ledger, settings, qid) for qid in ids]
+    _echo_json(results)
+    if any(r["status"] >= 400 for r in results):
+        sys.exit(1)
+
+
+@main.command("send-sample")
+@click.option("--url", required=True, help="The receiver's full webhook URL.")
+@click.option("--header", "header_name", default="Authorization", show_default=True, help="Auth header name.")
+@click.option("--token", required=True, envvar="TWOX_WEBHOOK_TOKEN", help="Auth header value.")
+@click.option("--id", "event_id", default=None, help="Event id (random when omitted).")
+@click.option("--end-reason", default="call_transferred", show_default=True, help="call.end_reason to send.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the answer.")
+def send_sample(url: str, header_name: str, token: str, event_id: str | None, end_reason: str, timeout: float) -> None:
+    """Post a valid sample post-call webhook, as 2X's "Send Sample Postcall Webhook" does."""
+    import requests
+
+    from connector.sample import sample_payload
+
+    payload = sample_payload(event_id, end_reason=end_reason)
+    try:
+        response = requests.post(url, json=payload, headers={header_name: token}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"could not reach {url}: {exc.__class__.__name__}") from exc
+    click.echo(f"HTTP {response.status_code} {response.text.strip()}")
+    if not response.ok:
+        sys.exit(1)

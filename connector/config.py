@@ -1,0 +1,278 @@
+"""The connector's YAML configuration: `${VAR}` expansion, typed models, every problem reported at once.
+
+The models are the single source of truth for what a config may say: unknown keys are errors
+(a typo such as `max_body_byte` must not silently fall back to a default), each field carries a
+description, and secrets are `SecretStr` so they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from connector import defaults
+from connector.errors import ConfigError, ConfigProblem
+
+_ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthSettings(_Model):
+    """How 2X authenticates: a header name agreed with 2X and the exact value it sends."""
+
+    header: str = Field(defaults.AUTH_HEADER, min_length=1, description="Name of the HTTP header 2X sends the token in.")
+    tokens: list[SecretStr] = Field(
+        min_length=1,
+        description="Accepted header values, compared exactly and in constant time; list two while rotating.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_not_empty(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        for token in tokens:
+            if not token.get_secret_value().strip():
+                raise ValueError("a token is empty (is its environment variable set to an empty value?)")
+        return tokens
+
+
+class ReceiverSettings(_Model):
+    """The HTTP endpoint 2X posts to."""
+
+    host: str = Field(defaults.RECEIVER_HOST, description="Interface to bind; loopback unless a proxy fronts it.")
+    port: int = Field(defaults.RECEIVER_PORT, ge=1, le=65535, description="TCP port to listen on.")
+    path: str = Field(defaults.RECEIVER_PATH, pattern=r"^/", description="URL path of the post-call webhook.")
+    max_body_bytes: int = Field(
+        defaults.MAX_BODY_BYTES, ge=1024, description="Larger bodies are refused with 413 before being read whole."
+    )
+    auth: AuthSettings = Field(description="Header name and accepted tokens.")
+
+
+class StoreSettings(_Model):
+    """Where events, deliveries and quarantined bodies are kept."""
+
+    url: str = Field(defaults.STORE_URL, description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://…")
+    sqlite_busy_timeout_ms: int = Field(
+        defaults.SQLITE_BUSY_TIMEOUT_MS, ge=0, description="SQLite only: how long a writer waits for the write lock."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        defaults.SQLITE_SYNCHRONOUS,
+        description="SQLite only: FULL survives power loss; NORMAL survives process crashes only.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not (url.startswith("sqlite:") or url.startswith("postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return url
+
+
+class PhoneSettings(_Model):
+    """How lead phone numbers are normalized to E.164."""
+
+    default_region: str = Field(
+        defaults.PHONE_DEFAULT_REGION,
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 region used for numbers sent without a country code.",
+    )
+
+
+class ServeSettings(_Model):
+    """Process settings of `connector serve`."""
+
+    workers: int = Field(defaults.SERVE_WORKERS, ge=1, le=64, description="gunicorn worker processes for the receiver.")
+    timeout_s: int = Field(defaults.SERVE_TIMEOUT_S, ge=1, description="gunicorn worker timeout in seconds.")
+
+
+class LoggingSettings(_Model):
+    """Log output; personal data is never logged whatever the level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Minimum level written.")
+    json_lines: bool = Field(False, alias="json", description="One JSON object per line instead of plain text.")
+
+
+class _SinkBase(_Model):
+    enabled: bool = Field(True, description="A disabled sink keeps its config but receives no new deliveries.")
+    mapping: str | None = Field(None, description="Mapping YAML file, relative to the config file.")
+
+
+class HubSpotSinkSettings(_SinkBase):
+    """A HubSpot portal reached through a private-app token."""
+
+    type: Literal["hubspot"]
+    access_token: SecretStr = Field(description="Private-app access token (Bearer).")
+    base_url: str = Field("https://api.hubapi.com", description="API host; point it at the emulator or a proxy.")
+
+
+class SalesforceAuthSettings(_Model):
+    """One of: session id; username + password + security token; client credentials; JWT bearer."""
+
+    session_id: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    domain: str | None = Field(None, description="login, test, or a My Domain prefix such as acme.my")
+    consumer_key: str | None = None
+    consumer_secret: SecretStr | None = None
+    private_key_file: str | None = None
+
+
+class SalesforceSinkSettings(_SinkBase):
+    """A Salesforce org reached over its REST API."""
+
+    type: Literal["salesforce"]
+    instance_url: str = Field(description="https://<my-domain>.my.salesforce.com, or the emulator.")
+    api_version: str = Field("62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
+    auth: SalesforceAuthSettings = Field(description="Credentials; see the configuration reference.")
+    ca_bundle: str | None = Field(None, description="CA file to trust for TLS to instance_url (emulator, proxy).")
+
+
+class PluginSinkSettings(BaseModel):
+    """A sink provided by another package through the `connector.sinks` entry-point group.
+
+    Its own keys are validated by the plugin when the sink is opened.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    enabled: bool = True
+    mapping: str | None = None
+
+
+def _sink_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("hubspot", "salesforce") else "plugin"
+
+
+SinkSettings = Annotated[
+    Union[
+        Annotated[HubSpotSinkSettings, Tag("hubspot")],
+        Annotated[SalesforceSinkSettings, Tag("salesforce")],
+        Annotated[PluginSinkSettings, Tag("plugin")],
+    ],
+    Discriminator(_sink_tag),
+]
+
+
+class Settings(_Model):
+    """The whole configuration file."""
+
+    receiver: ReceiverSettings
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    sinks: dict[str, SinkSettings] = Field(default_factory=dict, description="Named CRM sinks; {} only stores.")
+    base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file; relative paths start here.")
+
+    def enabled_sinks(self) -> list[str]:
+        """Names of the sinks that receive new deliveries, sorted for a stable order."""
+        return sorted(name for name, sink in self.sinks.items() if sink.enabled)
+
+
+def expand_env(node: Any, environ: dict[str, str], path: str, problems: list[ConfigProblem]) -> Any:
+    """Expand `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree (`$$` is a literal `$`).
+
+    Expansion happens after parsing, so a variable's value can never change the YAML structure.
+    """
+    if isinstance(node, dict):
+        return {k: expand_env(v, environ, _join(path, str(k)), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ and (environ[name] != "" or default is None):
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(ConfigProblem(path or "<root>", f"environment variable {name} is not set"))
+        return ""
+
+    return _ENV_PATTERN.sub(substitute, node)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("hubspot", "salesforce", "plugin") and path.startswith("sinks."):
+            continue  # discriminator tags are not part of the user's YAML
+        else:
+            path = _join(path, str(part))
+    return path or "<root>"
+
+
+def parse_settings(document: Any, *, source: str, base_dir: Path, environ: dict[str, str] | None = None) -> Settings:
+    """Validate an already-parsed YAML document; raise one ConfigError listing every problem."""
+    problems: list[ConfigProblem] = []
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(source, [ConfigProblem("<root>", "the configuration must be a mapping of sections")])
+    expanded = expand_env(document, dict(os.environ if environ is None else environ), "", problems)
+    try:
+        settings = Settings.model_validate({**expanded, "base_dir": base_dir})
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            problems.append(ConfigProblem(_loc_to_path(err["loc"]), err["msg"]))
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return _resolve_relative_paths(settings, base_dir)
+
+
+def _resolve_relative_paths(settings: Settings, base_dir: Path) -> Settings:
+    """A relative SQLite file lives beside the config file, wherever the command is run from."""
+    url = settings.store.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        relative = url[len(prefix):]
+        if relative and not relative.startswith(":memory:"):
+            store = settings.store.model_copy(update={"url": prefix + str((base_dir / relative).resolve())})
+            return settings.model_copy(update={"store": store})
+    return settings
+
+
+def load_settings(path: str | Path, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read, expand and validate a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [ConfigProblem("<root>", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<root>"
+        raise ConfigError(str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ)

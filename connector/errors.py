@@ -1,0 +1,66 @@
+"""One error root for the connector, grouped by what the caller must do next.
+
+```
+ConnectorError
+├─ ConfigError     startup fails, exit 1; names the YAML path of each problem
+├─ PayloadError    the webhook body is rejected: 400/413/415/422 + quarantine; carries the field path
+├─ StoreError      the ledger cannot be reached: 503, and 2X retries
+└─ MappingError    planning fails; names the mapping file and line; the event stays replayable
+```
+
+Messages never contain secrets, phone numbers, names or transcript text: they name the
+place (YAML path, field path) and the kind of problem, not the personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ConnectorError(Exception):
+    """Root of every error the connector raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration or mapping file."""
+
+    path: str
+    """Dotted YAML path, e.g. ``receiver.auth.tokens[0]``; ``<root>`` for the document itself."""
+    message: str
+
+
+class ConfigError(ConnectorError):
+    """The configuration cannot be used; every problem found is listed, not only the first."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {p.path}: {p.message}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class PayloadError(ConnectorError):
+    """A webhook body we will not accept; the receiver answers ``status`` and quarantines the body."""
+
+    status: int
+    """HTTP status for the answer: 400, 413, 415 or 422."""
+    code: str
+    """Stable machine-readable code, e.g. ``invalid_json``, ``validation_failed``."""
+    detail: str
+    """Human-readable explanation, free of personal data."""
+    errors: list[dict[str, str]] = field(default_factory=list)
+    """Per-field problems: ``{"path": "call.duration", "message": "..."}``."""
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.status} {self.code}: {self.detail}")
+
+
+class StoreError(ConnectorError):
+    """The ledger is unreachable or failed; nothing was acknowledged."""
+
+
+class MappingError(ConnectorError):
+    """A mapping cannot turn this event into a plan; the event stays stored and replayable."""

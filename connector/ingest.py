@@ -1,0 +1,176 @@
+"""From a body's bytes to a stored event or a quarantined body, with the HTTP answer for each.
+
+Shared by the HTTP receiver and by quarantine replay, so a replayed body goes through exactly the
+checks a posted one does. Knows nothing of Flask: the receiver handles auth, size and media type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.errors import PayloadError
+from connector.ledger import IngestStatus, Ledger, RejectedBody
+from connector.payload import CallEvent, parse_webhook
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_DEPTH = 64
+"""Deeper documents are refused: no real call record nests past a handful of levels, and deep
+nesting is a classic way to exhaust a parser's stack."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the receiver answers: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def decode_json(body: bytes) -> object:
+    """Parse a body as UTF-8 JSON (RFC 8259 §8.1), refusing NaN/Infinity and absurd nesting."""
+    if not body.strip():
+        raise PayloadError(400, "empty_body", "the body is empty; a post-call webhook is a JSON object")
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]  # a UTF-8 byte-order mark is tolerated (RFC 8259 §8.1 allows ignoring it)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError(400, "invalid_encoding", "the body is not UTF-8 encoded JSON (RFC 8259 §8.1)") from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth_exceeds(text, MAX_JSON_DEPTH):
+        raise PayloadError(400, "too_deeply_nested", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable number or constant"
+        raise PayloadError(400, "invalid_json", f"the body is not valid JSON: {reason}{where}") from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    """Nesting depth of brackets outside strings, computed without recursion."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def content_hash(document: object) -> str:
+    """Hash of the canonical JSON form: the same event re-serialized differently is a duplicate, not a conflict."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_body(body: bytes, *, default_region: str) -> tuple[object, CallEvent]:
+    """Decode and normalize; raise PayloadError for anything that is not a usable call record."""
+    document = decode_json(body)
+    try:
+        return document, parse_webhook(document, default_region=default_region)
+    except PayloadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place a normalizer bug must not become a 5xx
+        log.exception("normalization failed unexpectedly (%s); body quarantined", exc.__class__.__name__)
+        raise PayloadError(422, "normalization_failed", "the payload could not be normalized") from exc
+
+
+def ingest(
+    body: bytes,
+    content_type: str | None,
+    *,
+    ledger: Ledger,
+    default_region: str,
+    sinks: list[str],
+) -> Reply:
+    """Store the body as an event (202/200/409) or quarantine it (400/422).
+
+    Raises StoreError when the ledger is down: the caller answers 503 and 2X retries.
+    """
+    try:
+        document, event = parse_body(body, default_region=default_region)
+    except PayloadError as exc:
+        return reject(ledger, exc, body, content_type, event_id=_id_if_any(body))
+    result = ledger.record_event(
+        event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks
+    )
+    if result.status is IngestStatus.ACCEPTED:
+        log.info("event accepted", extra={"event_id": event.id, "end_reason": event.call.end_reason.value})
+        return Reply(202, {"id": event.id, "status": "accepted"})
+    if result.status is IngestStatus.DUPLICATE:
+        log.info("duplicate event ignored", extra={"event_id": event.id})
+        return Reply(200, {"id": event.id, "status": "duplicate"})
+    log.warning("event id reused with a different body", extra={"event_id": event.id})
+    return Reply(
+        409,
+        {
+            "error": "id_conflict",
+            "detail": "this id was already accepted with a different body; the new body is quarantined",
+            "id": event.id,
+            "quarantine_id": result.quarantine_id,
+        },
+    )
+
+
+def reject(
+    ledger: Ledger,
+    error: PayloadError,
+    body: bytes,
+    content_type: str | None,
+    *,
+    truncated: bool = False,
+    event_id: str | None = None,
+) -> Reply:
+    """Quarantine a refused body and build the JSON error answer."""
+    quarantine_id = ledger.quarantine(
+        RejectedBody(
+            body=body,
+            content_type=content_type,
+            http_status=error.status,
+            code=error.code,
+            detail=error.detail,
+            errors=error.errors,
+            truncated=truncated,
+            event_id=event_id,
+        )
+    )
+    log.warning(
+        "body rejected and quarantined",
+        extra={"status": error.status, "code": error.code, "quarantine_id": quarantine_id, "event_id": event_id},
+    )
+    payload: dict[str, Any] = {"error": error.code, "detail": error.detail, "quarantine_id": quarantine_id}
+    if error.errors:
+        payload["errors"] = error.errors
+    return Reply(error.status, payload)
+
+
+def _id_if_any(body: bytes) -> str | None:
+    """The `id` of a refused body when it has a usable one, to find it again in quarantine."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(document, dict) and isinstance(document.get("id"), (int, str)) and not isinstance(document["id"], bool):
+        return str(document["id"]).strip()[:128] or None
+    return None

@@ -1,0 +1,56 @@
+"""Builds the SQLAlchemy engine for the configured store, with the SQLite settings that make it safe.
+
+SQLite: WAL (readers never block the writer), a busy timeout (several gunicorn workers share one
+write lock), `synchronous` from the config, foreign keys on, and transactions that begin with
+`BEGIN IMMEDIATE` when they will write (execution option `WRITE_OPTION`), so a writer takes the
+lock up front instead of failing half-way with "database is locked" when two deferred
+transactions both try to upgrade; read-only transactions stay deferred and never block writers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+WRITE_OPTION = "connector_writes"
+"""Execution option marking a connection that will write; SQLite then begins IMMEDIATE."""
+
+from connector.config import StoreSettings
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, for transactions that write (IMMEDIATE on SQLite, unchanged elsewhere)."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def make_engine(store: StoreSettings) -> Engine:
+    """Create an engine for `store.url`; call it after fork, never share one across processes."""
+    if store.url.startswith("sqlite"):
+        return _sqlite_engine(store)
+    return create_engine(store.url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _sqlite_engine(store: StoreSettings) -> Engine:
+    # NullPool: a connection per checkout is cheap for a file and avoids sharing across threads.
+    engine = create_engine(store.url, poolclass=NullPool, connect_args={"check_same_thread": False})
+    busy_ms = store.sqlite_busy_timeout_ms
+    synchronous = store.sqlite_synchronous
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,79 @@
+"""Brings a store's schema to the newest revision with Alembic, safely from several processes at once.
+
+Every process that opens the ledger may call `upgrade()`: PostgreSQL serializes them with an
+advisory lock, SQLite with an exclusive lock file beside the database, so two gunicorn workers
+starting together never run the same migration twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x2C0_2EC7  # arbitrary constant shared by every connector process
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this version of the code knows."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "no migration scripts found"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the store is at, or None for an empty store."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the store to the head revision (no-op when already there)."""
+    with _exclusive(engine), engine.connect() as connection:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        connection.commit()
+
+
+@contextlib.contextmanager
+def _exclusive(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as lock_connection:
+            _pg_lock(lock_connection)
+            try:
+                yield
+            finally:
+                lock_connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                lock_connection.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(f"{database}.migrate.lock")
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pg_lock(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+    connection.commit()

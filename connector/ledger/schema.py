@@ -1,0 +1,124 @@
+"""Tables of the ledger (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+The migration scripts under `migrations/versions` create these tables; this module is what the
+code reads and writes through. A test checks that a freshly migrated database matches it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit column.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns them aware, on every backend.
+
+    SQLite has no time zone type; without this, values would come back naive and comparisons
+    against `datetime.now(timezone.utc)` would raise.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use an aware UTC datetime")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery (one event to one sink) stands; the worker moves it between these."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    RETRY_SCHEDULED = "retry_scheduled"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    PAUSED = "paused"
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),  # 2X's id, as a string
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("body", LargeBinary(), nullable=False),  # raw body exactly as received
+    Column("body_sha256", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False),  # sha256 of the canonical JSON; decides duplicate vs conflict
+    Column("content_type", String(255), nullable=True),
+    Column("normalized", Text(), nullable=False),  # CallEvent as JSON
+    Column("end_reason", String(64), nullable=True),
+    Column("contact_key", String(32), nullable=True),  # E.164 phone; orders deliveries per contact
+    Index("ix_events_received_at", "received_at"),
+    Index("ix_events_contact_key", "contact_key"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("http_status", SmallInteger(), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("detail", Text(), nullable=False),
+    Column("errors", Text(), nullable=False),  # JSON list of {path, message}
+    Column("body", LargeBinary(), nullable=False),  # raw body up to max_body_bytes
+    Column("body_truncated", Boolean(), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("content_type", String(255), nullable=True),
+    Column("event_id", String(128), nullable=True),  # set when the body named an id (e.g. an id conflict)
+    Column("replayed_at", UTCDateTime(), nullable=True),
+    Column("replay_result", String(255), nullable=True),
+    Index("ix_quarantine_received_at", "received_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), ForeignKey("events.event_id", ondelete="CASCADE"), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("priority", SmallInteger(), nullable=False),  # lower is claimed first; do-not-call is 0
+    Column("attempts", Integer(), nullable=False, default=0),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("event_id", "sink", name="uq_deliveries_event_sink"),
+    Index("ix_deliveries_due", "status", "priority", "due_at"),
+)

@@ -1,0 +1,257 @@
+"""The ledger: the durable record of every webhook, accepted or quarantined, and of its deliveries.
+
+Each public method is one transaction. `record_event` is the receiver's commit point: it returns
+only after the event and its deliveries are committed, so a 2xx always means "stored".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from connector.config import StoreSettings
+from connector.errors import StoreError
+from connector.ledger import migrate
+from connector.ledger.engine import make_engine, writer
+from connector.ledger.schema import DeliveryStatus, deliveries, events, quarantine
+
+if TYPE_CHECKING:
+    from connector.payload import CallEvent
+
+DNC_PRIORITY = 0
+"""Do-not-call deliveries are claimed first: honouring them is a legal obligation."""
+DEFAULT_PRIORITY = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class IngestStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: IngestStatus
+    event_id: str
+    quarantine_id: int | None = None
+    """For a conflict: where the differing body was kept."""
+
+
+@dataclass(frozen=True)
+class RejectedBody:
+    """A body the receiver refused, with why; becomes one quarantine row."""
+
+    body: bytes
+    content_type: str | None
+    http_status: int
+    code: str
+    detail: str
+    errors: list[dict[str, str]]
+    truncated: bool = False
+    event_id: str | None = None
+
+
+class Ledger:
+    """Durable store of events, deliveries and quarantined bodies (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writes = writer(engine)
+
+    @classmethod
+    def open(cls, store: StoreSettings, *, migrate_schema: bool = True) -> Ledger:
+        """Connect to the configured store and, by default, bring its schema up to date."""
+        ledger = cls(make_engine(store))
+        if migrate_schema:
+            ledger.migrate()
+        return ledger
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision."""
+        try:
+            migrate.upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the store: {exc.__class__.__name__}") from exc
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store answers and its schema is current."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            if migrate.current_revision(self.engine) != migrate.head_revision():
+                raise StoreError("the store's schema is not at the current revision; run `connector migrate`")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        event: CallEvent,
+        *,
+        body: bytes,
+        content_type: str | None,
+        content_hash: str,
+        sinks: list[str],
+        keep_conflicting_body: bool = True,
+    ) -> IngestResult:
+        """Store an accepted event and one pending delivery per sink, or tell why it is not new.
+
+        Races are settled by the primary key: of two concurrent posts with the same id exactly
+        one insert commits; the other finds that row and answers duplicate or conflict.
+        A conflicting body is quarantined unless `keep_conflicting_body` is False (a replay of a
+        body that is already in quarantine).
+        """
+        now = utcnow()
+        priority = DNC_PRIORITY if event.call.end_reason.value == "do_not_call" else DEFAULT_PRIORITY
+        row = {
+            "event_id": event.id,
+            "received_at": now,
+            "body": body,
+            "body_sha256": sha256_hex(body),
+            "content_hash": content_hash,
+            "content_type": content_type,
+            "normalized": event.model_dump_json(),
+            "end_reason": event.call.end_reason.value,
+            "contact_key": event.contact_key,
+        }
+        delivery_rows = [_new_delivery(event.id, sink, priority, now) for sink in sinks]
+        try:
+            with self._writes.begin() as connection:
+                connection.execute(events.insert().values(row))
+                if delivery_rows:
+                    connection.execute(deliveries.insert(), delivery_rows)
+            return IngestResult(IngestStatus.ACCEPTED, event.id)
+        except IntegrityError:
+            pass  # the id exists: decide duplicate vs conflict below
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store the event: {exc.__class__.__name__}") from exc
+        return self._settle_existing(event.id, body, content_type, content_hash, keep_conflicting_body)
+
+    def _settle_existing(
+        self, event_id: str, body: bytes, content_type: str | None, content_hash: str, keep_body: bool
+    ) -> IngestResult:
+        try:
+            with self.engine.connect() as connection:
+                existing = connection.execute(
+                    select(events.c.content_hash).where(events.c.event_id == event_id)
+                ).scalar_one()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the stored event: {exc.__class__.__name__}") from exc
+        if existing == content_hash:
+            return IngestResult(IngestStatus.DUPLICATE, event_id)
+        if not keep_body:
+            return IngestResult(IngestStatus.CONFLICT, event_id)
+        quarantine_id = self.quarantine(
+            RejectedBody(
+                body=body,
+                content_type=content_type,
+                http_status=409,
+                code="id_conflict",
+                detail="an event with this id was already accepted with a different body; this body is kept here",
+                errors=[{"path": "id", "message": "already used by a different body"}],
+                event_id=event_id,
+            )
+        )
+        return IngestResult(IngestStatus.CONFLICT, event_id, quarantine_id)
+
+    def quarantine(self, rejected: RejectedBody) -> int:
+        """Keep a refused body, with why, so it can be inspected and replayed; returns its id."""
+        row = {
+            "received_at": utcnow(),
+            "http_status": rejected.http_status,
+            "code": rejected.code,
+            "detail": rejected.detail,
+            "errors": json.dumps(rejected.errors),
+            "body": rejected.body,
+            "body_truncated": rejected.truncated,
+            "body_sha256": sha256_hex(rejected.body),
+            "content_type": rejected.content_type,
+            "event_id": rejected.event_id,
+        }
+        try:
+            with self._writes.begin() as connection:
+                result = connection.execute(quarantine.insert().values(row))
+                return int(result.inserted_primary_key[0])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot quarantine the body: {exc.__class__.__name__}") from exc
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """The stored event row (raw body, normalized JSON, hashes, times) or None."""
+        with self._reading() as connection:
+            row = connection.execute(select(events).where(events.c.event_id == event_id)).mappings().first()
+        return dict(row) if row else None
+
+    def deliveries_for(self, event_id: str) -> list[dict[str, Any]]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(deliveries).where(deliveries.c.event_id == event_id).order_by(deliveries.c.sink)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def count_events(self) -> int:
+        with self._reading() as connection:
+            return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def list_quarantine(self, *, limit: int = 50, include_replayed: bool = False) -> list[dict[str, Any]]:
+        """Newest first; without the bodies, which can be large."""
+        columns = [c for c in quarantine.c if c.name != "body"]
+        query = select(*columns).order_by(quarantine.c.id.desc()).limit(limit)
+        if not include_replayed:
+            query = query.where(quarantine.c.replayed_at.is_(None))
+        with self._reading() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def get_quarantined(self, quarantine_id: int) -> dict[str, Any] | None:
+        with self._reading() as connection:
+            row = connection.execute(select(quarantine).where(quarantine.c.id == quarantine_id)).mappings().first()
+        return dict(row) if row else None
+
+    def note_replay(self, quarantine_id: int, result: str, *, settled: bool) -> None:
+        """Record a replay's result; `settled` marks the body as done (it stays, never deleted)."""
+        values: dict[str, Any] = {"replay_result": result[:255]}
+        if settled:
+            values["replayed_at"] = utcnow()
+        with self._writes.begin() as connection:
+            connection.execute(quarantine.update().where(quarantine.c.id == quarantine_id).values(values))
+
+    def _reading(self) -> Any:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
+
+
+def _new_delivery(event_id: str, sink: str, priority: int, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "sink": sink,
+        "status": DeliveryStatus.PENDING.value,
+        "priority": priority,
+        "attempts": 0,
+        "due_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,65 @@
+"""Log set-up: plain or JSON lines, with the event id and stage as fields, never personal data.
+
+Callers pass context through `extra=` (event_id, code, status …); nothing in the connector logs a
+phone number, a name or transcript text, and `mask_phone` exists for the rare place that must
+refer to a number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from connector.config import LoggingSettings
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def mask_phone(e164: str | None) -> str:
+    """`+12025550143` → `+1******0143`: enough to tell numbers apart in support, not to call them."""
+    if not e164:
+        return "-"
+    return e164[:2] + "*" * max(len(e164) - 6, 0) + e164[-4:]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every `extra=` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    """Human-readable line with the `extra=` fields appended as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        return line + ("".join(f" {k}={v}" for k, v in fields.items()) if fields else "")
+
+
+def setup_logging(settings: LoggingSettings) -> None:
+    """Route the `connector` loggers to stderr in the configured format (idempotent)."""
+    logger = logging.getLogger("connector")
+    logger.setLevel(settings.level)
+    for handler in list(logger.handlers):
+        if getattr(handler, "_connector", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._connector = True  # type: ignore[attr-defined]
+    handler.setFormatter(
+        JsonFormatter() if settings.json_lines else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logger.addHandler(handler)
+    logger.propagate = False

@@ -1,0 +1,75 @@
+"""Operator views of the ledger (status of an event, a quarantined body) and quarantine replay."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connector.config import Settings
+from connector.errors import PayloadError
+from connector.ingest import content_hash, parse_body
+from connector.ledger import IngestStatus, Ledger
+
+
+def _body_text(body: bytes) -> str:
+    return body.decode("utf-8", errors="backslashreplace")
+
+
+def event_status(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
+    """Everything known about one event: stored body, normalized form, deliveries."""
+    row = ledger.get_event(event_id)
+    if row is None:
+        return None
+    return {
+        "event_id": row["event_id"],
+        "received_at": row["received_at"].isoformat(),
+        "content_type": row["content_type"],
+        "body_sha256": row["body_sha256"],
+        "body": _body_text(row["body"]),
+        "normalized": json.loads(row["normalized"]),
+        "deliveries": [
+            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()}
+            for d in ledger.deliveries_for(event_id)
+        ],
+    }
+
+
+def quarantined_report(ledger: Ledger, quarantine_id: int) -> dict[str, Any] | None:
+    """A quarantined body with why it was refused."""
+    row = ledger.get_quarantined(quarantine_id)
+    if row is None:
+        return None
+    return {**row, "errors": json.loads(row["errors"]), "body": _body_text(row["body"])}
+
+
+def replay_quarantined(ledger: Ledger, settings: Settings, quarantine_id: int) -> dict[str, Any]:
+    """Run a quarantined body through normalization and storage again, with today's code.
+
+    The quarantine row stays (audit); it is marked replayed when the body became an event, or
+    annotated with why it is still refused.
+    """
+    row = ledger.get_quarantined(quarantine_id)
+    if row is None:
+        return {"quarantine_id": quarantine_id, "status": 404, "result": "not found"}
+    if row["body_truncated"]:
+        result = "cannot replay: the body was larger than the limit and only its beginning was kept"
+        ledger.note_replay(quarantine_id, result, settled=False)
+        return {"quarantine_id": quarantine_id, "status": 413, "result": result}
+    try:
+        document, event = parse_body(row["body"], default_region=settings.phone.default_region)
+    except PayloadError as exc:
+        result = f"still refused: {exc.status} {exc.code}"
+        ledger.note_replay(quarantine_id, result, settled=False)
+        return {"quarantine_id": quarantine_id, "status": exc.status, "result": result, "errors": exc.errors}
+    outcome = ledger.record_event(
+        event,
+        body=row["body"],
+        content_type=row["content_type"],
+        content_hash=content_hash(document),
+        sinks=settings.enabled_sinks(),
+        keep_conflicting_body=False,
+    )
+    status = {IngestStatus.ACCEPTED: 202, IngestStatus.DUPLICATE: 200, IngestStatus.CONFLICT: 409}[outcome.status]
+    result = f"{outcome.status.value} as event {event.id}"
+    ledger.note_replay(quarantine_id, result, settled=outcome.status is not IngestStatus.CONFLICT)
+    return {"quarantine_id": quarantine_id, "status": status, "result": result, "event_id": event.id}

@@ -1,0 +1,141 @@
+"""Shared fixtures: fresh ledgers on SQLite and on the real local PostgreSQL, a served receiver over
+real HTTP, and a clean environment for every test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from connector.app import create_app
+from connector.config import Settings, parse_settings
+from connector.ledger import Ledger
+
+PG_ADMIN_URL = os.environ.get("CONNECTOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""A PostgreSQL server the tests may create and drop databases on (trust auth on loopback)."""
+
+TOKEN = "test-token-" + "x" * 20
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may depend on the developer's credentials, proxies or config."""
+    for name in list(os.environ):
+        if name.startswith(("TWOX_", "HUBSPOT_", "SF_", "CONNECTOR_CONFIG")) or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server for this test session, dropped at the end."""
+    if os.environ.get("CONNECTOR_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("CONNECTOR_TEST_SKIP_POSTGRES=1: PostgreSQL tests explicitly disabled")
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"connector_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}); start it "
+            "(see README, 'Running the tests') or set CONNECTOR_TEST_SKIP_POSTGRES=1 to skip its tests"
+        )
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    sa.create_engine(url).dispose()
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_settings(store_url: str, **sections: Any) -> Settings:
+    """Settings for tests: a known token, the given store, optional extra sections."""
+    document: dict[str, Any] = {
+        "receiver": {"auth": {"header": "Authorization", "tokens": [TOKEN]}, "max_body_bytes": 64_000},
+        "store": {"url": store_url},
+        **sections,
+    }
+    return parse_settings(document, source="<test>", base_dir=Path("."), environ={})
+
+
+def _truncate_all(ledger: Ledger) -> None:
+    with ledger.engine.begin() as connection:
+        for table in ("deliveries", "quarantine", "events"):
+            connection.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on each backend: a new SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("pg_server_url")
+
+
+@pytest.fixture
+def ledger(store_url: str) -> Iterator[Ledger]:
+    """A migrated, empty ledger on each backend."""
+    opened = Ledger.open(make_settings(store_url).store)
+    _truncate_all(opened)
+    yield opened
+    opened.dispose()
+
+
+@dataclass
+class Served:
+    """A receiver served over real HTTP on loopback."""
+
+    base_url: str
+    url: str
+    token: str
+    ledger: Ledger
+    settings: Settings
+
+
+@pytest.fixture
+def served(ledger: Ledger, store_url: str) -> Iterator[Served]:
+    """The app on a threaded Werkzeug server on a free loopback port, one per test."""
+    settings = make_settings(store_url, sinks={})
+    yield from _serve(settings, ledger)
+
+
+@pytest.fixture
+def served_sqlite(tmp_path: Path) -> Iterator[Served]:
+    """Like `served`, SQLite only (for tests about HTTP, not about the backend)."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'served.db'}")
+    opened = Ledger.open(settings.store)
+    yield from _serve(settings, opened)
+    opened.dispose()
+
+
+def _serve(settings: Settings, ledger: Ledger) -> Iterator[Served]:
+    app = create_app(settings, ledger=ledger)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield Served(base, base + settings.receiver.path, TOKEN, ledger, settings)
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def random_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,215 @@
+"""The webhook endpoint over real HTTP: exact status codes for good and hostile bodies, on both backends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from connector.payload import EndReason, FailureReason
+from connector.sample import VENDOR_SAMPLE_VERBATIM, sample_payload
+from tests.conftest import Served
+
+JSON = "application/json"
+
+
+def post(served: Served, body: bytes | str, content_type: str | None = JSON, token: str | None = "<ok>",
+         headers: dict[str, str] | None = None) -> requests.Response:
+    sent = {**(headers or {})}
+    if content_type is not None:
+        sent["Content-Type"] = content_type
+    if token is not None:
+        sent["Authorization"] = served.token if token == "<ok>" else token
+    data = body.encode() if isinstance(body, str) else body
+    return requests.post(served.url, data=data, headers=sent, timeout=10)
+
+
+def quarantined(served: Served) -> list[dict[str, Any]]:
+    return served.ledger.list_quarantine(include_replayed=True)
+
+
+def nested(depth: int) -> str:
+    return '{"id": 1, "call": {}, "meta": {"x": ' + "[" * depth + "]" * depth + "}}"
+
+
+def test_vendor_sample_made_valid_is_accepted_and_stored_once(served: Served) -> None:
+    document = sample_payload(123)
+    document["call"]["end_reason"] = "transferred"
+    answer = post(served, json.dumps(document))
+    assert answer.status_code == 202
+    assert answer.json() == {"id": "123", "status": "accepted"}
+    stored = served.ledger.get_event("123")
+    assert stored is not None and json.loads(stored["body"]) == document
+    assert json.loads(stored["normalized"])["call"]["end_reason"]["value"] == "call_transferred"
+
+    again = post(served, json.dumps(document))
+    assert (again.status_code, again.json()) == (200, {"id": "123", "status": "duplicate"})
+    assert served.ledger.count_events() == 1
+
+
+def test_same_id_with_another_body_is_409_and_kept(served: Served) -> None:
+    assert post(served, json.dumps(sample_payload(5, end_reason="hung_up"))).status_code == 202
+    answer = post(served, json.dumps(sample_payload(5, end_reason="do_not_call")))
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "id_conflict"
+    kept = quarantined(served)
+    assert [(q["code"], q["event_id"]) for q in kept] == [("id_conflict", "5")]
+
+
+@pytest.mark.parametrize("end_reason", [r.value for r in EndReason])
+def test_every_documented_end_reason_is_accepted(served: Served, end_reason: str) -> None:
+    answer = post(served, json.dumps(sample_payload(1000, end_reason=end_reason)))
+    assert answer.status_code == 202
+    assert served.ledger.get_event("1000")["end_reason"] == end_reason
+
+
+@pytest.mark.parametrize("failure_reason", [r.value for r in FailureReason])
+def test_every_documented_failure_reason_is_accepted(served: Served, failure_reason: str) -> None:
+    document = sample_payload(2000, end_reason="no_answer")
+    document["call"].update(failure_reason=failure_reason, answered=False, duration=0)
+    assert post(served, json.dumps(document)).status_code == 202
+    normalized = json.loads(served.ledger.get_event("2000")["normalized"])
+    assert normalized["call"]["failure_reason"] == {"value": failure_reason, "raw": failure_reason, "known": True}
+
+
+def test_unknown_end_reason_is_kept_verbatim_not_rejected(served: Served) -> None:
+    assert post(served, json.dumps(sample_payload(3, end_reason="Line_Busy"))).status_code == 202
+    normalized = json.loads(served.ledger.get_event("3")["normalized"])
+    assert normalized["call"]["end_reason"] == {"value": "Line_Busy", "raw": "Line_Busy", "known": False}
+    assert "end_reason_unknown" in normalized["flags"]
+
+
+HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
+    ("vendor sample verbatim", VENDOR_SAMPLE_VERBATIM.encode(), JSON, 400, "invalid_json"),
+    ("invalid json", b'{"id": 1, "call": {', JSON, 400, "invalid_json"),
+    ("empty body", b"", JSON, 400, "empty_body"),
+    ("whitespace body", b"  \n ", JSON, 400, "empty_body"),
+    ("array", b"[1, 2]", JSON, 400, "not_an_object"),
+    ("null", b"null", JSON, 400, "not_an_object"),
+    ("string", b'"hello"', JSON, 400, "not_an_object"),
+    ("number", b"42", JSON, 400, "not_an_object"),
+    ("empty object", b"{}", JSON, 400, "not_a_call_record"),
+    ("NaN", b'{"id": 1, "call": {"duration": NaN}}', JSON, 400, "invalid_json"),
+    ("deeply nested", nested(200).encode(), JSON, 400, "too_deeply_nested"),
+    ("very deeply nested", ("[" * 30_000 + "]" * 30_000).encode(), JSON, 400, "too_deeply_nested"),
+    ("utf-16 with bom", '{"id": 1, "call": {}}'.encode("utf-16"), JSON, 400, "invalid_encoding"),
+    ("utf-16 declared", '{"id": 1, "call": {}}'.encode("utf-16"), JSON + "; charset=utf-16", 415,
+     "unsupported_media_type"),
+    ("latin-1 bytes", '{"id": 1, "call": {}, "record_first_name": "Jos\u00e9"}'.encode("latin-1"), JSON, 400,
+     "invalid_encoding"),
+    ("form encoded", b"id=1&call=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ("text/plain json", b'{"id": 1, "call": {}}', "text/plain", 415, "unsupported_media_type"),
+    ("no content type", b'{"id": 1, "call": {}}', None, 415, "unsupported_media_type"),
+    ("multipart", b"--x\r\n\r\n", "multipart/form-data; boundary=x", 415, "unsupported_media_type"),
+    ("missing id", b'{"call": {"end_reason": "hung_up"}}', JSON, 422, "validation_failed"),
+    ("call not an object", b'{"id": 1, "call": "hung_up"}', JSON, 422, "validation_failed"),
+    ("negative duration", b'{"id": 1, "call": {"duration": -5}}', JSON, 422, "validation_failed"),
+    ("duration not a number", b'{"id": 1, "call": {"duration": "long"}}', JSON, 422, "validation_failed"),
+    ("answered not boolean", b'{"id": 1, "call": {"answered": "maybe"}}', JSON, 422, "validation_failed"),
+    ("id is a bool", b'{"id": true, "call": {}}', JSON, 422, "validation_failed"),
+    ("transcript a string", b'{"id": 1, "call": {}, "transcript": "hello"}', JSON, 422, "validation_failed"),
+    ("meta a list", b'{"id": 1, "call": {}, "meta": [1]}', JSON, 422, "validation_failed"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [h[1:] for h in HOSTILE],
+                         ids=[h[0] for h in HOSTILE])
+def test_hostile_bodies_get_exact_codes_and_are_quarantined(
+    served: Served, body: bytes, content_type: str | None, status: int, code: str
+) -> None:
+    answer = post(served, body, content_type)
+    assert answer.status_code == status
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json()["error"] == code
+    assert served.ledger.count_events() == 0
+    kept = quarantined(served)
+    assert len(kept) == 1
+    assert (kept[0]["http_status"], kept[0]["code"]) == (status, code)
+    assert served.ledger.get_quarantined(kept[0]["id"])["body"] == body
+
+
+@pytest.mark.parametrize(
+    ("body", "paths"),
+    [
+        (b'{"call": {}}', ["id"]),
+        (b'{"id": 1, "call": "x"}', ["call"]),
+        (b'{"id": 1, "call": {"duration": -1, "answered": "maybe"}}', ["call.answered", "call.duration"]),
+        (b'{"id": 1, "call": {}, "transcript": [{"role": "user", "content": "hi"}, 7]}', ["transcript[1]"]),
+    ],
+)
+def test_validation_errors_name_every_field_path(served: Served, body: bytes, paths: list[str]) -> None:
+    answer = post(served, body)
+    assert answer.status_code == 422
+    assert sorted(e["path"] for e in answer.json()["errors"]) == paths
+
+
+def test_body_over_the_limit_is_413_and_its_beginning_is_kept(served: Served) -> None:
+    limit = served.settings.receiver.max_body_bytes
+    document = sample_payload(9)
+    document["meta"] = {"padding": "x" * (limit + 10)}
+    body = json.dumps(document).encode()
+    answer = post(served, body)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "body_too_large"
+    kept = quarantined(served)[0]
+    assert kept["body_truncated"] is True
+    assert served.ledger.get_quarantined(kept["id"])["body"] == body[:limit]
+    assert served.ledger.count_events() == 0
+
+
+def test_chunked_body_over_the_limit_is_413(served: Served) -> None:
+    limit = served.settings.receiver.max_body_bytes
+
+    def chunks():
+        yield b'{"id": 1, "call": {}, "meta": {"p": "'
+        for _ in range(limit // 1000 + 5):
+            yield b"y" * 1000
+        yield b'"}}'
+
+    answer = requests.post(served.url, data=chunks(), timeout=10,
+                           headers={"Content-Type": JSON, "Authorization": served.token})
+    assert answer.status_code == 413
+    assert served.ledger.count_events() == 0
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "wrong", "Bearer <ok>", "<ok> ", "<ok>x", "<OK>"],
+    ids=["missing", "empty", "wrong", "prefixed", "trailing space", "longer", "case changed"],
+)
+def test_wrong_or_missing_token_is_401_and_stores_nothing(served: Served, token: str | None) -> None:
+    if token is not None:
+        token = token.replace("<ok>", served.token).replace("<OK>", served.token.upper())
+    answer = post(served, json.dumps(sample_payload(1)), token=token)
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "unauthorized", "detail": "missing or invalid credentials"}
+    assert served.ledger.count_events() == 0
+    assert quarantined(served) == []
+
+
+def test_token_in_another_header_is_refused(served: Served) -> None:
+    answer = post(served, json.dumps(sample_payload(1)), token=None, headers={"X-Token": served.token})
+    assert answer.status_code == 401
+
+
+def test_charset_parameter_utf8_is_accepted(served: Served) -> None:
+    assert post(served, json.dumps(sample_payload(77)), JSON + "; charset=UTF-8").status_code == 202
+
+
+def test_utf8_bom_is_tolerated(served: Served) -> None:
+    assert post(served, b"\xef\xbb\xbf" + json.dumps(sample_payload(78)).encode()).status_code == 202
+
+
+def test_other_methods_and_paths_answer_json(served: Served) -> None:
+    wrong_method = requests.get(served.url, timeout=10)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+    missing = requests.post(served.base_url + "/nope", data=b"{}", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_health_and_readiness(served: Served) -> None:
+    assert requests.get(served.base_url + "/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(served.base_url + "/readyz", timeout=10)
+    assert ready.status_code == 200 and ready.json()["checks"]["store"] == "ok"
