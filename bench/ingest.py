@@ -137,37 +137,39 @@ def start_bare(workdir: Path, workers: int) -> Server:
     return Server("bare", argv, workdir, env, port)
 
 
-def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, args: argparse.Namespace,
-          *, rate: float | None = None, duration_s: float | None = None, concurrency: int | None = None) -> _load.Outcome:
-    """One load phase spread over `procs` processes; rate=None is the closed loop."""
-    duration_s = args.duration if duration_s is None else duration_s
+def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s: float,
+          *, clients: int = 0, rate: float | None = None) -> _load.Outcome:
+    """One load phase spread over `procs` processes: `clients` in a closed loop, or `rate` req/s open."""
     start_at = time.monotonic() + 0.3
     if rate is None:
-        clients = concurrency or args.concurrency
         shares = [clients // procs + (i < clients % procs) for i in range(procs)]
-        jobs = [(target, f"{prefix}-p{i}", n, start_at, duration_s) for i, n in enumerate(shares) if n]
-        parts = pool.starmap_async(_load.closed_loop, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
+        jobs: list[tuple[Any, ...]] = [(target, f"{prefix}-p{i}", n, start_at, duration_s)
+                                       for i, n in enumerate(shares) if n]
+        work: Any = _load.closed_loop
     else:
-        jobs = [(target, f"{prefix}-p{i}", OPEN_LOOP_THREADS, start_at, duration_s, rate, i, procs) for i in range(procs)]
-        parts = pool.starmap_async(_load.open_loop, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
+        jobs = [(target, f"{prefix}-p{i}", OPEN_LOOP_THREADS, start_at, duration_s, rate, i, procs)
+                for i in range(procs)]
+        work = _load.open_loop
+    parts = pool.starmap_async(work, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
     total = _load.Outcome()
     for part in parts:
         total.merge(part)
     return total
 
 
-def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int, args: argparse.Namespace) -> TargetResult:
+def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
+               args: argparse.Namespace) -> TargetResult:
     """Warm up, measure max throughput, then the fixed rate; stop the server and count stored rows."""
     result = TargetResult(server.name)
     target = _load.Target(HOST, server.port, PATH, TOKEN)
     run = f"{server.name}-{os.getpid()}-{int(time.time())}"
     try:
         server.wait_ready()
-        warm = drive(pool, target, f"{run}-w", procs, args, duration_s=WARMUP_S, concurrency=procs)
-        result.closed = drive(pool, target, f"{run}-c", procs, args)
+        warm = drive(pool, target, f"{run}-w", procs, WARMUP_S, clients=procs)
+        result.closed = drive(pool, target, f"{run}-c", procs, args.duration, clients=args.concurrency)
         result.max_rps = result.closed.in_window / args.duration
         time.sleep(1.0)
-        result.fixed = drive(pool, target, f"{run}-o", procs, args, rate=args.rate)
+        result.fixed = drive(pool, target, f"{run}-o", procs, args.duration, rate=args.rate)
         if not server.alive():
             raise RuntimeError(f"{server.name} died during the run:\n{server.stderr()}")
         result.accepted_total = warm.accepted + result.closed.accepted + result.fixed.accepted
@@ -179,9 +181,13 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int, arg
         server.close()
     log = server.stderr_path.read_text(errors="replace").splitlines()
     result.stderr_lines = len(log)
-    result.stderr_problems = [line for line in log if any(w in line for w in ("WARNING", "ERROR", "CRITICAL", "Traceback"))]
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    markers = ("WARNING", "ERROR", "CRITICAL", "Traceback")
+    result.stderr_problems = [line for line in log if any(marker in line for marker in markers)]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
         result.rows = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
     return result
 
 
@@ -244,9 +250,15 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
         if r.stderr_problems:
             print(f"\n{name} stderr ({r.stderr_lines} lines, {len(r.stderr_problems)} warning/error lines), first 40:")
             print("\n".join("  " + line for line in r.stderr_problems[:40]))
+    print(f"\ncommand: {command()}")
     if args.json:
-        print(json.dumps({"header": header, "options": vars(args), "connector": c, "bare": b, "ok": ok}, indent=2))
+        document = {"header": header, "command": command(), "options": vars(args), "connector": c, "bare": b, "ok": ok}
+        print(json.dumps(document, indent=2))
     return ok
+
+
+def command() -> str:
+    return shlex.join(["python", *sys.argv])
 
 
 def parse_args() -> argparse.Namespace:
@@ -264,10 +276,22 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
+    try:
+        return run(parse_args())
+    except KeyboardInterrupt:
+        print("interrupted; servers and load processes stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # a server failed to start or died: show what it said
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run both targets one after the other, print the report; 0 when clean, 1 otherwise."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
     procs = max(1, min(os.cpu_count() or 1, 4))
-    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} cores, "
+    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, "
+              f"{os.cpu_count()} cores, "
               f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
               f"SQLite {sqlite3.sqlite_version} WAL synchronous=FULL, {procs} load processes on the same host)")
     results: dict[str, TargetResult] = {}
@@ -280,7 +304,6 @@ def main() -> int:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = run_target(start(workdir, args.workers), workdir / db, table, pool, procs, args)
     ok = report(results, args, header)
-    print(f"\ncommand: {shlex.join(['python', *sys.argv])}")
     return 0 if ok else 1
 
 

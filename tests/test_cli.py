@@ -1,0 +1,112 @@
+"""The `connector` command through click's runner: validate, status, quarantine list/show/replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.sample import sample_payload
+from tests.conftest import Served
+
+JSON = "application/json"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, served_sqlite: Served) -> Path:
+    path = tmp_path / "cli.yaml"
+    path.write_text(yaml.safe_dump({
+        "receiver": {"auth": {"tokens": [served_sqlite.token]}},
+        "store": {"url": served_sqlite.settings.store.url},
+    }))
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def send(served: Served, body: bytes, content_type: str = JSON) -> requests.Response:
+    return requests.post(served.url, data=body, timeout=10,
+                         headers={"Content-Type": content_type, "Authorization": served.token})
+
+
+def test_validate_reports_ok_and_problems(tmp_path: Path, config_file: Path) -> None:
+    code, _, err = run("validate", "--config", str(config_file))
+    assert code == 0 and "OK" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("receiver: {auth: {tokens: []}, port: 0}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
+    code, _, err = run("validate", "--config", str(bad))
+    assert code == 1
+    assert "receiver.auth.tokens" in err and "receiver.port" in err
+
+
+def test_validate_names_a_missing_mapping_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("receiver: {auth: {tokens: [t]}}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
+    code, _, err = run("validate", "--config", str(path))
+    assert code == 1 and "sinks.h.mapping: file not found: nope.yaml" in err
+
+
+def test_status_shows_the_stored_event(served_sqlite: Served, config_file: Path) -> None:
+    document = sample_payload(31337, end_reason="callback")
+    assert send(served_sqlite, json.dumps(document).encode()).status_code == 202
+    code, out, _ = run("status", "--config", str(config_file), "31337")
+    assert code == 0
+    report = json.loads(out)
+    assert json.loads(report["body"]) == document
+    assert report["normalized"]["call"]["end_reason"]["value"] == "schedule_call_back"
+    code, _, err = run("status", "--config", str(config_file), "404404")
+    assert code == 1 and "no event with id '404404'" in err
+
+
+def test_quarantine_list_show_and_replay(served_sqlite: Served, config_file: Path) -> None:
+    good_json_wrong_type = json.dumps(sample_payload(808)).encode()
+    assert send(served_sqlite, good_json_wrong_type, "text/plain").status_code == 415
+    assert send(served_sqlite, b'{"id": 9, "call": {"duration": -3}}').status_code == 422
+
+    code, out, _ = run("quarantine", "list", "--config", str(config_file))
+    listed = json.loads(out)
+    assert code == 0 and [q["code"] for q in listed] == ["validation_failed", "unsupported_media_type"]
+    refused_id, media_id = listed[0]["id"], listed[1]["id"]
+
+    code, out, _ = run("quarantine", "show", "--config", str(config_file), str(media_id))
+    assert code == 0 and json.loads(json.loads(out)["body"])["id"] == 808
+
+    # The 415 body is a valid call record: replaying it (the sender's header was the problem) stores it.
+    code, out, _ = run("quarantine", "replay", "--config", str(config_file), str(media_id))
+    assert code == 0
+    assert json.loads(out) == [{"quarantine_id": media_id, "status": 202, "result": "accepted as event 808",
+                                "event_id": "808"}]
+    assert served_sqlite.ledger.get_event("808") is not None
+
+    # The 422 body is still refused by today's code: it stays in quarantine, annotated.
+    code, out, _ = run("quarantine", "replay", "--config", str(config_file), "--all")
+    assert code == 1
+    assert json.loads(out)[0]["status"] == 422
+    remaining = served_sqlite.ledger.list_quarantine()
+    assert [(q["id"], q["replay_result"]) for q in remaining] == [(refused_id, "still refused: 422 validation_failed")]
+
+    # Replaying the accepted one again is harmless: already settled, and a second replay is a duplicate.
+    code, out, _ = run("quarantine", "replay", "--config", str(config_file), str(media_id))
+    assert json.loads(out)[0]["status"] == 200
+    assert served_sqlite.ledger.count_events() == 1
+
+
+def test_send_sample_posts_an_accepted_event(served_sqlite: Served) -> None:
+    code, out, _ = run("send-sample", "--url", served_sqlite.url, "--token", served_sqlite.token, "--id", "555")
+    assert code == 0 and out.startswith("HTTP 202")
+    assert served_sqlite.ledger.get_event("555") is not None
+    code, out, _ = run("send-sample", "--url", served_sqlite.url, "--token", "wrong")
+    assert code == 1 and out.startswith("HTTP 401")
+
+
+def test_commands_need_a_config(tmp_path: Path) -> None:
+    code, _, err = run("status", "1")
+    assert code == 2 and "--config" in err
