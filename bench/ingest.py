@@ -13,17 +13,13 @@ A benchmark script that prints figures, not a test; exit status 1 when errors or
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import multiprocessing
 import os
 import platform
 import shlex
-import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,13 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
-import bare_app
+from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, cpu_model, host_busy, start_bare,
+                      start_connector)
 
-BENCH_DIR = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
-PATH = "/webhooks/2x/post-call"
-TOKEN = "bench-token-" + os.urandom(12).hex()
-TIMEOUT_S = 30
 WARMUP_S = 1.0
 OPEN_LOOP_THREADS = 32
 """Senders per load process in the open loop: the most requests one process keeps in flight."""
@@ -59,82 +51,7 @@ class TargetResult:
     rows: int = -1
     stderr_lines: int = 0
     stderr_problems: list[str] = field(default_factory=list)
-
-
-class Server:
-    """A gunicorn-based server in its own process group, stopped (SIGTERM, then SIGKILL) on close."""
-
-    def __init__(self, name: str, argv: list[str], workdir: Path, env: dict[str, str], port: int) -> None:
-        self.name, self.port, self.workdir = name, port, workdir
-        self.stderr_path = workdir / f"{name}.stderr"
-        self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=self._stderr, start_new_session=True)
-
-    def wait_ready(self, timeout_s: float = TIMEOUT_S) -> None:
-        """Poll GET /readyz until 200; raise with the server's stderr if it exits or never gets ready."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before ready:\n{self.stderr()}")
-            try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout_s} s:\n{self.stderr()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            for sig, wait_s in ((signal.SIGTERM, TIMEOUT_S + 5), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                    self.proc.wait(timeout=wait_s)
-                    break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-        self._stderr.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def start_connector(workdir: Path, workers: int) -> Server:
-    """`connector serve` with a generated config: SQLite beside it, no sinks, default logging."""
-    port = free_port()
-    (workdir / "connector.yaml").write_text(
-        f"receiver:\n  host: {HOST}\n  port: {port}\n  path: {PATH}\n"
-        f"  auth: {{header: Authorization, tokens: [\"{TOKEN}\"]}}\n"
-        'store: {url: "sqlite:///connector.db"}\nsinks: {}\n'
-    )
-    exe = shutil.which("connector") or "connector"
-    argv = [exe, "serve", "--config", str(workdir / "connector.yaml"), "--port", str(port), "--workers", str(workers)]
-    return Server("connector", argv, workdir, dict(os.environ), port)
-
-
-def start_bare(workdir: Path, workers: int) -> Server:
-    """bench/bare_app.py on gunicorn with the options `connector serve` passes to its own gunicorn."""
-    port = free_port()
-    db = workdir / "bare.db"
-    bare_app.init_db(str(db))
-    env = {**os.environ, bare_app.DB_ENV: str(db), bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH}
-    argv = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR), "--bind", f"{HOST}:{port}",
-            "--workers", str(workers), "--worker-class", "sync", "--timeout", str(TIMEOUT_S),
-            "--graceful-timeout", str(TIMEOUT_S), "--log-level", "warning", "bare_app:create_app()"]
-    return Server("bare", argv, workdir, env, port)
+    foreign_cpu: float | None = None
 
 
 def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s: float,
@@ -163,8 +80,10 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
     result = TargetResult(server.name)
     target = _load.Target(HOST, server.port, PATH, TOKEN)
     run = f"{server.name}-{os.getpid()}-{int(time.time())}"
+    meter = ForeignCpu(server.proc.pid)
     try:
         server.wait_ready()
+        meter.start()
         warm = drive(pool, target, f"{run}-w", procs, WARMUP_S, clients=procs)
         result.closed = drive(pool, target, f"{run}-c", procs, args.duration, clients=args.concurrency)
         result.max_rps = result.closed.in_window / args.duration
@@ -177,6 +96,8 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
         for status, count in warm.statuses.items():
             if status != "202":
                 result.closed.statuses[f"{status} (warm-up)"] = count
+        meter.stop()
+        result.foreign_cpu = meter.share
     finally:
         server.close()
     log = server.stderr_path.read_text(errors="replace").splitlines()
@@ -191,16 +112,6 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
     return result
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def ms(values: list[float], pct: float) -> float | None:
     return round(_load.percentile(values, pct) * 1000, 1) if values else None
 
@@ -212,7 +123,8 @@ def summary(r: TargetResult) -> dict[str, Any]:
             "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
             "late_starts": r.fixed.late, "not_sent": r.fixed.not_sent, "fixed_errors": r.fixed.errors,
             "fixed_statuses": r.fixed.statuses, "accepted_total": r.accepted_total, "rows_stored": r.rows,
-            "stderr_lines": r.stderr_lines, "stderr_problem_lines": len(r.stderr_problems)}
+            "stderr_lines": r.stderr_lines, "stderr_problem_lines": len(r.stderr_problems),
+            "other_processes_cpu_pct": None if r.foreign_cpu is None else round(r.foreign_cpu * 100, 1)}
 
 
 def report(results: dict[str, TargetResult], args: argparse.Namespace, header: str) -> bool:
@@ -236,10 +148,14 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
     print(row("  requests completed", "fixed_sent", ratio=False))
     print(row(f"  late starts (>{late_ms} ms)", "late_starts", ratio=False))
     print(row("  errors", "fixed_errors", ratio=False))
+    print(row("other processes' CPU, % host", "other_processes_cpu_pct", ratio=False))
     ok = True
     for name, s, table in (("connector", c, "events"), ("bare", b, "bodies")):
         match = s["accepted_total"] == s["rows_stored"]
         ok &= match and s["max_errors"] == 0 and s["fixed_errors"] == 0 and s["not_sent"] == 0
+        if (s["other_processes_cpu_pct"] or 0) > 10:
+            print(f"WARNING: other processes used {s['other_processes_cpu_pct']}% of the host's CPU during the "
+                  f"{name} run; its figures are disturbed")
         print(f"check {name}: 202 answers {s['accepted_total']} (incl. warm-up) vs rows in {table} "
               f"{s['rows_stored']}: {'OK' if match else 'MISMATCH'}")
     for name, r in results.items():
@@ -290,10 +206,14 @@ def run(args: argparse.Namespace) -> int:
     """Run both targets one after the other, print the report; 0 when clean, 1 otherwise."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
     procs = max(1, min(os.cpu_count() or 1, 4))
-    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, "
-              f"{os.cpu_count()} cores, "
-              f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
+    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} "
+              f"cores, Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
               f"SQLite {sqlite3.sqlite_version} WAL synchronous=FULL, {procs} load processes on the same host)")
+    busy = host_busy()
+    if busy is not None:
+        header += f"\nhost CPU busy before start: {busy:.0%}"
+        if busy > 0.10:
+            header += "  WARNING: other processes are using the CPU; figures are not comparable to an idle host"
     results: dict[str, TargetResult] = {}
     with tempfile.TemporaryDirectory(prefix="ingest-bench-", dir=args.dir) as tmp, \
             multiprocessing.get_context("spawn").Pool(procs) as pool:

@@ -40,6 +40,8 @@ _OFFSET = re.compile(
     r"(?:(?P<h>[0-9]{1,2})(?::(?P<m>[0-9]{2}))?|(?P<hh>[0-9]{2})(?P<mm>[0-9]{2}))",
     re.IGNORECASE,
 )
+_MAX_NUMBER_TEXT = 40
+"""Longer numeric strings are refused: ``int()`` rejects more than 4300 digits with ValueError."""
 _MAX_OFFSET_MINUTES = 14 * 60
 _UNUSABLE_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 """Zone files that exist on disk but do not name a place: host-dependent or deliberately unknown."""
@@ -198,7 +200,7 @@ def count(value: Any, path: str, problems: Problems) -> int | None:
         stripped = value.strip()
         if not stripped:
             return None
-        if _INTEGER.fullmatch(stripped):
+        if len(stripped) <= _MAX_NUMBER_TEXT and _INTEGER.fullmatch(stripped):
             number = int(stripped)
     if number is None:
         problems.add(path, "expected an integer")
@@ -223,7 +225,7 @@ def duration(value: Any, path: str, problems: Problems) -> tuple[int | float | N
         stripped = value.strip()
         if not stripped:
             return None, None
-        if _DECIMAL.fullmatch(stripped):
+        if len(stripped) <= _MAX_NUMBER_TEXT and _DECIMAL.fullmatch(stripped):
             seconds = float(stripped) if any(c in stripped for c in ".eE") else int(stripped)
     if seconds is None:
         problems.add(path, "expected a number of seconds")

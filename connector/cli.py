@@ -74,19 +74,48 @@ def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int |
 @main.command()
 @config_option
 def validate(config_path: Path | None) -> None:
-    """Check the config (and the files it names); exit 0 when usable, 1 with every problem listed."""
+    """Check the config and every sink's mapping; exit 0 when usable, 1 with every problem listed.
+
+    Warnings (outcomes without a bundle, templates reading unknown fields) do not fail validation.
+    """
+    from connector.mapping.lint import lint
+    from connector.mapping.sinks import load_sink_mappings
+
     settings = _settings(config_path)
-    problems: list[str] = []
-    for name, sink in settings.sinks.items():
-        if sink.mapping and not (settings.base_dir / sink.mapping).is_file():
-            problems.append(f"sinks.{name}.mapping: file not found: {sink.mapping}")
-    if problems:
-        raise click.ClickException("\n".join(problems))
+    mappings = load_sink_mappings(settings, sorted(settings.sinks))
+    for name, mapping in mappings.items():
+        for warning in lint(mapping):
+            click.echo(f"warning: sinks.{name}: {warning}", err=True)
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
         f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}",
         err=True,
     )
+
+
+@main.command()
+@config_option
+@click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sink", "sink_names", multiple=True, help="Sink name from the config, or hubspot/salesforce "
+              "for the default mapping (repeatable; default: every enabled sink).")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Preview this mapping file instead (with --sink naming it).")
+@click.option("--format", "output", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.option("--call-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, help="When the call happened (default: now, UTC).")
+def preview(config_path: Path | None, payload: Path, sink_names: tuple[str, ...], mapping_file: Path | None,
+            output: str, call_time: Any) -> None:
+    """Print the CRM operations PAYLOAD would cause, sending nothing (one plan, or a list for several sinks)."""
+    from connector.preview import preview_plans, render_text
+
+    settings = load_settings(config_path) if config_path else None
+    plans = preview_plans(payload.read_bytes(), settings=settings, sinks=list(sink_names),
+                          mapping_file=mapping_file, call_time=call_time)
+    if output == "text":
+        click.echo("\n\n".join(render_text(plan) for plan in plans))
+    else:
+        dumped = [plan.model_dump(mode="json") for plan in plans]
+        _echo_json(dumped[0] if len(dumped) == 1 else dumped)
 
 
 @main.command()

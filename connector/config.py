@@ -93,6 +93,15 @@ class PhoneSettings(_Model):
         description="ISO 3166 region used for numbers sent without a country code.",
     )
 
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        import phonenumbers
+
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{region} is not a region phonenumbers knows (e.g. US, CA, GB, DE, FR, AU)")
+        return region
+
 
 class ServeSettings(_Model):
     """Process settings of `connector serve`."""

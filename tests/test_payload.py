@@ -231,8 +231,8 @@ def test_duration(value: Any, seconds: float | None, millis: int | None) -> None
     assert type(call.duration_seconds) is type(seconds)
 
 
-@pytest.mark.parametrize("value", [-1, -0.5, "-1", "abc", "1_000", "0x10", "nan", "inf", True,
-                                   math.nan, math.inf, [], {}])
+@pytest.mark.parametrize("value", [-1, -0.5, "-1", "abc", "1_000", "0x10", "nan", "inf", "1e999",
+                                   "9" * 5000, True, math.nan, math.inf, [], {}])
 def test_bad_duration_is_422(value: Any) -> None:
     assert paths(with_call(duration=value)) == ["call.duration"]
 
@@ -244,7 +244,7 @@ def test_workflow_counts(value: Any, expected: int | None) -> None:
     assert (workflow.day, workflow.call) == (expected, expected)
 
 
-@pytest.mark.parametrize("value", [-1, "-2", "3.5", 3.5, True, "x", [], {}])
+@pytest.mark.parametrize("value", [-1, "-2", "3.5", 3.5, True, "x", "9" * 5000, [], {}])
 def test_bad_workflow_counts_are_422(value: Any) -> None:
     assert paths(sample_payload(1, workflow_day=value, workflow_call=value)) == [
         "workflow_day", "workflow_call"]
@@ -560,13 +560,18 @@ _turns = st.lists(st.dictionaries(st.sampled_from(["role", "content", "x"]), jso
                   max_size=4)
 
 
+_plausible = st.none() | st.sampled_from(["", "Y", "no", 1, 0, 3, "7", 33.5, "UTC+5:30", "dnc",
+                                           "(202) 555-0143", {}, [], {"k": "v"}])
+
+
 @st.composite
 def payload_like(draw: st.DrawFn) -> dict[str, Any]:
-    """The sample with random keys replaced by random JSON: most runs get past the 400 checks."""
+    """The sample with random keys replaced by random or plausible JSON, to reach both outcomes."""
     payload = sample_payload(draw(st.integers(1, 10**6)))
-    payload.update(draw(st.dictionaries(_top_keys, json_values, max_size=4)))
+    values = _plausible | json_values
+    payload.update(draw(st.dictionaries(_top_keys, values, max_size=4)))
     if draw(st.booleans()):
-        payload["call"] = {"end_reason": "dnc", **draw(st.dictionaries(_call_keys, json_values))}
+        payload["call"] = {"end_reason": "dnc", **draw(st.dictionaries(_call_keys, values))}
     if draw(st.booleans()):
         payload["transcript"] = draw(_turns)
     return payload
@@ -594,3 +599,22 @@ def test_fuzz_arbitrary_json(document: Any) -> None:
 @given(payload_like())
 def test_fuzz_payload_like(document: dict[str, Any]) -> None:
     check_any(document)
+
+
+_field_text = (_text | st.from_regex(r"(UTC|GMT)?\s?[+\-\u2212]?\s?[0-9:]{0,6}", fullmatch=True)
+               | st.from_regex(r"\+?[0-9 ()\-.]{0,20}", fullmatch=True))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_field_text, _field_text, _field_text, st.sampled_from(["US", "GB", "IN", "ZZ"]))
+def test_fuzz_text_fields(phone: str, zone: str, reason: str, region: str) -> None:
+    """Phone and zone parsers see arbitrary text; they must flag, never crash."""
+    document = sample_payload(1, record_phone_number=phone, record_timezone=zone, end_reason=reason)
+    try:
+        event = parse_webhook(document, default_region=region)
+    except PayloadError as error:
+        assert {e["path"] for e in error.errors} <= {"record_phone_number", "record_timezone",
+                                                      "call.end_reason"}
+        return
+    round_trips(event)
+    assert (event.record.timezone.tzinfo() is None) == (event.record.timezone.kind is None)

@@ -1,0 +1,118 @@
+"""Warnings about a mapping that is valid but probably not what sales ops meant.
+
+Errors stop a mapping from loading (loader.py); these only warn: an outcome 2X documents that no
+bundle handles, a do-not-call that another bundle could shadow, a template reading a field the
+payload does not have.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.conditions import holds
+from connector.mapping.schema import BundleSpec, ContactValue
+from connector.mapping.templates import referenced_paths
+from connector.payload import CallEvent, EndReason, FailureReason
+
+_CONTEXT_EXTRAS = {
+    "event": "*", "call_time": "*", "call_time_local": "*", "tz": "*", "transcript_text": "*",
+    "outcome": {"name": "*", "label": "*", "rank": "*", "end_reason": "*", "failure_reason": "*"},
+    "constants": "*", "callback": "*", "task": "*",
+}
+
+
+def lint(mapping: LoadedMapping) -> list[str]:
+    """Every warning for a loaded mapping, each naming its place."""
+    return _uncovered_outcomes(mapping) + _shadowed_do_not_call(mapping) + _unknown_template_paths(mapping)
+
+
+def _first_match(mapping: LoadedMapping, facts: dict[str, Any]) -> BundleSpec:
+    return next((b for b in mapping.spec.outcomes if holds(b.when, facts)), mapping.spec.fallback)
+
+
+def _combinations() -> list[dict[str, Any]]:
+    return [
+        {"end_reason": e.value, "failure_reason": f, "answered": a, "message_left": m, "workflow_end": w}
+        for e, f, a, m, w in itertools.product(
+            EndReason, [None, *[x.value for x in FailureReason]], [True, False], [True, False], [True, False]
+        )
+    ]
+
+
+def _uncovered_outcomes(mapping: LoadedMapping) -> list[str]:
+    warnings = []
+    named_end = {v for b in mapping.spec.outcomes if b.when for v in (b.when.end_reason or [])}
+    named_failure = {v for b in mapping.spec.outcomes if b.when for v in (b.when.failure_reason or [])}
+    for reason in EndReason:
+        if reason.value not in named_end:
+            warnings.append(f"{mapping.source}: no outcome names end_reason {reason.value}; such calls use the fallback")
+    if "any" not in named_failure:
+        for reason in FailureReason:
+            if reason.value not in named_failure:
+                warnings.append(f"{mapping.source}: no outcome names failure_reason {reason.value}")
+    return warnings
+
+
+def _shadowed_do_not_call(mapping: LoadedMapping) -> list[str]:
+    dnc = set(mapping.spec.precedence.do_not_call_properties)
+    if not dnc:
+        return [f"{mapping.source}: precedence.do_not_call_properties is empty: do-not-call will not be sticky"]
+    warnings = set()
+    for facts in _combinations():
+        if facts["end_reason"] != EndReason.DO_NOT_CALL:
+            continue
+        bundle = _first_match(mapping, facts)
+        sets = {p for p, v in bundle.contact.items() if (v.value if isinstance(v, ContactValue) else v) is True}
+        if not sets & dnc:
+            condition = ", ".join(f"{k}={v}" for k, v in facts.items() if v is not None)
+            warnings.add(f"{mapping.source}: a do_not_call call ({condition}) uses outcome {bundle.name}, "
+                         "which does not set do-not-call")
+    return sorted(warnings)[:5]
+
+
+def _unknown_template_paths(mapping: LoadedMapping) -> list[str]:
+    known = {**_model_tree(CallEvent), **_CONTEXT_EXTRAS}
+    warnings = []
+    for path, compiled in mapping.values.items():
+        if compiled.kind == "literal":
+            continue
+        for used in sorted(referenced_paths(mapping.environment, compiled.text)):
+            if not _is_known(used.split("."), known):
+                warnings.append(f"{compiled.where}: template reads `{used}`, which is not a field of the call")
+    return warnings
+
+
+def _is_known(parts: list[str], tree: Any) -> bool:
+    for part in parts:
+        if tree == "*":
+            return True
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _model_tree(model: type[BaseModel]) -> dict[str, Any]:
+    """Field names of a model, nested models expanded, free maps as wildcards."""
+    tree: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = _nested_model(annotation)
+        tree[name] = _model_tree(nested) if nested else "*"
+    return tree
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        for member in typing.get_args(annotation):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                return member
+    return None

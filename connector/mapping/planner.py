@@ -1,0 +1,301 @@
+"""Turns one normalized event and one mapping into a Plan. Pure: no I/O, no clock, no environment.
+
+`call_time` is passed in (the ledger's receive time, since 2X sends no call timestamp), so the
+same event and mapping always give the same plan. Any failure to compute a value is a
+MappingError naming the mapping file, line and path; the event stays stored and replayable.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connector.errors import MappingError
+from connector.mapping.callback import CallbackDue, callback_due
+from connector.mapping.conditions import facts_of, holds
+from connector.mapping.filters import slug, truncate_to
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.redaction import DEFAULT_RULES, redact
+from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
+from connector.mapping.transcript import render_transcript
+from connector.payload import CallEvent
+from connector.plan import (
+    CreateActivity,
+    CreateTask,
+    FieldUpdate,
+    HoldForReview,
+    MatchById,
+    MatchByPhone,
+    OutcomeSummary,
+    Plan,
+    ResolveContact,
+    UpdateContact,
+)
+
+
+def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time: datetime) -> Plan:
+    """The ordered CRM actions this event causes in one sink.
+
+    Raises:
+        MappingError: a template or value cannot be computed for this event.
+    """
+    if call_time.tzinfo is None:
+        raise ValueError("call_time must be timezone-aware")
+    spec = mapping.spec
+    bundle, bundle_path, matched_by = _choose_bundle(event, mapping)
+    also = [(f"also[{i}]", a) for i, a in enumerate(spec.also) if holds(a.when, facts_of(event))]
+    zone = event.record.timezone.tzinfo() or ZoneInfo(spec.callback.fallback_timezone)
+    warnings: list[str] = []
+    if event.record.timezone.tzinfo() is None:
+        warnings.append(f"lead timezone unknown ({event.record.timezone.raw!r}); using {spec.callback.fallback_timezone}")
+    context = _context(event, mapping, bundle, call_time, zone)
+    task_names = list(dict.fromkeys(bundle.tasks + [t for _, a in also for t in a.tasks]))
+    dues = {name: _due(event, mapping, name, call_time, zone) for name in task_names}
+    if dues:
+        context["callback"] = next(iter(dues.values())).model_dump()
+    summary = OutcomeSummary(
+        bundle=bundle.name, rank=bundle.rank, end_reason=event.call.end_reason.value,
+        failure_reason=event.call.failure_reason.value, matched_by=matched_by, also=[a.name for _, a in also],
+    )
+    prefix = f"2x-{event.id}"
+    resolve = _resolve_contact(event, mapping, context, prefix, warnings)
+    if bundle.hold:
+        actions: list[Any] = [HoldForReview(key=f"{prefix}:hold", reason=f"outcome {bundle.name} is held for review")]
+        return _plan(event, mapping, sink, call_time, summary, actions, warnings)
+    actions = [resolve, _activity(mapping, bundle_path, bundle, also, context, prefix)]
+    fields = _contact_fields(event, mapping, bundle_path, bundle, also, context, call_time, warnings)
+    if fields:
+        actions.append(UpdateContact(key=f"{prefix}:contact-update", fields=fields))
+    for name, due in dues.items():
+        actions.append(_task(mapping, name, due, context, prefix))
+    return _plan(event, mapping, sink, call_time, summary, actions, warnings)
+
+
+def _plan(event: CallEvent, mapping: LoadedMapping, sink: str, call_time: datetime, summary: OutcomeSummary,
+          actions: list[Any], warnings: list[str]) -> Plan:
+    do_not_call = any(
+        f.rule == "sticky_true" for a in actions if isinstance(a, UpdateContact) for f in a.fields
+    )
+    return Plan(
+        event_id=event.id, sink=sink, crm=mapping.spec.crm, mapping=mapping.source, mapping_sha256=mapping.sha256,
+        call_time=call_time, outcome=summary, do_not_call=do_not_call, actions=actions, warnings=warnings,
+    )
+
+
+def _choose_bundle(event: CallEvent, mapping: LoadedMapping) -> tuple[BundleSpec, str, str]:
+    facts = facts_of(event)
+    for index, bundle in enumerate(mapping.spec.outcomes):
+        if holds(bundle.when, facts):
+            given = bundle.when.model_dump(exclude_none=True)
+            return bundle, f"outcomes[{index}]", ", ".join(f"{k}={v}" for k, v in given.items())
+    return mapping.spec.fallback, "fallback", "fallback"
+
+
+def _context(event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_time: datetime,
+             zone: tzinfo) -> dict[str, Any]:
+    """Variables templates see: the event's fields, the outcome, times, the rendered transcript."""
+    data = event.model_dump(mode="python")
+    spec = mapping.spec.transcript
+    rules = DEFAULT_RULES if spec.redaction == "default" else ([] if spec.redaction == "none" else spec.redaction)
+    rendered = render_transcript(event.transcript, spec.format, spec.labels or None, spec.empty)
+    return {
+        **data,
+        "event": data,
+        "call_time": call_time,
+        "call_time_local": call_time.astimezone(zone),
+        "tz": zone,
+        "transcript_text": redact(rendered, rules) if rules else rendered,
+        "outcome": {"name": bundle.name, "label": bundle.label, "rank": bundle.rank,
+                    "end_reason": event.call.end_reason.value, "failure_reason": event.call.failure_reason.value},
+        "constants": mapping.spec.constants,
+        "callback": None,
+        "task": None,
+    }
+
+
+def _render_all(mapping: LoadedMapping, paths: dict[str, str], context: dict[str, Any],
+                limits: bool = True) -> dict[str, Any]:
+    """Render {property: yaml path}; drop None; apply field limits."""
+    rendered: dict[str, Any] = {}
+    for prop, path in paths.items():
+        value = mapping.value(path).render(context)
+        if value is None:
+            continue
+        if not isinstance(value, (str, int, float, bool)):
+            value = str(value)
+        rendered[prop] = _limited(mapping, prop, value, path) if limits else value
+    return rendered
+
+
+def _limited(mapping: LoadedMapping, prop: str, value: Any, path: str) -> Any:
+    limit = mapping.spec.activity.limits.get(prop)
+    if limit is None or not isinstance(value, str) or len(value) <= limit.max_length:
+        return value
+    if limit.on_too_long == "fail":
+        raise MappingError(
+            f"{mapping.where(path)}: value of {prop} is {len(value)} characters, over its limit of {limit.max_length} "
+            "(activity.limits says fail)"
+        )
+    return truncate_to(value, limit.max_length)
+
+
+def _resolve_contact(event: CallEvent, mapping: LoadedMapping, context: dict[str, Any], prefix: str,
+                     warnings: list[str]) -> ResolveContact:
+    spec = mapping.spec.contact
+    rules: list[Any] = []
+    for rule in spec.match:
+        if rule.id_from is not None:
+            found = _lookup(context["event"], rule.id_from)
+            if found not in (None, "") and not isinstance(found, (dict, list, bool)):
+                rules.append(MatchById(object=rule.object or spec.object, id=str(found).strip(), source=rule.id_from))
+        elif event.record.phone.e164:
+            rules.append(MatchByPhone(objects=rule.objects or [rule.object or spec.object],
+                                      fields=rule.phone_fields or [], e164=event.record.phone.e164))
+        else:
+            warnings.append("no usable phone number: phone matching skipped")
+    create = _render_all(mapping, {p: f"contact.create.{p}" for p in spec.create}, context, limits=False)
+    return ResolveContact(
+        key=f"{prefix}:contact", match=rules, on_no_match=spec.if_no_match,
+        create_object=spec.create_object or spec.object,
+        create_properties={k: v for k, v in create.items() if v != ""}, on_multiple=spec.if_several,
+    )
+
+
+def _lookup(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _activity(mapping: LoadedMapping, bundle_path: str, bundle: BundleSpec, also: list[tuple[str, AlsoSpec]],
+              context: dict[str, Any], prefix: str) -> CreateActivity:
+    spec = mapping.spec.activity
+    paths = {p: f"activity.properties.{p}" for p in spec.properties}
+    paths.update({p: f"{bundle_path}.activity.{p}" for p in bundle.activity})
+    for also_path, rule in also:
+        paths.update({p: f"{also_path}.activity.{p}" for p in rule.activity})
+    key = str(mapping.value("activity.idempotency_key").render(context))
+    properties = _render_all(mapping, paths, context)
+    properties[spec.idempotency_property] = key
+    return CreateActivity(key=f"{prefix}:activity", object=spec.object, idempotency_property=spec.idempotency_property,
+                          idempotency_key=key, properties=properties)
+
+
+def _contact_fields(event: CallEvent, mapping: LoadedMapping, bundle_path: str, bundle: BundleSpec,
+                    also: list[tuple[str, AlsoSpec]], context: dict[str, Any], call_time: datetime,
+                    warnings: list[str]) -> list[FieldUpdate]:
+    """Contact properties in precedence order: every-call updates, the bundle, additive rules, answers."""
+    precedence = mapping.spec.precedence
+    sources: list[tuple[str, dict[str, Any]]] = [("contact_updates", mapping.spec.contact_updates),
+                                                 (f"{bundle_path}.contact", bundle.contact)]
+    sources += [(f"{p}.contact", a.contact) for p, a in also]
+    updates: dict[str, FieldUpdate] = {}
+    for base, values in sources:
+        for prop, declared in values.items():
+            value = mapping.value(f"{base}.{prop}").render(context)
+            if prop in precedence.do_not_call_properties:
+                rule = "sticky_true"
+            elif isinstance(declared, ContactValue) and declared.rule:
+                rule = declared.rule
+            elif prop in precedence.ranked_properties:
+                rule = "ranked"
+            else:
+                rule = precedence.default_rule
+            if rule == "sticky_true" and value is not True:
+                warnings.append(f"{prop}: do-not-call property not set (value was not true)")
+                continue
+            objects = declared.objects if isinstance(declared, ContactValue) else None
+            updates[prop] = FieldUpdate(property=prop, value=_scalar(value), rule=rule, rank=bundle.rank,
+                                        call_time=call_time, objects=objects)
+    for prop, value in _question_values(event, mapping, warnings).items():
+        if prop not in updates:
+            updates[prop] = FieldUpdate(property=prop, value=value, rule=mapping.spec.question_fields.rule,
+                                        rank=bundle.rank, call_time=call_time)
+    return list(updates.values())
+
+
+def _scalar(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[str]) -> dict[str, Any]:
+    spec = mapping.spec.question_fields
+    values: dict[str, Any] = {}
+    for name, answer in event.question_fields.items():
+        rule = spec.map.get(name)
+        if rule is None and spec.wildcard is None:
+            continue
+        prop = rule.property if rule else _property_name(spec.wildcard or "", name, spec.name_style)
+        converted = _convert(answer, rule, spec.transform)
+        if converted is _UNUSABLE:
+            warnings.append(f"question {name!r}: answer not usable as {(rule and rule.transform) or spec.transform}")
+            continue
+        values.setdefault(prop, converted)
+    return values
+
+
+_UNUSABLE = object()
+
+
+def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> Any:
+    transform = (rule.transform if rule and rule.transform else None) or default_transform
+    if rule and rule.values and isinstance(answer, str):
+        lowered = {k.lower(): v for k, v in rule.values.items()}
+        if answer.strip() in rule.values or answer.strip().lower() in lowered:
+            return rule.values.get(answer.strip(), lowered.get(answer.strip().lower()))
+    if isinstance(answer, (list, dict)):
+        return "; ".join(map(str, answer)) if isinstance(answer, list) else json.dumps(answer, sort_keys=True)
+    if transform == "as_is":
+        return answer
+    if transform == "number":
+        try:
+            number = float(str(answer).strip())
+        except ValueError:
+            return _UNUSABLE
+        return int(number) if number.is_integer() else number
+    if transform == "bool":
+        text = str(answer).strip().lower()
+        return {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False,
+                "0": False}.get(text, _UNUSABLE)
+    if answer is None:
+        return ""
+    if isinstance(answer, bool):
+        return "true" if answer else "false"
+    return str(answer)
+
+
+def _property_name(pattern: str, name: str, style: str) -> str:
+    """`twox_q_{name}` with the question name made a valid property name for the CRM."""
+    if style == "salesforce":
+        cleaned = slug(name, 30).strip("_") or "field"
+        result = pattern.replace("{name}", cleaned)
+        head, sep, tail = result.rpartition("__")
+        head = "_".join(filter(None, head.split("_"))) if sep else "_".join(filter(None, result.split("_")))
+        return f"{head}__{tail}" if sep else head
+    return pattern.replace("{name}", slug(name, 100 - len(pattern)))
+
+
+def _due(event: CallEvent, mapping: LoadedMapping, name: str, call_time: datetime, zone: tzinfo) -> CallbackDue:
+    """When a task is due: the lead's requested time when usable, else the next business day."""
+    policy = mapping.spec.callback
+    requested = None
+    if mapping.spec.tasks[name].due == "callback" and policy.question_field:
+        answer = event.question_fields.get(policy.question_field)
+        requested = answer if isinstance(answer, str) else None
+    return callback_due(call_time, zone, requested, policy)
+
+
+def _task(mapping: LoadedMapping, name: str, due: CallbackDue, context: dict[str, Any], prefix: str) -> CreateTask:
+    task = mapping.spec.tasks[name]
+    task_context = {**context, "callback": due.model_dump(), "task": {"name": name, **due.model_dump()}}
+    properties = _render_all(mapping, {p: f"tasks.{name}.properties.{p}" for p in task.properties}, task_context)
+    key = f"{prefix}:task:{name}"
+    if task.idempotency_property:
+        properties[task.idempotency_property] = key
+    return CreateTask(key=key, object=task.object, idempotency_property=task.idempotency_property,
+                      idempotency_key=key, due=due.due, due_local_date=due.local_date.isoformat(),
+                      properties=properties)

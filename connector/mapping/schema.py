@@ -1,0 +1,210 @@
+"""What a mapping YAML may say: pydantic models, closed (`extra="forbid"`), a description per field.
+
+A mapping is data that sales ops own. It says, for one CRM: how to find the contact, what the
+call activity looks like, where question answers land, and what each call outcome changes.
+Values are literals or Jinja2 templates; templates are compiled when the mapping loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connector.mapping.callback import CallbackPolicy
+from connector.mapping.redaction import RedactionRule
+
+Scalar = str | int | float | bool | None
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MatchRuleSpec(_Closed):
+    """One way of finding the contact; exactly one of `id_from` or `phone_fields`."""
+
+    id_from: str | None = Field(None, description="Dotted path to a CRM id in the event, e.g. meta.hubspot_contact_id.")
+    phone_fields: list[str] | None = Field(None, description="Phone properties compared with the lead's E.164 number.")
+    object: str | None = Field(None, description="CRM object searched (default: contact.object).")
+    objects: list[str] | None = Field(None, description="For phone matching: several objects, in order (Contact, Lead).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MatchRuleSpec:
+        if (self.id_from is None) == (self.phone_fields is None):
+            raise ValueError("give exactly one of id_from or phone_fields")
+        if self.id_from is not None and self.objects:
+            raise ValueError("objects applies to phone_fields; use object for id_from")
+        return self
+
+
+class ContactSpec(_Closed):
+    """How the contact is found, and created when it is not."""
+
+    object: str = Field(description="Default CRM object for contacts (HubSpot: contacts; Salesforce: Contact).")
+    match: list[MatchRuleSpec] = Field(min_length=1, description="Tried in order; first hit wins.")
+    if_no_match: Literal["create", "skip"] = Field("create", description="Create a record, or deliver nothing.")
+    if_several: Literal["oldest", "most_recently_active", "hold"] = Field(
+        "oldest", description="Several records match: pick the oldest, the most recently active, or hold for review."
+    )
+    create_object: str | None = Field(None, description="Object created when nothing matches (default: object).")
+    create: dict[str, Scalar] = Field(default_factory=dict, description="Properties of a created record (templates).")
+
+
+class FieldLimit(_Closed):
+    """A CRM field's real size limit, and what to do with longer values."""
+
+    max_length: int = Field(gt=0)
+    on_too_long: Literal["truncate", "fail"] = Field(
+        "truncate", description="truncate: cut and add a visible marker; fail: the plan fails (event replayable)."
+    )
+
+
+class ActivitySpec(_Closed):
+    """The call as a CRM activity: one per event, found again through its idempotency key."""
+
+    object: str
+    idempotency_property: str = Field(description="Searchable property holding the key (hs_call_external_id, CallObject).")
+    idempotency_key: str = Field("2x-{{ id }}", description="Template; must stay unique per event.")
+    properties: dict[str, Scalar] = Field(description="Property → literal or template, for every call.")
+    limits: dict[str, FieldLimit] = Field(default_factory=dict, description="Field size limits (activity and tasks).")
+
+
+class TranscriptSpec(_Closed):
+    """How the transcript is rendered for the `transcript_text` variable of templates."""
+
+    format: Literal["text", "html", "markdown"] = "text"
+    labels: dict[str, str] = Field(default_factory=dict, description="Speaker label per role (assistant, user, …).")
+    redaction: Literal["default", "none"] | list[RedactionRule] = Field(
+        "default", description="default: card numbers and US SSNs; none; or your own list of rules."
+    )
+    empty: str = Field("(no transcript)", description="Text used when the call has no transcript.")
+
+
+class QuestionRule(_Closed):
+    property: str
+    transform: Literal["string", "as_is", "number", "bool"] | None = None
+    values: dict[str, Scalar] = Field(default_factory=dict, description="Answer → stored value (after trimming).")
+
+
+class QuestionFieldsSpec(_Closed):
+    """Where answers to scripted questions land on the contact."""
+
+    map: dict[str, QuestionRule] = Field(default_factory=dict, description="Question name → contact property.")
+    wildcard: str | None = Field(
+        None, description="Property for every other answer, `{name}` replaced by the sanitized question name."
+    )
+    name_style: Literal["hubspot", "salesforce"] = Field("hubspot", description="How names are sanitized.")
+    transform: Literal["string", "as_is", "number", "bool"] = "string"
+    rule: Literal["newest_call", "always"] = "newest_call"
+
+
+class WhenSpec(_Closed):
+    """Conditions on the event; all given ones must hold. Lists mean "any of"."""
+
+    end_reason: list[str] | None = None
+    failure_reason: list[str] | None = Field(None, description="Use `none` to require that there is none, `any` for any.")
+    answered: bool | None = None
+    message_left: bool | None = None
+    workflow_end: bool | None = None
+
+    @field_validator("end_reason", "failure_reason", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ContactValue(_Closed):
+    """Long form of a contact property in a bundle: value plus an explicit precedence rule."""
+
+    value: Scalar
+    rule: Literal["newest_call", "ranked", "always"] | None = Field(
+        None, description="Default: sticky for do-not-call properties, ranked for ranked ones, else default_rule."
+    )
+    objects: list[str] | None = Field(None, description="Only when the contact is one of these objects (e.g. [Lead]).")
+
+
+class BundleSpec(_Closed):
+    """What one call outcome does: contact properties, activity properties, tasks."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str = Field(description="Human wording, available to templates as outcome.label.")
+    when: WhenSpec | None = Field(None, description="Omitted only in the fallback bundle.")
+    rank: int = Field(0, description="Higher outranks lower for `ranked` contact properties.")
+    contact: dict[str, Scalar | ContactValue] = Field(default_factory=dict)
+    activity: dict[str, Scalar] = Field(default_factory=dict, description="Overrides of activity.properties.")
+    tasks: list[str] = Field(default_factory=list, description="Names from the top-level `tasks` section.")
+    hold: bool = Field(False, description="Write nothing; hold the event for a human to review.")
+
+
+class AlsoSpec(_Closed):
+    """An additive rule: applies on top of the chosen bundle whenever its conditions hold."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: WhenSpec
+    contact: dict[str, Scalar | ContactValue] = Field(default_factory=dict)
+    activity: dict[str, Scalar] = Field(default_factory=dict)
+    tasks: list[str] = Field(default_factory=list)
+
+
+class TaskSpec(_Closed):
+    """A follow-up task a bundle may create."""
+
+    object: str
+    due: Literal["callback", "next_business_day"] = Field(
+        "callback", description="callback: the lead's requested time if usable; else next business day."
+    )
+    idempotency_property: str | None = Field(None, description="Searchable property for the task's key, if any.")
+    properties: dict[str, Scalar]
+
+
+class PrecedenceSpec(_Closed):
+    """Rules that keep contact properties from moving backwards."""
+
+    do_not_call_properties: list[str] = Field(
+        default_factory=list, description="Sticky: only ever set to true, never cleared by the connector."
+    )
+    ranked_properties: list[str] = Field(
+        default_factory=list, description="A lower-ranked outcome never overwrites a higher-ranked one."
+    )
+    default_rule: Literal["newest_call", "always"] = "newest_call"
+
+
+class Mapping(_Closed):
+    """A whole mapping file for one CRM."""
+
+    version: Literal[1] = 1
+    crm: str = Field(description="hubspot, salesforce, or a plugin sink's name.")
+    constants: dict[str, Any] = Field(default_factory=dict, description="Free values for templates (constants.x).")
+    contact: ContactSpec
+    activity: ActivitySpec
+    transcript: TranscriptSpec = Field(default_factory=TranscriptSpec)
+    question_fields: QuestionFieldsSpec = Field(default_factory=QuestionFieldsSpec)
+    contact_updates: dict[str, Scalar | ContactValue] = Field(
+        default_factory=dict, description="Contact properties set after every call, whatever the outcome."
+    )
+    outcomes: list[BundleSpec] = Field(min_length=1, description="First bundle whose `when` holds wins.")
+    fallback: BundleSpec = Field(description="Used when no bundle matches (e.g. an unknown end_reason).")
+    also: list[AlsoSpec] = Field(default_factory=list)
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+    callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
+    precedence: PrecedenceSpec = Field(default_factory=PrecedenceSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Mapping:
+        names = [b.name for b in self.outcomes] + [self.fallback.name]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"outcome names must be unique: {', '.join(duplicates)}")
+        if self.fallback.when is not None:
+            raise ValueError("the fallback bundle takes no `when`")
+        for bundle in self.outcomes:
+            if bundle.when is None:
+                raise ValueError(f"outcome {bundle.name} needs a `when` (only the fallback has none)")
+        for owner, tasks in [(b.name, b.tasks) for b in [*self.outcomes, self.fallback]] + [
+            (a.name, a.tasks) for a in self.also
+        ]:
+            for task in tasks:
+                if task not in self.tasks:
+                    raise ValueError(f"{owner} names task {task!r}, which the `tasks` section does not define")
+        return self

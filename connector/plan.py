@@ -1,0 +1,155 @@
+"""The plan: an ordered, typed, JSON-serializable list of CRM actions for one event and one sink.
+
+Planning (connector.mapping) produces it without any I/O; sinks execute it. Every action carries a
+stable `key` derived from the event id, so the delivery engine can journal each action and a sink
+can find what an earlier, interrupted attempt already wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonScalar = Union[str, int, float, bool, None]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MatchById(_Frozen):
+    """Find the contact by a CRM id the CRM request put in `meta`."""
+
+    by: Literal["id"] = "id"
+    object: str
+    id: str
+    source: str
+    """Where the id came from, e.g. `meta.hubspot_contact_id` (for the audit trail)."""
+
+
+class MatchByPhone(_Frozen):
+    """Find the contact by phone number across the listed fields of the listed objects."""
+
+    by: Literal["phone"] = "phone"
+    objects: list[str]
+    fields: list[str]
+    e164: str
+
+
+MatchRule = Annotated[Union[MatchById, MatchByPhone], Field(discriminator="by")]
+
+
+class ResolveContact(_Frozen):
+    """Which CRM record the call belongs to; always the first action of a plan."""
+
+    kind: Literal["resolve_contact"] = "resolve_contact"
+    key: str
+    match: list[MatchRule]
+    """Tried in order; the first rule that finds a record wins."""
+    on_no_match: Literal["create", "skip"]
+    create_object: str | None = None
+    create_properties: dict[str, JsonScalar] = Field(default_factory=dict)
+    on_multiple: Literal["oldest", "most_recently_active", "hold"]
+
+
+class CreateActivity(_Frozen):
+    """The call itself as a CRM activity (HubSpot Call, Salesforce Task), created once per event."""
+
+    kind: Literal["create_activity"] = "create_activity"
+    key: str
+    object: str
+    idempotency_property: str
+    """CRM property holding `idempotency_key`, searchable so a retry finds the first write."""
+    idempotency_key: str
+    properties: dict[str, JsonScalar]
+    associate_with_contact: bool = True
+
+
+class FieldUpdate(_Frozen):
+    """One contact property the connector owns, with what decides whether it may be written."""
+
+    property: str
+    value: JsonScalar
+    rule: Literal["newest_call", "ranked", "sticky_true", "always"]
+    """newest_call: only a newer call overwrites; ranked: additionally a lower-ranked outcome never
+    overwrites a higher-ranked one; sticky_true: only ever set to true, never cleared (do-not-call);
+    always: plain write."""
+    rank: int
+    call_time: datetime
+    objects: list[str] | None = None
+    """Only write it when the contact resolved to one of these objects (e.g. Lead `Status`)."""
+
+
+class UpdateContact(_Frozen):
+    """Contact properties to set, each guarded by its precedence rule (checked at delivery time)."""
+
+    kind: Literal["update_contact"] = "update_contact"
+    key: str
+    object: str | None = None
+    """None: the object type the contact resolved to (Contact or Lead)."""
+    fields: list[FieldUpdate]
+
+
+class CreateTask(_Frozen):
+    """A follow-up task (callback) due at a lead-local time, created once per event and purpose."""
+
+    kind: Literal["create_task"] = "create_task"
+    key: str
+    object: str
+    idempotency_property: str | None
+    idempotency_key: str
+    due: datetime
+    """Aware, in the lead's zone: its ISO form carries the offset, never a bare UTC midnight."""
+    due_local_date: str
+    properties: dict[str, JsonScalar]
+    associate_with_contact: bool = True
+
+
+class HoldForReview(_Frozen):
+    """The mapping asks a human to look at this event before anything is written."""
+
+    kind: Literal["hold"] = "hold"
+    key: str
+    reason: str
+
+
+Action = Annotated[
+    Union[ResolveContact, CreateActivity, UpdateContact, CreateTask, HoldForReview], Field(discriminator="kind")
+]
+
+
+class OutcomeSummary(_Frozen):
+    """Which outcome bundle the event fell into, and why."""
+
+    bundle: str
+    rank: int
+    end_reason: str | None
+    failure_reason: str | None
+    matched_by: str
+    """`when` conditions that selected the bundle, or `fallback`."""
+    also: list[str] = Field(default_factory=list)
+    """Additive rules that applied too (e.g. workflow ended)."""
+
+
+class Plan(_Frozen):
+    """Everything one event does to one sink's CRM, in execution order."""
+
+    event_id: str
+    sink: str
+    crm: str
+    mapping: str
+    mapping_sha256: str
+    call_time: datetime
+    outcome: OutcomeSummary
+    do_not_call: bool
+    actions: list[Action]
+    warnings: list[str] = Field(default_factory=list)
+
+    def action(self, key: str) -> Any:
+        """The action with this key (KeyError when absent)."""
+        for action in self.actions:
+            if action.key == key:
+                return action
+        raise KeyError(key)
