@@ -119,8 +119,11 @@ class CallbackDue(BaseModel):
 
 
 def _localize(wall: datetime, zone: tzinfo) -> datetime:
-    """A real instant for a naive wall time: gap times (spring-forward) move forward via the UTC round trip."""
-    return wall.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone)
+    """The UTC instant of a naive wall time (its fold decides folds; gap times land after the gap).
+
+    Instants stay in UTC internally: Python compares two datetimes sharing a tzinfo by wall clock,
+    ignoring fold, and `==` across zones is always False for an ambiguous local time (PEP 495)."""
+    return wall.replace(tzinfo=zone).astimezone(timezone.utc)
 
 
 def _ceil_minute(instant: datetime) -> datetime:
@@ -128,7 +131,7 @@ def _ceil_minute(instant: datetime) -> datetime:
     utc = instant.astimezone(timezone.utc)
     if utc.second or utc.microsecond:
         utc = utc.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    return utc.astimezone(instant.tzinfo)
+    return utc
 
 
 def _in_hours(instant: datetime, day: date, zone: tzinfo, policy: CallbackPolicy) -> bool:
@@ -138,14 +141,14 @@ def _in_hours(instant: datetime, day: date, zone: tzinfo, policy: CallbackPolicy
 
 
 def _first_business_instant(not_before: datetime, zone: tzinfo, policy: CallbackPolicy) -> datetime:
-    """Earliest instant >= not_before inside business hours: itself, else some day's business_start."""
+    """Earliest UTC instant >= not_before (UTC) in business hours: itself, else a day's business_start."""
     first_day = not_before.astimezone(zone).date()
     for offset in range(_SEARCH_DAYS):
         day = first_day + timedelta(days=offset)  # plain date arithmetic: wall-clock days, DST-proof
         starts = [_localize(datetime.combine(day, policy.business_start).replace(fold=f), zone) for f in (0, 1)]
         fits = [c for c in [not_before, *starts] if c >= not_before and _in_hours(c, day, zone, policy)]
         if fits:
-            return min(fits).astimezone(zone)  # fold=0 (earlier) wins for an ambiguous business_start
+            return min(fits)  # fold=0 (the earlier instant) wins for an ambiguous business_start
     raise RuntimeError(f"no business time within {_SEARCH_DAYS} days after {not_before.isoformat()}")
 
 
@@ -190,7 +193,7 @@ def _interpret(
         return None, None, "not understood"
     try:
         if parsed.tzinfo is not None:  # the text named its own offset/zone: keep the instant
-            return parsed.astimezone(zone), None, ""
+            return parsed.astimezone(timezone.utc), None, ""
         detail = ""
         if _TIME_ONLY_RE.match(text):  # today if still ahead, else tomorrow — on wall-clock dates
             today = datetime.combine(base.date(), parsed.time())
@@ -203,9 +206,9 @@ def _interpret(
         return None, None, "out of range"
 
 
-def _why_moved(asked: datetime, wall: datetime | None, floor: datetime, zone: tzinfo, policy: CallbackPolicy) -> str:
+def _why_moved(asked: datetime, in_gap: bool, floor: datetime, zone: tzinfo, policy: CallbackPolicy) -> str:
     local = asked.astimezone(zone)
-    if wall is not None and local.replace(tzinfo=None) != wall:
+    if in_gap:
         return "does not exist locally (clock change)"
     if asked < floor:
         return f"is less than {policy.min_lead_minutes} minutes after the call"
@@ -223,41 +226,43 @@ def callback_due(call_time: datetime, lead_tz: tzinfo | None, requested: str | N
     if call_time.tzinfo is None or call_time.utcoffset() is None:
         raise ValueError("call_time must be timezone-aware")
     zone: tzinfo = lead_tz if lead_tz is not None else ZoneInfo(policy.fallback_timezone)
-    call_local = call_time.astimezone(zone)
-    floor = _ceil_minute(call_time + timedelta(minutes=policy.min_lead_minutes)).astimezone(zone)
+    call_utc = call_time.astimezone(timezone.utc)
+    call_local = call_utc.astimezone(zone)
+    floor = _ceil_minute(call_utc + timedelta(minutes=policy.min_lead_minutes))
     raw = requested if requested is None or isinstance(requested, str) else str(requested)
     text = (raw or "").strip()
 
     asked: datetime | None = None
     wall: datetime | None = None
-    detail = ""
-    why = "no callback time requested"
+    detail, why = "", "no callback time requested"
     if text:
         base = call_local.replace(tzinfo=None, second=0, microsecond=0)
         asked, wall, detail = _interpret(text, base, zone, policy)
-        if asked is not None and asked <= call_time:
+        if asked is not None and asked <= call_utc:
             asked, detail = None, "not after the call"
-        elif asked is not None and asked - call_time > _MAX_AHEAD:
+        elif asked is not None and asked - call_utc > _MAX_AHEAD:
             asked, detail = None, "more than a year after the call"
         why = f"no usable request ({raw!r}: {detail})"
 
     if asked is not None:
         due = _first_business_instant(_ceil_minute(max(asked, floor)), zone, policy)
-        adjusted = due != asked or (wall is not None and due.replace(tzinfo=None) != wall)
+        local = due.astimezone(zone)
+        in_gap = wall is not None and asked.astimezone(zone).replace(tzinfo=None) != wall
+        adjusted = due != asked or in_gap
         if adjusted:
-            why = _why_moved(asked, wall, floor, zone, policy)
-            shown = wall if wall is not None and asked.replace(tzinfo=None) != wall else asked  # a gap time
-            note = f"requested {raw!r} ({_when(shown)}) {why}; moved to {_when(due)}"
+            shown = wall if in_gap and wall is not None else asked.astimezone(zone)
+            moved = _why_moved(asked, in_gap, floor, zone, policy)
+            note = f"requested {raw!r} ({_when(shown)}) {moved}; moved to {_when(local)}"
         else:
-            note = f"requested {raw!r}{detail} → {_when(due)}"
+            note = f"requested {raw!r}{detail} → {_when(local)}"
     else:
         day = _next_business_day(call_local.date(), policy)
         start = _localize(datetime.combine(day, policy.default_hour), zone)
         due = _first_business_instant(_ceil_minute(max(start, floor)), zone, policy)
-        adjusted = False
-        note = f"{why}; next business day at {_hhmm(policy.default_hour)} → {_when(due)}"
+        local, adjusted = due.astimezone(zone), False
+        note = f"{why}; next business day at {_hhmm(policy.default_hour)} → {_when(local)}"
 
-    name = getattr(zone, "key", None) or zone.tzname(due) or str(zone)
-    return CallbackDue(due=due, due_utc=due.astimezone(timezone.utc), local_date=due.date(), timezone=name,
+    name = getattr(zone, "key", None) or zone.tzname(local) or str(zone)
+    return CallbackDue(due=local, due_utc=due, local_date=local.date(), timezone=name,
                        source="requested" if asked is not None else "default",
                        requested=raw if text else None, adjusted=adjusted, note=note)

@@ -25,8 +25,12 @@ def load_sink_mappings(settings: Settings, sinks: list[str] | None = None) -> di
     loaded: dict[str, LoadedMapping] = {}
     problems: list[ConfigProblem] = []
     for name in sinks if sinks is not None else settings.enabled_sinks():
+        path = mapping_path(settings, name)
+        if not path.is_file():
+            problems.append(ConfigProblem(f"sinks.{name}.mapping", f"file not found: {settings.sinks[name].mapping}"))
+            continue
         try:
-            loaded[name] = load_mapping(mapping_path(settings, name))
+            loaded[name] = load_mapping(path)
         except ConfigError as exc:
             problems += [ConfigProblem(f"{exc.source}: {p.path}", p.message) for p in exc.problems]
     if problems:

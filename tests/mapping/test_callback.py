@@ -170,7 +170,8 @@ def test_unknown_lead_zone_uses_the_fallback() -> None:
 
 
 def test_request_in_the_spring_forward_gap_is_normalized() -> None:
-    always = CallbackPolicy(business_start=time(0), business_end=time(23), default_hour=time(1), weekdays=list(WEEKDAYS))
+    always = CallbackPolicy(business_start=time(0), business_end=time(23), default_hour=time(1),
+                            weekdays=list(WEEKDAYS))
     r = due("2026-03-08T02:30", NY, call=datetime(2026, 3, 7, 17, 0, tzinfo=UTC), policy=always)
     assert r.due.isoformat() == "2026-03-08T03:30:00-04:00" and r.adjusted
     assert "(Sun 8 Mar 02:30) does not exist locally" in r.note
@@ -188,6 +189,23 @@ def test_fall_back_ambiguity_uses_the_first_occurrence() -> None:
                            weekdays=list(WEEKDAYS))
     r = due(None, NY, call=datetime(2026, 10, 31, 16, 0, tzinfo=UTC), policy=night)
     assert r.due.isoformat() == "2026-11-01T01:30:00-04:00"  # EDT, the earlier 01:30
+
+
+def test_second_occurrence_of_an_ambiguous_hour_keeps_its_offset() -> None:
+    night = CallbackPolicy(business_start=time(1), business_end=time(2), default_hour=time(1, 30),
+                           weekdays=list(WEEKDAYS))
+    r = due("in 5 minutes", NY, call=datetime(2026, 11, 1, 6, 5, tzinfo=UTC), policy=night)  # 01:05 EST
+    assert r.due.isoformat() == "2026-11-01T01:20:00-05:00" and r.due.fold == 1
+    assert r.due_utc == datetime(2026, 11, 1, 6, 20, tzinfo=UTC)
+
+
+def test_relative_request_into_a_repeated_hour() -> None:
+    # Sydney leaves DST at 03:00 AEDT on Sun 5 Apr 2020; "in 2 hours" from 00:59 is the first 02:59.
+    night = CallbackPolicy(business_start=time(0), business_end=time(3), default_hour=time(0),
+                           weekdays=list(WEEKDAYS), min_lead_minutes=0)
+    call = datetime(2020, 4, 4, 13, 59, 28, 125000, tzinfo=UTC)
+    r = due("in 2 hours", ZoneInfo("Australia/Sydney"), call=call, policy=night)
+    assert r.due.isoformat() == "2020-04-05T02:59:00+11:00" and r.due_utc == datetime(2020, 4, 4, 15, 59, tzinfo=UTC)
 
 
 def test_naive_call_time_is_rejected() -> None:
@@ -246,7 +264,8 @@ def _transitions() -> list[datetime]:
                 lo, hi = day, nxt
                 while hi - lo > timedelta(minutes=1):
                     mid = lo + (hi - lo) / 2
-                    lo, hi = (mid, hi) if mid.astimezone(zone).utcoffset() == lo.astimezone(zone).utcoffset() else (lo, mid)
+                    same = mid.astimezone(zone).utcoffset() == lo.astimezone(zone).utcoffset()
+                    lo, hi = (mid, hi) if same else (lo, mid)
                 found.append(hi)
             day = nxt
     return found
@@ -304,8 +323,10 @@ def test_due_is_always_inside_lead_local_business_hours(
     assert r.due.utcoffset() is not None and r.due.utcoffset() == local.utcoffset()
     assert policy.business_start <= local.time() < policy.business_end
     assert WEEKDAYS[local.weekday()] in policy.weekdays
-    assert r.due >= call + timedelta(minutes=policy.min_lead_minutes)
-    assert r.due_utc == r.due and r.due_utc.utcoffset() == timedelta(0)
+    assert r.due_utc >= call + timedelta(minutes=policy.min_lead_minutes)
+    # Same instant. Not `r.due_utc == r.due`: Python's cross-zone == is False for any fold-ambiguous time.
+    assert r.due_utc.utcoffset() == timedelta(0) and r.due_utc.timestamp() == r.due.timestamp()
+    assert r.due.astimezone(UTC) == r.due_utc
     assert r.local_date == local.date()
     assert r.source == "requested" or not r.adjusted
     assert callback_due(call, lead_tz, requested, policy) == r
@@ -320,9 +341,11 @@ def test_usable_in_hours_requests_are_kept_and_defaults_land_on_default_hour(
 ) -> None:
     zone = fixed(minutes)
     day = call.astimezone(zone).date() + timedelta(days=days_ahead)
-    r = callback_due(call, zone, datetime.combine(day, at, tzinfo=zone).isoformat(), CallbackPolicy(weekdays=list(WEEKDAYS)))
+    every_day = CallbackPolicy(weekdays=list(WEEKDAYS))
+    r = callback_due(call, zone, datetime.combine(day, at, tzinfo=zone).isoformat(), every_day)
     assert (r.due.date(), r.due.time(), r.source, r.adjusted) == (day, at, "requested", False)
     d = callback_due(call, zone, None, POLICY)
     after = call.astimezone(zone).date()
     assert d.due.time() == time(10) and after < d.local_date <= after + timedelta(days=3)
-    assert all(WEEKDAYS[(after + timedelta(days=k)).weekday()] in ("sat", "sun") for k in range(1, (d.local_date - after).days))
+    skipped = [after + timedelta(days=k) for k in range(1, (d.local_date - after).days)]
+    assert all(WEEKDAYS[day.weekday()] in ("sat", "sun") for day in skipped)
