@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from datetime import timezone as _fixed_timezone
 from datetime import tzinfo as _tzinfo
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,17 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector import _normalize as _n
 from connector.errors import PayloadError
-
-try:
-    from enum import StrEnum
-except ImportError:  # Python 3.10, which pyproject still allows
-
-    class StrEnum(str, Enum):  # type: ignore[no-redef]
-        """Backport of :class:`enum.StrEnum`: members are their string values."""
-
-        def __str__(self) -> str:
-            return str(self.value)
-
 
 class EndReason(StrEnum):
     """Why the call ended, as documented by 2X."""
@@ -143,13 +132,14 @@ class LeadTimezone(_Model):
 
     def tzinfo(self) -> _tzinfo | None:
         """A tzinfo for local-time arithmetic, or None when the zone is absent or unusable here."""
-        if self.kind == "fixed_offset" and self.offset_minutes is not None:
-            return _fixed_timezone(timedelta(minutes=self.offset_minutes), self.name)
-        if self.kind == "iana" and self.name:
-            try:
+        try:
+            if self.kind == "fixed_offset" and self.offset_minutes is not None:
+                name = self.name or "UTC"
+                return _fixed_timezone(timedelta(minutes=self.offset_minutes), name)
+            if self.kind == "iana" and self.name:
                 return ZoneInfo(self.name)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                return None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # tzdata missing, offset >= 24h
+            return None
         return None
 
 

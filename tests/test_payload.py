@@ -519,7 +519,7 @@ def test_nesting_limit() -> None:
 def test_event_is_immutable_and_closed() -> None:
     event = parse()
     with pytest.raises(ValidationError):
-        event.id = "2"  # type: ignore[misc]
+        event.id = "2"
     with pytest.raises(ValidationError):
         Outcome(value="x", raw="x", known=False, extra=1)  # type: ignore[call-arg]
 

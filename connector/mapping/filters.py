@@ -144,11 +144,11 @@ def _in_zone(dt: Any, tz: Any, name: str) -> datetime | None:
 
 def local_time(dt: Any, tz: Any = None, fmt: str | None = None) -> datetime | str:
     """``dt`` in zone ``tz`` (UTC when None); formatted with strftime ``fmt`` when given. None → ""."""
-    local = _in_zone(dt, tz, "local_time")
-    if local is None or fmt is None:
+    local, pattern = _in_zone(dt, tz, "local_time"), _text(fmt, "local_time")
+    if local is None or pattern is None:
         return "" if local is None else local
     try:
-        return local.strftime(_text(fmt, "local_time") or "")
+        return local.strftime(pattern)
     except ValueError:
         raise FilterError("local_time: fmt is not a valid strftime format") from None
 
@@ -234,7 +234,9 @@ def redact(text: Any, rules: Any = None) -> str:
     text = _text(text, "redact")
     try:
         return "" if text is None else _redact(text, _given(rules))
-    except ValueError as exc:  # includes pydantic's ValidationError for a bad rule mapping
+    except ValidationError as exc:  # a rule given as a mapping; name the problems on one line
+        raise FilterError("redact: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    except ValueError as exc:
         raise FilterError(f"redact: {exc}") from None
 
 

@@ -202,6 +202,7 @@ def test_text_must_be_a_string() -> None:
         "1 1  " * 20_000,
         "9" * 99_999 + "x",
     ],
+    ids=lambda text: f"{text[:12]!r}x{len(text)}",
 )
 def test_adversarial_100kb_inputs_complete(adversarial: str) -> None:
     result = redact(adversarial)

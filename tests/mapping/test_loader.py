@@ -1,0 +1,120 @@
+"""Mapping files: every problem at once with its line, templates checked at load, safety rules enforced."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connector.default_mappings import default_mapping_path
+from connector.errors import ConfigError, MappingError
+from connector.mapping.lint import lint
+from connector.mapping.loader import load_mapping, parse_mapping
+from connector.mapping.planner import plan_event
+from connector.payload import parse_webhook
+from connector.sample import sample_payload
+
+BASE = default_mapping_path("hubspot").read_text()
+
+
+def with_changes(edit) -> str:
+    document = yaml.safe_load(BASE)
+    edit(document)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def problems_of(text: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_mapping(text, source="m.yaml")
+    return {p.path: p.message for p in exc.value.problems}
+
+
+def test_default_mappings_load_without_warnings() -> None:
+    for crm in ("hubspot", "salesforce"):
+        assert lint(load_mapping(default_mapping_path(crm))) == []
+
+
+def test_unknown_keys_are_errors_with_path_and_line() -> None:
+    text = BASE.replace("  if_no_match: create", "  if_sevral: newest\n  if_no_match: create", 1)
+    found = problems_of(text)
+    [(path, message)] = found.items()
+    line = text.splitlines().index("  if_sevral: newest") + 1
+    assert path == f"contact.if_sevral (line {line})"
+    assert "Extra inputs" in message
+
+
+def test_all_problems_are_reported_together() -> None:
+    def edit(d: dict) -> None:
+        d["contact"]["if_no_match"] = "maybe"
+        d["outcomes"][0]["rank"] = "high"
+        d["activity"].pop("object")
+    found = problems_of(with_changes(edit))
+    assert {p.split(" ")[0] for p in found} == {"contact.if_no_match", "outcomes[0].rank", "activity.object"}
+
+
+def test_template_syntax_errors_name_the_line() -> None:
+    text = BASE.replace('hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "2X call: {{ outcome.label }"')
+    found = problems_of(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "hs_call_title" in l and "{{ outcome.label }\"" in l)
+    assert list(found) == [f"activity.properties.hs_call_title (line {line})"]
+    assert "syntax error" in next(iter(found.values()))
+
+
+def test_unknown_filter_is_caught_at_load() -> None:
+    text = BASE.replace("{{ call_time | iso_utc }}", "{{ call_time | iso_utcc }}", 1)
+    assert any("iso_utcc" in m for m in problems_of(text).values())
+
+
+def test_do_not_call_can_only_be_set_true() -> None:
+    def edit(d: dict) -> None:
+        d["outcomes"][4]["contact"]["twox_do_not_call"] = False
+        d["contact_updates"]["twox_do_not_call"] = "{{ call.answered }}"
+    found = problems_of(with_changes(edit))
+    assert {p.split(" ")[0] for p in found} == {"outcomes[4].contact.twox_do_not_call", "contact_updates.twox_do_not_call"}
+    assert all("never clears do-not-call" in m for m in found.values())
+
+
+def test_non_canonical_end_reasons_are_rejected_with_a_hint() -> None:
+    def edit(d: dict) -> None:
+        d["outcomes"][4]["when"]["end_reason"] = "transferred"
+        d["outcomes"][5]["when"]["end_reason"] = "schedule_callbak"
+    found = problems_of(with_changes(edit))
+    messages = sorted(found.values())
+    assert any("use call_transferred" in m for m in messages)
+    assert any("did you mean schedule_call_back" in m for m in messages)
+
+
+def test_a_task_reference_must_exist() -> None:
+    def edit(d: dict) -> None:
+        d["outcomes"][5]["tasks"] = ["call_me"]
+    assert any("call_me" in m for m in problems_of(with_changes(edit)).values())
+
+
+def test_a_template_failing_on_one_payload_is_a_mapping_error_naming_the_line(tmp_path: Path) -> None:
+    text = BASE.replace('hs_call_title: "2X call: {{ outcome.label }}"',
+                        'hs_call_title: "2X call for {{ meta.campaign_name }}"')
+    mapping = parse_mapping(text, source="custom.yaml")
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "meta.campaign_name" in l)
+    event = parse_webhook(sample_payload(1))
+    with pytest.raises(MappingError) as exc:
+        plan_event(event, mapping, sink="h", call_time=datetime.now(timezone.utc))
+    assert f"custom.yaml:{line} (activity.properties.hs_call_title)" in str(exc.value)
+    assert "campaign_name" in str(exc.value)
+    # The same mapping plans fine for a payload that has the key.
+    event = parse_webhook(sample_payload(1, meta={"campaign_name": "fall"}))
+    assert plan_event(event, mapping, sink="h", call_time=datetime.now(timezone.utc)).outcome.bundle
+
+
+def test_lint_warns_about_uncovered_outcomes_shadowed_dnc_and_unknown_fields() -> None:
+    def edit(d: dict) -> None:
+        d["outcomes"] = [o for o in d["outcomes"] if o["name"] != "no_answer"]
+        dnc = next(o for o in d["outcomes"] if o["name"] == "do_not_call")
+        d["outcomes"].remove(dnc)
+        d["outcomes"].append(dnc)  # now invalid_number/unreachable win for failed DNC calls
+        d["activity"]["properties"]["hs_call_title"] = "{{ recrod.first_name }}"
+    warnings = lint(parse_mapping(with_changes(edit), source="m.yaml"))
+    assert any("end_reason no_answer" in w for w in warnings)
+    assert any("do_not_call call" in w and "does not set do-not-call" in w for w in warnings)
+    assert any("`recrod.first_name`" in w for w in warnings)
