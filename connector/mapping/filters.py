@@ -58,6 +58,7 @@ def _count(value: Any, name: str, what: str, minimum: int) -> None:
 # --- phone -------------------------------------------------------------------------------------
 
 _F = phonenumbers.PhoneNumberFormat
+_REGIONS = phonenumbers.SUPPORTED_REGIONS
 _PHONE_STYLES = {"e164": _F.E164, "national": _F.NATIONAL, "international": _F.INTERNATIONAL,
                  "digits": _F.E164, "rfc3966": _F.RFC3966}
 
@@ -66,7 +67,7 @@ def phone(value: Any, style: str = "e164", region: str | None = "US") -> str:
     """A phone number for display; unparseable input comes back unchanged (it is all we have)."""
     if not isinstance(style, str) or style not in _PHONE_STYLES:
         raise FilterError(f"phone: unknown style {style!r}; use one of {', '.join(_PHONE_STYLES)}")
-    if region is not None and (not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS):
+    if region is not None and (not isinstance(region, str) or region.upper() not in _REGIONS):
         raise FilterError("phone: region must be a two-letter region code such as 'US'")
     value = _given(value)
     if isinstance(value, (Phone, Mapping)):  # record.phone, as a model or dumped
@@ -221,7 +222,8 @@ def duration(seconds: Any, style: str = "hms") -> str | int | None:
 # --- text --------------------------------------------------------------------------------------
 
 
-def transcript(turns: Any, fmt: str = "text", labels: Mapping[str, str] | None = None, empty: str = "") -> str:
+def transcript(turns: Any, fmt: str = "text", labels: Mapping[str, str] | None = None,
+               empty: str = "") -> str:
     """The conversation as text, markdown or (escaped) html; see :mod:`connector.mapping.transcript`."""
     try:
         return render_transcript(_given(turns), fmt, _given(labels), empty)  # type: ignore[arg-type]
@@ -235,7 +237,8 @@ def redact(text: Any, rules: Any = None) -> str:
     try:
         return "" if text is None else _redact(text, _given(rules))
     except ValidationError as exc:  # a rule given as a mapping; name the problems on one line
-        raise FilterError("redact: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise FilterError(f"redact: {problems}") from None
     except ValueError as exc:
         raise FilterError(f"redact: {exc}") from None
 
@@ -243,7 +246,7 @@ def redact(text: Any, rules: Any = None) -> str:
 TRUNCATION_MARKER = " … [truncated {removed} characters]"
 
 
-def truncate_to(text: Any, limit: int, marker: str = TRUNCATION_MARKER) -> str:
+def truncate_to(text: Any, limit: int = _REQUIRED, marker: str = TRUNCATION_MARKER) -> str:
     """``text`` cut to exactly ``limit`` characters *including* the marker, so the CRM never rejects it.
 
     ``{removed}`` is replaced by plain text replace (``str.format`` could reach attributes). A
@@ -261,13 +264,18 @@ def truncate_to(text: Any, limit: int, marker: str = TRUNCATION_MARKER) -> str:
     keep = limit - shortest  # an upper bound: the real count has at least one digit
     while keep >= 0:
         cut = keep
-        if 0 < cut < len(text) and "\ud800" <= text[cut - 1] <= "\udbff" and "\udc00" <= text[cut] <= "\udfff":
+        if 0 < cut < len(text) and _splits_pair(text[cut - 1], text[cut]):
             cut -= 1
         mark = marker.replace("{removed}", str(len(text) - cut))
         if cut + len(mark) <= limit:
             return text[:cut] + mark
         keep -= 1
     raise FilterError(f"truncate_to: limit {limit} is too short for the marker")
+
+
+def _splits_pair(before: str, after: str) -> bool:
+    """Whether cutting between these two code points would split a UTF-16 surrogate pair."""
+    return "\ud800" <= before <= "\udbff" and "\udc00" <= after <= "\udfff"
 
 
 def default_if_empty(value: Any, default: Any) -> Any:
@@ -288,6 +296,7 @@ def yesno(value: Any, yes: str = "Yes", no: str = "No", unknown: str = "") -> st
 
 
 _LIGATURES = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d"})
+"""Latin letters NFKD does not decompose, spelled the way a German/Nordic/Polish speaker would."""
 
 
 def slug(value: Any, max_len: int | None = None) -> str:
@@ -299,7 +308,8 @@ def slug(value: Any, max_len: int | None = None) -> str:
         _count(max_len, "slug", "max_len", 1)
     value = _text(value, "slug", ints=True) or ""
     ascii_text = unicodedata.normalize("NFKD", value.lower().translate(_LIGATURES))
-    chars = [ch if ("a" <= ch <= "z" or "0" <= ch <= "9") else "_" for ch in ascii_text if not unicodedata.combining(ch)]
+    kept = (ch for ch in ascii_text if not unicodedata.combining(ch))
+    chars = [ch if ("a" <= ch <= "z" or "0" <= ch <= "9") else "_" for ch in kept]
     result = "_".join(part for part in "".join(chars).split("_") if part)
     if result[:1].isdigit():
         result = f"q_{result}"

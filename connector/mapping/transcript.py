@@ -60,7 +60,7 @@ def render_transcript(
         return empty
     if isinstance(turns, (str, bytes, Mapping)) or not isinstance(turns, Iterable):
         raise ValueError(f"transcript must be a list of turns, got {type(turns).__name__}")
-    rendered = [_render_turn(fmt, *_role_and_content(turn, index), merged) for index, turn in enumerate(turns)]
+    rendered = [_render_turn(fmt, *_role_and_content(turn, i), merged) for i, turn in enumerate(turns)]
     if not rendered:
         return empty
     return ("\n\n" if fmt == "markdown" else "\n").join(rendered)
