@@ -201,6 +201,8 @@ def _interpret(
         elif not _TIME_RE.search(text) or (parsed.time() == time(0) and not _MIDNIGHT_RE.search(text)):
             parsed = datetime.combine(parsed.date(), policy.default_hour)
             detail = f" (no time of day given; used {_hhmm(policy.default_hour)})"
+        if parsed.date() == base.date():  # after a call in the repeated hour, that hour's times are the 2nd ones
+            parsed = parsed.replace(fold=base.fold)
         return _localize(parsed, zone), parsed, detail
     except (OverflowError, ValueError):
         return None, None, "out of range"
