@@ -1,11 +1,10 @@
 """When a "call me back" task is due, in the lead's local time.
 
-A callback due at 3 a.m. where the lead lives, or as a bare UTC-midnight date, is a real failure,
-so every result is an aware instant inside the policy's business hours *in the lead's zone*.
-All calendar arithmetic is done on local wall-clock dates and only then localized (round-tripped
-through UTC), so DST gaps and folds can never leak a 02:30-that-does-not-exist or a
-"next day" that is 23 hours away. Pure: no clock reads, no I/O (dateparser always gets
-RELATIVE_BASE, and PREFER_DAY_OF_MONTH is pinned because its "current" default reads the clock).
+A callback due at 3 a.m. where the lead lives, or as a bare UTC-midnight date, is a real failure, so
+every result is an aware instant inside the policy's business hours *in the lead's zone*. Calendar
+arithmetic is done on local wall-clock dates and only then localized (round-tripped through UTC), so DST
+gaps and folds cannot leak a nonexistent 02:30 or a 23-hour "next day". Pure: no clock reads, no I/O
+(dateparser always gets RELATIVE_BASE; PREFER_DAY_OF_MONTH is pinned as its "current" reads the clock).
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ _MIDNIGHT_RE = re.compile(r"midnight|\b0?0[:h]00\b|\b12(?::00)?\s*a\.?m\b", re.I
 _VOCAB_RE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:today|tomorrow|tonight|yesterday|"
     r"next|week|weeks|weekend|month|months|year|day|days|fortnight)\b|\d{1,4}[-/.]\d{1,2}", re.I)
-# A bare clock time ("10:30", "3pm"): dateparser rolls these to "tomorrow" wrongly at month end.
 _ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])")
+# A bare clock time ("10:30", "3pm"): dateparser rolls these to "tomorrow" wrongly at month end.
 _TIME_ONLY_RE = re.compile(r"^(?:at\s+)?(?:\d{1,2}:\d{2}(?:\s*[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?)$", re.I)
 
 
@@ -71,13 +70,6 @@ class CallbackPolicy(BaseModel):
             raise ValueError(f"got the number {value!r}; quote times in YAML, e.g. '10:00'")
         return value
 
-    @field_validator("default_hour", "business_start", "business_end")
-    @classmethod
-    def _naive(cls, value: time) -> time:
-        if value.tzinfo is not None:
-            raise ValueError("must be a local time of day without an offset; the lead's zone supplies it")
-        return value
-
     @field_validator("weekdays")
     @classmethod
     def _unique(cls, days: list[Weekday]) -> list[Weekday]:
@@ -96,6 +88,8 @@ class CallbackPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _hours(self) -> CallbackPolicy:
+        if any(t.tzinfo is not None for t in (self.default_hour, self.business_start, self.business_end)):
+            raise ValueError("times must be local times of day without an offset; the lead's zone supplies it")
         if not self.business_start < self.business_end:
             raise ValueError("business_start must be before business_end")
         if not self.business_start <= self.default_hour < self.business_end:
@@ -172,7 +166,7 @@ def _when(instant: datetime) -> str:
 def _interpret(
     text: str, base: datetime, zone: tzinfo, policy: CallbackPolicy
 ) -> tuple[datetime | None, datetime | None, str]:
-    """(instant in zone, requested wall time if naive, detail) — or (None, None, why it is unusable)."""
+    """(UTC instant, requested wall time if naive, detail) — or (None, None, why it is unusable)."""
     if len(text) > _MAX_REQUEST_CHARS:
         return None, None, "too long to be a time"
     if not (_VOCAB_RE.search(text) or _TIME_RE.search(text) or _WEEKDAY_RE.search(text)):

@@ -7,6 +7,7 @@ MappingError naming the mapping file, line and path; the event stays stored and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, tzinfo
 from typing import Any
@@ -234,7 +235,10 @@ def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[st
         if converted is _UNUSABLE:
             warnings.append(f"question {name!r}: answer not usable as {(rule and rule.transform) or spec.transform}")
             continue
-        values.setdefault(prop, converted)
+        if prop in values:
+            warnings.append(f"question {name!r} maps to {prop}, already set by another question; kept the first")
+            continue
+        values[prop] = converted
     return values
 
 
@@ -269,14 +273,20 @@ def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> 
 
 
 def _property_name(pattern: str, name: str, style: str) -> str:
-    """`twox_q_{name}` with the question name made a valid property name for the CRM."""
+    """`twox_q_{name}` with the question name made a valid property name for the CRM.
+
+    A name with nothing left after sanitizing (e.g. all Cyrillic) gets a short hash, so two such
+    questions never land on the same property.
+    """
+    cleaned = slug(name, 30).strip("_")
+    if not cleaned or (cleaned == "field" and name.strip().lower() != "field"):
+        cleaned = "field_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
     if style == "salesforce":
-        cleaned = slug(name, 30).strip("_") or "field"
         result = pattern.replace("{name}", cleaned)
         head, sep, tail = result.rpartition("__")
         head = "_".join(filter(None, head.split("_"))) if sep else "_".join(filter(None, result.split("_")))
         return f"{head}__{tail}" if sep else head
-    return pattern.replace("{name}", slug(name, 100 - len(pattern)))
+    return pattern.replace("{name}", slug(cleaned, 100 - len(pattern)))
 
 
 def _due(event: CallEvent, mapping: LoadedMapping, name: str, call_time: datetime, zone: tzinfo) -> CallbackDue:

@@ -54,7 +54,7 @@ class ContactSpec(_Closed):
 class FieldLimit(_Closed):
     """A CRM field's real size limit, and what to do with longer values."""
 
-    max_length: int = Field(gt=0)
+    max_length: int = Field(ge=64, description="Characters; at least 64 so the truncation marker fits.")
     on_too_long: Literal["truncate", "fail"] = Field(
         "truncate", description="truncate: cut and add a visible marker; fail: the plan fails (event replayable)."
     )

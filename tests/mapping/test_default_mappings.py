@@ -235,3 +235,19 @@ def test_card_numbers_in_transcripts_are_redacted() -> None:
     body = actions(plan, CreateActivity)[0].properties["hs_call_body"]
     assert "4111" not in body and "123-45-6789" not in body
     assert "[REDACTED CARD]" in body and "[REDACTED SSN]" in body
+
+
+def test_question_names_become_valid_distinct_property_names() -> None:
+    answers = {"Preferred Time!": "mornings", "Бюджет": "1000", "Срок": "май", "Budget": "5k", "budget ": "6k",
+               "case_number": 8057, "consent": True}
+    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h",
+                      call_time=CALL_TIME)
+    fields = contact_fields(plan)
+    questions = {k: v for k, v in fields.items() if k.startswith("twox_q_")}
+    assert questions["twox_q_preferred_time"] == "mornings"
+    assert questions["twox_q_case_number"] == "8057" and questions["twox_q_consent"] == "true"
+    assert questions["twox_q_budget"] == "5k"
+    assert any("'budget '" in w and "already set" in w for w in plan.warnings)
+    hashed = [k for k in questions if k.startswith("twox_q_field_")]
+    assert len(hashed) == 2 and sorted(questions[k] for k in hashed) == ["1000", "май"]
+    assert all(k == k.lower() and k.replace("_", "").isalnum() for k in questions)
