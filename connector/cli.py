@@ -120,6 +120,41 @@ def preview(config_path: Path | None, payload: Path, sink_names: tuple[str, ...]
 
 @main.command()
 @config_option
+def worker(config_path: Path | None) -> None:
+    """Run a delivery worker (several may run at once against PostgreSQL); stops cleanly on SIGTERM."""
+    from connector.worker import run_worker
+
+    run_worker(_settings(config_path))
+
+
+@main.command()
+@config_option
+@click.option("--event", "event_id", default=None, help="Re-plan and re-deliver one event (all its sinks).")
+@click.option("--dead-letter", "dead_letter", is_flag=True, help="Re-deliver every dead-lettered delivery.")
+@click.option("--quarantine", "from_quarantine", is_flag=True, help="Run every quarantined body through ingestion.")
+@click.option("--sink", default=None, help="Only this sink (with --event or --dead-letter).")
+def replay(config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool,
+           sink: str | None) -> None:
+    """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated."""
+    from connector.replay import replay_dead_letters, replay_event, replay_quarantine
+
+    if sum([event_id is not None, dead_letter, from_quarantine]) != 1:
+        raise click.UsageError("give exactly one of --event ID, --dead-letter, --quarantine")
+    settings = _settings(config_path)
+    ledger = Ledger.open(settings.store)
+    if event_id is not None:
+        result = replay_event(ledger, settings, event_id, sink=sink)
+    elif dead_letter:
+        result = replay_dead_letters(ledger, sink=sink)
+    else:
+        result = replay_quarantine(ledger, settings)
+    _echo_json(result)
+    if not result.get("requeued") and not result.get("replayed"):
+        click.echo("nothing to replay", err=True)
+
+
+@main.command()
+@config_option
 def migrate(config_path: Path | None) -> None:
     """Bring the store's schema to the newest revision (serve and worker also do this at start)."""
     Ledger.open(_settings(config_path).store).dispose()
@@ -128,12 +163,17 @@ def migrate(config_path: Path | None) -> None:
 
 @main.command()
 @config_option
-@click.argument("event_id")
-def status(config_path: Path | None, event_id: str) -> None:
-    """Show what happened to one event: stored body, normalized event, deliveries."""
-    from connector.reports import event_status
+@click.argument("event_id", required=False)
+def status(config_path: Path | None, event_id: str | None) -> None:
+    """Without EVENT_ID: sink health (paused, blocked, backlog) and live workers. With it: the event's
+    audit trail (stored body, normalized event, plan, every attempt, CRM ids)."""
+    from connector.reports import event_status, health_report
 
-    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    settings = _settings(config_path)
+    ledger = Ledger.open(settings.store, migrate_schema=False)
+    if event_id is None:
+        _echo_json(health_report(ledger, settings))
+        return
     report = event_status(ledger, event_id)
     if report is None:
         raise click.ClickException(f"no event with id {event_id!r} (see `connector quarantine list` for refused bodies)")

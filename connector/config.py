@@ -26,6 +26,7 @@ from pydantic import (
 
 from connector import defaults
 from connector.errors import ConfigError, ConfigProblem
+from connector.retry import RetryPolicy
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -110,6 +111,19 @@ class ServeSettings(_Model):
     timeout_s: int = Field(defaults.SERVE_TIMEOUT_S, ge=1, description="gunicorn worker timeout in seconds.")
 
 
+class WorkerSettings(_Model):
+    """The delivery worker: embedded in `connector serve`, or standalone `connector worker` processes."""
+
+    embedded: bool = Field(True, description="`connector serve` also runs one worker process.")
+    batch_size: int = Field(10, ge=1, le=500, description="Deliveries claimed at once.")
+    poll_interval_s: float = Field(0.5, gt=0, le=30, description="Sleep between claims when nothing is due.")
+    lease_s: float = Field(60.0, ge=5, le=3600, description="A claimed delivery returns to others after this, "
+                                                            "unless renewed (a dead worker's work is recovered).")
+    auth_probe_s: float = Field(30.0, ge=1, description="How often a paused sink tests its credentials again.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    redis_url: str | None = Field(None, description="Share rate budgets through Redis instead of the store.")
+
+
 class LoggingSettings(_Model):
     """Log output; personal data is never logged whatever the level."""
 
@@ -119,9 +133,18 @@ class LoggingSettings(_Model):
     json_lines: bool = Field(False, alias="json", description="One JSON object per line instead of plain text.")
 
 
+class RateLimitSettings(_Model):
+    """A request budget shared by every worker of a store."""
+
+    requests: int = Field(ge=1, description="Requests allowed per window.")
+    window_s: float = Field(10.0, gt=0, description="Window length in seconds.")
+
+
 class _SinkBase(_Model):
     enabled: bool = Field(True, description="A disabled sink keeps its config but receives no new deliveries.")
-    mapping: str | None = Field(None, description="Mapping YAML file, relative to the config file.")
+    mapping: str | None = Field(None, description="Mapping YAML file, relative to the config file "
+                                                  "(default: the packaged mapping for the sink's type).")
+    rate_limit: RateLimitSettings | None = Field(None, description="Override the sink's default request budget.")
 
 
 class HubSpotSinkSettings(_SinkBase):
@@ -165,6 +188,7 @@ class PluginSinkSettings(BaseModel):
     type: str
     enabled: bool = True
     mapping: str | None = None
+    rate_limit: RateLimitSettings | None = None
 
 
 def _sink_tag(value: Any) -> str:
@@ -189,6 +213,7 @@ class Settings(_Model):
     store: StoreSettings = Field(default_factory=StoreSettings)
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sinks: dict[str, SinkSettings] = Field(default_factory=dict, description="Named CRM sinks; {} only stores.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file; relative paths start here.")

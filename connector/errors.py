@@ -5,7 +5,12 @@ ConnectorError
 ├─ ConfigError     startup fails, exit 1; names the YAML path of each problem
 ├─ PayloadError    the webhook body is rejected: 400/413/415/422 + quarantine; carries the field path
 ├─ StoreError      the ledger cannot be reached: 503, and 2X retries
-└─ MappingError    planning fails; names the mapping file and line; the event stays replayable
+├─ MappingError    planning fails; names the mapping file and line; the event stays replayable
+└─ SinkError(sink, action, status, code, crm_message)   a CRM call failed; decides the delivery's fate
+   ├─ TransientError(retry_after)   reschedule with backoff
+   │  └─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
+   ├─ PermanentError                dead-letter at once, with the CRM's own error
+   └─ AuthError                     pause the sink; deliveries wait, none is dead-lettered
 ```
 
 Messages never contain secrets, phone numbers, names or transcript text: they name the
@@ -64,3 +69,42 @@ class StoreError(ConnectorError):
 
 class MappingError(ConnectorError):
     """A mapping cannot turn this event into a plan; the event stays stored and replayable."""
+
+
+class SinkError(ConnectorError):
+    """A CRM call failed. Subclasses say what the delivery engine does next."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        crm_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        """HTTP status of the CRM's answer, when there was one."""
+        self.code = code
+        """The CRM's own error code (HubSpot category / Salesforce errorCode)."""
+        self.crm_message = crm_message
+        """The CRM's own message, kept for the audit trail and the dead-letter reason."""
+        self.retry_after = retry_after
+        """Seconds the CRM asked us to wait, if it said."""
+
+
+class TransientError(SinkError):
+    """Worth retrying later: timeouts, connection errors, 408/5xx, lock contention."""
+
+
+class RateLimited(TransientError):
+    """The CRM's rate limit was hit; the whole sink waits, not only this delivery."""
+
+
+class PermanentError(SinkError):
+    """Retrying cannot help (validation error): dead-letter with the CRM's message."""
+
+
+class AuthError(SinkError):
+    """Credentials rejected: pause the sink until they work again; dead-letter nothing."""

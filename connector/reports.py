@@ -27,11 +27,47 @@ def event_status(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
         "body_sha256": row["body_sha256"],
         "body": _body_text(row["body"]),
         "normalized": json.loads(row["normalized"]),
-        "deliveries": [
-            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()}
-            for d in ledger.deliveries_for(event_id)
-        ],
+        "deliveries": [_delivery_report(ledger, d) for d in ledger.deliveries_for(event_id)],
     }
+
+
+def _delivery_report(ledger: Ledger, delivery: dict[str, Any]) -> dict[str, Any]:
+    """One sink's side of an event: state, plan, every attempt, and what each action produced."""
+    report = {k: _plain(v) for k, v in delivery.items() if k != "plan"}
+    report["plan"] = json.loads(delivery["plan"]) if delivery.get("plan") else None
+    report["attempts"] = [{k: _plain(v) for k, v in a.items() if k != "delivery_id"}
+                          for a in ledger.deliveries.attempts_for(delivery["id"])]
+    journal = ledger.deliveries.journal(delivery["id"])
+    report["actions"] = [
+        {"key": e.action_key, "kind": e.kind, "status": e.status, "crm_id": e.crm_id, "result": e.result}
+        for e in journal.values()
+    ]
+    report["crm_ids"] = {e.kind: e.crm_id for e in journal.values() if e.crm_id}
+    return report
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
+    """Sinks (paused? blocked? backlog, oldest due) and live workers: what an operator checks first."""
+    counts = ledger.deliveries.counts()
+    states = {s.sink: s for s in ledger.sinks.all()}
+    sinks = {}
+    for name in sorted(set(settings.sinks) | {sink for sink, _ in counts}):
+        state = states.get(name)
+        oldest = ledger.deliveries.oldest_due(name)
+        sinks[name] = {
+            "configured": name in settings.sinks,
+            "paused": bool(state and state.paused),
+            "paused_reason": state.reason if state else None,
+            "blocked_until": _plain(state.blocked_until) if state and state.blocked_until else None,
+            "deliveries": {status: n for (sink, status), n in sorted(counts.items()) if sink == name},
+            "oldest_due": _plain(oldest) if oldest else None,
+        }
+    workers = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.live_workers(within_s=30)]
+    return {"sinks": sinks, "live_workers": workers}
 
 
 def quarantined_report(ledger: Ledger, quarantine_id: int) -> dict[str, Any] | None:

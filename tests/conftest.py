@@ -69,9 +69,11 @@ def make_settings(store_url: str, **sections: Any) -> Settings:
 
 
 def _truncate_all(ledger: Ledger) -> None:
+    from connector.ledger.schema import metadata
+
     with ledger.engine.begin() as connection:
-        for table in ("deliveries", "quarantine", "events"):
-            connection.execute(sa.text(f"DELETE FROM {table}"))
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -66,7 +67,17 @@ class DeliveryStatus(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
-    PAUSED = "paused"
+    HELD = "held"
+    """The mapping asked for a human review; replay releases it."""
+
+
+class ActionStatus(StrEnum):
+    """One planned action's state in the journal."""
+
+    IN_FLIGHT = "in_flight"
+    """The CRM call started; if we find this after a crash the outcome is unknown: look it up first."""
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
 
 
 events = Table(
@@ -119,6 +130,86 @@ deliveries = Table(
     Column("last_error", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("contact_key", String(64), nullable=True),  # lead phone; one delivery per contact at a time
+    Column("call_time", UTCDateTime(), nullable=True),
+    Column("plan", Text(), nullable=True),  # the Plan JSON of the current attempt
+    Column("dead_reason", Text(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     UniqueConstraint("event_id", "sink", name="uq_deliveries_event_sink"),
     Index("ix_deliveries_due", "status", "priority", "due_at"),
+    Index("ix_deliveries_contact", "sink", "contact_key", "status"),
+)
+
+action_journal = Table(
+    "action_journal",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", _Id, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("action_key", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("crm_id", String(128), nullable=True),
+    Column("result", Text(), nullable=True),  # ActionResult JSON
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("delivery_id", "action_key", name="uq_journal_delivery_action"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", _Id, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer(), nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("outcome", String(20), nullable=True),  # succeeded, retry, dead, paused, held, released
+    Column("error_kind", String(32), nullable=True),
+    Column("status_code", Integer(), nullable=True),
+    Column("crm_code", String(128), nullable=True),
+    Column("message", Text(), nullable=True),
+    Index("ix_attempts_delivery", "delivery_id"),
+)
+
+sink_state = Table(
+    "sink_state",
+    metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("paused", Boolean(), nullable=False),
+    Column("reason", Text(), nullable=True),
+    Column("paused_at", UTCDateTime(), nullable=True),
+    Column("next_probe_at", UTCDateTime(), nullable=True),
+    Column("blocked_until", UTCDateTime(), nullable=True),  # rate-limited: nobody calls the CRM before this
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+field_state = Table(
+    "field_state",
+    metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("contact_ref", String(160), primary_key=True),  # "<object>:<crm id>"
+    Column("property", String(200), primary_key=True),
+    Column("value", Text(), nullable=True),
+    Column("rank", Integer(), nullable=False),
+    Column("call_time", UTCDateTime(), nullable=False),
+    Column("event_id", String(128), nullable=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(128), primary_key=True),
+    Column("pid", Integer(), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime(), nullable=True),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("tokens", Float(), nullable=False),
+    Column("updated_at", Float(), nullable=False),  # epoch seconds; token-bucket arithmetic
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from connector.config import StoreSettings
 from connector.errors import StoreError
 from connector.ledger import migrate
+from connector.ledger._clock import utcnow
+from connector.ledger.deliveries import DeliveryStore
+from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
 from connector.ledger.schema import DeliveryStatus, deliveries, events, quarantine
 
@@ -28,10 +31,6 @@ if TYPE_CHECKING:
 DNC_PRIORITY = 0
 """Do-not-call deliveries are claimed first: honouring them is a legal obligation."""
 DEFAULT_PRIORITY = 10
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -72,6 +71,10 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writes = writer(engine)
+        self.deliveries = DeliveryStore(engine, self._writes)
+        """Claims, leases, the action journal, attempts, requeueing."""
+        self.sinks = SinkStateStore(engine, self._writes)
+        """Paused/blocked sinks, written contact fields, worker heartbeats, rate buckets."""
 
     @classmethod
     def open(cls, store: StoreSettings, *, migrate_schema: bool = True) -> Ledger:
@@ -135,7 +138,7 @@ class Ledger:
             "end_reason": event.call.end_reason.value,
             "contact_key": event.contact_key,
         }
-        delivery_rows = [_new_delivery(event.id, sink, priority, now) for sink in sinks]
+        delivery_rows = [_new_delivery(event.id, sink, priority, now, event.contact_key) for sink in sinks]
         try:
             with self._writes.begin() as connection:
                 connection.execute(events.insert().values(row))
@@ -244,8 +247,10 @@ class Ledger:
             raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
 
 
-def _new_delivery(event_id: str, sink: str, priority: int, now: datetime) -> dict[str, Any]:
+def _new_delivery(event_id: str, sink: str, priority: int, now: datetime, contact_key: str | None) -> dict[str, Any]:
     return {
+        "contact_key": contact_key,
+        "call_time": now,
         "event_id": event_id,
         "sink": sink,
         "status": DeliveryStatus.PENDING.value,

@@ -1,0 +1,194 @@
+"""Runs one claimed delivery: plan, then each action through the sink, journaled as it goes.
+
+Exactly-once effects rest on three rules:
+1. An action is marked `in_flight` (committed) before its CRM call and `succeeded` (committed,
+   with the CRM id) after it. A retry skips what succeeded.
+2. An action found `in_flight` had an unknown outcome (the process died around the CRM call): the
+   sink looks it up by its idempotency key before anything is written again.
+3. Contact properties pass the precedence rules against what the connector wrote before.
+
+The delivery's fate is decided in one place (`_fail`), by the class of the error:
+transient → retry on the schedule; rate limited → the whole sink waits, no attempt counted;
+permanent → dead-lettered with the CRM's message; auth → the sink pauses, nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from connector.errors import AuthError, MappingError, PermanentError, RateLimited, SinkError, TransientError
+from connector.faults import crash_point
+from connector.ledger import Ledger
+from connector.ledger._clock import utcnow
+from connector.ledger.deliveries import Claimed
+from connector.ledger.schema import ActionStatus, DeliveryStatus
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.planner import plan_event
+from connector.mapping.precedence import may_write
+from connector.payload import CallEvent
+from connector.plan import Action, HoldForReview, Plan, ResolveContact, UpdateContact
+from connector.retry import RetryPolicy
+from connector.sinks.base import ActionResult, ExecutionContext, Sink
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_DEFAULT_WAIT_S = 10.0
+"""HubSpot does not promise a Retry-After: wait out its 10-second window."""
+
+
+@dataclass(frozen=True)
+class SinkRuntime:
+    """An open sink with its mapping, as the runner needs them."""
+
+    sink: Sink
+    mapping: LoadedMapping
+
+
+class DeliveryRunner:
+    """Executes claimed deliveries for one worker."""
+
+    def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
+                 *, auth_probe_s: float) -> None:
+        self._ledger = ledger
+        self._worker = worker_id
+        self._sinks = sinks
+        self._policy = policy
+        self._auth_probe_s = auth_probe_s
+
+    def run(self, claimed: Claimed) -> str:
+        """Run one delivery to its next state; returns the attempt's outcome."""
+        attempt_id = self._ledger.deliveries.start_attempt(claimed.id, claimed.attempts, self._worker)
+        runtime = self._sinks[claimed.sink]
+        try:
+            plan = self._plan(claimed, runtime.mapping)
+            if any(isinstance(a, HoldForReview) for a in plan.actions):
+                reason = next(a.reason for a in plan.actions if isinstance(a, HoldForReview))
+                return self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": reason})
+            self._execute(claimed, plan, runtime.sink)
+        except MappingError as exc:
+            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead",
+                                {"kind": "mapping_error", "message": str(exc)})
+        except SinkError as exc:
+            return self._fail(claimed, attempt_id, exc)
+        except Exception as exc:  # noqa: BLE001 - unknown failures retry, bounded by the schedule
+            log.exception("delivery failed unexpectedly", extra={"event_id": claimed.event_id, "sink": claimed.sink})
+            return self._fail(claimed, attempt_id, TransientError(f"unexpected {exc.__class__.__name__}: {exc}"))
+        return self._finish(claimed, attempt_id, DeliveryStatus.SUCCEEDED, "succeeded", None)
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _plan(self, claimed: Claimed, mapping: LoadedMapping) -> Plan:
+        if claimed.plan:
+            return Plan.model_validate_json(claimed.plan)
+        row = self._ledger.get_event(claimed.event_id)
+        if row is None:
+            raise PermanentError(f"event {claimed.event_id} is missing from the ledger")
+        event = CallEvent.model_validate_json(row["normalized"])
+        plan = plan_event(event, mapping, sink=claimed.sink, call_time=row["received_at"])
+        self._ledger.deliveries.save_plan(claimed.id, plan.model_dump_json())
+        return plan
+
+    # -- executing ------------------------------------------------------------------------------
+
+    def _execute(self, claimed: Claimed, plan: Plan, sink: Sink) -> None:
+        journal = self._ledger.deliveries.journal(claimed.id)
+        context = ExecutionContext(contact_key=claimed.contact_key)
+        for action in plan.actions:
+            entry = journal.get(action.key)
+            if entry and entry.status in (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value):
+                context.results[action.key] = ActionResult.model_validate(entry.result or {})
+                continue
+            contact = context.contact()
+            if not isinstance(action, ResolveContact) and contact is not None and contact.skipped:
+                self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
+                continue
+            runnable = self._allowed(claimed.sink, action, context) if isinstance(action, UpdateContact) else action
+            if runnable is None:
+                self._mark(claimed, action, ActionStatus.SKIPPED,
+                           ActionResult(skipped=True, detail={"reason": "precedence"}), context)
+                continue
+            if entry and entry.status == ActionStatus.IN_FLIGHT.value:
+                found = sink.lookup(runnable, context)
+                if found is not None:
+                    self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
+                    continue
+            crash_point("before_crm_call")
+            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+            result = self._call(sink, runnable, context)
+            crash_point("after_crm_call")
+            self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
+            crash_point("after_action")
+
+    def _call(self, sink: Sink, action: Action, context: ExecutionContext) -> ActionResult:
+        """One action, with quick in-attempt retries of transient errors (not of rate limits)."""
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            stop=stop_after_attempt(self._policy.quick_retries + 1),
+            wait=wait_exponential(multiplier=self._policy.quick_wait_s, max=5),
+            reraise=True,
+        )
+        return retrying(sink.execute, action, context)
+
+    def _allowed(self, sink: str, action: UpdateContact, context: ExecutionContext) -> UpdateContact | None:
+        """The update with only the fields precedence lets through for this contact."""
+        contact = context.contact()
+        if contact is None or contact.crm_id is None:
+            return action
+        fields = [f for f in action.fields if not f.objects or contact.object in f.objects]
+        written = self._ledger.sinks.written(sink, _contact_ref(contact), [f.property for f in fields])
+        allowed = [f for f in fields if may_write(f, written.get(f.property))]
+        return action.model_copy(update={"fields": allowed}) if allowed else None
+
+    def _mark(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult,
+              context: ExecutionContext, written: Action | None = None) -> None:
+        context.results[action.key] = result
+        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
+                                             crm_id=result.crm_id, result=result.model_dump(mode="json"))
+        contact = context.contact()
+        if isinstance(written, UpdateContact) and status is ActionStatus.SUCCEEDED and contact and contact.crm_id:
+            self._ledger.sinks.record_written(
+                claimed.sink, _contact_ref(contact),
+                {f.property: (f.value, f.rank, f.call_time) for f in written.fields}, claimed.event_id)
+
+    # -- deciding the delivery's fate -------------------------------------------------------------
+
+    def _fail(self, claimed: Claimed, attempt_id: int, exc: SinkError) -> str:
+        error = {"kind": type(exc).__name__, "status": exc.status, "code": exc.code,
+                 "message": (exc.crm_message or str(exc))[:4000]}
+        now = utcnow()
+        if isinstance(exc, AuthError):
+            self._ledger.sinks.pause(claimed.sink, f"credentials rejected: {error['message']}",
+                                     probe_in_s=self._auth_probe_s)
+            log.error("sink paused: credentials rejected", extra={"sink": claimed.sink, "event_id": claimed.event_id})
+            return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
+        if isinstance(exc, RateLimited):
+            until = now + timedelta(seconds=exc.retry_after or RATE_LIMIT_DEFAULT_WAIT_S)
+            self._ledger.sinks.block_until(claimed.sink, until)
+            return self._finish(claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "rate_limited", error,
+                                due=until, count=False)
+        if isinstance(exc, PermanentError):
+            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
+        delay = self._policy.next_delay(claimed.attempts, exc.retry_after)
+        if delay is None:
+            error["message"] = f"gave up after {claimed.attempts} attempts: {error['message']}"
+            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
+        return self._finish(claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "retry", error,
+                            due=now + timedelta(seconds=delay))
+
+    def _finish(self, claimed: Claimed, attempt_id: int, status: DeliveryStatus, outcome: str,
+                error: dict[str, Any] | None, *, due: Any = None, count: bool = True) -> str:
+        kept = self._ledger.deliveries.finish(claimed.id, attempt_id, self._worker, status=status, outcome=outcome,
+                                              due_at=due, error=error, count_attempt=count)
+        log.info("delivery %s", outcome if kept else "lease_lost",
+                 extra={"event_id": claimed.event_id, "sink": claimed.sink, "attempt": claimed.attempts,
+                        **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {})})
+        return outcome if kept else "lease_lost"
+
+
+def _contact_ref(contact: ActionResult) -> str:
+    return f"{contact.object}:{contact.crm_id}"

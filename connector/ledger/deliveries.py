@@ -1,0 +1,279 @@
+"""Delivery moves, each one transaction: claim, renew, journal an action, finish, sweep, requeue.
+
+Claims are serialized (PostgreSQL: a transaction-scoped advisory lock plus `FOR UPDATE SKIP
+LOCKED`; SQLite: `BEGIN IMMEDIATE`), which makes one rule cheap to keep exactly: at most one
+delivery per (sink, contact) is leased at any time, so two workers never race to create the same
+new contact. Precedence rules (connector.mapping.precedence) make the order of a contact's calls
+irrelevant to its final state, so claims need not wait for older calls of the same contact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select, text, update
+
+from connector.ledger.schema import (
+    ActionStatus,
+    DeliveryStatus,
+    UTCDateTime,
+    action_journal,
+    attempts,
+    deliveries,
+    events,
+)
+from connector.ledger._clock import utcnow
+
+_CLAIM_LOCK_KEY = 0x2C0_C1A1
+_DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to one worker, with what it needs to run."""
+
+    id: int
+    event_id: str
+    sink: str
+    attempts: int
+    plan: str | None
+    contact_key: str | None
+    call_time: datetime
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    action_key: str
+    kind: str
+    status: str
+    crm_id: str | None
+    result: dict[str, Any] | None
+
+
+class DeliveryStore:
+    """The delivery tables of a ledger; see the module docstring for the concurrency rules."""
+
+    def __init__(self, engine: Engine, writes: Engine) -> None:
+        self._engine = engine
+        self._writes = writes
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim(self, worker: str, sinks: list[str], *, limit: int, lease_s: float) -> list[Claimed]:
+        """Lease up to `limit` due deliveries of `sinks`, do-not-call first, one per contact."""
+        if not sinks or limit <= 0:
+            return []
+        now = utcnow()
+        d = deliveries
+        with self._writes.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
+            busy_rows = connection.execute(
+                select(d.c.sink, d.c.contact_key).where(
+                    d.c.status == DeliveryStatus.LEASED.value, d.c.lease_until > now, d.c.sink.in_(sinks),
+                    d.c.contact_key.is_not(None),
+                )
+            ).all()
+            busy = {(r.sink, r.contact_key) for r in busy_rows}
+            query = (
+                select(d.c.id, d.c.event_id, d.c.sink, d.c.attempts, d.c.plan, d.c.contact_key, d.c.call_time)
+                .where(d.c.status.in_(_DUE), d.c.due_at <= now, d.c.sink.in_(sinks))
+                .order_by(d.c.priority, d.c.due_at, d.c.id)
+                .limit(limit * 4 + len(busy))
+            )
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            chosen: list[Claimed] = []
+            for row in connection.execute(query):
+                key = (row.sink, row.contact_key)
+                if row.contact_key is not None and key in busy:
+                    continue
+                busy.add(key)
+                chosen.append(Claimed(row.id, row.event_id, row.sink, row.attempts + 1, row.plan,
+                                      row.contact_key, row.call_time or now))
+                if len(chosen) == limit:
+                    break
+            if chosen:
+                connection.execute(
+                    update(d).where(d.c.id.in_([c.id for c in chosen])).values(
+                        status=DeliveryStatus.LEASED.value, lease_owner=worker,
+                        lease_until=now + timedelta(seconds=lease_s), attempts=d.c.attempts + 1, updated_at=now,
+                    )
+                )
+        return chosen
+
+    def renew(self, worker: str, delivery_ids: list[int], *, lease_s: float) -> int:
+        """Extend the leases this worker still holds; returns how many it still holds."""
+        if not delivery_ids:
+            return 0
+        now = utcnow()
+        with self._writes.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == worker,
+                       deliveries.c.status == DeliveryStatus.LEASED.value)
+                .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    def sweep_expired(self) -> int:
+        """Return deliveries whose worker died (lease expired) to due; the journal decides lookups."""
+        now = utcnow()
+        with self._writes.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.status == DeliveryStatus.LEASED.value, deliveries.c.lease_until < now)
+                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, due_at=now,
+                        updated_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    # -- the action journal -----------------------------------------------------------------
+
+    def journal(self, delivery_id: int) -> dict[str, JournalEntry]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(action_journal).where(action_journal.c.delivery_id == delivery_id))
+            return {
+                r.action_key: JournalEntry(r.action_key, r.kind, r.status, r.crm_id,
+                                           json.loads(r.result) if r.result else None)
+                for r in rows
+            }
+
+    def journal_mark(self, delivery_id: int, action_key: str, kind: str, status: ActionStatus,
+                     *, crm_id: str | None = None, result: dict[str, Any] | None = None) -> None:
+        """Record an action's state; committed before the next CRM call is made."""
+        now = utcnow()
+        values = {"status": status.value, "crm_id": crm_id, "result": json.dumps(result) if result else None,
+                  "updated_at": now}
+        with self._writes.begin() as connection:
+            changed = connection.execute(
+                update(action_journal)
+                .where(action_journal.c.delivery_id == delivery_id, action_journal.c.action_key == action_key)
+                .values(values)
+            ).rowcount
+            if not changed:
+                connection.execute(action_journal.insert().values(
+                    delivery_id=delivery_id, action_key=action_key, kind=kind, **values))
+
+    def save_plan(self, delivery_id: int, plan_json: str) -> None:
+        with self._writes.begin() as connection:
+            connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(plan=plan_json))
+
+    # -- finishing --------------------------------------------------------------------------
+
+    def start_attempt(self, delivery_id: int, number: int, worker: str) -> int:
+        with self._writes.begin() as connection:
+            result = connection.execute(attempts.insert().values(
+                delivery_id=delivery_id, number=number, worker=worker, started_at=utcnow()))
+            return int(result.inserted_primary_key[0])
+
+    def finish(
+        self,
+        delivery_id: int,
+        attempt_id: int,
+        worker: str,
+        *,
+        status: DeliveryStatus,
+        outcome: str,
+        due_at: datetime | None = None,
+        error: dict[str, Any] | None = None,
+        count_attempt: bool = True,
+    ) -> bool:
+        """Move a leased delivery to its next state and close the attempt, in one transaction.
+
+        Returns False (and changes nothing) when this worker no longer holds the lease: another
+        worker took over after it expired, and its result wins.
+        """
+        now = utcnow()
+        error = error or {}
+        values: dict[str, Any] = {"status": status.value, "lease_owner": None, "lease_until": None, "updated_at": now}
+        if due_at is not None:
+            values["due_at"] = due_at
+        if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD, DeliveryStatus.HELD):
+            values["finished_at"] = now
+        if status is DeliveryStatus.DEAD or status is DeliveryStatus.HELD:
+            values["dead_reason"] = error.get("message")
+        if error.get("message") is not None:
+            values["last_error"] = error.get("message")
+        if not count_attempt:
+            values["attempts"] = deliveries.c.attempts - 1
+        with self._writes.begin() as connection:
+            moved = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == worker,
+                       deliveries.c.status == DeliveryStatus.LEASED.value)
+                .values(values)
+            ).rowcount
+            connection.execute(
+                update(attempts).where(attempts.c.id == attempt_id).values(
+                    finished_at=now, outcome=outcome if moved else "lease_lost", error_kind=error.get("kind"),
+                    status_code=error.get("status"), crm_code=error.get("code"),
+                    message=error.get("message"),
+                )
+            )
+        return bool(moved)
+
+    # -- requeueing (replay) -----------------------------------------------------------------
+
+    def requeue(self, *, event_id: str | None = None, status: DeliveryStatus | None = None,
+                sink: str | None = None) -> int:
+        """Make matching finished deliveries due again with a fresh plan and attempt count."""
+        conditions = [deliveries.c.status != DeliveryStatus.LEASED.value]
+        if event_id is not None:
+            conditions.append(deliveries.c.event_id == event_id)
+        if status is not None:
+            conditions.append(deliveries.c.status == status.value)
+        if sink is not None:
+            conditions.append(deliveries.c.sink == sink)
+        now = utcnow()
+        with self._writes.begin() as connection:
+            return int(connection.execute(
+                update(deliveries).where(and_(*conditions)).values(
+                    status=DeliveryStatus.PENDING.value, due_at=now, attempts=0, plan=None, dead_reason=None,
+                    finished_at=None, updated_at=now,
+                )
+            ).rowcount or 0)
+
+    def add_missing(self, event_id: str, sinks: list[str], priority: int) -> int:
+        """Create deliveries for sinks configured after the event arrived (replay)."""
+        with self._writes.begin() as connection:
+            existing = {r.sink for r in connection.execute(
+                select(deliveries.c.sink).where(deliveries.c.event_id == event_id))}
+            event = connection.execute(
+                select(events.c.contact_key, events.c.received_at).where(events.c.event_id == event_id)).first()
+            if event is None:
+                return 0
+            now = utcnow()
+            rows = [{"event_id": event_id, "sink": s, "status": DeliveryStatus.PENDING.value, "priority": priority,
+                     "attempts": 0, "due_at": now, "created_at": now, "updated_at": now,
+                     "contact_key": event.contact_key, "call_time": event.received_at}
+                    for s in sinks if s not in existing]
+            if rows:
+                connection.execute(deliveries.insert(), rows)
+            return len(rows)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def attempts_for(self, delivery_id: int) -> list[dict[str, Any]]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(attempts).where(attempts.c.delivery_id == delivery_id)
+                                      .order_by(attempts.c.id)).mappings()
+            return [dict(r) for r in rows]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(sink, status) → number of deliveries."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(deliveries.c.sink, deliveries.c.status, func.count())
+                                      .group_by(deliveries.c.sink, deliveries.c.status))
+            return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def oldest_due(self, sink: str) -> datetime | None:
+        with self._engine.connect() as connection:
+            return connection.execute(
+                select(func.min(deliveries.c.due_at, type_=UTCDateTime())).where(
+                    deliveries.c.sink == sink,
+                    or_(deliveries.c.status.in_(_DUE), deliveries.c.status == DeliveryStatus.LEASED.value))
+            ).scalar_one_or_none()

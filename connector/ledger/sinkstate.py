@@ -1,0 +1,155 @@
+"""Per-sink shared state: paused (auth) and blocked (rate limit) sinks, written contact fields,
+worker heartbeats, and the token bucket that keeps all workers of a store inside a CRM's budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, text, update
+
+from connector.ledger.schema import field_state, rate_buckets, sink_state, workers
+from connector.ledger._clock import utcnow
+from connector.mapping.precedence import WrittenField
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    sink: str
+    paused: bool
+    reason: str | None
+    paused_at: datetime | None
+    next_probe_at: datetime | None
+    blocked_until: datetime | None
+
+
+class SinkStateStore:
+    """Shared, durable facts about sinks and workers; every worker of a store sees the same."""
+
+    def __init__(self, engine: Engine, writes: Engine) -> None:
+        self._engine = engine
+        self._writes = writes
+
+    # -- paused and blocked sinks -------------------------------------------------------------
+
+    def status(self, sink: str) -> SinkStatus:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(sink_state).where(sink_state.c.sink == sink)).first()
+        if row is None:
+            return SinkStatus(sink, False, None, None, None, None)
+        return SinkStatus(sink, row.paused, row.reason, row.paused_at, row.next_probe_at, row.blocked_until)
+
+    def all(self) -> list[SinkStatus]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(sink_state).order_by(sink_state.c.sink)).all()
+        return [SinkStatus(r.sink, r.paused, r.reason, r.paused_at, r.next_probe_at, r.blocked_until) for r in rows]
+
+    def pause(self, sink: str, reason: str, *, probe_in_s: float) -> None:
+        """Stop claiming for this sink until a credentials probe succeeds."""
+        now = utcnow()
+        self._upsert(sink, paused=True, reason=reason[:2000], paused_at=now,
+                     next_probe_at=now + timedelta(seconds=probe_in_s))
+
+    def schedule_probe(self, sink: str, *, probe_in_s: float) -> None:
+        self._upsert(sink, next_probe_at=utcnow() + timedelta(seconds=probe_in_s))
+
+    def resume(self, sink: str) -> None:
+        self._upsert(sink, paused=False, reason=None, paused_at=None, next_probe_at=None)
+
+    def block_until(self, sink: str, until: datetime) -> None:
+        """Rate-limited: no worker calls this sink's CRM before `until` (never shortens a block)."""
+        current = self.status(sink).blocked_until
+        if current is None or until > current:
+            self._upsert(sink, blocked_until=until)
+
+    def _upsert(self, sink: str, **values: Any) -> None:
+        now = utcnow()
+        with self._writes.begin() as connection:
+            changed = connection.execute(
+                update(sink_state).where(sink_state.c.sink == sink).values(updated_at=now, **values)).rowcount
+            if not changed:
+                row = {"sink": sink, "paused": False, "updated_at": now, **values}
+                connection.execute(sink_state.insert().values(row))
+
+    # -- contact fields written by the connector (precedence) -----------------------------------
+
+    def written(self, sink: str, contact_ref: str, properties: list[str]) -> dict[str, WrittenField]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(field_state).where(
+                field_state.c.sink == sink, field_state.c.contact_ref == contact_ref,
+                field_state.c.property.in_(properties)))
+            return {r.property: WrittenField(json.loads(r.value) if r.value else None, r.rank, r.call_time,
+                                             r.event_id) for r in rows}
+
+    def record_written(self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, datetime]],
+                       event_id: str) -> None:
+        """Remember what was written, so an older or lower-ranked call never overwrites it."""
+        with self._writes.begin() as connection:
+            for prop, (value, rank, call_time) in fields.items():
+                values = {"value": json.dumps(value), "rank": rank, "call_time": call_time, "event_id": event_id}
+                changed = connection.execute(update(field_state).where(
+                    field_state.c.sink == sink, field_state.c.contact_ref == contact_ref,
+                    field_state.c.property == prop).values(values)).rowcount
+                if not changed:
+                    connection.execute(field_state.insert().values(
+                        sink=sink, contact_ref=contact_ref, property=prop, **values))
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str) -> None:
+        now = utcnow()
+        with self._writes.begin() as connection:
+            changed = connection.execute(update(workers).where(workers.c.worker_id == worker_id)
+                                         .values(heartbeat_at=now, stopped_at=None)).rowcount
+            if not changed:
+                connection.execute(workers.insert().values(
+                    worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], started_at=now,
+                    heartbeat_at=now))
+
+    def worker_stopped(self, worker_id: str) -> None:
+        with self._writes.begin() as connection:
+            connection.execute(update(workers).where(workers.c.worker_id == worker_id).values(stopped_at=utcnow()))
+
+    def live_workers(self, *, within_s: float) -> list[dict[str, Any]]:
+        cutoff = utcnow() - timedelta(seconds=within_s)
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(workers).where(workers.c.heartbeat_at >= cutoff,
+                                                            workers.c.stopped_at.is_(None))).mappings()
+            return [dict(r) for r in rows]
+
+    # -- the shared token bucket --------------------------------------------------------------------
+
+    def take_tokens(self, sink: str, cost: float, *, capacity: float, per_second: float) -> float:
+        """Take `cost` tokens from the sink's bucket; returns 0 when granted, else seconds to wait.
+
+        One short transaction per call, with the bucket row locked (FOR UPDATE on PostgreSQL,
+        BEGIN IMMEDIATE on SQLite), so every worker of the store draws from the same bucket.
+        """
+        now = time.time()
+        with self._writes.begin() as connection:
+            query = select(rate_buckets).where(rate_buckets.c.sink == sink)
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = connection.execute(query).first()
+            if row is None:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("INSERT INTO rate_buckets (sink, tokens, updated_at) VALUES (:s, :t, :u) "
+                                            "ON CONFLICT (sink) DO NOTHING"), {"s": sink, "t": capacity, "u": now})
+                    row = connection.execute(query).first()
+                else:
+                    connection.execute(rate_buckets.insert().values(sink=sink, tokens=capacity, updated_at=now))
+                    row = connection.execute(query).first()
+            assert row is not None
+            tokens = min(capacity, row.tokens + max(0.0, now - row.updated_at) * per_second)
+            if tokens >= cost:
+                connection.execute(update(rate_buckets).where(rate_buckets.c.sink == sink)
+                                   .values(tokens=tokens - cost, updated_at=now))
+                return 0.0
+            connection.execute(update(rate_buckets).where(rate_buckets.c.sink == sink)
+                               .values(tokens=tokens, updated_at=now))
+            return (cost - tokens) / per_second

@@ -1,0 +1,199 @@
+"""The delivery worker loop: claim due deliveries, run them, keep leases alive, recover dead workers'
+work, probe paused sinks, and stop cleanly on SIGTERM.
+
+Run embedded by `connector serve` or as `connector worker` (several at once against PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime
+
+from connector.config import Settings
+from connector.delivery import DeliveryRunner, SinkRuntime
+from connector.errors import AuthError, ConnectorError, SinkError
+from connector.ledger import Ledger
+from connector.ledger._clock import utcnow
+from connector.ledger.schema import DeliveryStatus
+from connector.mapping.sinks import load_sink_mappings
+from connector.ratebudget import make_gate
+from connector.sinks.registry import build_sink
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+SWEEP_S = 10.0
+
+
+class Worker:
+    """One delivery worker process (use several for scale-out)."""
+
+    def __init__(self, settings: Settings, *, ledger: Ledger | None = None, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.ledger = ledger or Ledger.open(settings.store)
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_requested = threading.Event()
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+        self._runtimes: dict[str, SinkRuntime] = {}
+        self._runner: DeliveryRunner | None = None
+        self._last_sweep = 0.0
+        self._last_heartbeat = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load mappings and open every enabled sink (a mapping error stops the start: fix it first)."""
+        mappings = load_sink_mappings(self.settings)
+        worker_settings = self.settings.worker
+        for name, mapping in mappings.items():
+            config = self.settings.sinks[name]
+            sink = build_sink(name, config)
+            limit = config.rate_limit
+            requests = limit.requests if limit else sink.capabilities.requests_per_window
+            window = limit.window_s if limit else sink.capabilities.window_s
+            sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
+            self._runtimes[name] = SinkRuntime(sink, mapping)
+        self._runner = DeliveryRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
+                                      auth_probe_s=worker_settings.auth_probe_s)
+        self.ledger.sinks.heartbeat(self.id)
+        log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
+
+    def close(self) -> None:
+        for runtime in self._runtimes.values():
+            try:
+                runtime.sink.close()
+            except Exception:  # noqa: BLE001 - closing must not mask the reason we stop
+                log.exception("closing a sink failed")
+        try:
+            self.ledger.sinks.worker_stopped(self.id)
+        except ConnectorError:
+            pass
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish the delivery in hand, release the rest, exit."""
+        def request_stop(signum: int, _frame: object) -> None:
+            log.info("stop requested", extra={"worker": self.id, "signal": signum})
+            self.stop_requested.set()
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def run_forever(self) -> None:
+        """Work until stop is requested; then release unstarted claims and close."""
+        renewer = threading.Thread(target=self._renew_leases, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            while not self.stop_requested.is_set():
+                if self.run_once() == 0:
+                    self.stop_requested.wait(self.settings.worker.poll_interval_s)
+        finally:
+            self.close()
+
+    # -- one round ------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Housekeeping, then claim and run one batch; returns how many deliveries ran."""
+        assert self._runner is not None, "open() first"
+        self._housekeeping()
+        sinks = self._active_sinks()
+        claimed = self.ledger.deliveries.claim(self.id, sinks, limit=self.settings.worker.batch_size,
+                                               lease_s=self.settings.worker.lease_s)
+        with self._held_lock:
+            self._held.update(c.id for c in claimed)
+        done = 0
+        for index, delivery in enumerate(claimed):
+            if self.stop_requested.is_set() or delivery.sink not in self._active_sinks():
+                self._release([c.id for c in claimed[index:]])
+                break
+            try:
+                self._runner.run(delivery)
+                done += 1
+            finally:
+                with self._held_lock:
+                    self._held.discard(delivery.id)
+        return done
+
+    def _active_sinks(self) -> list[str]:
+        """Sinks neither paused (credentials) nor blocked (rate limit) right now."""
+        now = utcnow()
+        active = []
+        for name in self._runtimes:
+            status = self.ledger.sinks.status(name)
+            blocked = status.blocked_until is not None and status.blocked_until > now
+            if not status.paused and not blocked:
+                active.append(name)
+        return active
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_S:
+            self.ledger.sinks.heartbeat(self.id)
+            self._last_heartbeat = now
+        if now - self._last_sweep >= SWEEP_S:
+            recovered = self.ledger.deliveries.sweep_expired()
+            if recovered:
+                log.warning("recovered expired leases", extra={"count": recovered})
+            self._last_sweep = now
+        self._probe_paused_sinks()
+
+    def _probe_paused_sinks(self) -> None:
+        """A paused sink tests its credentials every auth_probe_s; when they work, deliveries resume."""
+        now = utcnow()
+        for name, runtime in self._runtimes.items():
+            status = self.ledger.sinks.status(name)
+            if not status.paused or (status.next_probe_at and status.next_probe_at > now):
+                continue
+            try:
+                runtime.sink.check_auth()
+            except AuthError as exc:
+                self.ledger.sinks.schedule_probe(name, probe_in_s=self.settings.worker.auth_probe_s)
+                log.warning("sink still paused: credentials rejected", extra={"sink": name, "code": exc.code})
+                continue
+            except SinkError as exc:
+                self.ledger.sinks.schedule_probe(name, probe_in_s=self.settings.worker.auth_probe_s)
+                log.warning("sink still paused: probe failed", extra={"sink": name, "error": type(exc).__name__})
+                continue
+            self.ledger.sinks.resume(name)
+            log.info("sink resumed: credentials work again", extra={"sink": name})
+
+    def _release(self, delivery_ids: list[int]) -> None:
+        """Give claimed, unstarted deliveries back (shutdown, or their sink paused meanwhile)."""
+        for delivery_id in delivery_ids:
+            attempt = self.ledger.deliveries.start_attempt(delivery_id, 0, self.id)
+            self.ledger.deliveries.finish(delivery_id, attempt, self.id, status=DeliveryStatus.PENDING,
+                                          outcome="released", due_at=utcnow(), count_attempt=False)
+            with self._held_lock:
+                self._held.discard(delivery_id)
+
+    def _renew_leases(self) -> None:
+        interval = self.settings.worker.lease_s / 3
+        while not self.stop_requested.wait(interval):
+            with self._held_lock:
+                held = list(self._held)
+            try:
+                self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s)
+            except Exception:  # noqa: BLE001 - a failed renewal only risks a lookup by another worker
+                log.exception("lease renewal failed")
+
+
+def run_worker(settings: Settings) -> None:
+    """Entry point of `connector worker` and of the embedded worker process."""
+    from connector.logs import setup_logging
+
+    setup_logging(settings.logging)
+    worker = Worker(settings)
+    worker.install_signal_handlers()
+    worker.open()
+    worker.run_forever()
+
+
+def last_heartbeat(ledger: Ledger, *, within_s: float) -> datetime | None:
+    """Newest heartbeat of a live worker (for /readyz), or None when none is alive."""
+    live = ledger.sinks.live_workers(within_s=within_s)
+    return max((w["heartbeat_at"] for w in live), default=None)

@@ -1,0 +1,232 @@
+"""The delivery engine in-process, on SQLite and the real PostgreSQL, against a recording HTTP endpoint:
+exactly-once writes, retries, dead letters, paused and rate-limited sinks, precedence, replay."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from connector.default_mappings import default_mapping_path
+from connector.ledger import Ledger
+from connector.ledger._clock import utcnow
+from connector.ledger.schema import ActionStatus, deliveries, events
+from connector.replay import replay_dead_letters, replay_event
+from connector.worker import Worker
+from tests.delivery_support import drain, engine_settings, ingest, statuses
+from tests.support.recorder import Recorder
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    server.start()
+    yield server
+    server.stop()
+
+
+def make_worker(ledger: Ledger, settings) -> Worker:
+    worker = Worker(settings, ledger=ledger)
+    worker.open()
+    return worker
+
+
+def test_every_action_is_written_exactly_once(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    ids = [ingest(ledger, 100 + i, end_reason=reason, record_phone_number=f"+1202555{3000 + i}")
+           for i, reason in enumerate(["call_transferred", "schedule_call_back", "do_not_call", "no_answer"])]
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    assert drain(worker) == 4
+    assert all(statuses(ledger, i) == ["succeeded"] for i in ids)
+    assert recorder.duplicates() == {}
+    keys = recorder.keys()
+    for event_id in ids:
+        assert {f"2x-{event_id}:contact", f"2x-{event_id}:activity", f"2x-{event_id}:contact-update"} <= keys
+    assert "2x-101:task:callback" in keys and "2x-100:task:callback" not in keys
+    activity = recorder.by_key()["2x-100:activity"][0]
+    assert activity.action["properties"]["hs_call_external_id"] == "2x-100"
+    assert activity.contact == recorder.by_key()["2x-100:contact"][0].id  # the call is on the resolved contact
+
+
+def test_do_not_call_is_claimed_before_a_backlog(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    for i in range(30):
+        ingest(ledger, 1000 + i, end_reason="no_answer", record_phone_number=f"+1202555{1000 + i:04d}")
+    dnc = ingest(ledger, 5000, end_reason="do_not_call", record_phone_number="+12025559999")
+    claimed = ledger.deliveries.claim("w", ["rec"], limit=5, lease_s=30)
+    assert claimed[0].event_id == dnc
+
+
+def test_one_delivery_per_contact_at_a_time(ledger: Ledger, recorder: Recorder) -> None:
+    first = ingest(ledger, 1, end_reason="no_answer")
+    second = ingest(ledger, 2, end_reason="hung_up")  # same phone number
+    other = ingest(ledger, 3, end_reason="hung_up", record_phone_number="+14155550100")
+    claimed = ledger.deliveries.claim("a", ["rec"], limit=10, lease_s=30)
+    assert sorted(c.event_id for c in claimed) == [first, other]
+    assert ledger.deliveries.claim("b", ["rec"], limit=10, lease_s=30) == []  # second waits for first
+    assert second not in [c.event_id for c in claimed]
+
+
+def test_transient_errors_retry_without_duplicates(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    event_id = ingest(ledger, 7)
+    recorder.fail_next(4, status=503)  # more than the quick retries: the attempt is rescheduled
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"]
+    assert recorder.duplicates() == {}
+    outcomes = [a["outcome"] for a in ledger.deliveries.attempts_for(ledger.deliveries_for(event_id)[0]["id"])]
+    assert outcomes[0] == "retry" and outcomes[-1] == "succeeded"
+
+
+def test_transient_errors_past_the_schedule_dead_letter(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    event_id = ingest(ledger, 8)
+    recorder.fail_next(100, status=502)
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    drain(worker)
+    [delivery] = ledger.deliveries_for(event_id)
+    assert delivery["status"] == "dead" and "gave up after 4 attempts" in delivery["dead_reason"]
+
+
+def test_a_permanent_error_is_dead_lettered_at_once_with_the_crm_message(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+) -> None:
+    mapping = yaml.safe_load(default_mapping_path("hubspot").read_text())
+    mapping["activity"]["properties"]["reject_me"] = True
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping))
+    event_id = ingest(ledger, 9)
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml")))
+    drain(worker)
+    [delivery] = ledger.deliveries_for(event_id)
+    assert delivery["status"] == "dead"
+    assert "Property reject_me does not exist" in delivery["dead_reason"]
+    assert [a["outcome"] for a in ledger.deliveries.attempts_for(delivery["id"])] == ["dead"]
+    # The contact was resolved before the failing action; a replay after the fix does not resolve it again.
+    (tmp_path / "m.yaml").write_text(default_mapping_path("hubspot").read_text())
+    assert replay_dead_letters(ledger) == {"requeued": 1}
+    drain(make_worker(ledger, engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))))
+    assert statuses(ledger, event_id) == ["succeeded"]
+    assert recorder.duplicates() == {}
+    assert f"2x-{event_id}:activity" in recorder.keys()
+
+
+def test_bad_credentials_pause_the_sink_and_a_fix_resumes_it(ledger: Ledger, store_url: str,
+                                                               recorder: Recorder) -> None:
+    ids = [ingest(ledger, 20 + i, record_phone_number=f"+1202555{2000 + i}") for i in range(5)]
+    recorder.token = "rotated-token"
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    drain(worker, rounds=5)
+    state = ledger.sinks.status("rec")
+    assert state.paused and "credentials rejected" in state.reason
+    assert all(s == "pending" for i in ids for s in statuses(ledger, i))  # nothing dead-lettered
+    assert all(d["attempts"] == 0 for i in ids for d in ledger.deliveries_for(i))
+    recorder.token = "recorder-token"  # credentials work again
+    time.sleep(1.1)  # auth_probe_s
+    drain(worker)
+    assert not ledger.sinks.status("rec").paused
+    assert all(statuses(ledger, i) == ["succeeded"] for i in ids)
+    assert recorder.duplicates() == {}
+
+
+def test_429_blocks_the_sink_without_failing_the_delivery(ledger: Ledger, store_url: str,
+                                                          recorder: Recorder) -> None:
+    event_id = ingest(ledger, 30)
+    recorder.fail_next(1, status=429, retry_after=0.5)
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    worker.run_once()
+    assert ledger.sinks.status("rec").blocked_until > utcnow()
+    [delivery] = ledger.deliveries_for(event_id)
+    assert delivery["status"] == "retry_scheduled" and delivery["attempts"] == 0
+    time.sleep(0.6)
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"] and recorder.duplicates() == {}
+
+
+def test_crm_said_yes_but_the_ledger_did_not_record_it(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    """The in-between state of a crash after the CRM call: the retry looks up, never writes twice."""
+    event_id = ingest(ledger, 40)
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    claimed = ledger.deliveries.claim("dead-worker", ["rec"], limit=1, lease_s=0.1)
+    plan = worker._runner._plan(claimed[0], worker._runtimes["rec"].mapping)  # noqa: SLF001 - building the state
+    resolve, activity = plan.actions[0], plan.actions[1]
+    # The dead worker resolved the contact, started the activity, the CRM wrote it, then the process died.
+    runtime = worker._runtimes["rec"]  # noqa: SLF001
+    from connector.sinks.base import ExecutionContext
+    context = ExecutionContext()
+    contact = runtime.sink.execute(resolve, context)
+    ledger.deliveries.journal_mark(claimed[0].id, resolve.key, resolve.kind, ActionStatus.SUCCEEDED,
+                                   crm_id=contact.crm_id, result=contact.model_dump(mode="json"))
+    ledger.deliveries.journal_mark(claimed[0].id, activity.key, activity.kind, ActionStatus.IN_FLIGHT)
+    context.results[resolve.key] = contact
+    runtime.sink.execute(activity, context)
+    time.sleep(0.2)
+    assert ledger.deliveries.sweep_expired() == 1
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"]
+    assert recorder.duplicates() == {}
+    assert len(recorder.by_key()[f"2x-{event_id}:activity"]) == 1
+
+
+def test_redelivery_and_replay_never_write_twice(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    event_id = ingest(ledger, 50, end_reason="schedule_call_back")
+    settings = engine_settings(store_url, recorder.url)
+    worker = make_worker(ledger, settings)
+    drain(worker)
+    writes = len(recorder.writes)
+    ingest(ledger, 50, end_reason="schedule_call_back")  # 2X sends the same event again: a duplicate
+    assert len(ledger.deliveries_for(event_id)) == 1
+    assert replay_event(ledger, settings, event_id) == {"event_id": event_id, "requeued": 1, "new_deliveries": 0}
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"]
+    assert len(recorder.writes) == writes and recorder.duplicates() == {}
+
+
+def test_an_older_call_never_overwrites_a_newer_one(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    older = ingest(ledger, 60, end_reason="not_interested")
+    newer = ingest(ledger, 61, end_reason="no_answer")
+    with ledger.engine.begin() as connection:  # make 60 older than 61 by a day, then deliver 61 first
+        day_before = utcnow() - timedelta(days=1)
+        connection.execute(events.update().where(events.c.event_id == older).values(received_at=day_before))
+        connection.execute(deliveries.update().where(deliveries.c.event_id == older).values(
+            call_time=day_before, due_at=utcnow() + timedelta(seconds=0.5)))
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    drain(worker)
+    time.sleep(0.6)  # the older call becomes due
+    drain(worker)
+    assert statuses(ledger, newer) == ["succeeded"] and statuses(ledger, older) == ["succeeded"]
+    written = recorder.by_key()
+    assert written[f"2x-{newer}:contact-update"][0].at < written[f"2x-{older}:contact-update"][0].at
+    updates = recorder.by_key()
+    newer_fields = {f["property"] for f in updates[f"2x-{newer}:contact-update"][0].action["fields"]}
+    assert "hs_lead_status" in newer_fields
+    # not_interested (rank 50) outranks no_answer (10): its status is written even though it is older...
+    older_fields = {f["property"] for f in updates[f"2x-{older}:contact-update"][0].action["fields"]}
+    assert "hs_lead_status" in older_fields
+    # ...but its "last call" fields are not: the newer call wrote them.
+    assert "twox_last_call_outcome" not in older_fields
+
+
+def test_a_mapping_error_is_dead_and_replayable_after_the_fix(ledger: Ledger, store_url: str,
+                                                              recorder: Recorder, tmp_path) -> None:
+    text = default_mapping_path("hubspot").read_text()
+    (tmp_path / "m.yaml").write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))
+    event_id = ingest(ledger, 70)
+    settings = engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))
+    drain(make_worker(ledger, settings))
+    [delivery] = ledger.deliveries_for(event_id)
+    assert delivery["status"] == "dead" and "m.yaml:" in delivery["dead_reason"] and "missing_key" in delivery["dead_reason"]
+    assert recorder.writes == []
+    (tmp_path / "m.yaml").write_text(text)
+    replay_event(ledger, settings, event_id)
+    drain(make_worker(ledger, settings))
+    assert statuses(ledger, event_id) == ["succeeded"]
+
+
+def test_expired_leases_of_a_dead_worker_are_recovered(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    event_id = ingest(ledger, 80)
+    assert len(ledger.deliveries.claim("crashed", ["rec"], limit=5, lease_s=0.1)) == 1
+    time.sleep(0.2)
+    worker = make_worker(ledger, engine_settings(store_url, recorder.url))
+    worker._last_sweep = 0  # noqa: SLF001 - sweep now
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"]
