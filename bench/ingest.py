@@ -5,9 +5,11 @@ synchronous=FULL; each is driven in turn by (a) a closed loop of C clients for D
 throughput) and (b) an open loop at a fixed rate for D seconds (ack latency from the scheduled
 start). After the connector's run, the 202s it answered are checked against the rows in `events`.
 
-    python bench/ingest.py [--duration 10] [--concurrency 16] [--rate 200] [--workers 5] [--json]
+    python bench/ingest.py [--duration 10] [--concurrency 16] [--rate 200] [--workers 5] [--json] [--dir D]
 
-A benchmark script that prints figures, not a test; exit status 1 when errors or a mismatch appear.
+A benchmark script that prints figures, not a test. Exit status 1 when non-202 answers or a count
+mismatch appear, 2 when a server fails to start or dies (its stderr is printed). Other processes'
+CPU use during each run is measured and flagged: on a shared host the figures are only indicative.
 """
 
 from __future__ import annotations

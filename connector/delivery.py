@@ -98,6 +98,8 @@ class DeliveryRunner:
     def _execute(self, claimed: Claimed, plan: Plan, sink: Sink) -> None:
         journal = self._ledger.deliveries.journal(claimed.id)
         context = ExecutionContext(contact_key=claimed.contact_key)
+        combined: list[tuple[Action, Action]] = []
+        combine = sink.capabilities.combine_actions
         for action in plan.actions:
             entry = journal.get(action.key)
             if entry and entry.status in (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value):
@@ -117,22 +119,44 @@ class DeliveryRunner:
                 if found is not None:
                     self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                     continue
+            if combine and not isinstance(action, ResolveContact):
+                combined.append((action, runnable))
+                continue
             crash_point("before_crm_call")
             self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
             result = self._call(sink, runnable, context)
             crash_point("after_crm_call")
             self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
             crash_point("after_action")
+        if combined:
+            self._execute_combined(claimed, sink, combined, context)
 
-    def _call(self, sink: Sink, action: Action, context: ExecutionContext) -> ActionResult:
-        """One action, with quick in-attempt retries of transient errors (not of rate limits)."""
-        retrying = Retrying(
+    def _execute_combined(self, claimed: Claimed, sink: Sink, actions: list[tuple[Action, Action]],
+                          context: ExecutionContext) -> None:
+        """All remaining actions in one sink call (all or none), journaled as one step."""
+        crash_point("before_crm_call")
+        for action, _ in actions:
+            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+        execute_many = getattr(sink, "execute_many")
+        results = self._call_many(execute_many, [runnable for _, runnable in actions], context)
+        crash_point("after_crm_call")
+        for (action, runnable), result in zip(actions, results, strict=True):
+            self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
+
+    def _quick_retries(self) -> Retrying:
+        """Quick in-attempt retries of transient errors (not of rate limits: those block the sink)."""
+        return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
             stop=stop_after_attempt(self._policy.quick_retries + 1),
             wait=wait_exponential(multiplier=self._policy.quick_wait_s, max=5),
             reraise=True,
         )
-        return retrying(sink.execute, action, context)
+
+    def _call(self, sink: Sink, action: Action, context: ExecutionContext) -> ActionResult:
+        return self._quick_retries()(sink.execute, action, context)
+
+    def _call_many(self, execute_many: Any, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
+        return list(self._quick_retries()(execute_many, actions, context))
 
     def _allowed(self, sink: str, action: UpdateContact, context: ExecutionContext) -> UpdateContact | None:
         """The update with only the fields precedence lets through for this contact."""

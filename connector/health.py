@@ -9,6 +9,9 @@ from connector.receiver import state
 
 blueprint = Blueprint("health", __name__)
 
+WORKER_STALE_S = 20.0
+"""A worker whose heartbeat (every 5 s) is older than this is considered dead."""
+
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
@@ -18,7 +21,8 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    """Ready to acknowledge webhooks: the store answers and its schema is current."""
+    """Ready to acknowledge webhooks: the store answers, its schema is current, and (with sinks) a
+    delivery worker is alive. Paused sinks are listed with why; receiving still works then."""
     current = state()
     checks: dict[str, str] = {}
     ready = True
@@ -28,7 +32,15 @@ def readyz() -> Response:
     except StoreError as exc:
         checks["store"] = str(exc)
         ready = False
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks,
-                        "sinks": current.settings.enabled_sinks()})
+    sinks: dict[str, object] = {}
+    if ready and current.settings.enabled_sinks():
+        live = current.ledger.sinks.live_workers(within_s=WORKER_STALE_S)
+        checks["worker"] = f"{len(live)} alive" if live else "no live delivery worker"
+        ready = bool(live)
+        states = {s.sink: s for s in current.ledger.sinks.all()}
+        for name in current.settings.enabled_sinks():
+            found = states.get(name)
+            sinks[name] = {"paused": bool(found and found.paused), "reason": found.reason if found else None}
+    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks})
     response.status_code = 200 if ready else 503
     return response

@@ -135,7 +135,7 @@ class Worker:
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.ledger.sinks.heartbeat(self.id)
             self._last_heartbeat = now
-        if now - self._last_sweep >= SWEEP_S:
+        if now - self._last_sweep >= min(SWEEP_S, self.settings.worker.lease_s / 2):
             recovered = self.ledger.deliveries.sweep_expired()
             if recovered:
                 log.warning("recovered expired leases", extra={"count": recovered})

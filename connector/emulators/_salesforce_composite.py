@@ -25,8 +25,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from werkzeug.datastructures import MultiDict
 
-from connector.emulators._salesforce_errors import (MSG_COLLECTION_ROLLED_BACK, MSG_ROLLED_BACK, SalesforceApiError,
-                                                    json_parser_error, method_not_allowed, not_found)
+from connector.emulators._salesforce_errors import (
+    MSG_COLLECTION_ROLLED_BACK,
+    MSG_ROLLED_BACK,
+    SalesforceApiError,
+    json_parser_error,
+    method_not_allowed,
+    not_found,
+)
 from connector.emulators._salesforce_ids import key15
 from connector.emulators._salesforce_org import UNSET, Call, Org, Result
 from connector.emulators._salesforce_routes import SUPPORTED_VERSIONS, selected_fields
@@ -229,12 +235,12 @@ def collections(org: Org, call: Call, rest: list[str]) -> Result:
         if isinstance(item, SalesforceApiError):
             results.append({"success": False, "errors": [item.collection_error()]})
             continue
-        obj, record_id, fields = item
+        obj, record_id, values = item
         try:
             if creating:
-                saved = store.create(obj, fields)
+                saved = store.create(obj, values)
             else:
-                saved = store.update(obj, record_id or "", fields)
+                saved = store.update(obj, record_id or "", values)
             results.append({"id": saved["Id"], "success": True, "errors": []})
         except SalesforceApiError as exc:
             if exc.error_code == "NOT_FOUND":

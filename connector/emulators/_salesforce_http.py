@@ -48,7 +48,7 @@ class SalesforceWsgiApp:
                 result = self._handle(request, raw, entry)
             except SalesforceApiError as exc:
                 result = Result(exc.status, exc.body())
-            except Exception:  # noqa: BLE001 - the client must never see a Python traceback
+            except Exception:  # the client must never see a Python traceback: Salesforce's 500 shape instead
                 error_id = f"{random.randint(10**8, 10**9)}-{random.randint(10**4, 10**5)}"
                 logger.exception("Salesforce emulator: unexpected error (ErrorId %s) on %s %s", error_id,
                                  request.method, request.full_path)
@@ -59,9 +59,7 @@ class SalesforceWsgiApp:
             if result.status >= 400 and isinstance(result.body, list) and result.body:
                 entry["error_code"] = result.body[0].get("errorCode")
             self.org.log.append(entry)
-            headers = {**result.headers}
-            if request.path.startswith("/services/data/v"):
-                headers["Sforce-Limit-Info"] = self.org.usage_header()
+            headers = {**result.headers, "Sforce-Limit-Info": self.org.usage_header()}
         response = Response(status=result.status, headers=headers)
         if result.body is not None and result.status != 204:
             response.set_data(json.dumps(result.body, ensure_ascii=False).encode("utf-8"))
@@ -91,7 +89,8 @@ class SalesforceWsgiApp:
         if fault is not None:
             entry["injected"] = True
             raise fault
-        call = Call(request.method, match[1], match[2] or "/", request.args, request.headers, raw=raw, log=entry)
+        call = Call(request.method, match[1], match[2] or "/", request.args, dict(request.headers), raw=raw,
+                    log=entry)
         return dispatch(org, call)
 
 

@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -103,7 +103,7 @@ class Org:
     @staticmethod
     def now() -> datetime:
         """The org's clock (UTC, millisecond precision like Salesforce's)."""
-        value = datetime.now(timezone.utc)
+        value = datetime.now(UTC)
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
     def usage_header(self) -> str:

@@ -67,7 +67,7 @@ def dispatch(org: Org, call: Call) -> Result:
         return Result(200, parameterized_search(org.store, call.args, call.version, now=org.now(),
                                                 lag=org.search_lag))
     if head == "composite":
-        from connector.emulators._salesforce_composite import composite, collections
+        from connector.emulators._salesforce_composite import collections, composite
         if len(parts) == 1:
             return composite(org, call, dispatch)
         if parts[1] == "sobjects":
@@ -117,10 +117,10 @@ def _sobjects(org: Org, call: Call, rest: list[str]) -> Result:
         if call.method == "DELETE":
             store.delete(obj, record_id)
             return Result(204)
-        record = store.get(obj, record_id)
-        if record is None:
+        found = store.get(obj, record_id)
+        if found is None:
             raise not_found()
-        return Result(200, store.serialize(obj, record, call.version, selected_fields(obj, call.args.get("fields"))))
+        return Result(200, store.serialize(obj, found, call.version, selected_fields(obj, call.args.get("fields"))))
     if len(rest) == 3:
         definition = obj.field(rest[1])
         raise SalesforceApiError(404, "NOT_FOUND", "Provided external ID field does not exist or is not "
@@ -169,7 +169,8 @@ def _query(org: Org, call: Call, rest: list[str], *, include_deleted: bool) -> R
 
 def _page(org: Org, call: Call, endpoint: str, records: list[dict[str, Any]], offset: int,
           cursor: str | None) -> dict[str, Any]:
-    match = _BATCH.search(call.headers.get("Sforce-Query-Options", ""))
+    options = next((v for k, v in call.headers.items() if k.lower() == "sforce-query-options"), "")
+    match = _BATCH.search(options)
     batch = min(2000, max(200, int(match[1]))) if match else 2000
     chunk = records[offset: offset + batch]
     body: dict[str, Any] = {"totalSize": len(records), "done": offset + batch >= len(records)}

@@ -122,7 +122,7 @@ class ObjectDef:
 
 
 def _system_fields(*, owner: bool = True) -> list[FieldDef]:
-    read_only = {"createable": False, "updateable": False}
+    read_only: dict[str, Any] = {"createable": False, "updateable": False}
     defs = [FieldDef("Id", "Record ID", "id", 18, nillable=False, defaulted=True, **read_only),
             FieldDef("IsDeleted", "Deleted", "boolean", nillable=False, defaulted=True, default=False, **read_only)]
     if owner:
@@ -168,7 +168,7 @@ def _person_fields(first_extra: list[FieldDef], phone_label: str) -> list[FieldD
 
 def build_schema(*, with_custom_fields: bool = True) -> dict[str, ObjectDef]:
     """The org's objects keyed by lower-case name (sObject names are case-insensitive in URLs and SOQL)."""
-    read_only = {"createable": False, "updateable": False}
+    read_only: dict[str, Any] = {"createable": False, "updateable": False}
     account = ObjectDef("Account", "Account", "Accounts", "001")
     account.add(*_system_fields(),
                 FieldDef("Name", "Account Name", "string", 255, nillable=False, name_field=True, search_scope="NAME"),

@@ -13,13 +13,13 @@ the seed mixes formats on purpose: SOQL equality on E.164 misses them, SOSL ``IN
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from connector.emulators._salesforce_store import Store
 
 
 def _at(year: int, month: int, day: int, hour: int = 15) -> datetime:
-    return datetime(year, month, day, hour, 0, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, 0, tzinfo=UTC)
 
 
 def seed(store: Store) -> dict[str, str]:

@@ -17,10 +17,11 @@ HAVING, WITH and sub-queries are not supported (400, said so in the message).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from connector.emulators._salesforce_errors import SalesforceApiError, query_error
@@ -40,8 +41,7 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 _ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f",
             "%": "%", "_": "_"}
-KEYWORDS = frozenset("select from where and or not in like order by limit offset asc desc nulls first last true "
-                     "false null includes excludes group having with for returning".split())
+KEYWORDS = frozenset(["select", "from", "where", "and", "or", "not", "in", "like", "order", "by", "limit", "offset", "asc", "desc", "nulls", "first", "last", "true", "false", "null", "includes", "excludes", "group", "having", "with", "for", "returning"])
 _UNSUPPORTED = frozenset({"group", "having", "with", "includes", "excludes"})
 _CUSTOM_FIELD_HINT = ("If you are attempting to use a custom field, be sure to append the '__c' after the custom "
                       "field name. Please reference your WSDL or the describe call for the appropriate names.")
@@ -143,15 +143,19 @@ class Query:
         selected = [r for r in rows if self.where is None or self.where(r)]
         for definition, descending, nulls_first in reversed(self.order):
             present = sorted((r for r in selected if r.get(definition.name) is not None),
-                             key=lambda r, d=definition: _sort_key(r[d.name]), reverse=descending)
+                             key=_sort_key(definition.name), reverse=descending)
             missing = [r for r in selected if r.get(definition.name) is None]
             selected = missing + present if nulls_first else present + missing
         selected = selected[self.offset:]
         return selected if self.limit is None else selected[: self.limit]
 
 
-def _sort_key(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+def _sort_key(name: str) -> Callable[[dict[str, Any]], Any]:
+    """Sort by one field; strings case-insensitively, as SOQL orders text."""
+    def key(record: dict[str, Any]) -> Any:
+        value = record[name]
+        return value.casefold() if isinstance(value, str) else value
+    return key
 
 
 class Parser:
@@ -376,34 +380,46 @@ _MISSING = object()
 def _comparator(definition: FieldDef, op: str, literal: Any) -> Callable[[Any], bool]:
     """A test of one stored value against one literal, with SOQL's type rules."""
     if isinstance(literal, tuple):  # a date literal keyword: an inclusive day range
-        low, high = literal
-        if definition.type == "datetime":
-            low_dt = datetime.combine(low, time(), timezone.utc)
-            high_dt = datetime.combine(high + timedelta(days=1), time(), timezone.utc)
-            inside: Callable[[Any], bool] = lambda v: low_dt <= v < high_dt  # noqa: E731
-            before: Callable[[Any], bool] = lambda v: v < low_dt  # noqa: E731
-            after: Callable[[Any], bool] = lambda v: v >= high_dt  # noqa: E731
-        else:
-            inside, before, after = (lambda v: low <= v <= high), (lambda v: v < low), (lambda v: v > high)
-        tests = {"=": inside, "!=": lambda v: not inside(v), "<": before, ">": after,
-                 "<=": lambda v: not after(v), ">=": lambda v: not before(v)}
-        test = tests[op]
-        return lambda v: (op == "!=") if v is None else test(v)
+        return _range_comparator(definition, op, literal)
     if definition.type in ID_TYPES and isinstance(literal, str):
         literal = key15(literal)
-        normalize: Callable[[Any], Any] = lambda v: key15(v) if v is not None else None  # noqa: E731
+
+        def normalize(value: Any) -> Any:
+            return key15(value) if value is not None else None
     elif definition.type in STRING_TYPES and isinstance(literal, str):
         literal = literal.casefold()
-        normalize = lambda v: v.casefold() if isinstance(v, str) else v  # noqa: E731
+
+        def normalize(value: Any) -> Any:
+            return value.casefold() if isinstance(value, str) else value
     else:
-        normalize = lambda v: v  # noqa: E731
+        def normalize(value: Any) -> Any:
+            return value
     if op == "=":
-        return lambda v: normalize(v) == literal
+        return lambda v: bool(normalize(v) == literal)
     if op == "!=":
-        return lambda v: normalize(v) != literal
-    compare = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
-               ">=": lambda a, b: a >= b}[op]
+        return lambda v: bool(normalize(v) != literal)
+    compare: Callable[[Any, Any], bool] = {"<": operator.lt, ">": operator.gt, "<=": operator.le,
+                                           ">=": operator.ge}[op]
     return lambda v: v is not None and literal is not None and compare(normalize(v), literal)
+
+
+def _range_comparator(definition: FieldDef, op: str, bounds: tuple[date, date]) -> Callable[[Any], bool]:
+    """Comparison with TODAY, LAST_N_DAYS:n …: ``=`` means inside the range, ``<`` before it, ``>`` after it."""
+    low, high = bounds
+    if definition.type == "datetime":
+        start: Any = datetime.combine(low, time(), UTC)
+        end: Any = datetime.combine(high + timedelta(days=1), time(), UTC)
+    else:
+        start, end = low, high + timedelta(days=1)
+
+    def inside(value: Any) -> bool:
+        return bool(start <= value < end)
+
+    tests: dict[str, Callable[[Any], bool]] = {
+        "=": inside, "!=": lambda v: not inside(v), "<": lambda v: bool(v < start), ">": lambda v: bool(v >= end),
+        "<=": lambda v: bool(v < end), ">=": lambda v: bool(v >= start)}
+    test = tests[op]
+    return lambda v: (op == "!=") if v is None else test(v)
 
 
 def parse_soql(text: str, schema: dict[str, ObjectDef], today: date) -> Query:

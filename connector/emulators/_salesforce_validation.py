@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from connector.emulators._salesforce_errors import SalesforceApiError, json_parser_error
 from connector.emulators._salesforce_ids import key15, to18
 from connector.emulators._salesforce_schema import USER_ID, ObjectDef, object_for_id
-from connector.emulators._salesforce_values import _token, coerce
+from connector.emulators._salesforce_values import coerce, jackson_token
 
 if TYPE_CHECKING:
     from connector.emulators._salesforce_store import Store
@@ -32,7 +32,7 @@ def deserialize(obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | 
     """Known fields with typed values, or the deserializer's error (first offending key wins)."""
     creating = record_id is None
     if not isinstance(body, dict):
-        token, text = _token(body)
+        token, text = jackson_token(body)
         raise json_parser_error(f"Cannot deserialize instance of {obj.name.lower()} from {token} value {text} or "
                                 "request may be missing a required field at [line:1, column:1]")
     values: dict[str, Any] = {}

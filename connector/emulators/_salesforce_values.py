@@ -5,9 +5,10 @@ REST is a strict JSON endpoint: a string sent for a boolean or number field is r
 field at [line:1, column:N]" (observed: integrations that sent CSV-style strings to REST/composite). Dates must
 be ``YYYY-MM-DD`` (a datetime string for a date field is refused, observed: "...instance of date from
 VALUE_STRING value 2015-08-25T11:49:53.0113029-07:00"); datetimes ISO-8601 with ``Z`` or ``±hh:mm``
-[docs: REST/SOQL "Date Formats and Date Literals": yyyy-MM-ddTHH:mm:ss(.SSS)(Z|+hh:mm|-hh:mm)]; a space instead
-of ``T`` (observed) and ``+0000`` without the colon (observed, older API) are refused. Text fields accept JSON
-numbers/booleans (stringified) and store ``""`` as null, as Salesforce does.
+[docs: REST/SOQL "Date Formats and Date Literals": yyyy-MM-ddTHH:mm:ss(.SSS)(Z|+hh:mm|-hh:mm)], plus ``+hhmm``
+(the form Salesforce itself emits, which clients round-trip); a space instead of ``T`` (observed) or no zone at
+all is refused. ``""`` for a date/datetime/number/boolean is refused too (UNVERIFIED: send null to clear). Text
+fields accept JSON numbers/booleans (stringified) and store ``""`` as null, as Salesforce does.
 
 Outgoing, datetimes are rendered the way Salesforce renders them: ``2024-05-01T12:00:00.000+0000``.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from connector.emulators._salesforce_errors import json_parser_error
@@ -24,7 +25,7 @@ from connector.emulators._salesforce_schema import STRING_TYPES, FieldDef
 
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
 )
 _JACKSON_TYPE = {"boolean": "boolean", "int": "int", "double": "double", "date": "date", "datetime": "datetime"}
 
@@ -49,28 +50,28 @@ def parse_datetime(text: str) -> datetime | None:
     zone = match[8]
     try:
         if zone == "Z":
-            tz = timezone.utc
+            tz = UTC
         else:
             sign = 1 if zone[0] == "+" else -1
-            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            hours, minutes = int(zone[1:3]), int(zone[-2:])
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
         value = datetime(int(match[1]), int(match[2]), int(match[3]), int(match[4]), int(match[5]),
                          int(match[6]), micros, tzinfo=tz)
     except ValueError:
         return None
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def render(value: Any) -> Any:
     """A stored value as Salesforce's REST JSON shows it."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
     if isinstance(value, date):
         return value.isoformat()
     return value
 
 
-def _token(value: Any) -> tuple[str, str]:
+def jackson_token(value: Any) -> tuple[str, str]:
     """Jackson's token name and the text it quotes for a JSON value."""
     if isinstance(value, bool):
         return ("VALUE_TRUE" if value else "VALUE_FALSE"), json.dumps(value)
@@ -104,7 +105,7 @@ def locate(raw: str | None, key: str) -> tuple[int, int]:
 
 def deserialize_error(kind: str, value: Any, raw: str | None, key: str) -> Exception:
     """JSON_PARSER_ERROR in the observed Jackson wording."""
-    token, text = _token(value)
+    token, text = jackson_token(value)
     line, column = locate(raw, key)
     return json_parser_error(f"Cannot deserialize instance of {kind} from {token} value {text} or request may be "
                              f"missing a required field at [line:{line}, column:{column}]")

@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import signal
 import ssl
 import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -55,7 +56,7 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
 
-    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_error(self, format: str, *args: Any) -> None:
         logger.debug("Salesforce emulator connection: " + format, *args)
 
 
@@ -81,10 +82,10 @@ class SalesforceEmulator:
         """Generate the CA and certificate, start serving; returns ``instance_url``."""
         if self._server is not None:
             return self.instance_url
-        import trustme  # imported here so importing the module doesn't need the test-only dependency
+        import trustme  # only serving needs it: importing this module (e.g. for type hints) works without it
 
         ca = trustme.CA()
-        certificate = ca.issue_cert("127.0.0.1", "localhost")
+        certificate = ca.issue_cert(*dict.fromkeys(("127.0.0.1", "localhost", self._host)))
         self._tempdir = tempfile.mkdtemp(prefix="sf-emulator-")
         self._ca_file = str(Path(self._tempdir) / "ca.pem")
         ca.cert_pem.write_to_path(self._ca_file)
@@ -96,9 +97,9 @@ class SalesforceEmulator:
         # read (do_handshake_on_connect=False), not in the accept loop, where one silent client would block all.
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         server.ssl_context = context  # werkzeug then reports wsgi.url_scheme "https" and treats SSL errors as such
-        server.daemon_threads = True
         self._server = server
-        self._instance_url = f"https://{self._host}:{self._server.server_port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._instance_url = f"https://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="salesforce-emulator", daemon=True)
         self._thread.start()
         return self._instance_url
@@ -116,7 +117,7 @@ class SalesforceEmulator:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
 
-    def __enter__(self) -> SalesforceEmulator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -230,13 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     emulator = SalesforceEmulator(session_ids=args.session_ids or (DEFAULT_SESSION_ID,), daily_limit=args.daily_limit,
                                   seed_records=not args.no_seed, with_custom_fields=not args.no_custom_fields,
                                   host=args.host, port=args.port)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())  # a clean stop removes the CA directory
     with emulator:
         print(f"instance_url: {emulator.instance_url}")
         print(f"ca_file:      {emulator.ca_file}")
         print(f"session_id:   {emulator.session_id}")
-        print("Trust the CA (requests: session.verify = ca_file, or REQUESTS_CA_BUNDLE). Ctrl-C stops.", flush=True)
+        print("Trust the CA (requests: session.verify = ca_file and session.trust_env = False, or "
+              "REQUESTS_CA_BUNDLE=ca_file). Ctrl-C stops.", flush=True)
         try:
-            threading.Event().wait()
+            stopped.wait()
         except KeyboardInterrupt:
             pass
 

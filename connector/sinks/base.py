@@ -47,6 +47,9 @@ class SinkCapabilities:
     window_s: float = 10.0
     max_batch: int = 1
     """How many actions of one kind the sink can send in one request (1: no batching)."""
+    combine_actions: bool = False
+    """The sink has `execute_many(actions, context) -> list[ActionResult]` and wants every action after
+    resolve_contact of one plan at once (e.g. one Salesforce Composite request, all or none)."""
 
 
 class RateGate(Protocol):

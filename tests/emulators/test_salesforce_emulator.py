@@ -13,15 +13,21 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import certifi
 import pytest
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import (SalesforceError, SalesforceExpiredSession, SalesforceGeneralError,
-                                          SalesforceMalformedRequest, SalesforceRefusedRequest,
-                                          SalesforceResourceNotFound)
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
 
 from connector.emulators.salesforce import SalesforceEmulator
 from connector.sample import SAMPLE_PHONE
@@ -598,3 +604,4 @@ def test_module_main_prints_connection_details() -> None:
     assert lines[0].startswith("instance_url: https://127.0.0.1:")
     assert lines[1].startswith("ca_file:") and lines[1].strip().endswith("ca.pem")
     assert lines[2].strip() == "session_id:   sandbox-salesforce-session"
+    assert process.returncode == 0 and not Path(lines[1].split(":", 1)[1].strip()).exists()  # SIGTERM cleans up

@@ -1,0 +1,138 @@
+"""The few HubSpot requests the sink makes, each through the rate gate, with a timeout and error translation.
+
+Built on hubspot-api-client v12's generic object API (``/crm/v3/objects/{type}``), so a mapping can log its calls as
+another activity type (notes, meetings) without code changes, and on the v4 associations API.
+
+Client set-up, and why:
+- ``host=`` is copied by the SDK onto every generated ``Configuration`` (its setter clears ``server_index``), so
+  ``base_url`` points every module at the emulator or a proxy.
+- urllib3 retries are off (``Retry(total=0)``): the engine owns retries and journals each attempt, and a silent
+  retry of a POST could log a call twice. Connect retries are off too, so an outage surfaces at once.
+- The SDK sets no timeout; every call passes ``_request_timeout=(5, 30)``.
+- Each ``client.crm…basic_api`` access builds a new ApiClient and connection pool, so the APIs are built once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from connector.errors import TransientError
+from connector.sinks._hubspot_errors import translated_errors
+from connector.sinks.base import RateGate
+
+REQUEST_TIMEOUT = (5.0, 30.0)
+"""(connect, read) seconds for every request."""
+SEARCH_SPACING_S = 0.21
+"""Search has its own limit of 5 requests per second per account: this process keeps under it."""
+BATCH_READ_MAX = 100
+ASSOCIATIONS_PAGE = 500
+MAX_ASSOCIATED = 2_000
+"""A consistency check reads at most this many associated records (2X calls a lead far fewer times)."""
+
+
+class HubSpotApi:
+    """One portal, one token. Thread-safe (the SDK's urllib3 pools are)."""
+
+    def __init__(self, access_token: str, base_url: str, gate: RateGate) -> None:
+        import hubspot
+        from urllib3.util.retry import Retry
+
+        no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
+                           respect_retry_after_header=False, raise_on_status=False)  # fmt: skip
+        client = hubspot.Client.create(access_token=access_token, host=base_url.rstrip("/"), retry=no_retries)
+        self._basic = client.crm.objects.basic_api
+        self._search = client.crm.objects.search_api
+        self._batch = client.crm.objects.batch_api
+        self._associations = client.crm.associations.v4.basic_api
+        self._gate = gate
+        self._search_lock = threading.Lock()
+        self._last_search = 0.0
+
+    def close(self) -> None:
+        for api in (self._basic, self._search, self._batch, self._associations):
+            api.api_client.close()
+            api.api_client.rest_client.pool_manager.clear()
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Every request goes through here: the shared budget, the timeout, one error translation."""
+        self._gate.wait()
+        with translated_errors():
+            return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+
+    def get(self, object_type: str, object_id: str, properties: list[str] | None = None) -> Any:
+        return self._call(self._basic.get_by_id, object_type, object_id, properties=properties or ["hs_object_id"])
+
+    def create(self, object_type: str, properties: dict[str, str], associations: list[dict[str, Any]]) -> Any:
+        from hubspot.crm.objects import SimplePublicObjectInputForCreate
+
+        body = SimplePublicObjectInputForCreate(properties=properties, associations=associations)
+        created = self._call(self._basic.create, object_type, simple_public_object_input_for_create=body)
+        if created is None:
+            # The SDK returns None for a 2xx other than 201: something may have been written, we cannot tell what.
+            raise TransientError(f"HubSpot answered an unexpected success status creating {object_type}")
+        return created
+
+    def update(self, object_type: str, object_id: str, properties: dict[str, str]) -> Any:
+        from hubspot.crm.objects import SimplePublicObjectInput
+
+        body = SimplePublicObjectInput(properties=properties)
+        return self._call(self._basic.update, object_type, object_id, simple_public_object_input=body)
+
+    def search(self, object_type: str, filter_groups: list[dict[str, Any]], properties: list[str], *,
+               sort: str | None = None, limit: int = 100) -> list[Any]:  # fmt: skip
+        """Records matching any of the filter groups (one page: callers ask narrow questions)."""
+        from hubspot.crm.objects import PublicObjectSearchRequest
+
+        request = PublicObjectSearchRequest(
+            filter_groups=filter_groups, properties=properties, limit=limit,
+            sorts=[{"propertyName": sort, "direction": "ASCENDING"}] if sort else None,
+        )  # fmt: skip
+        with self._search_lock:
+            pause = self._last_search + SEARCH_SPACING_S - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            self._last_search = time.monotonic()
+        found = self._call(self._search.do_search, object_type, public_object_search_request=request)
+        return list(found.results or []) if found is not None else []
+
+    def find_by_property(self, object_type: str, name: str, value: str) -> list[Any]:
+        """Records whose ``name`` equals ``value``, oldest first."""
+        group = {"filters": [{"propertyName": name, "operator": "EQ", "value": value}]}
+        return self.search(object_type, [group], [name], sort="createdate" if object_type == "contacts"
+                           else "hs_createdate")  # fmt: skip
+
+    def associated_ids(self, object_type: str, object_id: str, to_type: str) -> list[str]:
+        """Ids of the ``to_type`` records associated with one record, read from the record store (not the search
+        index, so a record written a moment ago is there)."""
+        ids: list[str] = []
+        after: str | None = None
+        while len(ids) < MAX_ASSOCIATED:
+            kwargs: dict[str, Any] = {"limit": ASSOCIATIONS_PAGE, **({"after": after} if after else {})}
+            page = self._call(self._associations.get_page, object_type, object_id, to_type, **kwargs)
+            if page is None:
+                break
+            ids += [str(row.to_object_id) for row in page.results or []]
+            after = page.paging.next.after if page.paging and page.paging.next else None
+            if not after:
+                break
+        return ids
+
+    def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> Iterator[Any]:
+        """Records by id, with ``properties``, 100 per request (lazily: a caller that found what it wanted stops
+        reading); ids that no longer exist are left out."""
+        from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
+
+        for start in range(0, len(ids), BATCH_READ_MAX):
+            chunk = ids[start:start + BATCH_READ_MAX]
+            body = BatchReadInputSimplePublicObjectId(properties=properties, inputs=[{"id": i} for i in chunk])
+            page = self._call(self._batch.read, object_type, batch_read_input_simple_public_object_id=body)
+            yield from (page.results or []) if page is not None else []
+
+    def probe(self) -> None:
+        """The cheapest authenticated request: one contact id."""
+        self._call(self._basic.get_page, "contacts", limit=1, properties=["hs_object_id"])

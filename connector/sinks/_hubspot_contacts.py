@@ -1,0 +1,129 @@
+"""Contact resolution helpers for the HubSpot sink: the read-your-writes cache, phone digits, several matches.
+
+Why a cache: HubSpot's search index lags writes by "a few moments" (search guide), so a contact created for a new
+number is invisible to the next event's phone search; searching again would create a duplicate. The cache also
+takes the search (and the GET of a ``meta`` contact id) off the path of every later event for a known contact,
+which is what brings a known contact to two HubSpot calls per event.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+
+from connector.errors import PermanentError
+
+CACHE_TTL_S = 900.0
+"""How long a resolved contact id is trusted without asking HubSpot again. Long against search lag (seconds),
+short enough that a contact merged or deleted in HubSpot is noticed the same quarter-hour."""
+CACHE_SIZE = 10_000
+SEARCH_PROPERTIES = ["createdate", "lastmodifieddate", "notes_last_contacted", "hs_lastmodifieddate"]
+"""What choosing among several matches needs; no personal data is requested."""
+MAX_GROUPS = 5
+"""HubSpot's limit of filter groups per search."""
+
+
+class ContactCache:
+    """A small thread-safe LRU with expiry: (object, E.164) → id for phones, (object, "id", id) → id for ids seen."""
+
+    def __init__(self, ttl_s: float = CACHE_TTL_S, size: int = CACHE_SIZE) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self._items: OrderedDict[Hashable, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if time.monotonic() - item[0] > self.ttl_s:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: Hashable, value: str) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def forget_value(self, value: str) -> None:
+        """Drop every entry pointing at a contact HubSpot no longer has (deleted, merged away)."""
+        with self._lock:
+            for key in [k for k, (_, v) in self._items.items() if v == value]:
+                del self._items[key]
+
+
+def national_digits(e164: str) -> str:
+    """What HubSpot's phone search compares: the national number without country code or formatting (search
+    guide, "Limits"), so "+12025550143" finds a contact typed as "(202) 555-0143"."""
+    try:
+        return phonenumbers.national_significant_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        digits = re.sub(r"\D", "", e164)
+        return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+
+
+def phone_filter_groups(fields: Sequence[str], e164: str) -> list[list[dict[str, Any]]]:
+    """One filter group per phone field (groups are ORed), chunked to HubSpot's 5 groups per search."""
+    digits = national_digits(e164)
+    groups = [{"filters": [{"propertyName": name, "operator": "EQ", "value": digits}]} for name in fields]
+    return [groups[i:i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
+
+
+def _instant(record: Any, *names: str) -> datetime:
+    properties = getattr(record, "properties", None) or {}
+    for name in names:
+        value = properties.get(name)
+        if value:
+            try:
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                if str(value).isdigit():
+                    return datetime.fromtimestamp(int(value) / 1000, UTC)
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    created = getattr(record, "created_at", None)
+    return created if isinstance(created, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
+def choose(records: list[Any], on_multiple: str) -> Any:
+    """The contact a call belongs to when several share the number (the mapping's ``if_several``)."""
+    if len(records) == 1:
+        return records[0]
+    if on_multiple == "hold":
+        ids = ", ".join(sorted((str(r.id) for r in records), key=int)[:10])
+        raise PermanentError(
+            "several contacts share this phone number", code="AMBIGUOUS_CONTACT",
+            crm_message=f"{len(records)} contacts match the lead's phone number (ids {ids}); merge the duplicates "
+                        "in HubSpot, then replay the event",
+        )  # fmt: skip
+    if on_multiple == "most_recently_active":
+        # Newest activity first; ties go to the older record (lower id), which is stable across retries.
+        return max(records, key=lambda r: (_instant(r, "notes_last_contacted", "lastmodifieddate",
+                                                    "hs_lastmodifieddate", "createdate"), -int(r.id)))  # fmt: skip
+    return min(records, key=lambda r: (_instant(r, "createdate"), int(r.id)))
+
+
+def hubspot_value(value: Any) -> str:
+    """HubSpot property values are strings: booleans "true"/"false", None clears (""), whole floats without ".0"."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def hubspot_properties(values: dict[str, Any]) -> dict[str, str]:
+    return {name: hubspot_value(value) for name, value in values.items()}

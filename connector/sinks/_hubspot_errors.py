@@ -1,0 +1,204 @@
+"""HubSpot failures → the connector's SinkError classes, in one place (``translated_errors``).
+
+Why one place: the engine decides a delivery's fate only by the class of the error (retry, wait out a rate limit,
+dead-letter, pause the sink), so every way the SDK or urllib3 can fail must land in exactly one class, with
+HubSpot's own ``message`` and error code kept for the audit trail.
+
+hubspot-api-client v12 facts this relies on (see the HubSpot emulator tests): every generated sub-package has its
+OWN ``ApiException`` tree with no shared base class (``hubspot.crm.objects.ApiException`` is not
+``hubspot.crm.associations.v4.ApiException``), each carrying ``.status``, ``.body`` (a str) and ``.headers``;
+network failures are not wrapped and surface as urllib3 exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import urllib3.exceptions
+
+from connector.errors import AuthError, PermanentError, RateLimited, SinkError, TransientError
+
+DEFAULT_WINDOW_S = 10.0
+"""HubSpot's burst window when a 429 says nothing else (X-HubSpot-RateLimit-Interval-Milliseconds = 10000)."""
+SECONDLY_WAIT_S = 1.0
+"""The search API's own limit is per second."""
+DAILY_WAIT_S = 3600.0
+"""The daily quota resets at midnight in the portal's zone, which we do not know: look again in an hour."""
+LOCKED_WAIT_S = 2.0
+"""423 Locked: HubSpot asks to wait at least 2 seconds."""
+_TRANSIENT = frozenset({408, 423, 477})
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+
+
+@lru_cache(maxsize=1)
+def api_exception_types() -> tuple[type[BaseException], ...]:
+    """The ``ApiException`` class of every SDK module the sink may call (imported lazily: vendor SDKs load in open)."""
+    from hubspot.crm.associations.v4 import ApiException as AssociationsApiException
+    from hubspot.crm.contacts import ApiException as ContactsApiException
+    from hubspot.crm.objects import ApiException as ObjectsApiException
+    from hubspot.crm.objects.calls import ApiException as CallsApiException
+    from hubspot.crm.objects.tasks import ApiException as TasksApiException
+
+    return (ObjectsApiException, AssociationsApiException, ContactsApiException, CallsApiException,
+            TasksApiException)  # fmt: skip
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Run one SDK call; re-raise any failure as TransientError / RateLimited / PermanentError / AuthError."""
+    try:
+        yield
+    except SinkError:
+        raise
+    except api_exception_types() as exc:
+        status = int(getattr(exc, "status", 0) or 0)
+        raise classify(status, getattr(exc, "body", None), getattr(exc, "headers", None)) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise TransientError(f"HubSpot unreachable: {_transport_kind(exc)}") from exc
+
+
+def classify(status: int, raw_body: Any, headers: Any) -> SinkError:
+    """The SinkError for one non-2xx HubSpot answer (``status`` 0: the SDK's wrapped TLS failure)."""
+    body = _json(raw_body)
+    message = str(body.get("message") or (raw_body if isinstance(raw_body, str) else "") or f"HTTP {status}")
+    details = _context_details(body)
+    message = (f"{message} ({'; '.join(details)})" if details else message)[:4000]
+    code = _code(body)
+    summary = f"HubSpot answered {status}" + (f" {code}" if code else "")
+    kwargs: dict[str, Any] = {"status": status or None, "code": code, "crm_message": message}
+    if status in (401, 403):
+        # 403 is MISSING_SCOPES (or a portal without access to the object): a configuration problem that retrying
+        # cannot fix but that fails every event alike, so pause the sink instead of dead-lettering them all.
+        return AuthError(summary, **kwargs)
+    if status == 429:
+        return RateLimited(summary, retry_after=_rate_limit_wait(body, headers), **kwargs)
+    if status == 0 or status in _TRANSIENT or status >= 500:
+        wait = _retry_after(headers)
+        if wait is None and status == 423:
+            wait = LOCKED_WAIT_S
+        return TransientError(summary, retry_after=wait, **kwargs)
+    return PermanentError(summary, **kwargs)
+
+
+def might_have_written(error: SinkError) -> bool:
+    """Whether a failed write may nevertheless have been applied by HubSpot (then look it up before writing again).
+
+    Rate limits, 423/477 and 4xx answers were refused before any write; a connection that was never opened wrote
+    nothing. Timeouts, dropped connections and 5xx (502/504 are gateway timeouts) leave the outcome unknown.
+    """
+    if isinstance(error, (RateLimited, PermanentError, AuthError)) or not isinstance(error, TransientError):
+        return False
+    if error.status in (408, 423, 477):
+        return False
+    cause = error.__cause__
+    reason = getattr(cause, "reason", None) if isinstance(cause, urllib3.exceptions.MaxRetryError) else cause
+    return not isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+def existing_id(error: SinkError) -> str | None:
+    """The id in HubSpot's 409 ``Contact already exists. Existing ID: N`` (integrations parse it the same way)."""
+    if error.status != 409 or not error.crm_message:
+        return None
+    found = _EXISTING_ID.search(error.crm_message)
+    return found.group(1) if found else None
+
+
+def _json(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _code(body: dict[str, Any]) -> str | None:
+    """The most specific code HubSpot gave: ``errors[0].code`` (PROPERTY_DOESNT_EXIST…), else the category, else
+    the rate-limit policy (429 bodies carry ``policyName``/``errorType`` and no category)."""
+    context = body.get("context")
+    if isinstance(context, dict):
+        upper = [key for key in context if key.isupper()]
+        if upper:
+            return str(upper[0])
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, dict) and item.get("code"):
+                return str(item["code"])
+    for key in ("category", "policyName", "errorType", "subCategory"):
+        if body.get(key):
+            return str(body[key])
+    return None
+
+
+def _context_details(body: dict[str, Any]) -> list[str]:
+    """HubSpot puts the specifics of some errors only in ``context`` (``INVALID_OBJECT_IDS: ["CONTACT=7 is not
+    valid"]``): ids and names, no personal data, and exactly what an operator needs to act."""
+    context = body.get("context")
+    if not isinstance(context, dict):
+        return []
+    return [f"{key}: {', '.join(str(v) for v in values[:10])}" for key, values in context.items()
+            if key.isupper() and isinstance(values, list)]  # fmt: skip
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    try:
+        value = headers.get(name)
+    except AttributeError:
+        return None
+    if value is None and isinstance(headers, dict):  # a plain dict is case-sensitive
+        value = next((v for k, v in headers.items() if str(k).lower() == name.lower()), None)
+    return None if value is None else str(value)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """``Retry-After`` as seconds (a number or an HTTP date), or None."""
+    value = _header(headers, "Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _rate_limit_wait(body: dict[str, Any], headers: Any) -> float:
+    """Retry-After when sent (HubSpot does not promise one); else by policy: the search limit is per second, the
+    daily quota long, the burst limit one window (``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s)."""
+    explicit = _retry_after(headers)
+    if explicit is not None:
+        return explicit
+    policy = str(body.get("policyName") or "").upper()
+    message = str(body.get("message") or "").lower()
+    if policy == "SECONDLY" or "secondly limit" in message:
+        return SECONDLY_WAIT_S
+    if policy == "DAILY" or "daily" in message:
+        return DAILY_WAIT_S
+    interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+    try:
+        return float(interval) / 1000.0 if interval else DEFAULT_WINDOW_S
+    except ValueError:
+        return DEFAULT_WINDOW_S
+
+
+def _transport_kind(exc: BaseException) -> str:
+    """A short, data-free description of a network failure (MaxRetryError wraps the real reason)."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, urllib3.exceptions.MaxRetryError) else None
+    return type(reason or exc).__name__

@@ -1,0 +1,287 @@
+"""The HubSpot sink: a planned call lands on a HubSpot contact through hubspot-api-client v12.
+
+Per event: resolve the contact (meta id, else phone search, else create), log the call as a HubSpot Call associated
+to the contact in the same request, PATCH the contact's properties, and create a callback Task when planned.
+
+Design decisions (each exists because of a HubSpot behaviour):
+
+- **Read-your-writes contact cache** (per sink instance, in-process, 15 min): HubSpot's search index lags writes by
+  seconds, so the second event for a number we just created a contact for would not find it and would create a
+  duplicate. Every resolved or created contact is cached by (object, phone fields, E.164), and ids seen by a GET by
+  (object, id). A known contact then costs no read at all: **2 requests per event** (create call + patch contact),
+  3 with a callback task. Residual risk: another worker process does not share the cache; a second event for a
+  brand-new number handled by another process within the search lag can still create a duplicate.
+- **A ``meta`` contact id is verified by a GET** the first time (then cached): a wrong id falls back to the phone
+  rule, as the mapping says, instead of dead-lettering when the call's inline association is refused; and a
+  wrong id must never be journaled as the contact, because a replay keeps the journal's resolve result.
+- **Lookups read the record store, not the search index** when the activity is associated with a contact: the
+  contact's associated calls (v4 associations) are batch-read for the idempotency property. A call written a
+  moment ago (crash right after the POST, retry within the search lag) is therefore found, in any process, with no
+  timing assumption. Unassociated activities fall back to a search retried over ~3 s.
+- **Unconfirmed writes are remembered**: a create that timed out or got a 5xx may have been applied. The engine's
+  quick retries call ``execute`` again without a lookup, so ``execute`` looks the action up first when this process
+  saw such a failure for its key; for a contact (no idempotency key) it waits for the search index to settle.
+- Errors are translated in one place (``_hubspot_errors.translated_errors``); every request passes the rate gate,
+  a (5, 30) s timeout, and no urllib3 retries (``_hubspot_client``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, ClassVar
+
+from connector.config import HubSpotSinkSettings
+from connector.errors import PermanentError, SinkError, TransientError
+from connector.plan import (
+    Action,
+    CreateActivity,
+    CreateTask,
+    MatchById,
+    MatchByPhone,
+    ResolveContact,
+    UpdateContact,
+)
+from connector.sinks._hubspot_client import HubSpotApi
+from connector.sinks._hubspot_contacts import (
+    SEARCH_PROPERTIES,
+    ContactCache,
+    choose,
+    hubspot_properties,
+    phone_filter_groups,
+)
+from connector.sinks._hubspot_errors import existing_id, might_have_written
+from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
+
+ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
+    ("calls", "contacts"): 194, ("tasks", "contacts"): 204, ("notes", "contacts"): 202,
+    ("meetings", "contacts"): 200, ("emails", "contacts"): 198,
+}  # fmt: skip
+"""HUBSPOT_DEFINED association type ids, activity → contact (associations guide)."""
+CREATE_SETTLE_S = 10.0
+"""After an unconfirmed contact create, how long the search index is given before a contact is created again."""
+LOOKUP_SEARCH_RETRIES_S = (1.0, 2.0)
+"""Pauses between searches when a lookup can only use the (lagging) search index."""
+
+Engagement = CreateActivity | CreateTask
+
+
+class HubSpotSink:
+    """Executes plans against one HubSpot portal (see the module docstring for the design)."""
+
+    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(requests_per_window=190, window_s=10.0, max_batch=100)
+    """190 requests / 10 s: HubSpot's Professional/Enterprise private-app burst limit (`rate_limit` overrides)."""
+
+    def __init__(self, name: str, settings: Any) -> None:
+        self.name = name
+        self.settings = settings if isinstance(settings, HubSpotSinkSettings) else \
+            HubSpotSinkSettings.model_validate(settings.model_dump())  # fmt: skip
+        self.cache = ContactCache()
+        self._api: HubSpotApi | None = None
+        self._uncertain: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def open(self, gate: RateGate) -> None:
+        self._api = HubSpotApi(self.settings.access_token.get_secret_value(), self.settings.base_url, gate)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    @property
+    def api(self) -> HubSpotApi:
+        assert self._api is not None, "open() first"
+        return self._api
+
+    def check_auth(self) -> None:
+        """One cheap authenticated read; AuthError on 401/403."""
+        self.api.probe()
+
+    # -- the Sink protocol ------------------------------------------------------------------------
+
+    def execute(self, action: Action, context: ExecutionContext) -> ActionResult:
+        if isinstance(action, ResolveContact):
+            return self._resolve(action)
+        if isinstance(action, (CreateActivity, CreateTask)):
+            return self._create_engagement(action, context)
+        if isinstance(action, UpdateContact):
+            return self._update_contact(action, context)
+        raise PermanentError(f"the HubSpot sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
+
+    def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
+        """Find a Call/Task an interrupted attempt wrote. Contact resolution and updates are safe to re-run."""
+        if isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property:
+            return self._find_written(action, context)
+        return None
+
+    # -- resolving the contact --------------------------------------------------------------------
+
+    def _resolve(self, action: ResolveContact) -> ActionResult:
+        for rule in action.match:
+            found = self._by_id(rule) if isinstance(rule, MatchById) else self._by_phone(rule, action.on_multiple)
+            if found is not None:
+                self._settled(action.key)
+                return found
+        since = self._uncertain.get(action.key)
+        if since is not None and (remaining := since + CREATE_SETTLE_S - time.monotonic()) > 0:
+            raise TransientError("waiting for HubSpot's search index after an unconfirmed contact create",
+                                 retry_after=remaining)  # fmt: skip
+        if action.on_no_match == "skip":
+            return ActionResult(skipped=True, detail={"reason": "no_match"})
+        return self._create_contact(action)
+
+    def _by_id(self, rule: MatchById) -> ActionResult | None:
+        cached = self.cache.get((rule.object, "id", rule.id))
+        if cached is not None:
+            return ActionResult(crm_id=cached, object=rule.object, detail={"matched_by": "id", "cached": True})
+        if not rule.id.isdigit():
+            return None  # HubSpot ids are numeric; it would answer 404
+        try:
+            record = self.api.get(rule.object, rule.id)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        crm_id = str(record.id)  # a merged-away id answers with the surviving record
+        self.cache.put((rule.object, "id", rule.id), crm_id)
+        return ActionResult(crm_id=crm_id, object=rule.object, detail={"matched_by": "id"})
+
+    def _by_phone(self, rule: MatchByPhone, on_multiple: str) -> ActionResult | None:
+        for object_type in rule.objects:
+            key = _phone_key(object_type, rule)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return ActionResult(crm_id=cached, object=object_type, detail={"matched_by": "phone", "cached": True})
+            records: dict[str, Any] = {}
+            for groups in phone_filter_groups(rule.fields, rule.e164):
+                for record in self.api.search(object_type, groups, SEARCH_PROPERTIES, sort="createdate"):
+                    records.setdefault(str(record.id), record)
+            if not records:
+                continue
+            chosen = choose(list(records.values()), on_multiple)
+            crm_id = str(chosen.id)
+            self.cache.put(key, crm_id)
+            self.cache.put((object_type, "id", crm_id), crm_id)
+            return ActionResult(crm_id=crm_id, object=object_type,
+                                detail={"matched_by": "phone", "candidates": len(records)})  # fmt: skip
+        return None
+
+    def _create_contact(self, action: ResolveContact) -> ActionResult:
+        object_type = action.create_object or "contacts"
+        properties = hubspot_properties(action.create_properties)
+        try:
+            record = self._write(action.key, lambda: self.api.create(object_type, properties, []))
+            crm_id, created = str(record.id), True
+        except PermanentError as exc:
+            crm_id = existing_id(exc)  # 409: a contact with this email exists; it is the one
+            if crm_id is None:
+                raise
+            created = False
+        for rule in action.match:
+            if isinstance(rule, MatchByPhone) and object_type in rule.objects:
+                self.cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
+        self.cache.put((object_type, "id", crm_id), crm_id)
+        return ActionResult(crm_id=crm_id, object=object_type, created=created,
+                            detail={"matched_by": "created" if created else "existing_email"})  # fmt: skip
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def _create_engagement(self, action: Engagement, context: ExecutionContext) -> ActionResult:
+        contact = context.contact()
+        associations: list[dict[str, Any]] = []
+        if action.associate_with_contact:
+            if contact is None or contact.skipped or not contact.crm_id:
+                return ActionResult(skipped=True, detail={"reason": "no_contact"})
+            associations = [_association(action.object, contact)]
+        if action.key in self._uncertain:  # an earlier attempt in this process may have written it
+            found = self.lookup(action, context)
+            if found is not None:
+                self._settled(action.key)
+                return found
+        properties = hubspot_properties(action.properties)
+        if action.idempotency_property:
+            properties.setdefault(action.idempotency_property, action.idempotency_key)
+        try:
+            record = self._write(action.key, lambda: self.api.create(action.object, properties, associations))
+        except PermanentError as exc:
+            if contact is not None and contact.crm_id and exc.code == "INVALID_OBJECT_IDS":
+                self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
+            raise
+        return ActionResult(crm_id=str(record.id), object=action.object, created=True)
+
+    def _update_contact(self, action: UpdateContact, context: ExecutionContext) -> ActionResult:
+        contact = context.contact()
+        if contact is None or contact.skipped or not contact.crm_id:
+            return ActionResult(skipped=True, detail={"reason": "no_contact"})
+        if not action.fields:
+            return ActionResult(skipped=True, detail={"reason": "nothing_to_write"})
+        object_type = action.object or contact.object or "contacts"
+        properties = hubspot_properties({f.property: f.value for f in action.fields})
+        try:
+            self.api.update(object_type, contact.crm_id, properties)
+        except PermanentError as exc:
+            if exc.status == 404:
+                self.cache.forget_value(contact.crm_id)
+            raise
+        return ActionResult(crm_id=contact.crm_id, object=object_type, detail={"fields": sorted(properties)})
+
+    def _write(self, key: str, write: Any) -> Any:
+        """Run one create; remember the key when the failure leaves its outcome unknown."""
+        try:
+            result = write()
+        except SinkError as exc:
+            if might_have_written(exc):
+                with self._lock:
+                    self._uncertain.setdefault(key, time.monotonic())
+            raise
+        self._settled(key)
+        return result
+
+    def _settled(self, key: str) -> None:
+        with self._lock:
+            self._uncertain.pop(key, None)
+
+    # -- finding what an interrupted attempt wrote --------------------------------------------------
+
+    def _find_written(self, action: Engagement, context: ExecutionContext) -> ActionResult | None:
+        name, value = action.idempotency_property or "", action.idempotency_key
+        contact = context.contact()
+        if action.associate_with_contact and contact is not None and contact.crm_id and not contact.skipped:
+            # Record-store reads (associations, batch read) see a write at once; search may not for seconds.
+            linked = self.api.associated_ids(contact.object or "contacts", contact.crm_id, action.object)
+            for record in self.api.batch_read(action.object, linked[::-1], [name]):
+                if (record.properties or {}).get(name) == value:
+                    return _recovered(action, record, "associations")
+            return None
+        for pause in (0.0, *LOOKUP_SEARCH_RETRIES_S):
+            time.sleep(pause)
+            found = self.api.find_by_property(action.object, name, value)
+            if found:
+                return _recovered(action, found[0], "search")
+        return None
+
+
+def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:
+    return object_type, tuple(rule.fields), rule.e164
+
+
+def _association(object_type: str, contact: ActionResult) -> dict[str, Any]:
+    target = contact.object or "contacts"
+    type_id = ASSOCIATION_TYPE_IDS.get((object_type, target))
+    if type_id is None:
+        raise PermanentError(f"no HubSpot association type from {object_type} to {target}",
+                             code="UNSUPPORTED_ASSOCIATION")  # fmt: skip
+    return {"to": {"id": contact.crm_id},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}  # fmt: skip
+
+
+def _recovered(action: Engagement, record: Any, how: str) -> ActionResult:
+    return ActionResult(crm_id=str(record.id), object=action.object, created=True, detail={"found_by": how})
+
+
+def factory(name: str, settings: Any) -> HubSpotSink:
+    """Entry point of the `hubspot` sink type."""
+    return HubSpotSink(name, settings)
