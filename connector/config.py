@@ -121,6 +121,8 @@ class WorkerSettings(_Model):
                                                             "unless renewed (a dead worker's work is recovered).")
     auth_probe_s: float = Field(30.0, ge=1, description="How often a paused sink tests its credentials again.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    contact_cache_s: float = Field(86_400, ge=0, description="How long a phone → contact resolution is reused "
+                                                             "without searching the CRM (0: always search).")
     redis_url: str | None = Field(None, description="Share rate budgets through Redis instead of the store.")
 
 

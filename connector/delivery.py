@@ -31,7 +31,7 @@ from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import may_write
 from connector.payload import CallEvent
-from connector.plan import Action, HoldForReview, Plan, ResolveContact, UpdateContact
+from connector.plan import Action, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
 from connector.retry import RetryPolicy
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
@@ -53,12 +53,13 @@ class DeliveryRunner:
     """Executes claimed deliveries for one worker."""
 
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
-                 *, auth_probe_s: float) -> None:
+                 *, auth_probe_s: float, contact_cache_s: float = 86_400) -> None:
         self._ledger = ledger
         self._worker = worker_id
         self._sinks = sinks
         self._policy = policy
         self._auth_probe_s = auth_probe_s
+        self._contact_cache_s = contact_cache_s
 
     def run(self, claimed: Claimed) -> str:
         """Run one delivery to its next state; returns the attempt's outcome."""
@@ -119,6 +120,11 @@ class DeliveryRunner:
                 if found is not None:
                     self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                     continue
+            if isinstance(action, ResolveContact) and not (entry and entry.status == ActionStatus.IN_FLIGHT.value):
+                cached = self._cached_contact(claimed.sink, action)
+                if cached is not None:
+                    self._mark(claimed, action, ActionStatus.SUCCEEDED, cached, context)
+                    continue
             if combine and not isinstance(action, ResolveContact):
                 combined.append((action, runnable))
                 continue
@@ -127,6 +133,8 @@ class DeliveryRunner:
             result = self._call(sink, runnable, context)
             crash_point("after_crm_call")
             self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
+            if isinstance(action, ResolveContact):
+                self._remember_contact(claimed.sink, action, result)
             crash_point("after_action")
         if combined:
             self._execute_combined(claimed, sink, combined, context)
@@ -157,6 +165,26 @@ class DeliveryRunner:
 
     def _call_many(self, execute_many: Any, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
         return list(self._quick_retries()(execute_many, actions, context))
+
+    def _cached_contact(self, sink: str, action: ResolveContact) -> ActionResult | None:
+        """A contact resolved earlier for this number, when the plan matches by phone only.
+
+        A CRM id in `meta` always wins, so plans with an id rule go to the sink. The cache gives
+        read-your-writes across workers: a contact created seconds ago is found even while the
+        CRM's search index has not caught up, so a second call never creates a duplicate.
+        """
+        phones = [m.e164 for m in action.match if isinstance(m, MatchByPhone)]
+        if not phones or len(phones) != len(action.match) or self._contact_cache_s <= 0:
+            return None
+        found = self._ledger.sinks.cached_contact(sink, phones[0], max_age_s=self._contact_cache_s)
+        if found is None:
+            return None
+        return ActionResult(crm_id=found[1], object=found[0], detail={"resolved_by": "contact_cache"})
+
+    def _remember_contact(self, sink: str, action: ResolveContact, result: ActionResult) -> None:
+        phones = [m.e164 for m in action.match if isinstance(m, MatchByPhone)]
+        if phones and result.crm_id and result.object and not result.skipped:
+            self._ledger.sinks.cache_contact(sink, phones[0], result.object, result.crm_id)
 
     def _allowed(self, sink: str, action: UpdateContact, context: ExecutionContext) -> UpdateContact | None:
         """The update with only the fields precedence lets through for this contact."""

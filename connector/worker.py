@@ -61,7 +61,8 @@ class Worker:
             sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
             self._runtimes[name] = SinkRuntime(sink, mapping)
         self._runner = DeliveryRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
-                                      auth_probe_s=worker_settings.auth_probe_s)
+                                      auth_probe_s=worker_settings.auth_probe_s,
+                                      contact_cache_s=worker_settings.contact_cache_s)
         self.ledger.sinks.heartbeat(self.id)
         log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
 

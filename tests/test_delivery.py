@@ -230,3 +230,23 @@ def test_expired_leases_of_a_dead_worker_are_recovered(ledger: Ledger, store_url
     worker._last_sweep = 0  # noqa: SLF001 - sweep now
     drain(worker)
     assert statuses(ledger, event_id) == ["succeeded"]
+
+
+def test_a_contact_resolved_once_is_reused_by_later_calls(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    """Read-your-writes across workers: the second call for a new number neither searches nor creates."""
+    first = ingest(ledger, 90, end_reason="no_answer", record_phone_number="+13125550199")
+    second = ingest(ledger, 91, end_reason="hung_up", record_phone_number="+13125550199")
+    drain(make_worker(ledger, engine_settings(store_url, recorder.url)))
+    written = recorder.by_key()
+    assert f"2x-{first}:contact" in written and f"2x-{second}:contact" not in written
+    assert written[f"2x-{second}:activity"][0].contact == written[f"2x-{first}:contact"][0].id
+    journal = ledger.deliveries.journal(ledger.deliveries_for(second)[0]["id"])
+    assert journal[f"2x-{second}:contact"].result["detail"] == {"resolved_by": "contact_cache"}
+
+
+def test_a_crm_id_in_meta_is_not_answered_from_the_cache(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
+    ingest(ledger, 92, end_reason="no_answer", record_phone_number="+13125550177")
+    explicit = ingest(ledger, 93, end_reason="no_answer", record_phone_number="+13125550177",
+                      meta={"hubspot_contact_id": "777"})
+    drain(make_worker(ledger, engine_settings(store_url, recorder.url)))
+    assert f"2x-{explicit}:contact" in recorder.by_key()

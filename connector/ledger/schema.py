@@ -213,3 +213,13 @@ rate_buckets = Table(
     Column("tokens", Float(), nullable=False),
     Column("updated_at", Float(), nullable=False),  # epoch seconds; token-bucket arithmetic
 )
+
+contact_cache = Table(
+    "contact_cache",
+    metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("contact_key", String(64), primary_key=True),  # E.164
+    Column("object", String(64), nullable=False),
+    Column("crm_id", String(128), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text, update
 
-from connector.ledger.schema import field_state, rate_buckets, sink_state, workers
+from connector.ledger.schema import contact_cache, field_state, rate_buckets, sink_state, workers
 from connector.ledger._clock import utcnow
 from connector.mapping.precedence import WrittenField
 
@@ -98,6 +98,26 @@ class SinkStateStore:
                 if not changed:
                     connection.execute(field_state.insert().values(
                         sink=sink, contact_ref=contact_ref, property=prop, **values))
+
+    # -- the contact cache -------------------------------------------------------------------------
+
+    def cached_contact(self, sink: str, contact_key: str, *, max_age_s: float) -> tuple[str, str] | None:
+        """(object, crm id) resolved for this phone number within `max_age_s`, by any worker."""
+        cutoff = utcnow() - timedelta(seconds=max_age_s)
+        with self._engine.connect() as connection:
+            row = connection.execute(select(contact_cache.c.object, contact_cache.c.crm_id).where(
+                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key,
+                contact_cache.c.updated_at >= cutoff)).first()
+        return (row.object, row.crm_id) if row else None
+
+    def cache_contact(self, sink: str, contact_key: str, object_name: str, crm_id: str) -> None:
+        now = utcnow()
+        values = {"object": object_name, "crm_id": crm_id, "updated_at": now}
+        with self._writes.begin() as connection:
+            changed = connection.execute(update(contact_cache).where(
+                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key).values(values)).rowcount
+            if not changed:
+                connection.execute(contact_cache.insert().values(sink=sink, contact_key=contact_key, **values))
 
     # -- workers --------------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ def _instant(record: Any, *names: str) -> datetime:
         value = properties.get(name)
         if value:
             try:
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                parsed = datetime.fromisoformat(str(value))  # 3.11 reads "Z"
             except ValueError:
                 if str(value).isdigit():
                     return datetime.fromtimestamp(int(value) / 1000, UTC)

@@ -16,8 +16,8 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
@@ -121,8 +121,9 @@ def _json(raw: Any) -> dict[str, Any]:
 
 
 def _code(body: dict[str, Any]) -> str | None:
-    """The most specific code HubSpot gave: ``errors[0].code`` (PROPERTY_DOESNT_EXIST…), else the category, else
-    the rate-limit policy (429 bodies carry ``policyName``/``errorType`` and no category)."""
+    """The most specific code HubSpot gave: an upper-case ``context`` key (INVALID_OBJECT_IDS), else
+    ``errors[0].code`` (PROPERTY_DOESNT_EXIST…), else the category, else the rate-limit policy (429 bodies carry
+    ``policyName``/``errorType`` and no category)."""
     context = body.get("context")
     if isinstance(context, dict):
         upper = [key for key in context if key.isupper()]

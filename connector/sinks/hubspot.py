@@ -176,10 +176,10 @@ class HubSpotSink:
             record = self._write(action.key, lambda: self.api.create(object_type, properties, []))
             crm_id, created = str(record.id), True
         except PermanentError as exc:
-            crm_id = existing_id(exc)  # 409: a contact with this email exists; it is the one
-            if crm_id is None:
+            existing = existing_id(exc)  # 409: a contact with this email exists; it is the one
+            if existing is None:
                 raise
-            created = False
+            crm_id, created = existing, False
         for rule in action.match:
             if isinstance(rule, MatchByPhone) and object_type in rule.objects:
                 self.cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
