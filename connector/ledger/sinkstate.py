@@ -150,7 +150,6 @@ class SinkStateStore:
         One short transaction per call, with the bucket row locked (FOR UPDATE on PostgreSQL,
         BEGIN IMMEDIATE on SQLite), so every worker of the store draws from the same bucket.
         """
-        now = time.time()
         with self._writes.begin() as connection:
             query = select(rate_buckets).where(rate_buckets.c.sink == sink)
             if connection.dialect.name == "postgresql":
@@ -159,13 +158,15 @@ class SinkStateStore:
             if row is None:
                 if connection.dialect.name == "postgresql":
                     connection.execute(text("INSERT INTO rate_buckets (sink, tokens, updated_at) VALUES (:s, :t, :u) "
-                                            "ON CONFLICT (sink) DO NOTHING"), {"s": sink, "t": capacity, "u": now})
-                    row = connection.execute(query).first()
+                                            "ON CONFLICT (sink) DO NOTHING"), {"s": sink, "t": capacity, "u": time.time()})
                 else:
-                    connection.execute(rate_buckets.insert().values(sink=sink, tokens=capacity, updated_at=now))
-                    row = connection.execute(query).first()
+                    connection.execute(rate_buckets.insert().values(sink=sink, tokens=capacity, updated_at=time.time()))
+                row = connection.execute(query).first()
             assert row is not None
-            tokens = min(capacity, row.tokens + max(0.0, now - row.updated_at) * per_second)
+            # Read the clock only once the row is locked, and never move the bucket's clock back:
+            # otherwise two takers racing could each refill the same elapsed time.
+            now = max(time.time(), row.updated_at)
+            tokens = min(capacity, row.tokens + (now - row.updated_at) * per_second)
             if tokens >= cost:
                 connection.execute(update(rate_buckets).where(rate_buckets.c.sink == sink)
                                    .values(tokens=tokens - cost, updated_at=now))

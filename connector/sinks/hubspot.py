@@ -60,6 +60,8 @@ ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
 """HUBSPOT_DEFINED association type ids, activity → contact (associations guide)."""
 CREATE_SETTLE_S = 10.0
 """After an unconfirmed contact create, how long the search index is given before a contact is created again."""
+UNCERTAIN_KEPT = 1_000
+"""Unconfirmed writes remembered before hour-old ones are forgotten."""
 LOOKUP_SEARCH_RETRIES_S = (1.0, 2.0)
 """Pauses between searches when a lookup can only use the (lagging) search index."""
 
@@ -145,7 +147,8 @@ class HubSpotSink:
             if exc.status == 404:
                 return None
             raise
-        crm_id = str(record.id)  # a merged-away id answers with the surviving record
+        # Use the id HubSpot answers with (it may differ for a merged-away contact id: UNVERIFIED, harmless).
+        crm_id = str(getattr(record, "id", None) or rule.id)
         self.cache.put((rule.object, "id", rule.id), crm_id)
         return ActionResult(crm_id=crm_id, object=rule.object, detail={"matched_by": "id"})
 
@@ -234,8 +237,11 @@ class HubSpotSink:
             result = write()
         except SinkError as exc:
             if might_have_written(exc):
+                now = time.monotonic()
                 with self._lock:
-                    self._uncertain.setdefault(key, time.monotonic())
+                    if len(self._uncertain) > UNCERTAIN_KEPT:  # keys whose delivery never came back
+                        self._uncertain = {k: t for k, t in self._uncertain.items() if now - t < 3600}
+                    self._uncertain.setdefault(key, now)
             raise
         self._settled(key)
         return result

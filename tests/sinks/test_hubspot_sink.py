@@ -30,6 +30,8 @@ from connector.payload import parse_webhook
 from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact
 from connector.sample import sample_payload
 from connector.sinks import registry
+from connector.sinks._hubspot_contacts import hubspot_properties
+from connector.sinks._hubspot_errors import might_have_written
 from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot import HubSpotSink
 from connector.worker import Worker
@@ -292,8 +294,14 @@ def test_429_with_retry_after_and_server_errors(emulator: HubSpotEmulator, sink:
         assert (caught.value.status, caught.value.code, caught.value.retry_after) == (status, code, wait)
     closed = open_sink(emulator)
     emulator.stop()
-    with pytest.raises(TransientError, match="unreachable"):
+    with pytest.raises(TransientError, match="unreachable") as refused:
         closed.check_auth()
+    assert not might_have_written(refused.value)  # never connected: nothing can have been written
+
+
+def test_values_are_hubspot_strings() -> None:
+    assert hubspot_properties({"a": True, "b": False, "c": None, "d": 33000.0, "e": 1.5, "f": 7, "g": "x"}) == {
+        "a": "true", "b": "false", "c": "", "d": "33000", "e": "1.5", "f": "7", "g": "x"}
 
 
 def test_unknown_property_is_permanent_with_hubspot_message(sink: HubSpotSink) -> None:
