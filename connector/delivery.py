@@ -21,7 +21,15 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from connector.errors import AuthError, MappingError, PermanentError, RateLimited, SinkError, TransientError
+from connector.errors import (
+    AuthError,
+    MappingError,
+    PermanentError,
+    RateLimited,
+    SinkError,
+    StaleContact,
+    TransientError,
+)
 from connector.faults import crash_point
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
@@ -31,7 +39,15 @@ from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import may_write
 from connector.payload import CallEvent
-from connector.plan import Action, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
+from connector.plan import (
+    Action,
+    HoldForReview,
+    MatchByPhone,
+    Plan,
+    ResolveContact,
+    UpdateContact,
+    contact_action_key,
+)
 from connector.retry import RetryPolicy
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
@@ -225,6 +241,10 @@ class DeliveryRunner:
                                 due=until, count=False)
         if isinstance(exc, PermanentError):
             return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
+        if isinstance(exc, StaleContact):
+            if claimed.contact_key:
+                self._ledger.sinks.forget_contact(claimed.sink, claimed.contact_key)
+            self._ledger.deliveries.journal_forget(claimed.id, contact_action_key(claimed.event_id))
         delay = self._policy.next_delay(claimed.attempts, exc.retry_after)
         if delay is None:
             error["message"] = f"gave up after {claimed.attempts} attempts: {error['message']}"

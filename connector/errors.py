@@ -8,7 +8,8 @@ ConnectorError
 ├─ MappingError    planning fails; names the mapping file and line; the event stays replayable
 └─ SinkError(sink, action, status, code, crm_message)   a CRM call failed; decides the delivery's fate
    ├─ TransientError(retry_after)   reschedule with backoff
-   │  └─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
+   │  ├─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
+   │  └─ StaleContact               the resolved contact is gone (deleted, merged): resolve it again
    ├─ PermanentError                dead-letter at once, with the CRM's own error
    └─ AuthError                     pause the sink; deliveries wait, none is dead-lettered
 ```
@@ -100,6 +101,14 @@ class TransientError(SinkError):
 
 class RateLimited(TransientError):
     """The CRM's rate limit was hit; the whole sink waits, not only this delivery."""
+
+
+class StaleContact(TransientError):
+    """The contact this plan resolved to no longer exists in the CRM (deleted or merged away).
+
+    The engine forgets it (contact cache and the plan's resolve step) and retries, so the next
+    attempt resolves the lead again instead of failing forever on a dead id.
+    """
 
 
 class PermanentError(SinkError):

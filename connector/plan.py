@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 JsonScalar = Union[str, int, float, bool, None]
 
 
+def contact_action_key(event_id: str) -> str:
+    """The key of a plan's resolve_contact action (the engine needs it to forget a stale contact)."""
+    return f"2x-{event_id}:contact"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connector.config import load_settings
 from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
 from tests.conftest import TOKEN, _truncate_all, make_settings

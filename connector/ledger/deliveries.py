@@ -158,6 +158,12 @@ class DeliveryStore:
                 connection.execute(action_journal.insert().values(
                     delivery_id=delivery_id, action_key=action_key, kind=kind, **values))
 
+    def journal_forget(self, delivery_id: int, action_key: str) -> None:
+        """Drop an action's journal entry so the next attempt runs it again (a stale contact)."""
+        with self._writes.begin() as connection:
+            connection.execute(action_journal.delete().where(
+                action_journal.c.delivery_id == delivery_id, action_journal.c.action_key == action_key))
+
     def save_plan(self, delivery_id: int, plan_json: str) -> None:
         with self._writes.begin() as connection:
             connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(plan=plan_json))

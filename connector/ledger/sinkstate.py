@@ -119,6 +119,11 @@ class SinkStateStore:
             if not changed:
                 connection.execute(contact_cache.insert().values(sink=sink, contact_key=contact_key, **values))
 
+    def forget_contact(self, sink: str, contact_key: str) -> None:
+        with self._writes.begin() as connection:
+            connection.execute(contact_cache.delete().where(
+                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key))
+
     # -- workers --------------------------------------------------------------------------------
 
     def heartbeat(self, worker_id: str) -> None:

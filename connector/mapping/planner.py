@@ -33,6 +33,7 @@ from connector.plan import (
     Plan,
     ResolveContact,
     UpdateContact,
+    contact_action_key,
 )
 
 
@@ -158,7 +159,7 @@ def _resolve_contact(event: CallEvent, mapping: LoadedMapping, context: dict[str
             warnings.append("no usable phone number: phone matching skipped")
     create = _render_all(mapping, {p: f"contact.create.{p}" for p in spec.create}, context, limits=False)
     return ResolveContact(
-        key=f"{prefix}:contact", match=rules, on_no_match=spec.if_no_match,
+        key=contact_action_key(event.id), match=rules, on_no_match=spec.if_no_match,
         create_object=spec.create_object or spec.object,
         create_properties={k: v for k, v in create.items() if v != ""}, on_multiple=spec.if_several,
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import urllib3.exceptions
 
-from connector.errors import AuthError, PermanentError, RateLimited, SinkError, TransientError
+from connector.errors import AuthError, PermanentError, RateLimited, SinkError, StaleContact, TransientError
 
 DEFAULT_WINDOW_S = 10.0
 """HubSpot's burst window when a 429 says nothing else (X-HubSpot-RateLimit-Interval-Milliseconds = 10000)."""
@@ -79,6 +79,9 @@ def classify(status: int, raw_body: Any, headers: Any) -> SinkError:
         return AuthError(summary, **kwargs)
     if status == 429:
         return RateLimited(summary, retry_after=_rate_limit_wait(body, headers), **kwargs)
+    if code == "INVALID_OBJECT_IDS" and "CONTACT" in message.upper():
+        # An association to a contact that no longer exists (deleted or merged after we cached its id).
+        return StaleContact(summary, **kwargs)
     if status == 0 or status in _TRANSIENT or status >= 500:
         wait = _retry_after(headers)
         if wait is None and status == 423:

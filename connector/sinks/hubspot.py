@@ -9,8 +9,9 @@ Design decisions (each exists because of a HubSpot behaviour):
   seconds, so the second event for a number we just created a contact for would not find it and would create a
   duplicate. Every resolved or created contact is cached by (object, phone fields, E.164), and ids seen by a GET by
   (object, id). A known contact then costs no read at all: **2 requests per event** (create call + patch contact),
-  3 with a callback task. Residual risk: another worker process does not share the cache; a second event for a
-  brand-new number handled by another process within the search lag can still create a duplicate.
+  3 with a callback task. Across worker processes the engine's shared contact cache in the ledger
+  (``DeliveryRunner._cached_contact``) does the same for phone-only plans; this in-process cache also covers
+  plans with a ``meta`` id rule, which the engine always hands to the sink.
 - **A ``meta`` contact id is verified by a GET** the first time (then cached): a wrong id falls back to the phone
   rule, as the mapping says, instead of dead-lettering when the call's inline association is refused; and a
   wrong id must never be journaled as the contact, because a replay keeps the journal's resolve result.
@@ -32,7 +33,7 @@ import time
 from typing import Any, ClassVar
 
 from connector.config import HubSpotSinkSettings
-from connector.errors import PermanentError, SinkError, TransientError
+from connector.errors import PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
     CreateActivity,
@@ -209,8 +210,8 @@ class HubSpotSink:
             properties.setdefault(action.idempotency_property, action.idempotency_key)
         try:
             record = self._write(action.key, lambda: self.api.create(action.object, properties, associations))
-        except PermanentError as exc:
-            if contact is not None and contact.crm_id and exc.code == "INVALID_OBJECT_IDS":
+        except StaleContact:
+            if contact is not None and contact.crm_id:
                 self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
         return ActionResult(crm_id=str(record.id), object=action.object, created=True)
@@ -226,9 +227,11 @@ class HubSpotSink:
         try:
             self.api.update(object_type, contact.crm_id, properties)
         except PermanentError as exc:
-            if exc.status == 404:
-                self.cache.forget_value(contact.crm_id)
-            raise
+            if exc.status != 404:
+                raise
+            self.cache.forget_value(contact.crm_id)
+            raise StaleContact(f"contact {contact.crm_id} no longer exists", status=404, code=exc.code,
+                               crm_message=exc.crm_message) from exc
         return ActionResult(crm_id=contact.crm_id, object=object_type, detail={"fields": sorted(properties)})
 
     def _write(self, key: str, write: Any) -> Any:

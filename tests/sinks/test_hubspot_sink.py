@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact
 from connector.sample import sample_payload
-from connector.sinks import registry
 from connector.sinks._hubspot_contacts import hubspot_properties
 from connector.sinks._hubspot_errors import might_have_written
 from connector.sinks.base import ExecutionContext
@@ -352,18 +350,9 @@ def test_several_contacts_share_the_number(emulator: HubSpotEmulator, sink: HubS
 # -- through the real engine ----------------------------------------------------------------------------
 
 
-def test_the_engine_delivers_through_the_sink(emulator: HubSpotEmulator, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """Until pyproject registers the entry point, the registry is told about it here."""
-    installed = registry.installed_sink_types()
-    monkeypatch.setattr(registry, "installed_sink_types", lambda: {**installed, "hubspot": EntryPoint(
-        name="hubspot", value="connector.sinks.hubspot:factory", group=registry.GROUP)})
-    settings = parse_settings({
-        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "sinks": {"hs": {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}},
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
-                   "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
-    }, source="t", base_dir=Path("."), environ={})  # fmt: skip
+def test_the_engine_delivers_through_the_sink(emulator: HubSpotEmulator, tmp_path: Path) -> None:
+    """Through the real worker, the `hubspot` entry point and a SQLite ledger."""
+    settings = engine_settings(emulator, tmp_path)
     ledger = Ledger.open(settings.store)
     worker = Worker(settings, ledger=ledger)
     worker.open()
@@ -382,3 +371,44 @@ def test_the_engine_delivers_through_the_sink(emulator: HubSpotEmulator, tmp_pat
     assert len(calls_of(emulator, 81)) == len(calls_of(emulator, 82)) == 1
     contact = emulator.get("contacts", SEEDED)["properties"]
     assert contact["hs_lead_status"] == "UNQUALIFIED" and contact["twox_last_call_outcome"] == "no_answer"
+
+
+def test_a_contact_deleted_after_it_was_cached_is_resolved_again(emulator: HubSpotEmulator, tmp_path: Path) -> None:
+    """The shared contact cache points at a contact someone deleted: the engine forgets it and resolves again."""
+    settings = engine_settings(emulator, tmp_path)
+    ledger = Ledger.open(settings.store)
+    worker = Worker(settings, ledger=ledger)
+    worker.open()
+    try:
+        first = ingest(ledger, 91, sinks=("hs",), end_reason="no_answer", record_phone_number="+13125550111")
+        drain(worker)
+        [created] = [c for c in emulator.objects("contacts") if c["properties"].get("phone") == "+13125550111"]
+        emulator_delete(emulator, created["id"])
+        second = ingest(ledger, 92, sinks=("hs",), end_reason="hung_up", record_phone_number="+13125550111")
+        drain(worker)
+        assert statuses(ledger, first) == statuses(ledger, second) == ["succeeded"]
+        outcomes = [a["outcome"] for a in ledger.deliveries.attempts_for(ledger.deliveries_for(second)[0]["id"])]
+        assert outcomes == ["retry", "succeeded"]
+    finally:
+        worker.close()
+        ledger.dispose()
+    live = [c for c in emulator.objects("contacts") if c["properties"].get("phone") == "+13125550111"]
+    assert len(live) == 1 and live[0]["id"] != created["id"]
+    assert len(calls_of(emulator, 92)) == 1
+
+
+def emulator_delete(emulator: HubSpotEmulator, contact_id: str) -> None:
+    import requests
+
+    answer = requests.delete(f"{emulator.url}/crm/v3/objects/contacts/{contact_id}",
+                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert answer.status_code == 204
+
+
+def engine_settings(emulator: HubSpotEmulator, tmp_path: Path) -> Any:
+    return parse_settings({
+        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+        "sinks": {"hs": {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}},
+        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
+                   "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
+    }, source="t", base_dir=Path("."), environ={})  # fmt: skip

@@ -1,0 +1,182 @@
+"""Delivery benchmark: webhook POST → CRM write, end to end, against a rate-limited CRM stand-in.
+
+For each configuration it starts the real `connector serve` (gunicorn receiver, no embedded
+worker), N `connector worker` processes and a loopback CRM stand-in (bench/_delivery_crm.py) that
+enforces R requests per W seconds with 429 + Retry-After; posts `--events` webhooks as fast as the
+receiver takes them, so a backlog forms, and measures delivered events/s, lag (last CRM write −
+202) p50/p99, CRM requests/s and the share of the rate budget used while the backlog was
+non-empty, 429s, and dead deliveries (from the ledger). Then a do-not-call event is posted behind
+a backlog of 10,000 events and timed from its 202 to its contact update at the stand-in.
+
+    python bench/delivery.py [--events 3000] [--rate 400] [--window 1] [--configs pg1,pg3,sqlite1,hs190]
+                             [--dnc-backlog 10000] [--skip-dnc] [--timeout S] [--json [FILE]] [--keep]
+
+`hs190` is the saturation check at HubSpot's private-app limit (190 per 10 s, `--hs-events` 300
+events, 1 worker, PostgreSQL). A benchmark script that prints figures, not a test; exit status 1
+when a run saw problems (dead deliveries, 429s, non-202 answers, crashes, timeouts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench/_delivery_* helpers
+
+from _delivery_measure import RunFigures  # noqa: E402
+from _delivery_runs import note, run_dnc, run_throughput  # noqa: E402
+
+REQUESTS_PER_EVENT = 3.3
+DNC_GOAL_S = 5.0
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "command": shlex.join([sys.executable, *sys.argv])}
+
+
+def plan_configs(args: argparse.Namespace) -> list[RunFigures]:
+    planned = []
+    for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
+        if name == "hs190":
+            planned.append(RunFigures(name, "postgresql", 1, args.hs_events, 190, 10.0))
+        elif match := re.fullmatch(r"(pg|sqlite)(\d+)", name):
+            backend = "postgresql" if match[1] == "pg" else "sqlite"
+            planned.append(RunFigures(name, backend, int(match[2]), args.events, args.rate, args.window))
+        else:
+            raise SystemExit(f"unknown configuration {name!r}: use pgN, sqliteN or hs190")
+    return planned
+
+
+def timeout_for(fig: RunFigures, override: float | None) -> float:
+    """A hard bound: three times the time the budget alone needs, plus start-up, at least 5 minutes."""
+    if override:
+        return override
+    budget_s = fig.events * REQUESTS_PER_EVENT / (0.95 * fig.rate / fig.window_s)
+    return max(300.0, 3 * budget_s + 60)
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def table(figs: list[RunFigures]) -> str:
+    head = ["config", "events", "workers", "backend", "limit", "events/s", "lag p50 s", "lag p99 s", "req/s",
+            "budget %", "429s", "dead"]
+    rows = [head] + [[
+        f.name + (" (timeout)" if f.timed_out else ""), f"{f.delivered}/{f.events}", str(f.workers), f.backend,
+        f"{f.rate}/{f.window_s:g}s", fmt(f.events_per_s, ".1f"), fmt(f.lag_p50_s, ".2f"), fmt(f.lag_p99_s, ".2f"),
+        fmt(f.req_per_s, ".1f"), fmt(None if f.budget_used is None else 100 * f.budget_used, ".1f"),
+        str(f.rejected_429), str(f.dead)] for f in figs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def details(fig: RunFigures) -> list[str]:
+    lines = [f"  {fig.name}: {fig.posted} of {fig.events} acknowledged in {fig.post_s:.1f} s "
+             f"({fig.posted / max(fig.post_s, 1e-9):.0f}/s); backlog non-empty {fmt(fig.backlog_s, '.1f')} s; "
+             f"{fig.requests} CRM requests, most in any {fig.window_s:g} s window {fig.max_in_window} "
+             f"(limit {fig.rate}); lag max {fmt(fig.lag_max_s, '.2f')} s; keys written twice {fig.duplicates}; "
+             f"deliveries {fig.statuses}; attempts {fig.attempt_outcomes}"]
+    lines += [f"    post error: {e}" for e in fig.post_errors]
+    lines += [f"    PROBLEM: {p}" for p in fig.problems]
+    return lines
+
+
+def dnc_line(dnc: dict[str, Any]) -> str:
+    head = (f"do-not-call behind {dnc['backlog']:,} events (1 worker, postgresql, {dnc['rate']}/{dnc['window_s']:g}s): ")
+    if dnc.get("dnc_s") is None:
+        return head + "NOT MEASURED " + "; ".join(dnc["problems"])
+    verdict = "OK" if dnc["dnc_s"] < DNC_GOAL_S else "OVER GOAL"
+    text = (f"{head}202 → contact update at the CRM in {dnc['dnc_s']:.2f} s (goal < {DNC_GOAL_S:g} s: {verdict}); "
+            f"{dnc['delivered_before']} delivered before it, {dnc['backlog_left']:,} still queued, "
+            f"{dnc['rejected_429']} 429s, {dnc['dead']} dead; backlog inserted in {dnc['insert_s']:.1f} s")
+    return text + "".join(f"\n    PROBLEM: {p}" for p in dnc["problems"])
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C, so every process is stopped and every database dropped."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=3000, help="events per throughput run")
+    parser.add_argument("--rate", type=int, default=400, help="CRM limit: requests per window")
+    parser.add_argument("--window", type=float, default=1.0, help="CRM limit: window in seconds")
+    parser.add_argument("--configs", default="pg1,pg3,sqlite1,hs190", help="comma list of pgN, sqliteN, hs190")
+    parser.add_argument("--hs-events", type=int, default=300, help="events of the hs190 saturation check")
+    parser.add_argument("--dnc-backlog", type=int, default=10_000)
+    parser.add_argument("--skip-dnc", action="store_true")
+    parser.add_argument("--timeout", type=float, default=None, help="hard timeout per configuration, seconds")
+    parser.add_argument("--json", nargs="?", const="delivery-bench.json", default=None, metavar="FILE",
+                        help="also write the figures as JSON (default file: delivery-bench.json)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, process logs)")
+    args = parser.parse_args()
+    planned = plan_configs(args)
+    info = machine()
+    run_tag = f"{os.getpid()}_{os.urandom(3).hex()}"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    signal.signal(signal.SIGTERM, _interrupt)
+    done: list[RunFigures] = []
+    dnc: dict[str, Any] | None = None
+    interrupted = False
+    try:
+        for fig in planned:
+            limit = timeout_for(fig, args.timeout)
+            note(f"{fig.name}: {fig.workers} worker(s) on {fig.backend}, {fig.events} events, "
+                 f"limit {fig.rate}/{fig.window_s:g}s, hard timeout {limit:.0f} s")
+            try:
+                run_throughput(fig, workdir / fig.name, run_tag, limit)
+            except Exception as exc:  # noqa: BLE001 - report it in the table and go on
+                fig.problems.append(f"run failed: {exc.__class__.__name__}: {exc}")
+            done.append(fig)
+        if not args.skip_dnc:
+            note(f"dnc: 1 worker on postgresql behind {args.dnc_backlog} events")
+            dnc = run_dnc(workdir / "dnc", run_tag, args.dnc_backlog, args.rate, args.window,
+                          args.timeout or 300.0)
+    except KeyboardInterrupt:
+        interrupted = True
+        note("interrupted: every process was stopped and every database dropped")
+    problems = any(f.problems or f.dead or f.rejected_429 or f.timed_out or f.post_errors for f in done)
+    problems = problems or bool(dnc and (dnc["problems"] or dnc.get("dnc_s") is None))
+    print(f"machine: {info['cpu']}, {info['cores']} cores; {info['date_utc']}; Python {info['python']}")
+    print(f"command: {info['command']}")
+    print("lag = last CRM write of the event − its 202; budget % = CRM req/s while the backlog was non-empty ÷ (R/W);"
+          " shared host, figures are noisy")
+    print(table(done))
+    for fig in done:
+        print("\n".join(details(fig)))
+    if dnc is not None:
+        print(dnc_line(dnc))
+    if args.json:
+        output = {"machine": info, "runs": [f.as_dict() for f in done], "dnc": dnc, "interrupted": interrupted}
+        Path(args.json).write_text(json.dumps(output, indent=2))
+        print(f"JSON written to {args.json}")
+    if args.keep or problems:
+        print(f"process logs and configs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 130 if interrupted else (1 if problems else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

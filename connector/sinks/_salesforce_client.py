@@ -1,0 +1,193 @@
+"""The Salesforce connection: one HTTP session, the login modes, and exactly one re-login on an expired session.
+
+Why the sink logs in itself (with simple-salesforce's own ``SalesforceLogin``: same hosts, same SOAP and OAuth
+bodies, same response parsing) and then builds the client in direct session-id mode: a ``Salesforce`` constructed
+with login credentials refreshes the session by itself on every 401 INVALID_SESSION_ID — up to 3 times on
+``sf.*`` calls and without bound on ``sf.<Object>.*`` calls (``SFType`` drops its retry counter when it recurses), so
+a login that keeps yielding a rejected token loops forever, and none of it passes our rate gate or timeouts.
+In direct mode simple-salesforce never refreshes: the 401 comes back here, we log in once more and repeat the
+request once; a second 401 (or a session-id configuration, which cannot log in) is an AuthError that pauses the sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+
+from connector.errors import ConfigError, ConfigProblem
+from connector.sinks._salesforce_errors import classify, translated_errors
+from connector.sinks.base import RateGate
+
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
+    from connector.config import SalesforceAuthSettings, SalesforceSinkSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+USAGE_WARNING = 0.9
+"""Warn once the org has used this share of its rolling 24-hour API allocation (Sforce-Limit-Info)."""
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class GatedSession(requests.Session):
+    """A ``requests.Session`` for every Salesforce request, the login hosts included.
+
+    Each request waits at the shared rate gate, carries (connect, read) timeouts (simple-salesforce passes none, so
+    a silent server would hang a worker forever) and reports ``Sforce-Limit-Info``. ``trust_env`` is off because
+    requests lets ``REQUESTS_CA_BUNDLE`` replace ``verify`` whenever a call passes none (simple-salesforce never
+    does), which silently ignores the configured CA; proxies are still taken from the environment, per request.
+    """
+
+    def __init__(self, gate: RateGate, verify: str | bool, on_usage: Callable[[int, int], None]) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.verify = verify
+        self.headers["User-Agent"] = "twox-crm-connector"
+        self._gate = gate
+        self._on_usage = on_usage
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+        if not kwargs.get("proxies"):
+            kwargs["proxies"] = requests.utils.get_environ_proxies(str(url) if isinstance(url, str) else url.decode())
+        self._gate.wait()
+        response = super().request(method, url, *args, **kwargs)
+        usage = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if usage:
+            self._on_usage(int(usage[1]), int(usage[2]))
+        return response
+
+
+def login_arguments(auth: SalesforceAuthSettings, name: str) -> dict[str, Any] | None:
+    """``SalesforceLogin`` keyword arguments for the configured mode; None for a plain session id.
+
+    Only the arguments of one mode are passed, because ``SalesforceLogin`` picks its flow by which are present.
+    """
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    domain = auth.domain or "login"
+    if auth.session_id is not None:
+        return None
+    if auth.username and auth.password and auth.security_token:
+        return {"username": auth.username, "password": secret(auth.password),
+                "security_token": secret(auth.security_token), "domain": domain}
+    if auth.username and auth.password and auth.consumer_key and auth.consumer_secret:
+        return {"username": auth.username, "password": secret(auth.password), "consumer_key": auth.consumer_key,
+                "consumer_secret": secret(auth.consumer_secret), "domain": domain}
+    if auth.username and auth.consumer_key and auth.private_key_file:
+        return {"username": auth.username, "consumer_key": auth.consumer_key,
+                "privatekey_file": auth.private_key_file, "domain": domain}
+    if auth.consumer_key and auth.consumer_secret:
+        if domain in ("login", "test"):
+            raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth.domain", "the client-credentials flow "
+                                                         "needs your My Domain (e.g. acme.my), not login or test")])
+        return {"consumer_key": auth.consumer_key, "consumer_secret": secret(auth.consumer_secret), "domain": domain}
+    if auth.username and auth.password:
+        return {"username": auth.username, "password": secret(auth.password), "domain": domain}
+    raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth", (
+        "give session_id; or username, password and security_token; or username, password, consumer_key and "
+        "consumer_secret; or username, consumer_key and private_key_file (JWT); or consumer_key, consumer_secret "
+        "and a My Domain (client credentials)"))])
+
+
+class SalesforceConnection:
+    """Lazily logged-in simple-salesforce client; ``call`` runs one operation with errors translated.
+
+    Nothing touches the network before the first call, so a worker starts (and its other sinks work) while
+    Salesforce or its login host is down.
+    """
+
+    def __init__(self, name: str, settings: SalesforceSinkSettings) -> None:
+        self.settings = settings
+        self._login = login_arguments(settings.auth, name)
+        self._http: GatedSession | None = None
+        self._client: Salesforce | None = None
+        self._lock = threading.RLock()
+        self.api_usage: tuple[int, int] | None = None
+        self.logins = 0
+
+    @property
+    def can_log_in(self) -> bool:
+        """False for a configured session id: nothing can refresh it."""
+        return self._login is not None
+
+    def open(self, gate: RateGate) -> None:
+        self._http = GatedSession(gate, self.settings.ca_bundle or True, self._usage)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+            self._http, self._client = None, None
+
+    def base_path(self) -> str:
+        """``/services/data/vXX.X`` (Composite subrequest URLs are paths under the instance)."""
+        return f"/services/data/v{self.settings.api_version}"
+
+    def call(self, operation: Callable[[Salesforce], T], *, where: str) -> T:
+        """Run ``operation`` with the client; on 401 log in once more and run it once more, else raise."""
+        from simple_salesforce.exceptions import SalesforceExpiredSession
+
+        relogged = False
+        while True:
+            client = self.client()
+            with translated_errors(where):
+                try:
+                    return operation(client)
+                except SalesforceExpiredSession as exc:
+                    if not self.can_log_in or relogged:
+                        raise classify(401, exc.content, where=where) from exc
+            relogged = True
+            log.info("Salesforce session expired: logging in again", extra={"where": where})
+            self._forget(client)
+
+    def client(self) -> Salesforce:
+        """The current client, logging in first when there is none."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def relogin(self) -> None:
+        """Drop the current session (used by the auth probe: a paused sink must prove fresh credentials)."""
+        with self._lock:
+            if self.can_log_in:
+                self._client = None
+
+    def _forget(self, stale: Salesforce) -> None:
+        with self._lock:
+            if self._client is stale:  # another thread may already have logged in again
+                self._client = None
+
+    def _connect(self) -> Salesforce:
+        from simple_salesforce import Salesforce, SalesforceLogin
+
+        assert self._http is not None, "open() first"
+        version = self.settings.api_version
+        if self._login is None:
+            session_id = self.settings.auth.session_id
+            assert session_id is not None
+            return Salesforce(instance_url=self.settings.instance_url, session_id=session_id.get_secret_value(),
+                              session=self._http, version=version)
+        with translated_errors("login"):
+            session_id, instance = SalesforceLogin(session=self._http, sf_version=version, **self._login)
+        self.logins += 1
+        # The login answer names the instance the session belongs to (it wins over instance_url).
+        return Salesforce(instance=instance, session_id=session_id, session=self._http, version=version)
+
+    def _usage(self, used: int, allowed: int) -> None:
+        before = self.api_usage
+        self.api_usage = (used, allowed)
+        crossed = allowed and used >= USAGE_WARNING * allowed
+        if crossed and (before is None or before[0] < USAGE_WARNING * before[1]):
+            log.warning("Salesforce API allocation nearly used up", extra={"used": used, "allowed": allowed})

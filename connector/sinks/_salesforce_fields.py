@@ -1,0 +1,119 @@
+"""Field types from ``describe``, and values coerced to them so Salesforce's strict JSON deserializer accepts them.
+
+Why: mapping templates render to text unless a value is exactly one expression, so ``CallDurationInSeconds`` may
+arrive as ``"33"`` and a checkbox as ``"true"``; Salesforce REST refuses a string for an int or boolean field
+(JSON_PARSER_ERROR) and ``""`` for a date or datetime. The sink looks the field types up once per object per sink
+lifetime — the objects it commonly needs in ONE Composite request, i.e. one API call — and converts only what is
+unambiguous. Anything it cannot convert is sent as is, so Salesforce's own error (naming the field) reaches the
+dead letter; text is never cut here: the mapping's ``activity.limits`` truncates or fails before the sink.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from connector.errors import PermanentError, SinkError, TransientError
+from connector.sinks._salesforce_client import SalesforceConnection
+from connector.sinks._salesforce_errors import classify, identifier
+
+PREFETCH = ("Task", "Contact", "Lead")
+"""Fetched together with the first describe the sink needs: every event touches Task and a Contact or Lead."""
+MAX_SUBREQUESTS = 25
+_NUMBER = frozenset({"double", "currency", "percent"})
+_TEMPORAL = frozenset({"date", "datetime", "time"})
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off"})
+
+
+def coerce(kind: str | None, value: Any) -> Any:
+    """``value`` as the JSON type a field of describe type ``kind`` takes (unchanged when unsure)."""
+    if kind is None or value is None:
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    if kind in _TEMPORAL or kind in _NUMBER or kind in ("int", "boolean"):
+        if text == "":
+            return None  # Salesforce refuses "" for these types; null clears the field
+    if kind == "boolean":
+        if isinstance(value, str) and text is not None and text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if kind == "int" and not isinstance(value, bool):
+        number = _number(text) if text is not None else value
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        return number if isinstance(number, int) else value
+    if kind in _NUMBER and text is not None:
+        number = _number(text)
+        return value if number is None else number
+    return value
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class FieldTypes:
+    """Field name → describe type, per sObject, fetched once per sink lifetime."""
+
+    def __init__(self, connection: SalesforceConnection) -> None:
+        self._connection = connection
+        self._types: dict[str, dict[str, str] | None] = {}
+        """Lower-case object name → {lower-case field name: type}; None: describe failed for a prefetched extra."""
+        self._lock = threading.Lock()
+
+    def known(self, sobject: str) -> bool:
+        return sobject.lower() in self._types
+
+    def ensure(self, objects: Iterable[str]) -> None:
+        """Describe every object in ``objects`` not yet known (plus the usual ones), in one API call."""
+        wanted = [identifier(o, "object") for o in dict.fromkeys(objects) if o.lower() not in self._types]
+        if not wanted:
+            return
+        extra = [o for o in PREFETCH if o.lower() not in self._types and o.lower() not in map(str.lower, wanted)]
+        batch = (wanted + extra)[:MAX_SUBREQUESTS]
+        base = self._connection.base_path()
+        if len(batch) == 1:
+            described = {batch[0]: self._connection.call(lambda sf: sf.restful(f"sobjects/{batch[0]}/describe"),
+                                                         where=f"describe {batch[0]}")}
+            failures: dict[str, SinkError] = {}
+        else:
+            payload = {"allOrNone": False, "compositeRequest": [
+                {"method": "GET", "url": f"{base}/sobjects/{name}/describe", "referenceId": f"describe{i}"}
+                for i, name in enumerate(batch)]}
+            answer = self._connection.call(lambda sf: sf.restful("composite", method="POST", json=payload),
+                                           where="describe (composite)")
+            described, failures = {}, {}
+            for name, sub in zip(batch, (answer or {}).get("compositeResponse", []), strict=False):
+                status = int(sub.get("httpStatusCode") or 0)
+                if status < 300:
+                    described[name] = sub.get("body")
+                else:
+                    failures[name] = classify(status, sub.get("body"), where=f"describe {name}")
+        with self._lock:
+            for name, body in described.items():
+                fields = body.get("fields") if isinstance(body, dict) else None
+                self._types[name.lower()] = {str(f["name"]).lower(): str(f["type"]) for f in fields or []}
+            for name in extra:
+                if isinstance(failures.get(name), PermanentError):
+                    self._types.setdefault(name.lower(), None)  # not ours to fail on; send its values unchanged
+        for name in wanted:
+            if name in failures:
+                raise failures[name]
+            if name not in described:
+                raise TransientError(f"Salesforce answered describe {name} without its result")
+
+    def coerce_body(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with each value converted to its field's type (unknown fields untouched: Salesforce names them)."""
+        types = self._types.get(sobject.lower()) or {}
+        return {name: coerce(types.get(name.lower()), value) for name, value in values.items()}

@@ -1,0 +1,242 @@
+"""The Salesforce sink: a call becomes a completed call Task on the Contact or Lead, in ONE Composite request.
+
+Per event, after the contact is known, the call Task, the Contact/Lead update and the follow-up Task go out as one
+``POST composite`` with ``allOrNone: true``: one API call against the org's daily allocation, and either everything
+is written or nothing is (a rejected field never leaves a Task without its status change, or the reverse).
+
+API calls per event (measured against the emulator, see tests/sinks/test_salesforce_sink.py):
+- known number, the engine's E.164 cache warm: 0 (resolve) + 1 (composite) = **1**;
+- ``meta.salesforce_contact_id``: a GET to verify the id, then the composite = 2 — and 1 for later events of the
+  same contact, whose verified id the sink keeps for an hour;
+- first time a number is seen: SOSL + composite = 2; a new number: SOSL + create Lead + composite = 3;
+- once per sink lifetime: one Composite with the describes of Task, Contact and Lead (for value coercion).
+Why the id is not verified inside the composite (a GET subrequest whose ``@{ref.Id}`` the Tasks use): the engine
+journals resolve_contact on its own, before the combined call, and keys precedence bookkeeping and the
+Contact-or-Lead field filter on that result; a composite that failed on a wrong id could neither fall back to the
+phone number nor correct the journaled contact, so every retry would fail the same way and dead-letter the call.
+
+Idempotency: every Task carries its key in ``CallObject`` (``2x-<id>``, ``2x-<id>:task:callback``). ``lookup``
+finds it by SOQL after a crash; and when a write's answer was lost (timeout, 5xx) the sink itself checks by SOQL
+before writing again, because the engine's quick retry calls ``execute_many`` again without a lookup.
+
+Rate budget: Salesforce has no per-second limit, only the rolling daily allocation (watched through
+``Sforce-Limit-Info``; a warning at 90 %, and 403 REQUEST_LIMIT_EXCEEDED pauses the whole sink for 15 minutes)
+and 25 concurrent *long* (≥ 20 s) requests, which these sub-second calls never approach. So
+``requests_per_window`` is None: a shared bucket would only add a ledger round trip per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+from connector.config import SalesforceSinkSettings
+from connector.errors import PermanentError, SinkError, TransientError
+from connector.plan import Action, CreateActivity, CreateTask, ResolveContact, UpdateContact
+from connector.sinks._salesforce_client import SalesforceConnection
+from connector.sinks._salesforce_contacts import ContactResolver
+from connector.sinks._salesforce_errors import (
+    identifier,
+    might_have_written,
+    raise_for_composite,
+    record_id,
+    soql_string,
+)
+from connector.sinks._salesforce_fields import FieldTypes
+from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
+
+log = logging.getLogger(__name__)
+MAX_SUBREQUESTS = 25
+"""Composite's limit per request; plans have 1–3 actions after resolve_contact."""
+UNCERTAIN_KEPT_S = 3600.0
+_Write = CreateActivity | CreateTask
+
+
+class SalesforceSink:
+    """Executes plans against a Salesforce org through simple-salesforce (see the module docstring)."""
+
+    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(requests_per_window=None, combine_actions=True,
+                                                                max_batch=200)
+
+    def __init__(self, name: str, settings: Any) -> None:
+        self.name = name
+        self.settings = (settings if isinstance(settings, SalesforceSinkSettings)
+                         else SalesforceSinkSettings.model_validate(settings.model_dump()))
+        self.connection = SalesforceConnection(name, self.settings)
+        self.types = FieldTypes(self.connection)
+        self.contacts = ContactResolver(self.connection, self.types)
+        self._uncertain: dict[str, float] = {}
+        """Action keys whose write may have been committed although the answer was lost."""
+
+    # -- the Sink protocol ------------------------------------------------------------------------------------
+
+    def open(self, gate: RateGate) -> None:
+        self.connection.open(gate)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, allowed) of the org's daily API allocation, from the last ``Sforce-Limit-Info`` seen."""
+        return self.connection.api_usage
+
+    def execute(self, action: Action, context: ExecutionContext) -> ActionResult:
+        if isinstance(action, ResolveContact):
+            return self._guarded([action.key], lambda: self._resolve(action))
+        if isinstance(action, (CreateActivity, CreateTask, UpdateContact)):
+            return self.execute_many([action], context)[0]
+        raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
+
+    def execute_many(self, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
+        """Every action after resolve_contact, in one allOrNone Composite per 25 subrequests; results in order."""
+        results: list[ActionResult | None] = [None] * len(actions)
+        recheck = [(i, a) for i, a in enumerate(actions) if isinstance(a, _Write) and self._is_uncertain(a.key)]
+        if recheck:
+            found = self._find_tasks([a for _, a in recheck])
+            for index, action in recheck:
+                if action.key in found:
+                    results[index] = found[action.key]
+                    self._uncertain.pop(action.key, None)
+        pending = [(i, a) for i, a in enumerate(actions) if results[i] is None]
+        for start in range(0, len(pending), MAX_SUBREQUESTS):
+            chunk = pending[start:start + MAX_SUBREQUESTS]
+            for index, result in zip([i for i, _ in chunk], self._composite([a for _, a in chunk], context),
+                                     strict=True):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
+        if isinstance(action, ResolveContact):
+            return self.contacts.resolve(action, create=False)
+        if isinstance(action, _Write):
+            return self._find_tasks([action]).get(action.key)
+        return None  # an update is idempotent: the engine simply runs it again
+
+    def check_auth(self) -> None:
+        """Log in afresh (login modes) and make the cheapest counted call; AuthError while credentials fail."""
+        self.connection.relogin()
+        self.connection.call(lambda sf: sf.restful("limits/"), where="limits")
+
+    # -- resolving -----------------------------------------------------------------------------------------------
+
+    def _resolve(self, action: ResolveContact) -> ActionResult:
+        result = self.contacts.resolve(action, create=action.on_no_match == "create",
+                                       recheck=self._is_uncertain(action.key))
+        assert result is not None
+        self._uncertain.pop(action.key, None)
+        return result
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def _composite(self, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
+        contact = context.contact()
+        contact_object = contact.object if contact and contact.crm_id else None
+        self.types.ensure(o for o in (*(a.object for a in actions if isinstance(a, _Write)),
+                                      *(a.object or contact_object for a in actions if isinstance(a, UpdateContact)))
+                          if o)
+        subrequests: dict[str, dict[str, Any]] = {}
+        results: list[ActionResult | None] = []
+        for index, action in enumerate(actions):
+            reference = f"action{index}"
+            request, skipped = self._subrequest(action, contact, reference)
+            results.append(skipped)
+            if request is not None:
+                subrequests[reference] = request
+        if subrequests:
+            payload = {"allOrNone": True, "collateSubrequests": False, "compositeRequest": list(subrequests.values())}
+            keys = [a.key for a in actions]
+            answer = self._guarded(keys, lambda: self.connection.call(
+                lambda sf: sf.restful("composite", method="POST", json=payload), where="composite"))
+            responses = {r.get("referenceId"): r for r in raise_for_composite(answer, where="composite")}
+            for key in keys:
+                self._uncertain.pop(key, None)
+            for index, action in enumerate(actions):
+                if results[index] is None:
+                    reference = f"action{index}"
+                    results[index] = self._result(action, contact, subrequests[reference]["body"],
+                                                  responses.get(reference) or {})
+        return [r if r is not None else ActionResult(skipped=True) for r in results]
+
+    def _subrequest(self, action: Action, contact: ActionResult | None,
+                    reference: str) -> tuple[dict[str, Any] | None, ActionResult | None]:
+        """The Composite subrequest for one action, or the result it has without one (nothing to write)."""
+        base = self.connection.base_path()
+        if isinstance(action, _Write):
+            sobject = identifier(action.object, "object")
+            body = dict(action.properties)
+            if action.idempotency_property:
+                body[identifier(action.idempotency_property, "field")] = action.idempotency_key
+            if action.associate_with_contact and contact is not None and contact.crm_id:
+                body.setdefault("WhoId", contact.crm_id)
+            return ({"method": "POST", "url": f"{base}/sobjects/{sobject}", "referenceId": reference,
+                     "body": self.types.coerce_body(sobject, body)}, None)
+        if isinstance(action, UpdateContact):
+            if contact is None or not contact.crm_id or not contact.object:
+                raise PermanentError("update_contact has no resolved contact to update", code="NO_CONTACT")
+            sobject = identifier(action.object or contact.object, "object")
+            # The engine already drops fields meant for the other object (Lead Status on a Contact); so does this,
+            # because sending one is INVALID_FIELD and would roll the whole composite back.
+            fields = {identifier(f.property, "field"): f.value for f in action.fields
+                      if not f.objects or sobject.lower() in (o.lower() for o in f.objects)}
+            if not fields:
+                return None, ActionResult(crm_id=contact.crm_id, object=sobject, skipped=True,
+                                          detail={"reason": "no_fields_for_object"})
+            return ({"method": "PATCH", "url": f"{base}/sobjects/{sobject}/{record_id(contact.crm_id)}",
+                     "referenceId": reference, "body": self.types.coerce_body(sobject, fields)}, None)
+        raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
+
+    @staticmethod
+    def _result(action: Action, contact: ActionResult | None, sent: dict[str, Any],
+                response: dict[str, Any]) -> ActionResult:
+        if isinstance(action, UpdateContact):
+            assert contact is not None
+            return ActionResult(crm_id=contact.crm_id, object=action.object or contact.object,
+                                detail={"fields": sorted(sent)})
+        body = response.get("body") if isinstance(response.get("body"), dict) else {}
+        crm_id = (body or {}).get("id")
+        if not crm_id:
+            raise TransientError(f"Salesforce answered the composite without the id of {action.key}")
+        return ActionResult(crm_id=str(crm_id), object=getattr(action, "object", None), created=True)
+
+    def _find_tasks(self, actions: list[_Write]) -> dict[str, ActionResult]:
+        """Records already written for these actions, by their idempotency key (one SOQL per object and field)."""
+        found: dict[str, ActionResult] = {}
+        groups: dict[tuple[str, str], list[_Write]] = {}
+        for action in actions:
+            if action.idempotency_property:
+                key = (identifier(action.object, "object"), identifier(action.idempotency_property, "field"))
+                groups.setdefault(key, []).append(action)
+        for (sobject, field), group in groups.items():
+            keys = ", ".join(soql_string(a.idempotency_key) for a in group)
+            soql = f"SELECT Id, {field} FROM {sobject} WHERE {field} IN ({keys}) ORDER BY CreatedDate LIMIT 200"
+            answer = self.connection.call(lambda sf: sf.query(soql), where=f"query {sobject}")
+            for record in (answer or {}).get("records") or []:
+                for action in group:
+                    if record.get(field) == action.idempotency_key and action.key not in found:
+                        found[action.key] = ActionResult(crm_id=str(record["Id"]), object=sobject,
+                                                         detail={"found_by": field})
+        return found
+
+    # -- answers that may have been lost ---------------------------------------------------------------------
+
+    def _guarded(self, keys: list[str], write: Any) -> Any:
+        """Run a write; when its outcome is unknown, remember the keys so the next attempt checks first."""
+        try:
+            return write()
+        except SinkError as exc:
+            if might_have_written(exc):
+                now = time.monotonic()
+                self._uncertain = {k: t for k, t in self._uncertain.items() if now - t < UNCERTAIN_KEPT_S}
+                for key in keys:
+                    self._uncertain.setdefault(key, now)
+            raise
+
+    def _is_uncertain(self, key: str) -> bool:
+        return key in self._uncertain
+
+
+def factory(name: str, settings: Any) -> SalesforceSink:
+    """Entry point of the `salesforce` sink type."""
+    return SalesforceSink(name, settings)

@@ -1,0 +1,103 @@
+"""What an operator sees: `connector status` (sink health, audit trail), `connector replay`, and
+/readyz reporting a live worker and a paused sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.ledger import Ledger
+from connector.worker import Worker
+from tests.conftest import Served, _serve
+from tests.delivery_support import drain, engine_settings, ingest
+from tests.support.recorder import Recorder
+
+
+@pytest.fixture
+def recorder():
+    server = Recorder()
+    server.start()
+    yield server
+    server.stop()
+
+
+def config_file(tmp_path: Path, store_url: str, recorder: Recorder) -> Path:
+    settings = engine_settings(store_url, recorder.url)
+    path = tmp_path / "ops.yaml"
+    sink = settings.sinks["rec"]
+    path.write_text(yaml.safe_dump({
+        "receiver": {"auth": {"tokens": ["t" * 20]}}, "store": {"url": store_url},
+        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": sink.mapping,
+                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
+    }))
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path) -> None:
+    event_id = ingest(ledger, 501, end_reason="schedule_call_back")
+    recorder.fail_next(2, status=503)
+    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
+    worker.open()
+    drain(worker)
+    code, out, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
+    assert code == 0
+    [delivery] = json.loads(out)["deliveries"]
+    assert delivery["status"] == "succeeded"
+    assert delivery["plan"]["outcome"]["bundle"] == "callback"
+    assert [a["outcome"] for a in delivery["attempts"]][-1] == "succeeded"
+    assert {a["key"] for a in delivery["actions"]} == {f"2x-{event_id}:{k}" for k in
+                                                      ("contact", "activity", "contact-update", "task:callback")}
+    assert set(delivery["crm_ids"]) == {"resolve_contact", "create_activity", "update_contact", "create_task"}
+
+
+def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str, recorder: Recorder,
+                                                  tmp_path: Path) -> None:
+    ingest(ledger, 502)
+    recorder.token = "revoked"
+    settings = engine_settings(store_url, recorder.url)
+    worker = Worker(settings, ledger=ledger)
+    worker.open()
+    drain(worker, rounds=3)
+    code, out, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)))
+    health = json.loads(out)["sinks"]["rec"]
+    assert code == 0 and health["paused"] is True and "credentials rejected" in health["paused_reason"]
+    assert health["deliveries"] == {"pending": 1} and health["oldest_due"] is not None
+    serving = _serve(settings, ledger)
+    served: Served = next(serving)
+    ready = requests.get(served.base_url + "/readyz", timeout=5).json()
+    serving.close()
+    assert ready["checks"]["worker"] == "1 alive"
+    assert ready["sinks"]["rec"]["paused"] is True
+
+
+def test_readyz_is_503_without_a_live_worker_when_sinks_are_configured(ledger: Ledger, store_url: str,
+                                                                       recorder: Recorder) -> None:
+    serving = _serve(engine_settings(store_url, recorder.url), ledger)
+    served: Served = next(serving)
+    answer = requests.get(served.base_url + "/readyz", timeout=5)
+    serving.close()
+    assert answer.status_code == 503 and answer.json()["checks"]["worker"] == "no live delivery worker"
+
+
+def test_replay_commands(ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path) -> None:
+    config = str(config_file(tmp_path, store_url, recorder))
+    code, _, err = run("replay", "--config", config)
+    assert code == 2 and "exactly one of" in err
+    event_id = ingest(ledger, 503)
+    code, out, _ = run("replay", "--config", config, "--event", event_id)
+    assert code == 0 and json.loads(out) == {"event_id": event_id, "requeued": 1, "new_deliveries": 0}
+    code, out, _ = run("replay", "--config", config, "--dead-letter")
+    assert json.loads(out) == {"requeued": 0}
+    code, _, err = run("replay", "--config", config, "--event", "nope")
+    assert code == 1 and "no event with id 'nope'" in err
