@@ -24,7 +24,7 @@ from connector.sinks._salesforce_errors import classify, translated_errors
 from connector.sinks.base import RateGate
 
 if TYPE_CHECKING:
-    from simple_salesforce import Salesforce
+    from simple_salesforce.api import Salesforce
 
     from connector.config import SalesforceAuthSettings, SalesforceSinkSettings
 
@@ -57,10 +57,12 @@ class GatedSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+        target = url.decode() if isinstance(url, bytes) else url
         if not kwargs.get("proxies"):
-            kwargs["proxies"] = requests.utils.get_environ_proxies(str(url) if isinstance(url, str) else url.decode())
+            kwargs["proxies"] = requests.utils.get_environ_proxies(target)
         self._gate.wait()
-        response = super().request(method, url, *args, **kwargs)
+        verb = method.decode() if isinstance(method, bytes) else method
+        response = super().request(verb, target, *args, **kwargs)
         usage = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
         if usage:
             self._on_usage(int(usage[1]), int(usage[2]))
@@ -170,14 +172,15 @@ class SalesforceConnection:
                 self._client = None
 
     def _connect(self) -> Salesforce:
-        from simple_salesforce import Salesforce, SalesforceLogin
+        from simple_salesforce.api import Salesforce
+        from simple_salesforce.login import SalesforceLogin
 
         assert self._http is not None, "open() first"
         version = self.settings.api_version
         if self._login is None:
-            session_id = self.settings.auth.session_id
-            assert session_id is not None
-            return Salesforce(instance_url=self.settings.instance_url, session_id=session_id.get_secret_value(),
+            secret = self.settings.auth.session_id
+            assert secret is not None
+            return Salesforce(instance_url=self.settings.instance_url, session_id=secret.get_secret_value(),
                               session=self._http, version=version)
         with translated_errors("login"):
             session_id, instance = SalesforceLogin(session=self._http, sf_version=version, **self._login)

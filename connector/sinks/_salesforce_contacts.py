@@ -103,6 +103,10 @@ def choose(records: list[dict[str, Any]], policy: str, sobject: str) -> dict[str
     return min(records, key=lambda r: (r.get("CreatedDate") or "9999", r.get("Id") or ""))
 
 
+def _type_of(record: dict[str, Any]) -> str:
+    return str((record.get("attributes") or {}).get("type", "")).lower()
+
+
 class ContactResolver:
     """Runs a ResolveContact action's rules in order."""
 
@@ -166,7 +170,7 @@ class ContactResolver:
         answer = self._connection.call(lambda sf: sf.search(statement), where="search (SOSL)")
         records = [r for r in (answer or {}).get("searchRecords", []) if isinstance(r, dict)]
         for sobject in rule.objects:
-            matching = [r for r in records if str((r.get("attributes") or {}).get("type", "")).lower() == sobject.lower()
+            matching = [r for r in records if _type_of(r) == sobject.lower()
                         and any(same_number(r.get(f), rule.e164) for f in rule.fields)]
             if matching:
                 chosen = choose(matching, action.on_multiple, sobject)

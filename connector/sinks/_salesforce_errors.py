@@ -32,8 +32,15 @@ AUTH_CODES = frozenset({"INVALID_SESSION_ID", "INVALID_AUTH_HEADER", "API_DISABL
                         "API_CURRENTLY_DISABLED", "INVALID_OPERATION_WITH_EXPIRED_PASSWORD"})
 """Codes that fail every event alike until someone fixes the credentials or the org: pause, never dead-letter."""
 HALTED = "PROCESSING_HALTED"
+_FAILED_BEFORE_WRITING = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+
+class OutcomeUnknown(TransientError):
+    """Transient, and the request may have been carried out: its answer was lost (read timeout, dropped
+    connection) or was a 5xx. A write must be looked up before it is sent again. (A failed Composite subrequest
+    is never this: allOrNone rolled the whole request back.)"""
 
 
 def errors_of(content: Any) -> list[dict[str, Any]]:
@@ -82,9 +89,7 @@ def raise_for_composite(answer: Any, *, where: str) -> list[dict[str, Any]]:
     if failed:
         cause = next((r for r in failed if any(e["errorCode"] != HALTED for e in errors_of(r.get("body")))),
                      failed[0])
-        error = classify(int(cause["httpStatusCode"]), cause.get("body"), where=f"{where} [{cause.get('referenceId')}]")
-        error.rolled_back = True  # type: ignore[attr-defined] - allOrNone: nothing of this request was kept
-        raise error
+        raise classify(int(cause["httpStatusCode"]), cause.get("body"), where=f"{where} [{cause.get('referenceId')}]")
     return responses
 
 
@@ -105,14 +110,14 @@ def translated_errors(where: str) -> Iterator[None]:
                    crm_message=str(getattr(exc, "auth_message", "") or "")[:4000]) from exc
     except SalesforceError as exc:
         error = classify(int(exc.status), exc.content, where=where)
-        error.uncertain = int(exc.status) >= 500  # type: ignore[attr-defined] - a 5xx may follow a commit
+        if int(exc.status) >= 500 and type(error) is TransientError and error.code not in _FAILED_BEFORE_WRITING:
+            raise OutcomeUnknown(str(error), status=error.status, code=error.code,
+                                 crm_message=error.crm_message) from exc  # a 5xx may follow a commit
         raise error from exc
     except requests.ConnectTimeout as exc:
         raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
-    except (requests.Timeout, requests.ConnectionError) as exc:
-        error = TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}")
-        error.uncertain = True  # type: ignore[attr-defined] - the request may have been processed
-        raise error from exc
+    except (requests.Timeout, requests.ConnectionError) as exc:  # the request may have been processed
+        raise OutcomeUnknown(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
     except requests.RequestException as exc:
         raise TransientError(f"Salesforce request failed ({where}): {exc.__class__.__name__}") from exc
     except ValueError as exc:  # a 2xx whose body is not JSON (a proxy's page): worth another try
@@ -121,7 +126,7 @@ def translated_errors(where: str) -> Iterator[None]:
 
 def might_have_written(exc: BaseException) -> bool:
     """Whether a failed write may nevertheless have been committed (its answer was lost)."""
-    return bool(getattr(exc, "uncertain", False)) and not getattr(exc, "rolled_back", False)
+    return isinstance(exc, OutcomeUnknown)
 
 
 def soql_string(value: str) -> str:

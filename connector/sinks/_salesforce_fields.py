@@ -32,9 +32,8 @@ def coerce(kind: str | None, value: Any) -> Any:
     if kind is None or value is None:
         return value
     text = value.strip() if isinstance(value, str) else None
-    if kind in _TEMPORAL or kind in _NUMBER or kind in ("int", "boolean"):
-        if text == "":
-            return None  # Salesforce refuses "" for these types; null clears the field
+    if text == "" and (kind in _TEMPORAL or kind in _NUMBER or kind in ("int", "boolean")):
+        return None  # Salesforce refuses "" for these types; null clears the field
     if kind == "boolean":
         if isinstance(value, str) and text is not None and text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
@@ -114,6 +113,6 @@ class FieldTypes:
                 raise TransientError(f"Salesforce answered describe {name} without its result")
 
     def coerce_body(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` with each value converted to its field's type (unknown fields untouched: Salesforce names them)."""
+        """``values`` converted to their fields' types (unknown fields untouched: Salesforce's error names them)."""
         types = self._types.get(sobject.lower()) or {}
         return {name: coerce(types.get(name.lower()), value) for name, value in values.items()}

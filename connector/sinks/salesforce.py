@@ -84,7 +84,8 @@ class SalesforceSink:
 
     def execute(self, action: Action, context: ExecutionContext) -> ActionResult:
         if isinstance(action, ResolveContact):
-            return self._guarded([action.key], lambda: self._resolve(action))
+            resolved: ActionResult = self._guarded([action.key], lambda: self._resolve(action))
+            return resolved
         if isinstance(action, (CreateActivity, CreateTask, UpdateContact)):
             return self.execute_many([action], context)[0]
         raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
@@ -211,7 +212,7 @@ class SalesforceSink:
         for (sobject, field), group in groups.items():
             keys = ", ".join(soql_string(a.idempotency_key) for a in group)
             soql = f"SELECT Id, {field} FROM {sobject} WHERE {field} IN ({keys}) ORDER BY CreatedDate LIMIT 200"
-            answer = self.connection.call(lambda sf: sf.query(soql), where=f"query {sobject}")
+            answer = self.connection.call(lambda sf, q=soql: sf.query(q), where=f"query {sobject}")  # type: ignore[misc]
             for record in (answer or {}).get("records") or []:
                 for action in group:
                     if record.get(field) == action.idempotency_key and action.key not in found:
