@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 WRITE_OPTION = "connector_writes"
 """Execution option marking a connection that will write; SQLite then begins IMMEDIATE."""
@@ -33,8 +33,11 @@ def make_engine(store: StoreSettings) -> Engine:
 
 
 def _sqlite_engine(store: StoreSettings) -> Engine:
-    # NullPool: a connection per checkout is cheap for a file and avoids sharing across threads.
-    engine = create_engine(store.url, poolclass=NullPool, connect_args={"check_same_thread": False})
+    # A small pool of long-lived connections per process: opening a connection runs the pragmas
+    # below, and closing the last one forces a WAL checkpoint, which together cost more than the
+    # insert itself. Engines are created after fork, so connections never cross processes.
+    engine = create_engine(store.url, poolclass=QueuePool, pool_size=4, max_overflow=8, pool_pre_ping=False,
+                           connect_args={"check_same_thread": False})
     busy_ms = store.sqlite_busy_timeout_ms
     synchronous = store.sqlite_synchronous
 

@@ -9,11 +9,11 @@ real SOAP/OAuth shapes while every REST call passes through to the emulator.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -29,7 +29,7 @@ from connector.ledger.schema import ActionStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
-from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact
+from connector.plan import CreateActivity, CreateTask, Plan
 from connector.replay import replay_event
 from connector.sample import sample_payload
 from connector.sinks import registry
@@ -42,11 +42,11 @@ from tests.delivery_support import drain, ingest, statuses
 MAPPING = load_mapping(default_mapping_path("salesforce"))
 CALL_TIME = datetime(2026, 11, 27, 3, 30, tzinfo=UTC)  # 22:30 on Thu 26 Nov in the sample's UTC-5
 SOAP_URL = "https://login.salesforce.com/services/Soap/u/62.0"
+E = TypeVar("E", bound=Exception)
 
 
 class CountingGate:
-    def __init__(self) -> None:
-        self.waits = 0
+    waits = 0
 
     def wait(self, cost: int = 1) -> None:
         self.waits += cost
@@ -58,13 +58,10 @@ def emulator() -> Iterator[SalesforceEmulator]:
         yield running
 
 
-def settings_for(emulator: SalesforceEmulator, **auth: Any) -> SalesforceSinkSettings:
-    return SalesforceSinkSettings(type="salesforce", instance_url=emulator.instance_url, api_version="62.0",
-                                  auth=auth or {"session_id": emulator.session_id}, ca_bundle=emulator.ca_file)
-
-
 def open_sink(emulator: SalesforceEmulator, gate: CountingGate | None = None, **auth: Any) -> SalesforceSink:
-    sink = SalesforceSink("sf", settings_for(emulator, **auth))
+    sink = SalesforceSink("sf", SalesforceSinkSettings(
+        type="salesforce", instance_url=emulator.instance_url, api_version="62.0", ca_bundle=emulator.ca_file,
+        auth=auth or {"session_id": emulator.session_id}))
     sink.open(gate or CountingGate())
     return sink
 
@@ -83,11 +80,11 @@ def make_plan(event_id: int, phone: str | None = None, **overrides: Any) -> Plan
     return plan_event(parse_webhook(document), MAPPING, sink="sf", call_time=CALL_TIME)
 
 
-def run(sink: SalesforceSink, plan: Plan) -> ExecutionContext:
+def run(sink: SalesforceSink, plan: Plan, upto: int | None = None) -> ExecutionContext:
     """As the engine does: resolve via execute, everything after it in one execute_many; results by key."""
     context = ExecutionContext()
     context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
-    rest = [] if context.contact().skipped else plan.actions[1:]
+    rest = [] if context.contact().skipped else plan.actions[1:upto]
     for action, result in zip(rest, sink.execute_many(rest, context), strict=True):
         context.results[action.key] = result
     return context
@@ -97,26 +94,26 @@ def tasks(emulator: SalesforceEmulator, key: str) -> list[dict[str, Any]]:
     return [t for t in emulator.records("Task") if t["CallObject"] == key]
 
 
+def fails(kind: type[E], call: Callable[..., Any], *args: Any) -> E:
+    with pytest.raises(kind) as caught:
+        call(*args)
+    return caught.value
+
+
 def client(emulator: SalesforceEmulator) -> Salesforce:
     return Salesforce(instance_url=emulator.instance_url, session_id=emulator.session_id,
                       session=emulator.client_session(), version="62.0")
 
 
-# -- what each outcome does to the org ---------------------------------------------------------------------------
-
 OUTCOMES = [  # (overrides, bundle, contact fields that become true)
     ({"end_reason": "do_not_call"}, "do_not_call", ["DoNotCall"]),
     ({"end_reason": "wrong_number"}, "wrong_number", ["TwoX_Wrong_Number__c"]),
     ({"failure_reason": "invalid_number"}, "invalid_number", ["TwoX_Number_Invalid__c"]),
-    ({"failure_reason": "unreachable"}, "unreachable", []),
-    ({"end_reason": "call_transferred"}, "transferred", []),
-    ({"end_reason": "schedule_call_back"}, "callback", []),
-    ({"end_reason": "not_interested"}, "not_interested", []),
-    ({"end_reason": "end_call"}, "conversation_ended", []),
-    ({"end_reason": "hung_up"}, "hung_up", []),
+    ({"failure_reason": "unreachable"}, "unreachable", []), ({"end_reason": "call_transferred"}, "transferred", []),
+    ({"end_reason": "schedule_call_back"}, "callback", []), ({"end_reason": "not_interested"}, "not_interested", []),
+    ({"end_reason": "end_call"}, "conversation_ended", []), ({"end_reason": "hung_up"}, "hung_up", []),
     ({"end_reason": "voicemail_detected", "message_left": "Y"}, "voicemail_left", []),
-    ({"end_reason": "voicemail_detected"}, "voicemail", []),
-    ({"end_reason": "no_answer"}, "no_answer", []),
+    ({"end_reason": "voicemail_detected"}, "voicemail", []), ({"end_reason": "no_answer"}, "no_answer", []),
     ({"end_reason": "alien_reason"}, "unrecognized", []),
 ]
 FLAGS = ["DoNotCall", "TwoX_Wrong_Number__c", "TwoX_Number_Invalid__c"]
@@ -147,19 +144,20 @@ def test_each_outcome_lands_the_documented_state(shared_org: tuple[SalesforceEmu
     assert call["CallDurationInSeconds"] == (0 if "failure_reason" in overrides else 33)
     assert call["ActivityDate"] == "2026-11-26"  # the lead's local date, not the UTC date (27th)
     assert "Hi, is John available?" in call["Description"] and call["IsClosed"] is True
-    follow_up = tasks(emulator, f"2x-{n}:task:callback")
+    follow_up = [t for t in emulator.records("Task") if t["WhoId"] == who and t["CallObject"] != f"2x-{n}"]
     if bundle != "callback":
-        assert follow_up == [] and [t["CallObject"] for t in emulator.records("Task") if t["WhoId"] == who] == [f"2x-{n}"]
+        assert follow_up == []
         return
     planned = next(a for a in plan.actions if isinstance(a, CreateTask))
     [task] = follow_up
-    assert (task["Status"], task["WhoId"], task["IsReminderSet"], task["Priority"]) == ("Not Started", who, True, "High")
+    assert task["CallObject"] == f"2x-{n}:task:callback"
+    assert (task["Status"], task["WhoId"], task["IsReminderSet"]) == ("Not Started", who, True)
     assert task["ActivityDate"] == planned.due_local_date == "2026-11-27"
     assert task["ReminderDateTime"] == "2026-11-27T15:00:00.000+0000"  # 10:00 in the lead's UTC-5
     assert contact["TwoX_Callback_Due__c"] == "2026-11-27T15:00:00.000+0000"
 
 
-def test_leads_get_status_and_do_not_call(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
+def test_leads_contacts_and_converted_leads(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
     bob = emulator.seed_ids["lead_bob"]  # "(646) 555-0123"
     run(sink, make_plan(5, phone="+16465550123", end_reason="do_not_call"))
     lead = emulator.get("Lead", bob)
@@ -172,9 +170,6 @@ def test_leads_get_status_and_do_not_call(emulator: SalesforceEmulator, sink: Sa
         "TwoX_Last_Call_At__c", "TwoX_Last_Call_Outcome__c", "TwoX_Workflow_Ended__c"]
     [search] = [r["query"]["q"][0] for r in emulator.request_log if r["path"].endswith("/search/")][-1:]
     assert search.startswith("FIND {12025550143 OR 2025550143} IN PHONE FIELDS RETURNING Contact(")
-
-
-def test_converted_leads_are_ignored(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
     jane, converted = emulator.seed_ids["contact_jane"], emulator.seed_ids["lead_jane_converted"]
     assert run(sink, make_plan(7, phone="+14155550100")).contact().crm_id == jane  # one candidate: not ambiguous
     client(emulator).Contact.delete(jane)
@@ -195,20 +190,17 @@ def test_a_new_number_creates_one_lead_despite_search_lag(emulator: SalesforceEm
     assert len([r for r in emulator.records("Lead") if r["Phone"] == "+13125550199"]) == 1
 
 
-@pytest.mark.parametrize("policy", ["oldest", "most_recently_active", "hold"])
-def test_several_records_share_the_number(emulator: SalesforceEmulator, sink: SalesforceSink, policy: str) -> None:
+def test_several_records_share_the_number(emulator: SalesforceEmulator) -> None:
     sf = client(emulator)
     newer = sf.Contact.create({"LastName": "Doe", "Phone": "202-555-0143"})["id"]
     sf.Task.create({"WhoId": newer, "Subject": "Call", "Status": "Completed", "ActivityDate": "2026-11-20"})
-    plan = make_plan(12)
-    resolve = plan.actions[0].model_copy(update={"on_multiple": policy})
-    if policy == "hold":
-        with pytest.raises(PermanentError) as caught:
-            sink.execute(resolve, ExecutionContext())
-        assert caught.value.code == "AMBIGUOUS_CONTACT" and "2 Contact records" in caught.value.crm_message
-        return
-    found = sink.execute(resolve, ExecutionContext())
-    assert found.crm_id[:15] == (emulator.seed_ids["contact_john"] if policy == "oldest" else newer)[:15]
+    resolve = make_plan(12).actions[0]
+    for policy, expected in [("oldest", emulator.seed_ids["contact_john"]), ("most_recently_active", newer)]:
+        found = open_sink(emulator).execute(resolve.model_copy(update={"on_multiple": policy}), ExecutionContext())
+        assert found.crm_id == expected and found.detail["candidates"] == 2
+    held = resolve.model_copy(update={"on_multiple": "hold"})
+    caught = fails(PermanentError, open_sink(emulator).execute, held, ExecutionContext())
+    assert caught.code == "AMBIGUOUS_CONTACT" and "2 Contact records" in caught.crm_message
 
 
 def test_meta_ids_are_checked_once_and_bad_ones_fall_back(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
@@ -225,10 +217,8 @@ def test_meta_ids_are_checked_once_and_bad_ones_fall_back(emulator: SalesforceEm
         assert context.contact().crm_id == john and context.contact().detail["matched_by"] == "phone"
 
 
-# -- idempotency ---------------------------------------------------------------------------------------------
-
-
-def test_redelivery_looks_up_instead_of_writing_twice(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
+def test_redelivery_and_lost_answers_never_write_twice(emulator: SalesforceEmulator, sink: SalesforceSink,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     plan = make_plan(20, end_reason="schedule_call_back")
     first = run(sink, plan)
     fresh = open_sink(emulator)  # after a crash: another process, nothing in memory
@@ -238,14 +228,8 @@ def test_redelivery_looks_up_instead_of_writing_twice(emulator: SalesforceEmulat
         assert (found.crm_id if found else None) == expected
     assert len(tasks(emulator, "2x-20")) == len(tasks(emulator, "2x-20:task:callback")) == 1
     assert fresh.lookup(make_plan(21).actions[1], first) is None  # never written: the engine writes it
-
-
-def test_a_lost_composite_answer_is_checked_before_writing_again(emulator: SalesforceEmulator, sink: SalesforceSink,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = make_plan(22, end_reason="schedule_call_back")
-    context = ExecutionContext()
-    context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
-    sink.types.ensure(["Task", "Contact"])
+    plan = make_plan(22, end_reason="schedule_call_back")  # a lost answer: Salesforce committed, we timed out
+    context = run(sink, plan, upto=1)
     http = sink.connection._http
     real = http.request
 
@@ -254,15 +238,11 @@ def test_a_lost_composite_answer_is_checked_before_writing_again(emulator: Sales
         raise requests.ReadTimeout("read timed out")
 
     monkeypatch.setattr(http, "request", commit_then_time_out)
-    with pytest.raises(TransientError):
-        sink.execute_many(plan.actions[1:], context)
+    fails(TransientError, sink.execute_many, plan.actions[1:], context)
     monkeypatch.setattr(http, "request", real)
     again = sink.execute_many(plan.actions[1:], context)  # the engine's quick retry: no lookup of its own
     assert again[0].crm_id == tasks(emulator, "2x-22")[0]["Id"] and again[0].detail == {"found_by": "CallObject"}
     assert len(tasks(emulator, "2x-22")) == len(tasks(emulator, "2x-22:task:callback")) == 1
-
-
-# -- errors ------------------------------------------------------------------------------------------------------
 
 
 def test_transient_errors_and_limits(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
@@ -270,102 +250,91 @@ def test_transient_errors_and_limits(emulator: SalesforceEmulator, sink: Salesfo
     run(sink, make_plan(29))  # warm: describes, contact cache
     for status in (400, 500):
         emulator.fail_next(status=status, error_code="UNABLE_TO_LOCK_ROW")
-        with pytest.raises(TransientError) as caught:
-            run(sink, plan)
-        assert caught.value.code == "UNABLE_TO_LOCK_ROW" and not isinstance(caught.value, RateLimited)
+        caught = fails(TransientError, run, sink, plan)
+        assert caught.code == "UNABLE_TO_LOCK_ROW" and not isinstance(caught, RateLimited)
     emulator.fail_next(status=400, error_code="UNABLE_TO_LOCK_ROW", path_contains="/sobjects/Contact/")
-    with pytest.raises(TransientError):  # inside the composite: rolled back, safe to retry
-        run(sink, plan)
+    fails(TransientError, run, sink, plan)  # inside the composite: rolled back, safe to retry
     assert tasks(emulator, "2x-30") == []
     emulator.fail_next(status=403, error_code="REQUEST_LIMIT_EXCEEDED")
-    with pytest.raises(TransientError) as limited:
-        run(sink, plan)
-    assert isinstance(limited.value, RateLimited) and limited.value.retry_after >= 900
-    assert limited.value.crm_message == "TotalRequests Limit exceeded."
+    limited = fails(TransientError, run, sink, plan)
+    assert isinstance(limited, RateLimited) and limited.retry_after >= 900
+    assert limited.crm_message == "TotalRequests Limit exceeded."
     run(sink, plan)
     assert len(tasks(emulator, "2x-30")) == 1
 
 
-REJECTIONS = [  # (property, value, errorCode, Salesforce's message)
+REJECTIONS = [  # (Task property, value, errorCode, Salesforce's message); None: a validation rule in the org
     ("Bogus__c", 1, "INVALID_FIELD", "No such column 'Bogus__c' on sobject of type Task"),
     ("CallType", "Sideways", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
      "Call Type: bad value for restricted picklist field: Sideways"),
     ("Subject", "x" * 300, "STRING_TOO_LONG", f"Subject: data value too large: {'x' * 300} (max length=255)"),
+    (None, None, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Calls need a result"),
 ]
 
 
 @pytest.mark.parametrize(("field", "value", "code", "message"), REJECTIONS, ids=[r[2] for r in REJECTIONS])
-def test_rejections_are_permanent_with_salesforce_message(emulator: SalesforceEmulator, sink: SalesforceSink,
-                                                          field: str, value: Any, code: str, message: str) -> None:
-    plan = make_plan(31)
-    context = run(sink, Plan.model_validate({**plan.model_dump(), "actions": plan.actions[:1]}))
-    activity = plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, field: value}})
-    with pytest.raises(PermanentError) as caught:
-        sink.execute_many([activity, plan.actions[2]], context)
-    assert (caught.value.code, caught.value.crm_message, caught.value.status) == (code, message, 400)
-    assert "x" * 20 not in str(caught.value)  # the value (could be a transcript) stays out of the log text
-    assert tasks(emulator, "2x-31") == []  # never cut and sent anyway
+def test_rejections_are_permanent_and_roll_everything_back(emulator: SalesforceEmulator, sink: SalesforceSink,
+                                                           field: str | None, value: Any, code: str,
+                                                           message: str) -> None:
+    plan = make_plan(31, end_reason="schedule_call_back")
+    context = run(sink, plan, upto=1)
+    activity = plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, field or "": value}})
+    if field is None:
+        activity = plan.actions[1]
+        emulator.fail_next(status=400, error_code=code, message=message, path_contains="/sobjects/Task")
+    # the contact update goes first, and is rolled back (allOrNone) when the Task fails
+    caught = fails(PermanentError, sink.execute_many, [plan.actions[2], activity, plan.actions[3]], context)
+    assert (caught.code, caught.crm_message, caught.status) == (code, message, 400)
+    assert "x" * 20 not in str(caught)  # the value (could be a transcript) stays out of the log text
+    assert emulator.records("Task") == []  # never cut and sent anyway, nothing half-written
     assert emulator.get("Contact", emulator.seed_ids["contact_john"])["TwoX_Last_Call_Outcome__c"] is None
 
 
-def test_all_or_none_leaves_nothing_half_written(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
-    john = emulator.seed_ids["contact_john"]
-    emulator.fail_next(status=400, error_code="FIELD_CUSTOM_VALIDATION_EXCEPTION", message="Outcome needs a reason",
-                       path_contains=f"/sobjects/Contact/{john}")
-    with pytest.raises(PermanentError) as caught:
-        run(sink, make_plan(32, end_reason="schedule_call_back"))  # the Task before the PATCH was rolled back
-    assert (caught.value.code, caught.value.crm_message) == ("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Outcome needs a reason")
-    assert emulator.records("Task") == [] and emulator.get("Contact", john)["TwoX_Last_Call_Outcome__c"] is None
-
-
-def test_values_are_coerced_to_the_described_types(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
+def test_values_are_coerced_and_requests_gated_with_timeouts(emulator: SalesforceEmulator,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     assert [coerce("int", "33"), coerce("int", 33.0), coerce("boolean", "TRUE"), coerce("date", ""),
             coerce("datetime", " "), coerce("double", "2.5"), coerce("string", 7), coerce("int", "n/a")] == [
         33, 33, True, None, None, 2.5, 7, "n/a"]
-    plan = make_plan(33)
-    context = run(sink, Plan.model_validate({**plan.model_dump(), "actions": plan.actions[:1]}))
-    strings = {"CallDurationInSeconds": "33", "IsReminderSet": "true", "ReminderDateTime": "", "ActivityDate": ""}
-    sink.execute(plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, **strings}}), context)
-    [task] = tasks(emulator, "2x-33")
-    assert (task["CallDurationInSeconds"], task["IsReminderSet"], task["ReminderDateTime"]) == (33, True, None)
-    describes = [[s["url"] for s in r["subrequests"]] for r in emulator.request_log if "describe" in json.dumps(r["body"])]
-    assert describes == [[f"/services/data/v62.0/sobjects/{o}/describe" for o in ("Task", "Contact", "Lead")]]
-
-
-def test_every_request_is_gated_and_has_timeouts(emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
     send = requests.adapters.HTTPAdapter.send
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
                         lambda self, request, **kw: seen.append(kw.get("timeout")) or send(self, request, **kw))
     gate = CountingGate()
-    run(open_sink(emulator, gate), make_plan(34, end_reason="schedule_call_back"))
-    assert gate.waits == len(emulator.request_log) == len(seen) == 3 and set(seen) == {(5.0, 30.0)}
+    sink = open_sink(emulator, gate)
+    plan = make_plan(33)
+    context = run(sink, plan, upto=1)
+    strings = {"CallDurationInSeconds": "33", "IsReminderSet": "true", "ReminderDateTime": "", "ActivityDate": ""}
+    sink.execute(plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, **strings}}), context)
+    [task] = tasks(emulator, "2x-33")
+    assert (task["CallDurationInSeconds"], task["IsReminderSet"], task["ReminderDateTime"]) == (33, True, None)
+    describes = [[s["url"] for s in r["subrequests"]] for r in emulator.request_log
+                 if "describe" in json.dumps(r["body"])]
+    assert describes == [[f"/services/data/v62.0/sobjects/{o}/describe" for o in ("Task", "Contact", "Lead")]]
+    assert gate.waits == len(emulator.request_log) == len(seen) == 3 and set(seen) == {(5.0, 30.0)}  # SOSL, 2 composites
 
 
-# -- sessions and logins -----------------------------------------------------------------------------------------
-
-
-def test_an_expired_session_id_pauses_until_it_works(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
-    emulator.expire_sessions()
-    with pytest.raises(AuthError) as caught:
-        run(sink, make_plan(40))
-    assert (caught.value.status, caught.value.code) == (401, "INVALID_SESSION_ID")
-    with pytest.raises(AuthError):
-        sink.check_auth()
-    emulator.add_session(emulator.session_id)
-    sink.check_auth()
-    assert len(emulator.request_log) == 3  # no refresh loop: one request per call
+def soap(body: str) -> str:
+    """A SOAP answer of login.salesforce.com (what simple-salesforce's soap_login parses)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+            'envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:sf="urn:fault.partner.soap.sforce.com">'
+            f'<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>')
 
 
 def soap_login(emulator: SalesforceEmulator, session_id: str) -> str:
-    server = f"{emulator.instance_url}/services/Soap/u/62.0/00D000000000001"
-    return ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
-            'envelope/" xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result><passwordExpired>'
-            f'false</passwordExpired><sandbox>false</sandbox><serverUrl>{server}</serverUrl><sessionId>{session_id}'
-            '</sessionId><userId>0058d00000AbCdEAAV</userId></result></loginResponse></soapenv:Body></soapenv:Envelope>')
+    return soap(f"<loginResponse><result><passwordExpired>false</passwordExpired><serverUrl>{emulator.instance_url}"
+                f"/services/Soap/u/62.0/00D000000000001</serverUrl><sessionId>{session_id}</sessionId><userId>"
+                "0058d00000AbCdEAAV</userId></result></loginResponse>")
 
 
-def test_login_mode_logs_in_again_once(emulator: SalesforceEmulator) -> None:
+def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
+    """A session id cannot be refreshed: pause (AuthError) until the probe passes; a login mode logs in ONCE more."""
+    emulator.expire_sessions()
+    caught = fails(AuthError, run, sink, make_plan(40))
+    assert (caught.status, caught.code) == (401, "INVALID_SESSION_ID")
+    fails(AuthError, sink.check_auth)
+    emulator.add_session(emulator.session_id)
+    sink.check_auth()
+    assert len(emulator.request_log) == 3  # no refresh loop: one request per call
     issued = iter(["sid-1", "sid-2", "sid-3"])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(emulator.instance_url)
@@ -379,20 +348,16 @@ def test_login_mode_logs_in_again_once(emulator: SalesforceEmulator) -> None:
         run(sink, make_plan(42))  # 401 → one login → the request once more
         assert sink.connection.logins == 2 and len(tasks(emulator, "2x-42")) == 1
         emulator.expire_sessions()  # sid-3 is never accepted
-        with pytest.raises(AuthError):
-            run(sink, make_plan(43))
+        fails(AuthError, run, sink, make_plan(43))
         assert sink.connection.logins == 3  # exactly one re-login, no loop
-        soap = [c.request for c in mock.calls if c.request.url == SOAP_URL]
-        assert "<n1:password>pwtok</n1:password>" in soap[0].body and soap[0].headers["SOAPAction"] == "login"
-        mock.replace(responses.POST, SOAP_URL, status=500, content_type="text/xml", body=(
-            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.'
-            'soap.sforce.com"><soapenv:Body><soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><detail><sf:'
-            'LoginFault><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, '
-            'password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail>'
-            '</soapenv:Fault></soapenv:Body></soapenv:Envelope>'))
-        with pytest.raises(AuthError) as caught:
-            sink.check_auth()
-        assert caught.value.code == "INVALID_LOGIN" and "locked out" in caught.value.crm_message
+        login = next(c.request for c in mock.calls if c.request.url == SOAP_URL)
+        assert "<n1:password>pwtok</n1:password>" in login.body and login.headers["SOAPAction"] == "login"
+        mock.replace(responses.POST, SOAP_URL, status=500, content_type="text/xml", body=soap(
+            "<soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><detail><sf:LoginFault><sf:exceptionCode>INVALID_LOGIN"
+            "</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out."
+            "</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"))
+        caught = fails(AuthError, sink.check_auth)
+        assert caught.code == "INVALID_LOGIN" and "locked out" in caught.crm_message
 
 
 @pytest.mark.parametrize("flow", ["client_credentials", "jwt"])
@@ -400,11 +365,10 @@ def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) ->
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key_file = tmp_path / "server.key"
-    key_file.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    (tmp_path / "k.pem").write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     auth = ({"consumer_key": "ck", "consumer_secret": "cs", "domain": "acme.my"} if flow == "client_credentials"
-            else {"username": "ops@acme.example", "consumer_key": "ck", "private_key_file": str(key_file)})
+            else {"username": "ops@acme.example", "consumer_key": "ck", "private_key_file": str(tmp_path / "k.pem")})
     token_url = f"https://{'acme.my' if flow == 'client_credentials' else 'login'}.salesforce.com/services/oauth2/token"
     emulator.add_session("oauth-token")
     with responses.RequestsMock() as mock:
@@ -416,9 +380,6 @@ def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) ->
         sink.check_auth()
         grant = mock.calls[0].request.body
     assert ("grant_type=client_credentials" if flow == "client_credentials" else "jwt-bearer") in grant
-
-
-# -- through the real engine -------------------------------------------------------------------------------------
 
 
 def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmulator, tmp_path: Path,
@@ -434,8 +395,7 @@ def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmu
                    "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
     }, source="t", base_dir=Path("."), environ={})
     ledger = Ledger.open(settings.store)
-    worker = Worker(settings, ledger=ledger)
-    worker.open()
+    (worker := Worker(settings, ledger=ledger)).open()
     try:
         ingest(ledger, 50, sinks=("sf",), end_reason="not_interested")
         drain(worker)
@@ -458,6 +418,6 @@ def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmu
     finally:
         worker.close()
         ledger.dispose()
-    assert all(len(tasks(emulator, f"2x-{i}")) == 1 for i in [50, *ids]) and len(tasks(emulator, "2x-52:task:callback")) == 1
+    assert all(len(tasks(emulator, f"2x-{i}")) == 1 for i in ["50", *ids, "52:task:callback"])
     contact = emulator.get("Contact", emulator.seed_ids["contact_john"])
     assert contact["DoNotCall"] is True and contact["TwoX_Last_Call_Outcome__c"] == "voicemail"
