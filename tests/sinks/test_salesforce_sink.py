@@ -1,9 +1,8 @@
 """The Salesforce sink with the real simple-salesforce over loopback HTTPS against the Salesforce emulator.
 
-Why the real client and real plans: simple-salesforce's refresh loop, missing timeouts, exception classes and URL
-building, and the planner's actual actions (string-typed values included), are what production runs; a mock would
-hide exactly those mismatches. Login hosts cannot be pointed at loopback, so `responses` answers them with the
-real SOAP/OAuth shapes while every REST call passes through to the emulator.
+Why the real client and real plans: its refresh loop, missing timeouts, exceptions and URLs, and the planner's actual
+actions (string-typed values included), are what production runs. Login hosts cannot be pointed at loopback, so
+`responses` answers them with the real SOAP/OAuth shapes while every REST call passes through to the emulator.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from typing import Any, TypeVar
 import pytest
 import requests
 import responses
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce import Salesforce
 
 from connector.config import SalesforceSinkSettings, parse_settings
@@ -230,11 +231,10 @@ def test_redelivery_and_lost_answers_never_write_twice(emulator: SalesforceEmula
     assert fresh.lookup(make_plan(21).actions[1], first) is None  # never written: the engine writes it
     plan = make_plan(22, end_reason="schedule_call_back")  # a lost answer: Salesforce committed, we timed out
     context = run(sink, plan, upto=1)
-    http = sink.connection._http
-    real = http.request
+    http, real = sink.connection._http, sink.connection._http.request
 
-    def commit_then_time_out(method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        real(method, url, *args, **kwargs)
+    def commit_then_time_out(*args: Any, **kwargs: Any) -> requests.Response:
+        real(*args, **kwargs)
         raise requests.ReadTimeout("read timed out")
 
     monkeypatch.setattr(http, "request", commit_then_time_out)
@@ -320,12 +320,6 @@ def soap(body: str) -> str:
             f'<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>')
 
 
-def soap_login(emulator: SalesforceEmulator, session_id: str) -> str:
-    return soap(f"<loginResponse><result><passwordExpired>false</passwordExpired><serverUrl>{emulator.instance_url}"
-                f"/services/Soap/u/62.0/00D000000000001</serverUrl><sessionId>{session_id}</sessionId><userId>"
-                "0058d00000AbCdEAAV</userId></result></loginResponse>")
-
-
 def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
     """A session id cannot be refreshed: pause (AuthError) until the probe passes; a login mode logs in ONCE more."""
     emulator.expire_sessions()
@@ -338,8 +332,10 @@ def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) ->
     issued = iter(["sid-1", "sid-2", "sid-3"])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(emulator.instance_url)
-        mock.add_callback(responses.POST, SOAP_URL, callback=lambda request: (
-            200, {"Content-Type": "text/xml"}, soap_login(emulator, next(issued))))
+        mock.add_callback(responses.POST, SOAP_URL, callback=lambda request: (200, {"Content-Type": "text/xml"}, soap(
+            f"<loginResponse><result><passwordExpired>false</passwordExpired><serverUrl>{emulator.instance_url}/"
+            f"services/Soap/u/62.0/00D000000000001</serverUrl><sessionId>{next(issued)}</sessionId><userId>"
+            "0058d00000AbCdEAAV</userId></result></loginResponse>")))
         sink = open_sink(emulator, username="ops@acme.example", password="pw", security_token="tok")
         emulator.add_session("sid-1")
         run(sink, make_plan(41))
@@ -362,9 +358,6 @@ def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) ->
 
 @pytest.mark.parametrize("flow", ["client_credentials", "jwt"])
 def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     (tmp_path / "k.pem").write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     auth = ({"consumer_key": "ck", "consumer_secret": "cs", "domain": "acme.my"} if flow == "client_credentials"
@@ -376,23 +369,21 @@ def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) ->
         mock.add(responses.POST, token_url, json={
             "access_token": "oauth-token", "instance_url": emulator.instance_url, "token_type": "Bearer",
             "id": "https://login.salesforce.com/id/00D000000000001/0058d00000AbCdEAAV", "issued_at": "1764000000000"})
-        sink = open_sink(emulator, **auth)
-        sink.check_auth()
+        open_sink(emulator, **auth).check_auth()
         grant = mock.calls[0].request.body
     assert ("grant_type=client_credentials" if flow == "client_credentials" else "jwt-bearer") in grant
 
 
 def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmulator, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    installed = registry.installed_sink_types()
-    monkeypatch.setattr(registry, "installed_sink_types", lambda: {**installed, "salesforce": EntryPoint(
-        name="salesforce", value="connector.sinks.salesforce:factory", group=registry.GROUP)})
+    """Until pyproject registers the entry point, the registry is told about it here."""
+    entry = EntryPoint(name="salesforce", value="connector.sinks.salesforce:factory", group=registry.GROUP)
+    monkeypatch.setattr(registry, "installed_sink_types", lambda: {"salesforce": entry})
     settings = parse_settings({
         "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
         "sinks": {"sf": {"type": "salesforce", "instance_url": emulator.instance_url, "ca_bundle": emulator.ca_file,
                          "auth": {"session_id": emulator.session_id}}},
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
-                   "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
+        "worker": {"poll_interval_s": 0.05, "lease_s": 10, "retry": {"schedule_s": [0.2], "jitter": 0}},
     }, source="t", base_dir=Path("."), environ={})
     ledger = Ledger.open(settings.store)
     (worker := Worker(settings, ledger=ledger)).open()
