@@ -42,17 +42,29 @@ class Setup:
 
     def __init__(self, procs: Procs, name: str, backend: str, run_tag: str, rate: int, window_s: float) -> None:
         self.db = f"bench_delivery_{run_tag}_{name}" if backend == "postgresql" else None
+        self._ledger: Ledger | None = None
         self.store_url = pg_create(self.db) if self.db else f"sqlite:///{procs.workdir / 'connector.db'}"
-        self.crm_port = start_crm(procs, CRM_TOKEN, rate, window_s)
-        self.port = free_port()
-        self.config = write_config(procs.workdir / "connector.yaml", store_url=self.store_url, port=self.port,
-                                   webhook_token=WEBHOOK_TOKEN, crm_port=self.crm_port, crm_token=CRM_TOKEN,
-                                   rate=rate, window_s=window_s)
-        migrate(self.config, procs.workdir)
-        self.ledger = Ledger.open(load_settings(self.config).store, migrate_schema=False)
+        try:
+            self.crm_port = start_crm(procs, CRM_TOKEN, rate, window_s)
+            self.port = free_port()
+            self.config = write_config(procs.workdir / "connector.yaml", store_url=self.store_url, port=self.port,
+                                       webhook_token=WEBHOOK_TOKEN, crm_port=self.crm_port, crm_token=CRM_TOKEN,
+                                       rate=rate, window_s=window_s)
+            migrate(self.config, procs.workdir)
+            self._ledger = Ledger.open(load_settings(self.config).store, migrate_schema=False)
+        except BaseException:
+            procs.stop_all()  # nothing may hold the database while it is dropped
+            self.close()
+            raise
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "opened in __init__"
+        return self._ledger
 
     def close(self) -> None:
-        self.ledger.dispose()
+        if self._ledger is not None:
+            self._ledger.dispose()
         if self.db:
             pg_drop(self.db)
 

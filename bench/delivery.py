@@ -113,7 +113,10 @@ def dnc_line(dnc: dict[str, Any]) -> str:
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM: unwind like Ctrl-C, so every process is stopped and every database dropped."""
+    """Ctrl-C or SIGTERM: unwind once, so every process is stopped and every database dropped
+    (further signals are ignored: the clean-up is bounded and must not be cut short)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -135,6 +138,7 @@ def main() -> int:
     info = machine()
     run_tag = f"{os.getpid()}_{os.urandom(3).hex()}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _interrupt)
     done: list[RunFigures] = []
     dnc: dict[str, Any] | None = None
@@ -162,7 +166,7 @@ def main() -> int:
     print(f"command: {info['command']}")
     print("lag = last CRM write of the event − its 202; budget % = CRM req/s while the backlog was non-empty ÷ (R/W);"
           " shared host, figures are noisy")
-    print(table(done))
+    print(table(done) if done else "(no configuration finished)")
     for fig in done:
         print("\n".join(details(fig)))
     if dnc is not None:

@@ -63,12 +63,19 @@ def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int |
     """Run the webhook receiver on gunicorn."""
     from connector.serving import serve as run_server
 
+    emulators = None
     if sandbox:
-        settings = sandbox_mode.sandbox_settings(Path.cwd())
-        click.echo(sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), host=host, port=port))
+        emulators = sandbox_mode.Emulators.start()
+        settings = sandbox_mode.sandbox_settings(Path.cwd(), emulators)
+        sandbox_mode.forget_emulated_contacts(settings)
+        click.echo(sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), emulators, host=host, port=port))
     else:
         settings = _settings(config_path)
-    run_server(settings, host=host, port=port, workers=workers)
+    try:
+        run_server(settings, host=host, port=port, workers=workers)
+    finally:
+        if emulators is not None:
+            emulators.stop()
 
 
 @main.command()

@@ -155,6 +155,9 @@ class HubSpotSinkSettings(_SinkBase):
     type: Literal["hubspot"]
     access_token: SecretStr = Field(description="Private-app access token (Bearer).")
     base_url: str = Field("https://api.hubapi.com", description="API host; point it at the emulator or a proxy.")
+    auto_create_question_properties: bool = Field(
+        True, description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
+                          "to a new script question arrives (needs the crm.schemas.contacts.write scope).")
 
 
 class SalesforceAuthSettings(_Model):

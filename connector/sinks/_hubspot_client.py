@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from connector.errors import TransientError
+from connector.errors import PermanentError, TransientError
 from connector.sinks._hubspot_errors import translated_errors
 from connector.sinks.base import RateGate
 
@@ -47,12 +47,14 @@ class HubSpotApi:
         self._search = client.crm.objects.search_api
         self._batch = client.crm.objects.batch_api
         self._associations = client.crm.associations.v4.basic_api
+        self._properties = client.crm.properties.core_api
+        self._groups = client.crm.properties.groups_api
         self._gate = gate
         self._search_lock = threading.Lock()
         self._last_search = 0.0
 
     def close(self) -> None:
-        for api in (self._basic, self._search, self._batch, self._associations):
+        for api in (self._basic, self._search, self._batch, self._associations, self._properties, self._groups):
             api.api_client.close()
             api.api_client.rest_client.pool_manager.clear()
 
@@ -132,6 +134,22 @@ class HubSpotApi:
             body = BatchReadInputSimplePublicObjectId(properties=properties, inputs=[{"id": i} for i in chunk])
             page = self._call(self._batch.read, object_type, batch_read_input_simple_public_object_id=body)
             yield from (page.results or []) if page is not None else []
+
+    def create_text_property(self, object_type: str, name: str, label: str, group: str, group_label: str) -> None:
+        """Create a single-line text property (and its group when missing); an existing one is fine (409)."""
+        from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+
+        for create in (
+            lambda: self._call(self._groups.create, object_type,
+                               property_group_create=PropertyGroupCreate(name=group, label=group_label)),
+            lambda: self._call(self._properties.create, object_type, property_create=PropertyCreate(
+                name=name, label=label, type="string", field_type="text", group_name=group)),
+        ):
+            try:
+                create()
+            except PermanentError as exc:
+                if exc.status != 409:
+                    raise
 
     def probe(self) -> None:
         """The cheapest authenticated request: one contact id."""

@@ -45,9 +45,10 @@ def api_exception_types() -> tuple[type[BaseException], ...]:
     from hubspot.crm.objects import ApiException as ObjectsApiException
     from hubspot.crm.objects.calls import ApiException as CallsApiException
     from hubspot.crm.objects.tasks import ApiException as TasksApiException
+    from hubspot.crm.properties import ApiException as PropertiesApiException
 
     return (ObjectsApiException, AssociationsApiException, ContactsApiException, CallsApiException,
-            TasksApiException)  # fmt: skip
+            TasksApiException, PropertiesApiException)  # fmt: skip
 
 
 @contextlib.contextmanager

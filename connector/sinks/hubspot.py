@@ -28,6 +28,8 @@ Design decisions (each exists because of a HubSpot behaviour):
 
 from __future__ import annotations
 
+import re
+
 import threading
 import time
 from typing import Any, ClassVar
@@ -225,7 +227,12 @@ class HubSpotSink:
         object_type = action.object or contact.object or "contacts"
         properties = hubspot_properties({f.property: f.value for f in action.fields})
         try:
-            self.api.update(object_type, contact.crm_id, properties)
+            try:
+                self.api.update(object_type, contact.crm_id, properties)
+            except PermanentError as exc:
+                if not self._created_missing_question_properties(object_type, exc):
+                    raise
+                self.api.update(object_type, contact.crm_id, properties)
         except PermanentError as exc:
             if exc.status != 404:
                 raise
@@ -233,6 +240,22 @@ class HubSpotSink:
             raise StaleContact(f"contact {contact.crm_id} no longer exists", status=404, code=exc.code,
                                crm_message=exc.crm_message) from exc
         return ActionResult(crm_id=contact.crm_id, object=object_type, detail={"fields": sorted(properties)})
+
+    def _created_missing_question_properties(self, object_type: str, error: PermanentError) -> bool:
+        """A new script question arrived: create its `twox_q_*` property (connector-owned) and say so.
+
+        Only properties in the connector's own `twox_q_` namespace are created, as text, in the
+        `twox` group; any other missing property stays an error (a typo must not create junk).
+        """
+        if error.code != "PROPERTY_DOESNT_EXIST" or not self.settings.auto_create_question_properties:
+            return False
+        missing = sorted(set(_MISSING_PROPERTY.findall(error.crm_message or "")))
+        if not missing or not all(name.startswith(QUESTION_PREFIX) for name in missing):
+            return False
+        for name in missing:
+            label = "2X answer: " + name[len(QUESTION_PREFIX):].replace("_", " ")
+            self.api.create_text_property(object_type, name, label, "twox", "2X calls")
+        return True
 
     def _write(self, key: str, write: Any) -> Any:
         """Run one create; remember the key when the failure leaves its outcome unknown."""
@@ -271,6 +294,10 @@ class HubSpotSink:
             if found:
                 return _recovered(action, found[0], "search")
         return None
+
+
+QUESTION_PREFIX = "twox_q_"
+_MISSING_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
 
 
 def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:

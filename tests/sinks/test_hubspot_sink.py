@@ -303,6 +303,7 @@ def test_values_are_hubspot_strings() -> None:
 
 
 def test_unknown_property_is_permanent_with_hubspot_message(sink: HubSpotSink) -> None:
+    sink.settings = sink.settings.model_copy(update={"auto_create_question_properties": False})
     plan = make_plan(51, question_fields={"favourite_colour": "blue"})
     with pytest.raises(PermanentError) as caught:
         run(sink, plan)
@@ -405,10 +406,55 @@ def emulator_delete(emulator: HubSpotEmulator, contact_id: str) -> None:
     assert answer.status_code == 204
 
 
-def engine_settings(emulator: HubSpotEmulator, tmp_path: Path) -> Any:
+def engine_settings(emulator: HubSpotEmulator, tmp_path: Path, mapping: str | None = None) -> Any:
+    sink = {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url, **({"mapping": mapping} if mapping else {})}
     return parse_settings({
         "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "sinks": {"hs": {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}},
+        "sinks": {"hs": sink},
         "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
                    "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
     }, source="t", base_dir=Path("."), environ={})  # fmt: skip
+
+
+def test_a_new_question_gets_its_property_created_once(tmp_path: Path) -> None:
+    """Answers to a question nobody set up yet still land: the sink creates `twox_q_<name>` (text) once."""
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
+                         seed_custom_properties=True) as fresh:
+        settings = engine_settings(fresh, tmp_path)
+        ledger = Ledger.open(settings.store)
+        worker = Worker(settings, ledger=ledger)
+        worker.open()
+        try:
+            first = ingest(ledger, 95, sinks=("hs",), question_fields={"Favourite Colour": "blue"})
+            second = ingest(ledger, 96, sinks=("hs",), question_fields={"Favourite Colour": "red"},
+                            record_phone_number="+13125550122")
+            drain(worker)
+            assert statuses(ledger, first) == statuses(ledger, second) == ["succeeded"]
+        finally:
+            worker.close()
+            ledger.dispose()
+        created = fresh.properties("contacts")["twox_q_favourite_colour"]
+        assert (created["type"], created["fieldType"], created["groupName"]) == ("string", "text", "twox")
+        assert fresh.get("contacts", SEEDED)["properties"]["twox_q_favourite_colour"] == "blue"
+        assert fresh.request_count(path_prefix="/crm/v3/properties/contacts", method="POST") == 2  # group + property
+
+
+def test_a_missing_property_outside_the_connector_namespace_stays_an_error(tmp_path: Path) -> None:
+    mapping = default_mapping_path("hubspot").read_text().replace(
+        "twox_last_call_outcome:", "custom_status_field:")
+    (tmp_path / "m.yaml").write_text(mapping)
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
+                         seed_custom_properties=True) as fresh:
+        settings = engine_settings(fresh, tmp_path, mapping=str(tmp_path / "m.yaml"))
+        ledger = Ledger.open(settings.store)
+        worker = Worker(settings, ledger=ledger)
+        worker.open()
+        try:
+            event = ingest(ledger, 97, sinks=("hs",))
+            drain(worker)
+            [delivery] = ledger.deliveries_for(event)
+        finally:
+            worker.close()
+            ledger.dispose()
+        assert delivery["status"] == "dead" and "custom_status_field" in delivery["dead_reason"]
+        assert "custom_status_field" not in fresh.properties("contacts")

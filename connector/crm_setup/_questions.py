@@ -1,0 +1,32 @@
+"""Question names seen in stored calls: which ``twox_q_<name>`` properties `crm-setup` must create.
+
+2X sends whatever questions the customer's script asks; the connector learns their names only from the calls.
+The newest events are read (not all: an old ledger can hold millions, and a question dropped from the script
+long ago needs no property), with SQLAlchemy Core so SQLite and PostgreSQL behave alike.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from connector.ledger import Ledger
+from connector.ledger.schema import events
+
+NEWEST_EVENTS = 10_000
+
+
+def seen_question_names(ledger: Ledger, *, limit: int = NEWEST_EVENTS) -> list[str]:
+    """Sorted, unique ``question_fields`` keys of the newest ``limit`` stored events."""
+    query = sa.select(events.c.normalized).order_by(events.c.received_at.desc()).limit(limit)
+    names: set[str] = set()
+    with ledger.engine.connect() as connection:
+        for (normalized,) in connection.execute(query):
+            try:
+                questions = json.loads(normalized).get("question_fields")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(questions, dict):
+                names.update(str(name) for name in questions if str(name).strip())
+    return sorted(names)
