@@ -87,10 +87,10 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else keep-alive answers stall on delayed ACKs (~40 ms each)
     state: CrmState  # set on the subclass made by serve()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         if self.path.startswith("/_bench/"):
             return self._bench()
         if not self._allowed():
@@ -104,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"id": found}) if found else self._json(404, {"message": "no such key"})
         return self._json(404, {"message": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self._allowed():
             return

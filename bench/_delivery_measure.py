@@ -48,6 +48,10 @@ class RunFigures:
     post_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     timed_out: bool = False
+    worker_cpu_s: float | None = None
+    """CPU seconds all workers used from start to the end of the backlog."""
+    loadavg: tuple[float, float, float] | None = None
+    """Host load average (1, 5, 15 min) when the backlog was drained: others' tests run here too."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

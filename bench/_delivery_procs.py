@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -62,6 +62,14 @@ class Proc:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the process has used so far; None once it is gone."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self, wait_s: float = STOP_WAIT_S) -> int | None:
         """SIGTERM the group, SIGKILL it if still there after wait_s; returns the exit code."""
         for sig, timeout in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 5.0)):
@@ -98,7 +106,7 @@ class Procs:
             self.exit_codes[proc.name] = proc.stop()
         self.started.clear()
 
-    def __enter__(self) -> Procs:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -157,7 +165,7 @@ def write_config(path: Path, *, store_url: str, port: int, webhook_token: str, c
 def migrate(config: Path, workdir: Path) -> None:
     """`connector migrate` once, so workers and receiver never race to create the schema."""
     done = subprocess.run(connector_argv("migrate", "--config", str(config)), cwd=workdir, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"connector migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 

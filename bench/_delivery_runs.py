@@ -16,8 +16,20 @@ from typing import Any
 
 from _delivery_measure import RunFigures, dead_reasons, figures
 from _delivery_post import DNC_PHONE, ORDINARY, event, post, post_all
-from _delivery_procs import (WEBHOOK_PATH, Procs, free_port, http_json, migrate, pg_create, pg_drop, start_crm,
-                             start_receiver, start_workers, wait_http, write_config)
+from _delivery_procs import (
+    WEBHOOK_PATH,
+    Procs,
+    free_port,
+    http_json,
+    migrate,
+    pg_create,
+    pg_drop,
+    start_crm,
+    start_receiver,
+    start_workers,
+    wait_http,
+    write_config,
+)
 
 from connector.config import load_settings
 from connector.ingest import content_hash
@@ -99,6 +111,9 @@ def run_throughput(fig: RunFigures, workdir: Path, run_tag: str, timeout_s: floa
             fig.posted, fig.post_s, fig.post_errors = len(posted.acks), posted.ended - posted.started, posted.errors
             note(f"{fig.name}: {fig.posted} acknowledged in {fig.post_s:.1f} s ({posted.statuses}); delivering")
             fig.timed_out = not wait_delivered(setup.ledger, setup.crm_port, fig, workers, deadline)
+            cpu = [w.cpu_s() for w in workers]
+            fig.worker_cpu_s = sum(c for c in cpu if c is not None)
+            fig.loadavg = os.getloadavg()
             stats = http_json(setup.crm_port, "GET", "/_bench/stats")[1]
             figures(fig, stats, posted.acks, setup.ledger)
         finally:

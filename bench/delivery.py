@@ -9,7 +9,7 @@ non-empty, 429s, and dead deliveries (from the ledger). Then a do-not-call event
 a backlog of 10,000 events and timed from its 202 to its contact update at the stand-in.
 
     python bench/delivery.py [--events 3000] [--rate 400] [--window 1] [--configs pg1,pg3,sqlite1,hs190]
-                             [--dnc-backlog 10000] [--skip-dnc] [--timeout S] [--json [FILE]] [--keep]
+                             [--dnc-backlog 10000] [--dnc-rate R] [--dnc-window W] [--skip-dnc] [--timeout S] [--json [FILE]] [--keep]
 
 `hs190` is the saturation check at HubSpot's private-app limit (190 per 10 s, `--hs-events` 300
 events, 1 worker, PostgreSQL). A benchmark script that prints figures, not a test; exit status 1
@@ -28,14 +28,14 @@ import shutil
 import signal
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench/_delivery_* helpers
 
-from _delivery_measure import RunFigures  # noqa: E402
-from _delivery_runs import note, run_dnc, run_throughput  # noqa: E402
+from _delivery_measure import RunFigures
+from _delivery_runs import note, run_dnc, run_throughput
 
 REQUESTS_PER_EVENT = 3.3
 DNC_GOAL_S = 5.0
@@ -49,7 +49,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "command": shlex.join([sys.executable, *sys.argv])}
 
 
@@ -90,12 +90,21 @@ def table(figs: list[RunFigures]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def cpu_share(fig: RunFigures) -> str:
+    """The workers' CPU use as a share of one core per worker over the backlog."""
+    if fig.worker_cpu_s is None or not fig.backlog_s:
+        return ""
+    return f" ({100 * fig.worker_cpu_s / (fig.backlog_s * fig.workers):.0f}% of a core each over the backlog)"
+
+
 def details(fig: RunFigures) -> list[str]:
-    lines = [f"  {fig.name}: {fig.posted} of {fig.events} acknowledged in {fig.post_s:.1f} s "
+    lines = [(f"  {fig.name}: {fig.posted} of {fig.events} acknowledged in {fig.post_s:.1f} s "
              f"({fig.posted / max(fig.post_s, 1e-9):.0f}/s); backlog non-empty {fmt(fig.backlog_s, '.1f')} s; "
              f"{fig.requests} CRM requests, most in any {fig.window_s:g} s window {fig.max_in_window} "
              f"(limit {fig.rate}); lag max {fmt(fig.lag_max_s, '.2f')} s; keys written twice {fig.duplicates}; "
-             f"deliveries {fig.statuses}; attempts {fig.attempt_outcomes}"]
+             f"deliveries {fig.statuses}; attempts {fig.attempt_outcomes}; workers used "
+             f"{fmt(fig.worker_cpu_s, '.0f')} CPU-s{cpu_share(fig)}; host load average at the end "
+             f"{fmt(fig.loadavg[0] if fig.loadavg else None, '.1f')}")]
     lines += [f"    post error: {e}" for e in fig.post_errors]
     lines += [f"    PROBLEM: {p}" for p in fig.problems]
     return lines
@@ -128,6 +137,8 @@ def main() -> int:
     parser.add_argument("--configs", default="pg1,pg3,sqlite1,hs190", help="comma list of pgN, sqliteN, hs190")
     parser.add_argument("--hs-events", type=int, default=300, help="events of the hs190 saturation check")
     parser.add_argument("--dnc-backlog", type=int, default=10_000)
+    parser.add_argument("--dnc-rate", type=int, default=None, help="limit of the DNC run (default: --rate)")
+    parser.add_argument("--dnc-window", type=float, default=None, help="window of the DNC run (default: --window)")
     parser.add_argument("--skip-dnc", action="store_true")
     parser.add_argument("--timeout", type=float, default=None, help="hard timeout per configuration, seconds")
     parser.add_argument("--json", nargs="?", const="delivery-bench.json", default=None, metavar="FILE",
@@ -155,8 +166,8 @@ def main() -> int:
             done.append(fig)
         if not args.skip_dnc:
             note(f"dnc: 1 worker on postgresql behind {args.dnc_backlog} events")
-            dnc = run_dnc(workdir / "dnc", run_tag, args.dnc_backlog, args.rate, args.window,
-                          args.timeout or 300.0)
+            dnc = run_dnc(workdir / "dnc", run_tag, args.dnc_backlog, args.dnc_rate or args.rate,
+                          args.dnc_window or args.window, args.timeout or 300.0)
     except KeyboardInterrupt:
         interrupted = True
         note("interrupted: every process was stopped and every database dropped")

@@ -37,6 +37,9 @@ class Emulators:
 
     hubspot: Any
     salesforce: Any
+    owner_pid: int = 0
+    """The process running the emulator threads; gunicorn's forked workers inherit this object
+    (and run the same `finally` on exit) but not the threads, so only the owner may stop them."""
 
     @classmethod
     def start(cls) -> Emulators:
@@ -47,9 +50,11 @@ class Emulators:
         hubspot.start()
         salesforce = SalesforceEmulator()
         salesforce.start()
-        return cls(hubspot, salesforce)
+        return cls(hubspot, salesforce, os.getpid())
 
     def stop(self) -> None:
+        if os.getpid() != self.owner_pid:
+            return
         self.hubspot.stop()
         self.salesforce.stop()
 

@@ -151,14 +151,23 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         assert sent.returncode == 0, sent.stderr
         answer = json.loads(sent.stdout.split(" ", 2)[2])
         assert answer["status"] == "accepted"
-        status = subprocess.run(
-            [*CONNECTOR, "status", "--config", "connector-sandbox.yaml", answer["id"]],
-            cwd=tmp_path, capture_output=True, text=True, timeout=30,
-        )
-        assert status.returncode == 0, status.stderr
-        report = json.loads(status.stdout)
+        deadline = time.monotonic() + 30
+        while True:  # the embedded worker delivers it to both emulated CRMs within seconds
+            status = subprocess.run(
+                [*CONNECTOR, "status", "--config", "connector-sandbox.yaml", answer["id"]],
+                cwd=tmp_path, capture_output=True, text=True, timeout=30,
+            )
+            assert status.returncode == 0, status.stderr
+            report = json.loads(status.stdout)
+            delivered = {d["sink"]: d["status"] for d in report["deliveries"]}
+            if delivered == {"hubspot": "succeeded", "salesforce": "succeeded"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert delivered == {"hubspot": "succeeded", "salesforce": "succeeded"}, report["deliveries"]
         assert report["event_id"] == answer["id"]
         assert report["normalized"]["call"]["end_reason"]["known"] is True
+        for delivery in report["deliveries"]:
+            assert {"resolve_contact", "create_activity", "update_contact"} <= set(delivery["crm_ids"])
         assert (tmp_path / "connector-sandbox.db").exists()
         assert token in (tmp_path / "connector-sandbox.yaml").read_text()
     finally:

@@ -1,9 +1,19 @@
 """CRM set-up for a mapping: create the connector's own custom properties, and check a mapping against the CRM's
 schema before deliveries start (HubSpot now; Salesforce in ``salesforce.py``)."""
 
-from connector.crm_setup._model import Finding, PropertySpec, SchemaAccessError, SetupPlan, SetupReport
+from connector.crm_setup._model import (
+    Finding,
+    PropertySpec,
+    SchemaAccessError,
+    SetupPlan,
+    SetupReport,
+)
 from connector.crm_setup._questions import seen_question_names
-from connector.crm_setup.hubspot import plan_hubspot_setup, run_hubspot_setup, validate_against_hubspot
+from connector.crm_setup.hubspot import (
+    plan_hubspot_setup,
+    run_hubspot_setup,
+    validate_against_hubspot,
+)
 
 __all__ = [
     "Finding",

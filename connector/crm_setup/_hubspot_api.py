@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import urllib3.exceptions
 
@@ -51,7 +51,7 @@ class HubSpotSchemaApi:
             api.api_client.close()
             api.api_client.rest_client.pool_manager.clear()
 
-    def __enter__(self) -> HubSpotSchemaApi:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,8 +104,9 @@ class HubSpotSchemaApi:
                     continue
                 raise SchemaAccessError(self._explain(status, error), status=status or None) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise SchemaAccessError(f"HubSpot not reachable at {self.base_url} ({_transport_kind(exc)})",
-                                        unreachable=True) from exc  # fmt: skip
+                detail = f"{self.base_url}: {_transport_kind(exc)}"
+                raise SchemaAccessError(f"HubSpot not reachable ({detail})", unreachable=True,
+                                        detail=detail) from exc  # fmt: skip
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _explain(self, status: int, error: Any) -> str:

@@ -21,10 +21,13 @@ class SchemaAccessError(ConnectorError):
     config offline must work) from "the CRM answered no" (a real configuration problem).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False) -> None:
+    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False,
+                 detail: str = "") -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.unreachable = unreachable
+        self.detail = detail
+        """For an unreachable CRM: where and how (``http://host: NewConnectionError``), no secrets."""
 
 
 @dataclass(frozen=True)

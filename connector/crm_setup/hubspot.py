@@ -23,7 +23,14 @@ from typing import Any
 
 from connector.config import HubSpotSinkSettings
 from connector.crm_setup._hubspot_api import AlreadyExists, HubSpotSchemaApi
-from connector.crm_setup._model import Finding, PropertySpec, SchemaAccessError, SetupPlan, SetupReport
+from connector.crm_setup._model import (
+    Finding,
+    Level,
+    PropertySpec,
+    SchemaAccessError,
+    SetupPlan,
+    SetupReport,
+)
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import _property_name
 from connector.mapping.writes import ValueKind, WrittenProperty, mapping_writes
@@ -212,8 +219,8 @@ def validate_against_hubspot(settings: HubSpotSinkSettings, mapping: LoadedMappi
             portal = {obj: {p["name"]: p for p in api.properties(obj)} for obj in sorted({w.object for w in wanted})}
     except SchemaAccessError as exc:
         if exc.unreachable:
-            return [Finding("warning", None, None, f"HubSpot not reachable: schema not checked ({exc})")]
-        level = "error" if exc.status in (401, 403) else "warning"
+            return [Finding("warning", None, None, f"HubSpot not reachable: schema not checked ({exc.detail})")]
+        level: Level = "error" if exc.status in (401, 403) else "warning"
         return [Finding(level, None, None, f"{exc}; schema not checked")]
     findings: list[Finding] = []
     for written in wanted:
@@ -242,8 +249,8 @@ def _type_findings(written: WrittenProperty, definition: dict[str, Any]) -> list
     literals = sorted({_text(v) for v in written.literals})
     found: list[Finding] = []
 
-    def add(level: str, message: str) -> None:
-        found.append(Finding(level, written.object, written.name, message, tuple(written.places)))  # type: ignore[arg-type]
+    def add(level: Level, message: str) -> None:
+        found.append(Finding(level, written.object, written.name, message, tuple(written.places)))
 
     if htype == "enumeration":
         options = [str(o.get("value")) for o in definition.get("options") or []]
@@ -264,28 +271,13 @@ def _type_findings(written: WrittenProperty, definition: dict[str, Any]) -> list
                 add("error", f"{literal!r} written to a bool property: HubSpot accepts only true or false")
         if kind in ("number", "date", "datetime"):
             add("error", f"a {kind} value is written to a bool property: HubSpot accepts only true or false")
-    elif htype == "number":
-        if kind == "bool":
-            add("error", "true/false written to a number property: HubSpot refuses it")
-        elif kind == "string":
-            bad = [v for v in literals if not _NUMBER.fullmatch(v)]
-            if bad:
-                add("error", f"{bad[0]!r} written to a number property: HubSpot refuses it")
-            elif not literals:
-                add("warning", "a text value is written to a number property: it must render as a number")
-        elif kind in ("date", "datetime"):
-            add("warning", f"a {kind} is written to a number property: HubSpot takes it only as epoch "
-                           "milliseconds (`| epoch_ms`)")  # fmt: skip
-    elif htype in ("datetime", "date"):
-        if kind == "bool":
-            add("error", f"true/false written to a {htype} property: HubSpot refuses it")
-        elif kind == "string":
-            bad = [v for v in literals if not _ISO.fullmatch(v)]
-            if bad:
-                add("error", f"{bad[0]!r} written to a {htype} property: HubSpot wants ISO 8601 or epoch ms")
-            elif not literals:
-                add("warning", f"a text value is written to a {htype} property: it must render as ISO 8601 "
-                               "(`| iso_utc`) or epoch milliseconds")  # fmt: skip
+    elif htype in ("number", "datetime", "date"):
+        pattern, wanted = (_NUMBER, "a number") if htype == "number" else (_ISO, "ISO 8601 or epoch milliseconds")
+        bad = [v for v in literals if not pattern.fullmatch(v)]
+        if bad:
+            add("error", f"{bad[0]!r} written to a {htype} property: HubSpot wants {wanted}")
+        elif kind == "string" and not literals:
+            add("warning", f"a text value is written to a {htype} property: it must render as {wanted}")
         elif kind == "datetime" and htype == "date":
             add("warning", "a date-time is written to a date property: HubSpot takes only midnight UTC there "
                            "(use `| date_only(tz)`)")  # fmt: skip
