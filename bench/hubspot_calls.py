@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connector.config import Settings, parse_settings
+from connector.config import HubSpotSinkSettings, Settings, parse_settings
 from connector.crm_setup import run_hubspot_setup
 from connector.emulators.hubspot import HubSpotEmulator
 from connector.ingest import content_hash
@@ -98,7 +98,9 @@ class Bench:
         self.settings = settings(workdir, self.emulator.url)
         self.ledger = Ledger.open(self.settings.store)
         mapping = load_sink_mappings(self.settings)[SINK]
-        report = run_hubspot_setup(self.settings.sinks[SINK], mapping, extra_questions=["case_number"], sink=SINK)
+        sink_settings = self.settings.sinks[SINK]
+        assert isinstance(sink_settings, HubSpotSinkSettings)
+        report = run_hubspot_setup(sink_settings, mapping, extra_questions=["case_number"], sink=SINK)
         if not report.ok:
             raise SystemExit(f"crm-setup failed: {[p.render() for p in report.problems]}")
         self.worker = Worker(self.settings, ledger=self.ledger)
@@ -119,20 +121,28 @@ class Bench:
                                  content_hash=content_hash(document), sinks=[SINK])  # fmt: skip
         return event.id
 
-    def drain(self) -> None:
+    def drain(self, idle_rounds: int = 3) -> None:
         idle = 0
-        while idle < 3:
+        while idle < idle_rounds:
             done = self.worker.run_once()
             idle = idle + 1 if done == 0 else 0
             if done == 0:
                 time.sleep(0.05)
 
-    def measure(self, name: str, events: list[tuple[str, str]]) -> Figure:
-        """Ingest ``events`` (phone, end_reason) as a backlog, deliver them all, count HubSpot's requests."""
+    def measure(self, name: str, events: list[tuple[str, str]], *, backlog: bool = False) -> Figure:
+        """Deliver ``events`` (phone, end_reason) and count HubSpot's requests: one at a time (ingest, deliver,
+        next: nothing to batch, whatever the engine can do), or all ingested first as a ``backlog``."""
         self.emulator.reset_counters()
-        ids = [self.ingest(phone, reason) for phone, reason in events]
         started = time.monotonic()
-        self.drain()
+        if backlog:
+            ids = [self.ingest(phone, reason) for phone, reason in events]
+            started = time.monotonic()
+            self.drain()
+        else:
+            ids = []
+            for phone, reason in events:
+                ids.append(self.ingest(phone, reason))
+                self.drain(idle_rounds=1)
         figure = Figure(name, len(ids), seconds=time.monotonic() - started)
         log = self.emulator.request_log
         if len(log) > 1:  # first to last HubSpot request: the drain loop's idle rounds are not delivery time
@@ -182,7 +192,7 @@ def run(args: argparse.Namespace) -> Results:
         try:
             mix = [(new_number(1000 + i % args.numbers), "schedule_call_back" if i % 10 == 9 else
                     ORDINARY[i % len(ORDINARY)]) for i in range(args.backlog)]  # fmt: skip
-            backlog = bench.measure(f"backlog at {LIMIT}/{WINDOW_S:.0f}s", mix)
+            backlog = bench.measure(f"backlog at {LIMIT}/{WINDOW_S:.0f}s", mix, backlog=True)
         finally:
             bench.close()
     return Results(unbatched, backlog, args.numbers)
@@ -202,9 +212,9 @@ def render(results: Results, info: dict[str, Any]) -> str:
         "# HubSpot API calls per event (emulator, real engine and SDK)", "",
         f"- date: {info['date_utc']}", f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
         f"- command: `{info['command']}`",
-        "- setup: 1 worker, SQLite ledger, sink `hubspot`, default mapping, emulator with the connector's custom "
-        "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup", "",
-        "## (a) unbatched: calls per event", "", *rows(results), "",
+        ("- setup: 1 worker, SQLite ledger, sink `hubspot`, default mapping, emulator with the connector's custom "
+        "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup"), "",
+        "## (a) unbatched (one event at a time): calls per event", "", *rows(results), "",
         "Request mix per scenario:",
     ]  # fmt: skip
     for f in [*results.unbatched, b]:
@@ -212,20 +222,29 @@ def render(results: Results, info: dict[str, Any]) -> str:
         lines.append(f"- {f.name}: {mix}")
     lines += [
         "", f"## (b) backlog at HubSpot's private-app limit ({LIMIT} requests / {WINDOW_S:.0f} s)", "",
-        "| events | distinct numbers (all new) | callbacks | seconds | events/s | calls/event | requests/s | "
-        "budget used | 429s | failed |",
+        ("| events | distinct numbers (all new) | callbacks | seconds | events/s | calls/event | requests/s | "
+        "budget used | 429s | failed |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {b.events} | {results.numbers} | {b.events // 10} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | "
+        (f"| {b.events} | {results.numbers} | {b.events // 10} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | "
         f"{b.per_event:.2f} | {b.requests / b.seconds:.1f} | {b.requests / b.seconds / (LIMIT / WINDOW_S):.0%} | "
-        f"{b.throttled} | {b.failed} |",
-        "", f"At {b.per_event:.2f} calls/event the budget allows at most {ceiling:.1f} events/s "
-        f"({ceiling * 3600:,.0f} events/hour).", "",
-        f"**Batching across events is NOT implemented** (goal: ≤ {BATCH_GOAL} calls/event under a backlog): the "
-        "engine runs one delivery at a time and the HubSpot sink sends one request per action, so the backlog costs "
-        f"{b.per_event:.2f} calls/event, {b.per_event / BATCH_GOAL:.0f}× the goal. (`SinkCapabilities.max_batch` "
-        "is declared by the HubSpot sink but the engine does not use it yet.)",
+        f"{b.throttled} | {b.failed} |"),
+        "", (f"At {b.per_event:.2f} calls/event the budget allows at most {ceiling:.1f} events/s "
+        f"({ceiling * 3600:,.0f} events/hour)."), "",
+        batching_verdict(b),
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def batching_verdict(backlog: Figure) -> str:
+    """Decided from what HubSpot saw, not assumed: batching is being built while this script exists."""
+    batched = sum(count for kind, count in backlog.kinds.items() if "/batch/" in kind)
+    if backlog.per_event <= BATCH_GOAL:
+        return f"Batching across events: goal met ({backlog.per_event:.2f} ≤ {BATCH_GOAL} calls/event)."
+    how = ("no HubSpot batch endpoint was called: batching across events is NOT implemented (or not active) in "
+           "the engine that ran; it runs one delivery at a time, one request per action") if not batched else \
+        f"{batched} batch requests were sent, not enough to reach the goal"  # fmt: skip
+    return (f"**Batching across events: goal NOT met** (≤ {BATCH_GOAL} calls/event under a backlog; measured "
+            f"{backlog.per_event:.2f}, {backlog.per_event / BATCH_GOAL:.0f}× the goal): {how}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             {"name": f.name, "events": f.events, "requests": f.requests, "per_event": round(f.per_event, 3),
              "seconds": round(f.seconds, 2), "throttled_429": f.throttled, "failed": f.failed,
              "requests_by_kind": dict(f.kinds)} for f in [*results.unbatched, results.backlog]],
-            "batching_across_events": False}  # fmt: skip
+            "batch_requests": sum(c for k, c in results.backlog.kinds.items() if "/batch/" in k)}  # fmt: skip
         text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)

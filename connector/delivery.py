@@ -33,7 +33,7 @@ from connector.errors import (
 from connector.faults import crash_point
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
-from connector.ledger.deliveries import Claimed
+from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
@@ -116,44 +116,62 @@ class DeliveryRunner:
         journal = self._ledger.deliveries.journal(claimed.id)
         context = ExecutionContext(contact_key=claimed.contact_key)
         combined: list[tuple[Action, Action]] = []
-        combine = sink.capabilities.combine_actions
         for action in plan.actions:
-            entry = journal.get(action.key)
-            if entry and entry.status in (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value):
-                context.results[action.key] = ActionResult.model_validate(entry.result or {})
-                continue
-            contact = context.contact()
-            if not isinstance(action, ResolveContact) and contact is not None and contact.skipped:
-                self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
-                continue
-            runnable = self._allowed(claimed.sink, action, context) if isinstance(action, UpdateContact) else action
+            runnable = self._prepare(claimed, action, journal, context, sink)
             if runnable is None:
-                self._mark(claimed, action, ActionStatus.SKIPPED,
-                           ActionResult(skipped=True, detail={"reason": "precedence"}), context)
                 continue
-            if entry and entry.status == ActionStatus.IN_FLIGHT.value:
-                found = sink.lookup(runnable, context)
-                if found is not None:
-                    self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
-                    continue
-            if isinstance(action, ResolveContact) and not (entry and entry.status == ActionStatus.IN_FLIGHT.value):
-                cached = self._cached_contact(claimed.sink, action)
-                if cached is not None:
-                    self._mark(claimed, action, ActionStatus.SUCCEEDED, cached, context)
-                    continue
-            if combine and not isinstance(action, ResolveContact):
+            if sink.capabilities.combine_actions and not isinstance(action, ResolveContact):
                 combined.append((action, runnable))
                 continue
-            crash_point("before_crm_call")
-            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
-            result = self._call(sink, runnable, context)
-            crash_point("after_crm_call")
-            self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
-            if isinstance(action, ResolveContact):
-                self._remember_contact(claimed.sink, action, result)
-            crash_point("after_action")
+            self._run_one(claimed, action, runnable, context, sink)
         if combined:
             self._execute_combined(claimed, sink, combined, context)
+
+    def _prepare(self, claimed: Claimed, action: Action, journal: dict[str, JournalEntry],
+                 context: ExecutionContext, sink: Sink) -> Action | None:
+        """What is left to send for one action, or None when it needs no CRM call.
+
+        None when: it already succeeded (journal), the contact was skipped, precedence leaves no
+        field to write, the contact cache answers it, or an interrupted earlier attempt is found
+        by lookup. The outcome is recorded in the journal and in `context` either way.
+        """
+        entry = journal.get(action.key)
+        if entry and entry.status in (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value):
+            context.results[action.key] = ActionResult.model_validate(entry.result or {})
+            return None
+        contact = context.contact()
+        if not isinstance(action, ResolveContact) and contact is not None and contact.skipped:
+            self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
+            return None
+        runnable = self._allowed(claimed.sink, action, context) if isinstance(action, UpdateContact) else action
+        if runnable is None:
+            self._mark(claimed, action, ActionStatus.SKIPPED,
+                       ActionResult(skipped=True, detail={"reason": "precedence"}), context)
+            return None
+        in_flight = entry is not None and entry.status == ActionStatus.IN_FLIGHT.value
+        if in_flight:
+            found = sink.lookup(runnable, context)
+            if found is not None:
+                self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
+                return None
+        if isinstance(action, ResolveContact) and not in_flight:
+            cached = self._cached_contact(claimed.sink, action)
+            if cached is not None:
+                self._mark(claimed, action, ActionStatus.SUCCEEDED, cached, context)
+                return None
+        return runnable
+
+    def _run_one(self, claimed: Claimed, action: Action, runnable: Action, context: ExecutionContext,
+                 sink: Sink) -> None:
+        """One action through the sink, journaled in flight before and succeeded after."""
+        crash_point("before_crm_call")
+        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+        result = self._call(sink, runnable, context)
+        crash_point("after_crm_call")
+        self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
+        if isinstance(action, ResolveContact):
+            self._remember_contact(claimed.sink, action, result)
+        crash_point("after_action")
 
     def _execute_combined(self, claimed: Claimed, sink: Sink, actions: list[tuple[Action, Action]],
                           context: ExecutionContext) -> None:

@@ -16,7 +16,9 @@ import uuid
 from datetime import datetime
 
 from connector.config import Settings
-from connector.delivery import DeliveryRunner, SinkRuntime
+from connector.batching import BatchingRunner
+from connector.delivery import SinkRuntime
+from connector.ledger.deliveries import Claimed
 from connector.errors import AuthError, ConnectorError, SinkError
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
@@ -60,7 +62,7 @@ class Worker:
             window = limit.window_s if limit else sink.capabilities.window_s
             sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
             self._runtimes[name] = SinkRuntime(sink, mapping)
-        self._runner = DeliveryRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
+        self._runner = BatchingRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
                                       auth_probe_s=worker_settings.auth_probe_s,
                                       contact_cache_s=worker_settings.contact_cache_s)
         self.ledger.sinks.heartbeat(self.id)
@@ -108,16 +110,19 @@ class Worker:
         with self._held_lock:
             self._held.update(c.id for c in claimed)
         done = 0
-        for index, delivery in enumerate(claimed):
-            if self.stop_requested.is_set() or delivery.sink not in self._active_sinks():
-                self._release([c.id for c in claimed[index:]])
-                break
+        by_sink: dict[str, list[Claimed]] = {}
+        for delivery in claimed:
+            by_sink.setdefault(delivery.sink, []).append(delivery)
+        for sink, group in by_sink.items():
+            if self.stop_requested.is_set() or sink not in self._active_sinks():
+                self._release([c.id for c in group])
+                continue
             try:
-                self._runner.run(delivery)
-                done += 1
+                self._runner.run_many(group)
+                done += len(group)
             finally:
                 with self._held_lock:
-                    self._held.discard(delivery.id)
+                    self._held.difference_update(c.id for c in group)
         return done
 
     def _active_sinks(self) -> list[str]:

@@ -18,7 +18,12 @@ NEWEST_EVENTS = 10_000
 
 
 def seen_question_names(ledger: Ledger, *, limit: int = NEWEST_EVENTS) -> list[str]:
-    """Sorted, unique ``question_fields`` keys of the newest ``limit`` stored events."""
+    """Sorted, unique ``question_fields`` keys of the newest ``limit`` stored events.
+
+    A store that was never migrated (set-up run before the first `connector serve`) has seen no question: [].
+    """
+    if not sa.inspect(ledger.engine).has_table(events.name):
+        return []
     query = sa.select(events.c.normalized).order_by(events.c.received_at.desc()).limit(limit)
     names: set[str] = set()
     with ledger.engine.connect() as connection:

@@ -290,6 +290,11 @@ def test_seen_question_names_reads_the_stored_events(tmp_path: Path) -> None:
         assert seen_question_names(ledger, limit=1) == []  # the newest event asked nothing
     finally:
         ledger.dispose()
+    never_migrated = Ledger.open(StoreSettings(url=f"sqlite:///{tmp_path / 'new.db'}"), migrate_schema=False)
+    try:
+        assert seen_question_names(never_migrated) == []  # crm-setup before the first `connector serve`
+    finally:
+        never_migrated.dispose()
 
 
 # -- end to end: set-up, then the sink writes the answers -----------------------------------------------

@@ -1,0 +1,142 @@
+"""Runs several claimed deliveries of one sink together when a backlog exists, sending each kind of
+action for up to `max_batch` events in one CRM request (HubSpot batch APIs, Salesforce sObject
+Collections). The exactly-once rules are those of connector.delivery, applied per action:
+
+1. contacts are resolved one delivery at a time (usually from the shared contact cache);
+2. then, stage by stage in plan order (call activities, contact updates, tasks), every pending
+   action of that kind is journaled `in_flight`, sent in batches, and journaled `succeeded` with
+   its CRM id; an action found `in_flight` after a crash is looked up first, as always;
+3. a failure of one item fails only its delivery (decided by `_fail` as usual); a failure of the
+   whole request (rate limit, outage, auth) fails every delivery in that batch the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.delivery import DeliveryRunner
+from connector.errors import MappingError, SinkError, TransientError
+from connector.faults import crash_point
+from connector.ledger.deliveries import Claimed
+from connector.ledger.schema import ActionStatus, DeliveryStatus
+from connector.plan import Action, HoldForReview, Plan, ResolveContact
+from connector.sinks.base import ActionResult, ExecutionContext, Sink
+
+log = logging.getLogger(__name__)
+
+STAGES = ("create_activity", "update_contact", "create_task")
+
+
+@dataclass
+class _InProgress:
+    claimed: Claimed
+    attempt_id: int
+    plan: Plan
+    context: ExecutionContext
+    journal: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+
+
+class BatchingRunner(DeliveryRunner):
+    """A DeliveryRunner that can also run a group of deliveries of one sink in batches."""
+
+    def run_many(self, claimed: list[Claimed]) -> list[str]:
+        """Run deliveries of ONE sink together; returns each one's outcome (same order not promised)."""
+        sink = self._sinks[claimed[0].sink].sink
+        if len(claimed) == 1 or sink.capabilities.max_batch <= 1 or not hasattr(sink, "execute_batch"):
+            return [self.run(c) for c in claimed]
+        outcomes: list[str] = []
+        group = [g for g in (self._start(c, outcomes) for c in claimed) if g is not None]
+        for item in group:
+            self._resolve(item, sink, outcomes)
+        for kind in STAGES:
+            self._stage(kind, [i for i in group if not i.failed], sink, outcomes)
+        for item in group:
+            if not item.failed:
+                outcomes.append(self._finish(item.claimed, item.attempt_id, DeliveryStatus.SUCCEEDED, "succeeded",
+                                             None))
+        return outcomes
+
+    def _start(self, claimed: Claimed, outcomes: list[str]) -> _InProgress | None:
+        attempt_id = self._ledger.deliveries.start_attempt(claimed.id, claimed.attempts, self._worker)
+        try:
+            plan = self._plan(claimed, self._sinks[claimed.sink].mapping)
+        except MappingError as exc:
+            outcomes.append(self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead",
+                                         {"kind": "mapping_error", "message": str(exc)}))
+            return None
+        except SinkError as exc:
+            outcomes.append(self._fail(claimed, attempt_id, exc))
+            return None
+        hold = next((a for a in plan.actions if isinstance(a, HoldForReview)), None)
+        if hold is not None:
+            outcomes.append(self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held",
+                                         {"kind": "hold", "message": hold.reason}))
+            return None
+        item = _InProgress(claimed, attempt_id, plan, ExecutionContext(contact_key=claimed.contact_key))
+        item.journal = self._ledger.deliveries.journal(claimed.id)
+        return item
+
+    def _resolve(self, item: _InProgress, sink: Sink, outcomes: list[str]) -> None:
+        for action in item.plan.actions:
+            if not isinstance(action, ResolveContact):
+                continue
+            try:
+                runnable = self._prepare(item.claimed, action, item.journal, item.context, sink)
+                if runnable is not None:
+                    self._run_one(item.claimed, action, runnable, item.context, sink)
+            except SinkError as exc:
+                item.failed = True
+                outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
+            except Exception as exc:  # noqa: BLE001 - like run(): unknown failures retry, bounded
+                log.exception("resolving a contact failed unexpectedly", extra={"event_id": item.claimed.event_id})
+                item.failed = True
+                outcomes.append(self._fail(item.claimed, item.attempt_id, TransientError(repr(exc))))
+
+    def _stage(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
+        """Every pending action of one kind, across the group, in batches of max_batch."""
+        pending: list[tuple[_InProgress, Action, Action]] = []
+        for item in group:
+            for action in item.plan.actions:
+                if action.kind != kind:
+                    continue
+                try:
+                    runnable = self._prepare(item.claimed, action, item.journal, item.context, sink)
+                except SinkError as exc:
+                    item.failed = True
+                    outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
+                    break
+                if runnable is not None:
+                    pending.append((item, action, runnable))
+        size = sink.capabilities.max_batch
+        for start in range(0, len(pending), size):
+            self._send(pending[start:start + size], sink, outcomes)
+
+    def _send(self, chunk: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]) -> None:
+        crash_point("before_crm_call")
+        for item, action, _ in chunk:
+            self._ledger.deliveries.journal_mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+        execute_batch = getattr(sink, "execute_batch")
+        try:
+            results = self._quick_retries()(execute_batch, [(runnable, item.context) for item, _, runnable in chunk])
+        except SinkError as exc:
+            for item in {id(i): i for i, _, _ in chunk}.values():
+                item.failed = True
+                outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
+            return
+        crash_point("after_crm_call")
+        for (item, action, runnable), result in zip(chunk, results, strict=True):
+            if item.failed:
+                continue
+            if isinstance(result, SinkError):
+                item.failed = True
+                outcomes.append(self._fail(item.claimed, item.attempt_id, result))
+                continue
+            self._mark(item.claimed, action, ActionStatus.SUCCEEDED, _as_result(result), item.context,
+                       written=runnable)
+
+
+def _as_result(result: Any) -> ActionResult:
+    return result if isinstance(result, ActionResult) else ActionResult.model_validate(result)
