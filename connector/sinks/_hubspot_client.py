@@ -135,6 +135,28 @@ class HubSpotApi:
             page = self._call(self._batch.read, object_type, batch_read_input_simple_public_object_id=body)
             yield from (page.results or []) if page is not None else []
 
+    def batch_create(self, object_type: str, inputs: list[dict[str, Any]]) -> list[Any]:
+        """Up to 100 records in one request: `inputs` are {"properties", "associations"}. Results are not
+        promised in input order (HubSpot's batch docs), so callers match them by a property they set."""
+        from hubspot.crm.objects import BatchInputSimplePublicObjectBatchInputForCreate
+
+        body = BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+        page = self._call(self._batch.create, object_type,
+                          batch_input_simple_public_object_batch_input_for_create=body)
+        if page is None:
+            raise TransientError(f"HubSpot answered an unexpected success status to a batch create of {object_type}")
+        return list(page.results or [])
+
+    def batch_update(self, object_type: str, inputs: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        """Up to 100 updates {"id", "properties"}; returns (results, errors) — a 207 lists per-id errors."""
+        from hubspot.crm.objects import BatchInputSimplePublicObjectBatchInput
+
+        body = BatchInputSimplePublicObjectBatchInput(inputs=inputs)
+        page = self._call(self._batch.update, object_type, batch_input_simple_public_object_batch_input=body)
+        if page is None:
+            return [], []
+        return list(page.results or []), list(getattr(page, "errors", None) or [])
+
     def create_text_property(self, object_type: str, name: str, label: str, group: str, group_label: str) -> None:
         """Create a single-line text property (and its group when missing); an existing one is fine (409)."""
         from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate

@@ -116,6 +116,20 @@ class HubSpotSink:
             return self._update_contact(action, context)
         raise PermanentError(f"the HubSpot sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
+    def execute_batch(self, items: list[tuple[Action, ExecutionContext]]) -> list[ActionResult | SinkError]:
+        """Several events' actions of one kind in as few requests as HubSpot allows (see _hubspot_batch)."""
+        from connector.sinks._hubspot_batch import execute_batch
+
+        return execute_batch(self, items)
+
+    @property
+    def uncertain_keys(self) -> set[str]:
+        """Writes whose outcome this process does not know: they go the single, looked-up path."""
+        return set(self._uncertain)
+
+    def association(self, object_type: str, contact: ActionResult) -> dict[str, Any]:
+        return _association(object_type, contact)
+
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         """Find a Call/Task an interrupted attempt wrote. Contact resolution and updates are safe to re-run."""
         if isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property:

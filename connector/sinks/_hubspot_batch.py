@@ -1,0 +1,118 @@
+"""Batched writes for the HubSpot sink under a backlog: up to 100 Calls, Tasks or contact updates of
+different events in one request (HubSpot's batch create/update APIs), instead of one each.
+
+Results of a batch create are matched to their actions by the idempotency key each record carries
+(HubSpot does not promise input order). A batch HubSpot refuses as a whole (one invalid value fails
+all of it) is retried item by item, so one bad event fails alone and the others go through.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from connector.errors import PermanentError, SinkError
+from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.sinks._hubspot_contacts import hubspot_properties
+from connector.sinks.base import ActionResult, ExecutionContext
+
+if TYPE_CHECKING:
+    from connector.sinks.hubspot import HubSpotSink
+
+Outcome = ActionResult | SinkError
+
+
+def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]]) -> list[Outcome]:
+    """One result (or per-item error) for each (action, context), in order."""
+    results: list[Outcome | None] = [None] * len(items)
+    creates: dict[str, list[int]] = {}
+    updates: dict[str, list[int]] = {}
+    for index, (action, context) in enumerate(items):
+        contact = context.contact()
+        batchable_create = isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property \
+            and action.key not in sink.uncertain_keys and (not action.associate_with_contact or _usable(contact))
+        if batchable_create:
+            creates.setdefault(action.object, []).append(index)
+        elif isinstance(action, UpdateContact) and _usable(contact) and action.fields:
+            updates.setdefault(action.object or contact.object or "contacts", []).append(index)
+        else:
+            results[index] = _single(sink, action, context)
+    for object_type, indexes in creates.items():
+        _create_many(sink, object_type, indexes, items, results)
+    for object_type, indexes in updates.items():
+        _update_many(sink, object_type, indexes, items, results)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def _usable(contact: ActionResult | None) -> bool:
+    return contact is not None and not contact.skipped and bool(contact.crm_id)
+
+
+def _single(sink: HubSpotSink, action: Action, context: ExecutionContext) -> Outcome:
+    try:
+        return sink.execute(action, context)
+    except SinkError as exc:
+        if not isinstance(exc, PermanentError):
+            raise  # an outage or rate limit concerns the whole batch
+        return exc
+
+
+def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
+                 results: list[Outcome | None]) -> None:
+    inputs, by_key = [], {}
+    for index in indexes:
+        action, context = items[index]
+        assert isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property
+        properties = hubspot_properties(action.properties)
+        properties.setdefault(action.idempotency_property, action.idempotency_key)
+        contact = context.contact()
+        associations = [sink.association(action.object, contact)] if action.associate_with_contact and contact else []
+        inputs.append({"properties": properties, "associations": associations})
+        by_key[action.idempotency_key] = index
+    try:
+        records = sink.api.batch_create(object_type, inputs)
+    except PermanentError:
+        for index in indexes:  # one bad input fails the whole batch: find it by sending them one by one
+            results[index] = _single(sink, *items[index])
+        return
+    for record in records:
+        properties = record.properties or {}
+        for key, index in by_key.items():
+            action = items[index][0]
+            if properties.get(action.idempotency_property) == key:  # type: ignore[union-attr]
+                results[index] = ActionResult(crm_id=str(record.id), object=object_type, created=True,
+                                              detail={"batch": len(indexes)})
+    for index in indexes:
+        if results[index] is None:  # not in the answer: write it on its own (looked up first if uncertain)
+            results[index] = _single(sink, *items[index])
+
+
+def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
+                 results: list[Outcome | None]) -> None:
+    ids = Counter(items[i][1].contact().crm_id for i in indexes)  # type: ignore[union-attr]
+    batched = [i for i in indexes if ids[items[i][1].contact().crm_id] == 1]  # type: ignore[union-attr]
+    for index in indexes:
+        if index not in batched:  # HubSpot refuses a batch naming one record twice
+            results[index] = _single(sink, *items[index])
+    if not batched:
+        return
+    inputs: list[dict[str, Any]] = []
+    for index in batched:
+        action, context = items[index]
+        assert isinstance(action, UpdateContact)
+        inputs.append({"id": context.contact().crm_id,  # type: ignore[union-attr]
+                       "properties": hubspot_properties({f.property: f.value for f in action.fields})})
+    try:
+        _, errors = sink.api.batch_update(object_type, inputs)
+    except PermanentError:
+        for index in batched:  # e.g. a new question's property: the single path creates it
+            results[index] = _single(sink, *items[index])
+        return
+    failed_ids = {str(i) for error in errors for i in (getattr(error, "context", None) or {}).get("ids", [])}
+    for index, sent in zip(batched, inputs, strict=True):
+        if sent["id"] in failed_ids:
+            results[index] = _single(sink, *items[index])  # gone or refused: the single path says which
+        else:
+            results[index] = ActionResult(crm_id=sent["id"], object=object_type,
+                                          detail={"fields": sorted(sent["properties"]), "batch": len(batched)})

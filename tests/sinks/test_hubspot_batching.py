@@ -1,0 +1,67 @@
+"""Under a backlog the HubSpot sink writes many events' Calls and contact updates per request,
+through the real engine, client and emulator — with the same exactly-once guarantees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connector.emulators.hubspot import HubSpotEmulator
+from connector.ledger import Ledger
+from connector.worker import Worker
+from tests.delivery_support import drain, ingest
+from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings
+
+
+def numbers(count: int) -> list[str]:
+    return [f"+1312555{1000 + i:04d}" for i in range(count)]
+
+
+def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> None:
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
+                         seed_custom_properties=True) as emulator:
+        settings = engine_settings(emulator, tmp_path)
+        ledger = Ledger.open(settings.store)
+        worker = Worker(settings, ledger=ledger)
+        worker.open()
+        try:
+            for i, phone in enumerate(numbers(40)):  # first calls: contacts get created and cached
+                ingest(ledger, 1000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=phone)
+            drain(worker)
+            emulator.reset_counters()
+            ids = [ingest(ledger, 2000 + i, sinks=("hs",), end_reason="hung_up", record_phone_number=phone)
+                   for i, phone in enumerate(numbers(40))]
+            drain(worker)
+            counts = ledger.deliveries.counts()
+        finally:
+            worker.close()
+            ledger.dispose()
+        requests = emulator.request_count()
+        assert counts[("hs", "succeeded")] == 80
+        assert requests / len(ids) <= 0.2, f"{requests} requests for {len(ids)} events"
+        for event_id in ids:
+            [call] = calls_of(emulator, int(event_id))
+            assert call["properties"]["hs_call_external_id"] == f"2x-{event_id}"
+        contact = next(c for c in emulator.objects("contacts") if c["properties"].get("phone") == numbers(1)[0])
+        assert contact["properties"]["twox_last_call_outcome"] == "hung_up"
+
+
+def test_one_bad_event_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
+                         seed_custom_properties=True) as emulator:
+        settings = engine_settings(emulator, tmp_path)
+        ledger = Ledger.open(settings.store)
+        worker = Worker(settings, ledger=ledger)
+        worker.open()
+        try:
+            good = [ingest(ledger, 3000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers(5))]
+            bad = ingest(ledger, 3999, sinks=("hs",), record_phone_number="+13125559999",
+                         call={"end_reason": "hung_up", "call_direction": "sideways", "duration": 5})
+            drain(worker)
+            states = {e: [d["status"] for d in ledger.deliveries_for(e)] for e in [*good, bad]}
+            reason = ledger.deliveries_for(bad)[0]["dead_reason"]
+        finally:
+            worker.close()
+            ledger.dispose()
+        assert all(states[e] == ["succeeded"] for e in good)
+        assert states[bad] == ["dead"] and "SIDEWAYS" in reason
+        assert all(len(calls_of(emulator, int(e))) == 1 for e in good)
