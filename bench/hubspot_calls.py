@@ -167,7 +167,7 @@ def settings(workdir: Path, url: str) -> Settings:
 @dataclass
 class Results:
     unbatched: list[Figure]
-    backlog: Figure
+    backlogs: list[Figure]
     numbers: int
 
 
@@ -192,10 +192,12 @@ def run(args: argparse.Namespace) -> Results:
         try:
             mix = [(new_number(1000 + i % args.numbers), "schedule_call_back" if i % 10 == 9 else
                     ORDINARY[i % len(ORDINARY)]) for i in range(args.backlog)]  # fmt: skip
-            backlog = bench.measure(f"backlog at {LIMIT}/{WINDOW_S:.0f}s", mix, backlog=True)
+            backlogs = [bench.measure(f"backlog, {args.numbers} new numbers", mix, backlog=True),
+                        bench.measure(f"backlog, the same {args.numbers} numbers again (contacts known, cache warm)",
+                                      mix, backlog=True)]  # fmt: skip
         finally:
             bench.close()
-    return Results(unbatched, backlog, args.numbers)
+    return Results(unbatched, backlogs, args.numbers)
 
 
 def rows(results: Results) -> Iterator[str]:
@@ -206,32 +208,31 @@ def rows(results: Results) -> Iterator[str]:
 
 
 def render(results: Results, info: dict[str, Any]) -> str:
-    b = results.backlog
-    ceiling = LIMIT / WINDOW_S / b.per_event if b.per_event else 0.0
     lines = [
         "# HubSpot API calls per event (emulator, real engine and SDK)", "",
         f"- date: {info['date_utc']}", f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
         f"- command: `{info['command']}`",
         ("- setup: 1 worker, SQLite ledger, sink `hubspot`, default mapping, emulator with the connector's custom "
-        "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup"), "",
+         "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup"), "",
         "## (a) unbatched (one event at a time): calls per event", "", *rows(results), "",
         "Request mix per scenario:",
     ]  # fmt: skip
-    for f in [*results.unbatched, b]:
+    for f in [*results.unbatched, *results.backlogs]:
         mix = ", ".join(f"{kind} ×{count}" for kind, count in f.kinds.most_common())
         lines.append(f"- {f.name}: {mix}")
     lines += [
-        "", f"## (b) backlog at HubSpot's private-app limit ({LIMIT} requests / {WINDOW_S:.0f} s)", "",
-        ("| events | distinct numbers (all new) | callbacks | seconds | events/s | calls/event | requests/s | "
-        "budget used | 429s | failed |"),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        (f"| {b.events} | {results.numbers} | {b.events // 10} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | "
-        f"{b.per_event:.2f} | {b.requests / b.seconds:.1f} | {b.requests / b.seconds / (LIMIT / WINDOW_S):.0%} | "
-        f"{b.throttled} | {b.failed} |"),
-        "", (f"At {b.per_event:.2f} calls/event the budget allows at most {ceiling:.1f} events/s "
-        f"({ceiling * 3600:,.0f} events/hour)."), "",
-        batching_verdict(b),
+        "", (f"## (b) backlog at HubSpot's private-app limit ({LIMIT} requests / {WINDOW_S:.0f} s; "
+        f"every 10th event a callback)"), "",
+        ("| backlog | events | seconds | events/s | calls/event | requests/s | budget used | 429s | failed | "
+        "events/s the budget allows |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
+    for b in results.backlogs:
+        ceiling = LIMIT / WINDOW_S / b.per_event if b.per_event else float("inf")
+        lines.append(f"| {b.name} | {b.events} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | {b.per_event:.2f} | "
+                     f"{b.requests / b.seconds:.1f} | {b.requests / b.seconds / (LIMIT / WINDOW_S):.0%} | "
+                     f"{b.throttled} | {b.failed} | {ceiling:.1f} |")  # fmt: skip
+    lines += ["", *(f"- {b.name}: {batching_verdict(b)}" for b in results.backlogs)]
     return "\n".join(lines)
 
 
@@ -242,7 +243,8 @@ def batching_verdict(backlog: Figure) -> str:
         return f"Batching across events: goal met ({backlog.per_event:.2f} ≤ {BATCH_GOAL} calls/event)."
     how = ("no HubSpot batch endpoint was called: batching across events is NOT implemented (or not active) in "
            "the engine that ran; it runs one delivery at a time, one request per action") if not batched else \
-        f"{batched} batch requests were sent, not enough to reach the goal"  # fmt: skip
+        (f"{batched} batch requests were sent; the other {backlog.requests - batched} requests "
+         "(contact searches and creates, one per new number) are not batched")  # fmt: skip
     return (f"**Batching across events: goal NOT met** (≤ {BATCH_GOAL} calls/event under a backlog; measured "
             f"{backlog.per_event:.2f}, {backlog.per_event / BATCH_GOAL:.0f}× the goal): {how}.")
 
@@ -250,7 +252,7 @@ def batching_verdict(backlog: Figure) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30, help="events per unbatched scenario")
-    parser.add_argument("--backlog", type=int, default=300, help="events in the rate-limited backlog run")
+    parser.add_argument("--backlog", type=int, default=300, help="events in each rate-limited backlog run")
     parser.add_argument("--numbers", type=int, default=60, help="distinct (new) numbers in the backlog run")
     parser.add_argument("--json", nargs="?", const="-", default=None, help="also write JSON (to FILE or stdout)")
     args = parser.parse_args(argv)
@@ -261,15 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         data = {"machine": info, "scenarios": [
             {"name": f.name, "events": f.events, "requests": f.requests, "per_event": round(f.per_event, 3),
              "seconds": round(f.seconds, 2), "throttled_429": f.throttled, "failed": f.failed,
-             "requests_by_kind": dict(f.kinds)} for f in [*results.unbatched, results.backlog]],
-            "batch_requests": sum(c for k, c in results.backlog.kinds.items() if "/batch/" in k)}  # fmt: skip
+             "requests_by_kind": dict(f.kinds)} for f in [*results.unbatched, *results.backlogs]]}  # fmt: skip
         text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
-    failed = sum(f.failed for f in [*results.unbatched, results.backlog])
-    return 1 if failed or results.backlog.throttled else 0
+    failed = sum(f.failed for f in [*results.unbatched, *results.backlogs])
+    return 1 if failed or any(b.throttled for b in results.backlogs) else 0
 
 
 if __name__ == "__main__":

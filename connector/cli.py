@@ -80,24 +80,79 @@ def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int |
 
 @main.command()
 @config_option
-def validate(config_path: Path | None) -> None:
-    """Check the config and every sink's mapping; exit 0 when usable, 1 with every problem listed.
+@click.option("--offline", is_flag=True, help="Do not check the mappings against the CRMs' schemas.")
+def validate(config_path: Path | None, offline: bool) -> None:
+    """Check the config, every sink's mapping and (when reachable) the CRM schema; exit 0 when usable,
+    1 with every problem listed.
 
-    Warnings (outcomes without a bundle, templates reading unknown fields) do not fail validation.
+    Warnings (outcomes without a bundle, templates reading unknown fields, a CRM not reachable) do
+    not fail validation.
     """
+    from connector.crm_setup.checks import schema_findings
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
 
     settings = _settings(config_path)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
+    errors = 0
     for name, mapping in mappings.items():
         for warning in lint(mapping):
             click.echo(f"warning: sinks.{name}: {warning}", err=True)
+        if offline or not settings.sinks[name].enabled:
+            continue
+        for finding in schema_findings(name, settings.sinks[name], mapping):
+            click.echo(f"sinks.{name}: {finding.render()}", err=True)
+            errors += finding.level == "error"
+    if errors:
+        raise click.ClickException(f"{errors} problem(s) between the mappings and the CRMs (listed above)")
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
         f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}",
         err=True,
     )
+
+
+@main.command("crm-setup")
+@config_option
+@click.option("--sink", "sink_names", multiple=True, help="Sink from the config (repeatable; default: every enabled "
+                                                          "hubspot and salesforce sink).")
+@click.option("--question", "questions", multiple=True, help="Also prepare twox_q_<name> for this question name.")
+@click.option("--no-ledger-questions", is_flag=True, help="Do not read question names from the stored events.")
+@click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing in the CRM.")
+def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: tuple[str, ...],
+              no_ledger_questions: bool, dry_run: bool) -> None:
+    """Create (HubSpot) or list with exact instructions (Salesforce) the custom CRM properties the
+    mappings need; safe to re-run."""
+    from connector.crm_setup import seen_question_names
+    from connector.crm_setup.checks import SETUP_TYPES, run_setup
+    from connector.mapping.sinks import load_sink_mappings
+
+    settings = _settings(config_path)
+    names = list(sink_names) or [n for n in settings.enabled_sinks() if settings.sinks[n].type in SETUP_TYPES]
+    if not names:
+        raise click.UsageError("no hubspot or salesforce sink in the config; name one with --sink")
+    for name in names:
+        if name not in settings.sinks:
+            raise click.UsageError(f"no sink named {name!r}; configured: {', '.join(sorted(settings.sinks))}")
+        if settings.sinks[name].type not in SETUP_TYPES:
+            raise click.ClickException(f"sinks.{name}: crm-setup supports {', '.join(SETUP_TYPES)} sinks")
+    mappings = load_sink_mappings(settings, names)
+    seen: list[str] = []
+    if not no_ledger_questions:
+        ledger = Ledger.open(settings.store)
+        try:
+            seen = seen_question_names(ledger)
+        finally:
+            ledger.dispose()
+    reports = []
+    for name in names:
+        report = run_setup(name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run)
+        for problem in report.problems:
+            click.echo(f"sinks.{name}: {problem.render()}", err=True)
+        reports.append(report.to_dict())
+    _echo_json(reports[0] if len(reports) == 1 else reports)
+    if not all(r["ok"] for r in reports):
+        raise click.exceptions.Exit(1)
 
 
 @main.command()

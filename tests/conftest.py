@@ -27,6 +27,23 @@ PG_ADMIN_URL = os.environ.get("CONNECTOR_TEST_PG_URL", "postgresql+psycopg://pos
 TOKEN = "test-token-" + "x" * 20
 
 
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "", None}
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach past this machine: resolving or connecting to any other host fails loudly."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in _LOOPBACK_NAMES and not str(name).startswith("127."):
+            raise OSError(f"test tried to reach {name!r}: only loopback is allowed")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may depend on the developer's credentials, proxies or config."""

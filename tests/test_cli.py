@@ -42,7 +42,7 @@ def test_validate_reports_ok_and_problems(tmp_path: Path, config_file: Path) -> 
     assert code == 0 and "OK" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("receiver: {auth: {tokens: []}, port: 0}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
-    code, _, err = run("validate", "--config", str(bad))
+    code, _, err = run("validate", "--offline", "--config", str(bad))
     assert code == 1
     assert "receiver.auth.tokens" in err and "receiver.port" in err
 
@@ -50,7 +50,7 @@ def test_validate_reports_ok_and_problems(tmp_path: Path, config_file: Path) -> 
 def test_validate_names_a_missing_mapping_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("receiver: {auth: {tokens: [t]}}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
-    code, _, err = run("validate", "--config", str(path))
+    code, _, err = run("validate", "--offline", "--config", str(path))
     assert code == 1 and "sinks.h.mapping: file not found: nope.yaml" in err
 
 
@@ -110,3 +110,19 @@ def test_send_sample_posts_an_accepted_event(served_sqlite: Served) -> None:
 def test_commands_need_a_config(tmp_path: Path) -> None:
     code, _, err = run("status", "1")
     assert code == 2 and "--config" in err
+
+
+def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> None:
+    from connector.emulators.hubspot import HubSpotEmulator
+
+    with HubSpotEmulator(seed_custom_properties=False) as emulator:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
+                                        "sinks": {"hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token",
+                                                         "base_url": emulator.url}}}))
+        code, _, err = run("validate", "--config", str(path))
+        assert code == 1 and "twox_do_not_call" in err and "crm-setup --sink hs" in err
+        code, out, _ = run("crm-setup", "--config", str(path), "--no-ledger-questions")
+        assert code == 0 and "twox_do_not_call" in out
+        code, _, err = run("validate", "--config", str(path))
+        assert code == 0, err

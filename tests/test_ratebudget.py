@@ -42,7 +42,7 @@ def test_ledger_bucket_is_shared_and_stays_under_the_limit(ledger: Ledger) -> No
     sink = f"s-{uuid.uuid4().hex[:6]}"
     granted = granted_in(lambda: RateGate(LedgerBucket(ledger, sink, requests=40, window_s=1.0), max_sleep_s=0.05), 2.0)
     # 40/s for 2 s: never more than the limit, and most of it used.
-    assert 60 <= granted <= 80
+    assert 60 <= granted <= 76
 
 
 def test_redis_bucket_is_shared_and_stays_under_the_limit() -> None:
@@ -55,4 +55,4 @@ def test_redis_bucket_is_shared_and_stays_under_the_limit() -> None:
     sink = f"s-{uuid.uuid4().hex[:6]}"
     granted = granted_in(lambda: RateGate(RedisBucket(redis.Redis.from_url(REDIS_URL), sink, 100, 1.0),
                                           max_sleep_s=0.02), 2.0)
-    assert 150 <= granted <= 200
+    assert 150 <= granted <= 190

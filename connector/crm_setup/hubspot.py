@@ -32,7 +32,7 @@ from connector.crm_setup._model import (
     SetupReport,
 )
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.planner import _property_name
+from connector.mapping.planner import property_name
 from connector.mapping.writes import ValueKind, WrittenProperty, mapping_writes
 
 OWNED_PREFIX = "twox_"
@@ -79,7 +79,7 @@ def wanted_properties(mapping: LoadedMapping, question_names: Iterable[str] = ()
         for question in sorted(set(question_names)):
             if question in spec.map:
                 continue
-            name = _property_name(spec.wildcard, question, spec.name_style)
+            name = property_name(spec.wildcard, question, spec.name_style)
             for obj in objects:
                 entry = found.setdefault((obj, name), WrittenProperty(obj, name, _TRANSFORM_KIND[spec.transform]))
                 entry.places.append(f"question_fields.wildcard ({question})")

@@ -231,7 +231,7 @@ def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[st
         rule = spec.map.get(name)
         if rule is None and spec.wildcard is None:
             continue
-        prop = rule.property if rule else _property_name(spec.wildcard or "", name, spec.name_style)
+        prop = rule.property if rule else property_name(spec.wildcard or "", name, spec.name_style)
         converted = _convert(answer, rule, spec.transform)
         if converted is _UNUSABLE:
             warnings.append(f"question {name!r}: answer not usable as {(rule and rule.transform) or spec.transform}")
@@ -273,7 +273,7 @@ def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> 
     return str(answer)
 
 
-def _property_name(pattern: str, name: str, style: str) -> str:
+def property_name(pattern: str, name: str, style: str) -> str:
     """`twox_q_{name}` with the question name made a valid property name for the CRM.
 
     A name with nothing left after sanitizing (e.g. all Cyrillic) gets a short hash, so two such

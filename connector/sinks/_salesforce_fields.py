@@ -62,6 +62,34 @@ def _number(text: str) -> int | float | None:
         return None
 
 
+def describe_objects(connection: SalesforceConnection,
+                     names: list[str]) -> tuple[dict[str, Any], dict[str, SinkError]]:
+    """``sobjects/{T}/describe`` of up to 25 objects in ONE API call: (bodies by name, failures by name).
+
+    A failure of the whole request (outage, expired credentials) raises; a failure of one object (it does not
+    exist, or this user cannot see it) is returned for that object, classified like any Salesforce error.
+    """
+    if len(names) == 1:
+        name = identifier(names[0], "object")
+        body = connection.call(lambda sf: sf.restful(f"sobjects/{name}/describe"), where=f"describe {name}")
+        return {name: body}, {}
+    base = connection.base_path()
+    payload = {"allOrNone": False, "compositeRequest": [
+        {"method": "GET", "url": f"{base}/sobjects/{identifier(name, 'object')}/describe", "referenceId": f"describe{i}"}
+        for i, name in enumerate(names)]}
+    answer = connection.call(lambda sf: sf.restful("composite", method="POST", json=payload),
+                             where="describe (composite)")
+    described: dict[str, Any] = {}
+    failures: dict[str, SinkError] = {}
+    for name, sub in zip(names, (answer or {}).get("compositeResponse", []), strict=False):
+        status = int(sub.get("httpStatusCode") or 0)
+        if status < 300:
+            described[name] = sub.get("body")
+        else:
+            failures[name] = classify(status, sub.get("body"), where=f"describe {name}")
+    return described, failures
+
+
 class FieldTypes:
     """Field name → describe type, per sObject, fetched once per sink lifetime."""
 
@@ -81,24 +109,7 @@ class FieldTypes:
             return
         extra = [o for o in PREFETCH if o.lower() not in self._types and o.lower() not in map(str.lower, wanted)]
         batch = (wanted + extra)[:MAX_SUBREQUESTS]
-        base = self._connection.base_path()
-        if len(batch) == 1:
-            described = {batch[0]: self._connection.call(lambda sf: sf.restful(f"sobjects/{batch[0]}/describe"),
-                                                         where=f"describe {batch[0]}")}
-            failures: dict[str, SinkError] = {}
-        else:
-            payload = {"allOrNone": False, "compositeRequest": [
-                {"method": "GET", "url": f"{base}/sobjects/{name}/describe", "referenceId": f"describe{i}"}
-                for i, name in enumerate(batch)]}
-            answer = self._connection.call(lambda sf: sf.restful("composite", method="POST", json=payload),
-                                           where="describe (composite)")
-            described, failures = {}, {}
-            for name, sub in zip(batch, (answer or {}).get("compositeResponse", []), strict=False):
-                status = int(sub.get("httpStatusCode") or 0)
-                if status < 300:
-                    described[name] = sub.get("body")
-                else:
-                    failures[name] = classify(status, sub.get("body"), where=f"describe {name}")
+        described, failures = describe_objects(self._connection, batch)
         with self._lock:
             for name, body in described.items():
                 fields = body.get("fields") if isinstance(body, dict) else None

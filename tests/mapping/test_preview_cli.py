@@ -77,11 +77,11 @@ def test_validate_reports_mapping_errors_and_warnings(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
                                       "sinks": {"crm": {"type": "hubspot", "access_token": "x", "mapping": "broken.yaml"}}}))
-    code, _, err = run("validate", "--config", str(config))
+    code, _, err = run("validate", "--offline", "--config", str(config))
     assert code == 1 and "outcomes[0].rank" in err and "(line " in err
 
     warned = default_mapping_path("hubspot").read_text().replace("{{ outcome.label }}", "{{ outcome.lable }}")
     (tmp_path / "broken.yaml").write_text(warned)
-    code, _, err = run("validate", "--config", str(config))
+    code, _, err = run("validate", "--offline", "--config", str(config))
     assert code == 0
     assert "outcome.lable" in err and "warning:" in err

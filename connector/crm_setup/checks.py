@@ -1,0 +1,36 @@
+"""One entry point per job for the CLI, whatever the sink type: schema checks and set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.crm_setup._model import Finding, SetupReport
+from connector.mapping.loader import LoadedMapping
+
+SETUP_TYPES = ("hubspot", "salesforce")
+
+
+def schema_findings(name: str, settings: Any, mapping: LoadedMapping) -> list[Finding]:
+    """What the CRM's schema says about a mapping (empty for sink types without a schema check)."""
+    if settings.type == "hubspot":
+        from connector.crm_setup.hubspot import validate_against_hubspot
+
+        return validate_against_hubspot(settings, mapping, sink=name)
+    if settings.type == "salesforce":
+        try:
+            from connector.crm_setup.salesforce import validate_against_salesforce
+        except ImportError:
+            return []
+        return validate_against_salesforce(settings, mapping)
+    return []
+
+
+def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool) -> SetupReport:
+    """HubSpot: create the connector's properties. Salesforce: list the fields to create, with steps."""
+    if settings.type == "hubspot":
+        from connector.crm_setup.hubspot import run_hubspot_setup
+
+        return run_hubspot_setup(settings, mapping, extra_questions=questions, dry_run=dry_run, sink=name)
+    from connector.crm_setup.salesforce import salesforce_setup_instructions
+
+    return salesforce_setup_instructions(settings, mapping)

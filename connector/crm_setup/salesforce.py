@@ -1,0 +1,405 @@
+"""Salesforce schema check and set-up instructions for a mapping: `connector validate` and `connector crm-setup`.
+
+Why: Salesforce refuses a whole write when ONE field in it is missing, not writable, too long or not a value of a
+restricted picklist, and the delivery engine then dead-letters the event. So every field a mapping writes is checked
+against the org's describe before deliveries start (one API call for all objects).
+
+Why instructions instead of creating fields (as the HubSpot set-up does): creating a Salesforce field needs the
+Metadata API, a deployment, field-level security for the integration user's profile and, for Leads, a conversion
+mapping. An admin does that in minutes from Setup, or deploys the package this module writes (``out``); the
+connector itself keeps to the REST API and the permissions it needs for calls.
+
+Shapes are those of the HubSpot set-up (``Finding``, ``SetupReport``), so the CLI treats both CRMs alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from connector.config import SalesforceSinkSettings
+from connector.crm_setup._model import Finding, Level, SchemaAccessError, SetupReport
+from connector.errors import AuthError, ConfigError, PermanentError, RateLimited, SinkError
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.writes import WrittenProperty, mapping_writes
+from connector.sinks._salesforce_client import SalesforceConnection
+from connector.sinks._salesforce_fields import coerce, describe_objects
+
+OWNED = re.compile(r"^TwoX_\w+__c$")
+"""The connector's own custom fields: missing ones get set-up instructions, the others a plain error."""
+TEXT_TYPES = frozenset({"string", "textarea", "phone", "email", "url", "encryptedstring", "combobox"})
+STATUS_TABLES = {("lead", "status"): "Lead Status", ("task", "status"): "Task Status",
+                 ("task", "priority"): "Task Priority", ("case", "status"): "Case Status",
+                 ("opportunity", "stagename"): "Stage"}
+"""Standard picklists whose values live in a Setup table (LeadStatus: IsConverted, TaskStatus: IsClosed, …).
+Describe may call them unrestricted, but a value outside the table breaks conversion, closing and reports, and
+the precedence rules rank exactly these values: treated as restricted (an error)."""
+_CREATE_PLACE = re.compile(r"^(contact\.create\.|activity\.|tasks\.|(outcomes\[\d+\]|fallback)\.activity\.)")
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+PERMISSION_SET = "TwoX_Call_Connector"
+METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
+
+
+class _NoGate:
+    """Set-up makes a handful of calls; it need not draw from the workers' shared budget."""
+
+    def wait(self, cost: int = 1) -> None:
+        return None
+
+
+# -- describing the org ---------------------------------------------------------------------------------------
+
+
+def _objects(wanted: list[WrittenProperty]) -> list[str]:
+    return sorted({w.object for w in wanted})
+
+
+def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -> dict[str, Any]:
+    """Describe bodies by object name (a PermanentError for an object the org lacks); SchemaAccessError when the
+    org cannot be asked at all."""
+    try:
+        connection = SalesforceConnection(sink, settings)
+    except ConfigError as exc:
+        raise SchemaAccessError(f"sinks.{sink}.auth cannot log in: {exc}") from exc
+    connection.open(_NoGate())
+    try:
+        found: dict[str, Any] = {}
+        for start in range(0, len(objects), 25):
+            described, failures = describe_objects(connection, objects[start:start + 25])
+            found.update(described)
+            found.update(failures)
+        return found
+    except AuthError as exc:
+        raise SchemaAccessError(f"Salesforce rejected the credentials ({exc.code or exc.status}): check "
+                                f"sinks.{sink}.auth", status=exc.status, detail=exc.crm_message or "") from exc
+    except RateLimited as exc:
+        raise SchemaAccessError(f"Salesforce refused the request: {exc.crm_message or exc}",
+                                status=exc.status) from exc
+    except SinkError as exc:
+        unreachable = not isinstance(exc, PermanentError) and (exc.status is None or exc.status >= 500)
+        raise SchemaAccessError(f"Salesforce not reachable ({exc})" if unreachable else str(exc), status=exc.status,
+                                unreachable=unreachable, detail=f"{settings.instance_url}: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def _fields(body: Any) -> dict[str, dict[str, Any]]:
+    return {str(f["name"]).lower(): f for f in (body or {}).get("fields") or [] if isinstance(f, dict)}
+
+
+# -- checking one written property ----------------------------------------------------------------------------
+
+
+def validate_against_salesforce(settings: SalesforceSinkSettings, mapping: LoadedMapping, *,
+                                sink: str = "salesforce") -> list[Finding]:
+    """Every problem Salesforce would raise when the mapping writes: missing or read-only fields, wrong value
+    types, restricted picklist values, texts longer than their field. Never raises: an unreachable org gives one
+    warning (validating a config offline must work), rejected credentials one error."""
+    wanted = mapping_writes(mapping)
+    try:
+        org = _describe(settings, _objects(wanted), sink)
+    except SchemaAccessError as exc:
+        if exc.unreachable:
+            return [Finding("warning", None, None, f"Salesforce not reachable: schema not checked ({exc.detail})")]
+        level: Level = "error" if exc.status in (401, 403) or "credentials" in str(exc) else "warning"
+        return [Finding(level, None, None, f"{exc}; schema not checked")]
+    findings: list[Finding] = []
+    for obj in _objects(wanted):
+        if isinstance(org.get(obj), SinkError):
+            findings.append(Finding("error", obj, None, f"the org has no sObject {obj}, or this user cannot see it "
+                                    f"({org[obj].code or org[obj].status})"))
+    for written in wanted:
+        body = org.get(written.object)
+        if not isinstance(body, SinkError):
+            findings += _check(mapping, written, _fields(body), sink)
+    return findings
+
+
+def _check(mapping: LoadedMapping, written: WrittenProperty, fields: dict[str, dict[str, Any]],
+           sink: str) -> list[Finding]:
+    places = tuple(written.places)
+    definition = fields.get(written.name.lower())
+    if definition is None:
+        return [_missing(written, fields, sink)]
+    found: list[Finding] = []
+
+    def add(level: Level, message: str) -> None:
+        found.append(Finding(level, written.object, written.name, message, places))
+
+    creating = [p for p in places if _CREATE_PLACE.match(p)]
+    if creating and not definition.get("createable"):
+        add("error", "cannot be set on create (not createable, or read-only for this user): remove it from "
+                     f"{', '.join(creating[:2])}")
+    if len(creating) < len(places) and not definition.get("updateable"):
+        add("error", "cannot be updated (not updateable, or read-only for this user): remove it from the contact "
+                     "updates")
+    ftype = str(definition.get("type") or "string")
+    for literal in sorted(written.literals, key=repr):
+        found += [Finding(level, written.object, written.name, message, places)
+                  for level, message in _literal_problems(written, definition, ftype, literal)]
+    if ftype == "date" and written.kind == "datetime":
+        add("warning", "a date-time is written to a date field: use `| date_only(tz)` for the lead's local date")
+    elif written.kind in ("date", "datetime", "number") and ftype not in TEXT_TYPES | {
+            "date", "datetime", "int", "double", "currency", "percent"}:
+        add("error", f"a {written.kind} value is written to a {ftype} field")
+    found += _length_problems(mapping, written, definition, ftype)
+    return found
+
+
+def _missing(written: WrittenProperty, fields: dict[str, dict[str, Any]], sink: str) -> Finding:
+    places = tuple(written.places)
+    hint = ("this user's profile may also lack field-level security for it; " if written.name.endswith("__c")
+            else "")
+    if OWNED.match(written.name):
+        return Finding("error", written.object, written.name,
+                       f"does not exist on {written.object} in the org ({hint}run `connector crm-setup --sink {sink}` "
+                       "for instructions)", places)
+    names = [str(f.get("name")) for f in fields.values()]
+    close = difflib.get_close_matches(written.name, names, n=1, cutoff=0.8)
+    did_you_mean = f"did you mean {close[0]}? " if close else ""
+    return Finding("error", written.object, written.name,
+                   f"does not exist on {written.object} in the org: {did_you_mean}{hint}fix the name in the mapping "
+                   "or create the field in Setup", places)
+
+
+def _literal_problems(written: WrittenProperty, definition: dict[str, Any], ftype: str,
+                      literal: Any) -> list[tuple[Level, str]]:
+    key = (written.object.lower(), written.name.lower())
+    if isinstance(literal, bool) and ftype != "boolean":
+        if ftype in TEXT_TYPES and ftype != "combobox":
+            return [("warning", (f"{str(literal).lower()} is written to a {ftype} field: stored as the text "
+                                f"'{str(literal).lower()}'"))]
+        return [("error", (f"{str(literal).lower()} is written to a {ftype} field: Salesforce accepts true/false "
+                          "only in a checkbox"))]
+    if ftype == "boolean" and not isinstance(coerce("boolean", literal), bool):
+        return [("error", f"{literal!r} is written to a checkbox: use true or false")]
+    if ftype in ("int", "double", "currency", "percent") and isinstance(coerce(ftype, literal), str):
+        return [("error", f"{literal!r} is written to a {ftype} field: it must be a number")]
+    if ftype not in ("picklist", "multipicklist") or not isinstance(literal, str):
+        return []
+    active = [str(v.get("value")) for v in definition.get("picklistValues") or [] if v.get("active", True)]
+    chosen = literal.split(";") if ftype == "multipicklist" else [literal]
+    bad = [v for v in chosen if v not in active]
+    if not bad or not active:
+        return []
+    table = STATUS_TABLES.get(key)
+    restricted = bool(definition.get("restrictedPicklist")) or table is not None
+    kind = "restricted picklist" if definition.get("restrictedPicklist") else (
+        f"picklist whose values are set in Setup ({table})" if table else "picklist")
+    same = [v for v in active if v.lower() == bad[0].lower()]
+    hint = f" (did you mean {same[0]}? values are case-sensitive)" if same else ""
+    shown = ", ".join(active[:30]) + (", …" if len(active) > 30 else "")
+    consequence = "Salesforce refuses it" if restricted else "Salesforce stores it, but it is no value of the list"
+    return [("error" if restricted else "warning",
+             (f"{bad[0]!r} is not an active value of the {kind} {written.object}.{written.name}{hint}; "
+             f"{consequence}. Its values are: {shown}"))]
+
+
+def _length_problems(mapping: LoadedMapping, written: WrittenProperty, definition: dict[str, Any],
+                     ftype: str) -> list[Finding]:
+    """Texts longer than the field: Salesforce refuses them (STRING_TOO_LONG) unless activity.limits cuts them."""
+    length = int(definition.get("length") or 0)
+    if ftype not in TEXT_TYPES | {"picklist", "multipicklist"} or length <= 0:
+        return []
+    places = tuple(written.places)
+    limited = any(not p.startswith(("contact", "outcomes", "fallback.contact", "also")) or ".activity." in p
+                  for p in places)  # activity.limits applies to activity and task properties only
+    limit = mapping.spec.activity.limits.get(written.name) if limited else None
+    if limit is not None:
+        if limit.max_length > length:
+            return [Finding("warning", written.object, written.name,
+                            f"activity.limits.{written.name}.max_length is {limit.max_length}, but the field holds "
+                            f"{length} characters: lower it to {length}", places)]
+        return []
+    found: list[Finding] = []
+    for place in places:
+        value = mapping.values.get(place)
+        if value is None:
+            continue
+        shortest, longest = _rendered_length(mapping, value.kind, value.text)
+        if shortest > length or (longest is not None and longest > length):
+            at_least = shortest > length
+            size = shortest if at_least else longest
+            found.append(Finding("warning", written.object, written.name,
+                                 f"{place} renders {'at least' if at_least else 'up to'} {size} characters; the field "
+                                 f"holds {length}" + (f": add activity.limits.{written.name}" if limited else ""),
+                                 (place,)))
+    return found
+
+
+def _rendered_length(mapping: LoadedMapping, kind: str, text: Any) -> tuple[int, int | None]:
+    """(certain minimum, maximum when every part is known) of what a mapping value renders to."""
+    if kind == "literal":
+        size = len(text) if isinstance(text, str) else 0
+        return size, size
+    if not isinstance(text, str):
+        return 0, None
+    spec = mapping.spec
+    bundles = [*spec.outcomes, spec.fallback]
+    known: dict[str, list[str]] = {"outcome.label": [b.label or "" for b in bundles],
+                                   "outcome.name": [b.name for b in bundles]}
+    known.update({f"constants.{k}": [str(v)] for k, v in spec.constants.items()})
+    shortest = longest = len(_EXPRESSION.sub("", text))
+    bounded = kind == "template"
+    for match in _EXPRESSION.finditer(text):
+        values = known.get((match[1] or "").strip())
+        if values is None:
+            bounded = False
+            continue
+        shortest += min(map(len, values))
+        longest += max(map(len, values))
+    return shortest, longest if bounded else None
+
+
+# -- instructions for the fields the org lacks ----------------------------------------------------------------
+
+_FIELD_TYPES = {"bool": ("Checkbox", "Checkbox"), "datetime": ("DateTime", "Date/Time"), "date": ("Date", "Date"),
+                "number": ("Number", "Number(18, 0)"), "string": ("Text", "Text(255)")}
+"""Value kind → (Metadata API type, what Setup's New Field wizard calls it)."""
+
+
+@dataclass(frozen=True)
+class CustomFieldSpec:
+    """A custom field the mapping writes and the org lacks, with everything an admin needs to create it."""
+
+    object: str
+    name: str
+    label: str
+    type: str
+    """Metadata API type: Checkbox, DateTime, Date, Number or Text."""
+    setup_type: str
+    """As the New Field wizard shows it: Checkbox, Date/Time, Date, Number(18, 0), Text(255)."""
+    places: tuple[str, ...] = ()
+
+    @property
+    def length(self) -> int | None:
+        return 255 if self.type == "Text" else None
+
+    def steps(self) -> list[str]:
+        """Setup → Object Manager, click by click."""
+        details = {"Checkbox": "Default Value: Unchecked", "Text": "Length: 255", "Number": "Length: 18, Decimal "
+                   "Places: 0"}.get(self.type)
+        return [f"Setup → Object Manager → {self.object} → Fields & Relationships → New",
+                f"Data type: {self.setup_type.split('(')[0]} → Next",
+                f"Field Label: {self.label}; Field Name: {self.name[:-3]} (Salesforce adds __c)"
+                + (f"; {details}" if details else "") + " → Next",
+                "Field-level security: tick Visible (not Read-Only) for the profile of the connector's user → Next",
+                "Page layouts: optional → Save"]
+
+    def xml(self) -> str:
+        """The ``<fields>`` element of ``objects/<Object>.object`` (Metadata API, mdapi format)."""
+        extra = {"Checkbox": "<defaultValue>false</defaultValue>", "Text": "<length>255</length>",
+                 "Number": "<precision>18</precision><scale>0</scale>"}.get(self.type, "")
+        description = escape(f"Written by the 2X call connector ({', '.join(self.places[:2])}).")
+        return (f"    <fields>\n        <fullName>{escape(self.name)}</fullName>\n        {extra}\n"
+                f"        <description>{description}</description>\n        <externalId>false</externalId>\n"
+                f"        <label>{escape(self.label)}</label>\n        <trackHistory>false</trackHistory>\n"
+                f"        <type>{self.type}</type>\n    </fields>\n").replace("        \n", "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": self.object, "name": self.name, "label": self.label, "type": self.type,
+                "setup_type": self.setup_type, "length": self.length, "steps": self.steps(),
+                "places": list(self.places)}
+
+
+@dataclass
+class SalesforceSetupReport(SetupReport):
+    """`crm-setup` for Salesforce: nothing is created (``dry_run`` is always true); ``created`` lists the fields an
+    admin must create (``Object.Field``), ``fields`` how, and ``files`` the Metadata API package written."""
+
+    fields: list[CustomFieldSpec] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields], "files": self.files}
+
+    def render(self) -> str:
+        """The instructions as text for a terminal."""
+        if not self.fields:
+            lines = [f"Every custom field the mapping of sink {self.sink!r} writes exists in the org."]
+        else:
+            lines = [(f"The org lacks {len(self.fields)} custom field(s) the mapping of sink {self.sink!r} writes. "
+                     "Create each one (or deploy the package written with --out):"), ""]
+            for spec in self.fields:
+                lines += [f"{spec.object}.{spec.name}  ({spec.setup_type}, label {spec.label!r})",
+                          *(f"   {n}. {step}" for n, step in enumerate(spec.steps(), 1)), ""]
+            if {"Contact", "Lead"} <= {s.object for s in self.fields}:
+                lines.append("Then: Object Manager → Lead → Fields & Relationships → Map Lead Fields: map each "
+                             "Lead TwoX_* field to the Contact field of the same name, so conversion keeps it.")
+        if self.files:
+            lines += ["", "Metadata API package: " + ", ".join(self.files),
+                      (f"Deploy: sf project deploy start --metadata-dir {Path(self.files[0]).parent} "
+                      f"--target-org <alias>; then assign the permission set {PERMISSION_SET} to the connector's "
+                      "user (fields deployed this way are invisible until it is).")]
+        lines += [p.render() for p in self.problems]
+        return "\n".join(lines)
+
+
+def field_spec(written: WrittenProperty) -> CustomFieldSpec:
+    """What to create for one missing custom field, from the kind of value the mapping writes."""
+    metadata_type, setup_type = _FIELD_TYPES[written.kind]
+    words = written.name[:-3].replace("TwoX_", "2X ", 1).replace("_", " ").strip()
+    return CustomFieldSpec(written.object, written.name, words[:40], metadata_type, setup_type,
+                           tuple(written.places))
+
+
+def salesforce_setup_instructions(settings: SalesforceSinkSettings, mapping: LoadedMapping, *,
+                                  sink: str = "salesforce", out: Path | None = None) -> SalesforceSetupReport:
+    """Which custom fields (``__c``) the mapping writes that the org lacks, per object, and how to create them.
+
+    One API call (the describes). With ``out``, writes a Metadata API package there (package.xml, objects/*.object,
+    a permission set granting the connector's user access). ``problems`` holds everything else the schema check
+    finds (a missing standard field cannot be created: it is a typo). Raises SchemaAccessError when the org cannot
+    be asked (unreachable, credentials rejected), like ``run_hubspot_setup``.
+    """
+    wanted = mapping_writes(mapping)
+    org = _describe(settings, _objects(wanted), sink)
+    report = SalesforceSetupReport(sink=sink, dry_run=True)
+    for written in wanted:
+        body = org.get(written.object)
+        if isinstance(body, SinkError):
+            continue
+        present = written.name.lower() in _fields(body)
+        key = f"{written.object}.{written.name}"
+        if written.name.endswith("__c") and not present:
+            report.fields.append(field_spec(written))
+            report.created.append(key)
+        elif OWNED.match(written.name):
+            report.already_present.append(key)
+    needed = {(s.object, s.name) for s in report.fields}
+    report.problems = [f for f in validate_against_salesforce(settings, mapping, sink=sink)
+                       if (f.object, f.property) not in needed]
+    if out is not None and report.fields:
+        report.files = write_package(report.fields, Path(out), settings.api_version)
+    return report
+
+
+def write_package(specs: Iterable[CustomFieldSpec], out: Path, api_version: str) -> list[str]:
+    """A Metadata API (mdapi format) package creating ``specs`` and a permission set for them; the paths written."""
+    specs = list(specs)
+    header = '<?xml version="1.0" encoding="UTF-8"?>\n'
+    files: dict[Path, str] = {}
+    for obj in sorted({s.object for s in specs}):
+        body = "".join(s.xml() for s in specs if s.object == obj)
+        files[out / "objects" / f"{obj}.object"] = f'{header}<CustomObject xmlns="{METADATA_NS}">\n{body}</CustomObject>\n'
+    permissions = "".join(f"    <fieldPermissions>\n        <editable>true</editable>\n        <field>{s.object}."
+                          f"{s.name}</field>\n        <readable>true</readable>\n    </fieldPermissions>\n"
+                          for s in specs)
+    files[out / "permissionsets" / f"{PERMISSION_SET}.permissionset"] = (
+        f'{header}<PermissionSet xmlns="{METADATA_NS}">\n    <description>Lets the 2X call connector read and write '
+        f"its fields.</description>\n{permissions}    <hasActivationRequired>false</hasActivationRequired>\n"
+        f"    <label>2X Call Connector</label>\n</PermissionSet>\n")
+    members = "".join(f"        <members>{s.object}.{s.name}</members>\n" for s in specs)
+    files[out / "package.xml"] = (
+        f'{header}<Package xmlns="{METADATA_NS}">\n    <types>\n{members}        <name>CustomField</name>\n'
+        f"    </types>\n    <types>\n        <members>{PERMISSION_SET}</members>\n        <name>PermissionSet</name>"
+        f"\n    </types>\n    <version>{api_version}</version>\n</Package>\n")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return [str(p) for p in files]
