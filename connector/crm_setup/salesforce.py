@@ -98,8 +98,8 @@ def _fields(body: Any) -> dict[str, dict[str, Any]]:
 def validate_against_salesforce(settings: SalesforceSinkSettings, mapping: LoadedMapping, *,
                                 sink: str = "salesforce") -> list[Finding]:
     """Every problem Salesforce would raise when the mapping writes: missing or read-only fields, wrong value
-    types, restricted picklist values, texts longer than their field. Never raises: an unreachable org gives one
-    warning (validating a config offline must work), rejected credentials one error."""
+    types, restricted picklist values, texts longer than their field. One API call. Never raises: an unreachable
+    org gives one warning (validating a config offline must work), rejected credentials one error."""
     wanted = mapping_writes(mapping)
     try:
         org = _describe(settings, _objects(wanted), sink)
@@ -108,11 +108,13 @@ def validate_against_salesforce(settings: SalesforceSinkSettings, mapping: Loade
             return [Finding("warning", None, None, f"Salesforce not reachable: schema not checked ({exc.detail})")]
         level: Level = "error" if exc.status in (401, 403) or "credentials" in str(exc) else "warning"
         return [Finding(level, None, None, f"{exc}; schema not checked")]
-    findings: list[Finding] = []
-    for obj in _objects(wanted):
-        if isinstance(org.get(obj), SinkError):
-            findings.append(Finding("error", obj, None, f"the org has no sObject {obj}, or this user cannot see it "
-                                    f"({org[obj].code or org[obj].status})"))
+    return _findings(mapping, wanted, org, sink)
+
+
+def _findings(mapping: LoadedMapping, wanted: list[WrittenProperty], org: dict[str, Any], sink: str) -> list[Finding]:
+    findings = [Finding("error", obj, None, f"the org has no sObject {obj}, or this user cannot see it "
+                        f"({org[obj].code or org[obj].status})") for obj in _objects(wanted)
+                if isinstance(org.get(obj), SinkError)]
     for written in wanted:
         body = org.get(written.object)
         if not isinstance(body, SinkError):
@@ -153,18 +155,15 @@ def _check(mapping: LoadedMapping, written: WrittenProperty, fields: dict[str, d
 
 def _missing(written: WrittenProperty, fields: dict[str, dict[str, Any]], sink: str) -> Finding:
     places = tuple(written.places)
-    hint = ("this user's profile may also lack field-level security for it; " if written.name.endswith("__c")
-            else "")
+    hint = ", or this user cannot see it (field-level security)" if written.name.endswith("__c") else ""
     if OWNED.match(written.name):
-        return Finding("error", written.object, written.name,
-                       f"does not exist on {written.object} in the org ({hint}run `connector crm-setup --sink {sink}` "
-                       "for instructions)", places)
+        return Finding("error", written.object, written.name, f"does not exist on {written.object} in the org{hint}: "
+                       f"run `connector crm-setup --sink {sink}` for instructions", places)
     names = [str(f.get("name")) for f in fields.values()]
     close = difflib.get_close_matches(written.name, names, n=1, cutoff=0.8)
     did_you_mean = f"did you mean {close[0]}? " if close else ""
-    return Finding("error", written.object, written.name,
-                   f"does not exist on {written.object} in the org: {did_you_mean}{hint}fix the name in the mapping "
-                   "or create the field in Setup", places)
+    return Finding("error", written.object, written.name, f"does not exist on {written.object} in the org{hint}: "
+                   f"{did_you_mean}fix the name in the mapping or create the field in Setup", places)
 
 
 def _literal_problems(written: WrittenProperty, definition: dict[str, Any], ftype: str,
@@ -292,14 +291,16 @@ class CustomFieldSpec:
                 "Page layouts: optional → Save"]
 
     def xml(self) -> str:
-        """The ``<fields>`` element of ``objects/<Object>.object`` (Metadata API, mdapi format)."""
-        extra = {"Checkbox": "<defaultValue>false</defaultValue>", "Text": "<length>255</length>",
-                 "Number": "<precision>18</precision><scale>0</scale>"}.get(self.type, "")
-        description = escape(f"Written by the 2X call connector ({', '.join(self.places[:2])}).")
-        return (f"    <fields>\n        <fullName>{escape(self.name)}</fullName>\n        {extra}\n"
-                f"        <description>{description}</description>\n        <externalId>false</externalId>\n"
-                f"        <label>{escape(self.label)}</label>\n        <trackHistory>false</trackHistory>\n"
-                f"        <type>{self.type}</type>\n    </fields>\n").replace("        \n", "")
+        """The ``<fields>`` element of ``objects/<Object>.object`` (Metadata API, mdapi format). Elements in the
+        schema's order, fullName first then alphabetical: a deploy refuses one "invalid at this location"."""
+        elements = {"defaultValue": "false" if self.type == "Checkbox" else None,
+                    "description": f"Written by the 2X call connector ({', '.join(self.places[:2])}).",
+                    "externalId": "false", "label": self.label, "length": self.length,
+                    "precision": 18 if self.type == "Number" else None,
+                    "required": None if self.type == "Checkbox" else "false",
+                    "scale": 0 if self.type == "Number" else None, "trackHistory": "false", "type": self.type}
+        body = "".join(f"        <{k}>{escape(str(v))}</{k}>\n" for k, v in elements.items() if v is not None)
+        return f"    <fields>\n        <fullName>{escape(self.name)}</fullName>\n{body}    </fields>\n"
 
     def to_dict(self) -> dict[str, Any]:
         return {"object": self.object, "name": self.name, "label": self.label, "type": self.type,
@@ -362,18 +363,16 @@ def salesforce_setup_instructions(settings: SalesforceSinkSettings, mapping: Loa
     report = SalesforceSetupReport(sink=sink, dry_run=True)
     for written in wanted:
         body = org.get(written.object)
+        key = f"{written.object}.{written.name}"
         if isinstance(body, SinkError):
             continue
-        present = written.name.lower() in _fields(body)
-        key = f"{written.object}.{written.name}"
-        if written.name.endswith("__c") and not present:
+        if written.name.endswith("__c") and written.name.lower() not in _fields(body):
             report.fields.append(field_spec(written))
             report.created.append(key)
         elif OWNED.match(written.name):
             report.already_present.append(key)
     needed = {(s.object, s.name) for s in report.fields}
-    report.problems = [f for f in validate_against_salesforce(settings, mapping, sink=sink)
-                       if (f.object, f.property) not in needed]
+    report.problems = [f for f in _findings(mapping, wanted, org, sink) if (f.object, f.property) not in needed]
     if out is not None and report.fields:
         report.files = write_package(report.fields, Path(out), settings.api_version)
     return report
