@@ -213,3 +213,20 @@ def test_health_and_readiness(served: Served) -> None:
     assert requests.get(served.base_url + "/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(served.base_url + "/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["store"] == "ok"
+
+
+def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
+    from connector.app import create_app
+    from connector.ledger import Ledger
+    from tests.conftest import make_settings
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}")
+    rotated = settings.model_copy(update={"receiver": settings.receiver.model_copy(update={"auth": settings.receiver.auth.model_copy(
+        update={"tokens": [*settings.receiver.auth.tokens, type(settings.receiver.auth.tokens[0])("next-token-" + "y" * 20)]})})})
+    client = create_app(rotated, ledger=Ledger.open(rotated.store)).test_client()
+    for number, token in enumerate([settings.receiver.auth.tokens[0].get_secret_value(), "next-token-" + "y" * 20]):
+        answer = client.post(rotated.receiver.path, data=json.dumps(sample_payload(900 + number)),
+                             headers={"Authorization": token, "Content-Type": JSON})
+        assert answer.status_code == 202
+    assert client.post(rotated.receiver.path, data=b"{}", headers={"Authorization": "old-token",
+                                                                  "Content-Type": JSON}).status_code == 401

@@ -193,3 +193,59 @@ def _empty_store(store_url: str) -> None:
     ledger = Ledger.open(make_settings(store_url).store)
     _truncate_all(ledger)
     ledger.dispose()
+
+
+def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknowledged_call_once(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The whole `connector serve` (receiver + embedded worker) is killed while 2X posts and the
+    worker delivers; after a restart every acknowledged call reaches the CRM exactly once."""
+    from connector.default_mappings import default_mapping_path
+    from tests.support.recorder import Recorder
+
+    recorder = Recorder()
+    recorder.start()
+    try:
+        port = free_port()
+        _empty_store(store_url)
+        config = tmp_path / "serve.yaml"
+        config.write_text(yaml.safe_dump({
+            "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+            "store": {"url": store_url}, "serve": {"workers": 3},
+            "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
+                              "headers": {"Authorization": f"Bearer {recorder.token}"}}},
+            "worker": {"poll_interval_s": 0.05, "lease_s": 5},
+            "logging": {"level": "WARNING"},
+        }))
+        acknowledged: list[str] = []
+
+        def send(i: int) -> None:
+            try:
+                answer = post(port, sample_payload(800_000 + i, record_phone_number=f"+1202555{i:04d}"))
+            except requests.RequestException:
+                return
+            if answer.status_code == 202:
+                acknowledged.append(answer.json()["id"])
+
+        with running(["serve", "--config", str(config)], tmp_path, port) as server:
+            with ThreadPoolExecutor(6) as pool:
+                futures = [pool.submit(send, i) for i in range(300)]
+                while len(acknowledged) < 80 or len(recorder.writes) < 40:
+                    time.sleep(0.01)
+                os.killpg(server.pid, signal.SIGKILL)
+                for future in futures:
+                    future.result()
+        with running(["serve", "--config", str(config)], tmp_path, port):
+            ledger = Ledger.open(load_settings(config).store, migrate_schema=False)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                done = {d["event_id"] for e in acknowledged for d in ledger.deliveries_for(e) if d["status"] == "succeeded"}
+                if len(done) == len(acknowledged):
+                    break
+                time.sleep(0.3)
+            ledger.dispose()
+        assert len(done) == len(acknowledged) >= 80
+        assert recorder.duplicates() == {}
+        assert {f"2x-{e}:activity" for e in acknowledged} <= recorder.keys()
+    finally:
+        recorder.stop()

@@ -39,7 +39,8 @@ STATUS_TABLES = {("lead", "status"): "Lead Status", ("task", "status"): "Task St
 """Standard picklists whose values live in a Setup table (LeadStatus: IsConverted, TaskStatus: IsClosed, …).
 Describe may call them unrestricted, but a value outside the table breaks conversion, closing and reports, and
 the precedence rules rank exactly these values: treated as restricted (an error)."""
-_CREATE_PLACE = re.compile(r"^(contact\.create\.|activity\.|tasks\.|(outcomes\[\d+\]|fallback)\.activity\.)")
+_ACTIVITY_PLACE = re.compile(r"^(activity\.|tasks\.|(outcomes\[\d+\]|fallback)\.activity\.)")
+"""Mapping paths that write the call Task or a follow-up Task: created, and subject to activity.limits."""
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 PERMISSION_SET = "TwoX_Call_Connector"
 METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
@@ -48,8 +49,7 @@ METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
 class _NoGate:
     """Set-up makes a handful of calls; it need not draw from the workers' shared budget."""
 
-    def wait(self, cost: int = 1) -> None:
-        return None
+    def wait(self, cost: int = 1) -> None: ...
 
 
 # -- describing the org ---------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -
     try:
         connection = SalesforceConnection(sink, settings)
     except ConfigError as exc:
-        raise SchemaAccessError(f"sinks.{sink}.auth cannot log in: {exc}") from exc
+        raise SchemaAccessError(f"sinks.{sink}.auth cannot log in: {exc}", status=401) from exc
     connection.open(_NoGate())
     try:
         found: dict[str, Any] = {}
@@ -74,12 +74,11 @@ def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -
             found.update(described)
             found.update(failures)
         return found
-    except AuthError as exc:
+    except AuthError as exc:  # status 401 whatever Salesforce said: the credentials are the problem
         raise SchemaAccessError(f"Salesforce rejected the credentials ({exc.code or exc.status}): check "
-                                f"sinks.{sink}.auth", status=exc.status, detail=exc.crm_message or "") from exc
+                                f"sinks.{sink}.auth", status=401, detail=exc.crm_message or "") from exc
     except RateLimited as exc:
-        raise SchemaAccessError(f"Salesforce refused the request: {exc.crm_message or exc}",
-                                status=exc.status) from exc
+        raise SchemaAccessError(f"Salesforce refused the request: {exc.crm_message or exc}", status=429) from exc
     except SinkError as exc:
         unreachable = not isinstance(exc, PermanentError) and (exc.status is None or exc.status >= 500)
         raise SchemaAccessError(f"Salesforce not reachable ({exc})" if unreachable else str(exc), status=exc.status,
@@ -106,8 +105,7 @@ def validate_against_salesforce(settings: SalesforceSinkSettings, mapping: Loade
     except SchemaAccessError as exc:
         if exc.unreachable:
             return [Finding("warning", None, None, f"Salesforce not reachable: schema not checked ({exc.detail})")]
-        level: Level = "error" if exc.status in (401, 403) or "credentials" in str(exc) else "warning"
-        return [Finding(level, None, None, f"{exc}; schema not checked")]
+        return [Finding("error" if exc.status == 401 else "warning", None, None, f"{exc}; schema not checked")]
     return _findings(mapping, wanted, org, sink)
 
 
@@ -133,7 +131,7 @@ def _check(mapping: LoadedMapping, written: WrittenProperty, fields: dict[str, d
     def add(level: Level, message: str) -> None:
         found.append(Finding(level, written.object, written.name, message, places))
 
-    creating = [p for p in places if _CREATE_PLACE.match(p)]
+    creating = [p for p in places if p.startswith("contact.create.") or _ACTIVITY_PLACE.match(p)]
     if creating and not definition.get("createable"):
         add("error", "cannot be set on create (not createable, or read-only for this user): remove it from "
                      f"{', '.join(creating[:2])}")
@@ -142,7 +140,8 @@ def _check(mapping: LoadedMapping, written: WrittenProperty, fields: dict[str, d
                      "updates")
     ftype = str(definition.get("type") or "string")
     for literal in sorted(written.literals, key=repr):
-        found += [Finding(level, written.object, written.name, message, places)
+        at = tuple(p for p in places if (v := mapping.values.get(p)) is not None and v.text == literal) or places
+        found += [Finding(level, written.object, written.name, message, at)
                   for level, message in _literal_problems(written, definition, ftype, literal)]
     if ftype == "date" and written.kind == "datetime":
         add("warning", "a date-time is written to a date field: use `| date_only(tz)` for the lead's local date")
@@ -188,15 +187,14 @@ def _literal_problems(written: WrittenProperty, definition: dict[str, Any], ftyp
         return []
     table = STATUS_TABLES.get(key)
     restricted = bool(definition.get("restrictedPicklist")) or table is not None
-    kind = "restricted picklist" if definition.get("restrictedPicklist") else (
-        f"picklist whose values are set in Setup ({table})" if table else "picklist")
     same = [v for v in active if v.lower() == bad[0].lower()]
     hint = f" (did you mean {same[0]}? values are case-sensitive)" if same else ""
     shown = ", ".join(active[:30]) + (", …" if len(active) > 30 else "")
-    consequence = "Salesforce refuses it" if restricted else "Salesforce stores it, but it is no value of the list"
-    return [("error" if restricted else "warning",
-             (f"{bad[0]!r} is not an active value of the {kind} {written.object}.{written.name}{hint}; "
-             f"{consequence}. Its values are: {shown}"))]
+    consequence = ("a restricted picklist: Salesforce refuses the record" if definition.get("restrictedPicklist")
+                   else f"its values are kept in Setup ({table}): another breaks conversion, closing and reports"
+                   if table else "Salesforce stores it, but as no value of the list")
+    message = f"{bad[0]!r} is not an active value of {written.object}.{written.name}{hint} ({consequence})"
+    return [("error" if restricted else "warning", f"{message}; its values are: {shown}")]
 
 
 def _length_problems(mapping: LoadedMapping, written: WrittenProperty, definition: dict[str, Any],
@@ -206,8 +204,7 @@ def _length_problems(mapping: LoadedMapping, written: WrittenProperty, definitio
     if ftype not in TEXT_TYPES | {"picklist", "multipicklist"} or length <= 0:
         return []
     places = tuple(written.places)
-    limited = any(not p.startswith(("contact", "outcomes", "fallback.contact", "also")) or ".activity." in p
-                  for p in places)  # activity.limits applies to activity and task properties only
+    limited = any(_ACTIVITY_PLACE.match(p) for p in places)  # limits apply to activity and task properties only
     limit = mapping.spec.activity.limits.get(written.name) if limited else None
     if limit is not None:
         if limit.max_length > length:
@@ -334,7 +331,7 @@ class SalesforceSetupReport(SetupReport):
                              "Lead TwoX_* field to the Contact field of the same name, so conversion keeps it.")
         if self.files:
             lines += ["", "Metadata API package: " + ", ".join(self.files),
-                      (f"Deploy: sf project deploy start --metadata-dir {Path(self.files[0]).parent} "
+                      (f"Deploy: sf project deploy start --metadata-dir {Path(self.files[-1]).parent} "
                       f"--target-org <alias>; then assign the permission set {PERMISSION_SET} to the connector's "
                       "user (fields deployed this way are invisible until it is).")]
         lines += [p.render() for p in self.problems]
@@ -345,8 +342,7 @@ def field_spec(written: WrittenProperty) -> CustomFieldSpec:
     """What to create for one missing custom field, from the kind of value the mapping writes."""
     metadata_type, setup_type = _FIELD_TYPES[written.kind]
     words = written.name[:-3].replace("TwoX_", "2X ", 1).replace("_", " ").strip()
-    return CustomFieldSpec(written.object, written.name, words[:40], metadata_type, setup_type,
-                           tuple(written.places))
+    return CustomFieldSpec(written.object, written.name, words[:40], metadata_type, setup_type, tuple(written.places))
 
 
 def salesforce_setup_instructions(settings: SalesforceSinkSettings, mapping: LoadedMapping, *,
@@ -362,8 +358,7 @@ def salesforce_setup_instructions(settings: SalesforceSinkSettings, mapping: Loa
     org = _describe(settings, _objects(wanted), sink)
     report = SalesforceSetupReport(sink=sink, dry_run=True)
     for written in wanted:
-        body = org.get(written.object)
-        key = f"{written.object}.{written.name}"
+        body, key = org.get(written.object), f"{written.object}.{written.name}"
         if isinstance(body, SinkError):
             continue
         if written.name.endswith("__c") and written.name.lower() not in _fields(body):

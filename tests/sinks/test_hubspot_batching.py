@@ -65,3 +65,29 @@ def test_one_bad_event_in_a_batch_fails_alone(tmp_path: Path) -> None:
         assert all(states[e] == ["succeeded"] for e in good)
         assert states[bad] == ["dead"] and "SIDEWAYS" in reason
         assert all(len(calls_of(emulator, int(e))) == 1 for e in good)
+
+
+def test_a_429_storm_is_absorbed_without_a_failed_delivery(tmp_path: Path) -> None:
+    """The portal's real limit is far below what the sink was told: HubSpot answers 429 again and
+    again; every delivery still succeeds, none is dead-lettered, none is written twice."""
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=8, rate_window_s=1.0, search_rate_per_s=None,
+                         seed_custom_properties=True) as emulator:
+        settings = engine_settings(emulator, tmp_path)
+        ledger = Ledger.open(settings.store)
+        worker = Worker(settings, ledger=ledger)
+        worker.open()
+        try:
+            ids = [ingest(ledger, 4000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=p)
+                   for i, p in enumerate(numbers(12))]
+            import time
+            deadline = time.monotonic() + 60
+            while ledger.deliveries.counts().get(("hs", "succeeded"), 0) < len(ids) and time.monotonic() < deadline:
+                drain(worker)
+            counts = ledger.deliveries.counts()
+            throttled = [r for r in emulator.request_log if r.status == 429]
+        finally:
+            worker.close()
+            ledger.dispose()
+        assert throttled, "the test must actually provoke 429s"
+        assert counts.get(("hs", "succeeded")) == len(ids) and counts.get(("hs", "dead"), 0) == 0
+        assert all(len(calls_of(emulator, int(e))) == 1 for e in ids)
