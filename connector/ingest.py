@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from connector.errors import PayloadError
 from connector.ledger import IngestStatus, Ledger, RejectedBody
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.priority import sets_do_not_call
 from connector.payload import CallEvent, parse_webhook
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ def ingest(
     ledger: Ledger,
     default_region: str,
     sinks: list[str],
+    mappings: Mapping[str, LoadedMapping] | None = None,
 ) -> Reply:
     """Store the body as an event (202/200/409) or quarantine it (400/422).
 
@@ -112,8 +116,10 @@ def ingest(
         document, event = parse_body(body, default_region=default_region)
     except PayloadError as exc:
         return reject(ledger, exc, body, content_type, event_id=_id_if_any(body))
+    do_not_call = any(sets_do_not_call(event, m) for m in mappings.values()) if mappings else None
     result = ledger.record_event(
-        event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks
+        event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks,
+        do_not_call=do_not_call,
     )
     if result.status is IngestStatus.ACCEPTED:
         log.info("event accepted", extra={"event_id": event.id, "end_reason": event.call.end_reason.value})

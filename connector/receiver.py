@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
@@ -33,6 +34,19 @@ class ReceiverState:
         self.settings = settings
         self.ledger = ledger
         self.tokens = [t.get_secret_value().encode("utf-8") for t in settings.receiver.auth.tokens]
+        self.mappings = _mappings_for_priority(settings)
+        """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
+
+
+def _mappings_for_priority(settings: Settings) -> dict[str, Any]:
+    from connector.errors import ConfigError
+    from connector.mapping.sinks import load_sink_mappings
+
+    try:
+        return load_sink_mappings(settings)
+    except ConfigError as exc:
+        log.warning("mappings not loaded at the receiver (do-not-call priority falls back to end_reason): %s", exc)
+        return {}
 
 
 def state() -> ReceiverState:
@@ -77,6 +91,7 @@ def _accept(current: ReceiverState) -> Reply:
         ledger=current.ledger,
         default_region=current.settings.phone.default_region,
         sinks=current.settings.enabled_sinks(),
+        mappings=current.mappings,
     )
 
 

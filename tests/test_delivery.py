@@ -250,3 +250,30 @@ def test_a_crm_id_in_meta_is_not_answered_from_the_cache(ledger: Ledger, store_u
                       meta={"hubspot_contact_id": "777"})
     drain(make_worker(ledger, engine_settings(store_url, recorder.url)))
     assert f"2x-{explicit}:contact" in recorder.by_key()
+
+
+def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: Ledger, store_url: str,
+                                                                        recorder: Recorder, tmp_path) -> None:
+    """A custom mapping that treats "not interested" as do-not-call gets those deliveries first too."""
+    import json as _json
+
+    import requests
+
+    from tests.conftest import _serve
+
+    mapping = yaml.safe_load(default_mapping_path("hubspot").read_text())
+    next(b for b in mapping["outcomes"] if b["name"] == "not_interested")["contact"]["twox_do_not_call"] = True
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping))
+    settings = engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))
+    serving = _serve(settings, ledger)
+    served = next(serving)
+    try:
+        for event_id, reason in ((1, "not_interested"), (2, "hung_up")):
+            answer = requests.post(served.url, data=_json.dumps(__import__("connector.sample", fromlist=["x"])
+                                                               .sample_payload(event_id, end_reason=reason)),
+                                   headers={"Authorization": served.token, "Content-Type": "application/json"},
+                                   timeout=10)
+            assert answer.status_code == 202
+    finally:
+        serving.close()
+    assert ledger.deliveries_for("1")[0]["priority"] == 0 and ledger.deliveries_for("2")[0]["priority"] == 10

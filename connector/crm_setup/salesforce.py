@@ -48,7 +48,6 @@ METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
 
 class _NoGate:
     """Set-up makes a handful of calls; it need not draw from the workers' shared budget."""
-
     def wait(self, cost: int = 1) -> None: ...
 
 
@@ -57,6 +56,10 @@ class _NoGate:
 
 def _objects(wanted: list[WrittenProperty]) -> list[str]:
     return sorted({w.object for w in wanted})
+
+
+def _fields(body: Any) -> dict[str, dict[str, Any]]:
+    return {str(f["name"]).lower(): f for f in (body or {}).get("fields") or [] if isinstance(f, dict)}
 
 
 def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -> dict[str, Any]:
@@ -85,10 +88,6 @@ def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -
                                 unreachable=unreachable, detail=f"{settings.instance_url}: {exc}") from exc
     finally:
         connection.close()
-
-
-def _fields(body: Any) -> dict[str, dict[str, Any]]:
-    return {str(f["name"]).lower(): f for f in (body or {}).get("fields") or [] if isinstance(f, dict)}
 
 
 # -- checking one written property ----------------------------------------------------------------------------
@@ -215,40 +214,31 @@ def _length_problems(mapping: LoadedMapping, written: WrittenProperty, definitio
     found: list[Finding] = []
     for place in places:
         value = mapping.values.get(place)
-        if value is None:
-            continue
-        shortest, longest = _rendered_length(mapping, value.kind, value.text)
-        if shortest > length or (longest is not None and longest > length):
-            at_least = shortest > length
-            size = shortest if at_least else longest
-            found.append(Finding("warning", written.object, written.name,
-                                 f"{place} renders {'at least' if at_least else 'up to'} {size} characters; the field "
-                                 f"holds {length}" + (f": add activity.limits.{written.name}" if limited else ""),
+        shortest, longest = _rendered_length(mapping, value.kind, value.text) if value else (0, None)
+        if shortest > length or (longest or 0) > length:
+            size = f"at least {shortest}" if shortest > length else f"up to {longest}"
+            found.append(Finding("warning", written.object, written.name, f"{place} renders {size} characters; the "
+                                 f"field holds {length}" + (f": add activity.limits.{written.name}" if limited else ""),
                                  (place,)))
     return found
 
 
 def _rendered_length(mapping: LoadedMapping, kind: str, text: Any) -> tuple[int, int | None]:
     """(certain minimum, maximum when every part is known) of what a mapping value renders to."""
-    if kind == "literal":
+    if kind == "literal" or not isinstance(text, str):
         size = len(text) if isinstance(text, str) else 0
-        return size, size
-    if not isinstance(text, str):
-        return 0, None
-    spec = mapping.spec
-    bundles = [*spec.outcomes, spec.fallback]
+        return size, size if kind == "literal" else None
+    bundles = [*mapping.spec.outcomes, mapping.spec.fallback]
     known: dict[str, list[str]] = {"outcome.label": [b.label or "" for b in bundles],
-                                   "outcome.name": [b.name for b in bundles]}
-    known.update({f"constants.{k}": [str(v)] for k, v in spec.constants.items()})
+                                   "outcome.name": [b.name for b in bundles],
+                                   **{f"constants.{k}": [str(v)] for k, v in mapping.spec.constants.items()}}
     shortest = longest = len(_EXPRESSION.sub("", text))
-    bounded = kind == "template"
+    bounded = True
     for match in _EXPRESSION.finditer(text):
         values = known.get((match[1] or "").strip())
-        if values is None:
-            bounded = False
-            continue
-        shortest += min(map(len, values))
-        longest += max(map(len, values))
+        bounded = bounded and values is not None
+        shortest += min(map(len, values or [""]))
+        longest += max(map(len, values or [""]))
     return shortest, longest if bounded else None
 
 
@@ -312,6 +302,11 @@ class SalesforceSetupReport(SetupReport):
 
     fields: list[CustomFieldSpec] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False while a field is missing: nothing here creates it, so the mapping cannot write yet."""
+        return not self.fields and super().ok
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields], "files": self.files}

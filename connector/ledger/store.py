@@ -117,16 +117,20 @@ class Ledger:
         content_hash: str,
         sinks: list[str],
         keep_conflicting_body: bool = True,
+        do_not_call: bool | None = None,
     ) -> IngestResult:
         """Store an accepted event and one pending delivery per sink, or tell why it is not new.
 
         Races are settled by the primary key: of two concurrent posts with the same id exactly
         one insert commits; the other finds that row and answers duplicate or conflict.
         A conflicting body is quarantined unless `keep_conflicting_body` is False (a replay of a
-        body that is already in quarantine).
+        body that is already in quarantine). `do_not_call` (from the sinks' mappings) puts the
+        deliveries first in line; when not given, the end_reason decides.
         """
         now = utcnow()
-        priority = DNC_PRIORITY if event.call.end_reason.value == "do_not_call" else DEFAULT_PRIORITY
+        if do_not_call is None:
+            do_not_call = event.call.end_reason.value == "do_not_call"
+        priority = DNC_PRIORITY if do_not_call else DEFAULT_PRIORITY
         row = {
             "event_id": event.id,
             "received_at": now,

@@ -88,7 +88,7 @@ def test_instructions_list_the_missing_fields_with_types_and_steps(bare_org: Sal
                                                                    tmp_path: Path) -> None:
     report = salesforce_setup_instructions(settings_for(bare_org), MAPPING, sink="sf", out=tmp_path / "pkg")
 
-    assert report.ok and report.dry_run and report.problems == [] and report.already_present == []
+    assert not report.ok and report.dry_run and report.problems == [] and report.already_present == []
     assert sorted(report.created) == sorted(f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS)
     assert {(s.object, s.name, s.type) for s in report.fields} == {
         (o, n, t) for o in ("Contact", "Lead") for n, t in TWOX_FIELDS.items()}
@@ -98,7 +98,7 @@ def test_instructions_list_the_missing_fields_with_types_and_steps(bare_org: Sal
     text = report.render()
     assert "Lead.TwoX_Wrong_Number__c  (Checkbox, label '2X Wrong Number')" in text
     assert "Default Value: Unchecked" in text and "Data type: Date/Time" in text and "Map Lead Fields" in text
-    assert report.to_dict()["fields"][0]["steps"] and report.to_dict()["ok"] is True
+    assert report.to_dict()["fields"][0]["steps"] and report.to_dict()["ok"] is False  # an admin must act first
 
     package = ET.parse(tmp_path / "pkg" / "package.xml").getroot()
     members = {t.findtext("md:name", namespaces=NS): [m.text for m in t.findall("md:members", NS)]

@@ -251,3 +251,16 @@ def test_question_names_become_valid_distinct_property_names() -> None:
     hashed = [k for k in questions if k.startswith("twox_q_field_")]
     assert len(hashed) == 2 and sorted(questions[k] for k in hashed) == ["1000", "май"]
     assert all(k == k.lower() and k.replace("_", "").isalnum() for k in questions)
+
+
+def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
+    from connector.mapping.priority import sets_do_not_call
+
+    assert sets_do_not_call(parse_webhook(payload("do_not_call", "unreachable")), HUBSPOT)
+    assert not sets_do_not_call(parse_webhook(payload("not_interested", None)), HUBSPOT)
+    custom = HUBSPOT.spec.model_copy(update={"outcomes": [
+        b.model_copy(update={"contact": {**b.contact, "twox_do_not_call": True}}) if b.name == "not_interested" else b
+        for b in HUBSPOT.spec.outcomes]})
+    from connector.mapping.loader import LoadedMapping
+    mapping = LoadedMapping(custom, "custom.yaml", "x", {})
+    assert sets_do_not_call(parse_webhook(payload("not_interested", None)), mapping)
