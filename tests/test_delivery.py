@@ -259,6 +259,7 @@ def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: 
 
     import requests
 
+    from connector.sample import sample_payload
     from tests.conftest import _serve
 
     mapping = yaml.safe_load(default_mapping_path("hubspot").read_text())
@@ -269,8 +270,7 @@ def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: 
     served = next(serving)
     try:
         for event_id, reason in ((1, "not_interested"), (2, "hung_up")):
-            answer = requests.post(served.url, data=_json.dumps(__import__("connector.sample", fromlist=["x"])
-                                                               .sample_payload(event_id, end_reason=reason)),
+            answer = requests.post(served.url, data=_json.dumps(sample_payload(event_id, end_reason=reason)),
                                    headers={"Authorization": served.token, "Content-Type": "application/json"},
                                    timeout=10)
             assert answer.status_code == 202
