@@ -119,8 +119,10 @@ def validate(config_path: Path | None, offline: bool) -> None:
 @click.option("--question", "questions", multiple=True, help="Also prepare twox_q_<name> for this question name.")
 @click.option("--no-ledger-questions", is_flag=True, help="Do not read question names from the stored events.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing in the CRM.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Salesforce: also write a deployable Metadata API package for the missing fields here.")
 def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: tuple[str, ...],
-              no_ledger_questions: bool, dry_run: bool) -> None:
+              no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
     """Create (HubSpot) or list with exact instructions (Salesforce) the custom CRM properties the
     mappings need; safe to re-run."""
     from connector.crm_setup import seen_question_names
@@ -146,7 +148,10 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
             ledger.dispose()
     reports = []
     for name in names:
-        report = run_setup(name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run)
+        report = run_setup(name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run,
+                           out=out)
+        if hasattr(report, "render"):
+            click.echo(report.render(), err=True)
         for problem in report.problems:
             click.echo(f"sinks.{name}: {problem.render()}", err=True)
         reports.append(report.to_dict())

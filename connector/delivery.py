@@ -53,6 +53,10 @@ from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
 
+NOT_WRITTEN_DETAIL = "superseded_in_batch"
+"""ActionResult.detail key listing fields a sink deliberately did not send (a newer or higher-ranked
+value for the same record went in the same batch); they are not recorded as written."""
+
 RATE_LIMIT_DEFAULT_WAIT_S = 10.0
 """HubSpot does not promise a Retry-After: wait out its 10-second window."""
 
@@ -237,9 +241,11 @@ class DeliveryRunner:
                                              crm_id=result.crm_id, result=result.model_dump(mode="json"))
         contact = context.contact()
         if isinstance(written, UpdateContact) and status is ActionStatus.SUCCEEDED and contact and contact.crm_id:
+            not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, []))
             self._ledger.sinks.record_written(
                 claimed.sink, _contact_ref(contact),
-                {f.property: (f.value, f.rank, f.call_time) for f in written.fields}, claimed.event_id)
+                {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
+                claimed.event_id)
 
     # -- deciding the delivery's fate -------------------------------------------------------------
 

@@ -126,3 +126,25 @@ def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> 
         assert code == 0 and "twox_do_not_call" in out
         code, _, err = run("validate", "--config", str(path))
         assert code == 0, err
+
+
+def test_salesforce_crm_setup_lists_the_fields_to_create_and_validate_checks_the_org(tmp_path: Path) -> None:
+    from connector.emulators.salesforce import SalesforceEmulator
+
+    for with_fields in (False, True):
+        with SalesforceEmulator(with_custom_fields=with_fields) as org:
+            path = tmp_path / "sf.yaml"
+            path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": {
+                "type": "salesforce", "instance_url": org.instance_url, "auth": {"session_id": org.session_id},
+                "ca_bundle": org.ca_file}}}))
+            validate_code, _, validate_err = run("validate", "--config", str(path))
+            setup_code, setup_out, setup_err = run("crm-setup", "--config", str(path), "--no-ledger-questions",
+                                                   "--out", str(tmp_path / "pkg"))
+            if not with_fields:
+                assert validate_code == 1 and "TwoX_Wrong_Number__c" in validate_err
+                assert "crm-setup --sink crm" in validate_err
+                assert setup_code == 1 and "TwoX_Wrong_Number__c" in setup_err
+                assert (tmp_path / "pkg" / "package.xml").exists()
+            else:
+                assert validate_code == 0, validate_err
+                assert setup_code == 0, setup_err

@@ -17,15 +17,14 @@ def schema_findings(name: str, settings: Any, mapping: LoadedMapping) -> list[Fi
 
         return validate_against_hubspot(settings, mapping, sink=name)
     if settings.type == "salesforce":
-        try:
-            from connector.crm_setup.salesforce import validate_against_salesforce
-        except ImportError:
-            return []
-        return validate_against_salesforce(settings, mapping)
+        from connector.crm_setup.salesforce import validate_against_salesforce
+
+        return validate_against_salesforce(settings, mapping, sink=name)
     return []
 
 
-def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool) -> SetupReport:
+def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool,
+              out: Any = None) -> SetupReport:
     """HubSpot: create the connector's properties. Salesforce: list the fields to create, with steps."""
     if settings.type == "hubspot":
         from connector.crm_setup.hubspot import run_hubspot_setup
@@ -33,4 +32,4 @@ def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[
         return run_hubspot_setup(settings, mapping, extra_questions=questions, dry_run=dry_run, sink=name)
     from connector.crm_setup.salesforce import salesforce_setup_instructions
 
-    return salesforce_setup_instructions(settings, mapping)
+    return salesforce_setup_instructions(settings, mapping, sink=name, out=out)
