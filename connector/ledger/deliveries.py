@@ -155,8 +155,8 @@ class DeliveryStore:
                 .values(values)
             ).rowcount
             if not changed:
-                connection.execute(action_journal.insert().values(
-                    delivery_id=delivery_id, action_key=action_key, kind=kind, **values))
+                connection.execute(action_journal.insert(), {
+                    "delivery_id": delivery_id, "action_key": action_key, "kind": kind, **values})
 
     def journal_forget(self, delivery_id: int, action_key: str) -> None:
         """Drop an action's journal entry so the next attempt runs it again (a stale contact)."""
@@ -172,8 +172,8 @@ class DeliveryStore:
 
     def start_attempt(self, delivery_id: int, number: int, worker: str) -> int:
         with self._writes.begin() as connection:
-            result = connection.execute(attempts.insert().values(
-                delivery_id=delivery_id, number=number, worker=worker, started_at=utcnow()))
+            result = connection.execute(attempts.insert(), {
+                "delivery_id": delivery_id, "number": number, "worker": worker, "started_at": utcnow()})
             return int(result.inserted_primary_key[0])
 
     def finish(
