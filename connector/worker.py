@@ -44,7 +44,7 @@ class Worker:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self._runtimes: dict[str, SinkRuntime] = {}
-        self._runner: DeliveryRunner | None = None
+        self._runner: BatchingRunner | None = None
         self._last_sweep = 0.0
         self._last_heartbeat = 0.0
 

@@ -158,3 +158,14 @@ def free_port() -> int:
 
 def random_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Any]:
+    """A recording HTTP endpoint for the `http` sink (tests/support/recorder.py)."""
+    from tests.support.recorder import Recorder
+
+    server = Recorder()
+    server.start()
+    yield server
+    server.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,19 @@ def ingest(ledger: Ledger, event_id: int, *, sinks: tuple[str, ...] = ("rec",), 
     ledger.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
                         content_hash=content_hash(document), sinks=list(sinks))
     return event.id
+
+
+@contextmanager
+def worker_on(settings: Settings) -> Iterator[tuple[Ledger, Worker]]:
+    """A ledger and an opened worker for `settings`, closed afterwards."""
+    ledger = Ledger.open(settings.store)
+    worker = Worker(settings, ledger=ledger)
+    worker.open()
+    try:
+        yield ledger, worker
+    finally:
+        worker.close()
+        ledger.dispose()
 
 
 def drain(worker: Worker, rounds: int = 200) -> int:

@@ -4,10 +4,8 @@ exactly-once writes, retries, dead letters, paused and rate-limited sinks, prece
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 import yaml
 
 from connector.default_mappings import default_mapping_path
@@ -20,12 +18,6 @@ from tests.delivery_support import drain, engine_settings, ingest, statuses
 from tests.support.recorder import Recorder
 
 
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    server.start()
-    yield server
-    server.stop()
 
 
 def make_worker(ledger: Ledger, settings) -> Worker:

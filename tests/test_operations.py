@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 from click.testing import CliRunner
@@ -19,12 +18,6 @@ from tests.delivery_support import drain, engine_settings, ingest
 from tests.support.recorder import Recorder
 
 
-@pytest.fixture
-def recorder():
-    server = Recorder()
-    server.start()
-    yield server
-    server.stop()
 
 
 def config_file(tmp_path: Path, store_url: str, recorder: Recorder) -> Path:

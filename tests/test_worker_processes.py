@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,6 @@ pytestmark = pytest.mark.slow
 WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
 
 
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    server.start()
-    yield server
-    server.stop()
 
 
 def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: object) -> Path:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.emulators.hubspot import HubSpotEmulator
-from connector.ledger import Ledger
-from connector.worker import Worker
-from tests.delivery_support import drain, ingest
+from tests.delivery_support import drain, ingest, worker_on
 from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings
 
 
@@ -19,11 +17,7 @@ def numbers(count: int) -> list[str]:
 def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> None:
     with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
                          seed_custom_properties=True) as emulator:
-        settings = engine_settings(emulator, tmp_path)
-        ledger = Ledger.open(settings.store)
-        worker = Worker(settings, ledger=ledger)
-        worker.open()
-        try:
+        with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             for i, phone in enumerate(numbers(40)):  # first calls: contacts get created and cached
                 ingest(ledger, 1000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=phone)
             drain(worker)
@@ -32,9 +26,6 @@ def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> No
                    for i, phone in enumerate(numbers(40))]
             drain(worker)
             counts = ledger.deliveries.counts()
-        finally:
-            worker.close()
-            ledger.dispose()
         requests = emulator.request_count()
         assert counts[("hs", "succeeded")] == 80
         assert requests / len(ids) <= 0.2, f"{requests} requests for {len(ids)} events"
@@ -48,20 +39,13 @@ def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> No
 def test_one_bad_event_in_a_batch_fails_alone(tmp_path: Path) -> None:
     with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
                          seed_custom_properties=True) as emulator:
-        settings = engine_settings(emulator, tmp_path)
-        ledger = Ledger.open(settings.store)
-        worker = Worker(settings, ledger=ledger)
-        worker.open()
-        try:
+        with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             good = [ingest(ledger, 3000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers(5))]
             bad = ingest(ledger, 3999, sinks=("hs",), record_phone_number="+13125559999",
                          call={"end_reason": "hung_up", "call_direction": "sideways", "duration": 5})
             drain(worker)
             states = {e: [d["status"] for d in ledger.deliveries_for(e)] for e in [*good, bad]}
             reason = ledger.deliveries_for(bad)[0]["dead_reason"]
-        finally:
-            worker.close()
-            ledger.dispose()
         assert all(states[e] == ["succeeded"] for e in good)
         assert states[bad] == ["dead"] and "SIDEWAYS" in reason
         assert all(len(calls_of(emulator, int(e))) == 1 for e in good)
@@ -72,11 +56,7 @@ def test_a_429_storm_is_absorbed_without_a_failed_delivery(tmp_path: Path) -> No
     again; every delivery still succeeds, none is dead-lettered, none is written twice."""
     with HubSpotEmulator(tokens=[TOKEN], rate_limit=8, rate_window_s=1.0, search_rate_per_s=None,
                          seed_custom_properties=True) as emulator:
-        settings = engine_settings(emulator, tmp_path)
-        ledger = Ledger.open(settings.store)
-        worker = Worker(settings, ledger=ledger)
-        worker.open()
-        try:
+        with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             ids = [ingest(ledger, 4000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=p)
                    for i, p in enumerate(numbers(12))]
             import time
@@ -85,9 +65,6 @@ def test_a_429_storm_is_absorbed_without_a_failed_delivery(tmp_path: Path) -> No
                 drain(worker)
             counts = ledger.deliveries.counts()
             throttled = [r for r in emulator.request_log if r.status == 429]
-        finally:
-            worker.close()
-            ledger.dispose()
         assert throttled, "the test must actually provoke 429s"
         assert counts.get(("hs", "succeeded")) == len(ids) and counts.get(("hs", "dead"), 0) == 0
         assert all(len(calls_of(emulator, int(e))) == 1 for e in ids)
