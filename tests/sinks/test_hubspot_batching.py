@@ -68,3 +68,26 @@ def test_a_429_storm_is_absorbed_without_a_failed_delivery(tmp_path: Path) -> No
         assert throttled, "the test must actually provoke 429s"
         assert counts.get(("hs", "succeeded")) == len(ids) and counts.get(("hs", "dead"), 0) == 0
         assert all(len(calls_of(emulator, int(e))) == 1 for e in ids)
+
+
+def test_a_revoked_token_pauses_the_sink_and_a_restored_one_resumes_it(tmp_path: Path) -> None:
+    """Through the real engine: 401s pause HubSpot (nothing dead-lettered), then the probe resumes it."""
+    import time
+
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
+                         seed_custom_properties=True) as emulator:
+        with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
+            emulator.set_tokens(["someone-rotated-it"])
+            ids = [ingest(ledger, 5000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers(3))]
+            drain(worker, rounds=5)
+            paused = ledger.sinks.status("hs")
+            waiting = ledger.deliveries.counts()
+            emulator.set_tokens([TOKEN])
+            time.sleep(1.1)  # auth_probe_s in these settings
+            drain(worker)
+            resumed = ledger.sinks.status("hs")
+            done = ledger.deliveries.counts()
+        assert paused.paused and "credentials rejected" in (paused.reason or "")
+        assert waiting.get(("hs", "dead"), 0) == 0 and waiting.get(("hs", "pending")) == len(ids)
+        assert not resumed.paused and done.get(("hs", "succeeded")) == len(ids)
+        assert all(len(calls_of(emulator, int(e))) == 1 for e in ids)
