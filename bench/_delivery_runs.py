@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import note
 from _delivery_measure import RunFigures, dead_reasons, figures
 from _delivery_post import DNC_PHONE, ORDINARY, event, post, post_all
 from _delivery_procs import (
@@ -42,11 +42,6 @@ FIRST_ID = 100_000
 BUSY_WRITES = 50
 """The DNC event is posted once the stand-in has seen this many writes of the backlog."""
 UNFINISHED = ("pending", "leased", "retry_scheduled")
-
-
-def note(message: str) -> None:
-    """Progress on stderr, so the table on stdout stays clean."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 class Setup:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -103,14 +102,6 @@ def start_bare(workdir: Path, workers: int) -> Server:
     return Server("bare", argv, workdir, env, port)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _host_jiffies() -> tuple[int, int]:

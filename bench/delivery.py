@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shlex
 import shutil
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench/_delivery_
 
 from _delivery_measure import RunFigures
 from _delivery_runs import note, run_dnc, run_throughput
+from _common import machine  # noqa: E402
 
 REQUESTS_PER_EVENT = 3.3
 DNC_GOAL_S = 5.0
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "command": shlex.join([sys.executable, *sys.argv])}
 
 
 def plan_configs(args: argparse.Namespace) -> list[RunFigures]:

@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shlex
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,7 @@ from connector.mapping.sinks import load_sink_mappings
 from connector.payload import parse_webhook
 from connector.sample import SAMPLE_PHONE, sample_payload
 from connector.worker import Worker
+from _common import machine, note  # noqa: E402
 
 TOKEN = "bench-hubspot-" + os.urandom(6).hex()
 SINK = "hubspot"
@@ -67,20 +65,8 @@ class Figure:
         return self.requests / self.events if self.events else 0.0
 
 
-def note(message: str) -> None:
-    """Progress on stderr, so the table on stdout stays clean."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    return {"date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "command": shlex.join([sys.executable, *sys.argv])}  # fmt: skip
 
 
 def new_number(index: int) -> str:

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
-from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, cpu_model, host_busy, start_bare,
+from _common import cpu_model
+from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, start_bare,
                       start_connector)
 
 WARMUP_S = 1.0

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
-import shlex
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,7 @@ from connector.ledger import Ledger
 from connector.payload import parse_webhook
 from connector.sample import SAMPLE_PHONE, sample_payload
 from connector.worker import Worker
+from _common import machine, note  # noqa: E402
 
 SINK = "salesforce"
 ORDINARY = ["no_answer", "hung_up", "call_transferred", "not_interested", "voicemail_detected", "end_call"]
@@ -61,20 +58,8 @@ class Figure:
         return self.calls / self.events if self.events else 0.0
 
 
-def note(message: str) -> None:
-    """Progress on stderr, so the table on stdout stays clean."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "command": shlex.join([sys.executable, *sys.argv])}
 
 
 def number(block: int, index: int) -> str:
