@@ -59,17 +59,22 @@ class ResolveContact(_Frozen):
     on_multiple: Literal["oldest", "most_recently_active", "hold"]
 
 
-class CreateActivity(_Frozen):
-    """The call itself as a CRM activity (HubSpot Call, Salesforce Task), created once per event."""
+class _RecordCreate(_Frozen):
+    """A CRM record created once per event and purpose, findable again by its idempotency key."""
 
-    kind: Literal["create_activity"] = "create_activity"
     key: str
     object: str
-    idempotency_property: str
-    """CRM property holding `idempotency_key`, searchable so a retry finds the first write."""
     idempotency_key: str
     properties: dict[str, JsonScalar]
     associate_with_contact: bool = True
+
+
+class CreateActivity(_RecordCreate):
+    """The call itself as a CRM activity (HubSpot Call, Salesforce Task), created once per event."""
+
+    kind: Literal["create_activity"] = "create_activity"
+    idempotency_property: str
+    """CRM property holding `idempotency_key`, searchable so a retry finds the first write."""
 
 
 class FieldUpdate(_Frozen):
@@ -97,19 +102,14 @@ class UpdateContact(_Frozen):
     fields: list[FieldUpdate]
 
 
-class CreateTask(_Frozen):
+class CreateTask(_RecordCreate):
     """A follow-up task (callback) due at a lead-local time, created once per event and purpose."""
 
     kind: Literal["create_task"] = "create_task"
-    key: str
-    object: str
     idempotency_property: str | None
-    idempotency_key: str
     due: datetime
     """Aware, in the lead's zone: its ISO form carries the offset, never a bare UTC midnight."""
     due_local_date: str
-    properties: dict[str, JsonScalar]
-    associate_with_contact: bool = True
 
 
 class HoldForReview(_Frozen):
