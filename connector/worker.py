@@ -6,6 +6,7 @@ Run embedded by `connector serve` or as `connector worker` (several at once agai
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -19,11 +20,12 @@ from connector.config import Settings
 from connector.batching import BatchingRunner
 from connector.delivery import SinkRuntime
 from connector.ledger.deliveries import Claimed
-from connector.errors import AuthError, ConnectorError, SinkError
+from connector.errors import AuthError, ConfigError, ConnectorError, SinkError
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import DeliveryStatus
-from connector.mapping.sinks import load_sink_mappings
+from connector.mapping.loader import load_mapping
+from connector.mapping.sinks import load_sink_mappings, mapping_path
 from connector.ratebudget import make_gate
 from connector.sinks.registry import build_sink
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 SWEEP_S = 10.0
+MAPPING_CHECK_S = 2.0
+"""How often a worker checks whether a mapping file changed on disk."""
 
 
 class Worker:
@@ -47,6 +51,7 @@ class Worker:
         self._runner: BatchingRunner | None = None
         self._last_sweep = 0.0
         self._last_heartbeat = 0.0
+        self._last_reload = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -136,8 +141,32 @@ class Worker:
                 active.append(name)
         return active
 
+    def _reload_changed_mappings(self) -> None:
+        """A mapping fixed on disk applies to the next plan without a restart (replay relies on it).
+
+        A file that no longer loads keeps the previous mapping in use and logs every problem.
+        """
+        for name, runtime in list(self._runtimes.items()):
+            path = mapping_path(self.settings, name)
+            try:
+                changed = hashlib.sha256(path.read_bytes()).hexdigest() != runtime.mapping.sha256
+            except OSError:
+                continue
+            if not changed:
+                continue
+            try:
+                mapping = load_mapping(path)
+            except ConfigError as exc:
+                log.error("mapping changed but does not load; keeping the previous one: %s", exc, extra={"sink": name})
+                continue
+            self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
+            log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
+
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if now - self._last_reload >= MAPPING_CHECK_S:
+            self._reload_changed_mappings()
+            self._last_reload = now
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.ledger.sinks.heartbeat(self.id)
             self._last_heartbeat = now

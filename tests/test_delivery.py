@@ -269,3 +269,23 @@ def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: 
     finally:
         serving.close()
     assert ledger.deliveries_for("1")[0]["priority"] == 0 and ledger.deliveries_for("2")[0]["priority"] == 10
+
+
+def test_a_running_worker_picks_up_a_fixed_mapping_for_the_replay(ledger: Ledger, store_url: str,
+                                                                  recorder: Recorder, tmp_path) -> None:
+    text = default_mapping_path("hubspot").read_text()
+    mapping_file = tmp_path / "live.yaml"
+    mapping_file.write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))
+    settings = engine_settings(store_url, recorder.url, mapping=str(mapping_file))
+    worker = make_worker(ledger, settings)
+    event_id = ingest(ledger, 71)
+    drain(worker)
+    assert statuses(ledger, event_id) == ["dead"]
+    mapping_file.write_text("version: [broken")  # a half-saved file keeps the old mapping in use
+    worker._last_reload = 0  # noqa: SLF001 - check now instead of in 2 s
+    worker.run_once()
+    mapping_file.write_text(text)
+    worker._last_reload = 0  # noqa: SLF001
+    replay_event(ledger, settings, event_id)
+    drain(worker)
+    assert statuses(ledger, event_id) == ["succeeded"]
