@@ -15,6 +15,7 @@ permanent → dead-lettered with the CRM's message; auth → the sink pauses, no
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
+from connector.metrics import Metrics
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import may_write
 from connector.payload import CallEvent
@@ -73,16 +75,25 @@ class DeliveryRunner:
     """Executes claimed deliveries for one worker."""
 
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
-                 *, auth_probe_s: float, contact_cache_s: float = 86_400) -> None:
+                 *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
         self._ledger = ledger
         self._worker = worker_id
         self._sinks = sinks
         self._policy = policy
         self._auth_probe_s = auth_probe_s
         self._contact_cache_s = contact_cache_s
+        self._metrics = metrics
 
     def run(self, claimed: Claimed) -> str:
         """Run one delivery to its next state; returns the attempt's outcome."""
+        started = time.monotonic()
+        try:
+            return self._run(claimed)
+        finally:
+            if self._metrics is not None:
+                self._metrics.attempt_seconds.labels(sink=claimed.sink).observe(time.monotonic() - started)
+
+    def _run(self, claimed: Claimed) -> str:
         attempt_id = self._ledger.deliveries.start_attempt(claimed.id, claimed.attempts, self._worker)
         runtime = self._sinks[claimed.sink]
         try:
@@ -259,6 +270,8 @@ class DeliveryRunner:
             log.error("sink paused: credentials rejected", extra={"sink": claimed.sink, "event_id": claimed.event_id})
             return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
         if isinstance(exc, RateLimited):
+            if self._metrics is not None:
+                self._metrics.rate_limited.labels(sink=claimed.sink).inc()
             until = now + timedelta(seconds=exc.retry_after or RATE_LIMIT_DEFAULT_WAIT_S)
             self._ledger.sinks.block_until(claimed.sink, until)
             return self._finish(claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "rate_limited", error,
@@ -280,6 +293,8 @@ class DeliveryRunner:
                 error: dict[str, Any] | None, *, due: Any = None, count: bool = True) -> str:
         kept = self._ledger.deliveries.finish(claimed.id, attempt_id, self._worker, status=status, outcome=outcome,
                                               due_at=due, error=error, count_attempt=count)
+        if self._metrics is not None:
+            self._metrics.attempts.labels(sink=claimed.sink, outcome=outcome if kept else "lease_lost").inc()
         log.info("delivery %s", outcome if kept else "lease_lost",
                  extra={"event_id": claimed.event_id, "sink": claimed.sink, "attempt": claimed.attempts,
                         **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {})})

@@ -44,3 +44,11 @@ def readyz() -> Response:
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks})
     response.status_code = 200 if ready else 503
     return response
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format: answers by status, attempts, latencies, backlog, oldest due, paused sinks."""
+    from connector.metrics import exposition
+
+    return Response(exposition(state().metrics_registry), mimetype="text/plain; version=0.0.4")

@@ -17,6 +17,7 @@ from connector.config import Settings
 from connector.errors import PayloadError, StoreError
 from connector.ingest import Reply, ingest, reject
 from connector.ledger import Ledger
+from connector.metrics import process_metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class ReceiverState:
         self.ledger = ledger
         self.tokens = [t.get_secret_value().encode("utf-8") for t in settings.receiver.auth.tokens]
         self.mappings = _mappings_for_priority(settings)
+        self.metrics, self.metrics_registry = process_metrics(ledger)
         """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
 
 
@@ -63,16 +65,20 @@ def init_app(app: Flask, settings: Settings, ledger: Ledger) -> None:
 
 def _post_call() -> Response:
     current = state()
+    reply = _answer(current)
+    current.metrics.http_responses.labels(status=str(reply.status)).inc()
+    return _json(reply)
+
+
+def _answer(current: ReceiverState) -> Reply:
     if not _authorized(request.headers.get(current.settings.receiver.auth.header), current.tokens):
-        return _json(Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"}))
+        return Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"})
     try:
-        return _json(_accept(current))
+        return _accept(current)
     except StoreError as exc:
         log.error("store unavailable, webhook not acknowledged: %s", exc)
-        return _json(
-            Reply(503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"},
-                  {"Retry-After": "5"})
-        )
+        return Reply(503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"},
+                     {"Retry-After": "5"})
 
 
 def _accept(current: ReceiverState) -> Reply:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import tempfile
 import threading
 import time
 from typing import Any
@@ -20,6 +22,7 @@ from connector.app import create_app
 from connector.config import Settings
 from connector.ledger import Ledger
 from connector.logs import setup_logging
+from connector.metrics import MULTIPROC_ENV
 
 
 class ReceiverServer(BaseApplication):  # type: ignore[misc]
@@ -62,7 +65,18 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
-    """Migrate the store, then serve until SIGTERM/SIGINT (gunicorn finishes in-flight requests)."""
+    """Migrate the store, then serve until SIGTERM/SIGINT (gunicorn finishes in-flight requests).
+
+    Counters of every process (gunicorn workers, the delivery worker) meet in a fresh
+    prometheus multiprocess directory, so `/metrics` sums them whichever worker answers.
+    """
+    if not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="connector-metrics-")
+        from prometheus_client import values
+
+        # prometheus-client picks its value storage when first imported (already done here):
+        # switch it to the shared-file kind before any worker creates a metric.
+        values.ValueClass = values.get_value_class()
     ledger = Ledger.open(settings.store)
     ledger.dispose()
     ReceiverServer(

@@ -26,6 +26,7 @@ from connector.ledger._clock import utcnow
 from connector.ledger.schema import DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
+from connector.metrics import process_metrics
 from connector.ratebudget import make_gate
 from connector.sinks.registry import build_sink
 
@@ -69,7 +70,8 @@ class Worker:
             self._runtimes[name] = SinkRuntime(sink, mapping)
         self._runner = BatchingRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
                                       auth_probe_s=worker_settings.auth_probe_s,
-                                      contact_cache_s=worker_settings.contact_cache_s)
+                                      contact_cache_s=worker_settings.contact_cache_s,
+                                      metrics=process_metrics()[0])
         self.ledger.sinks.heartbeat(self.id)
         log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
 

@@ -249,3 +249,37 @@ def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknow
         assert {f"2x-{e}:activity" for e in acknowledged} <= recorder.keys()
     finally:
         recorder.stop()
+
+
+def test_metrics_sum_every_process_of_serve(tmp_path: Path, recorder) -> None:
+    """gunicorn workers and the embedded delivery worker count into one /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from connector.default_mappings import default_mapping_path
+
+    port = free_port()
+    config = tmp_path / "metrics.yaml"
+    config.write_text(yaml.safe_dump({
+        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+        "store": {"url": f"sqlite:///{tmp_path / 'm.db'}"}, "serve": {"workers": 3},
+        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
+                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
+        "worker": {"poll_interval_s": 0.05}, "logging": {"level": "WARNING"},
+    }))
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with running(["serve", "--config", str(config)], tmp_path, port, env):
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda i: post(port, sample_payload(600 + i, record_phone_number=f"+1202555{i:04d}")),
+                                    range(12)))
+        assert [a.status_code for a in answers] == [202] * 12
+        deadline = time.monotonic() + 30
+        while True:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                     for family in text_string_to_metric_families(text) for s in family.samples}
+            delivered = found.get(("connector_delivery_attempts_total", (("outcome", "succeeded"), ("sink", "rec"))), 0)
+            if delivered == 12 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    assert found[("connector_http_responses_total", (("status", "202"),))] == 12
+    assert delivered == 12

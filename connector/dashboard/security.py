@@ -1,0 +1,147 @@
+"""Who may see the dashboard and how its forms are protected.
+
+- Loopback only by default: a request from another address, or one that came through a proxy
+  (forwarding headers), is refused with 403 unless `allow_remote` is set.
+- HTTP Basic against the dashboard's own username and password, compared in constant time; the
+  webhook token never grants access.
+- CSRF: every POST carries a token, an HMAC over the Basic user name and a timestamp keyed by a
+  secret derived from the dashboard password, so every worker process of a server agrees on it
+  without shared state, and a page rendered before a password change stops working.
+- Security headers on every dashboard response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from flask import Request, Response
+
+REALM = "connector dashboard"
+CSRF_FIELD = "csrf_token"
+CSRF_MAX_AGE_S = 12 * 3600
+_FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything else or unparseable."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+def remote_refusal(request: Request, allow_remote: bool) -> str | None:
+    """Why this request may not see the dashboard from where it comes, or None when it may."""
+    if allow_remote:
+        return None
+    if not is_loopback(request.remote_addr):
+        return "the dashboard only answers on loopback; set dashboard.allow_remote: true to serve it further"
+    if any(name in request.headers for name in _FORWARDING_HEADERS):
+        return ("this request came through a proxy; set dashboard.allow_remote: true to serve the dashboard "
+                "through one (and protect it there)")
+    return None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one dashboard account; secrets are kept as bytes for constant-time comparison."""
+
+    username: bytes
+    password: bytes
+
+    @classmethod
+    def of(cls, username: str, password: str) -> Credentials:
+        return cls(username.encode("utf-8"), password.encode("utf-8"))
+
+    def check(self, request: Request) -> str | None:
+        """The authenticated user name, or None. Both parts are always compared (no short-circuit)."""
+        auth = request.authorization
+        if auth is None or auth.type != "basic":
+            return None
+        user = (auth.username or "").encode("utf-8", "surrogateescape")
+        password = (auth.password or "").encode("utf-8", "surrogateescape")
+        user_ok = hmac.compare_digest(user, self.username)
+        password_ok = hmac.compare_digest(password, self.password)
+        return auth.username if (user_ok and password_ok) else None
+
+    def csrf(self) -> Csrf:
+        key = hmac.new(self.password, b"connector-dashboard-csrf-v1|" + self.username, hashlib.sha256).digest()
+        return Csrf(key)
+
+
+@dataclass(frozen=True)
+class Csrf:
+    """Issues and checks form tokens: `<timestamp>.<hex hmac(user|timestamp)>`."""
+
+    key: bytes
+
+    def issue(self, user: str, now: float | None = None) -> str:
+        stamp = str(int(time.time() if now is None else now))
+        return f"{stamp}.{self._mac(user, stamp)}"
+
+    def valid(self, user: str, token: str | None, now: float | None = None) -> bool:
+        if not token or "." not in token:
+            return False
+        stamp, _, mac = token.partition(".")
+        if not stamp.isdigit():
+            return False
+        age = (time.time() if now is None else now) - int(stamp)
+        if age < -60 or age > CSRF_MAX_AGE_S:
+            return False
+        return hmac.compare_digest(mac, self._mac(user, stamp))
+
+    def _mac(self, user: str, stamp: str) -> str:
+        return hmac.new(self.key, f"{user}|{stamp}".encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def same_origin(request: Request) -> bool:
+    """A POST's Origin, when the browser sends a real one, must be this host (`null` is sent under
+    Referrer-Policy: no-referrer and proves nothing either way; the CSRF token decides)."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return True
+    return origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    return response
+
+
+def unauthorized() -> Response:
+    response = Response("Authentication required for the connector dashboard.\n", 401, mimetype="text/plain")
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return response
+
+
+def forbidden(reason: str) -> Response:
+    return Response(f"Forbidden: {reason}.\n", 403, mimetype="text/plain")
+
+
+def bad_request(reason: str) -> Response:
+    return Response(f"Bad request: {reason}.\n", 400, mimetype="text/plain")

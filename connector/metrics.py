@@ -1,0 +1,123 @@
+"""Prometheus metrics: what happened (counters kept by each process) and where things stand (read
+from the ledger at scrape time, so every receiver and worker process agrees).
+
+`connector serve` runs several gunicorn workers and a delivery worker; their counters meet through
+prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by `serve`). Without it
+(tests, a single process) each process reports its own counters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.ledger import Ledger
+from connector.ledger.schema import deliveries, events, quarantine
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_DUE = ("pending", "retry_scheduled", "leased")
+
+
+class Metrics:
+    """The counters one process increments; created once per process, never at import."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.http_responses = Counter("connector_http_responses_total", "Webhook answers by HTTP status.",
+                                      ["status"], registry=registry)
+        self.attempts = Counter("connector_delivery_attempts_total", "Delivery attempts by sink and outcome "
+                                "(succeeded, retry, rate_limited, paused, dead, held).", ["sink", "outcome"],
+                                registry=registry)
+        self.attempt_seconds = Histogram("connector_delivery_attempt_seconds", "Duration of one delivery attempt.",
+                                         ["sink"], registry=registry,
+                                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.rate_limited = Counter("connector_rate_limited_total", "429 / rate-limit answers from a CRM.",
+                                    ["sink"], registry=registry)
+
+
+class LedgerCollector:
+    """Gauges computed from the ledger when Prometheus scrapes: the same answer from any process."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            yield from self._collect()
+        except SQLAlchemyError:
+            up = GaugeMetricFamily("connector_store_up", "1 when the store answered this scrape.")
+            up.add_metric([], 0)
+            yield up
+
+    def _collect(self) -> Iterator[Any]:
+        ledger = self._ledger
+        up = GaugeMetricFamily("connector_store_up", "1 when the store answered this scrape.")
+        up.add_metric([], 1)
+        yield up
+        with ledger.engine.connect() as connection:
+            by_reason = connection.execute(select(events.c.end_reason, func.count()).group_by(events.c.end_reason)).all()
+            by_code = connection.execute(select(quarantine.c.code, func.count()).group_by(quarantine.c.code)).all()
+        received = GaugeMetricFamily("connector_events_stored", "Events stored, by normalized end_reason.",
+                                     labels=["end_reason"])
+        for reason, count in by_reason:
+            received.add_metric([reason or "missing"], count)
+        yield received
+        refused = GaugeMetricFamily("connector_quarantined", "Refused bodies kept in quarantine, by code.",
+                                    labels=["code"])
+        for code, count in by_code:
+            refused.add_metric([code], count)
+        yield refused
+        states = GaugeMetricFamily("connector_deliveries", "Deliveries by sink and state.", labels=["sink", "state"])
+        backlog = GaugeMetricFamily("connector_backlog", "Deliveries not yet done, by sink.", labels=["sink"])
+        totals: dict[str, int] = {}
+        for (sink, status), count in ledger.deliveries.counts().items():
+            states.add_metric([sink, status], count)
+            if status in _DUE:
+                totals[sink] = totals.get(sink, 0) + count
+        for sink, count in totals.items():
+            backlog.add_metric([sink], count)
+        yield states
+        yield backlog
+        oldest = GaugeMetricFamily("connector_oldest_due_age_seconds", "Age of the oldest delivery still due.",
+                                   labels=["sink"])
+        paused = GaugeMetricFamily("connector_sink_paused", "1 while a sink is paused (credentials rejected).",
+                                   labels=["sink"])
+        now = datetime.now(timezone.utc)
+        for sink in {s for s, _ in ledger.deliveries.counts()}:
+            due = ledger.deliveries.oldest_due(sink)
+            if due is not None:
+                oldest.add_metric([sink], max(0.0, (now - due).total_seconds()))
+        for state in ledger.sinks.all():
+            paused.add_metric([state.sink], 1 if state.paused else 0)
+        yield oldest
+        yield paused
+        workers = GaugeMetricFamily("connector_live_workers", "Delivery workers with a recent heartbeat.")
+        workers.add_metric([], len(ledger.sinks.live_workers(within_s=20)))
+        yield workers
+
+
+def process_metrics(ledger: Ledger | None = None) -> tuple[Metrics, CollectorRegistry]:
+    """This process's counters, and the registry `/metrics` exposes: every process's counters (in
+    multiprocess mode) or this one's, plus the ledger's gauges when a ledger is given."""
+    if os.environ.get(MULTIPROC_ENV):
+        metrics = Metrics(registry=None)  # values go to the shared directory
+        exposed = CollectorRegistry()
+        MultiProcessCollector(exposed)
+    else:
+        exposed = CollectorRegistry()
+        metrics = Metrics(registry=exposed)
+    if ledger is not None:
+        exposed.register(LedgerCollector(ledger))
+    return metrics, exposed
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format of a registry."""
+    return generate_latest(registry)
