@@ -1,0 +1,68 @@
+"""Logs never carry personal data: no phone number, name or transcript text in any log line, through
+receiving, refusing, delivering, retrying, dead-lettering and pausing — in plain and JSON format."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+
+from connector.logs import JsonFormatter, PlainFormatter, mask_phone
+from connector.sample import sample_payload
+from connector.worker import Worker
+from tests.conftest import Served
+from tests.delivery_support import drain, engine_settings
+
+PHONE = "+12025550199"
+SECRETS = [PHONE, "2025550199", "202-555-0199", "(202) 555-0199", "Zebulon", "Quixote",
+           "tangerine passphrase", "4111 1111 1111 1111"]
+
+
+def personal_payload(event_id: int, **overrides: object) -> dict:
+    document = sample_payload(event_id, record_phone_number="(202) 555-0199", record_first_name="Zebulon",
+                              record_last_name="Quixote", **overrides)
+    document["transcript"] = [{"role": "User", "content": "my tangerine passphrase and card 4111 1111 1111 1111"}]
+    return document
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter("%(message)s"), JsonFormatter()], ids=["plain", "json"])
+def test_no_personal_data_in_any_log_line(served: Served, recorder, caplog: pytest.LogCaptureFixture,
+                                          formatter: logging.Formatter) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = {"Authorization": served.token, "Content-Type": "application/json"}
+    for event_id in (1, 2, 3):
+        assert requests.post(served.url, data=json.dumps(personal_payload(event_id)), headers=headers,
+                             timeout=5).status_code == 202
+    assert requests.post(served.url, data=json.dumps(personal_payload(1, end_reason="hung_up")), headers=headers,
+                         timeout=5).status_code == 409  # conflict: body quarantined
+    bad = personal_payload(4)
+    bad["call"]["duration"] = -1
+    assert requests.post(served.url, data=json.dumps(bad), headers=headers, timeout=5).status_code == 422
+    assert requests.post(served.url, data=json.dumps(personal_payload(5)),
+                         headers={"Authorization": PHONE, "Content-Type": "application/json"}, timeout=5).status_code == 401
+
+    settings = engine_settings(served.settings.store.url, recorder.url)
+    from connector.ledger import Ledger
+    ledger = Ledger.open(settings.store)
+    for event_id in ("1", "2", "3"):
+        ledger.deliveries.add_missing(event_id, ["rec"], 10)
+    worker = Worker(settings, ledger=ledger)
+    worker.open()
+    recorder.fail_next(3, status=503)       # retries
+    drain(worker)
+    recorder.token = "revoked"              # pause
+    ledger.deliveries.requeue(event_id="2")
+    drain(worker, rounds=3)
+    ledger.dispose()
+
+    lines = [formatter.format(record) for record in caplog.records]
+    assert len(lines) > 10, "the scenario must actually log"
+    leaks = [(secret, line) for line in lines for secret in SECRETS if secret in line]
+    assert leaks == []
+
+
+def test_mask_phone_keeps_only_what_support_needs() -> None:
+    assert mask_phone(PHONE) == "+1******0199"
+    assert mask_phone(None) == "-"
