@@ -37,6 +37,10 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     if ledger is None:
         ledger = Ledger.open(settings.store)
     app = Flask("connector")
+    if settings.receiver.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.receiver.proxy_hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     receiver.init_app(app, settings, ledger)
     app.register_blueprint(health.blueprint)

@@ -63,6 +63,24 @@ class ReceiverSettings(_Model):
         defaults.MAX_BODY_BYTES, ge=1024, description="Larger bodies are refused with 413 before being read whole."
     )
     auth: AuthSettings = Field(description="Header name and accepted tokens.")
+    allowed_sources: list[str] = Field(
+        default_factory=list,
+        description="IP networks (CIDR) allowed to post webhooks; empty: any. Others get 403 before auth.",
+    )
+    proxy_hops: int = Field(0, ge=0, le=5, description="Reverse proxies in front (X-Forwarded-For entries trusted "
+                                                        "to find the client address); 0 when none.")
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _networks(cls, sources: list[str]) -> list[str]:
+        import ipaddress
+
+        for source in sources:
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                raise ValueError(f"{source!r} is not an IP network such as 203.0.113.0/24") from None
+        return sources
 
 
 class StoreSettings(_Model):

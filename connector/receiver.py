@@ -8,6 +8,7 @@ a huge body never lands in memory. Every refusal after authentication is quarant
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from typing import Any
 
@@ -37,6 +38,7 @@ class ReceiverState:
         self.tokens = [t.get_secret_value().encode("utf-8") for t in settings.receiver.auth.tokens]
         self.mappings = _mappings_for_priority(settings)
         self.metrics, self.metrics_registry = process_metrics(ledger)
+        self.allowed = [ipaddress.ip_network(n, strict=False) for n in settings.receiver.allowed_sources]
         """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
 
 
@@ -71,6 +73,8 @@ def _post_call() -> Response:
 
 
 def _answer(current: ReceiverState) -> Reply:
+    if current.allowed and not _source_allowed(request.remote_addr, current.allowed):
+        return Reply(403, {"error": "forbidden", "detail": "this address may not post webhooks"})
     if not _authorized(request.headers.get(current.settings.receiver.auth.header), current.tokens):
         return Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"})
     try:
@@ -99,6 +103,14 @@ def _accept(current: ReceiverState) -> Reply:
         sinks=current.settings.enabled_sinks(),
         mappings=current.mappings,
     )
+
+
+def _source_allowed(address: str | None, networks: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def _authorized(presented: str | None, tokens: list[bytes]) -> bool:

@@ -230,3 +230,35 @@ def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
         assert answer.status_code == 202
     assert client.post(rotated.receiver.path, data=b"{}", headers={"Authorization": "old-token",
                                                                   "Content-Type": JSON}).status_code == 401
+
+
+def test_an_allow_list_refuses_other_sources_before_auth(tmp_path) -> None:
+    from connector.app import create_app
+    from connector.ledger import Ledger
+    from tests.conftest import TOKEN, make_settings
+
+    def client(allowed: list[str], hops: int = 0):
+        settings = make_settings(f"sqlite:///{tmp_path / 'a.db'}")
+        receiver = settings.receiver.model_copy(update={"allowed_sources": allowed, "proxy_hops": hops})
+        settings = settings.model_copy(update={"receiver": receiver})
+        return create_app(settings, ledger=Ledger.open(settings.store)).test_client(), settings.receiver.path
+
+    body, headers = json.dumps(sample_payload(1)), {"Authorization": TOKEN, "Content-Type": JSON}
+    refused, path = client(["203.0.113.0/24"])
+    answer = refused.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert answer.status_code == 403 and answer.get_json()["error"] == "forbidden"
+    assert refused.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 202
+    behind_proxy, path = client(["203.0.113.0/24"], hops=1)
+    answer = behind_proxy.post(path, data=json.dumps(sample_payload(2)), environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                               headers={**headers, "X-Forwarded-For": "203.0.113.10"})
+    assert answer.status_code == 202
+
+
+def test_allowed_sources_must_be_networks() -> None:
+    from connector.errors import ConfigError
+    from connector.config import parse_settings
+    from pathlib import Path
+
+    with pytest.raises(ConfigError, match="is not an IP network"):
+        parse_settings({"receiver": {"auth": {"tokens": ["t"]}, "allowed_sources": ["example.com"]}},
+                       source="t", base_dir=Path("."), environ={})
