@@ -182,14 +182,14 @@ class HubSpotSinkSettings(_SinkBase):
 class SalesforceAuthSettings(_Model):
     """One of: session id; username + password + security token; client credentials; JWT bearer."""
 
-    session_id: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    security_token: SecretStr | None = None
+    session_id: SecretStr | None = Field(None, description="An existing session (no re-login possible when it expires).")
+    username: str | None = Field(None, description="Integration user (password, JWT bearer).")
+    password: SecretStr | None = Field(None, description="With username and security_token: SOAP login.")
+    security_token: SecretStr | None = Field(None, description="The user's security token.")
     domain: str | None = Field(None, description="login, test, or a My Domain prefix such as acme.my")
-    consumer_key: str | None = None
-    consumer_secret: SecretStr | None = None
-    private_key_file: str | None = None
+    consumer_key: str | None = Field(None, description="Connected app key (client credentials, JWT bearer).")
+    consumer_secret: SecretStr | None = Field(None, description="Connected app secret (client credentials).")
+    private_key_file: str | None = Field(None, description="PEM key for the JWT bearer flow.")
 
 
 class SalesforceSinkSettings(_SinkBase):

@@ -106,3 +106,11 @@ def test_unusable_documents_say_where(tmp_path: Path, text: str, where: str) -> 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_the_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated from the models: regenerate it when a setting changes."""
+    from connector.config_reference import render
+
+    committed = (REPO / "docs" / "configuration.md").read_text()
+    assert committed == render(), "run: python -m connector.config_reference > docs/configuration.md"
