@@ -12,7 +12,7 @@ import os
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from connector import health, receiver
+from connector import dashboard, health, receiver
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, ConfigProblem
 from connector.ledger import Ledger
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     receiver.init_app(app, settings, ledger)
     app.register_blueprint(health.blueprint)
+    dashboard.init_app(app, settings, ledger)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

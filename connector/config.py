@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from connector import defaults
+from connector.dashboard.settings import DashboardSettings
 from connector.errors import ConfigError, ConfigProblem
 from connector.retry import RetryPolicy
 
@@ -240,6 +241,8 @@ class Settings(_Model):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sinks: dict[str, SinkSettings] = Field(default_factory=dict, description="Named CRM sinks; {} only stores.")
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
+                                         description="The operations dashboard (served only with a password).")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file; relative paths start here.")
 
     def enabled_sinks(self) -> list[str]:

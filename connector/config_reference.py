@@ -28,6 +28,7 @@ from connector.config import (
     StoreSettings,
     WorkerSettings,
 )
+from connector.dashboard.settings import DashboardSettings
 from connector.retry import RetryPolicy
 
 _PIPE = "\\|"
@@ -46,6 +47,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("sinks.<name> (type: salesforce)", SalesforceSinkSettings),
     ("sinks.<name>.auth (salesforce)", SalesforceAuthSettings),
     ("sinks.<name>.rate_limit", RateLimitSettings),
+    ("dashboard", DashboardSettings),
 ]
 
 

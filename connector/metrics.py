@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.ledger import Ledger
-from connector.ledger.schema import deliveries, events, quarantine
+from connector.ledger.schema import events, quarantine
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DUE = ("pending", "retry_scheduled", "leased")

@@ -92,6 +92,8 @@ def sandbox_settings(workdir: Path, emulators: Emulators | None = None) -> Setti
             "worker": {"poll_interval_s": 0.2},
             "sinks": {},
         }
+    if "dashboard" not in document:  # also for sandbox files written before the dashboard existed
+        document["dashboard"] = {"username": "admin", "password": f"dash-{secrets.token_urlsafe(12)}"}
     if emulators is not None:
         document["sinks"] = emulators.sinks()
     header = ("# Written by `connector serve --sandbox`; the sinks point at this run's CRM emulators.\n"
@@ -128,6 +130,10 @@ def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *
         f"  Store       : {settings.store.url}",
         f"  Config      : {config_path}",
     ]
+    dashboard = settings.dashboard
+    if dashboard.enabled and dashboard.password is not None:
+        lines.append(f"  Dashboard   : http://{host or receiver.host}:{port or receiver.port}{dashboard.path}/  "
+                     f"(user {dashboard.username}, password {dashboard.password.get_secret_value()})")
     if emulators is not None:
         from connector.emulators.hubspot import DEFAULT_TOKEN
         from connector.emulators.salesforce import DEFAULT_SESSION_ID

@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import Request, Response
 
@@ -119,12 +120,13 @@ class Csrf:
 
 
 def same_origin(request: Request) -> bool:
-    """A POST's Origin, when the browser sends a real one, must be this host (`null` is sent under
-    Referrer-Policy: no-referrer and proves nothing either way; the CSRF token decides)."""
+    """A POST's Origin, when the browser sends a real one, must name this host. Only the host is
+    compared: behind a TLS proxy the app sees http while the browser says https. (`null` is sent
+    under Referrer-Policy: no-referrer and proves nothing either way; the CSRF token decides.)"""
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return True
-    return origin.rstrip("/") == request.host_url.rstrip("/")
+    return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def add_security_headers(response: Response) -> Response:

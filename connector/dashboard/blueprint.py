@@ -1,0 +1,185 @@
+"""The dashboard blueprint: access checks before every request, headers after, shared template helpers."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+
+from connector.config import Settings
+from connector.dashboard import security
+from connector.dashboard.settings import DashboardSettings
+from connector.errors import ConfigError, ConfigProblem, StoreError
+from connector.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "connector_dashboard"
+
+
+@dataclass
+class DashboardState:
+    """What the dashboard views need, attached to the app."""
+
+    settings: Settings
+    ledger: Ledger
+    dashboard: DashboardSettings
+    credentials: security.Credentials
+    csrf: security.Csrf
+    capabilities: dict[str, tuple[int | None, float]] = field(default_factory=dict)
+    """sink → (requests per window, window seconds) of its rate budget, filled lazily."""
+
+
+def state() -> DashboardState:
+    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: DashboardSettings) -> bool:
+    """Build and register the blueprint at `dashboard.path`; see `connector.dashboard.init_app`."""
+    if EXTENSION_KEY in app.extensions:
+        log.warning("dashboard already registered on this app; the second registration is ignored")
+        return True
+    if not dashboard.enabled:
+        log.info("dashboard disabled (dashboard.enabled: false)")
+        return False
+    if dashboard.password is None:
+        log.info("dashboard disabled: no password; set dashboard.password (e.g. "
+                 "`password: ${CONNECTOR_DASHBOARD_PASSWORD}`) to serve it at %s", dashboard.path)
+        return False
+    password = dashboard.password.get_secret_value()
+    for token in settings.receiver.auth.tokens:
+        if hmac.compare_digest(password.encode("utf-8"), token.get_secret_value().encode("utf-8")):
+            problem = "must differ from the webhook token: the webhook token never opens the dashboard"
+            raise ConfigError("<config>", [ConfigProblem("dashboard.password", problem)])
+    credentials = security.Credentials.of(dashboard.username, password)
+    app.extensions[EXTENSION_KEY] = DashboardState(settings, ledger, dashboard, credentials, credentials.csrf())
+    app.register_blueprint(_blueprint(), url_prefix=dashboard.path)
+    app.after_request(_headers_under(dashboard.path))
+    where = "loopback only" if not dashboard.allow_remote else "remote addresses allowed"
+    log.info("dashboard at %s (HTTP Basic; %s)", dashboard.path, where)
+    return True
+
+
+def _blueprint() -> Blueprint:
+    from connector.dashboard import actions, views
+
+    bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/static")
+    bp.before_request(_guard)
+    bp.after_request(security.add_security_headers)
+    bp.context_processor(_template_helpers)
+    bp.register_error_handler(StoreError, _store_down)
+    views.register(bp)
+    actions.register(bp)
+    bp.add_url_rule("/<path:rest>", "not_found", _not_found, methods=["GET", "POST"])
+    return bp
+
+
+def _headers_under(prefix: str) -> Callable[[Response], Response]:
+    """Security headers also on what the blueprint never sees (405, routing errors) under its prefix."""
+
+    def add(response: Response) -> Response:
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            security.add_security_headers(response)
+        return response
+
+    return add
+
+
+def _not_found(rest: str) -> tuple[str, int]:
+    """Unknown dashboard URLs: authenticated first (the guard), then an HTML 404."""
+    return render_template("dashboard/error.html", title="Not found",
+                           message="There is no dashboard page at this address."), 404
+
+
+def _guard() -> Response | None:
+    """Loopback (unless allowed), then HTTP Basic, then CSRF on every POST."""
+    current = state()
+    refusal = security.remote_refusal(request, current.dashboard.allow_remote)
+    if refusal:
+        return security.add_security_headers(security.forbidden(refusal))
+    user = current.credentials.check(request)
+    if user is None:
+        return security.add_security_headers(security.unauthorized())
+    g.dashboard_user = user
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        if not security.same_origin(request):
+            return security.add_security_headers(security.bad_request("the form was posted from another site"))
+        if not current.csrf.valid(user, request.form.get(security.CSRF_FIELD)):
+            return security.add_security_headers(security.bad_request(
+                "the form's CSRF token is missing, invalid or expired; reload the page and try again"))
+    return None
+
+
+def _template_helpers() -> dict[str, Any]:
+    current = state()
+    user = getattr(g, "dashboard_user", "")
+    return {
+        "csrf_field": security.CSRF_FIELD,
+        "csrf_token": lambda: current.csrf.issue(user),
+        "dashboard_user": user,
+        "now": datetime.now(UTC),
+        "ago": ago,
+        "when": when,
+        "yesno": yesno,
+    }
+
+
+def _store_down(exc: StoreError) -> tuple[str, int]:
+    log.error("dashboard: store unavailable: %s", exc)
+    return render_template("dashboard/error.html", title="Store unavailable",
+                           message="The store did not answer; the page cannot be shown. " + str(exc)), 503
+
+
+def yesno(value: object) -> str:
+    """True/False/None as yes/no/—."""
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def when(value: datetime | str | None) -> str:
+    """A timestamp as `2026-11-26 14:03:12 UTC`."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        moment = value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: datetime | str | None, now: datetime | None = None) -> str:
+    """A time relative to now: `3 min ago`, `in 2 h 5 min`."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    text = duration(abs(seconds))
+    return f"{text} ago" if seconds >= 0 else f"in {text}"
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 5 min`, `3 d 4 h`."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s" if sec and minutes < 10 else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
