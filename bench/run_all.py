@@ -1,0 +1,48 @@
+"""Every benchmark in one command: `python bench/run_all.py [--quick]`.
+
+Runs ingest, HubSpot and Salesforce calls per event, delivery (throughput, budget use, do-not-call
+behind a backlog) and memory, one after the other (they would disturb each other if run together),
+and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's
+figures come from the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import machine
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Smaller runs (figures not for the README).")
+    args = parser.parse_args()
+    runs = [
+        ["ingest.py"] + (["--duration", "4"] if args.quick else []),
+        ["hubspot_calls.py"],
+        ["salesforce_calls.py"],
+        ["delivery.py"] + (["--events", "600", "--configs", "pg1,sqlite1", "--dnc-backlog", "2000"] if args.quick
+                           else []),
+        ["memory.py"] + (["--events", "5000", "--deliver", "1000"] if args.quick else ["--deliver", "10000"]),
+    ]
+    info = machine()
+    print(f"# benchmarks ({info['date_utc']}, {info['cpu']}, {info['cores']} cores, Python {info['python']})\n")
+    failed = 0
+    for script, *options in runs:
+        started = time.monotonic()
+        print(f"## {script} {' '.join(options)}".rstrip(), flush=True)
+        result = subprocess.run([sys.executable, str(HERE / script), *options], stdout=subprocess.PIPE, text=True)
+        print(result.stdout.rstrip())
+        print(f"(exit {result.returncode}, {time.monotonic() - started:.0f} s)\n", flush=True)
+        failed += result.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
