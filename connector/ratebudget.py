@@ -30,6 +30,11 @@ return tostring(wait)
 """
 
 
+def bucket_shape(requests: int, window_s: float) -> tuple[float, float]:
+    """(refill per second, capacity) of the bucket for a limit of `requests` per `window_s`."""
+    return requests * _FILL / window_s, max(1.0, requests * _BURST)
+
+
 class _Bucket(Protocol):
     def take(self, cost: float) -> float: ...
 
@@ -60,8 +65,7 @@ class LedgerBucket:
 
     def __init__(self, ledger: Ledger, sink: str, requests: int, window_s: float) -> None:
         self._ledger, self._sink = ledger, sink
-        self._rate = requests * _FILL / window_s
-        self._capacity = max(1.0, requests * _BURST)
+        self._rate, self._capacity = bucket_shape(requests, window_s)
 
     def take(self, cost: float) -> float:
         return self._ledger.sinks.take_tokens(self._sink, cost, capacity=self._capacity, per_second=self._rate)
@@ -73,8 +77,7 @@ class RedisBucket:
     def __init__(self, client: Any, sink: str, requests: int, window_s: float) -> None:
         self._script = client.register_script(_REDIS_SCRIPT)
         self._key = f"connector:rate:{sink}"
-        self._rate = requests * _FILL / window_s
-        self._capacity = max(1.0, requests * _BURST)
+        self._rate, self._capacity = bucket_shape(requests, window_s)
 
     def take(self, cost: float) -> float:
         return float(self._script(keys=[self._key], args=[self._capacity, self._rate, cost]))

@@ -11,7 +11,7 @@ from connector.config import Settings
 from connector.dashboard import queries
 from connector.dashboard.reasons import Reason, pause_reason
 from connector.ledger import Ledger
-from connector.ratebudget import _BURST, _FILL  # the bucket's shape, so the figures match the workers'
+from connector.ratebudget import bucket_shape  # the workers' own bucket, so the figures match
 from connector.reports import health_report
 
 BACKLOG_STATUSES = ("pending", "retry_scheduled", "leased")
@@ -90,12 +90,12 @@ def budget_for(settings: Settings, name: str, cache: dict[str, tuple[int | None,
         return RateBudget(None, window, "none")
     if settings.worker.redis_url:
         return RateBudget(requests, window, "redis")
-    capacity = max(1.0, requests * _BURST)
+    per_second, capacity = bucket_shape(requests, window)
     bucket = queries.rate_bucket(ledger, name)
     if bucket is None:
         return RateBudget(requests, window, "store", capacity, capacity)
     tokens, updated = bucket
-    refilled = min(capacity, tokens + max(0.0, time.time() - updated) * requests * _FILL / window)
+    refilled = min(capacity, tokens + max(0.0, time.time() - updated) * per_second)
     return RateBudget(requests, window, "store", refilled, capacity)
 
 
