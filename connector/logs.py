@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 
 from connector.config import LoggingSettings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0/C1 controls and the Unicode line separators: what can end or forge a log line, or hide in one."""
+
+
+def escape_control(text: str) -> str:
+    """`a\nb` → `a\\nb`: a payload value (an id with a newline, a NUL) stays on its own line, visibly."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def mask_phone(e164: str | None) -> str:
@@ -41,12 +49,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """Human-readable line with the `extra=` fields appended as key=value."""
+    """Human-readable line with the `extra=` fields appended as key=value.
+
+    The message and every field are escaped (control characters as `\\n`, `\\x00`): values come from
+    webhook payloads, and a newline in an id must not start a forged log line. Only a traceback,
+    which we write ourselves, keeps its line breaks.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        escaped = logging.makeLogRecord(record.__dict__)
+        escaped.msg, escaped.args = escape_control(record.getMessage()), None
+        line = super().format(escaped)
         fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
-        return line + ("".join(f" {k}={v}" for k, v in fields.items()) if fields else "")
+        return line + "".join(f" {k}={escape_control(str(v))}" for k, v in fields.items())
 
 
 def setup_logging(settings: LoggingSettings) -> None:

@@ -9,7 +9,7 @@ prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by `serve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,9 +21,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connector.ledger import Ledger
 from connector.ledger.schema import events, quarantine
+from connector.payload import EndReason
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DUE = ("pending", "retry_scheduled", "leased")
+_KNOWN_END_REASONS = frozenset(reason.value for reason in EndReason)
+UNKNOWN_LABEL = "unknown"
+"""Label for every end_reason 2X did not document: the payload chooses the value, so it must not
+choose how many series Prometheus keeps (1,000 invented reasons would be 1,000 series)."""
+
+
+def end_reason_label(reason: str | None) -> str:
+    """A bounded label for an end_reason: the documented values, `missing`, or `unknown`."""
+    if reason is None:
+        return "missing"
+    return reason if reason in _KNOWN_END_REASONS else UNKNOWN_LABEL
 
 
 class Metrics:
@@ -45,8 +57,10 @@ class Metrics:
 class LedgerCollector:
     """Gauges computed from the ledger when Prometheus scrapes: the same answer from any process."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, sinks: Iterable[str] = ()) -> None:
         self._ledger = ledger
+        self._sinks = tuple(sinks)
+        """Configured sinks: their gauges are exported at 0 too, so an alert on `== 0` or `> 0` sees them."""
 
     def collect(self) -> Iterator[Any]:
         try:
@@ -66,8 +80,12 @@ class LedgerCollector:
             by_code = connection.execute(select(quarantine.c.code, func.count()).group_by(quarantine.c.code)).all()
         received = GaugeMetricFamily("connector_events_stored", "Events stored, by normalized end_reason.",
                                      labels=["end_reason"])
+        folded: dict[str, int] = {}
         for reason, count in by_reason:
-            received.add_metric([reason or "missing"], count)
+            label = end_reason_label(reason)
+            folded[label] = folded.get(label, 0) + count
+        for label, count in sorted(folded.items()):
+            received.add_metric([label], count)
         yield received
         refused = GaugeMetricFamily("connector_quarantined", "Refused bodies kept in quarantine, by code.",
                                     labels=["code"])
@@ -76,8 +94,11 @@ class LedgerCollector:
         yield refused
         states = GaugeMetricFamily("connector_deliveries", "Deliveries by sink and state.", labels=["sink", "state"])
         backlog = GaugeMetricFamily("connector_backlog", "Deliveries not yet done, by sink.", labels=["sink"])
-        totals: dict[str, int] = {}
-        for (sink, status), count in ledger.deliveries.counts().items():
+        counts = ledger.deliveries.counts()
+        sink_states = ledger.sinks.all()
+        known_sinks = sorted({*self._sinks, *(s for s, _ in counts), *(state.sink for state in sink_states)})
+        totals: dict[str, int] = dict.fromkeys(known_sinks, 0)
+        for (sink, status), count in counts.items():
             states.add_metric([sink, status], count)
             if status in _DUE:
                 totals[sink] = totals.get(sink, 0) + count
@@ -90,12 +111,13 @@ class LedgerCollector:
         paused = GaugeMetricFamily("connector_sink_paused", "1 while a sink is paused (credentials rejected).",
                                    labels=["sink"])
         now = datetime.now(timezone.utc)
-        for sink in {s for s, _ in ledger.deliveries.counts()}:
+        for sink in {s for s, _ in counts}:
             due = ledger.deliveries.oldest_due(sink)
             if due is not None:
                 oldest.add_metric([sink], max(0.0, (now - due).total_seconds()))
-        for state in ledger.sinks.all():
-            paused.add_metric([state.sink], 1 if state.paused else 0)
+        paused_sinks = {state.sink for state in sink_states if state.paused}
+        for sink in known_sinks:
+            paused.add_metric([sink], 1 if sink in paused_sinks else 0)
         yield oldest
         yield paused
         workers = GaugeMetricFamily("connector_live_workers", "Delivery workers with a recent heartbeat.")
@@ -103,7 +125,7 @@ class LedgerCollector:
         yield workers
 
 
-def process_metrics(ledger: Ledger | None = None) -> tuple[Metrics, CollectorRegistry]:
+def process_metrics(ledger: Ledger | None = None, sinks: Iterable[str] = ()) -> tuple[Metrics, CollectorRegistry]:
     """This process's counters, and the registry `/metrics` exposes: every process's counters (in
     multiprocess mode) or this one's, plus the ledger's gauges when a ledger is given."""
     if os.environ.get(MULTIPROC_ENV):
@@ -114,7 +136,7 @@ def process_metrics(ledger: Ledger | None = None) -> tuple[Metrics, CollectorReg
         exposed = CollectorRegistry()
         metrics = Metrics(registry=exposed)
     if ledger is not None:
-        exposed.register(LedgerCollector(ledger))
+        exposed.register(LedgerCollector(ledger, sinks))
     return metrics, exposed
 
 

@@ -66,3 +66,34 @@ def test_no_personal_data_in_any_log_line(served: Served, recorder, caplog: pyte
 def test_mask_phone_keeps_only_what_support_needs() -> None:
     assert mask_phone(PHONE) == "+1******0199"
     assert mask_phone(None) == "-"
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
+                                       JsonFormatter()], ids=["plain", "json"])
+def test_a_payload_value_cannot_forge_or_split_a_log_line(served_sqlite: Served, caplog: pytest.LogCaptureFixture,
+                                                          formatter: logging.Formatter) -> None:
+    """An id with a newline (and a NUL) is logged on one line, its control characters escaped."""
+    caplog.set_level(logging.DEBUG)
+    forged = "42\n2026-01-01 00:00:00 CRITICAL connector.security: FORGED\x00"
+    headers = {"Authorization": served_sqlite.token, "Content-Type": "application/json"}
+    requests.post(served_sqlite.url, data=json.dumps(sample_payload(forged)), headers=headers, timeout=5)
+    lines = [formatter.format(record) for record in caplog.records if record.name.startswith("connector")]
+    mentioning = [line for line in lines if "FORGED" in line]
+    assert mentioning, "the post should be logged with its id"
+    for line in lines:
+        assert "\n" not in line and "\x00" not in line
+    if isinstance(formatter, PlainFormatter):
+        assert any("42\\n2026-01-01" in line and "FORGED\\x00" in line for line in mentioning)
+
+
+def test_plain_formatter_keeps_tracebacks_readable() -> None:
+    """Our own traceback keeps its line breaks; only the message and fields are escaped."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("connector.x", logging.ERROR, __file__, 1, "failed for %s", ("a\nb",),
+                                   sys.exc_info())
+    text = PlainFormatter("%(message)s").format(record)
+    assert text.startswith("failed for a\\nb\nTraceback")
+    assert "ValueError: boom" in text

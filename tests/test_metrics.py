@@ -60,3 +60,29 @@ def test_delivery_state_and_paused_sinks(ledger: Ledger, store_url: str, recorde
     assert found[("connector_deliveries", (("sink", "rec"), ("state", "pending")))] == 2
     assert found[("connector_oldest_due_age_seconds", (("sink", "rec"),))] >= 0
     assert found[("connector_live_workers", ())] == 1
+
+
+def test_unknown_end_reasons_fold_into_one_label(served: Served) -> None:
+    """The payload picks end_reason; 50 invented reasons must not become 50 series."""
+    headers = {"Authorization": served.token, "Content-Type": "application/json"}
+    for event_id in range(50):
+        body = sample_payload(100 + event_id, end_reason=f"made_up_reason_{event_id}")
+        assert requests.post(served.url, data=json.dumps(body), headers=headers, timeout=5).status_code == 202
+    body = sample_payload(200, end_reason="no_answer")
+    assert requests.post(served.url, data=json.dumps(body), headers=headers, timeout=5).status_code == 202
+    stored = {labels: value for (name, labels), value in samples(served.base_url).items()
+              if name == "connector_events_stored"}
+    assert stored == {(("end_reason", "unknown"),): 50, (("end_reason", "no_answer"),): 1}
+
+
+def test_zero_valued_gauges_are_exported_for_every_configured_sink(ledger: Ledger, store_url: str, recorder) -> None:
+    """A healthy, idle sink still has a backlog of 0 and paused 0, so `== 0` alerts can see it."""
+    settings = engine_settings(store_url, recorder.url)
+    serving = _serve(settings, ledger)
+    served = next(serving)
+    try:
+        found = samples(served.base_url)
+    finally:
+        serving.close()
+    assert found[("connector_backlog", (("sink", "rec"),))] == 0
+    assert found[("connector_sink_paused", (("sink", "rec"),))] == 0
