@@ -16,6 +16,7 @@ from connector.dashboard import queries
 from connector.dashboard.blueprint import state
 from connector.errors import ConnectorError
 from connector.ledger import DeliveryStatus
+from connector.ledger.schema import MAX_ROW_ID
 from connector.replay import replay_dead_letters, replay_event, replay_quarantine
 from connector.reports import replay_quarantined
 
@@ -32,7 +33,7 @@ def register(bp: Blueprint) -> None:
 
 
 def _ids(values: list[str]) -> list[int]:
-    return [int(v) for v in values[:MAX_SELECTED] if v.isdigit()]
+    return [int(v) for v in values[:MAX_SELECTED] if v.isdigit() and 0 < int(v) <= MAX_ROW_ID]
 
 
 def _see_other(endpoint: str, **values: Any) -> Response:

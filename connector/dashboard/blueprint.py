@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, render_template, r
 from connector.config import Settings
 from connector.dashboard import security
 from connector.dashboard.settings import DashboardSettings
+from connector.dashboard.throttle import LoginThrottle
 from connector.errors import ConfigError, ConfigProblem, StoreError
 from connector.ledger import Ledger
 
@@ -31,6 +32,7 @@ class DashboardState:
     dashboard: DashboardSettings
     credentials: security.Credentials
     csrf: security.Csrf
+    throttle: LoginThrottle
     capabilities: dict[str, tuple[int | None, float]] = field(default_factory=dict)
     """sink → (requests per window, window seconds) of its rate budget, filled lazily."""
 
@@ -57,7 +59,10 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
             problem = "must differ from the webhook token: the webhook token never opens the dashboard"
             raise ConfigError("<config>", [ConfigProblem("dashboard.password", problem)])
     credentials = security.Credentials.of(dashboard.username, password)
-    app.extensions[EXTENSION_KEY] = DashboardState(settings, ledger, dashboard, credentials, credentials.csrf())
+    throttle = LoginThrottle(dashboard.max_failed_logins, dashboard.login_lockout_s,
+                             settings.worker.redis_url or "memory://")
+    app.extensions[EXTENSION_KEY] = DashboardState(settings, ledger, dashboard, credentials, credentials.csrf(),
+                                                   throttle)
     app.register_blueprint(_blueprint(), url_prefix=dashboard.path)
     app.after_request(_headers_under(dashboard.path))
     where = "loopback only" if not dashboard.allow_remote else "remote addresses allowed"
@@ -103,8 +108,14 @@ def _guard() -> Response | None:
     refusal = security.remote_refusal(request, current.dashboard.allow_remote)
     if refusal:
         return security.add_security_headers(security.forbidden(refusal))
+    client = request.remote_addr or "-"
+    wait_s = current.throttle.locked_for(client)
+    if wait_s:
+        return security.add_security_headers(security.too_many_attempts(wait_s))
     user = current.credentials.check(request)
     if user is None:
+        if request.authorization is not None:  # a browser's first request carries no credential: not a failure
+            current.throttle.failed(client)
         return security.add_security_headers(security.unauthorized())
     g.dashboard_user = user
     if request.method not in ("GET", "HEAD", "OPTIONS"):

@@ -141,6 +141,12 @@ def unauthorized() -> Response:
     return response
 
 
+def too_many_attempts(retry_after_s: int) -> Response:
+    response = Response("Too many failed logins from this address; try again later.\n", 429, mimetype="text/plain")
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 def forbidden(reason: str) -> Response:
     return Response(f"Forbidden: {reason}.\n", 403, mimetype="text/plain")
 

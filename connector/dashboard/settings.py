@@ -27,6 +27,12 @@ class DashboardSettings(BaseModel):
         False, description="Serve requests from non-loopback addresses (and through proxies). By default the "
                            "dashboard answers 403 to them even when the receiver is exposed.")
 
+    max_failed_logins: int = Field(
+        10, ge=1, le=10_000, description="Failed logins from one address within `login_lockout_s` before that "
+                                         "address is locked out (429) for the rest of the window.")
+    login_lockout_s: int = Field(300, ge=1, le=86_400,
+                                 description="Length of the failed-login window (seconds).")
+
     @field_validator("password")
     @classmethod
     def _password_not_empty(cls, password: SecretStr | None) -> SecretStr | None:

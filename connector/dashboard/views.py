@@ -31,9 +31,13 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/preview", "preview", preview, methods=["GET", "POST"])
 
 
+MAX_PAGE = 1_000_000
+"""Beyond any real ledger; bounds the query's OFFSET (a 30-digit page would overflow it)."""
+
+
 def _page() -> int:
     try:
-        return max(1, int(request.args.get("page", "1")))
+        return min(max(1, int(request.args.get("page", "1"))), MAX_PAGE)
     except ValueError:
         return 1
 

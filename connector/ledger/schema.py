@@ -33,6 +33,9 @@ metadata = MetaData()
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit column.
 _Id = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ROW_ID = 2**63 - 1
+"""The largest id a row can have on either backend: a bigger number names no row (and PostgreSQL would
+refuse to compare it with `bigint out of range` instead of finding nothing)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -23,7 +23,7 @@ from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
-from connector.ledger.schema import DeliveryStatus, deliveries, events, quarantine
+from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine
 
 if TYPE_CHECKING:
     from connector.payload import CallEvent
@@ -234,6 +234,8 @@ class Ledger:
             return [dict(r) for r in connection.execute(query).mappings()]
 
     def get_quarantined(self, quarantine_id: int) -> dict[str, Any] | None:
+        if not 0 < quarantine_id <= MAX_ROW_ID:
+            return None
         with self._reading() as connection:
             row = connection.execute(select(quarantine).where(quarantine.c.id == quarantine_id)).mappings().first()
         return dict(row) if row else None

@@ -232,3 +232,46 @@ def test_create_app_serves_the_dashboard_configured_in_the_yaml(tmp_path: Path) 
     assert client.get("/dashboard/", headers={"Authorization": TOKEN}).status_code == 401
     assert client.get("/dashboard/", headers=basic(), environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 403
     ledger.dispose()
+
+
+def test_failed_logins_lock_the_address_out_even_for_the_right_password(dash: Dash,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="connector.dashboard")
+    defaults = DashboardSettings(password=PASSWORD)
+    limit = defaults.max_failed_logins
+    assert dash.client.get("/dashboard/").status_code == 401  # no credential yet: not a failed login
+    for _ in range(limit):
+        assert dash.client.get("/dashboard/", headers=basic(USER, "guess")).status_code == 401
+    locked = dash.client.get("/dashboard/", headers=basic(USER, "guess"))
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["Retry-After"]) <= defaults.login_lockout_s
+    assert dash.get("/").status_code == 429  # the right password waits out the window too
+    other = dash.client.get("/dashboard/", headers=basic(), environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    assert other.status_code == 200  # per address
+    failures = [r for r in caplog.records if r.getMessage() == "dashboard login failed"]
+    assert len(failures) == limit
+    assert all("guess" not in str(r.__dict__) for r in caplog.records)
+
+
+def test_the_lockout_ends_with_its_window(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'd.db'}")
+    ledger = Ledger.open(settings.store)
+    try:
+        app = dashboard_app(settings, ledger, max_failed_logins=2, login_lockout_s=1)
+        client = app.test_client()
+        for _ in range(2):
+            assert client.get("/dashboard/", headers=basic(USER, "guess")).status_code == 401
+        assert client.get("/dashboard/", headers=basic()).status_code == 429
+        time.sleep(1.2)
+        assert client.get("/dashboard/", headers=basic()).status_code == 200
+    finally:
+        ledger.dispose()
+
+
+@pytest.mark.parametrize("page", ["/quarantine/" + "9" * 23, "/quarantine/0", "/quarantine/" + str(2**63),
+                                  "/events/" + "9" * 30 + "?page=" + "9" * 30, "/events?page=" + "9" * 30])
+def test_out_of_range_ids_and_pages_are_not_server_errors(dash: Dash, page: str) -> None:
+    answer = dash.get(page)
+    assert answer.status_code in (200, 404), answer.data[:300]
+    if page.startswith("/quarantine/"):
+        assert answer.status_code == 404

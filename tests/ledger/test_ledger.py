@@ -6,6 +6,7 @@ import json
 import threading
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -173,3 +174,9 @@ def test_stored_times_are_utc_on_every_backend(ledger: Ledger) -> None:
     assert stored.utcoffset().total_seconds() == 0
     text = str(raw)
     assert text.startswith(stored.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+@pytest.mark.parametrize("quarantine_id", [0, -1, 2**63, 10**22])
+def test_an_id_no_row_can_have_finds_nothing_on_both_backends(ledger: Ledger, quarantine_id: int) -> None:
+    """PostgreSQL would refuse the comparison (`bigint out of range`); it must simply name no row."""
+    assert ledger.get_quarantined(quarantine_id) is None
