@@ -13,6 +13,7 @@ sandbox sinks), and nothing points at records that no longer exist.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy import delete
 
 from connector.config import Settings, load_settings
 from connector.ledger import Ledger
+from connector.sample import SAMPLE_PHONE
 
 SANDBOX_CONFIG = "connector-sandbox.yaml"
 SANDBOX_DB = "connector-sandbox.db"
@@ -116,6 +118,14 @@ def forget_emulated_contacts(settings: Settings) -> None:
         ledger.dispose()
 
 
+CURL_SAMPLE = json.dumps({
+    "id": "curl-sample-1", "call": {"end_reason": "no_answer", "answered": False, "duration": 0},
+    "record_phone_number": SAMPLE_PHONE, "record_first_name": "John", "record_last_name": "Doe",
+    "record_timezone": "UTC-5",
+}, separators=(",", ":"))
+"""A short valid body for the banner's curl line (posting it twice answers 200 "duplicate")."""
+
+
 def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *,
            host: str | None = None, port: int | None = None) -> str:
     """What to do next, printed before the server starts."""
@@ -146,6 +156,9 @@ def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *
         "",
         "Post a sample call from another terminal:",
         f"  connector send-sample --url {url} --header {receiver.auth.header} --token {token}",
+        "or with curl (the header's value is the token itself: no 'Bearer ' in front):",
+        f"  curl -s {url} -H '{receiver.auth.header}: {token}' -H 'Content-Type: application/json' "
+        f"-d '{CURL_SAMPLE}'",
         "Then see what happened to it (the answer shows the event id): where it was stored, the plan,",
         "every CRM attempt and the CRM ids it created:",
         f"  connector status --config {config_path} EVENT_ID",

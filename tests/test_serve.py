@@ -138,7 +138,7 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
     )
     try:
         lines: list[str] = []
-        while not any("send-sample" in line for line in lines):
+        while not any(line.strip().startswith("curl -s http") for line in lines):
             line = process.stdout.readline()
             assert line, "sandbox exited before printing its banner:\n" + "".join(lines)
             lines.append(line)
@@ -151,6 +151,9 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         assert sent.returncode == 0, sent.stderr
         answer = json.loads(sent.stdout.split(" ", 2)[2])
         assert answer["status"] == "accepted"
+        curl = next(line.strip() for line in lines if line.strip().startswith("curl -s http"))
+        posted = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+        assert posted.returncode == 0 and json.loads(posted.stdout)["status"] == "accepted", posted
         deadline = time.monotonic() + 30
         while True:  # the embedded worker delivers it to both emulated CRMs within seconds
             status = subprocess.run(
