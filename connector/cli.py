@@ -107,8 +107,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
         raise click.ClickException(f"{errors} problem(s) between the mappings and the CRMs (listed above)")
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
-        f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}",
-        err=True,
+        f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}"
     )
 
 
