@@ -422,29 +422,55 @@ _CALLS: list[tuple[str, tuple[Any, ...]]] = [
 ]
 
 
+_VALUE_RESULTS: dict[str, type] = {"phone": str, "duration": str, "yesno": str, "slug": str}
+"""Filters that turn some odd values into text; every other filter refuses them (default_if_empty passes any
+non-empty value through unchanged)."""
+
+
+def _outcome(call: Any) -> Any:
+    """What a filter call gave: its value, or the FilterError it raised (anything else propagates and fails)."""
+    try:
+        return call()
+    except FilterError as exc:
+        return exc
+
+
+def _assert_readable(error: FilterError, name: str) -> None:
+    """A refusal names its filter first, so the mapping error pinpoints the template."""
+    assert str(error).startswith(f"{name}:"), str(error)
+
+
 @pytest.mark.parametrize(("name", "args"), _CALLS)
 @pytest.mark.parametrize("value", _WEIRD, ids=lambda v: type(v).__name__)
-def test_weird_values_raise_filter_error_or_pass(name: str, args: tuple[Any, ...], value: Any) -> None:
-    try:
-        FILTERS[name](value, *args)
-    except FilterError:
-        pass
+def test_weird_values_raise_filter_error_or_give_text(name: str, args: tuple[Any, ...], value: Any) -> None:
+    outcome = _outcome(lambda: FILTERS[name](value, *args))
+    if isinstance(outcome, FilterError):
+        _assert_readable(outcome, name)
+    elif name == "default_if_empty":
+        assert outcome is value
+    else:
+        assert isinstance(outcome, _VALUE_RESULTS[name]), (name, value, outcome)
 
 
 @pytest.mark.parametrize(("name", "args"), _CALLS)
 @pytest.mark.parametrize("arg", [object(), ["x"], 3.5], ids=lambda v: type(v).__name__)
-def test_weird_arguments_raise_filter_error_or_pass(name: str, args: tuple[Any, ...], arg: Any) -> None:
+def test_weird_arguments_raise_filter_error_or_are_ignored(name: str, args: tuple[Any, ...], arg: Any) -> None:
     sample = {"transcript": [{"role": "user", "content": "x"}], "duration": 5, "yesno": True}.get(name, CALL)
     sample = "+12025550143" if name in ("phone", "redact", "truncate_to", "slug") else sample
     for position in range(3):
         extra = list(args) + [None] * (position + 1 - len(args))
         extra[position] = arg
         try:
-            FILTERS[name](sample, *extra)
-        except FilterError:
-            pass
+            outcome = _outcome(lambda: FILTERS[name](sample, *extra))
         except TypeError as exc:  # only "too many arguments", which Jinja reports itself
             assert "positional argument" in str(exc)
+            continue
+        if isinstance(outcome, FilterError):
+            _assert_readable(outcome, name)
+        elif name in ("default_if_empty", "yesno"):
+            assert any(outcome is given for given in (sample, *extra)) or outcome == "Yes", (name, extra, outcome)
+        else:
+            assert isinstance(outcome, str), (name, extra, outcome)
 
 
 # --- through a real sandbox --------------------------------------------------------------------
