@@ -230,20 +230,30 @@ def migrate(config_path: Path | None) -> None:
 @main.command()
 @config_option
 @click.argument("event_id", required=False)
-def status(config_path: Path | None, event_id: str | None) -> None:
-    """Without EVENT_ID: sink health (paused, blocked, backlog) and live workers. With it: the event's
-    audit trail (stored body, normalized event, plan, every attempt, CRM ids)."""
+@click.option("--json", "as_json", is_flag=True, help="The full report as JSON (for one event: the whole audit "
+                                                      "trail: stored body, normalized event, plan, every attempt).")
+def status(config_path: Path | None, event_id: str | None, as_json: bool) -> None:
+    """Without EVENT_ID: each sink's state (ok, paused, rate-limited), backlog and dead letters, and the live
+    workers. With it: where that call went in each CRM, the records it touched, the last error in plain
+    words and the next retry. `--json` gives everything."""
+    from connector.dashboard.audit import event_detail
     from connector.reports import event_status, health_report
+    from connector.status_text import event_text, health_text
 
     settings = _settings(config_path)
     ledger = Ledger.open(settings.store, migrate_schema=False)
     if event_id is None:
-        _echo_json(health_report(ledger, settings))
+        report = health_report(ledger, settings)
+        _echo_json(report) if as_json else click.echo(health_text(report))
         return
-    report = event_status(ledger, event_id)
-    if report is None:
-        raise click.ClickException(f"no event with id {event_id!r} (see `connector quarantine list` for refused bodies)")
-    _echo_json(report)
+    if as_json:
+        found = event_status(ledger, event_id)
+    else:
+        found = event_detail(ledger, settings, event_id)
+    if found is None:
+        raise click.ClickException(f"no event with id {event_id!r} (see `connector quarantine list --config "
+                                   f"{config_path or 'FILE'}` for refused bodies)")
+    _echo_json(found) if as_json else click.echo(event_text(found))
 
 
 @main.group()

@@ -57,7 +57,7 @@ def test_validate_names_a_missing_mapping_file(tmp_path: Path) -> None:
 def test_status_shows_the_stored_event(served_sqlite: Served, config_file: Path) -> None:
     document = sample_payload(31337, end_reason="callback")
     assert send(served_sqlite, json.dumps(document).encode()).status_code == 202
-    code, out, _ = run("status", "--config", str(config_file), "31337")
+    code, out, _ = run("status", "--json", "--config", str(config_file), "31337")
     assert code == 0
     report = json.loads(out)
     assert json.loads(report["body"]) == document

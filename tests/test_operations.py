@@ -43,7 +43,7 @@ def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recor
     worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
     worker.open()
     drain(worker)
-    code, out, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
+    code, out, _ = run("status", "--json", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
     assert code == 0
     [delivery] = json.loads(out)["deliveries"]
     assert delivery["status"] == "succeeded"
@@ -52,6 +52,17 @@ def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recor
     assert {a["key"] for a in delivery["actions"]} == {f"2x-{event_id}:{k}" for k in
                                                       ("contact", "activity", "contact-update", "task:callback")}
     assert set(delivery["crm_ids"]) == {"resolve_contact", "create_activity", "update_contact", "create_task"}
+    code, text, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
+    assert code == 0 and len(text.splitlines()) < 20, text
+    assert f"Event {event_id}, received " in text
+    assert "call    : schedule_call_back; answered yes" in text
+    assert "rec: delivered after 2 attempts" in text  # two 503s (quick retries, then a scheduled one), then success
+    assert "outcome : callback" in text
+    rows = [row.strip() for row in text.splitlines()]
+    labels = [next(row for row in rows if row.startswith(label + " ")) for label in
+              ("contact", "call logged", "contact updated", "task created")]
+    assert [rows.index(row) for row in labels] == sorted(rows.index(row) for row in labels)  # plan order
+    assert "lead    : +1******0143" in text and "Full audit trail: connector status --json" in text
 
 
 def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str, recorder: Recorder,
@@ -62,10 +73,15 @@ def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str
     worker = Worker(settings, ledger=ledger)
     worker.open()
     drain(worker, rounds=3)
-    code, out, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)))
+    code, out, _ = run("status", "--json", "--config", str(config_file(tmp_path, store_url, recorder)))
     health = json.loads(out)["sinks"]["rec"]
     assert code == 0 and health["paused"] is True and "credentials rejected" in health["paused_reason"]
     assert health["deliveries"] == {"pending": 1} and health["oldest_due"] is not None
+    code, text, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)))
+    [header, row] = text.splitlines()[:2]
+    assert header.split() == ["SINK", "STATE", "BACKLOG", "DEAD", "OLDEST", "DUE", "NOTE"]
+    assert row.split()[:4] == ["rec", "paused", "1", "0"] and "credentials rejected" in row
+    assert "Delivery workers alive: 1" in text
     serving = _serve(settings, ledger)
     served: Served = next(serving)
     ready = requests.get(served.base_url + "/readyz", timeout=5).json()
@@ -94,3 +110,24 @@ def test_replay_commands(ledger: Ledger, store_url: str, recorder: Recorder, tmp
     assert json.loads(out) == {"requeued": 0}
     code, _, err = run("replay", "--config", config, "--event", "nope")
     assert code == 1 and "no event with id 'nope'" in err
+
+
+def test_status_text_says_why_a_call_failed_and_what_to_do(ledger: Ledger, store_url: str, recorder: Recorder,
+                                                            tmp_path: Path) -> None:
+    dead_id = ingest(ledger, 503)
+    recorder.fail_next(1, status=400)
+    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
+    worker.open()
+    drain(worker)
+    retried_id = ingest(ledger, 504, record_phone_number="+12025550177")
+    recorder.fail_next(10, status=503)
+    drain(worker, rounds=1)
+    config = str(config_file(tmp_path, store_url, recorder))
+    code, dead, _ = run("status", "--config", config, dead_id)
+    assert code == 0
+    assert "rec: dead-lettered (will not be retried on its own) after 1 attempt" in dead
+    assert "  why     : The CRM refused the data as invalid" in dead
+    assert f"  replay  : connector replay --config … --event {dead_id}" in dead
+    code, retried, _ = run("status", "--config", config, retried_id)
+    assert "rec: failed, will retry after 1 attempt" in retried
+    assert "  next try: " in retried and " UTC" in retried.split("next try: ")[1].splitlines()[0]

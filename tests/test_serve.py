@@ -157,7 +157,7 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:  # the embedded worker delivers it to both emulated CRMs within seconds
             status = subprocess.run(
-                [*CONNECTOR, "status", "--config", "connector-sandbox.yaml", answer["id"]],
+                [*CONNECTOR, "status", "--json", "--config", "connector-sandbox.yaml", answer["id"]],
                 cwd=tmp_path, capture_output=True, text=True, timeout=30,
             )
             assert status.returncode == 0, status.stderr

@@ -1,0 +1,155 @@
+"""`connector status` as text: what an operator reads first, in a terminal, without scrolling.
+
+The JSON audit trail (`--json`) has everything; this summary answers the questions people ask of it:
+did the call reach each CRM, which records did it touch (with links), what went wrong in plain words,
+and when the next try is. Phone numbers are masked here: a terminal's scrollback is not the place
+for them (`--json` and the dashboard show the full record).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from connector.logs import escape_control, mask_phone
+
+_STATE_WORDS = {
+    "succeeded": "delivered",
+    "pending": "waiting to be delivered",
+    "leased": "being delivered now",
+    "retry_scheduled": "failed, will retry",
+    "dead": "dead-lettered (will not be retried on its own)",
+    "held": "held for review",
+}
+_ACTION_WORDS = {
+    "resolve_contact": "contact",
+    "create_activity": "call logged",
+    "update_contact": "contact updated",
+    "create_task": "task created",
+}
+
+
+def event_text(detail: dict[str, Any]) -> str:
+    """One event (from `connector.dashboard.audit.event_detail`) as a short readable report."""
+    summary = detail["summary"]
+    end = summary.get("end_reason") or {}
+    failure = summary.get("failure_reason") or {}
+    outcome = end.get("value") or "(no end_reason)"
+    if end and end.get("known") is False:
+        outcome += " (not a documented end_reason)"
+    if failure.get("value"):
+        outcome += f", failure {failure['value']}"
+    facts = [f"answered {'yes' if summary.get('answered') else 'no'}"]
+    if summary.get("duration_seconds") is not None:
+        facts.append(f"{summary['duration_seconds']:g} s")
+    if summary.get("direction"):
+        facts.append(str(summary["direction"]))
+    lines = [
+        f"Event {_safe(detail['event_id'])}, received {_when(detail['received_at'])}",
+        f"  call    : {_safe(outcome)}; {', '.join(facts)}",
+        f"  lead    : {mask_phone(summary.get('phone'))}"
+        + (f", time zone {_safe(summary['timezone'])}" if summary.get("timezone") else ""),
+    ]
+    if summary.get("flags"):
+        lines.append(f"  flags   : {', '.join(_safe(str(f)) for f in summary['flags'])}")
+    deliveries = detail.get("deliveries") or []
+    if not deliveries:
+        lines.append("  No sink is configured for this event: it is stored only.")
+    for delivery in deliveries:
+        lines += [""] + _delivery_lines(delivery)
+    lines += ["", f"Full audit trail: connector status --json … {_safe(detail['event_id'])}"]
+    return "\n".join(lines)
+
+
+def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
+    status = delivery["status"]
+    attempts = delivery.get("attempts") or []
+    counted = len(attempts)
+    head = f"{delivery['sink']}: {_STATE_WORDS.get(status, status)}"
+    head += f" after {counted} attempt{'s' if counted != 1 else ''}" if counted else ""
+    lines = [head]
+    plan = delivery.get("plan") or {}
+    if plan.get("outcome"):
+        lines.append(f"  outcome : {plan['outcome'].get('bundle')}" + ("  (do-not-call)" if plan.get("do_not_call")
+                                                                      else ""))
+    order = {action.get("key"): index for index, action in enumerate(plan.get("actions") or [])}
+    for action in sorted(delivery.get("actions") or [], key=lambda a: order.get(a["key"], len(order))):
+        lines.append("  " + _action_line(action))
+    reason = delivery.get("reason")
+    if reason is not None and status != "succeeded":
+        lines.append(f"  why     : {_safe(reason.plain)}")
+    if status == "retry_scheduled" and delivery.get("due_at"):
+        lines.append(f"  next try: {_when(delivery['due_at'])}")
+    if status in ("dead", "held"):
+        lines.append(f"  replay  : connector replay --config … --event {_safe(delivery['event_id'])}")
+    return lines
+
+
+def _action_line(action: dict[str, Any]) -> str:
+    result = action.get("result") or {}
+    label = _ACTION_WORDS.get(action["kind"], action["kind"])
+    if action["status"] == "skipped" or result.get("skipped"):
+        why = (result.get("detail") or {}).get("reason")
+        return f"{label:<16}skipped" + (f" ({_safe(str(why))})" if why else "")
+    if action["status"] != "succeeded":
+        return f"{label:<16}{action['status']}"
+    text = f"{label:<16}{result.get('object') or ''} {action.get('crm_id') or ''}".rstrip()
+    detail = result.get("detail") or {}
+    if detail.get("fields"):
+        text += f"  fields: {', '.join(_safe(str(f)) for f in detail['fields'])}"
+    link = action.get("link")
+    if link is not None and link.href:
+        text += f"  {link.href}"
+    return text
+
+
+def health_text(report: dict[str, Any]) -> str:
+    """`connector status` without an event: one row per sink, then the live workers."""
+    header = ("SINK", "STATE", "BACKLOG", "DEAD", "OLDEST DUE", "NOTE")
+    rows = [header]
+    for name, sink in report["sinks"].items():
+        counts = sink.get("deliveries") or {}
+        backlog = sum(n for state, n in counts.items() if state in ("pending", "retry_scheduled", "leased"))
+        state, note = _sink_state(sink)
+        rows.append((name, state, str(backlog), str(counts.get("dead", 0)),
+                     _when(sink["oldest_due"]) if sink.get("oldest_due") else "-", note))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines = [line.rstrip() for line in lines]
+    if not report["sinks"]:
+        lines.append("(no sinks configured: webhooks are only stored)")
+    workers = report.get("live_workers") or []
+    lines.append("")
+    lines.append(f"Delivery workers alive: {len(workers)}" + ("" if workers else
+                                                             "  (nothing is delivered until one runs)"))
+    for worker in workers:
+        lines.append(f"  {worker.get('worker_id') or worker.get('id')}  last heartbeat "
+                     f"{_when(worker.get('heartbeat_at'))}")
+    return "\n".join(lines)
+
+
+def _sink_state(sink: dict[str, Any]) -> tuple[str, str]:
+    if not sink.get("configured", True):
+        return "not configured", "deliveries exist for a sink no longer in the config"
+    if sink.get("paused"):
+        return "paused", _safe(sink.get("paused_reason") or "")
+    if sink.get("blocked_until"):
+        until = datetime.fromisoformat(sink["blocked_until"])
+        if until > datetime.now(timezone.utc):
+            return "rate-limited", f"waiting until {_when(sink['blocked_until'])}"
+    return "ok", ""
+
+
+def _when(value: Any) -> str:
+    """An ISO timestamp as `2026-12-04 16:58:05 UTC`."""
+    if not value:
+        return "-"
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _safe(text: str) -> str:
+    """Payload-derived text cannot move the cursor or forge lines in the terminal."""
+    return escape_control(str(text))
