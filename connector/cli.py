@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from connector import sandbox as sandbox_mode
-from connector.config import Settings, load_settings
+from connector.config import Settings, load_settings, store_only
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
 
@@ -37,10 +37,11 @@ config_option = click.option(
 )
 
 
-def _settings(config_path: Path | None) -> Settings:
+def _settings(config_path: Path | None, *, ledger_only: bool = False) -> Settings:
+    """The config; `ledger_only` for commands that only read the ledger: they need no CRM or webhook secret."""
     if config_path is None:
         raise click.UsageError("give --config FILE or set CONNECTOR_CONFIG")
-    return load_settings(config_path)
+    return load_settings(config_path, needed=store_only) if ledger_only else load_settings(config_path)
 
 
 def _echo_json(data: Any) -> None:
@@ -240,7 +241,7 @@ def status(config_path: Path | None, event_id: str | None, as_json: bool) -> Non
     from connector.reports import event_status, health_report
     from connector.status_text import event_text, health_text
 
-    settings = _settings(config_path)
+    settings = _settings(config_path, ledger_only=True)
     ledger = Ledger.open(settings.store, migrate_schema=False)
     if event_id is None:
         report = health_report(ledger, settings)
@@ -267,7 +268,7 @@ def quarantine() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def quarantine_list(config_path: Path | None, include_replayed: bool, limit: int) -> None:
     """List quarantined bodies, newest first (JSON)."""
-    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    ledger = Ledger.open(_settings(config_path, ledger_only=True).store, migrate_schema=False)
     rows = ledger.list_quarantine(limit=limit, include_replayed=include_replayed)
     _echo_json([{**row, "errors": json.loads(row["errors"])} for row in rows])
     if not rows:
@@ -281,7 +282,7 @@ def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
     """Show one quarantined body with why it was refused."""
     from connector.reports import quarantined_report
 
-    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    ledger = Ledger.open(_settings(config_path, ledger_only=True).store, migrate_schema=False)
     report = quarantined_report(ledger, quarantine_id)
     if report is None:
         raise click.ClickException(f"no quarantined body with id {quarantine_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -174,6 +175,13 @@ class HubSpotSinkSettings(_SinkBase):
 
     type: Literal["hubspot"]
     access_token: SecretStr = Field(description="Private-app access token (Bearer).")
+
+    @field_validator("access_token")
+    @classmethod
+    def _token_not_blank(cls, token: SecretStr) -> SecretStr:
+        if not token.get_secret_value().strip():
+            raise ValueError("the access token is empty")
+        return token
     base_url: str = Field("https://api.hubapi.com", description="API host; point it at the emulator or a proxy.")
     auto_create_question_properties: bool = Field(
         True, description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
@@ -250,15 +258,18 @@ class Settings(_Model):
         return sorted(name for name, sink in self.sinks.items() if sink.enabled)
 
 
-def expand_env(node: Any, environ: dict[str, str], path: str, problems: list[ConfigProblem]) -> Any:
+def expand_env(node: Any, environ: dict[str, str], path: str, problems: list[ConfigProblem], *,
+               needed: Callable[[str], bool] = lambda path: True) -> Any:
     """Expand `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree (`$$` is a literal `$`).
 
-    Expansion happens after parsing, so a variable's value can never change the YAML structure.
+    Expansion happens after parsing, so a variable's value can never change the YAML structure. A variable
+    that is unset, or set to an empty value without a `:-default`, is one problem naming the variable and
+    the YAML path; where `needed(path)` is False (a command that never uses that value) it is left as written.
     """
     if isinstance(node, dict):
-        return {k: expand_env(v, environ, _join(path, str(k)), problems) for k, v in node.items()}
+        return {k: expand_env(v, environ, _join(path, str(k)), problems, needed=needed) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+        return [expand_env(v, environ, f"{path}[{i}]", problems, needed=needed) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
@@ -266,14 +277,23 @@ def expand_env(node: Any, environ: dict[str, str], path: str, problems: list[Con
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in environ and (environ[name] != "" or default is None):
+        if environ.get(name, "") != "":
             return environ[name]
         if default is not None:
             return default
-        problems.append(ConfigProblem(path or "<root>", f"environment variable {name} is not set"))
+        if not needed(path):
+            return match.group(0)
+        state = "is set but empty" if name in environ else "is not set"
+        problems.append(ConfigProblem(path or "<root>", f"environment variable {name} {state}"))
         return ""
 
     return _ENV_PATTERN.sub(substitute, node)
+
+
+def store_only(path: str) -> bool:
+    """For commands that only read the ledger (`status`, `quarantine list`): only `store.*` must be usable,
+    so an operator can look at the ledger without the CRM and webhook secrets in the environment."""
+    return path == "store" or path.startswith("store.")
 
 
 def _join(path: str, key: str) -> str:
@@ -292,23 +312,33 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return path or "<root>"
 
 
-def parse_settings(document: Any, *, source: str, base_dir: Path, environ: dict[str, str] | None = None) -> Settings:
-    """Validate an already-parsed YAML document; raise one ConfigError listing every problem."""
+def parse_settings(document: Any, *, source: str, base_dir: Path, environ: dict[str, str] | None = None,
+                   needed: Callable[[str], bool] = lambda path: True) -> Settings:
+    """Validate an already-parsed YAML document; raise one ConfigError listing every problem, once per cause."""
     problems: list[ConfigProblem] = []
     if document is None:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigProblem("<root>", "the configuration must be a mapping of sections")])
-    expanded = expand_env(document, dict(os.environ if environ is None else environ), "", problems)
+    expanded = expand_env(document, dict(os.environ if environ is None else environ), "", problems, needed=needed)
     try:
         settings = Settings.model_validate({**expanded, "base_dir": base_dir})
     except ValidationError as exc:
+        unset = [p.path for p in problems]
         for err in exc.errors(include_url=False, include_input=False):
-            problems.append(ConfigProblem(_loc_to_path(err["loc"]), err["msg"]))
+            place = _loc_to_path(err["loc"])
+            if not any(_same_cause(place, path) for path in unset):
+                problems.append(ConfigProblem(place, err["msg"]))  # else: the unset variable is the cause
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)
     return _resolve_relative_paths(settings, base_dir)
+
+
+def _same_cause(place: str, unset: str) -> bool:
+    """A validation error at `place` caused by the unset variable at `unset`: the same value, a part of it,
+    or the list holding it (a list validator reports the list, e.g. `tokens` for `tokens[0]`)."""
+    return place == unset or place.startswith((unset + ".", unset + "[")) or unset.startswith(place + "[")
 
 
 def _resolve_relative_paths(settings: Settings, base_dir: Path) -> Settings:
@@ -323,8 +353,9 @@ def _resolve_relative_paths(settings: Settings, base_dir: Path) -> Settings:
     return settings
 
 
-def load_settings(path: str | Path, *, environ: dict[str, str] | None = None) -> Settings:
-    """Read, expand and validate a config file."""
+def load_settings(path: str | Path, *, environ: dict[str, str] | None = None,
+                  needed: Callable[[str], bool] = lambda path: True) -> Settings:
+    """Read, expand and validate a config file (`needed`: which YAML paths must have their variables set)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -336,4 +367,4 @@ def load_settings(path: str | Path, *, environ: dict[str, str] | None = None) ->
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<root>"
         raise ConfigError(str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    return parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ)
+    return parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ, needed=needed)

@@ -84,6 +84,9 @@ def render() -> str:
         "",
         "Generated from the config models by `python -m connector.config_reference` (a test keeps it current).",
         "Every value may use `${VAR}` or `${VAR:-default}`; unknown keys are errors. See `config.example.yaml`.",
+        "A `${VAR}` that is unset or set to an empty value is an error naming the variable and the YAML path "
+        "(`${VAR:-}` makes empty allowed). `connector status` and `connector quarantine list|show` read only the "
+        "ledger: they need just `store.*`, not the CRM or webhook secrets.",
         "",
         f"Top-level sections: {', '.join(f'`{k}`' for k in Settings.model_fields if k != 'base_dir')}.",
     ]

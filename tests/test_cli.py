@@ -148,3 +148,45 @@ def test_salesforce_crm_setup_lists_the_fields_to_create_and_validate_checks_the
             else:
                 assert validate_code == 0, validate_err
                 assert setup_code == 0, setup_err
+
+
+def _config_with_secrets_from_env(tmp_path: Path, store_url: str) -> Path:
+    path = tmp_path / "env.yaml"
+    path.write_text(yaml.safe_dump({
+        "receiver": {"auth": {"tokens": ["${CLI_TEST_WEBHOOK_TOKEN}"]}},
+        "store": {"url": store_url},
+        "sinks": {"hs": {"type": "hubspot", "access_token": "${CLI_TEST_HUBSPOT_TOKEN}"}},
+    }))
+    return path
+
+
+def test_reading_the_ledger_needs_no_secret_in_the_environment(tmp_path: Path, served_sqlite: Served,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLI_TEST_WEBHOOK_TOKEN", raising=False)
+    monkeypatch.delenv("CLI_TEST_HUBSPOT_TOKEN", raising=False)
+    assert send(served_sqlite, json.dumps(sample_payload(4242)).encode()).status_code == 202
+    assert send(served_sqlite, b'{"id": 1, "call": "x"}').status_code == 422
+    config = str(_config_with_secrets_from_env(tmp_path, served_sqlite.settings.store.url))
+    code, out, err = run("status", "--config", config, "4242")
+    assert code == 0 and "Event 4242" in out, err
+    code, out, err = run("status", "--json", "--config", config)
+    assert code == 0 and "hs" in json.loads(out)["sinks"], err
+    code, out, err = run("quarantine", "list", "--config", config)
+    assert code == 0 and json.loads(out)[0]["code"] == "validation_failed", err
+    code, _, err = run("validate", "--offline", "--config", config)  # what does use the secrets still refuses
+    assert code == 1 and "CLI_TEST_WEBHOOK_TOKEN is not set" in err
+
+
+def test_an_empty_secret_is_one_clear_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLI_TEST_WEBHOOK_TOKEN", "")
+    monkeypatch.setenv("CLI_TEST_HUBSPOT_TOKEN", "")
+    config = str(_config_with_secrets_from_env(tmp_path, f"sqlite:///{tmp_path / 'x.db'}"))
+    code, _, err = run("validate", "--offline", "--config", config)
+    assert code == 1
+    assert "receiver.auth.tokens[0]: environment variable CLI_TEST_WEBHOOK_TOKEN is set but empty" in err
+    assert "sinks.hs.access_token: environment variable CLI_TEST_HUBSPOT_TOKEN is set but empty" in err
+    assert "2 problem(s)" in err  # one per cause: not also "a token is empty" for the same value
+    monkeypatch.setenv("CLI_TEST_WEBHOOK_TOKEN", "t")
+    monkeypatch.setenv("CLI_TEST_HUBSPOT_TOKEN", "   ")
+    code, _, err = run("validate", "--offline", "--config", config)
+    assert code == 1 and "sinks.hs.access_token" in err and "empty" in err
