@@ -66,6 +66,9 @@ def dispatch(org: Org, call: Call) -> Result:
         _allow(call, "GET")
         return Result(200, parameterized_search(org.store, call.args, call.version, now=org.now(),
                                                 lag=org.search_lag))
+    if head == "tooling":
+        from connector.emulators._salesforce_security import tooling
+        return tooling(org, call, parts[1:])
     if head == "composite":
         from connector.emulators._salesforce_composite import collections, composite
         if len(parts) == 1:
