@@ -95,6 +95,13 @@ def validate(config_path: Path | None, offline: bool) -> None:
     settings = _settings(config_path)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
     errors = 0
+    for name, sink in sorted(settings.sinks.items()):
+        if sink.type == "salesforce":
+            from connector.sinks._salesforce_client import login_findings
+
+            for level, message in login_findings(sink, name):
+                click.echo(f"{level}: {message}", err=True)
+                errors += level == "error"
     for name, mapping in mappings.items():
         for warning in lint(mapping):
             click.echo(f"warning: sinks.{name}: {warning}", err=True)
@@ -104,7 +111,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
             click.echo(f"sinks.{name}: {finding.render()}", err=True)
             errors += finding.level == "error"
     if errors:
-        raise click.ClickException(f"{errors} problem(s) between the mappings and the CRMs (listed above)")
+        raise click.ClickException(f"{errors} problem(s) in the sinks, their mappings or the CRMs (listed above)")
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
         f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}",
