@@ -127,11 +127,11 @@ def validate(config_path: Path | None, offline: bool) -> None:
 @click.option("--no-ledger-questions", is_flag=True, help="Do not read question names from the stored events.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing in the CRM.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Salesforce: also write a deployable Metadata API package for the missing fields here.")
+              help="Salesforce: also write a deployable Metadata API package of the missing fields here.")
 def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: tuple[str, ...],
               no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
-    """Create (HubSpot) or list with exact instructions (Salesforce) the custom CRM properties the
-    mappings need; safe to re-run."""
+    """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
+    the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
     from connector.crm_setup import seen_question_names
     from connector.crm_setup.checks import SETUP_TYPES, run_setup
     from connector.mapping.sinks import load_sink_mappings

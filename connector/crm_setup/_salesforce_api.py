@@ -61,7 +61,8 @@ class SalesforceSetupApi:
 
     def create_permission_set(self, name: str, label: str, description: str) -> str:
         body = {"Name": name, "Label": label, "Description": description}
-        answer = self.connection.call(lambda sf: sf.PermissionSet.create(body), where="crm-setup: create permission set")
+        answer = self.connection.call(lambda sf: sf.PermissionSet.create(body),
+                                      where="crm-setup: create permission set")
         return str(answer["id"])
 
     def field_grants(self, permission_set_id: str) -> dict[str, FieldGrant]:

@@ -331,8 +331,8 @@ class CustomFieldSpec:
 
 def permission_set_steps(fields: list[str], *, create: bool, assign: bool) -> list[str]:
     """Setup clicks for what set-up could not do itself: the permission set, its field access, the assignment."""
-    steps = [f"Setup → Permission Sets → New: Label {PERMISSION_SET_LABEL}, API Name {PERMISSION_SET} → Save"] if create \
-        else []
+    new = f"Setup → Permission Sets → New: Label {PERMISSION_SET_LABEL}, API Name {PERMISSION_SET} → Save"
+    steps = [new] if create else []
     for full_name in fields:
         obj, name = full_name.split(".", 1)
         steps.append(f"Setup → Permission Sets → {PERMISSION_SET_LABEL} → Object Settings → {obj} → Edit → Field "

@@ -93,7 +93,8 @@ def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMappin
         handled = {tuple(f.split(".", 1)) for f in [*report.created, *report.granted]} | {
             (s.object, s.name) for s in report.fields}
         if dry_run or report.fields or report.manual:
-            report.problems += [f for f in _findings(mapping, wanted, org, sink) if (f.object, f.property) not in handled]
+            report.problems += [f for f in _findings(mapping, wanted, org, sink)
+                                if (f.object, f.property) not in handled]
         else:
             report.problems += _findings(mapping, wanted, org, sink)
     return report

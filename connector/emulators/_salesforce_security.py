@@ -227,7 +227,10 @@ class Security:
             key, secret = form.get("client_id"), form.get("client_secret")
             scheme, _, encoded = authorization.partition(" ")
             if scheme.lower() == "basic":
-                key, _, secret = base64.b64decode(encoded).decode().partition(":")
+                try:
+                    key, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+                except ValueError:
+                    key = secret = None
             client = self.oauth_clients.get(key or "")
             if client is None or client.consumer_secret is None or client.consumer_secret != secret:
                 return 400, {"error": "invalid_client", "error_description": "invalid client credentials"}, None
