@@ -292,3 +292,13 @@ def test_rejected_credentials_are_one_error(ready_org: SalesforceEmulator) -> No
     [finding] = validate_against_salesforce(settings_for(ready_org, session_id="expired"), MAPPING, sink="sf")
     assert finding.level == "error" and "rejected the credentials (INVALID_SESSION_ID)" in finding.message
     assert "sinks.sf.auth" in finding.message
+
+
+def test_custom_task_fields_the_mapping_writes_are_created_too(tmp_path: Path) -> None:
+    mapping = edited(tmp_path, ("    Status: Completed\n", '    Status: Completed\n    TwoX_Event_Id__c: "{{ event.id }}"\n'))
+    with SalesforceEmulator(with_custom_fields=True) as org:
+        report = run_salesforce_setup(settings_for(org), mapping, sink="sf")
+        assert report.ok and report.created == ["Task.TwoX_Event_Id__c"] == report.granted
+        assert len(report.already_present) == 12  # the Contact/Lead fields were writable already
+        task = {f["name"]: f for f in org_client(org).Task.describe()["fields"]}["TwoX_Event_Id__c"]
+        assert (task["type"], task["length"], task["updateable"]) == ("string", 255, True)
