@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from connector.errors import AuthError, PermanentError
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_errors import identifier, record_id, soql_string
 
@@ -85,9 +86,16 @@ class SalesforceSetupApi:
                              where="crm-setup: fix field access")
 
     def own_user_id(self) -> str:
-        """The id of the user the connector's credentials act as."""
-        answer = self.connection.call(lambda sf: sf.oauth2("userinfo"), where="crm-setup: userinfo")
-        return record_id(str((answer or {}).get("user_id") or ""))
+        """The id of the user the connector's credentials act as: ``userinfo`` needs an OAuth token with an
+        identity scope (UNVERIFIED which exactly), so a refusal falls back to the Connect REST API's
+        ``chatter/users/me`` (``id``) [docs: https://developer.salesforce.com/docs/atlas.en-us.chatterapi.meta/
+        chatterapi/connect_resources_users_specific.htm]."""
+        try:
+            answer = self.connection.call(lambda sf: sf.oauth2("userinfo"), where="crm-setup: userinfo")
+            return record_id(str((answer or {}).get("user_id") or ""))
+        except (PermanentError, AuthError):
+            me = self.connection.call(lambda sf: sf.restful("chatter/users/me"), where="crm-setup: users/me")
+            return record_id(str((me or {}).get("id") or ""))
 
     def is_assigned(self, permission_set_id: str, user_id: str) -> bool:
         soql = ("SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = "

@@ -120,6 +120,8 @@ class SalesforceWsgiApp:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() not in ("bearer", "oauth") or token.strip() not in org.sessions:
                 return Result(403, "Bad_OAuth_Token")
+            if not org.security.userinfo_allowed:  # a token without an identity scope (UNVERIFIED answer)
+                return Result(403, {"error": "insufficient_scope", "error_description": "insufficient scope"})
             return Result(200, org.security.userinfo(host))
         raise not_found()
 

@@ -111,6 +111,7 @@ class Security:
         self.hidden_until_granted: dict[tuple[str, str], FieldDef] = {}
         """Fields created through the Tooling API: (object, field) lower-case → full definition."""
         self.oauth_clients: dict[str, OAuthClient] = {}
+        self.userinfo_allowed = True
 
     # --- seeding -------------------------------------------------------------------------------------------
     def register_existing_custom_fields(self) -> None:

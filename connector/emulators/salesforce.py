@@ -195,6 +195,11 @@ class SalesforceEmulator:
             wanted = {"CustomizeApplication": customize_application, "ManageUsers": manage_users}
             self._org.security.permissions = {name for name, granted in wanted.items() if granted}
 
+    def refuse_userinfo(self, refused: bool = True) -> None:
+        """``/services/oauth2/userinfo`` answers 403, as for a token without an identity scope."""
+        with self._org.lock:
+            self._org.security.userinfo_allowed = not refused
+
     def register_oauth_client(self, consumer_key: str, *, consumer_secret: str | None = None,
                               certificate_pem: bytes | None = None, username: str = USERNAME,
                               audience: str = "https://login.salesforce.com") -> None:

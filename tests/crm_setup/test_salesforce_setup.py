@@ -150,6 +150,16 @@ def test_setup_creates_fields_and_access_then_a_delivery_writes_them(tmp_path: P
         assert len(org.records("FieldPermissions")) == 12 and len(org.records("PermissionSetAssignment")) == 1
 
 
+def test_without_userinfo_the_user_comes_from_chatter_users_me() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        org.refuse_userinfo()
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert report.ok and report.assigned
+        assert any(e["path"].endswith("/chatter/users/me") for e in org.request_log)
+        [assignment] = org.records("PermissionSetAssignment")
+        assert assignment["AssigneeId"] == org_client(org).restful("chatter/users/me")["id"]
+
+
 def test_dry_run_plans_and_changes_nothing(bare_org: SalesforceEmulator, tmp_path: Path) -> None:
     before = len(bare_org.request_log)
     report = run_salesforce_setup(settings_for(bare_org), MAPPING, sink="sf", dry_run=True, out=tmp_path / "pkg")
