@@ -96,6 +96,13 @@ def validate(config_path: Path | None, offline: bool) -> None:
     settings = _settings(config_path)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
     errors = 0
+    for name, sink in sorted(settings.sinks.items()):
+        if sink.type == "salesforce":
+            from connector.sinks._salesforce_client import login_findings
+
+            for level, message in login_findings(sink, name):
+                click.echo(f"{level}: {message}", err=True)
+                errors += level == "error"
     for name, mapping in mappings.items():
         for warning in lint(mapping):
             click.echo(f"warning: sinks.{name}: {warning}", err=True)
@@ -105,7 +112,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
             click.echo(f"sinks.{name}: {finding.render()}", err=True)
             errors += finding.level == "error"
     if errors:
-        raise click.ClickException(f"{errors} problem(s) between the mappings and the CRMs (listed above)")
+        raise click.ClickException(f"{errors} problem(s) in the sinks, their mappings or the CRMs (listed above)")
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
         f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}"
@@ -120,11 +127,11 @@ def validate(config_path: Path | None, offline: bool) -> None:
 @click.option("--no-ledger-questions", is_flag=True, help="Do not read question names from the stored events.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing in the CRM.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Salesforce: also write a deployable Metadata API package for the missing fields here.")
+              help="Salesforce: also write a deployable Metadata API package of the missing fields here.")
 def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: tuple[str, ...],
               no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
-    """Create (HubSpot) or list with exact instructions (Salesforce) the custom CRM properties the
-    mappings need; safe to re-run."""
+    """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
+    the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
     from connector.crm_setup import seen_question_names
     from connector.crm_setup.checks import SETUP_TYPES, run_setup
     from connector.mapping.sinks import load_sink_mappings

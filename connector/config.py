@@ -199,6 +199,13 @@ class SalesforceAuthSettings(_Model):
     consumer_key: str | None = Field(None, description="Connected app key (client credentials, JWT bearer).")
     consumer_secret: SecretStr | None = Field(None, description="Connected app secret (client credentials).")
     private_key_file: str | None = Field(None, description="PEM key for the JWT bearer flow.")
+    jwt_audience: Literal["https://login.salesforce.com", "https://test.salesforce.com"] | None = Field(
+        None, description="JWT bearer: the aud claim; default https://test.salesforce.com when domain is test or a "
+                          "sandbox My Domain (*.sandbox.my), else https://login.salesforce.com.")
+    token_url: str | None = Field(None, pattern=r"^https://", description=(
+        "OAuth token endpoint for JWT bearer and client credentials; default https://<domain>.salesforce.com/"
+        "services/oauth2/token (set domain to your My Domain, e.g. acme.my). Override only for a proxy or the "
+        "emulator."))
 
 
 class SalesforceSinkSettings(_SinkBase):

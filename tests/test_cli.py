@@ -128,26 +128,31 @@ def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> 
         assert code == 0, err
 
 
-def test_salesforce_crm_setup_lists_the_fields_to_create_and_validate_checks_the_org(tmp_path: Path) -> None:
+def test_salesforce_crm_setup_prepares_the_org_and_validate_checks_it(tmp_path: Path) -> None:
     from connector.emulators.salesforce import SalesforceEmulator
 
-    for with_fields in (False, True):
-        with SalesforceEmulator(with_custom_fields=with_fields) as org:
-            path = tmp_path / "sf.yaml"
-            path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": {
-                "type": "salesforce", "instance_url": org.instance_url, "auth": {"session_id": org.session_id},
-                "ca_bundle": org.ca_file}}}))
-            validate_code, _, validate_err = run("validate", "--config", str(path))
-            setup_code, setup_out, setup_err = run("crm-setup", "--config", str(path), "--no-ledger-questions",
-                                                   "--out", str(tmp_path / "pkg"))
-            if not with_fields:
-                assert validate_code == 1 and "TwoX_Wrong_Number__c" in validate_err
-                assert "crm-setup --sink crm" in validate_err
-                assert setup_code == 1 and "TwoX_Wrong_Number__c" in setup_err
-                assert (tmp_path / "pkg" / "package.xml").exists()
-            else:
-                assert validate_code == 0, validate_err
-                assert setup_code == 0, setup_err
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        path = tmp_path / "sf.yaml"
+        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": {
+            "type": "salesforce", "instance_url": org.instance_url, "auth": {"session_id": org.session_id},
+            "ca_bundle": org.ca_file}}}))
+        setup = ("crm-setup", "--config", str(path), "--no-ledger-questions")
+        code, _, err = run("validate", "--config", str(path))
+        assert code == 1 and "TwoX_Wrong_Number__c" in err and "crm-setup --sink crm" in err
+        org.set_user_permissions(customize_application=False, manage_users=False)
+        code, out, err = run(*setup)
+        assert code == 1 and "not allowed" in err and "Fields & Relationships → New" in err
+        assert json.loads(out)["ok"] is False and org.custom_fields() == []
+        org.set_user_permissions()
+        code, out, err = run(*setup, "--dry-run", "--out", str(tmp_path / "pkg"))
+        assert code == 0 and "Would create 12 field(s)" in err and org.custom_fields() == []
+        assert (tmp_path / "pkg" / "package.xml").exists()
+        code, out, err = run(*setup)
+        assert code == 0 and "Created 12 field(s)" in err and len(json.loads(out)["granted"]) == 12
+        code, _, err = run("validate", "--config", str(path))
+        assert code == 0, err
+        code, out, err = run(*setup)
+        assert code == 0 and "nothing to do" in err and json.loads(out)["created"] == []
 
 
 def _config_with_secrets_from_env(tmp_path: Path, store_url: str) -> Path:

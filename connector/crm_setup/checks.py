@@ -25,11 +25,12 @@ def schema_findings(name: str, settings: Any, mapping: LoadedMapping) -> list[Fi
 
 def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool,
               out: Any = None) -> SetupReport:
-    """HubSpot: create the connector's properties. Salesforce: list the fields to create, with steps."""
+    """Create the connector's own properties (HubSpot) or fields with their field-level security (Salesforce);
+    ``dry_run`` only reads; ``out`` (Salesforce) also writes a deployable Metadata API package."""
     if settings.type == "hubspot":
         from connector.crm_setup.hubspot import run_hubspot_setup
 
         return run_hubspot_setup(settings, mapping, extra_questions=questions, dry_run=dry_run, sink=name)
-    from connector.crm_setup.salesforce import salesforce_setup_instructions
+    from connector.crm_setup.salesforce_setup import run_salesforce_setup
 
-    return salesforce_setup_instructions(settings, mapping, sink=name, out=out)
+    return run_salesforce_setup(settings, mapping, sink=name, dry_run=dry_run, out=out)

@@ -1,22 +1,22 @@
-"""Salesforce schema check and set-up instructions for a mapping: `connector validate` and `connector crm-setup`.
+"""Salesforce schema check for a mapping (`connector validate`) and what `connector crm-setup` creates and reports.
 
 Why: Salesforce refuses a whole write when ONE field in it is missing, not writable, too long or not a value of a
 restricted picklist, and the delivery engine then dead-letters the event. So every field a mapping writes is checked
 against the org's describe before deliveries start (one API call for all objects).
 
-Why instructions instead of creating fields (as the HubSpot set-up does): creating a Salesforce field needs the
-Metadata API, a deployment, field-level security for the integration user's profile and, for Leads, a conversion
-mapping. An admin does that in minutes from Setup, or deploys the package this module writes (``out``); the
-connector itself keeps to the REST API and the permissions it needs for calls.
+The set-up itself (``salesforce_setup.run_salesforce_setup``) creates the connector's own ``TwoX_*__c`` fields and
+their field-level security over REST; this module holds what it creates (``CustomFieldSpec``), its report with the
+manual steps for what the credentials may not do, and the Metadata API package (``out``) for admins who deploy.
 
 Shapes are those of the HubSpot set-up (``Finding``, ``SetupReport``), so the CLI treats both CRMs alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ the precedence rules rank exactly these values: treated as restricted (an error)
 _ACTIVITY_PLACE = re.compile(r"^(activity\.|tasks\.|(outcomes\[\d+\]|fallback)\.activity\.)")
 """Mapping paths that write the call Task or a follow-up Task: created, and subject to activity.limits."""
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-PERMISSION_SET = "TwoX_Call_Connector"
+PERMISSION_SET = "TwoX_Connector"
+PERMISSION_SET_LABEL = "2X Connector"
 METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
 
 
@@ -62,21 +63,16 @@ def _fields(body: Any) -> dict[str, dict[str, Any]]:
     return {str(f["name"]).lower(): f for f in (body or {}).get("fields") or [] if isinstance(f, dict)}
 
 
-def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -> dict[str, Any]:
-    """Describe bodies by object name (a PermanentError for an object the org lacks); SchemaAccessError when the
-    org cannot be asked at all."""
+@contextlib.contextmanager
+def connected(settings: SalesforceSinkSettings, sink: str) -> Iterator[SalesforceConnection]:
+    """An open connection; failures that mean "the org cannot be asked at all" become SchemaAccessError."""
     try:
         connection = SalesforceConnection(sink, settings)
     except ConfigError as exc:
         raise SchemaAccessError(f"sinks.{sink}.auth cannot log in: {exc}", status=401) from exc
     connection.open(_NoGate())
     try:
-        found: dict[str, Any] = {}
-        for start in range(0, len(objects), 25):
-            described, failures = describe_objects(connection, objects[start:start + 25])
-            found.update(described)
-            found.update(failures)
-        return found
+        yield connection
     except AuthError as exc:  # status 401 whatever Salesforce said: the credentials are the problem
         raise SchemaAccessError(f"Salesforce rejected the credentials ({exc.code or exc.status}): check "
                                 f"sinks.{sink}.auth", status=401, detail=exc.crm_message or "") from exc
@@ -88,6 +84,22 @@ def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -
                                 unreachable=unreachable, detail=f"{settings.instance_url}: {exc}") from exc
     finally:
         connection.close()
+
+
+def describe_on(connection: SalesforceConnection, objects: list[str]) -> dict[str, Any]:
+    """Describe bodies by object name (a PermanentError for an object the org lacks), 25 objects a request."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(objects), 25):
+        described, failures = describe_objects(connection, objects[start:start + 25])
+        found.update(described)
+        found.update(failures)
+    return found
+
+
+def _describe(settings: SalesforceSinkSettings, objects: list[str], sink: str) -> dict[str, Any]:
+    """Describe bodies by object name; SchemaAccessError when the org cannot be asked at all."""
+    with connected(settings, sink) as connection:
+        return describe_on(connection, objects)
 
 
 # -- checking one written property ----------------------------------------------------------------------------
@@ -156,7 +168,7 @@ def _missing(written: WrittenProperty, fields: dict[str, dict[str, Any]], sink: 
     hint = ", or this user cannot see it (field-level security)" if written.name.endswith("__c") else ""
     if OWNED.match(written.name):
         return Finding("error", written.object, written.name, f"does not exist on {written.object} in the org{hint}: "
-                       f"run `connector crm-setup --sink {sink}` for instructions", places)
+                       f"run `connector crm-setup --sink {sink}`", places)
     names = [str(f.get("name")) for f in fields.values()]
     close = difflib.get_close_matches(written.name, names, n=1, cutoff=0.8)
     did_you_mean = f"did you mean {close[0]}? " if close else ""
@@ -281,7 +293,7 @@ class CustomFieldSpec:
         """The ``<fields>`` element of ``objects/<Object>.object`` (Metadata API, mdapi format). Elements in the
         schema's order, fullName first then alphabetical: a deploy refuses one "invalid at this location"."""
         elements = {"defaultValue": "false" if self.type == "Checkbox" else None,
-                    "description": f"Written by the 2X call connector ({', '.join(self.places[:2])}).",
+                    "description": self.description(),
                     "externalId": "false", "label": self.label, "length": self.length,
                     "precision": 18 if self.type == "Number" else None,
                     "required": None if self.type == "Checkbox" else "false",
@@ -289,47 +301,111 @@ class CustomFieldSpec:
         body = "".join(f"        <{k}>{escape(str(v))}</{k}>\n" for k, v in elements.items() if v is not None)
         return f"    <fields>\n        <fullName>{escape(self.name)}</fullName>\n{body}    </fields>\n"
 
+    @property
+    def full_name(self) -> str:
+        return f"{self.object}.{self.name}"
+
+    def description(self) -> str:
+        return f"Written by the 2X call connector ({', '.join(self.places[:2])})."[:1000]
+
+    def metadata(self) -> dict[str, Any]:
+        """The Tooling API ``CustomField.Metadata`` body: the Metadata API CustomField fields, as in ``xml``
+        [docs: https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/customfield.htm]."""
+        body: dict[str, Any] = {"type": self.type, "label": self.label, "description": self.description(),
+                                "externalId": False, "trackHistory": False}
+        if self.type == "Checkbox":
+            body["defaultValue"] = "false"  # a checkbox needs a default
+        else:
+            body["required"] = False
+        if self.length is not None:
+            body["length"] = self.length
+        if self.type == "Number":
+            body.update(precision=18, scale=0)
+        return body
+
     def to_dict(self) -> dict[str, Any]:
         return {"object": self.object, "name": self.name, "label": self.label, "type": self.type,
                 "setup_type": self.setup_type, "length": self.length, "steps": self.steps(),
                 "places": list(self.places)}
 
 
+def permission_set_steps(fields: list[str], *, create: bool, assign: bool) -> list[str]:
+    """Setup clicks for what set-up could not do itself: the permission set, its field access, the assignment."""
+    new = f"Setup → Permission Sets → New: Label {PERMISSION_SET_LABEL}, API Name {PERMISSION_SET} → Save"
+    steps = [new] if create else []
+    for full_name in fields:
+        obj, name = full_name.split(".", 1)
+        steps.append(f"Setup → Permission Sets → {PERMISSION_SET_LABEL} → Object Settings → {obj} → Edit → Field "
+                     f"Permissions: tick Read Access and Edit Access for {name} → Save")
+    if assign:
+        steps.append(f"Setup → Permission Sets → {PERMISSION_SET_LABEL} → Manage Assignments → Add Assignment → "
+                     "the connector's user → Assign")
+    return steps
+
+
 @dataclass
 class SalesforceSetupReport(SetupReport):
-    """`crm-setup` for Salesforce: nothing is created (``dry_run`` is always true); ``created`` lists the fields an
-    admin must create (``Object.Field``), ``fields`` how, and ``files`` the Metadata API package written."""
+    """`crm-setup` for Salesforce. ``created``: fields created (a dry run: to create); ``granted``: fields given
+    read and edit access in the permission set; ``fields`` and ``manual``: what the credentials were not allowed
+    to do, with the steps for an admin; ``files``: the Metadata API package written with ``--out``."""
 
+    permission_set: str = PERMISSION_SET
+    created_permission_set: bool = False
+    granted: list[str] = field(default_factory=list)
+    assigned: bool = False
     fields: list[CustomFieldSpec] = field(default_factory=list)
+    manual: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """False while a field is missing: nothing here creates it, so the mapping cannot write yet."""
-        return not self.fields and super().ok
+        """True when the mapping can write every field: nothing left for an admin, no error."""
+        return not self.fields and not self.manual and super().ok
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.granted or self.assigned or self.created_permission_set)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields], "files": self.files}
+        return {**super().to_dict(), "permission_set": self.permission_set,
+                "created_permission_set": self.created_permission_set, "granted": self.granted,
+                "assigned": self.assigned, "fields": [f.to_dict() for f in self.fields], "manual": self.manual,
+                "files": self.files}
 
     def render(self) -> str:
-        """The instructions as text for a terminal."""
-        if not self.fields:
-            lines = [f"Every custom field the mapping of sink {self.sink!r} writes exists in the org."]
-        else:
-            lines = [(f"The org lacks {len(self.fields)} custom field(s) the mapping of sink {self.sink!r} writes. "
-                     "Create each one (or deploy the package written with --out):"), ""]
+        """What was done (or would be, in a dry run), then the manual steps for what was not allowed."""
+        would = "would " if self.dry_run else ""
+        lines: list[str] = []
+        if self.created:
+            lines.append(f"{'Would create' if self.dry_run else 'Created'} {len(self.created)} field(s): "
+                         + ", ".join(self.created))
+        if self.created_permission_set:
+            lines.append(f"{'Would create' if self.dry_run else 'Created'} permission set {self.permission_set}")
+        if self.granted:
+            lines.append(f"{would.capitalize() or ''}{'grant' if self.dry_run else 'Granted'} read and edit access "
+                         f"in {self.permission_set} to: " + ", ".join(self.granted))
+        if self.assigned:
+            lines.append(f"{'Would assign' if self.dry_run else 'Assigned'} {self.permission_set} to the connector's "
+                         "user")
+        if not self.changed and not self.fields and not self.manual:
+            lines.append(f"Every custom field the mapping of sink {self.sink!r} writes exists and is writable: "
+                         "nothing to do.")
+        if self.fields or self.manual:
+            lines += ["", "The connector's user is not allowed to do the following (it needs the permissions "
+                      "\"Customize Application\" for fields and \"Manage Users\" for permission sets). An admin can "
+                      "do it, or deploy the package written with --out:", ""]
             for spec in self.fields:
                 lines += [f"{spec.object}.{spec.name}  ({spec.setup_type}, label {spec.label!r})",
                           *(f"   {n}. {step}" for n, step in enumerate(spec.steps(), 1)), ""]
-            if {"Contact", "Lead"} <= {s.object for s in self.fields}:
-                lines.append("Then: Object Manager → Lead → Fields & Relationships → Map Lead Fields: map each "
-                             "Lead TwoX_* field to the Contact field of the same name, so conversion keeps it.")
+            lines += [f"   - {step}" for step in self.manual]
+        if {"Contact", "Lead"} <= {c.split(".")[0] for c in self.created} | {s.object for s in self.fields}:
+            lines.append("Optional: Object Manager → Lead → Fields & Relationships → Map Lead Fields: map each Lead "
+                         "TwoX_* field to the Contact field of the same name, so conversion keeps it.")
         if self.files:
             lines += ["", "Metadata API package: " + ", ".join(self.files),
                       (f"Deploy: sf project deploy start --metadata-dir {Path(self.files[-1]).parent} "
                       f"--target-org <alias>; then assign the permission set {PERMISSION_SET} to the connector's "
                       "user (fields deployed this way are invisible until it is).")]
-        lines += [p.render() for p in self.problems]
         return "\n".join(lines)
 
 
@@ -338,34 +414,6 @@ def field_spec(written: WrittenProperty) -> CustomFieldSpec:
     metadata_type, setup_type = _FIELD_TYPES[written.kind]
     words = written.name[:-3].replace("TwoX_", "2X ", 1).replace("_", " ").strip()
     return CustomFieldSpec(written.object, written.name, words[:40], metadata_type, setup_type, tuple(written.places))
-
-
-def salesforce_setup_instructions(settings: SalesforceSinkSettings, mapping: LoadedMapping, *,
-                                  sink: str = "salesforce", out: Path | None = None) -> SalesforceSetupReport:
-    """Which custom fields (``__c``) the mapping writes that the org lacks, per object, and how to create them.
-
-    One API call (the describes). With ``out``, writes a Metadata API package there (package.xml, objects/*.object,
-    a permission set granting the connector's user access). ``problems`` holds everything else the schema check
-    finds (a missing standard field cannot be created: it is a typo). Raises SchemaAccessError when the org cannot
-    be asked (unreachable, credentials rejected), like ``run_hubspot_setup``.
-    """
-    wanted = mapping_writes(mapping)
-    org = _describe(settings, _objects(wanted), sink)
-    report = SalesforceSetupReport(sink=sink, dry_run=True)
-    for written in wanted:
-        body, key = org.get(written.object), f"{written.object}.{written.name}"
-        if isinstance(body, SinkError):
-            continue
-        if written.name.endswith("__c") and written.name.lower() not in _fields(body):
-            report.fields.append(field_spec(written))
-            report.created.append(key)
-        elif OWNED.match(written.name):
-            report.already_present.append(key)
-    needed = {(s.object, s.name) for s in report.fields}
-    report.problems = [f for f in _findings(mapping, wanted, org, sink) if (f.object, f.property) not in needed]
-    if out is not None and report.fields:
-        report.files = write_package(report.fields, Path(out), settings.api_version)
-    return report
 
 
 def write_package(specs: Iterable[CustomFieldSpec], out: Path, api_version: str) -> list[str]:

@@ -46,6 +46,7 @@ class SalesforceWsgiApp:
         with self.org.lock:
             try:
                 result = self._handle(request, raw, entry)
+                self.org.security.refresh()  # a permission set write may have granted or revoked a field
             except SalesforceApiError as exc:
                 result = Result(exc.status, exc.body())
             except Exception:  # the client must never see a Python traceback: Salesforce's 500 shape instead
@@ -69,6 +70,8 @@ class SalesforceWsgiApp:
     def _handle(self, request: Request, raw: str, entry: dict[str, Any]) -> Result:
         org = self.org
         path = request.path
+        if path.startswith("/services/oauth2/"):
+            return self._oauth(request, path.removeprefix("/services/oauth2/").strip("/"))
         if path in ("/services/data", "/services/data/"):
             if request.method not in ("GET", "HEAD"):
                 raise SalesforceApiError(405, "METHOD_NOT_ALLOWED",
@@ -92,6 +95,35 @@ class SalesforceWsgiApp:
         call = Call(request.method, match[1], match[2] or "/", request.args, dict(request.headers), raw=raw,
                     log=entry)
         return dispatch(org, call)
+
+    def _oauth(self, request: Request, endpoint: str) -> Result:
+        """``token`` (client credentials, JWT bearer: a new session for the app's user) and ``userinfo``.
+
+        Not counted against the API allocation (UNVERIFIED). A rejected bearer token on userinfo is 403 with the text
+        "Bad_OAuth_Token" (UNVERIFIED).
+        """
+        org = self.org
+        host = request.host_url.rstrip("/")
+        if endpoint == "token":
+            if request.method != "POST":
+                raise SalesforceApiError(405, "METHOD_NOT_ALLOWED", "HTTP Method 'GET' not allowed. Allowed are POST")
+            status, body, user = org.security.token(request.form.to_dict(), request.headers.get("Authorization", ""))
+            if user is None:
+                return Result(status, body)
+            session = f"00D!emulated-{len(org.sessions) + 1}-{random.randint(10**8, 10**9)}"
+            org.sessions.add(session)
+            return Result(200, {"access_token": session, "instance_url": host, "id": (
+                f"https://login.salesforce.com/id/{org.security.userinfo(host)['organization_id']}/"
+                f"{org.security.userinfo(host)['user_id']}"), "token_type": "Bearer", "scope": "api",
+                "issued_at": str(int(time.time() * 1000))})
+        if endpoint == "userinfo":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() not in ("bearer", "oauth") or token.strip() not in org.sessions:
+                return Result(403, "Bad_OAuth_Token")
+            if not org.security.userinfo_allowed:  # a token without an identity scope (UNVERIFIED answer)
+                return Result(403, {"error": "insufficient_scope", "error_description": "insufficient scope"})
+            return Result(200, org.security.userinfo(host))
+        raise not_found()
 
 
 def _logged_body(raw: str) -> Any:

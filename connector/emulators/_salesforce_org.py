@@ -18,6 +18,7 @@ from werkzeug.datastructures import MultiDict
 from connector.emulators._salesforce_errors import MSG_LIMIT, MSG_SESSION, SalesforceApiError, json_parser_error
 from connector.emulators._salesforce_ids import IdGenerator, checksum_suffix, find_ids
 from connector.emulators._salesforce_schema import build_schema
+from connector.emulators._salesforce_security import Security, security_objects, tooling_objects
 from connector.emulators._salesforce_seed import seed
 from connector.emulators._salesforce_store import Store
 
@@ -90,7 +91,12 @@ class Org:
                  with_custom_fields: bool) -> None:
         self.lock = threading.RLock()
         self.ids = IdGenerator()
-        self.store = Store(build_schema(with_custom_fields=with_custom_fields), self.ids, self.now)
+        self.store = Store({**build_schema(with_custom_fields=with_custom_fields), **security_objects()}, self.ids,
+                           self.now)
+        self.tooling = Store(tooling_objects(), self.ids, self.now)
+        self.security = Security(self.store, self.tooling)
+        self.security.register_existing_custom_fields()
+        self.store.write_guard = self.security.guard
         self.seed_ids: dict[str, str] = seed(self.store) if seed_records else {}
         self.sessions: set[str] = set(session_ids)
         self.daily_limit = daily_limit

@@ -18,7 +18,7 @@ from typing import Any
 
 from connector.emulators._salesforce_errors import SalesforceApiError, method_not_allowed, not_found
 from connector.emulators._salesforce_org import Call, Org, Result
-from connector.emulators._salesforce_schema import ObjectDef
+from connector.emulators._salesforce_schema import USER_ID, ObjectDef
 from connector.emulators._salesforce_soql import parse_soql
 from connector.emulators._salesforce_sosl import parameterized_search, search
 
@@ -66,6 +66,14 @@ def dispatch(org: Org, call: Call) -> Result:
         _allow(call, "GET")
         return Result(200, parameterized_search(org.store, call.args, call.version, now=org.now(),
                                                 lag=org.search_lag))
+    if parts == ["chatter", "users", "me"]:
+        _allow(call, "GET")  # Connect REST API: the running user (only the fields set-up reads, UNVERIFIED rest)
+        from connector.emulators._salesforce_security import USERNAME
+        return Result(200, {"id": USER_ID, "username": USERNAME, "type": "User", "url": (
+            f"/services/data/v{call.version}/chatter/users/{USER_ID}")})
+    if head == "tooling":
+        from connector.emulators._salesforce_security import tooling
+        return tooling(org, call, parts[1:])
     if head == "composite":
         from connector.emulators._salesforce_composite import collections, composite
         if len(parts) == 1:

@@ -30,6 +30,8 @@ class Store:
         self.ids = ids
         self.clock = clock
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schema}
+        self.write_guard: Callable[[ObjectDef, dict[str, Any], dict[str, Any] | None], None] | None = None
+        """Called with (object, validated values, current record or None) before a write: permission checks."""
 
     # --- lookups -----------------------------------------------------------------------------------------
     def object(self, name: str) -> ObjectDef | None:
@@ -58,6 +60,8 @@ class Store:
     def create(self, obj: ObjectDef, body: Any, raw: str | None = None) -> dict[str, Any]:
         """Validate and insert; returns the stored record."""
         values = validate_write(self, obj, body, raw)
+        if self.write_guard is not None:
+            self.write_guard(obj, values, None)
         return self.insert(obj, values)
 
     def insert(self, obj: ObjectDef, values: dict[str, Any], *, created: datetime | None = None) -> dict[str, Any]:
@@ -78,6 +82,8 @@ class Store:
         """Validate and apply a partial update (PATCH semantics)."""
         record = self.live(obj, record_id)
         values = validate_write(self, obj, body, raw, record_id=record_id)
+        if self.write_guard is not None:
+            self.write_guard(obj, values, record)
         previous = dict(record)
         now = self.clock()
         record.update(values)
@@ -89,6 +95,8 @@ class Store:
     def delete(self, obj: ObjectDef, record_id: str) -> None:
         """Soft-delete (to the recycle bin): gone for reads, still visible to queryAll."""
         record = self.live(obj, record_id)
+        if self.write_guard is not None:
+            self.write_guard(obj, {}, record)
         now = self.clock()
         record.update(IsDeleted=True, LastModifiedDate=now, SystemModstamp=now)
 

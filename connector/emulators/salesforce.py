@@ -18,7 +18,9 @@ describe for Contact, Lead, Task, Account; SOQL (``_salesforce_soql``); SOSL and
 phone matching that ignores formatting and an index lag knob (``_salesforce_sosl``); Composite with references
 and allOrNone, sObject Collections (``_salesforce_composite``); limits, ``Sforce-Limit-Info``, daily allocation,
 expired sessions and injected transient errors (``_salesforce_http``, ``_salesforce_org``); Salesforce's error
-texts and codes (``_salesforce_errors``, ``_salesforce_validation``).
+texts and codes (``_salesforce_errors``, ``_salesforce_validation``); Tooling API custom fields, permission sets
+with field-level security, the user's set-up permissions, ``/services/oauth2/userinfo`` and ``token``
+(``_salesforce_security``).
 
 Run standalone: ``python -m connector.emulators.salesforce --port 8702``.
 """
@@ -42,6 +44,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from connector.emulators._salesforce_http import SalesforceWsgiApp
 from connector.emulators._salesforce_org import FaultRule, Org
+from connector.emulators._salesforce_security import USERNAME, OAuthClient
 from connector.emulators._salesforce_values import render
 
 __all__ = ["SalesforceEmulator", "main"]
@@ -185,6 +188,27 @@ class SalesforceEmulator:
         with self._org.lock:
             self._org.faults.append(FaultRule(n, status, error_code, message, path_contains))
 
+    def set_user_permissions(self, *, customize_application: bool = True, manage_users: bool = True) -> None:
+        """The running user's "Customize Application" (create fields) and "Manage Users" (permission sets, field
+        permissions, assignments) permissions; without them those writes fail INSUFFICIENT_ACCESS_OR_READONLY."""
+        with self._org.lock:
+            wanted = {"CustomizeApplication": customize_application, "ManageUsers": manage_users}
+            self._org.security.permissions = {name for name, granted in wanted.items() if granted}
+
+    def refuse_userinfo(self, refused: bool = True) -> None:
+        """``/services/oauth2/userinfo`` answers 403, as for a token without an identity scope."""
+        with self._org.lock:
+            self._org.security.userinfo_allowed = not refused
+
+    def register_oauth_client(self, consumer_key: str, *, consumer_secret: str | None = None,
+                              certificate_pem: bytes | None = None, username: str = USERNAME,
+                              audience: str = "https://login.salesforce.com") -> None:
+        """A connected app for ``/services/oauth2/token``: client credentials with ``consumer_secret`` (running as
+        ``username``), JWT bearer with the X.509 ``certificate_pem`` whose key signs the assertion."""
+        with self._org.lock:
+            self._org.security.oauth_clients[consumer_key] = OAuthClient(consumer_key, consumer_secret,
+                                                                         certificate_pem, username, audience)
+
     def set_search_lag(self, seconds: float) -> None:
         """SOSL index lag: records created less than ``seconds`` ago are not found by search."""
         with self._org.lock:
@@ -205,6 +229,13 @@ class SalesforceEmulator:
             obj = self._org.store.object(sobject)
             record = self._org.store.get(obj, record_id) if obj else None
             return {k: render(v) for k, v in record.items()} if record else None
+
+    def custom_fields(self) -> list[str]:
+        """``Object.Field__c`` of every custom field the org has (Tooling API CustomField), visible or not."""
+        with self._org.lock:
+            table = self._org.tooling.object("CustomField")
+            assert table is not None
+            return [str(r["FullName"]) for r in self._org.tooling.rows(table)]
 
     @property
     def request_log(self) -> list[dict[str, Any]]:

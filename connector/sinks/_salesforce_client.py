@@ -11,10 +11,13 @@ request once; a second 401 (or a session-id configuration, which cannot log in) 
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
@@ -69,10 +72,27 @@ class GatedSession(requests.Session):
         return response
 
 
-def login_arguments(auth: SalesforceAuthSettings, name: str) -> dict[str, Any] | None:
-    """``SalesforceLogin`` keyword arguments for the configured mode; None for a plain session id.
+LOGIN_AUDIENCE = "https://login.salesforce.com"
+SANDBOX_AUDIENCE = "https://test.salesforce.com"
+JWT_LIFETIME_S = 180
+"""simple-salesforce signs for 3 minutes too; Salesforce accepts at most 3 minutes beyond its clock [docs:
+https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm]."""
+SOAP_LOGIN_GONE = "65.0"
+Login = Callable[[requests.Session, str], tuple[str, str]]
+"""(HTTP session, API version) → (session id, instance host[:port]), raising simple-salesforce's exceptions."""
 
-    Only the arguments of one mode are passed, because ``SalesforceLogin`` picks its flow by which are present.
+
+def login_flow(auth: SalesforceAuthSettings, name: str) -> Login | None:
+    """How to log in with the configured credentials; None for a plain session id (nothing can refresh it).
+
+    SOAP and username-password OAuth logins go through simple-salesforce's ``SalesforceLogin`` (its hosts and
+    bodies), given only the arguments of one mode because it picks its flow by which are present. JWT bearer and
+    client credentials are sent here, with the token request and answer parsing of simple-salesforce's
+    ``token_login``, because ``SalesforceLogin`` derives both the token host and the JWT ``aud`` from ``domain``:
+    with a My Domain it would sign ``aud=https://acme.my.salesforce.com``, which Salesforce refuses; the audience
+    must be https://login.salesforce.com or https://test.salesforce.com while the token endpoint may be the My
+    Domain [docs: https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm;
+    simple-salesforce 1.12 login.py builds ``'aud': f'https://{domain}.salesforce.com'``].
     """
     def secret(value: Any) -> str | None:
         return value.get_secret_value() if value is not None else None
@@ -81,25 +101,88 @@ def login_arguments(auth: SalesforceAuthSettings, name: str) -> dict[str, Any] |
     if auth.session_id is not None:
         return None
     if auth.username and auth.password and auth.security_token:
-        return {"username": auth.username, "password": secret(auth.password),
-                "security_token": secret(auth.security_token), "domain": domain}
+        return _salesforce_login({"username": auth.username, "password": secret(auth.password),
+                                  "security_token": secret(auth.security_token), "domain": domain})
     if auth.username and auth.password and auth.consumer_key and auth.consumer_secret:
-        return {"username": auth.username, "password": secret(auth.password), "consumer_key": auth.consumer_key,
-                "consumer_secret": secret(auth.consumer_secret), "domain": domain}
+        return _salesforce_login({"username": auth.username, "password": secret(auth.password),
+                                  "consumer_key": auth.consumer_key, "consumer_secret": secret(auth.consumer_secret),
+                                  "domain": domain})
+    token_url = auth.token_url or f"https://{domain}.salesforce.com/services/oauth2/token"
     if auth.username and auth.consumer_key and auth.private_key_file:
-        return {"username": auth.username, "consumer_key": auth.consumer_key,
-                "privatekey_file": auth.private_key_file, "domain": domain}
+        sandbox = domain == "test" or ".sandbox." in f".{domain}."
+        audience = auth.jwt_audience or (SANDBOX_AUDIENCE if sandbox else LOGIN_AUDIENCE)
+        return _jwt_bearer(token_url, auth.consumer_key, auth.username, auth.private_key_file, audience, domain)
     if auth.consumer_key and auth.consumer_secret:
-        if domain in ("login", "test"):
+        if domain in ("login", "test") and auth.token_url is None:
             raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth.domain", "the client-credentials flow "
                                                          "needs your My Domain (e.g. acme.my), not login or test")])
-        return {"consumer_key": auth.consumer_key, "consumer_secret": secret(auth.consumer_secret), "domain": domain}
+        return _client_credentials(token_url, auth.consumer_key, secret(auth.consumer_secret) or "", domain)
     if auth.username and auth.password:
-        return {"username": auth.username, "password": secret(auth.password), "domain": domain}
+        return _salesforce_login({"username": auth.username, "password": secret(auth.password), "domain": domain})
     raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth", (
-        "give session_id; or username, password and security_token; or username, password, consumer_key and "
-        "consumer_secret; or username, consumer_key and private_key_file (JWT); or consumer_key, consumer_secret "
-        "and a My Domain (client credentials)"))])
+        "give session_id; or username, consumer_key and private_key_file (JWT bearer); or consumer_key, "
+        "consumer_secret and a My Domain (client credentials); or username, password and security_token (SOAP "
+        "login, retired by Salesforce); or username, password, consumer_key and consumer_secret"))])
+
+
+def _salesforce_login(arguments: dict[str, Any]) -> Login:
+    def login(session: requests.Session, version: str) -> tuple[str, str]:
+        from simple_salesforce.login import SalesforceLogin
+
+        session_id, instance = SalesforceLogin(session=session, sf_version=version, **arguments)
+        return str(session_id), str(instance)
+    return login
+
+
+def _jwt_bearer(token_url: str, consumer_key: str, username: str, key_file: str, audience: str,
+                domain: str) -> Login:
+    """OAuth 2.0 JWT bearer: an RS256 assertion with iss, sub, aud and exp, posted as
+    ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` (the claims simple-salesforce signs)."""
+    def login(session: requests.Session, version: str) -> tuple[str, str]:
+        import jwt
+        from simple_salesforce.login import token_login
+
+        claims = {"iss": consumer_key, "sub": username, "aud": audience, "exp": f"{time.time() + JWT_LIFETIME_S:.0f}"}
+        assertion = jwt.encode(claims, Path(key_file).read_bytes(), algorithm="RS256")
+        data = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+        session_id, instance = token_login(token_url, data, domain, consumer_key, None, None, session)
+        return str(session_id), str(instance)
+    return login
+
+
+def _client_credentials(token_url: str, consumer_key: str, consumer_secret: str, domain: str) -> Login:
+    """OAuth 2.0 client credentials against the My Domain token endpoint, key and secret in a Basic header
+    [docs: https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_client_credentials_flow.htm;
+    simple-salesforce's SalesforceLogin sends the same request]."""
+    def login(session: requests.Session, version: str) -> tuple[str, str]:
+        from simple_salesforce.login import token_login
+
+        basic = base64.b64encode(f"{consumer_key}:{consumer_secret}".encode()).decode()
+        session_id, instance = token_login(token_url, {"grant_type": "client_credentials"}, domain, consumer_key,
+                                           {"Authorization": f"Basic {basic}"}, None, session)
+        return str(session_id), str(instance)
+    return login
+
+
+def login_findings(settings: SalesforceSinkSettings, name: str) -> list[tuple[str, str]]:
+    """(level, message) about the configured login for `connector validate`.
+
+    The SOAP API ``login()`` (username + password [+ security token]) "is not available in API versions 65.0 and
+    later" and retires for 31.0–64.0 in Summer '27 [docs: https://help.salesforce.com/s/articleView?id=005132110]:
+    a warning, or an error when ``api_version`` is already 65.0 or later (the login cannot work).
+    """
+    auth = settings.auth
+    soap = auth.session_id is None and bool(auth.username and auth.password) and not (
+        auth.consumer_key and auth.consumer_secret)
+    if not soap:
+        return []
+    gone = float(settings.api_version) >= float(SOAP_LOGIN_GONE)
+    message = (f"sinks.{name}.auth: username + password" + (" + security_token" if auth.security_token else "")
+               + " logs in with the SOAP API login(), which Salesforce does not offer from API version 65.0 and "
+               "retires in Summer '27" + (f" (api_version is {settings.api_version}: this login fails)" if gone
+                                          else "") + "; use the JWT bearer flow (username, consumer_key, "
+               "private_key_file) or client credentials (consumer_key, consumer_secret, domain: your My Domain)")
+    return [("error" if gone else "warning", message)]
 
 
 class SalesforceConnection:
@@ -111,7 +194,7 @@ class SalesforceConnection:
 
     def __init__(self, name: str, settings: SalesforceSinkSettings) -> None:
         self.settings = settings
-        self._login = login_arguments(settings.auth, name)
+        self._login = login_flow(settings.auth, name)
         self._http: GatedSession | None = None
         self._client: Salesforce | None = None
         self._lock = threading.RLock()
@@ -173,7 +256,6 @@ class SalesforceConnection:
 
     def _connect(self) -> Salesforce:
         from simple_salesforce.api import Salesforce
-        from simple_salesforce.login import SalesforceLogin
 
         assert self._http is not None, "open() first"
         version = self.settings.api_version
@@ -183,7 +265,7 @@ class SalesforceConnection:
             return Salesforce(instance_url=self.settings.instance_url, session_id=secret.get_secret_value(),
                               session=self._http, version=version)
         with translated_errors("login"):
-            session_id, instance = SalesforceLogin(session=self._http, sf_version=version, **self._login)
+            session_id, instance = self._login(self._http, version)
         self.logins += 1
         # The login answer names the instance the session belongs to (it wins over instance_url).
         return Salesforce(instance=instance, session_id=session_id, session=self._http, version=version)

@@ -71,9 +71,18 @@ def classify(status: int, content: Any, *, where: str) -> SinkError:
         return AuthError(summary, **kwargs)
     if status == 429:
         return RateLimited(summary, retry_after=CONCURRENCY_WAIT_S, **kwargs)
-    if code in TRANSIENT_CODES or status >= 500 or status == 408:
+    if code in TRANSIENT_CODES or status >= 500 or status == 408 or _locked_in_trigger(code, message):
         return TransientError(summary, **kwargs)
     return PermanentError(summary, **kwargs)
+
+
+def _locked_in_trigger(code: str | None, message: str) -> bool:
+    """A trigger or flow that could not lock a related row fails the write as CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY
+    with the real cause, UNABLE_TO_LOCK_ROW, only in the message ("…first error: UNABLE_TO_LOCK_ROW, unable to
+    obtain exclusive access to this record…"): the same lock contention, so the same retry. Nothing was written
+    (the transaction rolled back) [docs: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/
+    sforce_api_calls_concepts_core_data_objects.htm#statuscode; message shape UNVERIFIED beyond public reports]."""
+    return code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" and "UNABLE_TO_LOCK_ROW" in message
 
 
 def raise_for_composite(answer: Any, *, where: str) -> list[dict[str, Any]]:

@@ -1,28 +1,32 @@
-"""The Salesforce schema check and set-up instructions, with the real simple-salesforce against the emulator.
+"""The Salesforce schema check and `crm-setup`, with the real simple-salesforce against the emulator.
 
 An org without the connector's fields (``with_custom_fields=False``) is a customer's org on day one; one with them
-is what an admin leaves after following the instructions.
+(writable through the profile) is what an admin leaves after doing it by hand.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.config import SalesforceSinkSettings
 from connector.crm_setup import Finding, SchemaAccessError
-from connector.crm_setup.salesforce import (
-    METADATA_NS,
-    PERMISSION_SET,
-    salesforce_setup_instructions,
-    validate_against_salesforce,
-)
+from connector.crm_setup.salesforce import METADATA_NS, PERMISSION_SET, validate_against_salesforce
+from connector.crm_setup.salesforce_setup import run_salesforce_setup
 from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce import SalesforceEmulator
 from connector.mapping.loader import LoadedMapping, load_mapping
+from connector.mapping.planner import plan_event
+from connector.payload import parse_webhook
+from connector.sample import sample_payload
+from connector.sinks.base import ExecutionContext
+from connector.sinks.salesforce import SalesforceSink
 from tests.conftest import free_port
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
@@ -30,7 +34,7 @@ TWOX_FIELDS = {  # what the default mapping writes on Contact and Lead, with the
     "TwoX_Wrong_Number__c": "Checkbox", "TwoX_Number_Invalid__c": "Checkbox", "TwoX_Workflow_Ended__c": "Checkbox",
     "TwoX_Last_Call_Outcome__c": "Text", "TwoX_Last_Call_At__c": "DateTime", "TwoX_Callback_Due__c": "DateTime",
 }
-HINT = "run `connector crm-setup --sink sf` for instructions"
+HINT = "run `connector crm-setup --sink sf`"
 NS = {"md": METADATA_NS}
 
 
@@ -51,6 +55,21 @@ def settings_for(org: SalesforceEmulator | str, session_id: str | None = None) -
         return SalesforceSinkSettings(type="salesforce", instance_url=org, auth={"session_id": "any"})
     return SalesforceSinkSettings(type="salesforce", instance_url=org.instance_url, ca_bundle=org.ca_file,
                                   auth={"session_id": session_id or org.session_id})
+
+
+class _Gate:
+    def wait(self, cost: int = 1) -> None: ...
+
+
+def org_client(org: SalesforceEmulator) -> Salesforce:
+    return Salesforce(instance_url=org.instance_url, session_id=org.session_id, session=org.client_session(),
+                      version="62.0")
+
+
+def writes(org: SalesforceEmulator, since: int) -> list[str]:
+    """Requests after ``since`` that could change the org (the describes are a Composite POST of GETs)."""
+    return [e["path"] for e in org.request_log[since:] if e["method"] != "GET" and not (
+        e["path"].endswith("/composite") and all(r["method"] == "GET" for r in e["body"]["compositeRequest"]))]
 
 
 def edited(tmp_path: Path, *changes: tuple[str, str]) -> LoadedMapping:
@@ -84,50 +103,140 @@ def test_validate_reports_each_missing_field_with_the_hint(bare_org: SalesforceE
     assert "field-level security" in wrong.message  # an invisible field looks missing too
 
 
-def test_instructions_list_the_missing_fields_with_types_and_steps(bare_org: SalesforceEmulator,
-                                                                   tmp_path: Path) -> None:
-    report = salesforce_setup_instructions(settings_for(bare_org), MAPPING, sink="sf", out=tmp_path / "pkg")
+def test_setup_creates_fields_and_access_then_a_delivery_writes_them(tmp_path: Path) -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
 
-    assert not report.ok and report.dry_run and report.problems == [] and report.already_present == []
-    assert sorted(report.created) == sorted(f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS)
-    assert {(s.object, s.name, s.type) for s in report.fields} == {
-        (o, n, t) for o in ("Contact", "Lead") for n, t in TWOX_FIELDS.items()}
-    outcome = next(s for s in report.fields if (s.object, s.name) == ("Contact", "TwoX_Last_Call_Outcome__c"))
-    assert (outcome.label, outcome.setup_type, outcome.length) == ("2X Last Call Outcome", "Text(255)", 255)
-    assert outcome.steps()[0] == "Setup → Object Manager → Contact → Fields & Relationships → New"
-    text = report.render()
-    assert "Lead.TwoX_Wrong_Number__c  (Checkbox, label '2X Wrong Number')" in text
-    assert "Default Value: Unchecked" in text and "Data type: Date/Time" in text and "Map Lead Fields" in text
-    assert report.to_dict()["fields"][0]["steps"] and report.to_dict()["ok"] is False  # an admin must act first
+        expected = sorted(f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS)
+        assert report.ok and not report.dry_run and report.problems == [] and report.manual == []
+        assert sorted(report.created) == expected == sorted(report.granted) and report.already_present == []
+        assert report.created_permission_set and report.assigned
+        assert sorted(org.custom_fields()) == expected
+        creates = [e for e in org.request_log if e["path"].endswith("/tooling/sobjects/CustomField/")]
+        flag = next(e["body"] for e in creates if e["body"]["FullName"] == "Contact.TwoX_Wrong_Number__c")
+        assert flag["Metadata"]["type"] == "Checkbox" and flag["Metadata"]["defaultValue"] == "false"
+        text = next(e["body"] for e in creates if e["body"]["FullName"] == "Lead.TwoX_Last_Call_Outcome__c")
+        assert (text["Metadata"]["type"], text["Metadata"]["length"], text["Metadata"]["label"]) == (
+            "Text", 255, "2X Last Call Outcome")
+        [permission_set] = org.records("PermissionSet")
+        assert (permission_set["Name"], permission_set["Label"]) == (PERMISSION_SET, "2X Connector")
+        grants = org.records("FieldPermissions")
+        assert sorted(g["Field"] for g in grants) == expected
+        assert all(g["PermissionsRead"] and g["PermissionsEdit"] and g["ParentId"] == permission_set["Id"]
+                   for g in grants)
+        [assignment] = org.records("PermissionSetAssignment")
+        assert assignment["PermissionSetId"] == permission_set["Id"] and assignment["AssigneeId"].startswith("005")
+        assert validate_against_salesforce(settings_for(org), MAPPING, sink="sf") == []
 
-    package = ET.parse(tmp_path / "pkg" / "package.xml").getroot()
+        sink = SalesforceSink("sf", settings_for(org))  # the real sink writes the new fields
+        sink.open(_Gate())
+        try:
+            plan = plan_event(parse_webhook(sample_payload(70, end_reason="wrong_number")), MAPPING, sink="sf",
+                              call_time=datetime(2026, 11, 27, 3, 30, tzinfo=UTC))
+            context = ExecutionContext()
+            context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
+            for action, result in zip(plan.actions[1:], sink.execute_many(plan.actions[1:], context), strict=True):
+                context.results[action.key] = result
+        finally:
+            sink.close()
+        john = org.get("Contact", org.seed_ids["contact_john"])
+        assert john is not None and john["TwoX_Wrong_Number__c"] is True
+        assert john["TwoX_Last_Call_Outcome__c"] == "wrong_number" and john["TwoX_Workflow_Ended__c"] is True
+
+        before = len(org.request_log)
+        again = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert again.ok and not again.changed and sorted(again.already_present) == expected
+        assert writes(org, before) == []  # a second run only reads
+        assert len(org.records("FieldPermissions")) == 12 and len(org.records("PermissionSetAssignment")) == 1
+
+
+def test_without_userinfo_the_user_comes_from_chatter_users_me() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        org.refuse_userinfo()
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert report.ok and report.assigned
+        assert any(e["path"].endswith("/chatter/users/me") for e in org.request_log)
+        [assignment] = org.records("PermissionSetAssignment")
+        assert assignment["AssigneeId"] == org_client(org).restful("chatter/users/me")["id"]
+
+
+def test_dry_run_plans_and_changes_nothing(bare_org: SalesforceEmulator, tmp_path: Path) -> None:
+    before = len(bare_org.request_log)
+    report = run_salesforce_setup(settings_for(bare_org), MAPPING, sink="sf", dry_run=True, out=tmp_path / "pkg")
+
+    assert report.ok and report.dry_run and report.problems == []
+    assert len(report.created) == len(report.granted) == 12 and report.created_permission_set and report.assigned
+    assert "Would create 12 field(s)" in report.render() and "Would assign" in report.render()
+    assert writes(bare_org, before) == []
+    assert bare_org.custom_fields() == [] and bare_org.records("PermissionSet") == []
+    package = ET.parse(tmp_path / "pkg" / "package.xml").getroot()  # the package for admins who deploy instead
     members = {t.findtext("md:name", namespaces=NS): [m.text for m in t.findall("md:members", NS)]
                for t in package.findall("md:types", NS)}
     assert sorted(members["CustomField"]) == sorted(report.created) and members["PermissionSet"] == [PERMISSION_SET]
-    assert package.findtext("md:version", namespaces=NS) == "62.0"
     contact = ET.parse(tmp_path / "pkg" / "objects" / "Contact.object").getroot()
     fields = {f.findtext("md:fullName", namespaces=NS): f for f in contact.findall("md:fields", NS)}
     assert set(fields) == set(TWOX_FIELDS)
-    flag = fields["TwoX_Wrong_Number__c"]
-    assert [c.tag.split("}")[1] for c in flag] == ["fullName", "defaultValue", "description", "externalId", "label",
-                                                   "trackHistory", "type"]  # the order a deploy insists on
-    assert (flag.findtext("md:type", namespaces=NS), flag.findtext("md:defaultValue", namespaces=NS)) == (
-        "Checkbox", "false")
-    assert fields["TwoX_Last_Call_Outcome__c"].findtext("md:length", namespaces=NS) == "255"
+    assert [c.tag.split("}")[1] for c in fields["TwoX_Wrong_Number__c"]] == [
+        "fullName", "defaultValue", "description", "externalId", "label", "trackHistory", "type"]
     grants = ET.parse(tmp_path / "pkg" / "permissionsets" / f"{PERMISSION_SET}.permissionset").getroot()
     assert {g.findtext("md:field", namespaces=NS) for g in grants.findall("md:fieldPermissions", NS)} == set(
         report.created)
 
 
-# -- after set-up -------------------------------------------------------------------------------------------------
+def test_a_user_without_permissions_gets_the_manual_steps_for_those_items_only() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        org.set_user_permissions(customize_application=False, manage_users=False)
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert not report.ok and report.created == [] and org.custom_fields() == []
+        assert sorted(s.full_name for s in report.fields) == sorted(
+            f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS)
+        assert report.manual == [] and report.problems == []  # field steps include the field-level security click
+        assert "Setup → Object Manager → Contact → Fields & Relationships → New" in report.render()
+
+        org.set_user_permissions(customize_application=True, manage_users=False)  # fields yes, permission sets no
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert not report.ok and len(report.created) == 12 and report.fields == [] and report.granted == []
+        assert report.manual[0].startswith("Setup → Permission Sets → New: Label 2X Connector, API Name "
+                                           "TwoX_Connector")
+        assert report.manual[-1].endswith("Manage Assignments → Add Assignment → the connector's user → Assign")
+        assert len(report.manual) == 14 and "Object Manager" not in "".join(report.manual)
+        assert report.problems == []  # the invisible fields are the manual items, not extra errors
+
+        org.set_user_permissions()  # an admin grants the permissions: the next run finishes the job
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+        assert report.ok and report.created == [] and len(report.granted) == 12 and report.assigned
 
 
-def test_the_default_mapping_is_clean_on_a_ready_org(ready_org: SalesforceEmulator, tmp_path: Path) -> None:
-    assert validate_against_salesforce(settings_for(ready_org), MAPPING, sink="sf") == []
-    report = salesforce_setup_instructions(settings_for(ready_org), MAPPING, sink="sf", out=tmp_path)
-    assert report.ok and report.fields == [] and report.created == [] and report.files == []
-    assert len(report.already_present) == 12 and "exists in the org" in report.render()
-    assert list(tmp_path.iterdir()) == []  # nothing to deploy
+def test_existing_fields_without_access_and_read_only_grants_are_fixed() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        sf = org_client(org)
+        for spec in ("Contact.TwoX_Wrong_Number__c", "Contact.TwoX_Last_Call_Outcome__c"):  # an admin made these
+            metadata = ({"type": "Checkbox", "label": "x", "defaultValue": "false"} if "Wrong" in spec
+                        else {"type": "Text", "label": "x", "length": 255})
+            sf.toolingexecute("sobjects/CustomField/", method="POST", data={"FullName": spec, "Metadata": metadata})
+        permission_set = sf.PermissionSet.create({"Name": PERMISSION_SET, "Label": "2X Connector"})["id"]
+        read_only = sf.FieldPermissions.create({"ParentId": permission_set, "SobjectType": "Contact", "PermissionsRead":
+                                                True, "Field": "Contact.TwoX_Wrong_Number__c"})["id"]
+
+        report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
+
+        assert report.ok and len(report.created) == 10 and not report.created_permission_set
+        assert {"Contact.TwoX_Wrong_Number__c", "Contact.TwoX_Last_Call_Outcome__c"} <= set(report.already_present)
+        assert len(report.granted) == 12 and org.get("FieldPermissions", read_only)["PermissionsEdit"] is True
+        assert len(org.records("PermissionSet")) == 1
+
+
+def test_a_field_without_access_is_refused_like_salesforce_does() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as org:
+        sf = org_client(org)
+        sf.toolingexecute("sobjects/CustomField/", method="POST", data={
+            "FullName": "Contact.TwoX_Wrong_Number__c", "Metadata": {"type": "Checkbox", "label": "x",
+                                                                     "defaultValue": "false"}})
+        with pytest.raises(SalesforceMalformedRequest) as caught:
+            sf.Contact.update(org.seed_ids["contact_john"], {"TwoX_Wrong_Number__c": True})
+        assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
+        findings = validate_against_salesforce(settings_for(org), MAPPING, sink="sf")
+        assert "field-level security" in by_field(findings)[("Contact", "TwoX_Wrong_Number__c")].message
 
 
 def test_picklist_literals_are_checked_against_the_active_values(ready_org: SalesforceEmulator,
@@ -185,7 +294,7 @@ def test_an_unreachable_org_is_one_warning() -> None:
     [finding] = validate_against_salesforce(settings_for(f"https://127.0.0.1:{free_port()}"), MAPPING, sink="sf")
     assert finding.level == "warning" and finding.message.startswith("Salesforce not reachable: schema not checked")
     with pytest.raises(SchemaAccessError) as caught:
-        salesforce_setup_instructions(settings_for(f"https://127.0.0.1:{free_port()}"), MAPPING, sink="sf")
+        run_salesforce_setup(settings_for(f"https://127.0.0.1:{free_port()}"), MAPPING, sink="sf")
     assert caught.value.unreachable
 
 
@@ -193,3 +302,13 @@ def test_rejected_credentials_are_one_error(ready_org: SalesforceEmulator) -> No
     [finding] = validate_against_salesforce(settings_for(ready_org, session_id="expired"), MAPPING, sink="sf")
     assert finding.level == "error" and "rejected the credentials (INVALID_SESSION_ID)" in finding.message
     assert "sinks.sf.auth" in finding.message
+
+
+def test_custom_task_fields_the_mapping_writes_are_created_too(tmp_path: Path) -> None:
+    mapping = edited(tmp_path, ("    Status: Completed\n", '    Status: Completed\n    TwoX_Event_Id__c: "{{ event.id }}"\n'))
+    with SalesforceEmulator(with_custom_fields=True) as org:
+        report = run_salesforce_setup(settings_for(org), mapping, sink="sf")
+        assert report.ok and report.created == ["Task.TwoX_Event_Id__c"] == report.granted
+        assert len(report.already_present) == 12  # the Contact/Lead fields were writable already
+        task = {f["name"]: f for f in org_client(org).Task.describe()["fields"]}["TwoX_Event_Id__c"]
+        assert (task["type"], task["length"], task["updateable"]) == ("string", 255, True)

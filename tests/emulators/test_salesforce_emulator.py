@@ -605,3 +605,71 @@ def test_module_main_prints_connection_details() -> None:
     assert lines[1].startswith("ca_file:") and lines[1].strip().endswith("ca.pem")
     assert lines[2].strip() == "session_id:   sandbox-salesforce-session"
     assert process.returncode == 0 and not Path(lines[1].split(":", 1)[1].strip()).exists()  # SIGTERM cleans up
+
+
+# --- set-up surfaces: Tooling API fields, field-level security, permissions, userinfo ----------------------------
+CHECKBOX = {"FullName": "Contact.TwoX_Wrong_Number__c",
+            "Metadata": {"type": "Checkbox", "label": "2X Wrong Number", "defaultValue": "false"}}
+
+
+def test_a_tooling_field_is_invisible_until_a_permission_set_grants_it() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as bare:
+        sf = connect(bare)
+        created = sf.toolingexecute("sobjects/CustomField/", method="POST", data=CHECKBOX)
+        assert created["success"] and created["id"].startswith("00N")
+        with pytest.raises(SalesforceMalformedRequest) as duplicate:
+            sf.toolingexecute("sobjects/CustomField/", method="POST", data=CHECKBOX)
+        assert error_of(duplicate)["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
+        listed = sf.toolingexecute("query/", params={"q": "SELECT Id, DeveloperName, TableEnumOrId FROM CustomField "
+                                                          "WHERE TableEnumOrId = 'Contact'"})
+        assert [(r["DeveloperName"], r["TableEnumOrId"]) for r in listed["records"]] == [
+            ("TwoX_Wrong_Number", "Contact")]
+
+        john = bare.seed_ids["contact_john"]  # no field-level security yet: as if the field did not exist
+        assert "TwoX_Wrong_Number__c" not in {f["name"] for f in sf.Contact.describe()["fields"]}
+        with pytest.raises(SalesforceMalformedRequest) as write:
+            sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
+        assert error_of(write) == {"errorCode": "INVALID_FIELD",
+                                   "message": "No such column 'TwoX_Wrong_Number__c' on sobject of type Contact"}
+        with pytest.raises(SalesforceMalformedRequest) as select:
+            sf.query("SELECT TwoX_Wrong_Number__c FROM Contact")
+        assert error_of(select)["errorCode"] == "INVALID_FIELD"
+        assert "If you are attempting to use a custom field, be sure to append the '__c'" in error_of(select)["message"]
+
+        permission_set = sf.PermissionSet.create({"Name": "TwoX_Connector", "Label": "2X Connector"})["id"]
+        grant = sf.FieldPermissions.create({"ParentId": permission_set, "SobjectType": "Contact", "PermissionsRead":
+                                            True, "Field": "Contact.TwoX_Wrong_Number__c"})["id"]
+        user = sf.oauth2("userinfo")["user_id"]
+        assert user.startswith("005")
+        with pytest.raises(SalesforceMalformedRequest):  # granted, but not assigned to the user: still invisible
+            sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
+        sf.PermissionSetAssignment.create({"PermissionSetId": permission_set, "AssigneeId": user})
+        with pytest.raises(SalesforceMalformedRequest) as read_only:
+            sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
+        assert error_of(read_only)["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+        assert sf.query("SELECT TwoX_Wrong_Number__c FROM Contact WHERE Id = '%s'" % john)["records"][0][
+            "TwoX_Wrong_Number__c"] is False  # readable: existing rows hold the checkbox's default
+        sf.FieldPermissions.update(grant, {"PermissionsEdit": True})
+        sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
+        assert bare.get("Contact", john)["TwoX_Wrong_Number__c"] is True
+        with pytest.raises(SalesforceMalformedRequest) as again:
+            sf.PermissionSetAssignment.create({"PermissionSetId": permission_set, "AssigneeId": user})
+        assert error_of(again)["errorCode"] == "DUPLICATE_VALUE"
+
+
+def test_a_user_without_setup_permissions_is_refused() -> None:
+    with SalesforceEmulator(with_custom_fields=False) as bare:
+        bare.set_user_permissions(customize_application=False, manage_users=False)
+        sf = connect(bare)
+        with pytest.raises(SalesforceMalformedRequest) as field:
+            sf.toolingexecute("sobjects/CustomField/", method="POST", data=CHECKBOX)
+        with pytest.raises(SalesforceMalformedRequest) as permission_set:
+            sf.PermissionSet.create({"Name": "TwoX_Connector", "Label": "2X Connector"})
+        refused = "INSUFFICIENT_ACCESS_OR_READONLY"
+        assert error_of(field)["errorCode"] == error_of(permission_set)["errorCode"] == refused
+        assert bare.custom_fields() == [] and bare.records("PermissionSet") == []
+        with pytest.raises(SalesforceMalformedRequest) as text_field:  # a Text field needs its length
+            bare.set_user_permissions()
+            sf.toolingexecute("sobjects/CustomField/", method="POST", data={
+                "FullName": "Lead.TwoX_Last_Call_Outcome__c", "Metadata": {"type": "Text", "label": "x"}})
+        assert error_of(text_field)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
