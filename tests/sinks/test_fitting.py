@@ -14,6 +14,9 @@ from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 from connector.emulators.hubspot import HubSpotEmulator
 from connector.emulators.salesforce import SalesforceEmulator
 from connector.errors import PermanentError, RateLimited
+from connector.payload import MAX_DURATION_S, parse_webhook
+from connector.plan import Plan
+from connector.sample import sample_payload
 from connector.sinks._fit import MARKER
 from connector.sinks._hubspot_contacts import phone_filter_groups
 from connector.sinks._hubspot_errors import until_daily_reset
@@ -21,6 +24,7 @@ from connector.sinks._hubspot_schema import MAX_NUMBER, MAX_TEXT
 from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot import HubSpotSink
 from connector.sinks.salesforce import SalesforceSink
+from tests.delivery_support import ingest, worker_on
 from tests.sinks import test_hubspot_sink as hs
 from tests.sinks import test_salesforce_sink as sf
 from tests.sinks.test_hubspot_sink import emulator as hubspot_emulator  # noqa: F401  (fixture)
@@ -42,16 +46,30 @@ def hs_emulator(hubspot_emulator: HubSpotEmulator) -> HubSpotEmulator:  # noqa: 
     return hubspot_emulator
 
 
+def huge_duration(plan: Plan, field: str) -> Plan:
+    """The plan with a 4,000-digit duration in its call activity, as a mapping could render it (normalization caps
+    the payload's own duration at a day; the sink must fit whatever reaches it)."""
+    activity = plan.actions[1]
+    assert activity.key.endswith(":activity")
+    wild = activity.model_copy(update={"properties": {**activity.properties, field: HUGE}})
+    return plan.model_copy(update={"actions": [plan.actions[0], wild, *plan.actions[2:]]})
+
+
+def test_an_absurd_duration_is_capped_and_flagged_at_normalization() -> None:
+    event = parse_webhook(sample_payload(1, call={"end_reason": "hung_up", "duration": int(HUGE)}))
+    assert (event.call.duration_seconds, event.call.duration_ms) == (MAX_DURATION_S, MAX_DURATION_S * 1000)
+    assert "duration_capped" in event.flags
+    assert "duration_capped" not in parse_webhook(sample_payload(2)).flags
+
+
 # -- Salesforce -----------------------------------------------------------------------------------
 
 
 def test_salesforce_cuts_and_clamps_to_the_describe_and_logs_the_call(sf_emulator: SalesforceEmulator) -> None:
     """The issue's dead-lettered calls: a 72-character first name on a new Lead, and a 4,000-digit duration."""
     sink = sf.open_sink(sf_emulator)
-    plan = sf.make_plan(501, "+13035550177", record_first_name=LONG_FIRST, record_last_name=LONG_LAST,
-                        call={"end_reason": "hung_up", "answered": True, "duration": int(HUGE),
-                              "call_direction": "outbound"})
-    context = sf.run(sink, plan)
+    plan = sf.make_plan(501, "+13035550177", record_first_name=LONG_FIRST, record_last_name=LONG_LAST)
+    context = sf.run(sink, huge_duration(plan, "CallDurationInSeconds"))
     contact = context.contact()
     assert contact.created and contact.detail["truncated"] == ["FirstName", "LastName"]
     lead = sf_emulator.get("Lead", contact.crm_id)
@@ -69,8 +87,7 @@ def test_salesforce_batch_path_fits_too(sf_emulator: SalesforceEmulator) -> None
     sink = sf.open_sink(sf_emulator)
     items = []
     for event_id in (511, 512):
-        plan = sf.make_plan(event_id, call={"end_reason": "hung_up", "answered": True, "duration": int(HUGE),
-                                            "call_direction": "outbound"})
+        plan = huge_duration(sf.make_plan(event_id), "CallDurationInSeconds")
         context = ExecutionContext()
         context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
         activity = plan.actions[1]
@@ -102,20 +119,25 @@ def test_salesforce_emulator_refuses_what_does_not_fit(sf_emulator: SalesforceEm
     sink.close()
 
 
-def test_salesforce_matches_a_national_format_regionless_number(sf_emulator: SalesforceEmulator) -> None:
+NATIONAL = [(REGIONLESS, "(555) 010-2035", "5550102035"), ("+442079460018", "020 7946 0018", "02079460018")]
+
+
+@pytest.mark.parametrize(("e164", "stored", "term"), NATIONAL, ids=["regionless_us", "uk_trunk_prefix"])
+def test_salesforce_matches_a_national_format_number(sf_emulator: SalesforceEmulator, e164: str, stored: str,
+                                                     term: str) -> None:
     """A Contact typed "(555) 010-2035" is the call's +15550102035: matched by SOSL and the shared matcher, no
     duplicate Lead, and the do-not-call lands on that Contact."""
     sink = sf.open_sink(sf_emulator)
     created = sink.connection.call(lambda s: s.restful("sobjects/Contact", method="POST", json={
-        "LastName": "Regionless", "Phone": "(555) 010-2035"}), where="seed")
-    plan = sf.make_plan(521, REGIONLESS, end_reason="do_not_call")
+        "LastName": "National", "Phone": stored}), where="seed")
+    leads_before = len(sf_emulator.records("Lead"))
+    plan = sf.make_plan(521, e164, end_reason="do_not_call")
     context = sf.run(sink, plan)
     assert (context.contact().object, context.contact().crm_id) == ("Contact", created["id"])
-    assert not context.contact().created and sf_emulator.records("Lead") == [] or all(
-        lead.get("Phone") != REGIONLESS for lead in sf_emulator.records("Lead"))
+    assert not context.contact().created and len(sf_emulator.records("Lead")) == leads_before
     assert sf_emulator.get("Contact", created["id"])["DoNotCall"] is True
-    search = [r for r in sf_emulator.request_log if "search" in r.get("path", "")]
-    assert search and "5550102035" in str(search[-1])  # the national digits were among the SOSL terms
+    search = [r for r in sf_emulator.request_log if "search" in str(r.get("path", ""))]
+    assert search and term in str(search[-1])  # the national digits were among the SOSL terms
     sink.close()
 
 
@@ -127,8 +149,7 @@ def test_hubspot_cuts_and_clamps_reading_the_properties_once_and_only_when_neede
     hs.run(sink, hs.make_plan(601))  # an ordinary event: no property definitions read
     assert hs_emulator.request_count(path_prefix="/crm/v3/properties") == 0
     for event_id in (602, 603):  # (hs_call_body is cut by the mapping's limits already; the title is not)
-        plan = hs.make_plan(event_id, call={
-            "end_reason": "hung_up", "answered": True, "duration": int(HUGE), "call_direction": "outbound"})
+        plan = huge_duration(hs.make_plan(event_id), "hs_call_duration")
         activity = plan.actions[1]
         long_title = activity.model_copy(update={"properties": {**activity.properties, "hs_call_title": "t" * 70_000}})
         context = ExecutionContext()
@@ -158,12 +179,14 @@ def test_hubspot_emulator_refuses_what_does_not_fit(hs_emulator: HubSpotEmulator
     assert refused.value.status == 400 and "INVALID_LONG" in refused.value.body
 
 
-def test_hubspot_matches_a_national_format_regionless_number(hs_emulator: HubSpotEmulator) -> None:
+@pytest.mark.parametrize(("e164", "stored", "term"), NATIONAL, ids=["regionless_us", "uk_trunk_prefix"])
+def test_hubspot_matches_a_national_format_number(hs_emulator: HubSpotEmulator, e164: str, stored: str,
+                                                  term: str) -> None:
     client = hubspot.Client.create(access_token=hs.TOKEN, host=hs_emulator.url)
     seeded = client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
-        properties={"lastname": "Regionless", "mobilephone": "(555) 010-2035"}))
+        properties={"lastname": "National", "mobilephone": stored}))
     sink = hs.open_sink(hs_emulator)
-    context = hs.run(sink, hs.make_plan(611, record_phone_number=REGIONLESS, end_reason="do_not_call"))
+    context = hs.run(sink, hs.make_plan(611, record_phone_number=e164, end_reason="do_not_call"))
     assert context.contact().crm_id == seeded.id and not context.contact().created
     assert len(hs_emulator.objects("contacts")) == 5  # the four seeds + this one: no duplicate
     assert hs_emulator.get("contacts", seeded.id)["properties"]["twox_do_not_call"] == "true"
@@ -203,6 +226,28 @@ def test_hubspot_daily_429_pauses_the_sink_until_the_portals_midnight(hs_emulato
     assert expected - 5 <= caught.value.retry_after <= expected
     assert hs_emulator.request_count() == 1  # one refused request, no retry storm inside the sink
     sink.close()
+
+
+def test_the_engine_holds_every_delivery_until_the_daily_reset(hs_emulator: HubSpotEmulator, tmp_path: Any) -> None:
+    """Through the worker: one refused request, then the whole sink waits for the reset (no retry storm)."""
+    settings = hs.engine_settings(hs_emulator, tmp_path)
+    hs_emulator.set_daily_usage(250_000, limit=250_000)
+    with worker_on(settings) as (ledger, worker):
+        ids = [ingest(ledger, 700 + i, sinks=("hs",), record_phone_number=f"+1312555{7000 + i}") for i in range(3)]
+        before = datetime.now(UTC)
+        hs_emulator.reset_counters()
+        hs_emulator.set_daily_usage(250_000, limit=250_000)
+        worker.run_once()
+        refused = hs_emulator.request_count()  # deliveries already in flight each got their 429
+        for _ in range(5):
+            worker.run_once()
+        blocked = ledger.sinks.status("hs").blocked_until
+        states = [d["status"] for e in ids for d in ledger.deliveries_for(e)]
+    assert blocked is not None
+    wait = (blocked.replace(tzinfo=blocked.tzinfo or UTC) - before).total_seconds()
+    assert 60 < wait <= until_daily_reset(before, None) + 1  # the next full UTC hour (no zone configured)
+    assert 1 <= refused <= len(ids) and hs_emulator.request_count() == refused  # then nothing until the reset
+    assert "succeeded" not in states and "dead" not in states
 
 
 def _at(text: str) -> datetime:
