@@ -65,7 +65,7 @@ def _readings(stored: str, region: str | None) -> list[PhoneNumber]:
         readings.append(phonenumbers.parse(text, region))
     except NumberParseException:
         pass
-    if readings and phonenumbers.is_valid_number(readings[0]) or text.startswith("+"):
+    if text.startswith("+") or (readings and phonenumbers.is_valid_number(readings[0])):
         return readings  # a valid reading in the call's region is what the human meant
     # Not a number of that region: perhaps an international number without its "+" ("0044…", "44…").
     for candidate in (["+" + raw[2:]] if raw.startswith("00") else []) + (["+" + raw] if len(raw) >= 8 else []):

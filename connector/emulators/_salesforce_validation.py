@@ -4,7 +4,8 @@ Order: deserialization (unknown field ``INVALID_FIELD`` "No such column 'X' on s
 verbatim in client fixtures — and ``JSON_PARSER_ERROR`` for wrong value types, first offending key wins), then
 ``INVALID_FIELD_FOR_INSERT_UPDATE`` for read-only fields, ``REQUIRED_FIELD_MISSING`` ("Required fields are
 missing: [LastName, Company]", fields listed), ``STRING_TOO_LONG`` ("<Label>: data value too large: <value>
-(max length=N)", observed with field labels), ``NUMBER_OUTSIDE_VALID_RANGE`` ("<Label>: value outside of valid range on numeric field: <value>", observed),
+(max length=N)", observed with field labels), ``NUMBER_OUTSIDE_VALID_RANGE`` ("<Label>: value outside of valid
+range on numeric field: <value>", observed),
 ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`` ("<Label>: bad value
 for restricted picklist field: X", observed) and lookups: a malformed id → ``MALFORMED_ID``, an id of the wrong
 object → ``FIELD_INTEGRITY_EXCEPTION`` "Name ID: id value of incorrect type: 006…" (observed for Task.WhoId),

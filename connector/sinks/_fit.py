@@ -12,6 +12,7 @@ own error names the field. Which fields were cut or clamped — names only, neve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -69,11 +70,18 @@ def clamp_number(value: Any, limit: Limit) -> tuple[Any, bool]:
     if number is None or limit.maximum is None or abs(number) <= limit.maximum:
         return value, False
     bound = limit.maximum if number > 0 else -limit.maximum
-    if isinstance(value, str):
-        return (str(int(bound)) if limit.integer or bound == bound.to_integral_value() else str(bound)), True
-    if limit.integer or isinstance(value, int):
-        return int(bound), True
-    return float(bound), True
+    if limit.integer or bound == bound.to_integral_value():
+        return (str(int(bound)) if isinstance(value, str) else int(bound)), True
+    nearest = _float_within(bound)  # JSON carries a double: the bound itself may round past the range
+    return (repr(nearest) if isinstance(value, str) else nearest), True
+
+
+def _float_within(bound: Decimal) -> float:
+    """The double closest to ``bound`` that does not exceed it in magnitude."""
+    nearest = float(bound)
+    if abs(Decimal(nearest)) > abs(bound):
+        nearest = math.nextafter(nearest, 0.0)
+    return nearest
 
 
 def fit_values(values: dict[str, Any], limits: dict[str, Limit], *, keep: frozenset[str] = frozenset()) -> Fitted:

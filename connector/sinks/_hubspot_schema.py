@@ -47,7 +47,7 @@ def may_exceed(values: dict[str, str]) -> bool:
     for value in values.values():
         if len(value) > MAX_TEXT:
             return True
-        number = as_decimal(value) if len(value) > 15 else None
+        number = as_decimal(value) if len(value) > 15 or "e" in value.lower() else None
         if number is not None and abs(number) > MAX_NUMBER:
             return True
     return False

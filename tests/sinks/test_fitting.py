@@ -5,10 +5,13 @@ emulators over loopback."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import hubspot
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
 from connector.emulators.hubspot import HubSpotEmulator
@@ -17,13 +20,13 @@ from connector.errors import PermanentError, RateLimited
 from connector.payload import MAX_DURATION_S, parse_webhook
 from connector.plan import Plan
 from connector.sample import sample_payload
-from connector.sinks._fit import MARKER
+from connector.sinks._fit import MARKER, Limit, clamp_number, cut_text, fit_values
 from connector.sinks._hubspot_contacts import phone_filter_groups
 from connector.sinks._hubspot_errors import until_daily_reset
 from connector.sinks._hubspot_schema import MAX_NUMBER, MAX_TEXT
+from connector.sinks._salesforce_fields import field_limit
 from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot import HubSpotSink
-from connector.sinks.salesforce import SalesforceSink
 from tests.delivery_support import ingest, worker_on
 from tests.sinks import test_hubspot_sink as hs
 from tests.sinks import test_salesforce_sink as sf
@@ -264,5 +267,41 @@ def test_daily_reset_times(now: str, zone: str | None, seconds: float) -> None:
     assert until_daily_reset(_at(now), zone) == seconds
 
 
-def _unused(*_: Any) -> None:  # keeps the imported sink classes referenced for type checkers
-    _ = (SalesforceSink, HubSpotSink)
+
+
+# -- the fitting rules themselves --------------------------------------------------------------------
+
+
+@given(st.text(max_size=300), st.integers(0, 200))
+def test_cut_text_always_fits_and_marks_the_cut(text: str, limit: int) -> None:
+    cut = cut_text(text, limit)
+    assert len(cut) <= limit
+    assert cut == text if len(text) <= limit else (cut.endswith(MARKER) or limit <= len(MARKER))
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                 st.integers().map(str), st.decimals(allow_nan=False, allow_infinity=False).map(str)),
+       st.sampled_from([(Decimal(999_999_999), True), (Decimal("9999999999999999.99"), False),
+                        (Decimal(2**53 - 1), True)]))
+def test_a_clamped_number_is_within_its_range_and_keeps_its_json_kind(value: Any, limit: tuple[Decimal, bool]) -> None:
+    clamped, changed = clamp_number(value, Limit(maximum=limit[0], integer=limit[1]))
+    assert abs(Decimal(str(clamped))) <= limit[0]
+    assert type(clamped) is type(value) or (isinstance(value, (int, float)) and isinstance(clamped, (int, float)))
+    assert changed == (abs(Decimal(str(value))) > limit[0])
+
+
+def test_fit_values_keeps_identifiers_and_reports_names_only() -> None:
+    limits = {"subject": Limit(max_length=10), "callobject": Limit(max_length=5), "n": Limit(maximum=Decimal(9))}
+    fitted = fit_values({"Subject": "s" * 20, "CallObject": "2x-123456", "n": "12", "Other": "o" * 99},
+                        limits, keep=frozenset({"callobject"}))
+    assert fitted.values == {"Subject": "s" * 9 + MARKER, "CallObject": "2x-123456", "n": "9", "Other": "o" * 99}
+    assert fitted.detail() == {"truncated": ["Subject"], "clamped": ["n"]}
+
+
+def test_salesforce_describe_limits() -> None:
+    assert field_limit({"type": "string", "length": 40}) == Limit(max_length=40)
+    assert field_limit({"type": "phone", "length": 40}) is None  # identifiers are never cut
+    assert field_limit({"type": "int", "digits": 9}) == Limit(maximum=Decimal(999_999_999), integer=True)
+    assert field_limit({"type": "int", "digits": 0}) == Limit(maximum=Decimal(2**31 - 1), integer=True)
+    assert field_limit({"type": "currency", "precision": 18, "scale": 2}) == Limit(
+        maximum=Decimal("9999999999999999.99"))
