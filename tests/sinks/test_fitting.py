@@ -4,6 +4,7 @@ emulators over loopback."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -229,6 +230,12 @@ def test_hubspot_daily_429_pauses_the_sink_until_the_portals_midnight(hs_emulato
     assert expected - 5 <= caught.value.retry_after <= expected
     assert hs_emulator.request_count() == 1  # one refused request, no retry storm inside the sink
     sink.close()
+    with pytest.raises(hubspot.crm.contacts.ApiException) as raw:  # what the emulator answers, as HubSpot does
+        hubspot.Client.create(access_token=hs.TOKEN, host=hs_emulator.url).crm.contacts.basic_api.get_page(limit=1)
+    body = json.loads(raw.value.body)
+    assert (raw.value.status, body["policyName"], body["errorType"]) == (429, "DAILY", "RATE_LIMIT")
+    assert raw.value.headers["X-HubSpot-RateLimit-Daily"] == "500000"
+    assert raw.value.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
 
 
 def test_the_engine_holds_every_delivery_until_the_daily_reset(hs_emulator: HubSpotEmulator, tmp_path: Any) -> None:
