@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -186,6 +187,20 @@ class HubSpotSinkSettings(_SinkBase):
     auto_create_question_properties: bool = Field(
         True, description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
                           "to a new script question arrives (needs the crm.schemas.contacts.write scope).")
+    account_time_zone: str | None = Field(
+        None, description="The portal's time zone (IANA name, e.g. America/New_York, as set in HubSpot's account "
+                          "defaults). HubSpot resets the daily API limit at midnight there: after a daily 429 the "
+                          "sink pauses until then. Unset: it looks again at the next full hour.")
+
+    @field_validator("account_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)") from exc
+        return value
 
 
 class SalesforceAuthSettings(_Model):

@@ -292,6 +292,12 @@ def _outcome(value: Any, path: str, table: Mapping[str, StrEnum],
     return Outcome(value=canonical, raw=raw, known=known)
 
 
+MAX_DURATION_S = 86_400
+"""A call longer than a day is a sender's bug (a 4,000-digit duration once reached both CRMs): the event keeps
+its call, the duration is capped and the event flagged ``duration_capped``; the sinks clamp to each field's range
+as well."""
+
+
 def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str],
           used_top: set[str]) -> CallDetails:
     """The ``call`` object; required, because without it there is no outcome to record."""
@@ -314,6 +320,9 @@ def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str],
     if direction is not None and direction not in _DIRECTIONS:
         flags.add("direction_unknown")
     seconds, millis = _n.duration(value.get("duration"), "call.duration", problems)
+    if seconds is not None and seconds > MAX_DURATION_S:
+        seconds, millis = MAX_DURATION_S, MAX_DURATION_S * 1000
+        flags.add("duration_capped")
     extra = {k: v for k, v in value.items() if k not in _CALL_KEYS}
     _n.check_json(extra, "call", 2, problems)
     return CallDetails(

@@ -111,6 +111,7 @@ class HubSpotApp:
         self.search_window = Window(search_rate_per_s, 1.0)
         self.search_lag_s = search_lag_s
         self.daily_used = 0
+        self.daily_limit = DAILY_LIMIT
         self.failures: list[FailRule] = []
         self.log: list[RequestRecord] = []
 
@@ -147,6 +148,10 @@ class HubSpotApp:
             raise err.not_found() from None
         searching = endpoint is objects.do_search
         headers: dict[str, str] = {}
+        if self.daily_used >= self.daily_limit:
+            # The daily quota covers every request of the account until midnight in its time zone (usage
+            # guidelines); the refusal is not counted. Body: err.rate_limited("DAILY").
+            raise err.rate_limited("DAILY", headers=self._limit_headers(arrived, daily=True))
         if searching:
             if not self.search_window.take(arrived):
                 raise err.rate_limited("SECONDLY")
@@ -184,8 +189,8 @@ class HubSpotApp:
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.burst.seconds * 1000)),
         }
         if daily:
-            headers["X-HubSpot-RateLimit-Daily"] = str(DAILY_LIMIT)
-            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(DAILY_LIMIT - self.daily_used, 0))
+            headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(self.daily_limit - self.daily_used, 0))
         return headers
 
 

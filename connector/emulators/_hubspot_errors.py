@@ -29,6 +29,10 @@ MSG_NOT_NUMERIC = "Object not found.  objectId are usually numeric."
 # Observed: the 10-second burst limit and the search limit (HubSpot/hubspot-api-nodejs retries on this text).
 MSG_TEN_SECONDLY = "You have reached your ten_secondly_rolling limit."
 MSG_SECONDLY = "You have reached your secondly limit."
+# The daily quota's 429: same shape and wording pattern as the observed SECONDLY body (HGData/mk-node-hubspot#89:
+# {"status":"error","message":"You have reached your secondly limit.","errorType":"RATE_LIMIT",...,
+# "policyName":"SECONDLY"}), with policyName DAILY; the message text is UNVERIFIED.
+MSG_DAILY = "You have reached your daily limit."
 
 
 @dataclass
@@ -151,7 +155,7 @@ def associations_invalid(context: dict[str, list[str]]) -> HubSpotError:
 def rate_limited(policy: str, *, headers: dict[str, str] | None = None) -> HubSpotError:
     """Observed 429 bodies: ``{"status","message","errorType":"RATE_LIMIT","correlationId","policyName"}`` (newer
     ones add ``groupName``; no ``category``). HubSpot does not promise a Retry-After header on them."""
-    message = MSG_TEN_SECONDLY if policy == "TEN_SECONDLY_ROLLING" else MSG_SECONDLY
+    message = {"TEN_SECONDLY_ROLLING": MSG_TEN_SECONDLY, "DAILY": MSG_DAILY}.get(policy, MSG_SECONDLY)
     body: dict[str, Any] = {
         "status": "error",
         "message": message,

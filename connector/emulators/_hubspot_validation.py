@@ -17,18 +17,26 @@ Codes and texts, with their evidence:
 - ``READ_ONLY_VALUE`` for calculated properties: seen in secondhand captures; UNVERIFIED wording.
 - bool properties given anything but true/false: HubSpot's bool properties carry the options true/false, so this
   emulator answers ``INVALID_OPTION`` (UNVERIFIED; an ``INVALID_BOOLEAN`` code was not found in any capture).
-- strings over 65,536 characters (properties guide: "65,536 characters" limit): code and text UNVERIFIED.
+- strings over 65,536 characters ("Property field types in HubSpot": single- and multi-line text set through the
+  CRM, https://knowledge.hubspot.com/contacts/property-field-types-in-hubspot): code and text UNVERIFIED.
+- numbers beyond ±(2**53 - 1): UNVERIFIED (HubSpot documents no range), answered ``INVALID_LONG``.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+import phonenumbers
 
 from connector.emulators._hubspot_errors import PropertyIssue, invalid_input, property_values_invalid
 
 MAX_STRING = 65_536
+MAX_NUMBER = Decimal(2**53 - 1)
+"""Largest number property value accepted: HubSpot documents no range; this emulator refuses what the sink would
+clamp (±(2**53 - 1), exact in a double), so a client that fits here fits a JavaScript-based UI too. UNVERIFIED."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLIS = re.compile(r"-?\d{1,15}")
 _ISO = re.compile(
@@ -112,6 +120,8 @@ def check_value(definition: dict[str, Any], text: str) -> tuple[str | None, Prop
     if type_ == "number":
         if not _DECIMAL.fullmatch(text):
             return None, _issue(name, text, "INVALID_LONG", f"{text} was not a valid long.")
+        if abs(Decimal(text)) > MAX_NUMBER:  # UNVERIFIED range and text: HubSpot documents none (see MAX_NUMBER)
+            return None, _issue(name, text[:100], "INVALID_LONG", f"{text[:100]} was not a valid long.")
         return text, None
     if type_ == "bool":
         if text.lower() not in ("true", "false"):
@@ -195,11 +205,22 @@ def phone_key(text: str) -> str:
     HubSpot matches ``phone``/``mobilephone`` filters through calculated searchable values
     (``hs_searchable_calculated_phone_number`` / ``..._mobile_number``) that keep the area code and local number
     only; the search guide's "Limits" section says not to include the country code
-    (https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm). Emulated for NANP numbers:
-    digits only, and a leading country code 1 dropped from 11-digit numbers, so "+12025550143", "2025550143" and
-    "(202) 555-0143" all reduce to "2025550143". Other countries keep all their digits (an approximation).
+    (https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm). Emulated: a value typed with
+    its country code (``+44 20 7946 0018``, ``0044 …``) keeps its national significant number (``phonenumbers``);
+    otherwise digits only, a NANP ``1`` dropped from 11 digits and one national trunk ``0`` dropped, so
+    "+12025550143", "2025550143" and "(202) 555-0143" all reduce to "2025550143" and "020 7946 0018" to
+    "2079460018" (an Italian "06…" keeps the same reduction either way). The exact computation is UNVERIFIED (HubSpot documents the outcome, not the algorithm).
     """
-    digits = re.sub(r"\D", "", text)
+    stripped = text.strip()
+    digits = re.sub(r"\D", "", stripped)
+    if stripped.startswith("+") or (digits.startswith("00") and not stripped.startswith("0 ")):
+        try:
+            international = "+" + digits[2:] if not stripped.startswith("+") else stripped
+            digits = phonenumbers.national_significant_number(phonenumbers.parse(international, None))
+        except phonenumbers.NumberParseException:
+            pass
     if len(digits) == 11 and digits.startswith("1"):
-        digits = digits[1:]
+        return digits[1:]
+    if len(digits) > 7 and digits.startswith("0") and not digits.startswith("00"):
+        return digits[1:]
     return digits

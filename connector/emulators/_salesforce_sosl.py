@@ -8,7 +8,12 @@ MALFORMED_SEARCH. Terms are ANDed (``OR`` between terms ORs them); a trailing ``
 
 Phone matching: Salesforce's search index ignores phone formatting, so phone fields are compared digits-only,
 a leading ``1`` of an 11-digit NANP number being optional (UNVERIFIED beyond "formatting is ignored"; exact
-digit match, no suffix matching). Text fields match whole words, case-insensitively. The index is asynchronous:
+digit match, no suffix matching). ``IN PHONE FIELDS`` searches only phone-type fields (https://developer.
+salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_sosl_in.htm); phone fields keep
+whatever format was typed, and with a US/Canada locale 10 digits, or 11 starting with 1, are stored as
+``(800) 555-1212`` (https://help.salesforce.com/s/articleView?id=000385963), so a national-format value is the
+common case the sink's search terms (E.164 digits OR national digits, ``connector.phones.number_forms``) must
+and do cover — a trunk-prefixed national form (``020 7946 0018``) is matched by its own digits. Text fields match whole words, case-insensitively. The index is asynchronous:
 records created less than ``search_lag`` seconds ago are not found (emulated; Salesforce gives no bound).
 Results keep the RETURNING order of objects, then creation order (real SOSL orders by relevance).
 """

@@ -4,7 +4,9 @@ Order: deserialization (unknown field ``INVALID_FIELD`` "No such column 'X' on s
 verbatim in client fixtures — and ``JSON_PARSER_ERROR`` for wrong value types, first offending key wins), then
 ``INVALID_FIELD_FOR_INSERT_UPDATE`` for read-only fields, ``REQUIRED_FIELD_MISSING`` ("Required fields are
 missing: [LastName, Company]", fields listed), ``STRING_TOO_LONG`` ("<Label>: data value too large: <value>
-(max length=N)", observed with field labels), ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`` ("<Label>: bad value
+(max length=N)", observed with field labels), ``NUMBER_OUTSIDE_VALID_RANGE`` ("<Label>: value outside of valid
+range on numeric field: <value>", observed),
+``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`` ("<Label>: bad value
 for restricted picklist field: X", observed) and lookups: a malformed id → ``MALFORMED_ID``, an id of the wrong
 object → ``FIELD_INTEGRITY_EXCEPTION`` "Name ID: id value of incorrect type: 006…" (observed for Task.WhoId),
 a well-formed id of no live record → ``INVALID_CROSS_REFERENCE_KEY`` "invalid cross reference id".
@@ -22,6 +24,8 @@ from connector.emulators._salesforce_values import coerce, jackson_token
 if TYPE_CHECKING:
     from connector.emulators._salesforce_store import Store
 
+NUMERIC_RANGE = {"int": 10**9 - 1, "double": 10**18 - 1}
+"""Largest magnitude per type: describe says ``digits: 9`` for int and ``precision: 18, scale: 0`` for double here."""
 # Observed text of the REST create error when the body carries an Id (UNVERIFIED for updates).
 MSG_ID_IN_BODY = "The Id field should not be specified in the sobject data."
 _READ_ONLY_HINT = ("Please check the security settings of this field and verify that it is read/write for your "
@@ -81,6 +85,13 @@ def validate_write(store: Store, obj: ObjectDef, body: Any, raw: str | None, *,
         if isinstance(value, str) and definition.length and len(value) > definition.length:
             raise SalesforceApiError(400, "STRING_TOO_LONG", f"{definition.label}: data value too large: {value} "
                                      f"(max length={definition.length})", [name])
+        if definition.type in NUMERIC_RANGE and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and abs(value) > NUMERIC_RANGE[definition.type]:
+            # Observed: "NUMBER_OUTSIDE_VALID_RANGE:Normalized Score: value outside of valid range on numeric field:
+            # 100.0" (https://dfc-org-production.force.com/forums/ForumsMain?id=9060G000000BfsuQAC); the range is the
+            # describe's digits (int) or precision - scale (double), as this emulator's describe reports them.
+            raise SalesforceApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{definition.label}: value outside of valid "
+                                     f"range on numeric field: {value}", [name])
         if definition.restricted and value is not None and value not in definition.picklist:
             raise SalesforceApiError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                                      f"{definition.label}: bad value for restricted picklist field: {value}", [name])

@@ -123,6 +123,14 @@ class HubSpotEmulator:
         with self._store.lock:
             self._app.failures.append(FailRule(n, status, retry_after, path_contains))
 
+    def set_daily_usage(self, used: int, limit: int | None = None) -> None:
+        """Set today's count of requests (and the daily limit): at the limit every request is answered with the
+        DAILY 429 until this is called again (the emulated day never ends by itself)."""
+        with self._store.lock:
+            self._app.daily_used = used
+            if limit is not None:
+                self._app.daily_limit = limit
+
     def set_tokens(self, tokens: Iterable[str]) -> None:
         """Replace the accepted bearer tokens (revoke or rotate)."""
         with self._store.lock:

@@ -60,12 +60,14 @@ def _single(sink: HubSpotSink, action: Action, context: ExecutionContext) -> Out
 
 def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
                  results: list[Outcome | None]) -> None:
-    inputs, by_key = [], {}
+    inputs, by_key, fitted = [], {}, {}
     for index in indexes:
         action, context = items[index]
         assert isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property
         properties = hubspot_properties(action.properties)
         properties.setdefault(action.idempotency_property, action.idempotency_key)
+        fit = sink.schema.fit(object_type, properties, keep=[action.idempotency_property])  # fitting
+        properties, fitted[index] = fit.values, fit.detail()
         contact = context.contact()
         associations = [sink.association(action.object, contact)] if action.associate_with_contact and contact else []
         inputs.append({"properties": properties, "associations": associations})
@@ -82,7 +84,7 @@ def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
             action = items[index][0]
             if properties.get(action.idempotency_property) == key:  # type: ignore[union-attr]
                 results[index] = ActionResult(crm_id=str(record.id), object=object_type, created=True,
-                                              detail={"batch": len(indexes)})
+                                              detail={"batch": len(indexes), **fitted[index]})
     for index in indexes:
         if results[index] is None:  # not in the answer: write it on its own (looked up first if uncertain)
             results[index] = _single(sink, *items[index])
@@ -98,11 +100,14 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
     if not batched:
         return
     inputs: list[dict[str, Any]] = []
+    fitted: dict[int, dict[str, list[str]]] = {}
     for index in batched:
         action, context = items[index]
         assert isinstance(action, UpdateContact)
+        fit = sink.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
+        fitted[index] = fit.detail()  # fitting: every value fits its property
         inputs.append({"id": context.contact().crm_id,  # type: ignore[union-attr]
-                       "properties": hubspot_properties({f.property: f.value for f in action.fields})})
+                       "properties": fit.values})
     try:
         _, errors = sink.api.batch_update(object_type, inputs)
     except PermanentError:
@@ -115,4 +120,5 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
             results[index] = _single(sink, *items[index])  # gone or refused: the single path says which
         else:
             results[index] = ActionResult(crm_id=sent["id"], object=object_type,
-                                          detail={"fields": sorted(sent["properties"]), "batch": len(batched)})
+                                          detail={"fields": sorted(sent["properties"]), "batch": len(batched),
+                                                  **fitted[index]})

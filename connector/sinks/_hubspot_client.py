@@ -36,7 +36,7 @@ MAX_ASSOCIATED = 2_000
 class HubSpotApi:
     """One portal, one token. Thread-safe (the SDK's urllib3 pools are)."""
 
-    def __init__(self, access_token: str, base_url: str, gate: RateGate) -> None:
+    def __init__(self, access_token: str, base_url: str, gate: RateGate, *, account_zone: str | None = None) -> None:
         import hubspot
         from urllib3.util.retry import Retry
 
@@ -50,6 +50,8 @@ class HubSpotApi:
         self._properties = client.crm.properties.core_api
         self._groups = client.crm.properties.groups_api
         self._gate = gate
+        self._account_zone = account_zone
+        """Where the daily limit resets (``_hubspot_errors.until_daily_reset``)."""
         self._search_lock = threading.Lock()
         self._last_search = 0.0
 
@@ -63,7 +65,7 @@ class HubSpotApi:
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Every request goes through here: the shared budget, the timeout, one error translation."""
         self._gate.wait()
-        with translated_errors():
+        with translated_errors(self._account_zone):
             return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
 
     def get(self, object_type: str, object_id: str, properties: list[str] | None = None) -> Any:
@@ -172,6 +174,11 @@ class HubSpotApi:
             except PermanentError as exc:
                 if exc.status != 409:
                     raise
+
+    def properties(self, object_type: str) -> list[Any]:
+        """The object type's property definitions (``GET /crm/v3/properties/{objectType}``), for value fitting."""
+        page = self._call(self._properties.get_all, object_type, archived=False)
+        return list(page.results or []) if page is not None else []
 
     def probe(self) -> None:
         """The cheapest authenticated request: one contact id."""

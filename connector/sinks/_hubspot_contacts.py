@@ -8,7 +8,6 @@ which is what brings a known contact to two HubSpot calls per event.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -16,16 +15,16 @@ from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
-
 from connector.errors import PermanentError
+from connector.phones import national_digits, same_number
 
 CACHE_TTL_S = 900.0
 """How long a resolved contact id is trusted without asking HubSpot again. Long against search lag (seconds),
 short enough that a contact merged or deleted in HubSpot is noticed the same quarter-hour."""
 CACHE_SIZE = 10_000
 SEARCH_PROPERTIES = ["createdate", "lastmodifieddate", "notes_last_contacted", "hs_lastmodifieddate"]
-"""What choosing among several matches needs; no personal data is requested."""
+"""What choosing among several matches needs (a phone search adds the phone fields, to confirm the match;
+they are compared in memory and never logged)."""
 MAX_GROUPS = 5
 """HubSpot's limit of filter groups per search."""
 
@@ -63,21 +62,34 @@ class ContactCache:
                 del self._items[key]
 
 
-def national_digits(e164: str) -> str:
-    """What HubSpot's phone search compares: the national number without country code or formatting (search
-    guide, "Limits"), so "+12025550143" finds a contact typed as "(202) 555-0143"."""
-    try:
-        return phonenumbers.national_significant_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        digits = re.sub(r"\D", "", e164)
-        return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+SEARCHABLE = {"phone": "hs_searchable_calculated_phone_number",
+              "mobilephone": "hs_searchable_calculated_mobile_number"}
+"""HubSpot's calculated, search-only copies of the two standard phone properties: area code + number, no country
+code and no formatting (search guide, "Limits": search phone numbers without the country code,
+https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm; the property names as integrations
+filter on them, e.g. https://gist.github.com/atymic/1104ae32c2bfee6604e1eb6cf68c4989 — how HubSpot computes them
+is UNVERIFIED beyond that). Searching them too finds a contact whose ``phone`` holds ``(202) 555-0143``."""
 
 
 def phone_filter_groups(fields: Sequence[str], e164: str) -> list[list[dict[str, Any]]]:
-    """One filter group per phone field (groups are ORed), chunked to HubSpot's 5 groups per search."""
+    """One filter group per phone field and per searchable copy of it (groups are ORed), chunked to HubSpot's
+    5 groups per search (one filter each, far below the 6-per-group and 18-in-all limits)."""
     digits = national_digits(e164)
-    groups = [{"filters": [{"propertyName": name, "operator": "EQ", "value": digits}]} for name in fields]
+    names = list(dict.fromkeys([*fields, *(SEARCHABLE[f] for f in fields if f in SEARCHABLE)]))
+    groups = [{"filters": [{"propertyName": name, "operator": "EQ", "value": digits}]} for name in names]
     return [groups[i:i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
+
+
+def search_properties(fields: Sequence[str]) -> list[str]:
+    """What a phone search asks for: what choosing needs, and the phone fields to confirm the match with."""
+    return list(dict.fromkeys([*SEARCH_PROPERTIES, *fields]))
+
+
+def same_number_records(records: list[Any], fields: Sequence[str], e164: str) -> list[Any]:
+    """The search hits whose phone fields really hold ``e164`` (the shared matcher, ``connector.phones``): the
+    searchable copies drop the country code, so +44 20 7946 0018 and +1 207 946 0018 would otherwise collide."""
+    return [r for r in records if any(same_number((getattr(r, "properties", None) or {}).get(f), e164)
+                                      for f in fields)]
 
 
 def _instant(record: Any, *names: str) -> datetime:

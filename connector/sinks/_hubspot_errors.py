@@ -16,10 +16,11 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import urllib3.exceptions
 
@@ -29,8 +30,8 @@ DEFAULT_WINDOW_S = 10.0
 """HubSpot's burst window when a 429 says nothing else (X-HubSpot-RateLimit-Interval-Milliseconds = 10000)."""
 SECONDLY_WAIT_S = 1.0
 """The search API's own limit is per second."""
-DAILY_WAIT_S = 3600.0
-"""The daily quota resets at midnight in the portal's zone, which we do not know: look again in an hour."""
+DAILY_MARGIN_S = 60.0
+"""Waited past the daily reset, so the first request after the pause does not race HubSpot's own clock."""
 LOCKED_WAIT_S = 2.0
 """423 Locked: HubSpot asks to wait at least 2 seconds."""
 _TRANSIENT = frozenset({408, 423, 477})
@@ -52,20 +53,23 @@ def api_exception_types() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    """Run one SDK call; re-raise any failure as TransientError / RateLimited / PermanentError / AuthError."""
+def translated_errors(account_zone: str | None = None) -> Iterator[None]:
+    """Run one SDK call; re-raise any failure as TransientError / RateLimited / PermanentError / AuthError.
+
+    ``account_zone``: the portal's time zone, where the daily limit resets (see ``until_daily_reset``)."""
     try:
         yield
     except SinkError:
         raise
     except api_exception_types() as exc:
         status = int(getattr(exc, "status", 0) or 0)
-        raise classify(status, getattr(exc, "body", None), getattr(exc, "headers", None)) from exc
+        raise classify(status, getattr(exc, "body", None), getattr(exc, "headers", None),
+                       account_zone=account_zone) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise TransientError(f"HubSpot unreachable: {_transport_kind(exc)}") from exc
 
 
-def classify(status: int, raw_body: Any, headers: Any) -> SinkError:
+def classify(status: int, raw_body: Any, headers: Any, *, account_zone: str | None = None) -> SinkError:
     """The SinkError for one non-2xx HubSpot answer (``status`` 0: the SDK's wrapped TLS failure)."""
     body = _json(raw_body)
     message = str(body.get("message") or (raw_body if isinstance(raw_body, str) else "") or f"HTTP {status}")
@@ -79,7 +83,7 @@ def classify(status: int, raw_body: Any, headers: Any) -> SinkError:
         # cannot fix but that fails every event alike, so pause the sink instead of dead-lettering them all.
         return AuthError(summary, **kwargs)
     if status == 429:
-        return RateLimited(summary, retry_after=_rate_limit_wait(body, headers), **kwargs)
+        return RateLimited(summary, retry_after=_rate_limit_wait(body, headers, account_zone), **kwargs)
     if code == "INVALID_OBJECT_IDS" and "CONTACT" in message.upper():
         # An association to a contact that no longer exists (deleted or merged after we cached its id).
         return StaleContact(summary, **kwargs)
@@ -184,9 +188,30 @@ def _retry_after(headers: Any) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _rate_limit_wait(body: dict[str, Any], headers: Any) -> float:
+def until_daily_reset(now: datetime, account_zone: str | None) -> float:
+    """Seconds until HubSpot resets the daily limit, plus a margin.
+
+    "The daily limits reset at midnight based on the time zone setting of the HubSpot account"
+    (https://developers.hubspot.com/apisbytier; confirmed by a HubSpot employee in
+    https://integrate.hubspot.com/t/daily-limit-when-is-the-next-day/2101). With the zone configured
+    (``account_time_zone``), the pause ends just after the next local midnight (DST-aware). Without it — the API
+    does not say, and the header ``X-HubSpot-RateLimit-Daily-Remaining`` gives no reset time — the conservative
+    choice is the next full UTC hour: every whole-hour zone's midnight falls on one, so the sink never waits past a
+    reset by more than an hour (half-hour zones: 30 minutes more), at the cost of at most one refused request an
+    hour while the quota stays spent — never a retry storm. UNVERIFIED: that the reset happens on the minute."""
+    if account_zone:
+        zone = ZoneInfo(account_zone)
+        local = now.astimezone(zone)
+        midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+        return max((midnight - now).total_seconds(), 0.0) + DAILY_MARGIN_S
+    next_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return (next_hour - now).total_seconds() + DAILY_MARGIN_S
+
+
+def _rate_limit_wait(body: dict[str, Any], headers: Any, account_zone: str | None = None) -> float:
     """Retry-After when sent (HubSpot does not promise one); else by policy: the search limit is per second, the
-    daily quota long, the burst limit one window (``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s)."""
+    daily quota until its reset (``until_daily_reset``), the burst limit one window
+    (``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s)."""
     explicit = _retry_after(headers)
     if explicit is not None:
         return explicit
@@ -195,7 +220,7 @@ def _rate_limit_wait(body: dict[str, Any], headers: Any) -> float:
     if policy == "SECONDLY" or "secondly limit" in message:
         return SECONDLY_WAIT_S
     if policy == "DAILY" or "daily" in message:
-        return DAILY_WAIT_S
+        return until_daily_reset(datetime.now(UTC), account_zone)
     interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
     try:
         return float(interval) / 1000.0 if interval else DEFAULT_WINDOW_S

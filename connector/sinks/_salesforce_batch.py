@@ -141,7 +141,7 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
             key = items[index][0].key
             if answer.get("success") and answer.get("id"):
                 results[index] = ActionResult(crm_id=str(answer["id"]), object=prepared.sobject, created=True,
-                                              detail={"batch": len(ordered)})
+                                              detail={"batch": len(ordered), **prepared.fitted})
             elif answer.get("success"):  # saved, but we do not know its id: look it up on the retry
                 sink.unsettle([key])
                 results[index] = TransientError(f"Salesforce saved {key} without answering its id")
@@ -219,7 +219,7 @@ def _send_updates(sink: SalesforceSink, chunk: list[tuple[Record, int, UpdateCon
         if not answer.get("success"):
             results[index] = classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]")
             continue
-        detail: dict[str, object] = {"fields": sorted(prepared.body), "batch": len(ordered)}
+        detail: dict[str, object] = {"fields": sorted(prepared.body), "batch": len(ordered), **prepared.fitted}
         assert isinstance(action, UpdateContact)
         superseded = sorted({f.property for f in action.fields} - {f.property for f in allowed.fields})
         if superseded:

@@ -2,8 +2,9 @@
 
 Why SOSL and not SOQL: ``Phone`` keeps whatever a human typed (``(202) 555-0143``), so SOQL equality on the E.164
 form misses it, while SOSL ``IN PHONE FIELDS`` ignores formatting. The search asks for the E.164 digits (``+`` is a
-reserved character) OR the national form's digits, returns the mapping's phone fields, and a match counts only when
-one of THOSE fields holds the number (SOSL also searches Fax, AssistantPhone, …). Converted Leads are excluded.
+reserved character) OR the national form's digits (with and without a trunk prefix, ``connector.phones``), returns
+the mapping's phone fields, and a match counts only when one of THOSE fields holds the number by the shared phone
+matcher ``connector.phones.same_number`` (SOSL also searches Fax, AssistantPhone, …). Converted Leads are excluded.
 
 Why two in-process caches: SOSL's index is asynchronous, so a Lead created seconds ago is not found and a second
 call would create it again (E.164 → record; the engine also caches across processes in the ledger); and a ``meta``
@@ -12,15 +13,13 @@ id verified once need not cost a GET per event (object+id → verified). Both ex
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
-import phonenumbers
-
 from connector.errors import PermanentError, SinkError
+from connector.phones import number_forms, same_number
 from connector.plan import MatchById, MatchByPhone, ResolveContact
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_errors import RECORD_ID, identifier, soql_string, sosl_term
@@ -49,32 +48,6 @@ class _Expiring(OrderedDict[Any, Any]):
         self.move_to_end(key)
         while len(self) > CACHE_SIZE:
             self.popitem(last=False)
-
-
-def number_forms(e164: str) -> list[str]:
-    """Digit strings one number is typed as: international (no ``+``) and national (``(202) 555-0143``)."""
-    digits = re.sub(r"\D", "", e164)
-    try:
-        parsed = phonenumbers.parse(e164)
-        national = re.sub(r"\D", "", phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL))
-    except phonenumbers.NumberParseException:
-        national = ""
-    return list(dict.fromkeys(d for d in (digits, national) if len(d) >= 3))
-
-
-def same_number(stored: Any, e164: str) -> bool:
-    """Whether a stored phone string, however formatted, is the number ``e164``."""
-    if not isinstance(stored, str) or not stored.strip():
-        return False
-    try:
-        wanted = phonenumbers.parse(e164)
-        region = phonenumbers.region_code_for_number(wanted)
-        if phonenumbers.format_number(phonenumbers.parse(stored, region), phonenumbers.PhoneNumberFormat.E164) == e164:
-            return True
-        significant = str(wanted.national_number)
-    except phonenumbers.NumberParseException:
-        significant = re.sub(r"\D", "", e164)
-    return len(significant) >= 7 and re.sub(r"\D", "", stored).endswith(significant)
 
 
 def phone_search(rule: MatchByPhone) -> str:
@@ -185,14 +158,16 @@ class ContactResolver:
     def _create(self, action: ResolveContact) -> ActionResult:
         sobject = identifier(action.create_object or "Lead", "object")
         self._types.ensure([sobject])
-        body = self._types.coerce_body(sobject, dict(action.create_properties))
+        fitted = self._types.fit_body(sobject, dict(action.create_properties))
+        body = fitted.values
         answer = self._connection.call(lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", json=body),
                                        where=f"create {sobject}")
         crm_id = str((answer or {}).get("id"))
         rule = self._phone_rule(action)
         if rule is not None:
             self.remember(rule.e164, sobject, crm_id)
-        return ActionResult(crm_id=crm_id, object=sobject, created=True, detail={"matched_by": "created"})
+        return ActionResult(crm_id=crm_id, object=sobject, created=True,
+                            detail={"matched_by": "created", **fitted.detail()})
 
     def _find_created(self, action: ResolveContact) -> ActionResult | None:
         """The record an earlier create of this action wrote (SOQL: exact, and not subject to search lag)."""

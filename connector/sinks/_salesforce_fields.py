@@ -5,7 +5,13 @@ arrive as ``"33"`` and a checkbox as ``"true"``; Salesforce REST refuses a strin
 (JSON_PARSER_ERROR) and ``""`` for a date or datetime. The sink looks the field types up once per object per sink
 lifetime — the objects it commonly needs in ONE Composite request, i.e. one API call — and converts only what is
 unambiguous. Anything it cannot convert is sent as is, so Salesforce's own error (naming the field) reaches the
-dead letter; text is never cut here: the mapping's ``activity.limits`` truncates or fails before the sink.
+dead letter.
+
+The same describe gives each field's limits, and ``fit_body`` fits every value to them before coercion (see
+``_fit``): text is cut to ``length`` (STRING_TOO_LONG otherwise), ``int`` fields clamped to ``digits`` digits and to
+32 bits, ``double``/``currency``/``percent`` to ``precision - scale`` integer digits (NUMBER_OUTSIDE_VALID_RANGE
+otherwise; https://dfc-org-production.force.com/forums/ForumsMain?id=9060G000000BfsuQAC explains the range as
+precision - scale digits left of the point). ``forget``/``refresh`` drop a cached describe when the org changed.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from decimal import Decimal
+
 from connector.errors import PermanentError, SinkError, TransientError
+from connector.sinks._fit import Fitted, Limit, fit_values
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_errors import classify, identifier
 
@@ -25,6 +34,25 @@ _NUMBER = frozenset({"double", "currency", "percent"})
 _TEMPORAL = frozenset({"date", "datetime", "time"})
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
+CUT_TYPES = frozenset({"string", "textarea", "combobox", "encryptedstring"})
+"""Free text: cut to ``length``. Emails, phones, URLs, ids and picklists are never cut (a cut one is wrong data)."""
+INT32_MAX = 2**31 - 1
+
+
+def field_limit(described: dict[str, Any]) -> Limit | None:
+    """What one describe ``fields`` entry accepts, or None when nothing needs fitting."""
+    kind = str(described.get("type"))
+    if kind in CUT_TYPES and int(described.get("length") or 0) > 0:
+        return Limit(max_length=int(described["length"]))
+    if kind == "int":
+        digits = int(described.get("digits") or 0)
+        return Limit(maximum=Decimal(min(10**digits - 1 if digits else INT32_MAX, INT32_MAX)), integer=True)
+    if kind in _NUMBER:
+        precision, scale = int(described.get("precision") or 0), int(described.get("scale") or 0)
+        if precision <= 0:
+            return None
+        return Limit(maximum=Decimal(10) ** (precision - scale) - Decimal(10) ** -scale, integer=scale == 0)
+    return None
 
 
 def coerce(kind: str | None, value: Any) -> Any:
@@ -91,13 +119,33 @@ def describe_objects(connection: SalesforceConnection,
 
 
 class FieldTypes:
-    """Field name → describe type, per sObject, fetched once per sink lifetime."""
+    """Field name → describe type and limits, per sObject, fetched once per sink lifetime."""
 
     def __init__(self, connection: SalesforceConnection) -> None:
         self._connection = connection
         self._types: dict[str, dict[str, str] | None] = {}
         """Lower-case object name → {lower-case field name: type}; None: describe failed for a prefetched extra."""
+        self._limits: dict[str, dict[str, Limit]] = {}
+        """Lower-case object name → {lower-case field name: what it accepts}."""
         self._lock = threading.Lock()
+
+    def forget(self, sobject: str | None = None) -> None:
+        """Drop one object's cached describe (all when None): the next ``ensure`` describes it afresh. For callers
+        that learn the org changed (a field added, lengthened or removed: INVALID_FIELD)."""
+        with self._lock:
+            for name in [sobject.lower()] if sobject else list(self._types):
+                self._types.pop(name, None)
+                self._limits.pop(name, None)
+
+    def refresh(self, objects: Iterable[str]) -> None:
+        """Describe these objects again now (one API call)."""
+        names = list(objects)
+        for name in names:
+            self.forget(name)
+        self.ensure(names)
+
+    def limits(self, sobject: str) -> dict[str, Limit]:
+        return self._limits.get(sobject.lower()) or {}
 
     def known(self, sobject: str) -> bool:
         return sobject.lower() in self._types
@@ -114,6 +162,8 @@ class FieldTypes:
             for name, body in described.items():
                 fields = body.get("fields") if isinstance(body, dict) else None
                 self._types[name.lower()] = {str(f["name"]).lower(): str(f["type"]) for f in fields or []}
+                self._limits[name.lower()] = {str(f["name"]).lower(): limit for f in fields or []
+                                              if (limit := field_limit(f)) is not None}
             for name in extra:
                 if isinstance(failures.get(name), PermanentError):
                     self._types.setdefault(name.lower(), None)  # not ours to fail on; send its values unchanged
@@ -127,3 +177,10 @@ class FieldTypes:
         """``values`` converted to their fields' types (unknown fields untouched: Salesforce's error names them)."""
         types = self._types.get(sobject.lower()) or {}
         return {name: coerce(types.get(name.lower()), value) for name, value in values.items()}
+
+    def fit_body(self, sobject: str, values: dict[str, Any], *, keep: Iterable[str] = ()) -> Fitted:
+        """``values`` fitted to their fields' limits, then coerced to their types (``keep``: never cut, e.g. the
+        idempotency key, whose cut form would no longer find the record)."""
+        fitted = fit_values(values, self.limits(sobject), keep=frozenset(k.lower() for k in keep))
+        fitted.values = self.coerce_body(sobject, fitted.values)
+        return fitted

@@ -47,13 +47,15 @@ from connector.plan import (
 )
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
-    SEARCH_PROPERTIES,
     ContactCache,
     choose,
     hubspot_properties,
     phone_filter_groups,
+    same_number_records,
+    search_properties,
 )
 from connector.sinks._hubspot_errors import existing_id, might_have_written
+from connector.sinks._hubspot_schema import PropertySchema
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
@@ -82,6 +84,8 @@ class HubSpotSink:
         self.settings = settings if isinstance(settings, HubSpotSinkSettings) else \
             HubSpotSinkSettings.model_validate(settings.model_dump())  # fmt: skip
         self.cache = ContactCache()
+        self.schema = PropertySchema(lambda object_type: self.api.properties(object_type))
+        """Property definitions, read at first need, for fitting values (``_hubspot_schema``)."""
         self._api: HubSpotApi | None = None
         self._uncertain: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -89,7 +93,8 @@ class HubSpotSink:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def open(self, gate: RateGate) -> None:
-        self._api = HubSpotApi(self.settings.access_token.get_secret_value(), self.settings.base_url, gate)
+        self._api = HubSpotApi(self.settings.access_token.get_secret_value(), self.settings.base_url, gate,
+                               account_zone=self.settings.account_time_zone)
 
     def close(self) -> None:
         if self._api is not None:
@@ -177,11 +182,13 @@ class HubSpotSink:
                 return ActionResult(crm_id=cached, object=object_type, detail={"matched_by": "phone", "cached": True})
             records: dict[str, Any] = {}
             for groups in phone_filter_groups(rule.fields, rule.e164):
-                for record in self.api.search(object_type, groups, SEARCH_PROPERTIES, sort="createdate"):
+                for record in self.api.search(object_type, groups, search_properties(rule.fields), sort="createdate"):
                     records.setdefault(str(record.id), record)
-            if not records:
+            confirmed = same_number_records(list(records.values()), rule.fields, rule.e164)  # fitting: one matcher
+            if not confirmed:
                 continue
-            chosen = choose(list(records.values()), on_multiple)
+            records = {str(r.id): r for r in confirmed}
+            chosen = choose(confirmed, on_multiple)
             crm_id = str(chosen.id)
             self.cache.put(key, crm_id)
             self.cache.put((object_type, "id", crm_id), crm_id)
@@ -191,7 +198,8 @@ class HubSpotSink:
 
     def _create_contact(self, action: ResolveContact) -> ActionResult:
         object_type = action.create_object or "contacts"
-        properties = hubspot_properties(action.create_properties)
+        fitted = self.schema.fit(object_type, hubspot_properties(action.create_properties))  # fitting
+        properties = fitted.values
         try:
             record = self._write(action.key, lambda: self.api.create(object_type, properties, []))
             crm_id, created = str(record.id), True
@@ -205,7 +213,8 @@ class HubSpotSink:
                 self.cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
         self.cache.put((object_type, "id", crm_id), crm_id)
         return ActionResult(crm_id=crm_id, object=object_type, created=created,
-                            detail={"matched_by": "created" if created else "existing_email"})  # fmt: skip
+                            detail={"matched_by": "created" if created else "existing_email",
+                                    **fitted.detail()})  # fmt: skip
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -224,13 +233,15 @@ class HubSpotSink:
         properties = hubspot_properties(action.properties)
         if action.idempotency_property:
             properties.setdefault(action.idempotency_property, action.idempotency_key)
+        fitted = self.schema.fit(action.object, properties, keep=[action.idempotency_property or ""])  # fitting
+        properties = fitted.values
         try:
             record = self._write(action.key, lambda: self.api.create(action.object, properties, associations))
         except StaleContact:
             if contact is not None and contact.crm_id:
                 self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
-        return ActionResult(crm_id=str(record.id), object=action.object, created=True)
+        return ActionResult(crm_id=str(record.id), object=action.object, created=True, detail=fitted.detail())
 
     def _update_contact(self, action: UpdateContact, context: ExecutionContext) -> ActionResult:
         contact = context.contact()
@@ -239,7 +250,8 @@ class HubSpotSink:
         if not action.fields:
             return ActionResult(skipped=True, detail={"reason": "nothing_to_write"})
         object_type = action.object or contact.object or "contacts"
-        properties = hubspot_properties({f.property: f.value for f in action.fields})
+        fitted = self.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
+        properties = fitted.values  # fitting: every value fits its property
         try:
             try:
                 self.api.update(object_type, contact.crm_id, properties)
@@ -253,7 +265,8 @@ class HubSpotSink:
             self.cache.forget_value(contact.crm_id)
             raise StaleContact(f"contact {contact.crm_id} no longer exists", status=404, code=exc.code,
                                crm_message=exc.crm_message) from exc
-        return ActionResult(crm_id=contact.crm_id, object=object_type, detail={"fields": sorted(properties)})
+        return ActionResult(crm_id=contact.crm_id, object=object_type,
+                            detail={"fields": sorted(properties), **fitted.detail()})
 
     def _created_missing_question_properties(self, object_type: str, error: PermanentError) -> bool:
         """A new script question arrived: create its `twox_q_*` property (connector-owned) and say so.

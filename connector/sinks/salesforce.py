@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Any, ClassVar
 
 from connector.config import SalesforceSinkSettings
@@ -65,7 +66,9 @@ class Prepared:
     record_id: str | None
     """None: a create."""
     body: dict[str, Any]
-    """Field values, coerced to their describe types."""
+    """Field values, fitted to their fields' limits and coerced to their describe types."""
+    fitted: dict[str, list[str]] = _field(default_factory=dict)
+    """Names of the fields cut or clamped to fit (``_fit.Fitted.detail``), for the audit trail."""
 
 
 class SalesforceSink:
@@ -159,10 +162,11 @@ class SalesforceSink:
                                       *(a.object or contact_object for a in actions if isinstance(a, UpdateContact)))
                           if o)
         subrequests: dict[str, dict[str, Any]] = {}
+        fitted: dict[str, dict[str, list[str]]] = {}  # fitting: what each subrequest had cut or clamped
         results: list[ActionResult | None] = []
         for index, action in enumerate(actions):
             reference = f"action{index}"
-            request, skipped = self._subrequest(action, contact, reference)
+            request, skipped = self._subrequest(action, contact, reference, fitted)
             results.append(skipped)
             if request is not None:
                 subrequests[reference] = request
@@ -177,16 +181,18 @@ class SalesforceSink:
             for index, action in enumerate(actions):
                 if results[index] is None:
                     reference = f"action{index}"
-                    results[index] = self._result(action, contact, subrequests[reference]["body"],
-                                                  responses.get(reference) or {})
+                    result = self._result(action, contact, subrequests[reference]["body"],
+                                          responses.get(reference) or {})
+                    results[index] = with_fit(result, fitted.get(reference))
         return [r if r is not None else ActionResult(skipped=True) for r in results]
 
-    def _subrequest(self, action: Action, contact: ActionResult | None,
-                    reference: str) -> tuple[dict[str, Any] | None, ActionResult | None]:
+    def _subrequest(self, action: Action, contact: ActionResult | None, reference: str,
+                    fitted: dict[str, dict[str, list[str]]]) -> tuple[dict[str, Any] | None, ActionResult | None]:
         """The Composite subrequest for one action, or the result it has without one (nothing to write)."""
         prepared = self.prepare_write(action, contact)
         if isinstance(prepared, ActionResult):
             return None, prepared
+        fitted[reference] = prepared.fitted
         url = f"{self.connection.base_path()}/sobjects/{prepared.sobject}"
         if prepared.record_id is None:
             return {"method": "POST", "url": url, "referenceId": reference, "body": prepared.body}, None
@@ -203,11 +209,14 @@ class SalesforceSink:
         if isinstance(action, _Write):
             sobject = identifier(action.object, "object")
             body = dict(action.properties)
+            keep = []
             if action.idempotency_property:
-                body[identifier(action.idempotency_property, "field")] = action.idempotency_key
+                keep.append(identifier(action.idempotency_property, "field"))
+                body[keep[0]] = action.idempotency_key
             if action.associate_with_contact and contact is not None and contact.crm_id:
                 body.setdefault("WhoId", contact.crm_id)
-            return Prepared(sobject, None, self.types.coerce_body(sobject, body))
+            fit = self.types.fit_body(sobject, body, keep=keep)  # fitting: every value fits its field
+            return Prepared(sobject, None, fit.values, fit.detail())
         if isinstance(action, UpdateContact):
             if contact is None or not contact.crm_id or not contact.object:
                 raise PermanentError("update_contact has no resolved contact to update", code="NO_CONTACT")
@@ -219,7 +228,8 @@ class SalesforceSink:
             if not fields:
                 return ActionResult(crm_id=contact.crm_id, object=sobject, skipped=True,
                                     detail={"reason": "no_fields_for_object"})
-            return Prepared(sobject, record_id(contact.crm_id), self.types.coerce_body(sobject, fields))
+            fit = self.types.fit_body(sobject, fields)  # fitting: every value fits its field
+            return Prepared(sobject, record_id(contact.crm_id), fit.values, fit.detail())
         raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     @staticmethod
@@ -309,6 +319,11 @@ class SalesforceSink:
 
     def _is_uncertain(self, key: str) -> bool:
         return key in self._uncertain
+
+
+def with_fit(result: ActionResult, fitted: dict[str, list[str]] | None) -> ActionResult:
+    """The result with the names of the fields that were cut or clamped to fit (audit trail)."""
+    return result.model_copy(update={"detail": {**result.detail, **fitted}}) if fitted else result
 
 
 def factory(name: str, settings: Any) -> SalesforceSink:
