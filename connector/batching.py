@@ -3,7 +3,7 @@ action for up to `max_batch` events in one CRM request (HubSpot batch APIs, Sale
 Collections). The exactly-once rules are those of connector.delivery, applied per action:
 
 1. contacts are resolved one delivery at a time (usually from the shared contact cache);
-2. then, stage by stage in plan order (call activities, contact updates, tasks), every pending
+2. then, stage by stage in plan order (call activities, contact updates, closing callbacks, tasks), every pending
    action of that kind is journaled `in_flight`, sent in batches, and journaled `succeeded` with
    its CRM id; an action found `in_flight` after a crash is looked up first, as always;
 3. a failure of one item fails only its delivery (decided by `_fail` as usual); a failure of the
@@ -26,7 +26,9 @@ from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
 
-STAGES = ("create_activity", "update_contact", "create_task")
+STAGES = ("create_activity", "update_contact", "close_callbacks", "create_task")
+"""close_callbacks (do-not-call plans) before create_task, so a callback task in the same batch already sees a
+do-not-call written by the update_contact stage; sinks run it through their single path (no batch form)."""
 
 
 @dataclass

@@ -31,6 +31,7 @@ from connector.errors import (
     StaleContact,
     TransientError,
 )
+from connector.dnc_guard import blocked_task
 from connector.faults import crash_point
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
@@ -43,6 +44,8 @@ from connector.mapping.precedence import may_write
 from connector.payload import CallEvent
 from connector.plan import (
     Action,
+    CloseCallbacks,
+    CreateTask,
     HoldForReview,
     MatchByPhone,
     Plan,
@@ -135,7 +138,7 @@ class DeliveryRunner:
             runnable = self._prepare(claimed, action, journal, context, sink)
             if runnable is None:
                 continue
-            if sink.capabilities.combine_actions and not isinstance(action, ResolveContact):
+            if sink.capabilities.combine_actions and not isinstance(action, (ResolveContact, CloseCallbacks)):
                 combined.append((action, runnable))
                 continue
             self._run_one(claimed, action, runnable, context, sink)
@@ -169,6 +172,11 @@ class DeliveryRunner:
             if found is not None:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
+        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context) \
+            if isinstance(action, CreateTask) else None  # fmt: skip
+        if blocked is not None:
+            self._mark(claimed, action, ActionStatus.SKIPPED, blocked, context)
+            return None
         if isinstance(action, ResolveContact) and not in_flight:
             cached = self._cached_contact(claimed.sink, action)
             if cached is not None:

@@ -36,7 +36,8 @@ from typing import Any, ClassVar
 
 from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError, TransientError
-from connector.plan import Action, CreateActivity, CreateTask, ResolveContact, UpdateContact
+from connector.plan import Action, CloseCallbacks, CreateActivity, CreateTask, ResolveContact, UpdateContact
+from connector.sinks._salesforce_callbacks import close_callbacks, do_not_call_set
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_contacts import ContactResolver
 from connector.sinks._salesforce_errors import (
@@ -103,6 +104,8 @@ class SalesforceSink:
             return resolved
         if isinstance(action, (CreateActivity, CreateTask, UpdateContact)):
             return self.execute_many([action], context)[0]
+        if isinstance(action, CloseCallbacks):
+            return close_callbacks(self, action, context)
         raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     def execute_many(self, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
@@ -128,6 +131,10 @@ class SalesforceSink:
         from connector.sinks._salesforce_batch import execute_batch
 
         return execute_batch(self, items)
+
+    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
+        """Which do-not-call field is true on the contact in Salesforce now (read before a callback Task)."""
+        return do_not_call_set(self, action, context)
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         if isinstance(action, ResolveContact):
