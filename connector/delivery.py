@@ -77,6 +77,9 @@ class SinkRuntime:
 class DeliveryRunner:
     """Executes claimed deliveries for one worker."""
 
+    _dnc_known: dict[str, str | None] | None = None
+    """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
+
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
                  *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
         self._ledger = ledger
@@ -172,7 +175,7 @@ class DeliveryRunner:
             if found is not None:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
-        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context) \
+        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known) \
             if isinstance(action, CreateTask) else None  # fmt: skip
         if blocked is not None:
             self._mark(claimed, action, ActionStatus.SKIPPED, blocked, context)

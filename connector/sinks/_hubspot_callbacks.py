@@ -2,7 +2,8 @@
 created, and close the open callback tasks the connector created when the contact becomes do-not-call.
 
 Requests (measured in tests/test_callbacks_dnc.py):
-- guard: one ``GET /crm/v3/objects/contacts/<id>?properties=<do-not-call>`` per callback task;
+- guard: one ``GET /crm/v3/objects/contacts/<id>?properties=<do-not-call>`` per callback task; under a backlog
+  one ``POST /crm/v3/objects/contacts/batch/read`` per 100 callback tasks;
 - close: one associations read (v4, contact → tasks) + one batch read per 100 tasks, plus one batch update per
   100 open connector tasks (none when nothing is open).
 
@@ -43,6 +44,23 @@ def do_not_call_set(sink: HubSpotSink, action: CreateTask, context: ExecutionCon
     record = sink.api.get(contact.object or "contacts", contact.crm_id, list(action.unless_do_not_call))
     properties = getattr(record, "properties", None) or {}
     return next((p for p in action.unless_do_not_call if str(properties.get(p)).lower() == "true"), None)
+
+
+def do_not_call_many(sink: HubSpotSink, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+    """``do_not_call_set`` for many callback tasks: one batch read per contact object and 100 ids."""
+    answers: list[str | None] = [None] * len(items)
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for index, (action, context) in enumerate(items):
+        contact = context.contact()
+        if contact is not None and not contact.skipped and contact.crm_id:
+            groups.setdefault((contact.object or "contacts", tuple(action.unless_do_not_call)), []).append(index)
+    for (object_type, names), indexes in groups.items():
+        ids = list(dict.fromkeys(str(items[i][1].contact().crm_id) for i in indexes))  # type: ignore[union-attr]
+        found = {str(r.id): r.properties or {} for r in sink.api.batch_read(object_type, ids, list(names))}
+        for index in indexes:
+            properties = found.get(str(items[index][1].contact().crm_id), {})  # type: ignore[union-attr]
+            answers[index] = next((p for p in names if str(properties.get(p)).lower() == "true"), None)
+    return answers
 
 
 def close_callbacks(sink: HubSpotSink, action: CloseCallbacks, context: ExecutionContext) -> ActionResult:

@@ -46,7 +46,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
-from connector.sinks._hubspot_callbacks import close_callbacks, do_not_call_set
+from connector.sinks._hubspot_callbacks import close_callbacks, do_not_call_many, do_not_call_set
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
     SEARCH_PROPERTIES,
@@ -137,6 +137,10 @@ class HubSpotSink:
     def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
         """Which do-not-call property is true on the contact in HubSpot now (read before a callback task)."""
         return do_not_call_set(self, action, context)
+
+    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+        """``do_not_call_set`` for many callback tasks in one batch read per 100 contacts (backlog path)."""
+        return do_not_call_many(self, items)
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         """Find a Call/Task an interrupted attempt wrote. Contact resolution and updates are safe to re-run."""
