@@ -173,11 +173,13 @@ class PrecedenceSpec(_Closed):
 
 CLOSE_DEFAULTS: dict[str, tuple[str, str, str]] = {
     # (status property, closed status value, subject property) of a follow-up task, per CRM.
-    # Salesforce: Task.Status "Completed" is a closed status (IsClosed) in every org's default picklist.
-    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_task.htm
+    # Salesforce: which Task.Status values close a task is each value's TaskStatus.IsClosed ("multiple task status
+    # values can represent a closed Task"): http://www.salesforce.com/us/developer/docs/api/Content/sforce_api_objects_taskstatus.htm
+    # "Completed" as the closed value of the default picklist: UNVERIFIED for every org (closed_status overrides).
     "salesforce": ("Status", "Completed", "Subject"),
-    # HubSpot: hs_task_status is NOT_STARTED, IN_PROGRESS, WAITING, COMPLETED or DEFERRED; only COMPLETED
-    # takes a task off a rep's open queue (DEFERRED stays open). https://developers.hubspot.com/docs/api/crm/tasks
+    # HubSpot: the tasks guide documents hs_task_status "either COMPLETED or NOT_STARTED" (its example also sends
+    # WAITING): https://developers.hubspot.com/docs/api/crm/tasks . IN_PROGRESS and DEFERRED as further open
+    # values of the default property: UNVERIFIED (the emulator's option list). COMPLETED is the closed one.
     "hubspot": ("hs_task_status", "COMPLETED", "hs_task_subject"),
 }
 

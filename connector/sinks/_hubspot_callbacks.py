@@ -11,8 +11,9 @@ Record-store reads on purpose: HubSpot's search index lags writes by seconds, so
 before the do-not-call could be missed by a search; associations and batch read see it at once.
 https://developers.hubspot.com/docs/api/crm/associations (v4 ``GET .../associations/{toObjectType}``),
 https://developers.hubspot.com/docs/api/crm/understanding-the-crm (batch read/update, up to 100 inputs).
-Task status values NOT_STARTED, IN_PROGRESS, WAITING, COMPLETED, DEFERRED: https://developers.hubspot.com/docs/api/crm/tasks
-(``hs_task_status``); only COMPLETED is a closed task.
+``hs_task_status``: the tasks guide documents "either COMPLETED or NOT_STARTED" (its example also sends WAITING),
+https://developers.hubspot.com/docs/api/crm/tasks ; COMPLETED is the closed one. IN_PROGRESS and DEFERRED as open
+values: UNVERIFIED.
 """
 
 from __future__ import annotations
