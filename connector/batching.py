@@ -110,7 +110,8 @@ class BatchingRunner(DeliveryRunner):
         """Read the CRM's do-not-call of every contact about to get a callback task, in one go (see dnc_guard)."""
         done = (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value)
         pairs = [(action, item.context) for item in group for action in item.plan.actions
-                 if isinstance(action, CreateTask) and getattr(item.journal.get(action.key), "status", None) not in done]
+                 if isinstance(action, CreateTask)
+                 and getattr(item.journal.get(action.key), "status", None) not in done]
         return prefetch(self._ledger, group[0].claimed.sink, sink, pairs) if pairs else {}
 
     def _stage_actions(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:

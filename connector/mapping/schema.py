@@ -174,7 +174,8 @@ class PrecedenceSpec(_Closed):
 CLOSE_DEFAULTS: dict[str, tuple[str, str, str]] = {
     # (status property, closed status value, subject property) of a follow-up task, per CRM.
     # Salesforce: which Task.Status values close a task is each value's TaskStatus.IsClosed ("multiple task status
-    # values can represent a closed Task"): http://www.salesforce.com/us/developer/docs/api/Content/sforce_api_objects_taskstatus.htm
+    # values can represent a closed Task"):
+    # http://www.salesforce.com/us/developer/docs/api/Content/sforce_api_objects_taskstatus.htm
     # "Completed" as the closed value of the default picklist: UNVERIFIED for every org (closed_status overrides).
     "salesforce": ("Status", "Completed", "Subject"),
     # HubSpot: the tasks guide documents hs_task_status "either COMPLETED or NOT_STARTED" (its example also sends
@@ -253,6 +254,7 @@ class Mapping(_Closed):
         if self.do_not_call.close_open_callbacks and keyed and self.do_not_call.closing(self.crm) is None:
             raise ValueError(f"do_not_call.status_property and closed_status are needed for crm {self.crm!r} "
                              "(or set do_not_call.close_open_callbacks: false)")
-        if self.do_not_call.close_as == "cancelled" and keyed and not (self.do_not_call.closing(self.crm) or ("", "", ""))[2]:
+        closing = self.do_not_call.closing(self.crm)
+        if self.do_not_call.close_as == "cancelled" and keyed and not (closing and closing[2]):
             raise ValueError("do_not_call.close_as cancelled needs do_not_call.subject_property")
         return self

@@ -119,7 +119,9 @@ def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], re
         raise PermanentError("close_callbacks key prefix/marker may not contain LIKE wildcards", code="INVALID_MAPPING")
     by_who: dict[str, list[int]] = {}
     for index in indexes:
-        by_who.setdefault(_id15(record_id(items[index][1].contact().crm_id or "")), []).append(index)  # type: ignore[union-attr]
+        contact = items[index][1].contact()
+        assert contact is not None and contact.crm_id
+        by_who.setdefault(_id15(record_id(contact.crm_id)), []).append(index)
     pattern = soql_string(f"{action.key_prefix}%{action.key_marker}%")
     selected = ", ".join(dict.fromkeys(["Id", "WhoId", field, *([subject] if subject else [])]))
     soql = (f"SELECT {selected} FROM {sobject} WHERE WhoId IN ({', '.join(soql_string(w) for w in sorted(by_who))}) "

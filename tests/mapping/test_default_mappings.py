@@ -139,7 +139,8 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     assert props["ActivityDate"] == "2026-11-26"
     label = {b.name: b.label for b in SALESFORCE.spec.outcomes}[bundle]
     assert props["CallDisposition"] == label and props["Subject"] == f"Call: {label}"
-    assert props["Description"].startswith("Answers:\n- case_number: 8057\n\nLead: Hello?\n2X agent: Hi, is John available?")
+    assert props["Description"].startswith(
+        "Answers:\n- case_number: 8057\n\nLead: Hello?\n2X agent: Hi, is John available?")
 
     updates = {f.property: f for u in actions(plan, UpdateContact) for f in u.fields}
     assert (updates["Status"].value, updates["Status"].objects, updates["Status"].rule) == (lead_status, ["Lead"], "ranked")
@@ -326,7 +327,7 @@ def test_a_bundle_that_sets_do_not_call_plans_no_callback_task() -> None:
 
     spec = HUBSPOT.spec.model_copy(update={"outcomes": [
         b.model_copy(update={"tasks": ["callback"]}) if b.name == "do_not_call" else b for b in HUBSPOT.spec.outcomes]})
-    plan = plan_event(parse_webhook(payload("do_not_call", None)), LoadedMapping(spec, "x.yaml", "x", {}, HUBSPOT.values),
-                      sink="h", call_time=CALL_TIME)
+    mapping = LoadedMapping(spec, "x.yaml", "x", {}, HUBSPOT.values)
+    plan = plan_event(parse_webhook(payload("do_not_call", None)), mapping, sink="h", call_time=CALL_TIME)
     assert actions(plan, CreateTask) == [] and len(actions(plan, CloseCallbacks)) == 1
     assert "task callback not planned: this call sets do-not-call" in plan.warnings
