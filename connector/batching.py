@@ -3,7 +3,7 @@ action for up to `max_batch` events in one CRM request (HubSpot batch APIs, Sale
 Collections). The exactly-once rules are those of connector.delivery, applied per action:
 
 1. contacts are resolved one delivery at a time (usually from the shared contact cache);
-2. then, stage by stage in plan order (call activities, contact updates, tasks), every pending
+2. then, stage by stage in plan order (call activities, contact updates, closing callbacks, tasks), every pending
    action of that kind is journaled `in_flight`, sent in batches, and journaled `succeeded` with
    its CRM id; an action found `in_flight` after a crash is looked up first, as always;
 3. a failure of one item fails only its delivery (decided by `_fail` as usual); a failure of the
@@ -21,12 +21,15 @@ from connector.errors import MappingError, SinkError, TransientError
 from connector.faults import crash_point
 from connector.ledger.deliveries import Claimed
 from connector.ledger.schema import ActionStatus, DeliveryStatus
-from connector.plan import Action, HoldForReview, Plan, ResolveContact
+from connector.dnc_guard import prefetch
+from connector.plan import Action, CreateTask, HoldForReview, Plan, ResolveContact
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
 
-STAGES = ("create_activity", "update_contact", "create_task")
+STAGES = ("create_activity", "update_contact", "close_callbacks", "create_task")
+"""close_callbacks (do-not-call plans) before create_task, so a callback task in the same batch already sees a
+do-not-call written by the update_contact stage; sinks run it through their single path (no batch form)."""
 
 
 @dataclass
@@ -97,6 +100,21 @@ class BatchingRunner(DeliveryRunner):
 
     def _stage(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
         """Every pending action of one kind, across the group, in batches of max_batch."""
+        self._dnc_known = self._read_do_not_call(group, sink) if kind == "create_task" else None
+        try:
+            self._stage_actions(kind, group, sink, outcomes)
+        finally:
+            self._dnc_known = None
+
+    def _read_do_not_call(self, group: list[_InProgress], sink: Sink) -> dict[str, str | None]:
+        """Read the CRM's do-not-call of every contact about to get a callback task, in one go (see dnc_guard)."""
+        done = (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value)
+        pairs = [(action, item.context) for item in group for action in item.plan.actions
+                 if isinstance(action, CreateTask)
+                 and getattr(item.journal.get(action.key), "status", None) not in done]
+        return prefetch(self._ledger, group[0].claimed.sink, sink, pairs) if pairs else {}
+
+    def _stage_actions(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
         pending: list[tuple[_InProgress, Action, Action]] = []
         for item in group:
             for action in item.plan.actions:

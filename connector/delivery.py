@@ -31,6 +31,7 @@ from connector.errors import (
     StaleContact,
     TransientError,
 )
+from connector.dnc_guard import blocked_task
 from connector.faults import crash_point
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
@@ -43,6 +44,8 @@ from connector.mapping.precedence import may_write
 from connector.payload import CallEvent
 from connector.plan import (
     Action,
+    CloseCallbacks,
+    CreateTask,
     HoldForReview,
     MatchByPhone,
     Plan,
@@ -73,6 +76,9 @@ class SinkRuntime:
 
 class DeliveryRunner:
     """Executes claimed deliveries for one worker."""
+
+    _dnc_known: dict[str, str | None] | None = None
+    """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
 
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
                  *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
@@ -135,7 +141,7 @@ class DeliveryRunner:
             runnable = self._prepare(claimed, action, journal, context, sink)
             if runnable is None:
                 continue
-            if sink.capabilities.combine_actions and not isinstance(action, ResolveContact):
+            if sink.capabilities.combine_actions and not isinstance(action, (ResolveContact, CloseCallbacks)):
                 combined.append((action, runnable))
                 continue
             self._run_one(claimed, action, runnable, context, sink)
@@ -169,6 +175,11 @@ class DeliveryRunner:
             if found is not None:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
+        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known) \
+            if isinstance(action, CreateTask) else None  # fmt: skip
+        if blocked is not None:
+            self._mark(claimed, action, ActionStatus.SKIPPED, blocked, context)
+            return None
         if isinstance(action, ResolveContact) and not in_flight:
             cached = self._cached_contact(claimed.sink, action)
             if cached is not None:

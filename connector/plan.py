@@ -110,6 +110,32 @@ class CreateTask(_RecordCreate):
     due: datetime
     """Aware, in the lead's zone: its ISO form carries the offset, never a bare UTC midnight."""
     due_local_date: str
+    unless_do_not_call: list[str] = Field(default_factory=list)
+    """Contact do-not-call properties: when any is true (written by the connector, or read from the CRM right
+    before the write), the task is not created (skipped, audit reason ``do_not_call``)."""
+
+
+class CloseCallbacks(_Frozen):
+    """A do-not-call closes the open follow-up tasks the connector created for this contact.
+
+    Idempotent: it finds the open tasks whose ``idempotency_property`` looks like a connector task key
+    (``2x-<id>:task:<name>``) and sets ``set_properties`` on each; a retry finds nothing left open.
+    """
+
+    kind: Literal["close_callbacks"] = "close_callbacks"
+    key: str
+    object: str
+    idempotency_property: str
+    key_prefix: str = "2x-"
+    key_marker: str = ":task:"
+    """A connector task key starts with ``key_prefix`` and contains ``key_marker``."""
+    close_as: Literal["completed", "cancelled"]
+    set_properties: dict[str, JsonScalar]
+    """Written to every closed task (the CRM's closed status)."""
+    subject_property: str | None = None
+    subject_prefix: str | None = None
+    """close_as cancelled: the task's subject gets this prefix, so a rep sees why it was closed."""
+    reason: Literal["do_not_call"] = "do_not_call"
 
 
 class HoldForReview(_Frozen):
@@ -121,7 +147,8 @@ class HoldForReview(_Frozen):
 
 
 Action = Annotated[
-    Union[ResolveContact, CreateActivity, UpdateContact, CreateTask, HoldForReview], Field(discriminator="kind")
+    Union[ResolveContact, CreateActivity, UpdateContact, CreateTask, CloseCallbacks, HoldForReview],
+    Field(discriminator="kind"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime, timezone
 
 from connector.config import Settings
@@ -11,7 +13,16 @@ from connector.ingest import parse_body
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
 from connector.mapping.sinks import mapping_path
-from connector.plan import CreateActivity, CreateTask, HoldForReview, MatchById, Plan, ResolveContact, UpdateContact
+from connector.plan import (
+    CloseCallbacks,
+    CreateActivity,
+    CreateTask,
+    HoldForReview,
+    MatchById,
+    Plan,
+    ResolveContact,
+    UpdateContact,
+)
 
 
 def preview_plans(
@@ -90,15 +101,43 @@ def _describe(action: object) -> list[str]:
             for f in action.fields
         ]
     if isinstance(action, CreateTask):
+        guard = ([f"    not created if the contact is do-not-call ({', '.join(action.unless_do_not_call)} true "
+                  "in the connector's records or in the CRM)"] if action.unless_do_not_call else [])
         return [f"  Create {action.object} due {action.due.isoformat()} (lead-local date {action.due_local_date}):"] + \
-            _prop_lines(action.properties)
+            guard + _prop_lines(action.properties)
+    if isinstance(action, CloseCallbacks):
+        how = ", ".join(f"{k} = {_short(v)}" for k, v in action.set_properties.items())
+        if action.subject_property and action.subject_prefix:
+            how += f", {action.subject_property} prefixed {action.subject_prefix!r}"
+        return [f"  Close the contact's open callback {action.object} the connector created "
+                f"({action.idempotency_property} {action.key_prefix}…{action.key_marker}…) as {action.close_as}: {how}"]
     if isinstance(action, HoldForReview):
         return [f"  HOLD for review: {action.reason}"]
     return [f"  {action!r}"]
 
 
 def _prop_lines(properties: dict[str, object]) -> list[str]:
-    return [f"    {name} = {_short(value)}" for name, value in properties.items()]
+    lines: list[str] = []
+    for name, value in properties.items():
+        lines.append(f"    {name} = {_short(value)}")
+        if isinstance(value, str) and len(value) > NOTE_PREVIEW and ("\n" in value or value.startswith("<")):
+            lines += _note_lines(value)
+    return lines
+
+
+NOTE_PREVIEW = 100
+NOTE_LINES = 8
+_HTML_BREAK = re.compile(r"</p>|</li>|<br\s*/?>|<ul>|</ul>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def _note_lines(value: str) -> list[str]:
+    """The start of a long note (answers block, transcript) as readable lines; HTML shown as text."""
+    if value.startswith("<"):
+        value = html.unescape(_HTML_TAG.sub("", _HTML_BREAK.sub("\n", value.replace("<li>", "- "))))
+    lines = [line for line in value.splitlines() if line.strip()]
+    shown = [f"      | {_short(line)}" for line in lines[:NOTE_LINES]]
+    return shown + ([f"      | … ({len(lines) - NOTE_LINES} more lines)"] if len(lines) > NOTE_LINES else [])
 
 
 def _props(properties: dict[str, object]) -> str:

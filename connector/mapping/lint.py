@@ -21,7 +21,7 @@ from connector.mapping.templates import referenced_paths
 from connector.payload import CallEvent, EndReason, FailureReason
 
 _CONTEXT_EXTRAS = {
-    "event": "*", "call_time": "*", "call_time_local": "*", "tz": "*", "transcript_text": "*",
+    "event": "*", "call_time": "*", "call_time_local": "*", "tz": "*", "transcript_text": "*", "answers_text": "*",
     "outcome": {"name": "*", "label": "*", "rank": "*", "end_reason": "*", "failure_reason": "*"},
     "constants": "*", "callback": "*", "task": "*",
 }

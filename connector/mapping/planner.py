@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connector.errors import MappingError
+from connector.mapping.answers import render_answers
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.filters import slug, truncate_to
@@ -23,6 +24,7 @@ from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, Questio
 from connector.mapping.transcript import render_transcript
 from connector.payload import CallEvent
 from connector.plan import (
+    CloseCallbacks,
     CreateActivity,
     CreateTask,
     FieldUpdate,
@@ -70,7 +72,13 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
     fields = _contact_fields(event, mapping, bundle_path, bundle, also, context, call_time, warnings)
     if fields:
         actions.append(UpdateContact(key=f"{prefix}:contact-update", fields=fields))
+    sets_do_not_call = any(f.rule == "sticky_true" for f in fields)
+    if sets_do_not_call:
+        actions += _close_callbacks(mapping, prefix)
     for name, due in dues.items():
+        if sets_do_not_call and mapping.spec.do_not_call.skip_callbacks:
+            warnings.append(f"task {name} not planned: this call sets do-not-call")
+            continue
         actions.append(_task(mapping, name, due, context, prefix))
     return _plan(event, mapping, sink, call_time, summary, actions, warnings)
 
@@ -102,6 +110,7 @@ def _context(event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_
     spec = mapping.spec.transcript
     rules = DEFAULT_RULES if spec.redaction == "default" else ([] if spec.redaction == "none" else spec.redaction)
     rendered = render_transcript(event.transcript, spec.format, spec.labels or None, spec.empty)
+    answers = render_answers(event.question_fields, spec.format, mapping.spec.question_fields.heading)
     return {
         **data,
         "event": data,
@@ -109,6 +118,7 @@ def _context(event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_
         "call_time_local": call_time.astimezone(zone),
         "tz": zone,
         "transcript_text": redact(rendered, rules) if rules else rendered,
+        "answers_text": redact(answers, rules) if rules else answers,
         "outcome": {"name": bundle.name, "label": bundle.label, "rank": bundle.rank,
                     "end_reason": event.call.end_reason.value, "failure_reason": event.call.failure_reason.value},
         "constants": mapping.spec.constants,
@@ -307,6 +317,26 @@ def _task(mapping: LoadedMapping, name: str, due: CallbackDue, context: dict[str
     key = f"{prefix}:task:{name}"
     if task.idempotency_property:
         properties[task.idempotency_property] = key
+    guard = mapping.spec.precedence.do_not_call_properties if mapping.spec.do_not_call.skip_callbacks else []
     return CreateTask(key=key, object=task.object, idempotency_property=task.idempotency_property,
                       idempotency_key=key, due=due.due, due_local_date=due.local_date.isoformat(),
-                      properties=properties)
+                      properties=properties, unless_do_not_call=list(guard))
+
+
+def _close_callbacks(mapping: LoadedMapping, prefix: str) -> list[CloseCallbacks]:
+    """One close action per task object and key property the mapping's tasks use (the default: one)."""
+    rule = mapping.spec.do_not_call
+    closing = rule.closing(mapping.spec.crm)
+    if not rule.close_open_callbacks or closing is None:
+        return []
+    status, closed, subject = closing
+    targets = list(dict.fromkeys((t.object, t.idempotency_property) for t in mapping.spec.tasks.values()
+                                 if t.idempotency_property))
+    cancelled = rule.close_as == "cancelled"
+    return [
+        CloseCallbacks(key=f"{prefix}:close-callbacks" + (f":{index}" if index else ""), object=task_object,
+                       idempotency_property=key_property, close_as=rule.close_as, set_properties={status: closed},
+                       subject_property=subject if cancelled else None,
+                       subject_prefix=rule.cancelled_prefix if cancelled else None)
+        for index, (task_object, key_property) in enumerate(targets)
+    ]

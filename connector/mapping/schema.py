@@ -97,6 +97,7 @@ class QuestionFieldsSpec(_Closed):
     name_style: Literal["hubspot", "salesforce"] = Field("hubspot", description="How names are sanitized.")
     transform: Literal["string", "as_is", "number", "bool"] = "string"
     rule: Literal["newest_call", "always"] = "newest_call"
+    heading: str = Field("Answers", description="Heading of the `answers_text` block (every answer, readable).")
 
 
 class WhenSpec(_Closed):
@@ -170,6 +171,47 @@ class PrecedenceSpec(_Closed):
     default_rule: Literal["newest_call", "always"] = "newest_call"
 
 
+CLOSE_DEFAULTS: dict[str, tuple[str, str, str]] = {
+    # (status property, closed status value, subject property) of a follow-up task, per CRM.
+    # Salesforce: which Task.Status values close a task is each value's TaskStatus.IsClosed ("multiple task status
+    # values can represent a closed Task"):
+    # http://www.salesforce.com/us/developer/docs/api/Content/sforce_api_objects_taskstatus.htm
+    # "Completed" as the closed value of the default picklist: UNVERIFIED for every org (closed_status overrides).
+    "salesforce": ("Status", "Completed", "Subject"),
+    # HubSpot: the tasks guide documents hs_task_status "either COMPLETED or NOT_STARTED" (its example also sends
+    # WAITING): https://developers.hubspot.com/docs/api/crm/tasks . IN_PROGRESS and DEFERRED as further open
+    # values of the default property: UNVERIFIED (the emulator's option list). COMPLETED is the closed one.
+    "hubspot": ("hs_task_status", "COMPLETED", "hs_task_subject"),
+}
+
+
+class DoNotCallSpec(_Closed):
+    """What do-not-call does to follow-up tasks: none is created for such a contact, open ones are closed."""
+
+    skip_callbacks: bool = Field(
+        True, description="Never create a `tasks` task for a contact whose do-not-call property is true "
+        "(as the connector wrote it, or as the CRM says right before the write).")
+    close_open_callbacks: bool = Field(
+        True, description="A do-not-call outcome closes the open tasks the connector created for the contact.")
+    close_as: Literal["completed", "cancelled"] = Field(
+        "completed", description="completed: closed status only; cancelled: closed status and the subject "
+        "gets `cancelled_prefix` (neither CRM has a closed 'cancelled' status by default).")
+    status_property: str | None = Field(None, description="Task status property (default: Status / hs_task_status).")
+    closed_status: str | None = Field(None, description="Closed status written (default: Completed / COMPLETED).")
+    subject_property: str | None = Field(None, description="Subject property (default: Subject / hs_task_subject).")
+    cancelled_prefix: str = Field("Cancelled (do not call): ", description="close_as cancelled: subject prefix.")
+
+    def closing(self, crm: str) -> tuple[str, str, str] | None:
+        """(status property, closed status, subject property), or None when neither given nor known for `crm`."""
+        default = CLOSE_DEFAULTS.get(crm)
+        status = self.status_property or (default[0] if default else None)
+        closed = self.closed_status or (default[1] if default else None)
+        subject = self.subject_property or (default[2] if default else None)
+        if status is None or closed is None:
+            return None
+        return status, closed, subject or ""
+
+
 class Mapping(_Closed):
     """A whole mapping file for one CRM."""
 
@@ -189,6 +231,7 @@ class Mapping(_Closed):
     tasks: dict[str, TaskSpec] = Field(default_factory=dict)
     callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
     precedence: PrecedenceSpec = Field(default_factory=PrecedenceSpec)
+    do_not_call: DoNotCallSpec = Field(default_factory=DoNotCallSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> Mapping:
@@ -207,4 +250,11 @@ class Mapping(_Closed):
             for task in tasks:
                 if task not in self.tasks:
                     raise ValueError(f"{owner} names task {task!r}, which the `tasks` section does not define")
+        keyed = any(t.idempotency_property for t in self.tasks.values())
+        if self.do_not_call.close_open_callbacks and keyed and self.do_not_call.closing(self.crm) is None:
+            raise ValueError(f"do_not_call.status_property and closed_status are needed for crm {self.crm!r} "
+                             "(or set do_not_call.close_open_callbacks: false)")
+        closing = self.do_not_call.closing(self.crm)
+        if self.do_not_call.close_as == "cancelled" and keyed and not (closing and closing[2]):
+            raise ValueError("do_not_call.close_as cancelled needs do_not_call.subject_property")
         return self

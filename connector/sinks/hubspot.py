@@ -38,6 +38,7 @@ from connector.config import HubSpotSinkSettings
 from connector.errors import PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
+    CloseCallbacks,
     CreateActivity,
     CreateTask,
     MatchById,
@@ -45,6 +46,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
+from connector.sinks._hubspot_callbacks import close_callbacks, do_not_call_many, do_not_call_set
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
     ContactCache,
@@ -119,6 +121,8 @@ class HubSpotSink:
             return self._create_engagement(action, context)
         if isinstance(action, UpdateContact):
             return self._update_contact(action, context)
+        if isinstance(action, CloseCallbacks):
+            return close_callbacks(self, action, context)
         raise PermanentError(f"the HubSpot sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     def execute_batch(self, items: list[tuple[Action, ExecutionContext]]) -> list[ActionResult | SinkError]:
@@ -134,6 +138,14 @@ class HubSpotSink:
 
     def association(self, object_type: str, contact: ActionResult) -> dict[str, Any]:
         return _association(object_type, contact)
+
+    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
+        """Which do-not-call property is true on the contact in HubSpot now (read before a callback task)."""
+        return do_not_call_set(self, action, context)
+
+    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+        """``do_not_call_set`` for many callback tasks in one batch read per 100 contacts (backlog path)."""
+        return do_not_call_many(self, items)
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         """Find a Call/Task an interrupted attempt wrote. Contact resolution and updates are safe to re-run."""

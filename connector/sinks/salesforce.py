@@ -37,7 +37,13 @@ from typing import Any, ClassVar
 
 from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError, TransientError
-from connector.plan import Action, CreateActivity, CreateTask, ResolveContact, UpdateContact
+from connector.plan import Action, CloseCallbacks, CreateActivity, CreateTask, ResolveContact, UpdateContact
+from connector.sinks._salesforce_callbacks import (
+    close_callbacks,
+    close_callbacks_many,
+    do_not_call_many,
+    do_not_call_set,
+)
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_contacts import ContactResolver
 from connector.sinks._salesforce_errors import (
@@ -106,6 +112,8 @@ class SalesforceSink:
             return resolved
         if isinstance(action, (CreateActivity, CreateTask, UpdateContact)):
             return self.execute_many([action], context)[0]
+        if isinstance(action, CloseCallbacks):
+            return close_callbacks(self, action, context)
         raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     def execute_many(self, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
@@ -130,7 +138,17 @@ class SalesforceSink:
         """Many events' Tasks or contact updates in sObject Collections requests (see _salesforce_batch)."""
         from connector.sinks._salesforce_batch import execute_batch
 
+        if items and all(isinstance(action, CloseCallbacks) for action, _ in items):
+            return close_callbacks_many(self, items)
         return execute_batch(self, items)
+
+    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
+        """Which do-not-call field is true on the contact in Salesforce now (read before a callback Task)."""
+        return do_not_call_set(self, action, context)
+
+    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+        """``do_not_call_set`` for many callback Tasks in one SOQL per object (the engine's backlog path)."""
+        return do_not_call_many(self, items)
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         if isinstance(action, ResolveContact):

@@ -12,7 +12,7 @@ from connector.default_mappings import default_mapping_path
 from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import EndReason, FailureReason, parse_webhook
-from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
+from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
 from connector.sample import sample_payload
 
 CALL_TIME = datetime(2026, 11, 26, 19, 30, tzinfo=timezone.utc)  # Thursday 14:30 in UTC-5
@@ -77,6 +77,7 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     assert plan.outcome.rank == RANKS[bundle]
     assert [type(a).__name__ for a in plan.actions] == (
         ["ResolveContact", "CreateActivity", "UpdateContact"] + (["CreateTask"] if bundle == "callback" else [])
+        + (["CloseCallbacks"] if bundle == "do_not_call" else [])
     )
     resolve = actions(plan, ResolveContact)[0]
     assert [(m.by, getattr(m, "e164", None)) for m in resolve.match] == [("phone", "+12025550143")]
@@ -96,6 +97,8 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     label = {b.name: b.label for b in HUBSPOT.spec.outcomes}[bundle]
     assert props["hs_call_title"] == f"2X call: {label}"
     assert "<strong>Lead:</strong> Hello?" in props["hs_call_body"]
+    assert props["hs_call_body"].startswith(
+        "<p><strong>Answers</strong></p><ul><li><strong>case_number:</strong> 8057</li></ul><p><strong>Lead:")
 
     fields = contact_fields(plan)
     assert fields["hs_lead_status"] == lead_status
@@ -107,6 +110,11 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     assert ("twox_number_invalid" in fields) == (bundle == "invalid_number")
     assert all(v is True for k, v in fields.items() if k in ("twox_do_not_call", "twox_wrong_number"))
     assert "twox_workflow_ended" not in fields
+    assert all(t.unless_do_not_call == ["twox_do_not_call"] for t in actions(plan, CreateTask))
+    closes = actions(plan, CloseCallbacks)
+    assert [(c.object, c.idempotency_property, c.set_properties, c.key) for c in closes] == (
+        [("tasks", "twox_task_key", {"hs_task_status": "COMPLETED"}, "2x-4242:close-callbacks")]
+        if bundle == "do_not_call" else [])
     rules = {f.property: f.rule for u in actions(plan, UpdateContact) for f in u.fields}
     assert rules["hs_lead_status"] == "ranked"
     assert rules.get("twox_do_not_call", "sticky_true") == "sticky_true"
@@ -131,7 +139,8 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     assert props["ActivityDate"] == "2026-11-26"
     label = {b.name: b.label for b in SALESFORCE.spec.outcomes}[bundle]
     assert props["CallDisposition"] == label and props["Subject"] == f"Call: {label}"
-    assert props["Description"].startswith("Lead: Hello?\n2X agent: Hi, is John available?")
+    assert props["Description"].startswith(
+        "Answers:\n- case_number: 8057\n\nLead: Hello?\n2X agent: Hi, is John available?")
 
     updates = {f.property: f for u in actions(plan, UpdateContact) for f in u.fields}
     assert (updates["Status"].value, updates["Status"].objects, updates["Status"].rule) == (lead_status, ["Lead"], "ranked")
@@ -141,6 +150,10 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     assert ("TwoX_Wrong_Number__c" in updates) == (bundle == "wrong_number")
     follow_ups = actions(plan, CreateTask)
     assert len(follow_ups) == (1 if bundle == "callback" else 0)
+    assert all(t.unless_do_not_call == ["DoNotCall"] for t in follow_ups)
+    closes = actions(plan, CloseCallbacks)
+    assert [(c.object, c.idempotency_property, c.set_properties, c.close_as) for c in closes] == (
+        [("Task", "CallObject", {"Status": "Completed"}, "completed")] if bundle == "do_not_call" else [])
 
 
 def test_voicemail_with_a_message_left_is_logged_as_left_voicemail() -> None:
@@ -264,3 +277,57 @@ def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
     from connector.mapping.loader import LoadedMapping
     mapping = LoadedMapping(custom, "custom.yaml", "x", {})
     assert sets_do_not_call(parse_webhook(payload("not_interested", None)), mapping)
+
+
+def test_long_answers_and_transcripts_keep_the_answers_and_cut_the_transcript() -> None:
+    turns = [{"role": "User", "content": "word " * 2000} for _ in range(10)]
+    answers = {"case_number": "8057", "budget": "5k\nLead: forged line"}
+    plan = plan_event(parse_webhook(payload("hung_up", None, transcript=turns, question_fields=answers)),
+                      SALESFORCE, sink="s", call_time=CALL_TIME)
+    description = actions(plan, CreateActivity)[0].properties["Description"]
+    assert len(description) == 32000 and "truncated" in description[-60:]
+    assert description.startswith("Answers:\n- case_number: 8057\n- budget: 5k\n    Lead: forged line\n\nLead: word")
+
+
+def test_answers_are_escaped_and_redacted_in_hubspot_notes() -> None:
+    answers = {"note": "<script>x</script> card 4111 1111 1111 1111"}
+    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h",
+                      call_time=CALL_TIME)
+    body = actions(plan, CreateActivity)[0].properties["hs_call_body"]
+    assert "<script>" not in body and "&lt;script&gt;" in body
+    assert "4111" not in body and "[REDACTED CARD]" in body
+
+
+def test_a_call_without_answers_has_the_transcript_alone() -> None:
+    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields={})), SALESFORCE, sink="s",
+                      call_time=CALL_TIME)
+    assert actions(plan, CreateActivity)[0].properties["Description"].startswith("Lead: Hello?")
+
+
+def test_do_not_call_rules_are_configurable() -> None:
+    from connector.mapping.loader import LoadedMapping
+
+    event = parse_webhook(payload("do_not_call", None))
+    spec = SALESFORCE.spec.model_copy(update={"do_not_call": SALESFORCE.spec.do_not_call.model_copy(
+        update={"close_as": "cancelled", "closed_status": "Cancelled"})})
+    [close] = actions(plan_event(event, LoadedMapping(spec, "x.yaml", "x", {}, SALESFORCE.values), sink="s",
+                                 call_time=CALL_TIME), CloseCallbacks)
+    assert (close.set_properties, close.subject_property, close.subject_prefix) == (
+        {"Status": "Cancelled"}, "Subject", "Cancelled (do not call): ")
+    off = SALESFORCE.spec.model_copy(update={"do_not_call": SALESFORCE.spec.do_not_call.model_copy(
+        update={"close_open_callbacks": False, "skip_callbacks": False})})
+    mapping = LoadedMapping(off, "x.yaml", "x", {}, SALESFORCE.values)
+    assert actions(plan_event(event, mapping, sink="s", call_time=CALL_TIME), CloseCallbacks) == []
+    callback = plan_event(parse_webhook(payload("schedule_call_back", None)), mapping, sink="s", call_time=CALL_TIME)
+    assert actions(callback, CreateTask)[0].unless_do_not_call == []
+
+
+def test_a_bundle_that_sets_do_not_call_plans_no_callback_task() -> None:
+    from connector.mapping.loader import LoadedMapping
+
+    spec = HUBSPOT.spec.model_copy(update={"outcomes": [
+        b.model_copy(update={"tasks": ["callback"]}) if b.name == "do_not_call" else b for b in HUBSPOT.spec.outcomes]})
+    mapping = LoadedMapping(spec, "x.yaml", "x", {}, HUBSPOT.values)
+    plan = plan_event(parse_webhook(payload("do_not_call", None)), mapping, sink="h", call_time=CALL_TIME)
+    assert actions(plan, CreateTask) == [] and len(actions(plan, CloseCallbacks)) == 1
+    assert "task callback not planned: this call sets do-not-call" in plan.warnings

@@ -113,7 +113,9 @@ def test_a_backlog_costs_a_fraction_of_an_api_call_per_event(emulator: Salesforc
     assert all(statuses(engine.ledger, e) == ["succeeded"] for e in ids)
     # call Tasks, contact updates, follow-up Tasks: one request each for all 45 events
     assert collection_requests(emulator, since) == [("POST", 45), ("PATCH", 45), ("POST", 9)]
-    assert calls == 3 and calls / len(ids) <= 0.1
+    # plus two reads for do-not-call (tests/test_callbacks_dnc.py): one SOQL finds no open callback Task of the 9
+    # do-not-call contacts (so nothing to close), one SOQL reads DoNotCall of the 9 callback contacts
+    assert calls == 5 and calls / len(ids) <= 0.12
     for event_id, (_, who), reason in zip(ids, known, [reasons[i % 5] for i in range(45)], strict=True):
         [call] = tasks(emulator, f"2x-{event_id}")
         assert (call["WhoId"], call["Status"], call["TaskSubtype"], call["CallType"]) == (
@@ -231,7 +233,7 @@ def test_a_crash_after_the_collection_is_looked_up_never_duplicated(emulator: Sa
 
     assert all(statuses(engine.ledger, e) == ["succeeded"] for e in ids)
     assert all(len(tasks(emulator, f"2x-{e}")) == len(tasks(emulator, f"2x-{e}:task:callback")) == 1 for e in ids)
-    lookups = [r for r in emulator.request_log[since:] if r["path"].endswith("/query/")]
+    lookups = [r for r in emulator.request_log[since:] if r["path"].endswith("/query/") and "CallObject" in str(r["query"])]
     assert len(lookups) == len(ids)  # each in-flight call Task found by its CallObject
     assert collection_requests(emulator, since) == [("PATCH", 8), ("POST", 8)]  # updates and follow-ups only
 

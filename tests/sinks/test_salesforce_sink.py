@@ -30,7 +30,7 @@ from connector.ledger.schema import ActionStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
-from connector.plan import CreateActivity, CreateTask, Plan
+from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan
 from connector.replay import replay_event
 from connector.sample import sample_payload
 from connector.sinks import registry
@@ -80,10 +80,14 @@ def make_plan(event_id: int, phone: str | None = None, **overrides: Any) -> Plan
 
 
 def run(sink: SalesforceSink, plan: Plan, upto: int | None = None) -> ExecutionContext:
-    """As the engine does: resolve via execute, everything after it in one execute_many; results by key."""
+    """As the engine does: resolve via execute, close_callbacks via execute, everything else in one execute_many;
+    results by key."""
     context = ExecutionContext()
     context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
     rest = [] if context.contact().skipped else plan.actions[1:upto]
+    for action in [a for a in rest if isinstance(a, CloseCallbacks)]:
+        context.results[action.key] = sink.execute(action, context)
+    rest = [a for a in rest if not isinstance(a, CloseCallbacks)]
     for action, result in zip(rest, sink.execute_many(rest, context), strict=True):
         context.results[action.key] = result
     return context
@@ -380,7 +384,9 @@ def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmu
         ids = [ingest(ledger, 51 + i, sinks=("sf",), end_reason=r) for i, r in enumerate(reasons)]
         drain(worker)
         per_event = (emulator.api_calls() - warm) / len(ids)
-        assert warm == 3 and per_event <= 1.0 and all(statuses(ledger, i) == ["succeeded"] for i in ids)
+        # one composite per event, plus one SOQL with which the do-not-call looks for open callback Tasks to close
+        # (do-not-call is delivered first, so the callback's Task is then refused by the ledger, with no read)
+        assert warm == 3 and per_event <= 7 / 6 and all(statuses(ledger, i) == ["succeeded"] for i in ids)
         callback = ledger.deliveries_for(ids[1])[0]["id"]  # a crash after the composite: the journal says in flight
         for key, kind in [("2x-52:activity", "create_activity"), ("2x-52:task:callback", "create_task")]:
             ledger.deliveries.journal_mark(callback, key, kind, ActionStatus.IN_FLIGHT)
@@ -394,6 +400,7 @@ def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmu
     finally:
         worker.close()
         ledger.dispose()
-    assert all(len(tasks(emulator, f"2x-{i}")) == 1 for i in ["50", *ids, "52:task:callback"])
+    assert all(len(tasks(emulator, f"2x-{i}")) == 1 for i in ["50", *ids])
+    assert tasks(emulator, "2x-52:task:callback") == []  # John asked not to be called: no callback Task
     contact = emulator.get("Contact", emulator.seed_ids["contact_john"])
     assert contact["DoNotCall"] is True and contact["TwoX_Last_Call_Outcome__c"] == "voicemail"
