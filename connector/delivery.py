@@ -25,6 +25,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from connector.errors import (
     AuthError,
     MappingError,
+    MissingFields,
     PermanentError,
     RateLimited,
     SinkError,
@@ -51,6 +52,8 @@ from connector.plan import (
     contact_action_key,
 )
 from connector.retry import RetryPolicy
+from connector.missing_fields import MissingFieldTracker
+from connector.sinks._drift import SKIPPED
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class DeliveryRunner:
         self._auth_probe_s = auth_probe_s
         self._contact_cache_s = contact_cache_s
         self._metrics = metrics
+        self._missing = MissingFieldTracker(ledger)
 
     def run(self, claimed: Claimed) -> str:
         """Run one delivery to its next state; returns the attempt's outcome."""
@@ -251,12 +255,17 @@ class DeliveryRunner:
         self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
                                              crm_id=result.crm_id, result=result.model_dump(mode="json"))
         contact = context.contact()
+        skipped = dict(result.detail.get(SKIPPED) or {})
         if isinstance(written, UpdateContact) and status is ActionStatus.SUCCEEDED and contact and contact.crm_id:
-            not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, []))
+            # Fields the CRM refused (schema drift) were not written: recording them would let precedence keep a
+            # replay after crm-setup from filling them.
+            not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, [])) | set(skipped)
             self._ledger.sinks.record_written(
                 claimed.sink, _contact_ref(contact),
                 {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
                 claimed.event_id)
+        if status is ActionStatus.SUCCEEDED and written is not None:
+            self._missing.track(claimed.sink, claimed.event_id, written, result, contact, skipped)
 
     # -- deciding the delivery's fate -------------------------------------------------------------
 
@@ -264,6 +273,12 @@ class DeliveryRunner:
         error = {"kind": type(exc).__name__, "status": exc.status, "code": exc.code,
                  "message": (exc.crm_message or str(exc))[:4000]}
         now = utcnow()
+        if isinstance(exc, MissingFields):
+            self._missing.note(claimed.sink, claimed.event_id, exc.fields)
+            self._ledger.sinks.pause(claimed.sink, str(exc), probe_in_s=self._auth_probe_s)
+            log.error("sink paused: the CRM lacks fields it must not skip",
+                      extra={"sink": claimed.sink, "event_id": claimed.event_id, "fields": sorted(exc.fields)})
+            return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
         if isinstance(exc, AuthError):
             self._ledger.sinks.pause(claimed.sink, f"credentials rejected: {error['message']}",
                                      probe_in_s=self._auth_probe_s)

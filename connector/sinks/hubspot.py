@@ -28,10 +28,9 @@ Design decisions (each exists because of a HubSpot behaviour):
 
 from __future__ import annotations
 
-import re
-
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from connector.config import HubSpotSinkSettings
@@ -45,6 +44,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
+from connector.sinks._drift import DriftPolicy, protected_fields, send_without_refused, skipped_detail
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
     SEARCH_PROPERTIES,
@@ -85,6 +85,7 @@ class HubSpotSink:
         self._api: HubSpotApi | None = None
         self._uncertain: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.drift = DriftPolicy(name, hold=self.settings.on_missing_field == "hold")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -225,12 +226,18 @@ class HubSpotSink:
         if action.idempotency_property:
             properties.setdefault(action.idempotency_property, action.idempotency_key)
         try:
-            record = self._write(action.key, lambda: self.api.create(action.object, properties, associations))
+            record, skipped = send_without_refused(
+                lambda body: self._write(action.key, lambda: self.api.create(action.object, body, associations)),
+                properties, sobject=action.object, protected=protected_fields(action), policy=self.drift)
         except StaleContact:
             if contact is not None and contact.crm_id:
                 self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
-        return ActionResult(crm_id=str(record.id), object=action.object, created=True)
+        if record is None:
+            return ActionResult(object=action.object, skipped=True,
+                                detail=skipped_detail({"reason": "no_field_left"}, skipped))
+        return ActionResult(crm_id=str(record.id), object=action.object, created=True,
+                            detail=skipped_detail({}, skipped))
 
     def _update_contact(self, action: UpdateContact, context: ExecutionContext) -> ActionResult:
         contact = context.contact()
@@ -239,37 +246,45 @@ class HubSpotSink:
         if not action.fields:
             return ActionResult(skipped=True, detail={"reason": "nothing_to_write"})
         object_type = action.object or contact.object or "contacts"
+        crm_id = contact.crm_id
         properties = hubspot_properties({f.property: f.value for f in action.fields})
         try:
-            try:
-                self.api.update(object_type, contact.crm_id, properties)
-            except PermanentError as exc:
-                if not self._created_missing_question_properties(object_type, exc):
-                    raise
-                self.api.update(object_type, contact.crm_id, properties)
+            written, skipped = send_without_refused(
+                lambda body: self.api.update(object_type, crm_id, body), properties, sobject=object_type,
+                protected=protected_fields(action), policy=self.drift,
+                fix=self.question_property_creator(object_type))
         except PermanentError as exc:
             if exc.status != 404:
                 raise
-            self.cache.forget_value(contact.crm_id)
-            raise StaleContact(f"contact {contact.crm_id} no longer exists", status=404, code=exc.code,
+            self.cache.forget_value(crm_id)
+            raise StaleContact(f"contact {crm_id} no longer exists", status=404, code=exc.code,
                                crm_message=exc.crm_message) from exc
-        return ActionResult(crm_id=contact.crm_id, object=object_type, detail={"fields": sorted(properties)})
+        return ActionResult(crm_id=crm_id, object=object_type, skipped=written is None,
+                            detail=skipped_detail({"fields": sorted(properties)}, skipped))
 
-    def _created_missing_question_properties(self, object_type: str, error: PermanentError) -> bool:
-        """A new script question arrived: create its `twox_q_*` property (connector-owned) and say so.
+    def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], set[str]]:
+        """For one event: create the missing `twox_q_*` properties (connector-owned) among refused ones, up to
+        ``max_question_properties_per_event``, and say which exist now; the rest stay refused (skipped).
 
-        Only properties in the connector's own `twox_q_` namespace are created, as text, in the
-        `twox` group; any other missing property stays an error (a typo must not create junk).
+        Only the connector's own ``twox_q_`` namespace is created, as text in the ``twox`` group: any other missing
+        property is drift (a typo must not create junk). Names come from HubSpot's structured ``errors[]``, never
+        from its message text, which is cut for the audit trail.
         """
-        if error.code != "PROPERTY_DOESNT_EXIST" or not self.settings.auto_create_question_properties:
-            return False
-        missing = sorted(set(_MISSING_PROPERTY.findall(error.crm_message or "")))
-        if not missing or not all(name.startswith(QUESTION_PREFIX) for name in missing):
-            return False
-        for name in missing:
-            label = "2X answer: " + name[len(QUESTION_PREFIX):].replace("_", " ")
-            self.api.create_text_property(object_type, name, label, "twox", "2X calls")
-        return True
+        budget = [self.settings.max_question_properties_per_event if self.settings.auto_create_question_properties
+                  else 0]
+
+        def create(refused: dict[str, str]) -> set[str]:
+            names = sorted(n for n, code in refused.items()
+                           if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX))[:budget[0]]
+            if not names:
+                return set()
+            budget[0] -= len(names)
+            self.api.create_text_properties(
+                object_type, [(n, "2X answer: " + n[len(QUESTION_PREFIX):].replace("_", " ")) for n in names],
+                "twox", "2X calls")
+            return set(names)
+
+        return create
 
     def _write(self, key: str, write: Any) -> Any:
         """Run one create; remember the key when the failure leaves its outcome unknown."""
@@ -311,7 +326,6 @@ class HubSpotSink:
 
 
 QUESTION_PREFIX = "twox_q_"
-_MISSING_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
 
 
 def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:
