@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from connector.config import Settings
 from connector.ledger import Ledger
 from connector.ledger.sinkstate import MissingField
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
@@ -86,3 +87,20 @@ def by_sink(ledger: Ledger) -> dict[str, list[MissingField]]:
     for item in ledger.sinks.missing():
         found.setdefault(item.sink, []).append(item)
     return found
+
+
+def forget_after_check(settings: Settings, sink: str) -> int:
+    """A schema check (crm-setup, validate) found every field the sink's mapping writes: clear its warning.
+
+    Best effort: a store that cannot be opened here leaves the warning until the next successful write.
+    """
+    try:
+        ledger = Ledger.open(settings.store, migrate_schema=False)
+    except Exception:  # noqa: BLE001 - validate/crm-setup must not fail because the store is elsewhere
+        return 0
+    try:
+        return ledger.sinks.clear_missing(sink)
+    except Exception:  # noqa: BLE001 - e.g. a store not yet migrated to the missing_fields table
+        return 0
+    finally:
+        ledger.dispose()

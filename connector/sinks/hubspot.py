@@ -28,13 +28,14 @@ Design decisions (each exists because of a HubSpot behaviour):
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from connector.config import HubSpotSinkSettings
-from connector.errors import PermanentError, SinkError, StaleContact, TransientError
+from connector.errors import AuthError, PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
     CreateActivity,
@@ -56,6 +57,7 @@ from connector.sinks._hubspot_contacts import (
 from connector.sinks._hubspot_errors import existing_id, might_have_written
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
+log = logging.getLogger(__name__)
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
     ("calls", "contacts"): 194, ("tasks", "contacts"): 204, ("notes", "contacts"): 202,
     ("meetings", "contacts"): 200, ("emails", "contacts"): 198,
@@ -279,9 +281,16 @@ class HubSpotSink:
             if not names:
                 return set()
             budget[0] -= len(names)
-            self.api.create_text_properties(
-                object_type, [(n, "2X answer: " + n[len(QUESTION_PREFIX):].replace("_", " ")) for n in names],
-                "twox", "2X calls")
+            try:
+                self.api.create_text_properties(
+                    object_type, [(n, "2X answer: " + n[len(QUESTION_PREFIX):].replace("_", " ")) for n in names],
+                    "twox", "2X calls")
+            except (PermanentError, AuthError) as exc:
+                if isinstance(exc, AuthError) and exc.status != 403:
+                    raise
+                # the portal's property limit, or no crm.schemas.*.write scope: the answers are skipped, not the call
+                log.warning("question properties not created", extra={"sink": self.name, "code": exc.code})
+                return set()
             return set(names)
 
         return create

@@ -343,3 +343,19 @@ def test_500_question_keys_create_properties_in_one_batch_up_to_the_cap(hs: HubS
     assert all(contact[name] for name in created) and contact["twox_last_call_outcome"]
     assert not set(result.detail["skipped_fields"]) & set(created)
     assert hs.request_count(path_prefix="/crm/v3/objects/contacts/", method="PATCH") == 2  # refused, then sent
+
+
+def test_crm_setup_clears_the_warning_once_the_fields_exist(hs: HubSpotEmulator, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger.open(settings_for(store_url, hs_sink(hs)).store)
+    try:
+        archive_property(hs, "twox_last_call_outcome")
+        ledger.sinks.note_missing("crm", {("contacts", "twox_last_call_outcome"): "PROPERTY_DOESNT_EXIST"}, "1")
+        config = tmp_path / "setup.yaml"
+        config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
+                                          "sinks": {"crm": hs_sink(hs)}}))
+        cli("crm-setup", "--config", str(config), "--sink", "crm", "--no-ledger-questions")
+        assert "twox_last_call_outcome" in hs.properties("contacts")
+        assert ledger.sinks.missing("crm") == []
+    finally:
+        ledger.dispose()
