@@ -2,8 +2,9 @@
 different events in one request (HubSpot's batch create/update APIs), instead of one each.
 
 Results of a batch create are matched to their actions by the idempotency key each record carries
-(HubSpot does not promise input order). A batch HubSpot refuses as a whole (one invalid value fails
-all of it) is retried item by item, so one bad event fails alone and the others go through.
+(HubSpot does not promise input order). A batch HubSpot refuses as a whole for properties the portal lacks
+(schema drift) is sent again without them where they occur (``skipped_fields``); refused for anything else (one
+invalid value fails all of it), it is retried item by item, so one bad event fails alone and the others go through.
 """
 
 from __future__ import annotations

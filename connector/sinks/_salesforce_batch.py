@@ -4,9 +4,10 @@ events in ONE sObject Collections request (``POST``/``PATCH composite/sobjects``
 Why Collections with ``allOrNone: false``: Salesforce answers one SaveResult per record, in input order, and a
 record it refuses (a restricted picklist value, a string too long, a deleted WhoId) fails alone; its
 ``statusCode`` errors are classified exactly like a Composite subrequest's, so only that event's delivery is
-retried or dead-lettered. A request Salesforce refuses as a whole (it is not well formed: an unknown field, a value
-of the wrong JSON type, in ANY record) is sent again item by item through the single Composite path, so the bad
-event fails alone there too. Records are grouped by sObject type inside a request because Salesforce processes a
+retried or dead-lettered. A request Salesforce refuses as a whole for a field it lacks (INVALID_FIELD, schema drift)
+is sent again without that field in the records that carry it (``skipped_fields``, see ``_drift``); refused as a
+whole for anything else (a value of the wrong JSON type in ANY record), it is sent again item by item through the
+single Composite path, so the bad event fails alone there too. Records are grouped by sObject type inside a request because Salesforce processes a
 mixed list in chunks of contiguous types and refuses more than 10 chunks.
 
 Exactly once:

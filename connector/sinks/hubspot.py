@@ -22,6 +22,11 @@ Design decisions (each exists because of a HubSpot behaviour):
 - **Unconfirmed writes are remembered**: a create that timed out or got a 5xx may have been applied. The engine's
   quick retries call ``execute`` again without a lookup, so ``execute`` looks the action up first when this process
   saw such a failure for its key; for a contact (no idempotency key) it waits for the search index to settle.
+- **A property the portal lacks costs that property only** (schema drift, ``_drift``): HubSpot refuses the whole
+  write and names each property in ``errors[].context.propertyName``; the sink sends the rest again in the same
+  delivery and reports ``skipped_fields``. A missing ``twox_q_*`` question property is created instead (batch
+  create, at most ``max_question_properties_per_event`` per event). A missing do-not-call or idempotency property
+  raises MissingFields (the engine pauses the sink), as does any with ``on_missing_field: hold``.
 - Errors are translated in one place (``_hubspot_errors.translated_errors``); every request passes the rate gate,
   a (5, 30) s timeout, and no urllib3 retries (``_hubspot_client``).
 """

@@ -2,7 +2,10 @@
 
 Per event, after the contact is known, the call Task, the Contact/Lead update and the follow-up Task go out as one
 ``POST composite`` with ``allOrNone: true``: one API call against the org's daily allocation, and either everything
-is written or nothing is (a rejected field never leaves a Task without its status change, or the reverse).
+is written or nothing is (a rejected field never leaves a Task without its status change, or the reverse). One
+exception, schema drift: when the org refuses a field because it no longer exists or may not be written
+(INVALID_FIELD…), the Composite, rolled back, is sent again without that field, in the same delivery, and the field
+is reported in ``skipped_fields`` (see ``_drift``); the describe cache of that object is refreshed.
 
 API calls per event (measured against the emulator, see tests/sinks/test_salesforce_sink.py):
 - known number, the engine's E.164 cache warm: 0 (resolve) + 1 (composite) = **1**;
