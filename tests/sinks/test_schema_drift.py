@@ -359,3 +359,34 @@ def test_crm_setup_clears_the_warning_once_the_fields_exist(hs: HubSpotEmulator,
         assert ledger.sinks.missing("crm") == []
     finally:
         ledger.dispose()
+
+
+def test_what_drift_costs_in_salesforce_api_calls(sf: SalesforceEmulator) -> None:
+    """Measured: a drifted write is the refused Composite plus the one sent again (2 calls instead of 1); the event
+    after the first refusal also describes the object afresh (once), later ones do not."""
+    from tests.sinks.test_salesforce_sink import make_plan as sf_plan
+    from tests.sinks.test_salesforce_sink import open_sink
+    from tests.sinks.test_salesforce_sink import run as sf_run
+
+    sink = open_sink(sf)
+    try:
+        sf_run(sink, sf_plan(1))  # warm: describes, the contact known
+        sf.delete_field("Contact", "TwoX_Last_Call_Outcome__c")
+        costs = []
+        for event_id in (2, 3, 4, 5):
+            before = sf.api_calls()
+            context = sf_run(sink, sf_plan(event_id))
+            costs.append(sf.api_calls() - before)
+            assert context.results[f"2x-{event_id}:contact-update"].detail["skipped_fields"] == {
+                "TwoX_Last_Call_Outcome__c": "INVALID_FIELD"}
+        sf.restore_field("Contact", "TwoX_Last_Call_Outcome__c")
+        before = sf.api_calls()
+        sf_run(sink, sf_plan(6))
+        restored = sf.api_calls() - before
+    finally:
+        sink.close()
+    # the contact is known (0 calls to resolve): refused composite + resent composite; the second event also
+    # re-describes Contact once (the cached types still listed the deleted field)
+    assert costs == [2, 3, 2, 2], costs
+    assert restored == 1  # the field is written again at once: no memory of the refusal delays it
+    assert sf.get("Contact", sf.seed_ids["contact_john"])["TwoX_Last_Call_Outcome__c"]
