@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from connector.errors import MissingFields, PermanentError, SinkError
@@ -104,16 +104,31 @@ class DriftPolicy:
 
     sink: str
     hold: bool = False
+    held: dict[str, set[str]] = field(default_factory=dict)
+    """Fields that paused the sink, by object: its credentials probe checks they exist before it resumes."""
 
     def check(self, sobject: str, refused: dict[str, str], protected: set[str]) -> None:
         """Raise MissingFields when a refused field must not be skipped (or the sink holds on any)."""
         must = refused if self.hold else {f: c for f, c in refused.items() if f in protected}
         if not must:
             return
+        self.held.setdefault(sobject, set()).update(must)
         fields = {f"{sobject}.{name}": code for name, code in sorted(must.items())}
         why = "on_missing_field: hold" if self.hold else "a do-not-call or idempotency field is never skipped"
         raise MissingFields(f"{missing_message(self.sink, fields)} ({why})", fields=fields,
                             code=next(iter(must.values())))
+
+
+def probe_held(policy: DriftPolicy, lacking: Callable[[str, set[str]], set[str]]) -> None:
+    """Before a paused sink resumes: raise MissingFields while the CRM still lacks a field that paused it.
+
+    ``lacking(object, names)`` asks the CRM (describe, property read) which of ``names`` it still lacks.
+    """
+    still = {f"{obj}.{name}": "MISSING" for obj, names in sorted(policy.held.items())
+             for name in sorted(lacking(obj, set(names)))}
+    if still:
+        raise MissingFields(missing_message(policy.sink, still), fields=still)
+    policy.held.clear()
 
 
 def missing_message(sink: str, fields: Iterable[str]) -> str:

@@ -194,6 +194,16 @@ class HubSpotApi:
                         if single.status != 409:
                             raise
 
+    def property_exists(self, object_type: str, name: str) -> bool:
+        """Whether a (non-archived) property exists: ``GET /crm/v3/properties/{type}/{name}``, 404 when not."""
+        try:
+            self._call(self._properties.get_by_name, object_type, name)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def probe(self) -> None:
         """The cheapest authenticated request: one contact id."""
         self._call(self._basic.get_page, "contacts", limit=1, properties=["hs_object_id"])

@@ -50,7 +50,13 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
-from connector.sinks._drift import DriftPolicy, protected_fields, send_without_refused, skipped_detail
+from connector.sinks._drift import (
+    DriftPolicy,
+    probe_held,
+    protected_fields,
+    send_without_refused,
+    skipped_detail,
+)
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
     SEARCH_PROPERTIES,
@@ -110,8 +116,11 @@ class HubSpotSink:
         return self._api
 
     def check_auth(self) -> None:
-        """One cheap authenticated read; AuthError on 401/403."""
+        """One cheap authenticated read; AuthError on 401/403. Paused for properties the portal lacked: MissingFields
+        until they exist again."""
         self.api.probe()
+        if self.drift.held:
+            probe_held(self.drift, lambda obj, names: {n for n in names if not self.api.property_exists(obj, n)})
 
     # -- the Sink protocol ------------------------------------------------------------------------
 

@@ -42,7 +42,14 @@ from connector.errors import PermanentError, SinkError, TransientError
 from connector.plan import Action, CreateActivity, CreateTask, ResolveContact, UpdateContact
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_contacts import ContactResolver
-from connector.sinks._drift import DriftPolicy, protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks._drift import (
+    DriftPolicy,
+    probe_held,
+    protected_fields,
+    refusals,
+    refused_in,
+    skipped_detail,
+)
 from connector.sinks._salesforce_errors import (
     HALTED,
     OutcomeUnknown,
@@ -54,7 +61,7 @@ from connector.sinks._salesforce_errors import (
     record_id,
     soql_string,
 )
-from connector.sinks._salesforce_fields import FieldTypes
+from connector.sinks._salesforce_fields import FieldTypes, describe_objects
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
 log = logging.getLogger(__name__)
@@ -148,6 +155,16 @@ class SalesforceSink:
         """Log in afresh (login modes) and make the cheapest counted call; AuthError while credentials fail."""
         self.connection.relogin()
         self.connection.call(lambda sf: sf.restful("limits/"), where="limits")
+        if self.drift.held:  # paused for fields the org lacked: resume once describe lists them again
+            probe_held(self.drift, self._lacking)
+
+    def _lacking(self, sobject: str, names: set[str]) -> set[str]:
+        described, failures = describe_objects(self.connection, [sobject])
+        if sobject in failures:
+            raise failures[sobject]
+        present = {str(f.get("name", "")).lower() for f in (described.get(sobject) or {}).get("fields") or []}
+        self.types.forget(sobject)  # the next write describes it afresh
+        return {name for name in names if name.lower() not in present}
 
     # -- resolving -----------------------------------------------------------------------------------------------
 

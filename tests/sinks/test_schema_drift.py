@@ -6,6 +6,7 @@ re-creating it fills it without breaking precedence."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,12 @@ def hs() -> Iterator[HubSpotEmulator]:
     with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
                          seed_custom_properties=True) as running:
         yield running
+
+
+def probe(worker: Worker) -> None:
+    """Let the paused sink's probe run (auth_probe_s is 1 s here)."""
+    time.sleep(1.1)
+    worker.run_once()
 
 
 def archive_property(emulator: HubSpotEmulator, name: str) -> None:
@@ -192,8 +199,10 @@ def test_salesforce_pauses_instead_of_skipping(sf: SalesforceEmulator, ledger: L
         assert statuses(ledger, event) == ["pending"] and ledger.deliveries.counts().get(("crm", "dead"), 0) == 0
         assert [m.name for m in ledger.sinks.missing("crm")] == [f"Contact.{deleted}"]
         assert tasks(sf, f"2x-{event}") == []  # allOrNone: nothing written while paused
+        probe(worker)  # the field is still missing: the probe keeps the sink paused
+        assert ledger.sinks.status("crm").paused and statuses(ledger, event) == ["pending"]
         sf.restore_field("Contact", deleted)
-        ledger.sinks.resume("crm")  # what the probe does once credentials work (they always did here)
+        probe(worker)  # describe lists it again: resumed
         drain(worker)
         assert statuses(ledger, event) == ["succeeded"] and len(tasks(sf, f"2x-{event}")) == 1
         assert sf.get("Contact", contact_id)[deleted] is True
@@ -308,8 +317,10 @@ def test_hubspot_pauses_instead_of_skipping(hs: HubSpotEmulator, tmp_path: Path,
         state = ledger.sinks.status("crm")
         assert state.paused and f"contacts.{deleted}" in (state.reason or "")
         assert statuses(ledger, event) == ["pending"] and ledger.deliveries.counts().get(("crm", "dead"), 0) == 0
+        probe(worker)
+        assert ledger.sinks.status("crm").paused and statuses(ledger, event) == ["pending"]
         recreate_property(hs, deleted, "bool", "booleancheckbox")
-        ledger.sinks.resume("crm")
+        probe(worker)
         drain(worker)
         assert statuses(ledger, event) == ["succeeded"]
         assert hs.get("contacts", SEEDED)["properties"][deleted] == "true"
