@@ -139,13 +139,14 @@ def missing_message(sink: str, fields: Iterable[str]) -> str:
 
 def send_without_refused(send: Callable[[dict[str, Any]], T], body: dict[str, Any], *, sobject: str,
                          protected: set[str], policy: DriftPolicy,
-                         fix: Callable[[dict[str, str]], set[str]] | None = None,
+                         fix: Callable[[dict[str, str]], dict[str, str | None]] | None = None,
                          on_drift: Callable[[], None] | None = None) -> tuple[T | None, dict[str, str]]:
     """``send(body)``; when the CRM refuses fields of it as missing, send it again without them.
 
-    ``fix(refused)`` may repair some refused fields (create a question property) and returns those to send again;
-    each field is fixed at most once. Returns (the answer, or None when no field was left to send; the skipped
-    fields). Raises the CRM's error when it is not drift, MissingFields when policy says pause.
+    ``fix(refused)`` may handle some refused fields: ``{name: None}`` repaired (a question property created: send
+    it again; each field is fixed at most once), ``{name: code}`` skip it with that reason whatever the policy
+    (answers beyond the per-event cap). Returns (the answer, or None when no field was left to send; the skipped
+    fields). Raises the CRM's error when it is not drift, MissingFields when the policy says pause.
     """
     skipped: dict[str, str] = {}
     fixed: set[str] = set()
@@ -161,14 +162,18 @@ def send_without_refused(send: Callable[[dict[str, Any]], T], body: dict[str, An
                 raise
             if on_drift is not None:
                 on_drift()
+            forced: dict[str, str] = {}
             if fix is not None:
-                repaired = fix({f: c for f, c in refused.items() if f not in fixed}) - fixed
+                handled = fix({f: c for f, c in refused.items() if f not in fixed})
+                repaired = {f for f, c in handled.items() if c is None} - fixed
+                forced = {f: c for f, c in handled.items() if c is not None and f in refused}
                 fixed |= repaired
-                refused = {f: c for f, c in refused.items() if f not in repaired}
-                if not refused:
+                refused = {f: c for f, c in refused.items() if f not in repaired and f not in forced}
+                if not refused and not forced:
                     continue
             policy.check(sobject, refused, protected)
             skipped.update(refused)
+            skipped.update(forced)
 
 
 def skipped_detail(detail: dict[str, Any], skipped: dict[str, str]) -> dict[str, Any]:

@@ -278,7 +278,7 @@ class HubSpotSink:
         return ActionResult(crm_id=crm_id, object=object_type, skipped=written is None,
                             detail=skipped_detail({"fields": sorted(properties)}, skipped))
 
-    def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], set[str]]:
+    def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], dict[str, str | None]]:
         """For one event: create the missing `twox_q_*` properties (connector-owned) among refused ones, up to
         ``max_question_properties_per_event``, and say which exist now; the rest stay refused (skipped).
 
@@ -286,14 +286,17 @@ class HubSpotSink:
         property is drift (a typo must not create junk). Names come from HubSpot's structured ``errors[]``, never
         from its message text, which is cut for the audit trail.
         """
-        budget = [self.settings.max_question_properties_per_event if self.settings.auto_create_question_properties
-                  else 0]
+        budget = [self.settings.max_question_properties_per_event]
 
-        def create(refused: dict[str, str]) -> set[str]:
-            names = sorted(n for n, code in refused.items()
-                           if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX))[:budget[0]]
+        def create(refused: dict[str, str]) -> dict[str, str | None]:
+            if not self.settings.auto_create_question_properties:
+                return {}
+            missing = sorted(n for n, code in refused.items()
+                             if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX))
+            names, over = missing[:budget[0]], missing[budget[0]:]
+            capped: dict[str, str | None] = {n: OVER_QUESTION_CAP for n in over}  # skipped, never held or fatal
             if not names:
-                return set()
+                return capped
             budget[0] -= len(names)
             try:
                 self.api.create_text_properties(
@@ -304,8 +307,8 @@ class HubSpotSink:
                     raise
                 # the portal's property limit, or no crm.schemas.*.write scope: the answers are skipped, not the call
                 log.warning("question properties not created", extra={"sink": self.name, "code": exc.code})
-                return set()
-            return set(names)
+                return capped
+            return {**capped, **dict.fromkeys(names)}
 
         return create
 
@@ -349,6 +352,9 @@ class HubSpotSink:
 
 
 QUESTION_PREFIX = "twox_q_"
+OVER_QUESTION_CAP = "MAX_QUESTION_PROPERTIES"
+"""skipped_fields code of an answer whose property was not created: the event had more new questions than
+``max_question_properties_per_event``."""
 
 
 def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:
