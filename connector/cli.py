@@ -108,15 +108,26 @@ def validate(config_path: Path | None, offline: bool) -> None:
             click.echo(f"warning: sinks.{name}: {warning}", err=True)
         if offline or not settings.sinks[name].enabled:
             continue
-        for finding in schema_findings(name, settings.sinks[name], mapping):
+        findings = schema_findings(name, settings.sinks[name], mapping)
+        for finding in findings:
             click.echo(f"sinks.{name}: {finding.render()}", err=True)
             errors += finding.level == "error"
+        if not any(f.level == "error" for f in findings):
+            _forget_missing_fields(settings, name)
     if errors:
         raise click.ClickException(f"{errors} problem(s) in the sinks, their mappings or the CRMs (listed above)")
     click.echo(
         f"OK: receiver on {settings.receiver.host}:{settings.receiver.port}{settings.receiver.path}, "
         f"{len(settings.receiver.auth.tokens)} token(s), sinks: {', '.join(settings.enabled_sinks()) or 'none'}"
     )
+
+
+def _forget_missing_fields(settings: Settings, sink: str) -> None:
+    """The CRM has every field the mapping writes now: clear the sink's "CRM lacks fields" warning."""
+    from connector.missing_fields import forget_after_check
+
+    if forget_after_check(settings, sink):
+        click.echo(f"sinks.{sink}: cleared the missing-fields warning (the CRM has every mapped field)", err=True)
 
 
 @main.command("crm-setup")
@@ -162,6 +173,8 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
         for problem in report.problems:
             click.echo(f"sinks.{name}: {problem.render()}", err=True)
         reports.append(report.to_dict())
+        if reports[-1]["ok"] and not dry_run:
+            _forget_missing_fields(settings, name)
     _echo_json(reports[0] if len(reports) == 1 else reports)
     if not all(r["ok"] for r in reports):
         raise click.exceptions.Exit(1)

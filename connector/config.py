@@ -164,6 +164,10 @@ class RateLimitSettings(_Model):
     window_s: float = Field(10.0, gt=0, description="Window length in seconds.")
 
 
+_ON_MISSING_FIELD = ("When the CRM refuses a field as missing or not writable: `skip` writes the rest of the event "
+                     "and warns; `hold` pauses the sink until crm-setup. A missing do-not-call field always pauses.")
+
+
 class _SinkBase(_Model):
     enabled: bool = Field(True, description="A disabled sink keeps its config but receives no new deliveries.")
     mapping: str | None = Field(None, description="Mapping YAML file, relative to the config file "
@@ -201,6 +205,11 @@ class HubSpotSinkSettings(_SinkBase):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)") from exc
         return value
+    max_question_properties_per_event: int = Field(
+        100, ge=0, le=1000, description="At most this many `twox_q_*` properties are created for one event (in "
+                                        "batches of 100); answers beyond it are skipped and recorded, never fatal.")
+    on_missing_field: Literal["skip", "hold"] = Field(
+        "skip", description=_ON_MISSING_FIELD)
 
 
 class SalesforceAuthSettings(_Model):
@@ -231,6 +240,8 @@ class SalesforceSinkSettings(_SinkBase):
     api_version: str = Field("62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
     auth: SalesforceAuthSettings = Field(description="Credentials; see the configuration reference.")
     ca_bundle: str | None = Field(None, description="CA file to trust for TLS to instance_url (emulator, proxy).")
+    on_missing_field: Literal["skip", "hold"] = Field(
+        "skip", description=_ON_MISSING_FIELD)
 
 
 class PluginSinkSettings(BaseModel):

@@ -25,6 +25,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from connector.errors import (
     AuthError,
     MappingError,
+    MissingFields,
     PermanentError,
     RateLimited,
     SinkError,
@@ -54,6 +55,8 @@ from connector.plan import (
     contact_action_key,
 )
 from connector.retry import RetryPolicy
+from connector.missing_fields import MissingFieldTracker
+from connector.sinks._drift import SKIPPED
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class DeliveryRunner:
         self._auth_probe_s = auth_probe_s
         self._contact_cache_s = contact_cache_s
         self._metrics = metrics
+        self._missing = MissingFieldTracker(ledger)
 
     def run(self, claimed: Claimed) -> str:
         """Run one delivery to its next state; returns the attempt's outcome."""
@@ -157,17 +161,26 @@ class DeliveryRunner:
         by lookup. The outcome is recorded in the journal and in `context` either way.
         """
         entry = journal.get(action.key)
+        refill: UpdateContact | None = None
         if entry and entry.status in (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value):
-            context.results[action.key] = ActionResult.model_validate(entry.result or {})
-            return None
+            previous = ActionResult.model_validate(entry.result or {})
+            context.results[action.key] = previous
+            refill = _refill(action, previous)
+            if refill is None:
+                return None
         contact = context.contact()
         if not isinstance(action, ResolveContact) and contact is not None and contact.skipped:
-            self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
+            if refill is None:
+                self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
             return None
-        runnable = self._allowed(claimed.sink, action, context) if isinstance(action, UpdateContact) else action
+        if isinstance(action, UpdateContact):
+            runnable = self._allowed(claimed.sink, refill or action, context)
+        else:
+            runnable = action
         if runnable is None:
-            self._mark(claimed, action, ActionStatus.SKIPPED,
-                       ActionResult(skipped=True, detail={"reason": "precedence"}), context)
+            if refill is None:
+                self._mark(claimed, action, ActionStatus.SKIPPED,
+                           ActionResult(skipped=True, detail={"reason": "precedence"}), context)
             return None
         in_flight = entry is not None and entry.status == ActionStatus.IN_FLIGHT.value
         if in_flight:
@@ -258,16 +271,24 @@ class DeliveryRunner:
 
     def _mark(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult,
               context: ExecutionContext, written: Action | None = None) -> None:
+        previous = context.results.get(action.key)
+        if previous is not None and status is ActionStatus.SUCCEEDED and previous.detail.get(SKIPPED):
+            result = _refilled(previous, result)
         context.results[action.key] = result
         self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
                                              crm_id=result.crm_id, result=result.model_dump(mode="json"))
         contact = context.contact()
+        skipped = dict(result.detail.get(SKIPPED) or {})
         if isinstance(written, UpdateContact) and status is ActionStatus.SUCCEEDED and contact and contact.crm_id:
-            not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, []))
+            # Fields the CRM refused (schema drift) were not written: recording them would let precedence keep a
+            # replay after crm-setup from filling them.
+            not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, [])) | set(skipped)
             self._ledger.sinks.record_written(
                 claimed.sink, _contact_ref(contact),
                 {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
                 claimed.event_id)
+        if status is ActionStatus.SUCCEEDED and written is not None:
+            self._missing.track(claimed.sink, claimed.event_id, written, result, contact, skipped)
 
     # -- deciding the delivery's fate -------------------------------------------------------------
 
@@ -275,6 +296,12 @@ class DeliveryRunner:
         error = {"kind": type(exc).__name__, "status": exc.status, "code": exc.code,
                  "message": (exc.crm_message or str(exc))[:4000]}
         now = utcnow()
+        if isinstance(exc, MissingFields):
+            self._missing.note(claimed.sink, claimed.event_id, exc.fields)
+            self._ledger.sinks.pause(claimed.sink, str(exc), probe_in_s=self._auth_probe_s)
+            log.error("sink paused: the CRM lacks fields it must not skip",
+                      extra={"sink": claimed.sink, "event_id": claimed.event_id, "fields": sorted(exc.fields)})
+            return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
         if isinstance(exc, AuthError):
             self._ledger.sinks.pause(claimed.sink, f"credentials rejected: {error['message']}",
                                      probe_in_s=self._auth_probe_s)
@@ -310,6 +337,28 @@ class DeliveryRunner:
                  extra={"event_id": claimed.event_id, "sink": claimed.sink, "attempt": claimed.attempts,
                         **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {})})
         return outcome if kept else "lease_lost"
+
+
+def _refill(action: Action, previous: ActionResult) -> UpdateContact | None:
+    """A contact update that succeeded without fields the CRM lacked then: on a later run of the delivery (a replay
+    after crm-setup), those fields alone, through precedence again (they were never recorded as written, so an
+    older call's value still cannot overwrite a newer one's)."""
+    skipped = previous.detail.get(SKIPPED)
+    if not isinstance(action, UpdateContact) or not skipped:
+        return None
+    fields = [f for f in action.fields if f.property in skipped]
+    return action.model_copy(update={"fields": fields}) if fields else None
+
+
+def _refilled(previous: ActionResult, refill: ActionResult) -> ActionResult:
+    """The journal's result after a refill: everything written so far, and only what is still missing."""
+    written = [f for f in refill.detail.get("fields", []) if f not in (refill.detail.get(SKIPPED) or {})]
+    detail = {**previous.detail, "fields": sorted({*previous.detail.get("fields", []), *written}),
+              "refilled": sorted(written)}
+    detail.pop(SKIPPED, None)
+    if refill.detail.get(SKIPPED):
+        detail[SKIPPED] = refill.detail[SKIPPED]
+    return previous.model_copy(update={"detail": detail, "skipped": previous.skipped and refill.skipped})
 
 
 def _contact_ref(contact: ActionResult) -> str:

@@ -11,7 +11,8 @@ ConnectorError
    │  ├─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
    │  └─ StaleContact               the resolved contact is gone (deleted, merged): resolve it again
    ├─ PermanentError                dead-letter at once, with the CRM's own error
-   └─ AuthError                     pause the sink; deliveries wait, none is dead-lettered
+   ├─ AuthError                     pause the sink; deliveries wait, none is dead-lettered
+   └─ MissingFields(fields)         the CRM lacks fields that must not be skipped: pause the sink, like AuthError
 ```
 
 Messages never contain secrets, phone numbers, names or transcript text: they name the
@@ -21,6 +22,7 @@ place (YAML path, field path) and the kind of problem, not the personal data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ConnectorError(Exception):
@@ -83,6 +85,7 @@ class SinkError(ConnectorError):
         code: str | None = None,
         crm_message: str | None = None,
         retry_after: float | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -93,6 +96,9 @@ class SinkError(ConnectorError):
         """The CRM's own message, kept for the audit trail and the dead-letter reason."""
         self.retry_after = retry_after
         """Seconds the CRM asked us to wait, if it said."""
+        self.details = list(details or [])
+        """The CRM's structured error items, ``{"code", "message", "fields"}`` each, complete (``crm_message`` is
+        cut for the audit trail): what a sink reads to learn which fields a write was refused for."""
 
 
 class TransientError(SinkError):
@@ -117,3 +123,13 @@ class PermanentError(SinkError):
 
 class AuthError(SinkError):
     """Credentials rejected: pause the sink until they work again; dead-letter nothing."""
+
+
+class MissingFields(SinkError):
+    """The CRM lacks (or refuses) fields the sink must not skip: do-not-call, an idempotency key, or any field when
+    the sink says ``on_missing_field: hold``. Every event would need them, so the sink pauses like on AuthError
+    (nothing dead-lettered) until an operator runs crm-setup; ``fields`` maps ``Object.Field`` to the CRM's code."""
+
+    def __init__(self, message: str, *, fields: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.fields = dict(fields)

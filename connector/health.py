@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from connector.errors import StoreError
+from connector.missing_fields import by_sink as missing_by_sink
+from connector.missing_fields import warning as missing_warning
 from connector.receiver import state
 
 blueprint = Blueprint("health", __name__)
@@ -22,7 +24,8 @@ def healthz() -> Response:
 @blueprint.get("/readyz")
 def readyz() -> Response:
     """Ready to acknowledge webhooks: the store answers, its schema is current, and (with sinks) a
-    delivery worker is alive. Paused sinks are listed with why; receiving still works then."""
+    delivery worker is alive. Paused sinks are listed with why; receiving still works then. A sink whose CRM lacks
+    fields carries a `warning` naming them (still ready: the rest of every event lands)."""
     current = state()
     checks: dict[str, str] = {}
     ready = True
@@ -38,9 +41,12 @@ def readyz() -> Response:
         checks["worker"] = f"{len(live)} alive" if live else "no live delivery worker"
         ready = bool(live)
         states = {s.sink: s for s in current.ledger.sinks.all()}
+        missing = missing_by_sink(current.ledger)
         for name in current.settings.enabled_sinks():
             found = states.get(name)
             sinks[name] = {"paused": bool(found and found.paused), "reason": found.reason if found else None}
+            if missing.get(name):  # a warning, not "not ready": the rest of each event still lands
+                sinks[name]["warning"] = missing_warning(name, missing[name])
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks})
     response.status_code = 200 if ready else 503
     return response

@@ -120,6 +120,14 @@ class LedgerCollector:
             paused.add_metric([sink], 1 if sink in paused_sinks else 0)
         yield oldest
         yield paused
+        missing = GaugeMetricFamily("connector_sink_missing_fields", "Fields a sink's CRM refused as missing or "
+                                    "not writable (skipped until crm-setup creates them).", labels=["sink"])
+        counted: dict[str, int] = {}
+        for item in ledger.sinks.missing():
+            counted[item.sink] = counted.get(item.sink, 0) + 1
+        for sink in {s for s, _ in ledger.deliveries.counts()} | set(counted):
+            missing.add_metric([sink], counted.get(sink, 0))
+        yield missing
         workers = GaugeMetricFamily("connector_live_workers", "Delivery workers with a recent heartbeat.")
         workers.add_metric([], len(ledger.sinks.live_workers(within_s=20)))
         yield workers

@@ -9,6 +9,8 @@ from connector.config import Settings
 from connector.errors import PayloadError
 from connector.ingest import content_hash, parse_body
 from connector.ledger import IngestStatus, Ledger
+from connector.missing_fields import by_sink as missing_by_sink
+from connector.missing_fields import warning as missing_warning
 
 
 def _body_text(body: bytes) -> str:
@@ -54,6 +56,7 @@ def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
     """Sinks (paused? blocked? backlog, oldest due) and live workers: what an operator checks first."""
     counts = ledger.deliveries.counts()
     states = {s.sink: s for s in ledger.sinks.all()}
+    missing = missing_by_sink(ledger)
     sinks = {}
     for name in sorted(set(settings.sinks) | {sink for sink, _ in counts}):
         state = states.get(name)
@@ -65,6 +68,8 @@ def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
             "blocked_until": _plain(state.blocked_until) if state and state.blocked_until else None,
             "deliveries": {status: n for (sink, status), n in sorted(counts.items()) if sink == name},
             "oldest_due": _plain(oldest) if oldest else None,
+            "missing_fields": {f.name: f.code for f in missing.get(name, [])},
+            "warning": missing_warning(name, missing.get(name, [])),
         }
     workers = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.live_workers(within_s=30)]
     return {"sinks": sinks, "live_workers": workers}

@@ -53,6 +53,8 @@ class SinkHealth:
     backlog: int
     oldest_due: datetime | None
     budget: RateBudget
+    missing_warning: str | None = None
+    """The CRM lacks fields the mapping writes (schema drift): they are skipped until crm-setup."""
 
     @property
     def state(self) -> str:
@@ -133,6 +135,7 @@ def sink_health(ledger: Ledger, settings: Settings, cache: dict[str, tuple[int |
             backlog=sum(counts.get(s, 0) for s in BACKLOG_STATUSES),
             oldest_due=_parse(entry["oldest_due"]),
             budget=budget_for(settings, name, cache, ledger),
+            missing_warning=entry.get("warning"),
         ))
     workers = [{**w, "heartbeat_at": _parse(w.get("heartbeat_at")), "started_at": _parse(w.get("started_at"))}
                for w in report["live_workers"]]

@@ -135,8 +135,17 @@ def batch_properties(call: Call, object_type: str, operation: str) -> Result:
                               {"properties": missing})] if missing else []  # fmt: skip
         return batch_response(found, errors, started)
     if operation == "create":
+        # "Create a batch of properties using the same rules as when creating an individual property"
+        # (https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/batch/create-properties). Up to
+        # 100 inputs like the object batch endpoints (UNVERIFIED for properties). One invalid or existing input
+        # fails the request and none is created (UNVERIFIED: HubSpot does not document partial creates here).
         inputs = batch_inputs(body, 100)
-        created = [copy.deepcopy(add_property(call.store, otype, item)) for item in inputs]
+        before = dict(call.store.properties[otype.name])
+        try:
+            created = [copy.deepcopy(add_property(call.store, otype, item)) for item in inputs]
+        except err.HubSpotError:
+            call.store.properties[otype.name] = before
+            raise
         return batch_response(created, [], started, 201)
     raise err.not_found()
 

@@ -79,6 +79,7 @@ class SalesforceEmulator:
         self._tempdir: str | None = None
         self._ca_file: str | None = None
         self._instance_url: str | None = None
+        self._deleted_fields: dict[tuple[str, str], Any] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -208,6 +209,18 @@ class SalesforceEmulator:
         with self._org.lock:
             self._org.security.oauth_clients[consumer_key] = OAuthClient(consumer_key, consumer_secret,
                                                                          certificate_pem, username, audience)
+    def delete_field(self, sobject: str, field: str) -> None:
+        """Delete a field after set-up (schema drift): writes naming it get 400 INVALID_FIELD; ``restore_field``
+        creates it again."""
+        from connector.emulators._salesforce_drift import delete_field
+
+        self._deleted_fields[(sobject.lower(), field.lower())] = delete_field(self._org, sobject, field)
+
+    def restore_field(self, sobject: str, field: str) -> None:
+        """Create a field deleted with ``delete_field`` again (empty, as a newly created field)."""
+        from connector.emulators._salesforce_drift import add_field
+
+        add_field(self._org, sobject, self._deleted_fields.pop((sobject.lower(), field.lower())))
 
     def set_search_lag(self, seconds: float) -> None:
         """SOSL index lag: records created less than ``seconds`` ago are not found by search."""

@@ -226,3 +226,17 @@ contact_cache = Table(
     Column("crm_id", String(128), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+missing_fields = Table(
+    "missing_fields",
+    metadata,
+    # Fields a sink's CRM refused as missing or not writable (schema drift), shown as a warning until a write of
+    # the field succeeds again or crm-setup finds it; names and codes only, never values.
+    Column("sink", String(64), primary_key=True),
+    Column("object", String(64), primary_key=True),
+    Column("field", String(200), primary_key=True),
+    Column("code", String(64), nullable=False),
+    Column("event_id", String(128), nullable=True),  # the latest event that lost the field
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, and_, func, or_, select, text, update
 
-from connector.ledger.schema import contact_cache, field_state, rate_buckets, sink_state, workers
+from connector.ledger.schema import contact_cache, field_state, missing_fields, rate_buckets, sink_state, workers
 from connector.ledger._clock import utcnow
 from connector.mapping.precedence import WrittenField
 
@@ -26,6 +26,23 @@ class SinkStatus:
     paused_at: datetime | None
     next_probe_at: datetime | None
     blocked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class MissingField:
+    """One field a sink's CRM refused as missing or not writable (schema drift)."""
+
+    sink: str
+    object: str
+    field: str
+    code: str
+    event_id: str | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+    @property
+    def name(self) -> str:
+        return f"{self.object}.{self.field}"
 
 
 class SinkStateStore:
@@ -98,6 +115,42 @@ class SinkStateStore:
                 if not changed:
                     connection.execute(field_state.insert().values(
                         sink=sink, contact_ref=contact_ref, property=prop, **values))
+
+    # -- fields the CRM lacks (schema drift) ----------------------------------------------------------
+
+    def note_missing(self, sink: str, fields: dict[tuple[str, str], str], event_id: str | None) -> None:
+        """Remember fields ((object, field) → CRM code) a write had to leave out, for the operator's warning."""
+        now = utcnow()
+        with self._writes.begin() as connection:
+            for (obj, name), code in fields.items():
+                key = and_(missing_fields.c.sink == sink, missing_fields.c.object == obj[:64],
+                           missing_fields.c.field == name[:200])
+                values = {"code": code[:64], "event_id": event_id, "last_seen_at": now}
+                if not connection.execute(update(missing_fields).where(key).values(values)).rowcount:
+                    connection.execute(missing_fields.insert().values(
+                        sink=sink, object=obj[:64], field=name[:200], first_seen_at=now, **values))
+
+    def clear_missing(self, sink: str, fields: list[tuple[str, str]] | None = None) -> int:
+        """Forget missing fields of a sink: these (object, field) pairs (a write of them succeeded), or all of them
+        (crm-setup found every field). Object names compare case-insensitively (Salesforce's are)."""
+        condition = missing_fields.c.sink == sink
+        if fields is not None:
+            if not fields:
+                return 0
+            condition = and_(condition, or_(*(and_(func.lower(missing_fields.c.object) == obj.lower(),
+                                                   missing_fields.c.field == name) for obj, name in fields)))
+        with self._writes.begin() as connection:
+            return int(connection.execute(missing_fields.delete().where(condition)).rowcount or 0)
+
+    def missing(self, sink: str | None = None) -> list[MissingField]:
+        """Fields currently known missing, per sink (all sinks when None), oldest first."""
+        query = select(missing_fields).order_by(missing_fields.c.sink, missing_fields.c.object,
+                                                missing_fields.c.field)
+        if sink is not None:
+            query = query.where(missing_fields.c.sink == sink)
+        with self._engine.connect() as connection:
+            return [MissingField(r.sink, r.object, r.field, r.code, r.event_id, r.first_seen_at, r.last_seen_at)
+                    for r in connection.execute(query)]
 
     # -- the contact cache -------------------------------------------------------------------------
 

@@ -2,17 +2,20 @@
 different events in one request (HubSpot's batch create/update APIs), instead of one each.
 
 Results of a batch create are matched to their actions by the idempotency key each record carries
-(HubSpot does not promise input order). A batch HubSpot refuses as a whole (one invalid value fails
-all of it) is retried item by item, so one bad event fails alone and the others go through.
+(HubSpot does not promise input order). A batch HubSpot refuses as a whole for properties the portal lacks
+(schema drift) is sent again without them where they occur (``skipped_fields``); refused for anything else (one
+invalid value fails all of it), it is retried item by item, so one bad event fails alone and the others go through.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.errors import PermanentError, SinkError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.sinks._drift import protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks._hubspot_contacts import hubspot_properties
 from connector.sinks.base import ActionResult, ExecutionContext
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
     from connector.sinks.hubspot import HubSpotSink
 
 Outcome = ActionResult | SinkError
+T = TypeVar("T")
+QUESTION_PREFIX = "twox_q_"
 
 
 def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]]) -> list[Outcome]:
@@ -73,7 +78,8 @@ def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         inputs.append({"properties": properties, "associations": associations})
         by_key[action.idempotency_key] = index
     try:
-        records = sink.api.batch_create(object_type, inputs)
+        records, skipped = _send_dropping(sink, object_type, indexes, items, inputs,
+                                          lambda sent: sink.api.batch_create(object_type, sent))
     except PermanentError:
         for index in indexes:  # one bad input fails the whole batch: find it by sending them one by one
             results[index] = _single(sink, *items[index])
@@ -84,7 +90,8 @@ def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
             action = items[index][0]
             if properties.get(action.idempotency_property) == key:  # type: ignore[union-attr]
                 results[index] = ActionResult(crm_id=str(record.id), object=object_type, created=True,
-                                              detail={"batch": len(indexes), **fitted[index]})
+                                              detail=skipped_detail({"batch": len(indexes), **fitted[index]},
+                                                                    skipped[index]))
     for index in indexes:
         if results[index] is None:  # not in the answer: write it on its own (looked up first if uncertain)
             results[index] = _single(sink, *items[index])
@@ -109,7 +116,9 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         inputs.append({"id": context.contact().crm_id,  # type: ignore[union-attr]
                        "properties": fit.values})
     try:
-        _, errors = sink.api.batch_update(object_type, inputs)
+        (_, errors), skipped = _send_dropping(sink, object_type, batched, items, inputs,
+                                              lambda sent: sink.api.batch_update(object_type, sent),
+                                              questions_go_single=True)
     except PermanentError:
         for index in batched:  # e.g. a new question's property: the single path creates it
             results[index] = _single(sink, *items[index])
@@ -119,6 +128,35 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         if sent["id"] in failed_ids:
             results[index] = _single(sink, *items[index])  # gone or refused: the single path says which
         else:
-            results[index] = ActionResult(crm_id=sent["id"], object=object_type,
-                                          detail={"fields": sorted(sent["properties"]), "batch": len(batched),
-                                                  **fitted[index]})
+            results[index] = ActionResult(crm_id=sent["id"], object=object_type, detail=skipped_detail(
+                {"fields": sorted(sent["properties"]), "batch": len(batched), **fitted[index]}, skipped[index]))
+
+
+def _send_dropping(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
+                   inputs: list[dict[str, Any]], send: Callable[[list[dict[str, Any]]], T], *,
+                   questions_go_single: bool = False) -> tuple[T, dict[int, dict[str, str]]]:
+    """One batch request; when HubSpot refuses it for properties the portal lacks (one missing property fails the
+    whole batch, listing each in ``errors[].context.propertyName``), the same batch again without them.
+
+    Returns the answer and, per item index, the properties left out. Raises MissingFields when a left-out property
+    must not be skipped, and the PermanentError for anything else — also, with ``questions_go_single``, when a
+    missing property is a script question's, which the single path creates (capped per event).
+    """
+    skipped: dict[int, dict[str, str]] = {index: {} for index in indexes}
+    while True:
+        sent = [{**entry, "properties": {k: v for k, v in entry["properties"].items() if k not in skipped[index]}}
+                for index, entry in zip(indexes, inputs, strict=True)]
+        try:
+            return send(sent), skipped
+        except PermanentError as exc:
+            found = refusals(exc)
+            hits = {index: refused_in(found, entry["properties"], object_type)
+                    for index, entry in zip(indexes, sent, strict=True)}
+            hits = {index: refused for index, refused in hits.items() if refused}
+            if not hits or (questions_go_single and sink.settings.auto_create_question_properties and any(
+                    name.startswith(QUESTION_PREFIX) for refused in hits.values() for name in refused)):
+                raise
+            for index, refused in hits.items():
+                sink.drift.check(object_type, refused, protected_fields(items[index][0]))
+            for index, refused in hits.items():
+                skipped[index].update(refused)

@@ -77,7 +77,8 @@ def classify(status: int, raw_body: Any, headers: Any, *, account_zone: str | No
     message = (f"{message} ({'; '.join(details)})" if details else message)[:4000]
     code = _code(body)
     summary = f"HubSpot answered {status}" + (f" {code}" if code else "")
-    kwargs: dict[str, Any] = {"status": status or None, "code": code, "crm_message": message}
+    kwargs: dict[str, Any] = {"status": status or None, "code": code, "crm_message": message,
+                              "details": _error_items(body)}
     if status in (401, 403):
         # 403 is MISSING_SCOPES (or a portal without access to the object): a configuration problem that retrying
         # cannot fix but that fails every event alike, so pause the sink instead of dead-lettering them all.
@@ -146,6 +147,22 @@ def _code(body: dict[str, Any]) -> str | None:
         if body.get(key):
             return str(body[key])
     return None
+
+
+def _error_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``errors[]`` as ``{"code", "message", "fields"}``: HubSpot names each refused property in
+    ``errors[].context.propertyName`` (e.g. PROPERTY_DOESNT_EXIST, INVALID_OPTION), complete however long the
+    message embedding them all gets."""
+    items = body.get("errors")
+    found: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        context = item.get("context") if isinstance(item.get("context"), dict) else {}
+        names = context.get("propertyName") or []
+        found.append({"code": str(item.get("code") or ""), "message": str(item.get("message") or ""),
+                      "fields": [str(n) for n in (names if isinstance(names, list) else [names])]})
+    return found
 
 
 def _context_details(body: dict[str, Any]) -> list[str]:

@@ -4,9 +4,10 @@ events in ONE sObject Collections request (``POST``/``PATCH composite/sobjects``
 Why Collections with ``allOrNone: false``: Salesforce answers one SaveResult per record, in input order, and a
 record it refuses (a restricted picklist value, a string too long, a deleted WhoId) fails alone; its
 ``statusCode`` errors are classified exactly like a Composite subrequest's, so only that event's delivery is
-retried or dead-lettered. A request Salesforce refuses as a whole (it is not well formed: an unknown field, a value
-of the wrong JSON type, in ANY record) is sent again item by item through the single Composite path, so the bad
-event fails alone there too. Records are grouped by sObject type inside a request because Salesforce processes a
+retried or dead-lettered. A request Salesforce refuses as a whole for a field it lacks (INVALID_FIELD, schema drift)
+is sent again without that field in the records that carry it (``skipped_fields``, see ``_drift``); refused as a
+whole for anything else (a value of the wrong JSON type in ANY record), it is sent again item by item through the
+single Composite path, so the bad event fails alone there too. Records are grouped by sObject type inside a request because Salesforce processes a
 mixed list in chunks of contiguous types and refuses more than 10 chunks.
 
 Exactly once:
@@ -25,11 +26,12 @@ before either was written, so without this a lower-ranked outcome could overwrit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.sinks._drift import SKIPPED, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks._salesforce_errors import classify
 from connector.sinks.base import ActionResult, ExecutionContext
 
@@ -129,9 +131,9 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
     for chunk in _chunks(ready, MAX_RECORDS):
         ordered = sorted(chunk, key=lambda r: r[1].sobject.lower())  # one chunk per type (≤ 10 allowed)
         keys = [items[i][0].key for i, _ in ordered]
-        records = [{"attributes": {"type": p.sobject}, **p.body} for _, p in ordered]
         try:
-            answers = sink.collection("POST", records, keys, where="create (sObject Collections)")
+            answers, skipped = _send_collection(sink, "POST", [(i, items[i][0], p) for i, p in ordered], keys,
+                                                where="create (sObject Collections)")
         except PermanentError:  # refused as a whole: find the bad record by sending them one by one
             for index, _ in ordered:
                 results[index] = _single(sink, *items[index])
@@ -141,12 +143,15 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
             key = items[index][0].key
             if answer.get("success") and answer.get("id"):
                 results[index] = ActionResult(crm_id=str(answer["id"]), object=prepared.sobject, created=True,
-                                              detail={"batch": len(ordered), **prepared.fitted})
+                                              detail=skipped_detail({"batch": len(ordered), **prepared.fitted},
+                                                                    skipped[index]))
             elif answer.get("success"):  # saved, but we do not know its id: look it up on the retry
                 sink.unsettle([key])
                 results[index] = TransientError(f"Salesforce saved {key} without answering its id")
             else:
-                results[index] = classify(400, answer.get("errors"), where=f"create {prepared.sobject} [{key}]")
+                error = classify(400, answer.get("errors"), where=f"create {prepared.sobject} [{key}]")
+                # refused for a field alone (e.g. field-level security): the single path leaves that field out
+                results[index] = _single(sink, *items[index]) if refusals(error) else error
 
 
 # -- updates --------------------------------------------------------------------------------------------------
@@ -205,31 +210,65 @@ def _after(action: UpdateContact, earlier: dict[str, WrittenField]) -> UpdateCon
 def _send_updates(sink: SalesforceSink, chunk: list[tuple[Record, int, UpdateContact, Prepared]], items: list[Item],
                   results: list[Outcome | None], written: dict[Record, dict[str, WrittenField]]) -> None:
     ordered = sorted(chunk, key=lambda r: r[3].sobject.lower())
-    records = [{"attributes": {"type": p.sobject}, "id": p.record_id, **p.body} for _, _, _, p in ordered]
     try:
-        answers = sink.collection("PATCH", records, [], where="update (sObject Collections)")
+        answers, skipped = _send_collection(sink, "PATCH", [(i, a, p) for _, i, a, p in ordered], [],
+                                            where="update (sObject Collections)")
     except PermanentError:  # refused as a whole (e.g. a field the org lacks): one by one, each its own error
         for record, index, allowed, _ in ordered:
             results[index] = outcome = _single(sink, allowed, items[index][1])
             if isinstance(outcome, ActionResult):
-                _remember(written, record, allowed, items[index][0].key)
+                _remember(written, record, allowed, items[index][0].key, outcome.detail.get(SKIPPED) or {})
         return
     for (record, index, allowed, prepared), answer in zip(ordered, answers, strict=True):
         action = items[index][0]
         if not answer.get("success"):
-            results[index] = classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]")
+            error = classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]")
+            results[index] = outcome = _single(sink, allowed, items[index][1]) if refusals(error) else error
+            if isinstance(outcome, ActionResult):
+                _remember(written, record, allowed, action.key, outcome.detail.get(SKIPPED) or {})
             continue
         detail: dict[str, object] = {"fields": sorted(prepared.body), "batch": len(ordered), **prepared.fitted}
         assert isinstance(action, UpdateContact)
         superseded = sorted({f.property for f in action.fields} - {f.property for f in allowed.fields})
         if superseded:
             detail["superseded_in_batch"] = superseded
-        results[index] = ActionResult(crm_id=prepared.record_id, object=prepared.sobject, detail=detail)
-        _remember(written, record, allowed, action.key)
+        results[index] = ActionResult(crm_id=prepared.record_id, object=prepared.sobject,
+                                      detail=skipped_detail(detail, skipped[index]))
+        _remember(written, record, allowed, action.key, skipped[index])
 
 
 def _remember(written: dict[Record, dict[str, WrittenField]], record: Record, update: UpdateContact,
-              key: str) -> None:
+              key: str, skipped: dict[str, str]) -> None:
     state = written.setdefault(record, {})
     for field in update.fields:
-        state[field.property] = WrittenField(field.value, field.rank, field.call_time, key)
+        if field.property not in skipped:  # refused by the org: not written, so it does not supersede anything
+            state[field.property] = WrittenField(field.value, field.rank, field.call_time, key)
+
+
+def _send_collection(sink: SalesforceSink, method: str, chunk: list[tuple[int, Action, Prepared]], keys: list[str],
+                     *, where: str) -> tuple[list[dict[str, Any]], dict[int, dict[str, str]]]:
+    """One sObject Collections request; when the org refuses it as a whole for fields it lacks (INVALID_FIELD
+    is a deserialization error, so no record is saved), the same request again without them, in this delivery.
+
+    Returns the answers and, per item index, the fields left out. Raises MissingFields when a left-out field
+    must not be skipped, the PermanentError when the refusal is anything else.
+    """
+    skipped: dict[int, dict[str, str]] = {index: {} for index, _, _ in chunk}
+    while True:
+        records = [{"attributes": {"type": p.sobject}, **({"id": p.record_id} if p.record_id else {}),
+                    **{k: v for k, v in p.body.items() if k not in skipped[i]}} for i, _, p in chunk]
+        try:
+            return sink.collection(method, records, keys, where=where), skipped
+        except PermanentError as exc:
+            found = refusals(exc)
+            hits = {i: refused_in(found, [k for k in p.body if k not in skipped[i]], p.sobject) for i, _, p in chunk}
+            hits = {i: refused for i, refused in hits.items() if refused}
+            if not hits:
+                raise
+            for index, action, prepared in chunk:
+                if index in hits:
+                    sink.drift.check(prepared.sobject, hits[index], protected_fields(action))
+            for index, _, prepared in chunk:
+                if index in hits:
+                    skipped[index].update(hits[index])
+                    sink.types.forget(prepared.sobject, hits[index])

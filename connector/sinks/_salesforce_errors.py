@@ -63,7 +63,9 @@ def classify(status: int, content: Any, *, where: str) -> SinkError:
     fields = first["fields"] if first else []
     summary = (f"Salesforce answered {status}" + (f" {code}" if code else "") + f" to {where}"
                + (f" (fields: {', '.join(fields)})" if fields else ""))
-    kwargs: dict[str, Any] = {"status": status, "code": code, "crm_message": message[:4000]}
+    kwargs: dict[str, Any] = {"status": status, "code": code, "crm_message": message[:4000],
+                              "details": [{"code": e["errorCode"], "message": e["message"], "fields": e["fields"]}
+                                          for e in errors if e["errorCode"] != HALTED]}
     if code == "REQUEST_LIMIT_EXCEEDED":
         wait = CONCURRENCY_WAIT_S if "Concurrent" in message else DAILY_LIMIT_WAIT_S
         return RateLimited(summary, retry_after=wait, **kwargs)

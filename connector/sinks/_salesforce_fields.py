@@ -173,6 +173,15 @@ class FieldTypes:
             if name not in described:
                 raise TransientError(f"Salesforce answered describe {name} without its result")
 
+    def forget(self, sobject: str, fields: Iterable[str] = ()) -> None:
+        """Drop one object's types when they still list one of ``fields`` (all of them when none is given): the org
+        refused those fields as missing (schema drift), so the next write describes the object afresh."""
+        with self._lock:
+            known = self._types.get(sobject.lower())
+            if known is not None and fields and not any(f.lower() in known for f in fields):
+                return  # already described since the field went away
+            self._types.pop(sobject.lower(), None)
+
     def coerce_body(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
         """``values`` converted to their fields' types (unknown fields untouched: Salesforce's error names them)."""
         types = self._types.get(sobject.lower()) or {}

@@ -22,20 +22,25 @@ Design decisions (each exists because of a HubSpot behaviour):
 - **Unconfirmed writes are remembered**: a create that timed out or got a 5xx may have been applied. The engine's
   quick retries call ``execute`` again without a lookup, so ``execute`` looks the action up first when this process
   saw such a failure for its key; for a contact (no idempotency key) it waits for the search index to settle.
+- **A property the portal lacks costs that property only** (schema drift, ``_drift``): HubSpot refuses the whole
+  write and names each property in ``errors[].context.propertyName``; the sink sends the rest again in the same
+  delivery and reports ``skipped_fields``. A missing ``twox_q_*`` question property is created instead (batch
+  create, at most ``max_question_properties_per_event`` per event). A missing do-not-call or idempotency property
+  raises MissingFields (the engine pauses the sink), as does any with ``on_missing_field: hold``.
 - Errors are translated in one place (``_hubspot_errors.translated_errors``); every request passes the rate gate,
   a (5, 30) s timeout, and no urllib3 retries (``_hubspot_client``).
 """
 
 from __future__ import annotations
 
-import re
-
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from connector.config import HubSpotSinkSettings
-from connector.errors import PermanentError, SinkError, StaleContact, TransientError
+from connector.errors import AuthError, PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
     CloseCallbacks,
@@ -47,6 +52,13 @@ from connector.plan import (
     UpdateContact,
 )
 from connector.sinks._hubspot_callbacks import close_callbacks, do_not_call_many, do_not_call_set
+from connector.sinks._drift import (
+    DriftPolicy,
+    probe_held,
+    protected_fields,
+    send_without_refused,
+    skipped_detail,
+)
 from connector.sinks._hubspot_client import HubSpotApi
 from connector.sinks._hubspot_contacts import (
     ContactCache,
@@ -60,6 +72,7 @@ from connector.sinks._hubspot_errors import existing_id, might_have_written
 from connector.sinks._hubspot_schema import PropertySchema
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
+log = logging.getLogger(__name__)
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
     ("calls", "contacts"): 194, ("tasks", "contacts"): 204, ("notes", "contacts"): 202,
     ("meetings", "contacts"): 200, ("emails", "contacts"): 198,
@@ -91,6 +104,7 @@ class HubSpotSink:
         self._api: HubSpotApi | None = None
         self._uncertain: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.drift = DriftPolicy(name, hold=self.settings.on_missing_field == "hold")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -109,8 +123,11 @@ class HubSpotSink:
         return self._api
 
     def check_auth(self) -> None:
-        """One cheap authenticated read; AuthError on 401/403."""
+        """One cheap authenticated read; AuthError on 401/403. Paused for properties the portal lacked: MissingFields
+        until they exist again."""
         self.api.probe()
+        if self.drift.held:
+            probe_held(self.drift, lambda obj, names: {n for n in names if not self.api.property_exists(obj, n)})
 
     # -- the Sink protocol ------------------------------------------------------------------------
 
@@ -248,12 +265,18 @@ class HubSpotSink:
         fitted = self.schema.fit(action.object, properties, keep=[action.idempotency_property or ""])  # fitting
         properties = fitted.values
         try:
-            record = self._write(action.key, lambda: self.api.create(action.object, properties, associations))
+            record, skipped = send_without_refused(
+                lambda body: self._write(action.key, lambda: self.api.create(action.object, body, associations)),
+                properties, sobject=action.object, protected=protected_fields(action), policy=self.drift)
         except StaleContact:
             if contact is not None and contact.crm_id:
                 self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
-        return ActionResult(crm_id=str(record.id), object=action.object, created=True, detail=fitted.detail())
+        if record is None:
+            return ActionResult(object=action.object, skipped=True,
+                                detail=skipped_detail({"reason": "no_field_left", **fitted.detail()}, skipped))
+        return ActionResult(crm_id=str(record.id), object=action.object, created=True,
+                            detail=skipped_detail(fitted.detail(), skipped))
 
     def _update_contact(self, action: UpdateContact, context: ExecutionContext) -> ActionResult:
         contact = context.contact()
@@ -262,39 +285,56 @@ class HubSpotSink:
         if not action.fields:
             return ActionResult(skipped=True, detail={"reason": "nothing_to_write"})
         object_type = action.object or contact.object or "contacts"
+        crm_id = contact.crm_id
         fitted = self.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
         properties = fitted.values  # fitting: every value fits its property
         try:
-            try:
-                self.api.update(object_type, contact.crm_id, properties)
-            except PermanentError as exc:
-                if not self._created_missing_question_properties(object_type, exc):
-                    raise
-                self.api.update(object_type, contact.crm_id, properties)
+            written, skipped = send_without_refused(
+                lambda body: self.api.update(object_type, crm_id, body), properties, sobject=object_type,
+                protected=protected_fields(action), policy=self.drift,
+                fix=self.question_property_creator(object_type))
         except PermanentError as exc:
             if exc.status != 404:
                 raise
-            self.cache.forget_value(contact.crm_id)
-            raise StaleContact(f"contact {contact.crm_id} no longer exists", status=404, code=exc.code,
+            self.cache.forget_value(crm_id)
+            raise StaleContact(f"contact {crm_id} no longer exists", status=404, code=exc.code,
                                crm_message=exc.crm_message) from exc
-        return ActionResult(crm_id=contact.crm_id, object=object_type,
-                            detail={"fields": sorted(properties), **fitted.detail()})
+        return ActionResult(crm_id=crm_id, object=object_type, skipped=written is None,
+                            detail=skipped_detail({"fields": sorted(properties), **fitted.detail()}, skipped))
 
-    def _created_missing_question_properties(self, object_type: str, error: PermanentError) -> bool:
-        """A new script question arrived: create its `twox_q_*` property (connector-owned) and say so.
+    def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], dict[str, str | None]]:
+        """For one event: create the missing `twox_q_*` properties (connector-owned) among refused ones, up to
+        ``max_question_properties_per_event``, and say which exist now; the rest stay refused (skipped).
 
-        Only properties in the connector's own `twox_q_` namespace are created, as text, in the
-        `twox` group; any other missing property stays an error (a typo must not create junk).
+        Only the connector's own ``twox_q_`` namespace is created, as text in the ``twox`` group: any other missing
+        property is drift (a typo must not create junk). Names come from HubSpot's structured ``errors[]``, never
+        from its message text, which is cut for the audit trail.
         """
-        if error.code != "PROPERTY_DOESNT_EXIST" or not self.settings.auto_create_question_properties:
-            return False
-        missing = sorted(set(_MISSING_PROPERTY.findall(error.crm_message or "")))
-        if not missing or not all(name.startswith(QUESTION_PREFIX) for name in missing):
-            return False
-        for name in missing:
-            label = "2X answer: " + name[len(QUESTION_PREFIX):].replace("_", " ")
-            self.api.create_text_property(object_type, name, label, "twox", "2X calls")
-        return True
+        budget = [self.settings.max_question_properties_per_event]
+
+        def create(refused: dict[str, str]) -> dict[str, str | None]:
+            if not self.settings.auto_create_question_properties:
+                return {}
+            missing = sorted(n for n, code in refused.items()
+                             if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX))
+            names, over = missing[:budget[0]], missing[budget[0]:]
+            capped: dict[str, str | None] = {n: OVER_QUESTION_CAP for n in over}  # skipped, never held or fatal
+            if not names:
+                return capped
+            budget[0] -= len(names)
+            try:
+                self.api.create_text_properties(
+                    object_type, [(n, "2X answer: " + n[len(QUESTION_PREFIX):].replace("_", " ")) for n in names],
+                    "twox", "2X calls")
+            except (PermanentError, AuthError) as exc:
+                if isinstance(exc, AuthError) and exc.status != 403:
+                    raise
+                # the portal's property limit, or no crm.schemas.*.write scope: the answers are skipped, not the call
+                log.warning("question properties not created", extra={"sink": self.name, "code": exc.code})
+                return capped
+            return {**capped, **dict.fromkeys(names)}
+
+        return create
 
     def _write(self, key: str, write: Any) -> Any:
         """Run one create; remember the key when the failure leaves its outcome unknown."""
@@ -336,7 +376,9 @@ class HubSpotSink:
 
 
 QUESTION_PREFIX = "twox_q_"
-_MISSING_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
+OVER_QUESTION_CAP = "MAX_QUESTION_PROPERTIES"
+"""skipped_fields code of an answer whose property was not created: the event had more new questions than
+``max_question_properties_per_event``."""
 
 
 def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:

@@ -2,7 +2,10 @@
 
 Per event, after the contact is known, the call Task, the Contact/Lead update and the follow-up Task go out as one
 ``POST composite`` with ``allOrNone: true``: one API call against the org's daily allocation, and either everything
-is written or nothing is (a rejected field never leaves a Task without its status change, or the reverse).
+is written or nothing is (a rejected field never leaves a Task without its status change, or the reverse). One
+exception, schema drift: when the org refuses a field because it no longer exists or may not be written
+(INVALID_FIELD…), the Composite, rolled back, is sent again without that field, in the same delivery, and the field
+is reported in ``skipped_fields`` (see ``_drift``); the describe cache of that object is refreshed.
 
 API calls per event (measured against the emulator, see tests/sinks/test_salesforce_sink.py):
 - known number, the engine's E.164 cache warm: 0 (resolve) + 1 (composite) = **1**;
@@ -46,15 +49,26 @@ from connector.sinks._salesforce_callbacks import (
 )
 from connector.sinks._salesforce_client import SalesforceConnection
 from connector.sinks._salesforce_contacts import ContactResolver
+from connector.sinks._drift import (
+    DriftPolicy,
+    probe_held,
+    protected_fields,
+    refusals,
+    refused_in,
+    skipped_detail,
+)
 from connector.sinks._salesforce_errors import (
+    HALTED,
     OutcomeUnknown,
+    classify,
+    errors_of,
     identifier,
     might_have_written,
     raise_for_composite,
     record_id,
     soql_string,
 )
-from connector.sinks._salesforce_fields import FieldTypes
+from connector.sinks._salesforce_fields import FieldTypes, describe_objects
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
 log = logging.getLogger(__name__)
@@ -90,6 +104,7 @@ class SalesforceSink:
         self.connection = SalesforceConnection(name, self.settings)
         self.types = FieldTypes(self.connection)
         self.contacts = ContactResolver(self.connection, self.types)
+        self.drift = DriftPolicy(name, hold=self.settings.on_missing_field == "hold")
         self._uncertain: dict[str, float] = {}
         """Action keys whose write may have been committed although the answer was lost."""
 
@@ -161,6 +176,16 @@ class SalesforceSink:
         """Log in afresh (login modes) and make the cheapest counted call; AuthError while credentials fail."""
         self.connection.relogin()
         self.connection.call(lambda sf: sf.restful("limits/"), where="limits")
+        if self.drift.held:  # paused for fields the org lacked: resume once describe lists them again
+            probe_held(self.drift, self._lacking)
+
+    def _lacking(self, sobject: str, names: set[str]) -> set[str]:
+        described, failures = describe_objects(self.connection, [sobject])
+        if sobject in failures:
+            raise failures[sobject]
+        present = {str(f.get("name", "")).lower() for f in (described.get(sobject) or {}).get("fields") or []}
+        self.types.forget(sobject)  # the next write describes it afresh
+        return {name for name in names if name.lower() not in present}
 
     # -- resolving -----------------------------------------------------------------------------------------------
 
@@ -179,43 +204,75 @@ class SalesforceSink:
         self.types.ensure(o for o in (*(a.object for a in actions if isinstance(a, _Write)),
                                       *(a.object or contact_object for a in actions if isinstance(a, UpdateContact)))
                           if o)
-        subrequests: dict[str, dict[str, Any]] = {}
-        fitted: dict[str, dict[str, list[str]]] = {}  # fitting: what each subrequest had cut or clamped
         results: list[ActionResult | None] = []
+        ready: dict[str, tuple[int, Action, Prepared]] = {}
         for index, action in enumerate(actions):
-            reference = f"action{index}"
-            request, skipped = self._subrequest(action, contact, reference, fitted)
-            results.append(skipped)
-            if request is not None:
-                subrequests[reference] = request
-        if subrequests:
-            payload = {"allOrNone": True, "collateSubrequests": False, "compositeRequest": list(subrequests.values())}
-            keys = [a.key for a in actions]
+            prepared = self.prepare_write(action, contact)
+            results.append(prepared if isinstance(prepared, ActionResult) else None)
+            if not isinstance(prepared, ActionResult):
+                ready[f"action{index}"] = (index, action, prepared)
+        skipped: dict[str, dict[str, str]] = {reference: {} for reference in ready}
+        keys = [a.key for a in actions]
+        while ready:
+            subrequests = {reference: self._subrequest(prepared, reference, skipped[reference])
+                           for reference, (_, _, prepared) in ready.items()}
+            for reference in [r for r, sub in subrequests.items() if not sub["body"]]:  # every field refused
+                index, action, prepared = ready.pop(reference)
+                results[index] = ActionResult(crm_id=prepared.record_id, object=prepared.sobject, skipped=True,
+                                              detail=skipped_detail({"reason": "no_field_left", **prepared.fitted},
+                                                                    skipped[reference]))
+                del subrequests[reference]
+            if not subrequests:
+                break
+            payload = {"allOrNone": True, "collateSubrequests": False,
+                       "compositeRequest": list(subrequests.values())}
             answer = self._guarded(keys, lambda: self.connection.call(
                 lambda sf: sf.restful("composite", method="POST", json=payload), where="composite"))
+            drift = self._refused_in_composite(answer, subrequests)
+            if drift is not None:  # allOrNone rolled everything back: send it again without the refused fields
+                reference, refused = drift
+                _, action, prepared = ready[reference]
+                self.drift.check(prepared.sobject, refused, protected_fields(action))
+                skipped[reference].update(refused)
+                self.types.forget(prepared.sobject, refused)
+                continue
             responses = {r.get("referenceId"): r for r in raise_for_composite(answer, where="composite")}
             for key in keys:
                 self._uncertain.pop(key, None)
-            for index, action in enumerate(actions):
-                if results[index] is None:
-                    reference = f"action{index}"
-                    result = self._result(action, contact, subrequests[reference]["body"],
-                                          responses.get(reference) or {})
-                    results[index] = with_fit(result, fitted.get(reference))
+            for reference, (index, action, prepared) in ready.items():
+                result = self._result(action, contact, subrequests[reference]["body"],
+                                      responses.get(reference) or {}, skipped[reference])
+                results[index] = with_fit(result, prepared.fitted)  # fitting: what was cut or clamped
+            break
         return [r if r is not None else ActionResult(skipped=True) for r in results]
 
-    def _subrequest(self, action: Action, contact: ActionResult | None, reference: str,
-                    fitted: dict[str, dict[str, list[str]]]) -> tuple[dict[str, Any] | None, ActionResult | None]:
-        """The Composite subrequest for one action, or the result it has without one (nothing to write)."""
-        prepared = self.prepare_write(action, contact)
-        if isinstance(prepared, ActionResult):
-            return None, prepared
-        fitted[reference] = prepared.fitted
+    @staticmethod
+    def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]
+                              ) -> tuple[str, dict[str, str]] | None:
+        """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields
+        the org lacks (or may not write); None for any other answer, which ``raise_for_composite`` judges."""
+        responses = answer.get("compositeResponse") if isinstance(answer, dict) else None
+        for response in responses if isinstance(responses, list) else []:
+            status = int(response.get("httpStatusCode") or 0)
+            body = response.get("body")
+            if status < 300 or not any(e["errorCode"] != HALTED for e in errors_of(body)):
+                continue
+            reference = str(response.get("referenceId"))
+            sub = subrequests.get(reference)
+            if sub is None:
+                return None
+            sobject = sub["url"].split("/sobjects/", 1)[1].split("/", 1)[0]
+            refused = refused_in(refusals(classify(status, body, where="composite")), sub["body"], sobject)
+            return (reference, refused) if refused else None
+        return None
+
+    def _subrequest(self, prepared: Prepared, reference: str, skipped: dict[str, str]) -> dict[str, Any]:
+        """The Composite subrequest for one prepared write, without the fields the org refused."""
         url = f"{self.connection.base_path()}/sobjects/{prepared.sobject}"
+        body = {k: v for k, v in prepared.body.items() if k not in skipped}
         if prepared.record_id is None:
-            return {"method": "POST", "url": url, "referenceId": reference, "body": prepared.body}, None
-        return {"method": "PATCH", "url": f"{url}/{prepared.record_id}", "referenceId": reference,
-                "body": prepared.body}, None
+            return {"method": "POST", "url": url, "referenceId": reference, "body": body}
+        return {"method": "PATCH", "url": f"{url}/{prepared.record_id}", "referenceId": reference, "body": body}
 
     def prepare_write(self, action: Action, contact: ActionResult | None) -> Prepared | ActionResult:
         """The sObject, record id (updates) and coerced body one action writes; or its result when there is nothing
@@ -252,16 +309,17 @@ class SalesforceSink:
 
     @staticmethod
     def _result(action: Action, contact: ActionResult | None, sent: dict[str, Any],
-                response: dict[str, Any]) -> ActionResult:
+                response: dict[str, Any], skipped: dict[str, str]) -> ActionResult:
         if isinstance(action, UpdateContact):
             assert contact is not None
             return ActionResult(crm_id=contact.crm_id, object=action.object or contact.object,
-                                detail={"fields": sorted(sent)})
+                                detail=skipped_detail({"fields": sorted(sent)}, skipped))
         body = response.get("body") if isinstance(response.get("body"), dict) else {}
         crm_id = (body or {}).get("id")
         if not crm_id:
             raise TransientError(f"Salesforce answered the composite without the id of {action.key}")
-        return ActionResult(crm_id=str(crm_id), object=getattr(action, "object", None), created=True)
+        return ActionResult(crm_id=str(crm_id), object=getattr(action, "object", None), created=True,
+                            detail=skipped_detail({}, skipped))
 
     def collection(self, method: str, records: list[dict[str, Any]], keys: list[str], *,
                    where: str) -> list[dict[str, Any]]:

@@ -128,6 +128,17 @@ def test_the_overview_shows_paused_and_blocked_sinks_backlog_and_workers(dash: D
     assert "blocked" in page and "Rate-limited by the CRM" in page and "host:1:abc" in page
 
 
+def test_the_overview_warns_about_fields_the_crm_lacks(dash: Dash) -> None:
+    page = text(dash.get("/"))
+    assert "Fields are being skipped" not in page
+    dash.ledger.sinks.note_missing("rec", {("contacts", "twox_last_call_outcome"): "PROPERTY_DOESNT_EXIST"}, "7")
+    page = text(dash.get("/"))
+    assert "Fields are being skipped: the CRM lacks fields contacts.twox_last_call_outcome" in page
+    assert "connector crm-setup --config FILE --sink rec" in page and "running" in page  # a warning, not a pause
+    dash.ledger.sinks.clear_missing("rec", [("Contacts", "twox_last_call_outcome")])
+    assert "Fields are being skipped" not in text(dash.get("/"))
+
+
 def test_preview_shows_the_plan_and_stores_nothing(dash: Dash) -> None:
     form = text(dash.get("/preview"))
     token = csrf_token(form)

@@ -36,7 +36,9 @@ def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> No
         assert contact["properties"]["twox_last_call_outcome"] == "hung_up"
 
 
-def test_one_bad_event_in_a_batch_fails_alone(tmp_path: Path) -> None:
+def test_a_refused_option_in_a_batch_costs_that_property_only(tmp_path: Path) -> None:
+    """An enumeration value HubSpot refuses (INVALID_OPTION, e.g. an option an admin removed) fails the whole batch
+    create; the batch is sent again without that property for that event, and every call is logged once."""
     with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
                          seed_custom_properties=True) as emulator:
         with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
@@ -45,9 +47,12 @@ def test_one_bad_event_in_a_batch_fails_alone(tmp_path: Path) -> None:
                          call={"end_reason": "hung_up", "call_direction": "sideways", "duration": 5})
             drain(worker)
             states = {e: [d["status"] for d in ledger.deliveries_for(e)] for e in [*good, bad]}
-            reason = ledger.deliveries_for(bad)[0]["dead_reason"]
-        assert all(states[e] == ["succeeded"] for e in good)
-        assert states[bad] == ["dead"] and "SIDEWAYS" in reason
+            [delivery] = ledger.deliveries_for(bad)
+            activity = ledger.deliveries.journal(delivery["id"])[f"2x-{bad}:activity"]
+        assert all(states[e] == ["succeeded"] for e in [*good, bad])
+        assert activity.result["detail"]["skipped_fields"] == {"hs_call_direction": "INVALID_OPTION"}
+        [call] = calls_of(emulator, int(bad))
+        assert "hs_call_direction" not in call["properties"] or not call["properties"]["hs_call_direction"]
         assert all(len(calls_of(emulator, int(e))) == 1 for e in good)
 
 

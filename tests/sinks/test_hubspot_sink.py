@@ -26,7 +26,7 @@ from connector.ledger import Ledger
 from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
-from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact
+from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
 from connector.sample import sample_payload
 from connector.sinks._hubspot_contacts import hubspot_properties
 from connector.sinks._hubspot_errors import might_have_written
@@ -302,15 +302,19 @@ def test_values_are_hubspot_strings() -> None:
         "a": "true", "b": "false", "c": "", "d": "33000", "e": "1.5", "f": "7", "g": "x"}
 
 
-def test_unknown_property_is_permanent_with_hubspot_message(sink: HubSpotSink) -> None:
+def test_an_unknown_property_costs_only_that_property(emulator: HubSpotEmulator, sink: HubSpotSink) -> None:
+    """Question auto-creation off: the missing property is left out and named (code only, never the answer);
+    the call, the other contact properties and the rest of the event land in the same run."""
     sink.settings = sink.settings.model_copy(update={"auto_create_question_properties": False})
     plan = make_plan(51, question_fields={"favourite_colour": "blue"})
-    with pytest.raises(PermanentError) as caught:
-        run(sink, plan)
-    error = caught.value
-    assert (error.status, error.code) == (400, "PROPERTY_DOESNT_EXIST")
-    assert 'Property \\"twox_q_favourite_colour\\" does not exist' in (error.crm_message or "")
-    assert "blue" not in str(error)
+    context = run(sink, plan)
+    [update] = [a for a in plan.actions if isinstance(a, UpdateContact)]
+    result = context.results[update.key]
+    assert result.detail["skipped_fields"] == {"twox_q_favourite_colour": "PROPERTY_DOESNT_EXIST"}
+    assert "twox_q_favourite_colour" not in result.detail["fields"] and "blue" not in str(result.detail)
+    contact = emulator.get("contacts", SEEDED)["properties"]
+    assert contact["twox_last_call_outcome"] and "twox_q_favourite_colour" not in contact
+    assert len(calls_of(emulator, 51)) == 1
 
 
 def test_bad_token_pauses_until_check_auth_passes(emulator: HubSpotEmulator) -> None:
@@ -439,7 +443,7 @@ def test_a_new_question_gets_its_property_created_once(tmp_path: Path) -> None:
         assert fresh.request_count(path_prefix="/crm/v3/properties/contacts", method="POST") == 2  # group + property
 
 
-def test_a_missing_property_outside_the_connector_namespace_stays_an_error(tmp_path: Path) -> None:
+def test_a_missing_property_outside_the_connector_namespace_is_skipped_not_created(tmp_path: Path) -> None:
     mapping = default_mapping_path("hubspot").read_text().replace(
         "twox_last_call_outcome:", "custom_status_field:")
     (tmp_path / "m.yaml").write_text(mapping)
@@ -453,8 +457,11 @@ def test_a_missing_property_outside_the_connector_namespace_stays_an_error(tmp_p
             event = ingest(ledger, 97, sinks=("hs",))
             drain(worker)
             [delivery] = ledger.deliveries_for(event)
+            missing = [(m.object, m.field, m.code) for m in ledger.sinks.missing("hs")]
         finally:
             worker.close()
             ledger.dispose()
-        assert delivery["status"] == "dead" and "custom_status_field" in delivery["dead_reason"]
-        assert "custom_status_field" not in fresh.properties("contacts")
+        assert delivery["status"] == "succeeded"
+        assert missing == [("contacts", "custom_status_field", "PROPERTY_DOESNT_EXIST")]
+        assert "custom_status_field" not in fresh.properties("contacts")  # a typo never creates junk
+        assert fresh.get("contacts", SEEDED)["properties"]["twox_last_call_at"]
