@@ -137,6 +137,8 @@ def _sink_state(sink: dict[str, Any]) -> tuple[str, str]:
         until = datetime.fromisoformat(sink["blocked_until"])
         if until > datetime.now(timezone.utc):
             return "rate-limited", f"waiting until {_when(sink['blocked_until'])}"
+    if sink.get("warning"):
+        return "missing fields", _safe(sink["warning"])
     return "ok", ""
 
 

@@ -98,7 +98,11 @@ def surfaces(settings: Settings, ledger: Ledger, tmp_path: Path, store_url: str,
     config = tmp_path / "drift.yaml"
     config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
                                       "sinks": {"crm": sink}}))
-    status = cli("status", "--config", str(config))["sinks"]["crm"]
+    status = cli("status", "--json", "--config", str(config))["sinks"]["crm"]
+    text = CliRunner().invoke(main, ["status", "--config", str(config)], catch_exceptions=False).stdout
+    row = next(line for line in text.splitlines() if line.startswith("crm "))
+    if status["warning"] and not status["paused"]:
+        assert "missing fields" in row and status["warning"] in row, text  # the table says it too
     serving = _serve(settings, ledger)
     served: Served = next(serving)
     try:
