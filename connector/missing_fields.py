@@ -72,13 +72,26 @@ def _field_names(action: UpdateContact | CreateActivity | CreateTask) -> Iterabl
     return [*action.properties, *([action.idempotency_property] if action.idempotency_property else [])]
 
 
+VALUE_CODES = frozenset({"INVALID_OPTION"})
+"""Refusals of a value, not of the field: the property exists but the value is not one of its options (an option
+removed in the CRM, or a payload value the mapping passes through). Skipped like drift; worded differently."""
+
+
 def warning(sink: str, fields: list[MissingField]) -> str | None:
-    """The operator's one-line warning for a sink, or None when nothing is missing."""
+    """The operator's one-line warning for a sink, or None when nothing is missing or refused."""
     if not fields:
         return None
-    names = [f.name for f in fields]
-    shown = names[:SHOWN] + ([f"and {len(names) - SHOWN} more"] if len(names) > SHOWN else [])
-    return missing_message(sink, shown)
+    missing = [f.name for f in fields if f.code not in VALUE_CODES]
+    refused = [f.name for f in fields if f.code in VALUE_CODES]
+    parts = [missing_message(sink, _shown(missing))] if missing else []
+    if refused:
+        parts.append(f"the CRM refused the values written to {', '.join(_shown(refused))} (not an option of the "
+                     "property): add the option in the CRM or fix the mapping, then replay")
+    return "; ".join(parts)
+
+
+def _shown(names: list[str]) -> list[str]:
+    return names[:SHOWN] + ([f"and {len(names) - SHOWN} more"] if len(names) > SHOWN else [])
 
 
 def by_sink(ledger: Ledger) -> dict[str, list[MissingField]]:

@@ -407,3 +407,22 @@ def test_what_drift_costs_in_salesforce_api_calls(sf: SalesforceEmulator) -> Non
     assert costs == [2, 3, 2, 2], costs
     assert restored == 1  # the field is written again at once: no memory of the refusal delays it
     assert sf.get("Contact", sf.seed_ids["contact_john"])["TwoX_Last_Call_Outcome__c"]
+
+
+def test_the_warning_tells_a_refused_value_from_a_missing_field() -> None:
+    from datetime import datetime, timezone
+
+    from connector.ledger.sinkstate import MissingField
+    from connector.missing_fields import warning
+
+    now = datetime.now(timezone.utc)
+    missing = MissingField("crm", "contacts", "twox_wrong_number", "PROPERTY_DOESNT_EXIST", "1", now, now)
+    option = MissingField("crm", "calls", "hs_call_direction", "INVALID_OPTION", "2", now, now)
+    assert warning("crm", []) is None
+    only_missing = warning("crm", [missing])
+    assert only_missing is not None and "lacks fields contacts.twox_wrong_number" in only_missing
+    assert "refused the values" not in only_missing
+    both = warning("crm", [missing, option])
+    assert both is not None and "lacks fields contacts.twox_wrong_number" in both
+    assert "refused the values written to calls.hs_call_direction (not an option" in both
+    assert "lacks fields" not in warning("crm", [option])  # type: ignore[operator]
