@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from connector import defaults
+from connector.hints import remember_config
 from connector.dashboard.settings import DashboardSettings
 from connector.errors import ConfigError, ConfigProblem
 from connector.retry import RetryPolicy
@@ -400,4 +401,7 @@ def load_settings(path: str | Path, *, environ: dict[str, str] | None = None,
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<root>"
         raise ConfigError(str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    return parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ, needed=needed)
+    settings = parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ,
+                              needed=needed)
+    remember_config(file)
+    return settings

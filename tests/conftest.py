@@ -46,7 +46,9 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may depend on the developer's credentials, proxies or config."""
+    """No test may depend on the developer's credentials, proxies or config (nor on a config file an earlier
+    test loaded: hints name the process's config file)."""
+    monkeypatch.setattr("connector.hints._config_file", None)
     for name in list(os.environ):
         if name.startswith(("TWOX_", "HUBSPOT_", "SF_", "CONNECTOR_CONFIG")) or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name, raising=False)

@@ -121,7 +121,7 @@ def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> 
                                         "sinks": {"hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token",
                                                          "base_url": emulator.url}}}))
         code, _, err = run("validate", "--config", str(path))
-        assert code == 1 and "twox_do_not_call" in err and "crm-setup --sink hs" in err
+        assert code == 1 and "twox_do_not_call" in err and f"connector crm-setup --config {path.resolve()} --sink hs" in err
         code, out, _ = run("crm-setup", "--config", str(path), "--no-ledger-questions")
         assert code == 0 and "twox_do_not_call" in out
         code, _, err = run("validate", "--config", str(path))
@@ -138,7 +138,7 @@ def test_salesforce_crm_setup_prepares_the_org_and_validate_checks_it(tmp_path: 
             "ca_bundle": org.ca_file}}}))
         setup = ("crm-setup", "--config", str(path), "--no-ledger-questions")
         code, _, err = run("validate", "--config", str(path))
-        assert code == 1 and "TwoX_Wrong_Number__c" in err and "crm-setup --sink crm" in err
+        assert code == 1 and "TwoX_Wrong_Number__c" in err and f"crm-setup --config {path.resolve()} --sink crm" in err
         org.set_user_permissions(customize_application=False, manage_users=False)
         code, out, err = run(*setup)
         assert code == 1 and "not allowed" in err and "Fields & Relationships → New" in err

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from connector.hints import command
 from connector.config import HubSpotSinkSettings
 from connector.crm_setup._hubspot_api import AlreadyExists, HubSpotSchemaApi
 from connector.crm_setup._model import (
@@ -146,7 +147,7 @@ def _missing(written: WrittenProperty, existing: dict[str, Any], sink: str) -> F
     places = tuple(written.places)
     if written.name.startswith(OWNED_PREFIX):
         return Finding("error", written.object, written.name,
-                       f"does not exist in the portal: run `connector crm-setup --sink {sink}`", places)  # fmt: skip
+                       f"does not exist in the portal: run `{command('crm-setup', '--sink', sink)}`", places)  # fmt: skip
     close = difflib.get_close_matches(written.name, list(existing), n=1, cutoff=0.8)
     hint = f"did you mean {close[0]}? " if close else ""
     return Finding("error", written.object, written.name,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from connector.hints import command
 from connector.config import SalesforceSinkSettings
 from connector.crm_setup._model import Finding, Level, SchemaAccessError, SetupReport
 from connector.errors import AuthError, ConfigError, PermanentError, RateLimited, SinkError
@@ -168,7 +169,7 @@ def _missing(written: WrittenProperty, fields: dict[str, dict[str, Any]], sink: 
     hint = ", or this user cannot see it (field-level security)" if written.name.endswith("__c") else ""
     if OWNED.match(written.name):
         return Finding("error", written.object, written.name, f"does not exist on {written.object} in the org{hint}: "
-                       f"run `connector crm-setup --sink {sink}`", places)
+                       f"run `{command('crm-setup', '--sink', sink)}`", places)
     names = [str(f.get("name")) for f in fields.values()]
     close = difflib.get_close_matches(written.name, names, n=1, cutoff=0.8)
     did_you_mean = f"did you mean {close[0]}? " if close else ""

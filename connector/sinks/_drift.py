@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from connector.hints import command
 from connector.errors import MissingFields, PermanentError, SinkError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 
@@ -134,7 +135,7 @@ def probe_held(policy: DriftPolicy, lacking: Callable[[str, set[str]], set[str]]
 def missing_message(sink: str, fields: Iterable[str]) -> str:
     """The operator's warning: which fields, and the command that creates them."""
     return (f"the CRM lacks fields {', '.join(fields)}: "
-            f"run `connector crm-setup --config FILE --sink {sink}`")
+            f"run `{command('crm-setup', '--sink', sink)}`")
 
 
 def send_without_refused(send: Callable[[dict[str, Any]], T], body: dict[str, Any], *, sobject: str,

@@ -46,7 +46,7 @@ CONTACT_PROPERTIES = {  # what the default mapping writes in the connector's nam
     "twox_last_call_at": ("datetime", "date"),
     "twox_callback_due": ("datetime", "date"),
 }
-HINT = "run `connector crm-setup --sink hubspot`"
+HINT = "run `connector crm-setup --config FILE --sink hubspot`"  # no config file loaded in these tests
 
 
 class _OpenGate:

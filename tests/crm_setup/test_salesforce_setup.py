@@ -34,7 +34,7 @@ TWOX_FIELDS = {  # what the default mapping writes on Contact and Lead, with the
     "TwoX_Wrong_Number__c": "Checkbox", "TwoX_Number_Invalid__c": "Checkbox", "TwoX_Workflow_Ended__c": "Checkbox",
     "TwoX_Last_Call_Outcome__c": "Text", "TwoX_Last_Call_At__c": "DateTime", "TwoX_Callback_Due__c": "DateTime",
 }
-HINT = "run `connector crm-setup --sink sf`"
+HINT = "run `connector crm-setup --config FILE --sink sf`"  # no config file loaded in these tests
 NS = {"md": METADATA_NS}
 
 
