@@ -67,7 +67,8 @@ def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
             "oldest_due": _plain(oldest) if oldest else None,
         }
     workers = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.live_workers(within_s=30)]
-    return {"sinks": sinks, "live_workers": workers}
+    exits = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.recent_exits(within_s=3600)]
+    return {"sinks": sinks, "live_workers": workers, "worker_exits": exits}
 
 
 def quarantined_report(ledger: Ledger, quarantine_id: int) -> dict[str, Any] | None:
