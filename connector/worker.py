@@ -217,6 +217,7 @@ class Worker:
             self.recover_dead_workers()
             self._last_dead_check = now
         if now - self._last_sweep >= min(SWEEP_S, self.settings.worker.lease_s / 2):
+            self.ledger.sinks.forget_stopped_workers(older_than_s=FORGET_STOPPED_S)
             recovered = self.ledger.deliveries.sweep_expired()
             if recovered:
                 log.warning("recovered expired leases", extra={"count": recovered})

@@ -158,7 +158,7 @@ class Ledger:
             "body": body,
             "body_sha256": sha256_hex(body),
             "content_hash": content_hash,
-            "content_type": content_type,
+            "content_type": _header(content_type),
             "normalized": event.model_dump_json(),
             "end_reason": event.call.end_reason.value,
             "contact_key": event.contact_key,
@@ -214,7 +214,7 @@ class Ledger:
             "body": rejected.body,
             "body_truncated": rejected.truncated,
             "body_sha256": sha256_hex(rejected.body),
-            "content_type": rejected.content_type,
+            "content_type": _header(rejected.content_type),
             "event_id": rejected.event_id,
         }
         try:
@@ -267,6 +267,11 @@ class Ledger:
 
     def _reading(self) -> Any:
         return self.engine.connect()  # errors are translated by guard_public_methods
+
+
+def _header(value: str | None) -> str | None:
+    """A header value as the column can hold it on every backend (255 characters, no NUL)."""
+    return value.replace("\x00", "")[:255] if value is not None else None
 
 
 def _new_delivery(event_id: str, sink: str, priority: int, now: datetime, contact_key: str | None) -> dict[str, Any]:
