@@ -218,3 +218,49 @@ def test_serve_rides_through_a_postgresql_restart(tmp_path: Path, recorder: Reco
     assert {f"2x-{e}:activity" for e in acknowledged} <= recorder.keys()
     assert "Traceback" not in log.read_text(errors="replace")
     ledger.dispose()
+
+
+def _read_only(server: pg_instance.PrivatePostgres, on: bool) -> None:
+    """Make the whole server refuse writes (as a promoted-away primary or a full disk would)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"ALTER SYSTEM SET default_transaction_read_only = {'on' if on else 'off'}"))
+        connection.execute(sa.text("SELECT pg_reload_conf()"))
+    admin.dispose()
+
+
+def test_an_idle_worker_survives_a_quick_restart_and_a_read_only_server(
+        tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres) -> None:
+    """The two cases users saw kill `connector worker`: a 0.24 s `pg_ctl restart` while it was idle,
+    and a server that turned read-only (then /readyz said "store ok", since it only ran SELECT 1)."""
+    from connector.app import create_app
+
+    settings = make_settings(private_pg.url, sinks={})
+    ledger = Ledger.open(settings.store)
+    worker = start_worker(write_config(tmp_path, private_pg.url, recorder))
+    try:
+        processes.wait_until(lambda: ledger.sinks.live_workers(within_s=10), 30, "the worker's heartbeat")
+        private_pg.restart(down_s=0.24)
+        time.sleep(3)
+        assert worker.poll() is None, "the idle worker exited on a quick restart"
+        ids = ingest_many(ledger, 30)
+        recorder.slow_s = 0.05
+        processes.wait_until(lambda: len(recorder.writes) >= 10, 60, "deliveries")
+        _read_only(private_pg, True)
+        time.sleep(1)
+        readyz = create_app(settings, ledger=ledger).test_client().get("/readyz")
+        assert readyz.status_code == 503
+        assert "cannot take a write" in readyz.get_json()["checks"]["store"]
+        time.sleep(3)
+        assert worker.poll() is None, "the worker exited on a read-only server"
+        _read_only(private_pg, False)
+        wait_delivered(ledger, len(ids))
+    finally:
+        stop(worker)
+    errors = worker.stderr.read()
+    assert "Traceback" not in errors, errors
+    assert recorder.duplicates() == {}
+    assert len(recorder.writes) == expected_keys(ledger, ids)
+    ledger.dispose()
