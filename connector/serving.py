@@ -151,7 +151,10 @@ class DeliveryProcess:
             log.error("embedded delivery worker (pid %s) %s", process.pid, reason)
             self._record(process.pid, reason)
             self.restarts += 1
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError as exc:  # e.g. out of memory: the loop sees the old, reaped process and retries
+                log.error("could not start the embedded delivery worker: %s", exc.__class__.__name__)
 
     def _record(self, pid: int, reason: str) -> None:
         """Mark the dead worker stopped with why: /readyz and `connector status` show it, and its
@@ -177,7 +180,10 @@ class DeliveryProcess:
             process.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             return
-        self._supervisor.join(timeout_s) if self._supervisor.is_alive() else _wait_for_exit(process)
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout_s)  # it reaps the worker and returns, seeing _stopping
+        else:
+            _wait_for_exit(process)
         if process.returncode is None and _pid_exists(process.pid):
             process.kill()
 

@@ -111,11 +111,7 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: finish the delivery in hand, release the rest, exit."""
-        def request_stop(signum: int, _frame: object) -> None:
-            log.info("stop requested", extra={"worker": self.id, "signal": signum})
-            self.stop_requested.set()
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+        _stop_on_signals(self.stop_requested)
 
     def run_forever(self) -> None:
         """Work until stop is requested; ride through store outages; then release unstarted claims and close."""
