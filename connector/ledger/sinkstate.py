@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, text, update
+from sqlalchemy import Engine, func, or_, select, text, update
 
 from connector.ledger.schema import contact_cache, field_state, rate_buckets, sink_state, workers
 from connector.ledger._clock import utcnow
@@ -28,6 +28,13 @@ class SinkStatus:
     paused_at: datetime | None
     next_probe_at: datetime | None
     blocked_until: datetime | None
+
+
+def _store_now(connection: Any, local_now: datetime) -> Any:
+    """Heartbeats are written and judged by one clock: the server's on PostgreSQL (workers on
+    several hosts may disagree by seconds, and a worker is dead after a few), the local one on
+    SQLite (one host)."""
+    return func.now() if connection.dialect.name == "postgresql" else local_now
 
 
 @guard_public_methods
@@ -132,8 +139,9 @@ class SinkStateStore:
     def heartbeat(self, worker_id: str) -> None:
         now = utcnow()
         with self._writes.begin() as connection:
+            beat = _store_now(connection, now)
             changed = connection.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                         .values(heartbeat_at=now, stopped_at=None, exit_reason=None)).rowcount
+                                         .values(heartbeat_at=beat, stopped_at=None, exit_reason=None)).rowcount
             if not changed:
                 connection.execute(workers.insert().values(
                     worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], host_key=host_key(),
@@ -163,14 +171,14 @@ class SinkStateStore:
         """Workers that hold nothing any more: stopped, or silent for `stale_s`, or (same host) whose
         process is gone. `judge_by_age=False` trusts only the definite signs (after this worker's own
         store outage, everyone's heartbeat looks old)."""
-        cutoff = utcnow() - timedelta(seconds=stale_s)
         with self._engine.connect() as connection:
+            cutoff = _store_now(connection, utcnow()) - timedelta(seconds=stale_s)
             rows = connection.execute(select(workers.c.worker_id, workers.c.pid, workers.c.host_key,
-                                             workers.c.heartbeat_at, workers.c.stopped_at)
+                                             workers.c.stopped_at, (workers.c.heartbeat_at < cutoff).label("stale"))
                                       .where(workers.c.worker_id != me)).all()
         here = host_key()
         return [r.worker_id for r in rows
-                if r.stopped_at is not None or (judge_by_age and r.heartbeat_at < cutoff)
+                if r.stopped_at is not None or (judge_by_age and r.stale)
                 or (r.host_key == here and pid_is_gone(r.pid))]
 
     def declare_dead(self, worker_ids: list[str], reason: str) -> None:
