@@ -145,7 +145,7 @@ class SinkStateStore:
             if not changed:
                 connection.execute(workers.insert().values(
                     worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], host_key=host_key(),
-                    started_at=now, heartbeat_at=now))
+                    started_at=now, heartbeat_at=beat))
 
     def worker_stopped(self, worker_id: str, reason: str | None = None) -> None:
         with self._writes.begin() as connection:
