@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.delivery import DeliveryRunner
-from connector.errors import MappingError, SinkError, TransientError
+from connector.errors import MappingError, SinkError, StoreError, TransientError
 from connector.faults import crash_point
 from connector.ledger.deliveries import Claimed
 from connector.ledger.schema import ActionStatus, DeliveryStatus
@@ -93,6 +93,8 @@ class BatchingRunner(DeliveryRunner):
             except SinkError as exc:
                 item.failed = True
                 outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
+            except StoreError:
+                raise  # the store is down: the worker backs off; nothing here can record a retry
             except Exception as exc:  # noqa: BLE001 - like run(): unknown failures retry, bounded
                 log.exception("resolving a contact failed unexpectedly", extra={"event_id": item.claimed.event_id})
                 item.failed = True
@@ -134,10 +136,11 @@ class BatchingRunner(DeliveryRunner):
 
     def _send(self, chunk: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]) -> None:
         crash_point("before_crm_call")
-        for item, action, _ in chunk:
-            self._ledger.deliveries.journal_mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
         execute_batch = getattr(sink, "execute_batch")
         try:
+            for item, action, _ in chunk:  # LeaseLost (a SinkError) here fails the chunk before any call
+                self._ledger.deliveries.journal_mark(item.claimed.id, action.key, action.kind,
+                                                     ActionStatus.IN_FLIGHT, owner=self._worker)
             results = self._quick_retries()(execute_batch, [(runnable, item.context) for item, _, runnable in chunk])
         except SinkError as exc:
             for item in {id(i): i for i, _, _ in chunk}.values():

@@ -93,7 +93,13 @@ def validate(config_path: Path | None, offline: bool) -> None:
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
 
+    from connector.errors import ConfigError
+    from connector.preflight import sink_problems
+
     settings = _settings(config_path)
+    problems = sink_problems(settings, sorted(settings.sinks))
+    if problems:
+        raise ConfigError(str(config_path), problems)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
     errors = 0
     for name, sink in sorted(settings.sinks.items()):

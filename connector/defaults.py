@@ -29,3 +29,8 @@ SERVE_WORKERS = 5
 """gunicorn sync workers for the receiver: 2 x cores + 1 on the 2-core reference machine."""
 
 SERVE_TIMEOUT_S = 30
+
+MAX_EVENT_ID_CHARS = 512
+"""Longest accepted event id. It is a b-tree primary key, and PostgreSQL refuses index entries over
+2,704 bytes (512 characters of 4-byte UTF-8 is 2,048): a longer id is refused (422 + quarantine) on
+every backend, rather than stored on SQLite and refused with a store error on PostgreSQL."""

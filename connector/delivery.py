@@ -30,6 +30,7 @@ from connector.errors import (
     RateLimited,
     SinkError,
     StaleContact,
+    StoreError,
     TransientError,
 )
 from connector.dnc_guard import blocked_task
@@ -117,6 +118,8 @@ class DeliveryRunner:
                                 {"kind": "mapping_error", "message": str(exc)})
         except SinkError as exc:
             return self._fail(claimed, attempt_id, exc)
+        except StoreError:
+            raise  # the store is down: the worker backs off; nothing here can record a retry
         except Exception as exc:  # noqa: BLE001 - unknown failures retry, bounded by the schedule
             log.exception("delivery failed unexpectedly", extra={"event_id": claimed.event_id, "sink": claimed.sink})
             return self._fail(claimed, attempt_id, TransientError(f"unexpected {exc.__class__.__name__}: {exc}"))
@@ -204,7 +207,8 @@ class DeliveryRunner:
                  sink: Sink) -> None:
         """One action through the sink, journaled in flight before and succeeded after."""
         crash_point("before_crm_call")
-        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT,
+                                             owner=self._worker)
         result = self._call(sink, runnable, context)
         crash_point("after_crm_call")
         self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
@@ -217,7 +221,8 @@ class DeliveryRunner:
         """All remaining actions in one sink call (all or none), journaled as one step."""
         crash_point("before_crm_call")
         for action, _ in actions:
-            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
+            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT,
+                                                 owner=self._worker)
         execute_many = getattr(sink, "execute_many")
         results = self._call_many(execute_many, [runnable for _, runnable in actions], context)
         crash_point("after_crm_call")

@@ -4,12 +4,14 @@
 ConnectorError
 ├─ ConfigError     startup fails, exit 1; names the YAML path of each problem
 ├─ PayloadError    the webhook body is rejected: 400/413/415/422 + quarantine; carries the field path
-├─ StoreError      the ledger cannot be reached: 503, and 2X retries
+├─ StoreError      the ledger cannot be reached: 503, and 2X retries; workers back off
+│  └─ StoreDataError  the store refused a value (too long, NUL byte): a body problem, not an outage
 ├─ MappingError    planning fails; names the mapping file and line; the event stays replayable
 └─ SinkError(sink, action, status, code, crm_message)   a CRM call failed; decides the delivery's fate
    ├─ TransientError(retry_after)   reschedule with backoff
    │  ├─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
-   │  └─ StaleContact               the resolved contact is gone (deleted, merged): resolve it again
+   │  ├─ StaleContact               the resolved contact is gone (deleted, merged): resolve it again
+   │  └─ LeaseLost                  this worker's claim was released (declared dead): stop, another owns it
    ├─ PermanentError                dead-letter at once, with the CRM's own error
    ├─ AuthError                     pause the sink; deliveries wait, none is dead-lettered
    └─ MissingFields(fields)         the CRM lacks fields that must not be skipped: pause the sink, like AuthError
@@ -70,6 +72,10 @@ class StoreError(ConnectorError):
     """The ledger is unreachable or failed; nothing was acknowledged."""
 
 
+class StoreDataError(StoreError):
+    """The store refused a value (SQLAlchemy `DataError`); retrying the same data cannot help."""
+
+
 class MappingError(ConnectorError):
     """A mapping cannot turn this event into a plan; the event stays stored and replayable."""
 
@@ -115,6 +121,11 @@ class StaleContact(TransientError):
     The engine forgets it (contact cache and the plan's resolve step) and retries, so the next
     attempt resolves the lead again instead of failing forever on a dead id.
     """
+
+
+class LeaseLost(TransientError):
+    """The worker no longer holds the delivery's lease (it was declared dead and its claims were
+    released): it must not call the CRM for it again. Finishing then changes nothing either."""
 
 
 class PermanentError(SinkError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from flask import Blueprint, Response, jsonify
 
 from connector.errors import StoreError
@@ -11,8 +13,10 @@ from connector.receiver import state
 
 blueprint = Blueprint("health", __name__)
 
-WORKER_STALE_S = 20.0
-"""A worker whose heartbeat (every 5 s) is older than this is considered dead."""
+WORKER_STALE_S = 10.0
+"""A worker whose heartbeat (every 2 s, connector.worker.HEARTBEAT_S) is older than this is not live."""
+EXIT_MEMORY_S = 600.0
+"""How long a worker's exit reason is shown."""
 
 
 @blueprint.get("/healthz")
@@ -23,14 +27,15 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    """Ready to acknowledge webhooks: the store answers, its schema is current, and (with sinks) a
-    delivery worker is alive. Paused sinks are listed with why; receiving still works then. A sink whose CRM lacks
-    fields carries a `warning` naming them (still ready: the rest of every event lands)."""
+    """Ready to acknowledge webhooks: the store takes a write (not only `SELECT 1`: a full disk or a
+    read-only server answer that), its schema is current, and (with sinks) a delivery worker is
+    alive; when one died lately, why. Paused sinks are listed with why; receiving still works then. A sink whose
+    CRM lacks fields carries a `warning` naming them (still ready: the rest of every event lands)."""
     current = state()
     checks: dict[str, str] = {}
     ready = True
     try:
-        current.ledger.ping()
+        current.ledger.probe(f"readyz:{socket.gethostname()}")
         checks["store"] = "ok"
     except StoreError as exc:
         checks["store"] = str(exc)
@@ -39,6 +44,9 @@ def readyz() -> Response:
     if ready and current.settings.enabled_sinks():
         live = current.ledger.sinks.live_workers(within_s=WORKER_STALE_S)
         checks["worker"] = f"{len(live)} alive" if live else "no live delivery worker"
+        exits = current.ledger.sinks.recent_exits(within_s=EXIT_MEMORY_S)
+        if exits:
+            checks["worker_last_exit"] = f"{exits[0]['worker_id']}: {exits[0]['exit_reason']}"
         ready = bool(live)
         states = {s.sink: s for s in current.ledger.sinks.all()}
         missing = missing_by_sink(current.ledger)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.errors import PayloadError
+from connector.errors import PayloadError, StoreDataError
 from connector.ledger import IngestStatus, Ledger, RejectedBody
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.priority import sets_do_not_call
@@ -117,10 +117,16 @@ def ingest(
     except PayloadError as exc:
         return reject(ledger, exc, body, content_type, event_id=_id_if_any(body))
     do_not_call = any(sets_do_not_call(event, m) for m in mappings.values()) if mappings else None
-    result = ledger.record_event(
-        event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks,
-        do_not_call=do_not_call,
-    )
+    try:
+        result = ledger.record_event(
+            event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks,
+            do_not_call=do_not_call,
+        )
+    except StoreDataError:
+        # The store refused a value of this body (validation should have caught it first): a body
+        # problem, so 422 + quarantine, never a 503 that 2X would retry without end.
+        error = PayloadError(422, "unstorable", "the store cannot hold a value of this call record")
+        return reject(ledger, error, body, content_type, event_id=_id_if_any(body))
     if result.status is IngestStatus.ACCEPTED:
         log.info("event accepted", extra={"event_id": event.id, "end_reason": event.call.end_reason.value})
         return Reply(202, {"id": event.id, "status": "accepted"})
@@ -178,5 +184,6 @@ def _id_if_any(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     if isinstance(document, dict) and isinstance(document.get("id"), (int, str)) and not isinstance(document["id"], bool):
-        return str(document["id"]).strip()[:128] or None
+        # Kept whole (a text column) so it can be found again; NUL escaped: PostgreSQL text cannot hold it.
+        return str(document["id"]).strip().replace("\x00", "\\u0000") or None
     return None

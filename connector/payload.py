@@ -22,6 +22,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector import _normalize as _n
+from connector.defaults import MAX_EVENT_ID_CHARS
 from connector.errors import PayloadError
 
 class EndReason(StrEnum):
@@ -265,6 +266,11 @@ def _event_id(value: Any, problems: _n.Problems) -> tuple[str, int | str]:
         return str(value), value
     if isinstance(value, str):
         raw = _n.raw_string(value, "id", problems)
+        if raw is not None and not _storable(raw, "id", problems):
+            return "", value
+        if raw is not None and len(raw.strip()) > MAX_EVENT_ID_CHARS:
+            problems.add("id", f"longer than {MAX_EVENT_ID_CHARS} characters")
+            return "", value
         if raw is not None and raw.strip():
             return raw.strip(), value
         if raw is not None:
@@ -273,6 +279,15 @@ def _event_id(value: Any, problems: _n.Problems) -> tuple[str, int | str]:
     problems.add("id", "required" if value is _n.MISSING or value is None
                  else "expected an integer or a non-empty string")
     return "", 0
+
+
+def _storable(value: str, path: str, problems: _n.Problems) -> bool:
+    """Refuse a NUL character where the value becomes a ledger column (PostgreSQL text cannot hold
+    it): the same 422 on every backend instead of a store error on one of them."""
+    if "\x00" in value:
+        problems.add(path, "contains a NUL character (\\u0000)")
+        return False
+    return True
 
 
 def _pick(call: Mapping[str, Any], document: Mapping[str, Any], key: str,
@@ -306,7 +321,10 @@ def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str],
         problems.add("call", "required" if value is _n.MISSING or value is None
                      else "expected an object")
         value = {}
-    end = _outcome(*_pick(value, document, "end_reason", used_top), END_REASON_ALIASES, problems)
+    end_raw, end_path = _pick(value, document, "end_reason", used_top)
+    if isinstance(end_raw, str) and not _storable(end_raw, end_path, problems):
+        end_raw = None
+    end = _outcome(end_raw, end_path, END_REASON_ALIASES, problems)
     failure = _outcome(*_pick(value, document, "failure_reason", used_top),
                        FAILURE_REASON_ALIASES, problems)
     if end.value is None:

@@ -17,7 +17,9 @@ JsonScalar = Union[str, int, float, bool, None]
 
 def contact_action_key(event_id: str) -> str:
     """The key of a plan's resolve_contact action (the engine needs it to forget a stale contact)."""
-    return f"2x-{event_id}:contact"
+    from connector.mapping.keys import crm_key
+
+    return f"{crm_key(event_id)}:contact"
 
 
 class _Frozen(BaseModel):

@@ -72,7 +72,8 @@ def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
             "warning": missing_warning(name, missing.get(name, [])),
         }
     workers = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.live_workers(within_s=30)]
-    return {"sinks": sinks, "live_workers": workers}
+    exits = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.recent_exits(within_s=3600)]
+    return {"sinks": sinks, "live_workers": workers, "worker_exits": exits}
 
 
 def quarantined_report(ledger: Ledger, quarantine_id: int) -> dict[str, Any] | None:

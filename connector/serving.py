@@ -2,14 +2,24 @@
 plus the embedded delivery worker in a process of its own, supervised by the gunicorn master.
 
 The schema is migrated once in the master before any worker forks; each worker then builds its
-own app and engine, because database connections must never cross a fork.
+own app and engine, because database connections must never cross a fork. Before that, the
+sinks are checked (connector.preflight): a sink no worker could build stops `serve` before it
+accepts anything.
+
+Supervision: a thread of the master blocks in `waitpid` on the delivery worker's pid, so it sees
+the worker end whatever ended it (gunicorn's master also reaps children, with `waitpid(-1)` on
+SIGCHLD: polling `is_alive()` never saw the death). It records why in the store (for /readyz and
+`connector status`) and starts a new worker after a backoff that grows while it keeps dying.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +33,9 @@ from connector.config import Settings
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
+from connector.worker_process import EXIT_CONFIG
+
+log = logging.getLogger(__name__)
 
 
 class ReceiverServer(BaseApplication):  # type: ignore[misc]
@@ -77,6 +90,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # prometheus-client picks its value storage when first imported (already done here):
         # switch it to the shared-file kind before any worker creates a metric.
         values.ValueClass = values.get_value_class()
+    from connector.preflight import check_deliverable
+
+    check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
     ledger = Ledger.open(settings.store)
     ledger.dispose()
     ReceiverServer(
@@ -88,41 +104,121 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
 
 class DeliveryProcess:
-    """The embedded delivery worker: its own process, restarted if it dies, stopped with SIGTERM."""
+    """The embedded delivery worker: its own process, restarted whatever ends it, stopped with SIGTERM."""
 
-    RESTART_DELAY_S = 2.0
+    RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Waits before each restart while the worker keeps dying; back to the first after HEALTHY_S."""
+    HEALTHY_S = 60.0
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._context = multiprocessing.get_context("spawn")
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="delivery-supervisor", daemon=True)
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
         self._spawn()
         self._supervisor.start()
 
     def _spawn(self) -> None:
-        from connector.worker import run_worker
-
-        self._process = self._context.Process(target=run_worker, args=(self._settings,), name="connector-worker")
-        self._process.start()
+        process = subprocess.Popen([sys.executable, "-m", "connector.worker_process"], stdin=subprocess.PIPE)
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(pickle.dumps(self._settings))
+        self._process = process
 
     def _supervise(self) -> None:
-        while not self._stopping.wait(1.0):
-            if self._process is not None and not self._process.is_alive():
-                logging.getLogger(__name__).error(
-                    "embedded delivery worker exited (code %s); restarting", self._process.exitcode)
-                time.sleep(self.RESTART_DELAY_S)
-                if not self._stopping.is_set():
-                    self._spawn()
+        failures = 0
+        while not self._stopping.is_set():
+            process = self._process
+            assert process is not None
+            started = time.monotonic()
+            status = _wait_for_exit(process)
+            if self._stopping.is_set():
+                return
+            failures = 0 if time.monotonic() - started >= self.HEALTHY_S else failures + 1
+            delay = self.RESTART_DELAYS_S[min(max(failures, 1), len(self.RESTART_DELAYS_S)) - 1]
+            # Wait first: on Ctrl-C the whole process group gets SIGINT, and the master's own
+            # shutdown (which sets _stopping) follows within moments; no restart, no noise then.
+            if self._stopping.wait(delay):
+                return
+            reason = f"{describe_exit(status)}; restarted after {delay:g} s (restart {self.restarts + 1})"
+            log.error("embedded delivery worker (pid %s) %s", process.pid, reason)
+            self._record(process.pid, reason)
+            self.restarts += 1
+            try:
+                self._spawn()
+            except OSError as exc:  # e.g. out of memory: the loop sees the old, reaped process and retries
+                log.error("could not start the embedded delivery worker: %s", exc.__class__.__name__)
+
+    def _record(self, pid: int, reason: str) -> None:
+        """Mark the dead worker stopped with why: /readyz and `connector status` show it, and its
+        claims return at once. A short-lived engine: the master forks, connections must not cross."""
+        try:
+            ledger = Ledger.open(self._settings.store, migrate_schema=False)
+        except Exception:  # noqa: BLE001 - the store may be the reason; the next worker will tell
+            return
+        try:
+            ledger.sinks.process_exited(pid, reason, worker_prefix="embedded")
+        except Exception:  # noqa: BLE001 - same: recording why is best effort
+            log.warning("could not record why the embedded worker exited (store unavailable)")
+        finally:
+            ledger.dispose()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM: the worker finishes the delivery in hand and releases the rest."""
         self._stopping.set()
-        if self._process is not None and self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout_s)
-            if self._process.is_alive():
-                self._process.kill()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            process.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout_s)  # it reaps the worker and returns, seeing _stopping
+        else:
+            _wait_for_exit(process)
+        if process.returncode is None and _pid_exists(process.pid):
+            process.kill()
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes]) -> int | None:
+    """Block until the process ends; its wait status, or None when gunicorn reaped it first."""
+    try:
+        _, status = os.waitpid(process.pid, 0)
+    except ChildProcessError:
+        process.returncode = -1
+        return None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode
+
+
+def describe_exit(code: int | None) -> str:
+    """Why a worker process ended, in words."""
+    if code is None:
+        return "ended (exit status not available)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    if code == EXIT_CONFIG:
+        return "could not start: its configuration cannot work (see its error)"
+    return f"exited with status {code}"
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

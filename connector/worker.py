@@ -2,6 +2,15 @@
 work, probe paused sinks, and stop cleanly on SIGTERM.
 
 Run embedded by `connector serve` or as `connector worker` (several at once against PostgreSQL).
+
+Liveness: a thread heartbeats every HEARTBEAT_S and renews the leases in hand, independent of a
+long CRM call, so a slow worker never looks dead. A worker silent for DEAD_AFTER_S, stopped, or
+(on the same host) whose process is gone is dead: its claims return at once; leases expiring stay
+the safety net. After its own store outage a worker judges others only by the definite signs
+until it has been back for DEAD_AFTER_S (during the outage everyone's heartbeat went stale).
+
+Store outages: any StoreError pauses the loop with a capped backoff, logged once, and the worker
+resumes when the store is back, giving back whatever it held when the store went away.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from connector.config import Settings
 from connector.batching import BatchingRunner
 from connector.delivery import SinkRuntime
 from connector.ledger.deliveries import Claimed
-from connector.errors import AuthError, ConfigError, ConnectorError, SinkError
+from connector.errors import AuthError, ConfigError, ConnectorError, SinkError, StoreError
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import DeliveryStatus
@@ -32,8 +41,14 @@ from connector.sinks.registry import build_sink
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = 2.0
+DEAD_AFTER_S = 4 * HEARTBEAT_S
+"""A worker whose heartbeat is older than this is dead (four missed beats: never a slow one)."""
 SWEEP_S = 10.0
+"""How often expired leases are swept (the safety net behind heartbeats)."""
+STORE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+"""Waits between attempts while the store is unavailable; the last one repeats."""
+FORGET_STOPPED_S = 7 * 86_400.0
 MAPPING_CHECK_S = 2.0
 """How often a worker checks whether a mapping file changed on disk."""
 
@@ -51,8 +66,13 @@ class Worker:
         self._runtimes: dict[str, SinkRuntime] = {}
         self._runner: BatchingRunner | None = None
         self._last_sweep = 0.0
-        self._last_heartbeat = 0.0
+        self._last_dead_check = 0.0
         self._last_reload = time.monotonic()
+        self._store_ok_since: float | None = time.monotonic()
+        """When the store last came back (monotonic); None while this worker cannot reach it."""
+        self._parent_pid = os.getppid()
+        self.exit_when_orphaned = False
+        """Embedded worker: stop when the `serve` that started it is gone (killed with SIGKILL)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -72,7 +92,10 @@ class Worker:
                                       auth_probe_s=worker_settings.auth_probe_s,
                                       contact_cache_s=worker_settings.contact_cache_s,
                                       metrics=process_metrics()[0])
-        self.ledger.sinks.heartbeat(self.id)
+        try:
+            self.ledger.sinks.heartbeat(self.id)
+        except StoreError:
+            pass  # the liveness thread heartbeats as soon as the store answers
         log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
 
     def close(self) -> None:
@@ -88,22 +111,39 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: finish the delivery in hand, release the rest, exit."""
-        def request_stop(signum: int, _frame: object) -> None:
-            log.info("stop requested", extra={"worker": self.id, "signal": signum})
-            self.stop_requested.set()
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+        _stop_on_signals(self.stop_requested)
 
     def run_forever(self) -> None:
-        """Work until stop is requested; then release unstarted claims and close."""
-        renewer = threading.Thread(target=self._renew_leases, name="lease-renewer", daemon=True)
-        renewer.start()
+        """Work until stop is requested; ride through store outages; then release unstarted claims and close."""
+        liveness = threading.Thread(target=self._keep_alive, name="worker-liveness", daemon=True)
+        liveness.start()
+        outage = 0
         try:
             while not self.stop_requested.is_set():
-                if self.run_once() == 0:
-                    self.stop_requested.wait(self.settings.worker.poll_interval_s)
+                try:
+                    if outage:
+                        self._recover_own_claims()
+                        log.warning("store available again; delivery resumes", extra={"worker": self.id})
+                        outage = 0
+                    if self.run_once() == 0:
+                        self.stop_requested.wait(self.settings.worker.poll_interval_s)
+                except StoreError as exc:
+                    if not outage:
+                        log.warning("store unavailable; delivery paused until it is back: %s", exc,
+                                    extra={"worker": self.id})
+                    with self._held_lock:
+                        self._held.clear()  # the leases lapse or are given back when the store returns
+                    self.stop_requested.wait(STORE_BACKOFF_S[min(outage, len(STORE_BACKOFF_S) - 1)])
+                    outage += 1
         finally:
             self.close()
+
+    def _recover_own_claims(self) -> None:
+        """After an outage: whatever this worker held when the store went away is given back (an
+        action left in flight is looked up before it is redone, as after a crash)."""
+        given_back = self.ledger.deliveries.release_claims_of([self.id])
+        if given_back:
+            log.info("gave back deliveries held when the store went away", extra={"count": given_back})
 
     # -- one round ------------------------------------------------------------------------------
 
@@ -169,15 +209,29 @@ class Worker:
         if now - self._last_reload >= MAPPING_CHECK_S:
             self._reload_changed_mappings()
             self._last_reload = now
-        if now - self._last_heartbeat >= HEARTBEAT_S:
-            self.ledger.sinks.heartbeat(self.id)
-            self._last_heartbeat = now
+        if now - self._last_dead_check >= HEARTBEAT_S:
+            self.recover_dead_workers()
+            self._last_dead_check = now
         if now - self._last_sweep >= min(SWEEP_S, self.settings.worker.lease_s / 2):
+            self.ledger.sinks.forget_stopped_workers(older_than_s=FORGET_STOPPED_S)
             recovered = self.ledger.deliveries.sweep_expired()
             if recovered:
                 log.warning("recovered expired leases", extra={"count": recovered})
             self._last_sweep = now
         self._probe_paused_sinks()
+
+    def recover_dead_workers(self) -> int:
+        """Give dead workers' claims back at once (see the module docstring); returns how many."""
+        back_since = self._store_ok_since
+        by_age = back_since is not None and time.monotonic() - back_since >= DEAD_AFTER_S
+        dead = self.ledger.sinks.dead_workers(me=self.id, stale_s=DEAD_AFTER_S, judge_by_age=by_age)
+        if not dead:
+            return 0
+        recovered = self.ledger.deliveries.release_claims_of(dead)
+        self.ledger.sinks.declare_dead(dead, f"declared dead by {self.id}: no heartbeat or process gone")
+        if recovered:
+            log.warning("recovered the claims of dead workers", extra={"count": recovered, "workers": len(dead)})
+        return recovered
 
     def _probe_paused_sinks(self) -> None:
         """A paused sink tests its credentials every auth_probe_s; when they work, deliveries resume."""
@@ -208,26 +262,87 @@ class Worker:
             with self._held_lock:
                 self._held.discard(delivery_id)
 
-    def _renew_leases(self) -> None:
-        interval = self.settings.worker.lease_s / 3
-        while not self.stop_requested.wait(interval):
-            with self._held_lock:
-                held = list(self._held)
+    def _keep_alive(self) -> None:
+        """Heartbeat and renew the leases in hand every HEARTBEAT_S, whatever the main loop is doing."""
+        last_renewal = 0.0
+        while not self.stop_requested.wait(HEARTBEAT_S):
+            if self.exit_when_orphaned and os.getppid() != self._parent_pid:
+                log.warning("the serve process that started this worker is gone; stopping", extra={"worker": self.id})
+                self.stop_requested.set()
+                return
             try:
-                self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s)
-            except Exception:  # noqa: BLE001 - a failed renewal only risks a lookup by another worker
-                log.exception("lease renewal failed")
+                self.ledger.sinks.heartbeat(self.id)
+                if self._store_ok_since is None:
+                    self._store_ok_since = time.monotonic()
+                if time.monotonic() - last_renewal >= self.settings.worker.lease_s / 3:
+                    self._renew_held()
+                    last_renewal = time.monotonic()
+            except StoreError:
+                self._store_ok_since = None  # the main loop logs the outage once
+
+    def _renew_held(self) -> None:
+        with self._held_lock:
+            held = list(self._held)
+        kept = self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s)
+        if kept < len(held):
+            # Declared dead (e.g. cut off from the store too long): the IN_FLIGHT lease check keeps
+            # this worker from calling the CRM for them again, and finish() will not overwrite them.
+            log.warning("some claims were released by another worker", extra={"lost": len(held) - kept})
 
 
-def run_worker(settings: Settings) -> None:
-    """Entry point of `connector worker` and of the embedded worker process."""
+def run_worker(settings: Settings, *, embedded: bool = False) -> None:
+    """Entry point of `connector worker` and of the embedded worker process.
+
+    Waits for the store when it is down at start (SIGTERM/SIGINT still stop it at once). A
+    configuration that cannot work (unknown sink type, broken mapping) raises ConfigError, after
+    recording why in the store for /readyz and `connector status`.
+    """
     from connector.logs import setup_logging
 
     setup_logging(settings.logging)
-    worker = Worker(settings)
-    worker.install_signal_handlers()
-    worker.open()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    ledger = _open_patiently(settings, stop)
+    if ledger is None:
+        return
+    worker = Worker(settings, ledger=ledger)
+    worker.stop_requested = stop
+    worker.exit_when_orphaned = embedded
+    try:
+        worker.open()
+    except ConnectorError as exc:
+        _record_exit(worker, f"could not start: {exc}")
+        raise
     worker.run_forever()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stop requested", extra={"signal": signum})
+        stop.set()
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def _open_patiently(settings: Settings, stop: threading.Event) -> Ledger | None:
+    """Open (and migrate) the store, waiting with a capped backoff while it is unavailable."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return Ledger.open(settings.store)
+        except StoreError as exc:
+            if not failures:
+                log.warning("store unavailable at start; waiting for it: %s", exc)
+            stop.wait(STORE_BACKOFF_S[min(failures, len(STORE_BACKOFF_S) - 1)])
+            failures += 1
+    return None
+
+
+def _record_exit(worker: Worker, reason: str) -> None:
+    try:
+        worker.ledger.sinks.process_exited(os.getpid(), reason, worker_prefix="worker")
+    except StoreError:
+        pass
 
 
 def last_heartbeat(ledger: Ledger, *, within_s: float) -> datetime | None:

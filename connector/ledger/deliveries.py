@@ -25,7 +25,9 @@ from connector.ledger.schema import (
     deliveries,
     events,
 )
+from connector.errors import LeaseLost
 from connector.ledger._clock import utcnow
+from connector.ledger._errors import guard_public_methods
 
 _CLAIM_LOCK_KEY = 0x2C0_C1A1
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
@@ -53,6 +55,7 @@ class JournalEntry:
     result: dict[str, Any] | None
 
 
+@guard_public_methods
 class DeliveryStore:
     """The delivery tables of a ledger; see the module docstring for the concurrency rules."""
 
@@ -131,6 +134,21 @@ class DeliveryStore:
             )
             return int(result.rowcount or 0)
 
+    def release_claims_of(self, worker_ids: list[str]) -> int:
+        """Return every delivery leased by these (dead) workers to due at once, without waiting for
+        their leases to expire; an action they left `in_flight` is looked up before it is redone."""
+        if not worker_ids:
+            return 0
+        now = utcnow()
+        with self._writes.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.status == DeliveryStatus.LEASED.value, deliveries.c.lease_owner.in_(worker_ids))
+                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, due_at=now,
+                        updated_at=now)
+            )
+            return int(result.rowcount or 0)
+
     # -- the action journal -----------------------------------------------------------------
 
     def journal(self, delivery_id: int) -> dict[str, JournalEntry]:
@@ -143,12 +161,26 @@ class DeliveryStore:
             }
 
     def journal_mark(self, delivery_id: int, action_key: str, kind: str, status: ActionStatus,
-                     *, crm_id: str | None = None, result: dict[str, Any] | None = None) -> None:
-        """Record an action's state; committed before the next CRM call is made."""
+                     *, crm_id: str | None = None, result: dict[str, Any] | None = None,
+                     owner: str | None = None) -> None:
+        """Record an action's state; committed before the next CRM call is made.
+
+        With `owner`, only while that worker still holds the delivery's lease (LeaseLost
+        otherwise): a worker whose claims were released as dead must not start another CRM call
+        for them, since the new owner may be making it.
+        """
         now = utcnow()
         values = {"status": status.value, "crm_id": crm_id, "result": json.dumps(result) if result else None,
                   "updated_at": now}
         with self._writes.begin() as connection:
+            if owner is not None:
+                held = select(deliveries.c.id).where(
+                    deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner,
+                    deliveries.c.status == DeliveryStatus.LEASED.value)
+                if connection.dialect.name == "postgresql":
+                    held = held.with_for_update()
+                if connection.execute(held).first() is None:
+                    raise LeaseLost("this worker's lease on the delivery was released; another worker owns it")
             changed = connection.execute(
                 update(action_journal)
                 .where(action_journal.c.delivery_id == delivery_id, action_journal.c.action_key == action_key)

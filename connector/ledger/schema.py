@@ -37,6 +37,12 @@ MAX_ROW_ID = 2**63 - 1
 """The largest id a row can have on either backend: a bigger number names no row (and PostgreSQL would
 refuse to compare it with `bigint out of range` instead of finding nothing)."""
 
+# Event ids and end reasons come from the vendor, unbounded: TEXT on PostgreSQL (revision 0004).
+# SQLite never enforces a VARCHAR length, so its columns keep their declared type (rebuilding
+# `events` there would cascade-delete deliveries through the foreign key).
+_VendorText = String(128).with_variant(Text(), "postgresql")
+_ReasonText = String(64).with_variant(Text(), "postgresql")
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and always returns them aware, on every backend.
@@ -86,14 +92,14 @@ class ActionStatus(StrEnum):
 events = Table(
     "events",
     metadata,
-    Column("event_id", String(128), primary_key=True),  # 2X's id, as a string
+    Column("event_id", _VendorText, primary_key=True),  # 2X's id, as a string (≤ defaults.MAX_EVENT_ID_CHARS)
     Column("received_at", UTCDateTime(), nullable=False),
     Column("body", LargeBinary(), nullable=False),  # raw body exactly as received
     Column("body_sha256", String(64), nullable=False),
     Column("content_hash", String(64), nullable=False),  # sha256 of the canonical JSON; decides duplicate vs conflict
     Column("content_type", String(255), nullable=True),
     Column("normalized", Text(), nullable=False),  # CallEvent as JSON
-    Column("end_reason", String(64), nullable=True),
+    Column("end_reason", _ReasonText, nullable=True),
     Column("contact_key", String(32), nullable=True),  # E.164 phone; orders deliveries per contact
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_contact_key", "contact_key"),
@@ -112,7 +118,7 @@ quarantine = Table(
     Column("body_truncated", Boolean(), nullable=False),
     Column("body_sha256", String(64), nullable=False),
     Column("content_type", String(255), nullable=True),
-    Column("event_id", String(128), nullable=True),  # set when the body named an id (e.g. an id conflict)
+    Column("event_id", _VendorText, nullable=True),  # set when the body named an id (e.g. an id conflict)
     Column("replayed_at", UTCDateTime(), nullable=True),
     Column("replay_result", String(255), nullable=True),
     Index("ix_quarantine_received_at", "received_at"),
@@ -122,7 +128,7 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("event_id", String(128), ForeignKey("events.event_id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", _VendorText, ForeignKey("events.event_id", ondelete="CASCADE"), nullable=False),
     Column("sink", String(64), nullable=False),
     Column("status", String(20), nullable=False),
     Column("priority", SmallInteger(), nullable=False),  # lower is claimed first; do-not-call is 0
@@ -195,7 +201,7 @@ field_state = Table(
     Column("value", Text(), nullable=True),
     Column("rank", Integer(), nullable=False),
     Column("call_time", UTCDateTime(), nullable=False),
-    Column("event_id", String(128), nullable=False),
+    Column("event_id", _VendorText, nullable=False),
 )
 
 workers = Table(
@@ -207,6 +213,15 @@ workers = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("heartbeat_at", UTCDateTime(), nullable=False),
     Column("stopped_at", UTCDateTime(), nullable=True),
+    Column("host_key", String(64), nullable=True),  # hostname + PID namespace: where `pid` means something
+    Column("exit_reason", Text(), nullable=True),  # why it stopped (its own error, its supervisor, declared dead)
+)
+
+store_probe = Table(
+    "store_probe",
+    metadata,
+    Column("name", String(255), primary_key=True),  # one row per probing process
+    Column("probed_at", UTCDateTime(), nullable=False),
 )
 
 rate_buckets = Table(

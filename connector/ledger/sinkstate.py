@@ -15,6 +15,8 @@ from sqlalchemy import Engine, and_, func, or_, select, text, update
 
 from connector.ledger.schema import contact_cache, field_state, missing_fields, rate_buckets, sink_state, workers
 from connector.ledger._clock import utcnow
+from connector.ledger._errors import guard_public_methods
+from connector.ledger.liveness import host_key, pid_is_gone
 from connector.mapping.precedence import WrittenField
 
 
@@ -45,6 +47,14 @@ class MissingField:
         return f"{self.object}.{self.field}"
 
 
+def _store_now(connection: Any, local_now: datetime) -> Any:
+    """Heartbeats are written and judged by one clock: the server's on PostgreSQL (workers on
+    several hosts may disagree by seconds, and a worker is dead after a few), the local one on
+    SQLite (one host)."""
+    return func.now() if connection.dialect.name == "postgresql" else local_now
+
+
+@guard_public_methods
 class SinkStateStore:
     """Shared, durable facts about sinks and workers; every worker of a store sees the same."""
 
@@ -182,16 +192,54 @@ class SinkStateStore:
     def heartbeat(self, worker_id: str) -> None:
         now = utcnow()
         with self._writes.begin() as connection:
+            beat = _store_now(connection, now)
             changed = connection.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                         .values(heartbeat_at=now, stopped_at=None)).rowcount
+                                         .values(heartbeat_at=beat, stopped_at=None, exit_reason=None)).rowcount
             if not changed:
                 connection.execute(workers.insert().values(
-                    worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], started_at=now,
-                    heartbeat_at=now))
+                    worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], host_key=host_key(),
+                    started_at=now, heartbeat_at=beat))
 
-    def worker_stopped(self, worker_id: str) -> None:
+    def worker_stopped(self, worker_id: str, reason: str | None = None) -> None:
         with self._writes.begin() as connection:
-            connection.execute(update(workers).where(workers.c.worker_id == worker_id).values(stopped_at=utcnow()))
+            connection.execute(update(workers).where(workers.c.worker_id == worker_id)
+                               .values(stopped_at=utcnow(), exit_reason=reason))
+
+    def process_exited(self, pid: int, reason: str, *, worker_prefix: str) -> None:
+        """A supervisor saw one of its children on this host exit: mark it stopped with why, at once
+        (so its claims return without waiting), or record the reason when it never heartbeat."""
+        now = utcnow()
+        mine = (workers.c.host_key == host_key(), workers.c.pid == pid, workers.c.stopped_at.is_(None))
+        with self._writes.begin() as connection:
+            changed = connection.execute(update(workers).where(*mine)
+                                         .values(stopped_at=now, exit_reason=reason[:2000])).rowcount
+            if not changed:
+                worker_id = f"{worker_prefix}:{socket.gethostname()}:{pid}"[:128]
+                connection.execute(workers.delete().where(workers.c.worker_id == worker_id))
+                connection.execute(workers.insert().values(
+                    worker_id=worker_id, pid=pid, hostname=socket.gethostname()[:255], host_key=host_key(),
+                    started_at=now, heartbeat_at=now, stopped_at=now, exit_reason=reason[:2000]))
+
+    def dead_workers(self, *, me: str, stale_s: float, judge_by_age: bool = True) -> list[str]:
+        """Workers that hold nothing any more: stopped, or silent for `stale_s`, or (same host) whose
+        process is gone. `judge_by_age=False` trusts only the definite signs (after this worker's own
+        store outage, everyone's heartbeat looks old)."""
+        with self._engine.connect() as connection:
+            cutoff = _store_now(connection, utcnow()) - timedelta(seconds=stale_s)
+            rows = connection.execute(select(workers.c.worker_id, workers.c.pid, workers.c.host_key,
+                                             workers.c.stopped_at, (workers.c.heartbeat_at < cutoff).label("stale"))
+                                      .where(workers.c.worker_id != me)).all()
+        here = host_key()
+        return [r.worker_id for r in rows
+                if r.stopped_at is not None or (judge_by_age and r.stale)
+                or (r.host_key == here and pid_is_gone(r.pid))]
+
+    def declare_dead(self, worker_ids: list[str], reason: str) -> None:
+        if not worker_ids:
+            return
+        with self._writes.begin() as connection:
+            connection.execute(update(workers).where(workers.c.worker_id.in_(worker_ids), workers.c.stopped_at.is_(None))
+                               .values(stopped_at=utcnow(), exit_reason=reason))
 
     def live_workers(self, *, within_s: float) -> list[dict[str, Any]]:
         cutoff = utcnow() - timedelta(seconds=within_s)
@@ -199,6 +247,24 @@ class SinkStateStore:
             rows = connection.execute(select(workers).where(workers.c.heartbeat_at >= cutoff,
                                                             workers.c.stopped_at.is_(None))).mappings()
             return [dict(r) for r in rows]
+
+    def recent_exits(self, *, within_s: float) -> list[dict[str, Any]]:
+        """Workers that stopped with a reason recently, newest first (for /readyz and `status`)."""
+        cutoff = utcnow() - timedelta(seconds=within_s)
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(workers.c.worker_id, workers.c.pid, workers.c.hostname, workers.c.stopped_at,
+                       workers.c.exit_reason)
+                .where(workers.c.stopped_at >= cutoff, workers.c.exit_reason.is_not(None))
+                .order_by(workers.c.stopped_at.desc())).mappings()
+            return [dict(r) for r in rows]
+
+    def forget_stopped_workers(self, *, older_than_s: float) -> int:
+        """Drop rows of workers stopped long ago, so the table stays as small as the fleet."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self._writes.begin() as connection:
+            return int(connection.execute(workers.delete().where(
+                or_(workers.c.stopped_at < cutoff, workers.c.heartbeat_at < cutoff - timedelta(days=1)))).rowcount or 0)
 
     # -- the shared token bucket --------------------------------------------------------------------
 

@@ -14,16 +14,17 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connector.config import StoreSettings
 from connector.errors import StoreError
 from connector.ledger import migrate
 from connector.ledger._clock import utcnow
+from connector.ledger._errors import guard_public_methods, translated
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
-from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine
+from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine, store_probe
 
 if TYPE_CHECKING:
     from connector.payload import CallEvent
@@ -67,6 +68,7 @@ class RejectedBody:
     event_id: str | None = None
 
 
+@guard_public_methods
 class Ledger:
     """Durable store of events, deliveries and quarantined bodies (SQLite or PostgreSQL)."""
 
@@ -105,6 +107,23 @@ class Ledger:
         except SQLAlchemyError as exc:
             raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
 
+    def probe(self, name: str) -> None:
+        """Raise StoreError unless the store takes a real write (a full disk, a read-only server or
+        a held lock fail here, where `SELECT 1` would pass) and its schema is current."""
+        try:
+            if migrate.current_revision(self.engine) != migrate.head_revision():
+                raise StoreError("the store's schema is not at the current revision; run `connector migrate`")
+            now = utcnow()
+            with self._writes.begin() as connection:
+                changed = connection.execute(store_probe.update().where(store_probe.c.name == name)
+                                             .values(probed_at=now)).rowcount
+                if not changed:
+                    connection.execute(store_probe.insert().values(name=name, probed_at=now))
+        except IntegrityError:
+            return  # another process inserted the same name meanwhile: the store took a write
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store cannot take a write: {exc.__class__.__name__}") from exc
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -139,7 +158,7 @@ class Ledger:
             "body": body,
             "body_sha256": sha256_hex(body),
             "content_hash": content_hash,
-            "content_type": content_type,
+            "content_type": _header(content_type),
             "normalized": event.model_dump_json(),
             "end_reason": event.call.end_reason.value,
             "contact_key": event.contact_key,
@@ -154,7 +173,7 @@ class Ledger:
         except IntegrityError:
             pass  # the id exists: decide duplicate vs conflict below
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot store the event: {exc.__class__.__name__}") from exc
+            raise translated(exc, "store the event") from exc
         return self._settle_existing(event.id, body, content_type, content_hash, keep_conflicting_body)
 
     def _settle_existing(
@@ -195,7 +214,7 @@ class Ledger:
             "body": rejected.body,
             "body_truncated": rejected.truncated,
             "body_sha256": sha256_hex(rejected.body),
-            "content_type": rejected.content_type,
+            "content_type": _header(rejected.content_type),
             "event_id": rejected.event_id,
         }
         try:
@@ -203,7 +222,7 @@ class Ledger:
                 result = connection.execute(quarantine.insert().values(row))
                 return int(result.inserted_primary_key[0])
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot quarantine the body: {exc.__class__.__name__}") from exc
+            raise translated(exc, "quarantine the body") from exc
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -249,10 +268,12 @@ class Ledger:
             connection.execute(quarantine.update().where(quarantine.c.id == quarantine_id).values(values))
 
     def _reading(self) -> Any:
-        try:
-            return self.engine.connect()
-        except OperationalError as exc:
-            raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
+        return self.engine.connect()  # errors are translated by guard_public_methods
+
+
+def _header(value: str | None) -> str | None:
+    """A header value as the column can hold it on every backend (255 characters, no NUL)."""
+    return value.replace("\x00", "")[:255] if value is not None else None
 
 
 def _new_delivery(event_id: str, sink: str, priority: int, now: datetime, contact_key: str | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from connector.mapping.answers import render_answers
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.filters import slug, truncate_to
+from connector.mapping.keys import crm_key
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.redaction import DEFAULT_RULES, redact
 from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
@@ -63,7 +64,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         bundle=bundle.name, rank=bundle.rank, end_reason=event.call.end_reason.value,
         failure_reason=event.call.failure_reason.value, matched_by=matched_by, also=[a.name for _, a in also],
     )
-    prefix = f"2x-{event.id}"
+    prefix = crm_key(event.id)  # "2x-<id>"; bounded for long ids (connector.mapping.keys)
     resolve = _resolve_contact(event, mapping, context, prefix, warnings)
     if bundle.hold:
         actions: list[Any] = [HoldForReview(key=f"{prefix}:hold", reason=f"outcome {bundle.name} is held for review")]

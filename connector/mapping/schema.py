@@ -65,7 +65,8 @@ class ActivitySpec(_Closed):
 
     object: str
     idempotency_property: str = Field(description="Searchable property holding the key (hs_call_external_id, CallObject).")
-    idempotency_key: str = Field("2x-{{ id }}", description="Template; must stay unique per event.")
+    idempotency_key: str = Field("{{ id | crm_key }}", description="Template; must stay unique per event "
+                                 "(default 2x-<id>, hashed past 128 chars).")
     properties: dict[str, Scalar] = Field(description="Property → literal or template, for every call.")
     limits: dict[str, FieldLimit] = Field(default_factory=dict, description="Field size limits (activity and tasks).")
 

@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from connector.errors import MappingError
 from connector.mapping.filters import FILTERS
+from connector.mapping.keys import crm_key
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 
@@ -29,6 +30,7 @@ def make_environment() -> SandboxedEnvironment:
     """The sandbox every mapping template runs in: no attribute tricks, no undefined values."""
     environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     environment.filters.update(FILTERS)
+    environment.filters["crm_key"] = crm_key  # idempotency keys within CRM field limits
     return environment
 
 

@@ -222,7 +222,7 @@ def test_a_crash_after_the_collection_is_looked_up_never_duplicated(emulator: Sa
             raise Crash(name)
 
     monkeypatch.setattr(batching, "crash_point", die_after_the_crm_call)
-    claimed = engine.ledger.deliveries.claim("dying-worker", ["sf"], limit=50, lease_s=0.1)
+    claimed = engine.ledger.deliveries.claim(engine.worker.id, ["sf"], limit=50, lease_s=0.1)
     with pytest.raises(Crash):  # the call Tasks are saved; the journal still says in flight
         engine.worker._runner.run_many(claimed)  # the dying worker's runner
     monkeypatch.undo()

@@ -1,0 +1,36 @@
+"""The embedded delivery worker's process: `python -m connector.worker_process`, settings pickled on
+stdin by `connector serve` (see connector.serving.DeliveryProcess).
+
+A plain subprocess rather than multiprocessing: gunicorn's forked receiver workers would inherit a
+multiprocessing child and try to join it at exit ("can only join a child process").
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+EXIT_CONFIG = 78
+"""EX_CONFIG (sysexits.h): the configuration cannot work; the reason is on stderr and in the store.
+(Not 3 or 4: older gunicorn masters halt on those exit codes of any child they reap.)"""
+
+
+def main() -> int:
+    from connector.config import Settings
+    from connector.errors import ConnectorError
+    from connector.worker import run_worker
+
+    settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by our own parent process
+    if not isinstance(settings, Settings):
+        print("Error: the embedded worker got no settings", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        run_worker(settings, embedded=True)
+    except ConnectorError as exc:
+        print(f"Error: embedded delivery worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
