@@ -125,6 +125,12 @@ def health_text(report: dict[str, Any]) -> str:
     for worker in workers:
         lines.append(f"  {worker.get('worker_id') or worker.get('id')}  last heartbeat "
                      f"{_when(worker.get('heartbeat_at'))}")
+    exits = report.get("worker_exits") or []
+    if exits:
+        lines.append("Worker exits in the last hour (newest first):")
+        for ended in exits[:5]:
+            lines.append(f"  {_when(ended.get('stopped_at'))}  {ended.get('worker_id')}: "
+                         f"{_safe(ended.get('exit_reason') or '')}")
     return "\n".join(lines)
 
 

@@ -211,12 +211,15 @@ def test_the_embedded_worker_killed_alone_is_back_within_seconds(tmp_path: Path,
                                      "ready again")
         ids = [i for i in (_post(port, 500 + n) for n in range(10)) if i]
         processes.wait_until(lambda: _succeeded(ledger, ids) == 10, 30, "delivery after the restart")
-        status = subprocess.run([*processes.CONNECTOR, "status", "--config", str(config)], capture_output=True,
-                                text=True, timeout=60)
+        status = subprocess.run([*processes.CONNECTOR, "status", "--json", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        text = subprocess.run([*processes.CONNECTOR, "status", "--config", str(config)], capture_output=True,
+                              text=True, timeout=60)
     print(f"embedded worker back {back:.1f} s after kill -9")
     assert len(second) == 1 and back < 10
     assert "SIGKILL" in ready["checks"]["worker_last_exit"] or "not available" in ready["checks"]["worker_last_exit"]
     assert "worker_exits" in status.stdout and "restarted after" in status.stdout
+    assert "Worker exits in the last hour" in text.stdout and "restarted after" in text.stdout
     assert recorder.duplicates() == {}
     assert "Traceback" not in log.read_text(errors="replace")
     ledger.dispose()

@@ -8,6 +8,7 @@ import json
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.config import Settings
 from connector.ledger import Ledger
 from connector.sample import sample_payload
 from connector.worker import Worker
@@ -23,6 +24,16 @@ def samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
+
+
+def scrape(settings: Settings, ledger: Ledger) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics of an app served with these settings for one request."""
+    serving = _serve(settings, ledger)
+    served = next(serving)
+    try:
+        return samples(served.base_url)
+    finally:
+        serving.close()
 
 
 def test_answers_and_stored_events_are_counted(served: Served) -> None:
@@ -49,12 +60,7 @@ def test_delivery_state_and_paused_sinks(ledger: Ledger, store_url: str, recorde
     worker = Worker(settings, ledger=ledger)
     worker.open()
     drain(worker, rounds=3)
-    serving = _serve(settings, ledger)
-    served = next(serving)
-    try:
-        found = samples(served.base_url)
-    finally:
-        serving.close()
+    found = scrape(settings, ledger)
     assert found[("connector_sink_paused", (("sink", "rec"),))] == 1
     assert found[("connector_backlog", (("sink", "rec"),))] == 2
     assert found[("connector_deliveries", (("sink", "rec"), ("state", "pending")))] == 2
@@ -77,12 +83,6 @@ def test_unknown_end_reasons_fold_into_one_label(served: Served) -> None:
 
 def test_zero_valued_gauges_are_exported_for_every_configured_sink(ledger: Ledger, store_url: str, recorder) -> None:
     """A healthy, idle sink still has a backlog of 0 and paused 0, so `== 0` alerts can see it."""
-    settings = engine_settings(store_url, recorder.url)
-    serving = _serve(settings, ledger)
-    served = next(serving)
-    try:
-        found = samples(served.base_url)
-    finally:
-        serving.close()
+    found = scrape(engine_settings(store_url, recorder.url), ledger)
     assert found[("connector_backlog", (("sink", "rec"),))] == 0
     assert found[("connector_sink_paused", (("sink", "rec"),))] == 0
