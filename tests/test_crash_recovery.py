@@ -173,7 +173,9 @@ def test_serve_killed_twice_mid_backlog_delivers_everything_once_within_seconds(
     assert len(acknowledged) == 64
     for round_ in range(2):
         before = len(recorder.writes)
-        processes.wait_until(lambda: len(recorder.writes) >= before + 15, 60, "deliveries in progress")
+        processes.wait_until(  # kill while it holds claims, not between two batches
+            lambda: len(recorder.writes) >= before + 15 and ledger.deliveries.counts().get(("rec", "leased"), 0),
+            60, "deliveries in progress")
         os.killpg(server.pid, signal.SIGKILL)  # receiver, master and embedded worker, mid-CRM-call
         server.wait(10)
         assert ledger.deliveries.counts().get(("rec", "leased"), 0) >= 1, "it died holding claims"

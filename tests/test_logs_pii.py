@@ -72,18 +72,23 @@ def test_mask_phone_keeps_only_what_support_needs() -> None:
                                        JsonFormatter()], ids=["plain", "json"])
 def test_a_payload_value_cannot_forge_or_split_a_log_line(served_sqlite: Served, caplog: pytest.LogCaptureFixture,
                                                           formatter: logging.Formatter) -> None:
-    """An id with a newline (and a NUL) is logged on one line, its control characters escaped."""
+    """An id with a newline and a terminal escape is logged on one line, its control characters escaped; an id
+    with a NUL (refused with 422) leaves no raw NUL in the logs either."""
     caplog.set_level(logging.DEBUG)
-    forged = "42\n2026-01-01 00:00:00 CRITICAL connector.security: FORGED\x00"
+    forged = "42\n2026-01-01 00:00:00 CRITICAL connector.security: FORGED\x1b[31m"
     headers = {"Authorization": served_sqlite.token, "Content-Type": "application/json"}
-    requests.post(served_sqlite.url, data=json.dumps(sample_payload(forged)), headers=headers, timeout=5)
+    accepted = requests.post(served_sqlite.url, data=json.dumps(sample_payload(forged)), headers=headers, timeout=5)
+    assert accepted.status_code == 202
+    refused = requests.post(served_sqlite.url, data=json.dumps(sample_payload("NUL\x00FORGED")), headers=headers,
+                            timeout=5)
+    assert refused.status_code == 422
     lines = [formatter.format(record) for record in caplog.records if record.name.startswith("connector")]
     mentioning = [line for line in lines if "FORGED" in line]
     assert mentioning, "the post should be logged with its id"
     for line in lines:
-        assert "\n" not in line and "\x00" not in line
+        assert "\n" not in line and "\x00" not in line and "\x1b" not in line
     if isinstance(formatter, PlainFormatter):
-        assert any("42\\n2026-01-01" in line and "FORGED\\x00" in line for line in mentioning)
+        assert any("42\\n2026-01-01" in line and "FORGED\\x1b[31m" in line for line in mentioning)
 
 
 def test_plain_formatter_keeps_tracebacks_readable() -> None:
