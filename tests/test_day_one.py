@@ -185,6 +185,7 @@ def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
     assert setup.returncode == 0, setup.stderr
     first = {r["sink"]: r for r in json.loads(setup.stdout)}
     assert first["hubspot"]["ok"] and "contacts.twox_do_not_call" in first["hubspot"]["created"]
+    assert first["hubspot"]["created_groups"] == ["contacts", "tasks"]  # a new portal has no `twox` group
     assert first["salesforce"]["ok"] and "Lead.TwoX_Wrong_Number__c" in first["salesforce"]["created"]
     hs_mark, sf_mark = len(portal.request_log), len(org.request_log)
     again = connector("crm-setup", "--config", str(config), cwd=tmp_path)

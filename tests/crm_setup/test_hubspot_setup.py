@@ -93,11 +93,12 @@ def test_setup_creates_the_connector_properties_with_their_types(portal: HubSpot
     task_key = portal.properties("tasks")["twox_task_key"]
     assert (task_key["type"], task_key["fieldType"], task_key["groupName"]) == ("string", "text", GROUP_NAME)
     assert sorted(report.created) == sorted([f"contacts.{n}" for n in CONTACT_PROPERTIES] + ["tasks.twox_task_key"])
-    # contacts already had a `twox` group (HubSpot shows it empty); tasks got theirs.
-    assert report.created_groups == ["tasks"]
+    # A new portal has no `twox` group on either object: both are created before their properties.
+    assert report.created_groups == ["contacts", "tasks"]
     client = hubspot.Client.create(access_token=TOKEN, host=portal.url)
-    task_groups = {g.name: g.label for g in client.crm.properties.groups_api.get_all("tasks").results}
-    assert task_groups[GROUP_NAME] == GROUP_LABEL
+    for obj in ("contacts", "tasks"):
+        groups = {g.name: g.label for g in client.crm.properties.groups_api.get_all(obj).results}
+        assert groups[GROUP_NAME] == GROUP_LABEL
     # Standard properties are never created, and the mapping's standard ones exist: nothing to report.
     assert not [name for name in portal.properties("calls") if name.startswith("twox_")]
 
