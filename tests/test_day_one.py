@@ -186,6 +186,7 @@ def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
     first = {r["sink"]: r for r in json.loads(setup.stdout)}
     assert first["hubspot"]["ok"] and "contacts.twox_do_not_call" in first["hubspot"]["created"]
     assert first["hubspot"]["created_groups"] == ["contacts", "tasks"]  # a new portal has no `twox` group
+    assert "Created 8 HubSpot properties: contacts.twox_callback_due" in setup.stderr  # the person running it is told
     assert first["salesforce"]["ok"] and "Lead.TwoX_Wrong_Number__c" in first["salesforce"]["created"]
     hs_mark, sf_mark = len(portal.request_log), len(org.request_log)
     again = connector("crm-setup", "--config", str(config), cwd=tmp_path)
@@ -195,6 +196,8 @@ def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
     assert second["hubspot"]["created_groups"] == []
     assert sorted(second["salesforce"]["already_present"]) == sorted(first["salesforce"]["created"])
     assert writes(portal, org, hs_mark, sf_mark) == []
+    assert "Every custom property the mapping of sink 'hubspot' writes exists: nothing to do." in again.stderr
+    assert "Every custom field the mapping of sink 'salesforce' writes exists and is writable" in again.stderr
     assert connector("validate", "--config", str(config), cwd=tmp_path).returncode == 0
 
     # 3. serve, and 2X posts the day's calls to the real receiver.

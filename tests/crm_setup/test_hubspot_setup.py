@@ -115,6 +115,7 @@ def test_a_second_run_creates_nothing_and_only_reads(portal: HubSpotEmulator) ->
     methods = [r.method for r in portal.request_log]
     assert methods and set(methods) == {"GET"}
     assert len(methods) == 3  # one property listing per object: calls, contacts, tasks
+    assert again.render() == "Every custom property the mapping of sink 'hubspot' writes exists: nothing to do."
 
 
 def test_question_names_become_text_properties(portal: HubSpotEmulator) -> None:
@@ -169,6 +170,7 @@ def test_dry_run_lists_what_it_would_create_and_writes_nothing(portal: HubSpotEm
 
     assert report.dry_run and "contacts.twox_q_case_number" in report.created and "tasks" in report.created_groups
     assert portal.request_count(method="POST") == 0
+    assert report.render().splitlines()[0] == "Would create the connector's HubSpot property group on: contacts, tasks"
     assert "twox_do_not_call" not in portal.properties("contacts")
 
 
