@@ -14,7 +14,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -321,8 +321,9 @@ def check_hubspot(portal: HubSpotEmulator, batch: list[dict[str, Any]]) -> None:
     tasks = [t for t in portal.objects("tasks") if t["properties"].get("twox_task_key")]
     open_tasks = [t for t in tasks if t["properties"].get("hs_task_status") != "COMPLETED"]
     assert [t["properties"]["twox_task_key"] for t in open_tasks] == ["2x-9003:task:callback"]
-    closed = {t["properties"]["twox_task_key"] for t in tasks if t not in open_tasks}
-    assert closed == {"2x-9016:task:callback"}  # 9012's was never created: its do-not-call came first
+    closed = [t for t in tasks if t not in open_tasks]
+    assert [t["properties"]["twox_task_key"] for t in closed] == ["2x-9016:task:callback"]  # 9012's: never created
+    assert_requested_time(closed[0]["properties"]["hs_timestamp"])
     [task] = open_tasks
     assert portal.associations("tasks", task["id"], "contacts") == [contact(SEEDED["callback"][3])["id"]]
     assert_business_hours(task["properties"]["hs_timestamp"])
@@ -377,7 +378,9 @@ def check_salesforce(org: SalesforceEmulator, batch: list[dict[str, Any]]) -> No
     callbacks = [t for t in tasks if (t["CallObject"] or "").endswith(":task:callback")]
     open_callbacks = [t for t in callbacks if not t["IsClosed"]]
     assert [t["CallObject"] for t in open_callbacks] == ["2x-9003:task:callback"]
-    assert {t["CallObject"] for t in callbacks if t["IsClosed"]} == {"2x-9016:task:callback"}
+    [closed] = [t for t in callbacks if t["IsClosed"]]
+    assert closed["CallObject"] == "2x-9016:task:callback"
+    assert_requested_time(closed["ReminderDateTime"])
     [task] = open_callbacks
     assert task["WhoId"] == person(SEEDED["callback"][3])["Id"]
     assert_business_hours(task["ReminderDateTime"])
@@ -404,3 +407,9 @@ def assert_business_hours(due: str) -> None:
     local = datetime.fromisoformat(due.replace("Z", "+00:00")).astimezone(ZoneInfo(LEAD_TZ))
     assert local.weekday() < 5 and 9 <= local.hour < 17, local
     assert local > datetime.now(UTC)
+
+
+def assert_requested_time(due: str) -> None:
+    """9016 asked for "Monday 10am" with record_timezone UTC-5: due at 10:00 on a Monday at UTC-5, not in UTC."""
+    local = datetime.fromisoformat(due.replace("Z", "+00:00")).astimezone(timezone(timedelta(hours=-5)))
+    assert (local.weekday(), local.hour, local.minute) == (0, 10, 0), local
