@@ -104,6 +104,20 @@ class SetupReport:
         """No error left: every property the mapping writes can be written (warnings aside)."""
         return not any(f.level == "error" for f in self.problems)
 
+    def render(self) -> str:
+        """What was done (or would be, in a dry run), for the person running `crm-setup` (stdout has the JSON):
+        without it a HubSpot run said nothing on the terminal, whatever it created."""
+        verb = "Would create" if self.dry_run else "Created"
+        lines: list[str] = []
+        if self.created_groups:
+            lines.append(f"{verb} the connector's HubSpot property group on: " + ", ".join(self.created_groups))
+        if self.created:
+            lines.append(f"{verb} {len(self.created)} HubSpot propert{'y' if len(self.created) == 1 else 'ies'}: "
+                         + ", ".join(self.created))
+        if not self.created and not self.created_groups and self.ok:
+            lines.append(f"Every custom property the mapping of sink {self.sink!r} writes exists: nothing to do.")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {"sink": self.sink, "dry_run": self.dry_run, "ok": self.ok,
                 "created_groups": self.created_groups, "created": self.created,

@@ -244,11 +244,11 @@ def group(name: str, label: str, order: int = -1) -> dict[str, Any]:
 
 
 def standard_groups(object_type: str) -> list[dict[str, Any]]:
-    """Default groups; contacts also get the empty ``twox`` group that ``crm-setup`` fills (tasks get theirs when
-    the custom properties are seeded)."""
+    """HubSpot's own default groups only: a new portal has no ``twox`` group, ``crm-setup`` creates it (the emulator
+    adds it when the custom properties are seeded)."""
     groups = {
         "contacts": [group("contactinformation", "Contact information", 0),
-                     group("sales_properties", "Sales properties", 1), group("twox", "2X", 10)],
+                     group("sales_properties", "Sales properties", 1)],
         "calls": [group("callinformation", "Call information", 0)],
         "tasks": [group("taskinformation", "Task information", 0)],
     }  # fmt: skip

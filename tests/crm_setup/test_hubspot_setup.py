@@ -93,11 +93,12 @@ def test_setup_creates_the_connector_properties_with_their_types(portal: HubSpot
     task_key = portal.properties("tasks")["twox_task_key"]
     assert (task_key["type"], task_key["fieldType"], task_key["groupName"]) == ("string", "text", GROUP_NAME)
     assert sorted(report.created) == sorted([f"contacts.{n}" for n in CONTACT_PROPERTIES] + ["tasks.twox_task_key"])
-    # contacts already had a `twox` group (HubSpot shows it empty); tasks got theirs.
-    assert report.created_groups == ["tasks"]
+    # A new portal has no `twox` group on either object: both are created before their properties.
+    assert report.created_groups == ["contacts", "tasks"]
     client = hubspot.Client.create(access_token=TOKEN, host=portal.url)
-    task_groups = {g.name: g.label for g in client.crm.properties.groups_api.get_all("tasks").results}
-    assert task_groups[GROUP_NAME] == GROUP_LABEL
+    for obj in ("contacts", "tasks"):
+        groups = {g.name: g.label for g in client.crm.properties.groups_api.get_all(obj).results}
+        assert groups[GROUP_NAME] == GROUP_LABEL
     # Standard properties are never created, and the mapping's standard ones exist: nothing to report.
     assert not [name for name in portal.properties("calls") if name.startswith("twox_")]
 
@@ -114,6 +115,7 @@ def test_a_second_run_creates_nothing_and_only_reads(portal: HubSpotEmulator) ->
     methods = [r.method for r in portal.request_log]
     assert methods and set(methods) == {"GET"}
     assert len(methods) == 3  # one property listing per object: calls, contacts, tasks
+    assert again.render() == "Every custom property the mapping of sink 'hubspot' writes exists: nothing to do."
 
 
 def test_question_names_become_text_properties(portal: HubSpotEmulator) -> None:
@@ -168,6 +170,7 @@ def test_dry_run_lists_what_it_would_create_and_writes_nothing(portal: HubSpotEm
 
     assert report.dry_run and "contacts.twox_q_case_number" in report.created and "tasks" in report.created_groups
     assert portal.request_count(method="POST") == 0
+    assert report.render().splitlines()[0] == "Would create the connector's HubSpot property group on: contacts, tasks"
     assert "twox_do_not_call" not in portal.properties("contacts")
 
 

@@ -31,7 +31,7 @@ from hubspot.crm.contacts import (
 from hubspot.crm.contacts.exceptions import NotFoundException, ServiceException, UnauthorizedException
 from hubspot.crm.objects.calls import SimplePublicObjectInputForCreate as CallInput
 from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskInput
-from hubspot.crm.properties import PropertyCreate
+from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
 from connector.emulators.hubspot import HubSpotEmulator
 
@@ -304,7 +304,13 @@ def test_properties_list_create_and_conflict(client: hubspot.Client) -> None:
     listed = {p.name: p for p in client.crm.properties.core_api.get_all("contacts").results}
     assert {"NEW", "ATTEMPTED_TO_CONTACT", "BAD_TIMING"} <= {o.value for o in listed["hs_lead_status"].options}
     assert "twox_do_not_call" not in listed  # created by crm-setup, not seeded
-    assert {g.name for g in client.crm.properties.groups_api.get_all("contacts").results} >= {"twox"}
+    assert "twox" not in {g.name for g in client.crm.properties.groups_api.get_all("contacts").results}  # a new portal
+    client.crm.properties.groups_api.create("contacts", PropertyGroupCreate(name="twox", label="2X calls"))
+    definition = PropertyCreate(name="twox_do_not_call", label="2X: do not call", type="bool",
+                                field_type="booleancheckbox", group_name="no_such_group")  # fmt: skip
+    with pytest.raises(PropertiesApiException) as caught:
+        client.crm.properties.core_api.create("contacts", definition)
+    assert error_of(caught.value, 400)["category"] == "VALIDATION_ERROR"
 
     definition = PropertyCreate(name="twox_do_not_call", label="2X: do not call", type="bool",
                                 field_type="booleancheckbox", group_name="twox")  # fmt: skip
@@ -384,7 +390,7 @@ def test_activity_without_hs_timestamp_is_rejected(client: hubspot.Client) -> No
 
 def test_date_property_must_be_midnight_utc(client: hubspot.Client) -> None:
     client.crm.properties.core_api.create("contacts", PropertyCreate(
-        name="twox_test_date", label="d", type="date", field_type="date", group_name="twox"))  # fmt: skip
+        name="twox_test_date", label="d", type="date", field_type="date", group_name="contactinformation"))
     ok = new_contact(client, email=unique_email(), twox_test_date="1714521600000")
     assert ok.properties["twox_test_date"] == "2024-05-01"
     with pytest.raises(ApiException) as caught:
