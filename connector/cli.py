@@ -65,15 +65,16 @@ def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int |
     from connector.serving import serve as run_server
 
     emulators = None
+    extra: list[str] = []
     if sandbox:
         emulators = sandbox_mode.Emulators.start()
         settings = sandbox_mode.sandbox_settings(Path.cwd(), emulators)
         sandbox_mode.forget_emulated_contacts(settings)
-        click.echo(sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), emulators, host=host, port=port))
+        extra = sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), emulators, host=host, port=port)
     else:
         settings = _settings(config_path)
     try:
-        run_server(settings, host=host, port=port, workers=workers)
+        run_server(settings, host=host, port=port, workers=workers, extra_lines=extra)
     finally:
         if emulators is not None:
             emulators.stop()

@@ -99,7 +99,9 @@ class Worker:
             self.ledger.sinks.heartbeat(self.id)
         except StoreError:
             pass  # the liveness thread heartbeats as soon as the store answers
-        log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
+        # The embedded worker's start is in `serve`'s start-up block; a standalone one says it here.
+        log.log(logging.DEBUG if self.exit_when_orphaned else logging.INFO, "worker started",
+                extra={"worker": self.id, "sinks": sorted(self._runtimes)})
 
     def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -323,7 +325,7 @@ def run_worker(settings: Settings, *, embedded: bool = False) -> None:
 
     setup_logging(settings.logging)
     stop = threading.Event()
-    _stop_on_signals(stop)
+    _stop_on_signals(stop, quiet=embedded)
     ledger = _open_patiently(settings, stop)
     if ledger is None:
         return
@@ -338,9 +340,10 @@ def run_worker(settings: Settings, *, embedded: bool = False) -> None:
     worker.run_forever()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: threading.Event, *, quiet: bool = False) -> None:
+    """`quiet`: the embedded worker, whose stop `serve` announces itself ("draining…", "stopped")."""
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("stop requested", extra={"signal": signum})
+        log.log(logging.DEBUG if quiet else logging.INFO, "stop requested", extra={"signal": signum})
         stop.set()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

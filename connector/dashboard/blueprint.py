@@ -47,10 +47,10 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
         log.warning("dashboard already registered on this app; the second registration is ignored")
         return True
     if not dashboard.enabled:
-        log.info("dashboard disabled (dashboard.enabled: false)")
+        log.debug("dashboard disabled (dashboard.enabled: false)")  # `serve` says it once, in its start-up block
         return False
     if dashboard.password is None:
-        log.info("dashboard disabled: no password; set dashboard.password (e.g. "
+        log.debug("dashboard disabled: no password; set dashboard.password (e.g. "
                  "`password: ${CONNECTOR_DASHBOARD_PASSWORD}`) to serve it at %s", dashboard.path)
         return False
     password = dashboard.password.get_secret_value()
@@ -66,7 +66,7 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
     app.register_blueprint(_blueprint(), url_prefix=dashboard.path)
     app.after_request(_headers_under(dashboard.path))
     where = "loopback only" if not dashboard.allow_remote else "remote addresses allowed"
-    log.info("dashboard at %s (HTTP Basic; %s)", dashboard.path, where)
+    log.debug("dashboard at %s (HTTP Basic; %s)", dashboard.path, where)  # once per process: serve's block says it
     return True
 
 

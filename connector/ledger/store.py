@@ -94,7 +94,7 @@ class Ledger:
         """Bring the schema to the newest revision."""
         try:
             migrate.upgrade(self.engine)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # OSError: the migration lock file beside a SQLite store
             raise StoreError(f"cannot migrate the store: {exc.__class__.__name__}") from exc
 
     def ping(self) -> None:
