@@ -8,14 +8,13 @@ long ago needs no property), with SQLAlchemy Core so SQLite and PostgreSQL behav
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from connector.config import StoreSettings
 from connector.errors import StoreError
 from connector.ledger import Ledger
+from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.schema import events
 
 NEWEST_EVENTS = 10_000
@@ -45,11 +44,8 @@ def stored_question_names(store: StoreSettings) -> list[str]:
     """`seen_question_names` of the configured store, without creating or migrating it: set-up often runs before
     the first `connector serve`, and must not leave an empty `connector.db` behind (a SQLite file that does not
     exist has seen no question). A store that cannot be read is a StoreError (the caller says so)."""
-    url = make_url(store.url)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if not database or database == ":memory:" or not Path(database).is_file():
-            return []
+    if absent_sqlite_file(store):
+        return []
     ledger = Ledger.open(store, migrate_schema=False)
     try:
         return seen_question_names(ledger)
