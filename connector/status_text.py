@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from connector.hints import command
 from connector.logs import escape_control, mask_phone
 
 _STATE_WORDS = {
@@ -57,7 +58,7 @@ def event_text(detail: dict[str, Any]) -> str:
         lines.append("  No sink is configured for this event: it is stored only.")
     for delivery in deliveries:
         lines += [""] + _delivery_lines(delivery)
-    lines += ["", f"Full audit trail: connector status --json … {_safe(detail['event_id'])}"]
+    lines += ["", f"Full audit trail: {command('status', '--json', str(detail['event_id']))}"]
     return "\n".join(lines)
 
 
@@ -81,7 +82,7 @@ def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
     if status == "retry_scheduled" and delivery.get("due_at"):
         lines.append(f"  next try: {_when(delivery['due_at'])}")
     if status in ("dead", "held"):
-        lines.append(f"  replay  : connector replay --config … --event {_safe(delivery['event_id'])}")
+        lines.append(f"  replay  : {command('replay', '--event', str(delivery['event_id']))}")
     return lines
 
 
