@@ -86,6 +86,10 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
             if not self._draining:
                 self._draining = True
                 say("draining: finishing requests in flight and the delivery in hand…")
+                if self._delivery is not None:
+                    # Ctrl-C reaches the worker too; shutting down the receivers can outlast the first restart
+                    # delay, and a worker that ended now must not be restarted.
+                    self._delivery.no_more_restarts()
             handler()
         return handle
 
@@ -210,6 +214,10 @@ class DeliveryProcess:
             log.warning("could not record why the embedded worker exited (store unavailable)")
         finally:
             ledger.dispose()
+
+    def no_more_restarts(self) -> None:
+        """The server is shutting down: whatever ends the worker from now on, it is not restarted."""
+        self._stopping.set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM: the worker finishes the delivery in hand and releases the rest."""
