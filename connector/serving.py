@@ -30,13 +30,16 @@ from gunicorn.app.base import BaseApplication
 
 from connector.app import create_app
 from connector.config import Settings
-from connector.errors import StoreError
+from connector.errors import ConfigError, ConnectorError, StoreError
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
 from connector.worker_process import EXIT_CONFIG
 
 log = logging.getLogger(__name__)
+
+WORKER_BOOT_ERROR = 3
+"""gunicorn's exit status for a worker that could not load its app: the master then halts ("failed to boot")."""
 
 
 class ReceiverServer(BaseApplication):  # type: ignore[misc]
@@ -99,8 +102,14 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
         say("stopped")
 
     def load(self) -> Flask:
+        """Each receiver process's app. The master checked everything it could; a failure left for here (e.g. the
+        store gone since) is one `Error:` line and gunicorn's "failed to boot" exit, which stops the server."""
         setup_logging(self.settings.logging)
-        return create_app(self.settings, ledger=Ledger.open(self.settings.store, migrate_schema=False))
+        try:
+            return create_app(self.settings, ledger=Ledger.open(self.settings.store, migrate_schema=False))
+        except ConnectorError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(WORKER_BOOT_ERROR)
 
 
 def say(line: str) -> None:
@@ -117,6 +126,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     Counters of every process (gunicorn workers, the delivery worker) meet in a fresh
     prometheus multiprocess directory, so `/metrics` sums them whichever worker answers.
     """
+    from connector.dashboard.blueprint import password_problems
     from connector.preflight import check_deliverable
     from connector.sink_health import assess
     from connector.startup import check_port, check_store_path, startup_block, store_failure
@@ -125,6 +135,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     port = port or settings.receiver.port
     workers = workers or settings.serve.workers
     check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
+    dashboard_problems = password_problems(settings, settings.dashboard)
+    if dashboard_problems:
+        raise ConfigError("<config>", dashboard_problems)
     check_port(host, port)
     check_store_path(settings.store)
     try:

@@ -185,7 +185,7 @@ def test_serve_with_a_read_only_store_directory_is_one_error_line(tmp_path: Path
         done.stderr
 
 
-@pytest.mark.parametrize("problem", ["unreachable store", "unreadable mapping"])
+@pytest.mark.parametrize("problem", ["unreachable store", "unreadable mapping", "dashboard password is the token"])
 def test_other_start_up_failures_are_an_error_line_without_a_traceback(tmp_path: Path, recorder: Recorder,
                                                                       problem: str) -> None:
     config = _config(tmp_path, free_port(), recorder)
@@ -193,6 +193,9 @@ def test_other_start_up_failures_are_an_error_line_without_a_traceback(tmp_path:
     if problem == "unreachable store":
         document["store"]["url"] = "postgresql+psycopg://user:s3cret-pw@127.0.0.1:1/nowhere"
         expected = ("Error: cannot open the store postgresql+psycopg://user:***@127.0.0.1:1/nowhere (", "store.url")
+    elif problem == "dashboard password is the token":
+        document["dashboard"] = {"password": TOKEN}  # checked by each receiver process: a traceback per process
+        expected = ("Error: <config>: 1 problem(s)", "dashboard.password: must differ from the webhook token")
     else:
         (tmp_path / "mapping-dir").mkdir()  # a directory where the file should be: unreadable as a mapping
         document["sinks"]["rec"]["mapping"] = str(tmp_path / "mapping-dir")
