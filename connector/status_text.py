@@ -154,7 +154,8 @@ def _sink_state(sink: dict[str, Any]) -> tuple[str, str]:
     if not conditions:
         return "ok", ""
     first = conditions[0]
-    note = str(first["reason"]).splitlines()[0]
+    lines = str(first["reason"]).splitlines()
+    note = lines[1] if first["state"] == "broken_mapping" and len(lines) > 1 else lines[0]  # its first FILE:LINE
     if first["state"] == "rate_limited" and first.get("until"):
         note = f"waiting until {_when(first['until'])}"
     more = len(conditions) - 1
