@@ -211,11 +211,11 @@ class Worker:
             try:
                 mapping = load_mapping(path)
             except ConfigError as exc:
-                self._broken_mappings[name] = digest
                 error = mapping_error_text(exc)
+                self.ledger.sinks.note_mapping_error(name, error)  # first: a store outage retries the whole step
+                self._broken_mappings[name] = digest
                 log.error("mapping changed but does not load; keeping the previous one:\n%s", error,
                           extra={"sink": name})
-                self.ledger.sinks.note_mapping_error(name, error)
                 continue
             self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
             log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
@@ -223,8 +223,10 @@ class Worker:
 
     def _mapping_fixed(self, name: str, path: object) -> None:
         """The file loads (again): forget a recorded error, saying so once."""
-        if self._broken_mappings.pop(name, None) is not None or not self._mapping_checked:
-            if self.ledger.sinks.clear_mapping_error(name):
+        if name in self._broken_mappings or not self._mapping_checked:
+            cleared = self.ledger.sinks.clear_mapping_error(name)  # a store outage leaves it to the next check
+            self._broken_mappings.pop(name, None)
+            if cleared:
                 log.info("mapping loads again; its error is cleared", extra={"sink": name, "mapping": str(path)})
 
     def _housekeeping(self) -> None:
