@@ -52,8 +52,7 @@ def readyz() -> Response:
         for condition in sink.conditions:
             if condition.state == "missing_fields":  # a warning, not "not ready": the rest of each event still lands
                 entry["warning"] = condition.reason
-            warnings.append(f"sinks.{name}: {condition.state}: {condition.reason}"
-                            + (f" (fix: {condition.command})" if condition.command else ""))
+            warnings.append(f"sinks.{name}: {condition.state}: {condition.advice()}")
         entry["conditions"] = [{"state": c.state, "reason": c.reason, "command": c.command} for c in sink.conditions]
         sinks[name] = entry
     ready = health.delivering

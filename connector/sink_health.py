@@ -54,6 +54,13 @@ class Condition:
     def stops_delivery(self) -> bool:
         return self.state in ("paused", "rate_limited")
 
+    def advice(self, *, first_line: bool = False) -> str:
+        """The reason with `(fix: COMMAND)` unless the reason already names the command."""
+        reason = self.reason.splitlines()[0] if first_line else self.reason
+        if self.command and self.command not in self.reason:
+            return f"{reason} (fix: {self.command})"
+        return reason
+
 
 @dataclass(frozen=True)
 class SinkCondition:

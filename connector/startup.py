@@ -106,12 +106,7 @@ def startup_block(settings: Settings, *, host: str, port: int, workers: int, sin
 def _sink_words(sink: SinkCondition) -> str:
     if not sink.conditions:
         return "ok"
-    words = []
-    for condition in sink.conditions:
-        first = condition.reason.splitlines()[0]
-        words.append(f"{condition.state.replace('_', ' ')}: {first}"
-                     + (f" (fix: {condition.command})" if condition.command else ""))
-    return "; ".join(words)
+    return "; ".join(f"{c.state.replace('_', ' ')}: {c.advice(first_line=True)}" for c in sink.conditions)
 
 
 def _dashboard(settings: Settings, base: str) -> str:
