@@ -14,7 +14,7 @@ import click
 
 from connector import sandbox as sandbox_mode
 from connector.config import Settings, load_settings, store_only
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, StoreError
 from connector.ledger import Ledger
 
 
@@ -65,15 +65,16 @@ def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int |
     from connector.serving import serve as run_server
 
     emulators = None
+    extra: list[str] = []
     if sandbox:
         emulators = sandbox_mode.Emulators.start()
         settings = sandbox_mode.sandbox_settings(Path.cwd(), emulators)
         sandbox_mode.forget_emulated_contacts(settings)
-        click.echo(sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), emulators, host=host, port=port))
+        extra = sandbox_mode.banner(settings, Path(sandbox_mode.SANDBOX_CONFIG), emulators, host=host, port=port)
     else:
         settings = _settings(config_path)
     try:
-        run_server(settings, host=host, port=port, workers=workers)
+        run_server(settings, host=host, port=port, workers=workers, extra_lines=extra)
     finally:
         if emulators is not None:
             emulators.stop()
@@ -149,7 +150,7 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
               no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
     """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
     the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
-    from connector.crm_setup import seen_question_names
+    from connector.crm_setup import stored_question_names
     from connector.crm_setup.checks import SETUP_TYPES, run_setup
     from connector.mapping.sinks import load_sink_mappings
 
@@ -165,11 +166,10 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
     mappings = load_sink_mappings(settings, names)
     seen: list[str] = []
     if not no_ledger_questions:
-        ledger = Ledger.open(settings.store)
         try:
-            seen = seen_question_names(ledger)
-        finally:
-            ledger.dispose()
+            seen = stored_question_names(settings.store)
+        except StoreError as exc:
+            click.echo(f"warning: {exc}; preparing only the mapped fields and --question names", err=True)
     reports = []
     for name in names:
         report = run_setup(name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run,

@@ -7,16 +7,10 @@ import socket
 from flask import Blueprint, Response, jsonify
 
 from connector.errors import StoreError
-from connector.missing_fields import by_sink as missing_by_sink
-from connector.missing_fields import warning as missing_warning
 from connector.receiver import state
+from connector.sink_health import assess
 
 blueprint = Blueprint("health", __name__)
-
-WORKER_STALE_S = 10.0
-"""A worker whose heartbeat (every 2 s, connector.worker.HEARTBEAT_S) is older than this is not live."""
-EXIT_MEMORY_S = 600.0
-"""How long a worker's exit reason is shown."""
 
 
 @blueprint.get("/healthz")
@@ -29,33 +23,44 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready to acknowledge webhooks: the store takes a write (not only `SELECT 1`: a full disk or a
     read-only server answer that), its schema is current, and (with sinks) a delivery worker is
-    alive; when one died lately, why. Paused sinks are listed with why; receiving still works then. A sink whose
-    CRM lacks fields carries a `warning` naming them (still ready: the rest of every event lands)."""
+    alive. Everything else the health model knows (connector.sink_health: paused or rate-limited sinks, a
+    mapping that changed but does not load, missing CRM fields, a worker that exited lately) is listed as a
+    warning with its fix, and the answer stays 200: receiving still works then."""
     current = state()
     checks: dict[str, str] = {}
-    ready = True
+    warnings: list[str] = []
     try:
         current.ledger.probe(f"readyz:{socket.gethostname()}")
         checks["store"] = "ok"
+        health = assess(current.ledger, current.settings)
     except StoreError as exc:
         checks["store"] = str(exc)
-        ready = False
+        response = jsonify({"status": "not_ready", "checks": checks, "sinks": {}, "warnings": []})
+        response.status_code = 503
+        return response
+    engine = health.engine
+    if engine.state != "idle":
+        checks["worker"] = f"{engine.live_workers} alive" if engine.live_workers else "no live delivery worker"
+    if engine.last_exit:
+        checks["worker_last_exit"] = engine.last_exit
+    if engine.state == "restarted" and engine.reason:
+        warnings.append(engine.reason)
     sinks: dict[str, object] = {}
-    if ready and current.settings.enabled_sinks():
-        live = current.ledger.sinks.live_workers(within_s=WORKER_STALE_S)
-        checks["worker"] = f"{len(live)} alive" if live else "no live delivery worker"
-        exits = current.ledger.sinks.recent_exits(within_s=EXIT_MEMORY_S)
-        if exits:
-            checks["worker_last_exit"] = f"{exits[0]['worker_id']}: {exits[0]['exit_reason']}"
-        ready = bool(live)
-        states = {s.sink: s for s in current.ledger.sinks.all()}
-        missing = missing_by_sink(current.ledger)
-        for name in current.settings.enabled_sinks():
-            found = states.get(name)
-            sinks[name] = {"paused": bool(found and found.paused), "reason": found.reason if found else None}
-            if missing.get(name):  # a warning, not "not ready": the rest of each event still lands
-                sinks[name]["warning"] = missing_warning(name, missing[name])
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks})
+    for name, sink in health.sinks.items():
+        entry: dict[str, object] = {"state": sink.state, "paused": sink.state == "paused",
+                                    "reason": next((c.reason for c in sink.conditions if c.state == "paused"), None)}
+        for condition in sink.conditions:
+            if condition.state == "missing_fields":  # a warning, not "not ready": the rest of each event still lands
+                entry["warning"] = condition.reason
+            warnings.append(f"sinks.{name}: {condition.state}: {condition.advice()}")
+        entry["conditions"] = [{"state": c.state, "reason": c.reason, "command": c.command} for c in sink.conditions]
+        sinks[name] = entry
+    ready = health.delivering
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks,
+                               "warnings": warnings}
+    if not ready:
+        body["fix"] = engine.command
+    response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
 

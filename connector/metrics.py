@@ -19,9 +19,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.config import Settings
+from connector.errors import StoreError
 from connector.ledger import Ledger
 from connector.ledger.schema import events, quarantine
 from connector.payload import EndReason
+from connector.sink_health import ENGINE_STATES, SINK_STATES, Health, assess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DUE = ("pending", "retry_scheduled", "leased")
@@ -57,15 +60,17 @@ class Metrics:
 class LedgerCollector:
     """Gauges computed from the ledger when Prometheus scrapes: the same answer from any process."""
 
-    def __init__(self, ledger: Ledger, sinks: Iterable[str] = ()) -> None:
+    def __init__(self, ledger: Ledger, sinks: Iterable[str] = (), settings: Settings | None = None) -> None:
         self._ledger = ledger
         self._sinks = tuple(sinks)
         """Configured sinks: their gauges are exported at 0 too, so an alert on `== 0` or `> 0` sees them."""
+        self._settings = settings
+        """With settings, the health model's gauges too (connector.sink_health: the states every surface shows)."""
 
     def collect(self) -> Iterator[Any]:
         try:
             yield from self._collect()
-        except SQLAlchemyError:
+        except (SQLAlchemyError, StoreError):
             up = GaugeMetricFamily("connector_store_up", "1 when the store answered this scrape.")
             up.add_metric([], 0)
             yield up
@@ -131,9 +136,31 @@ class LedgerCollector:
         workers = GaugeMetricFamily("connector_live_workers", "Delivery workers with a recent heartbeat.")
         workers.add_metric([], len(ledger.sinks.live_workers(within_s=20)))
         yield workers
+        if self._settings is not None:
+            yield from _health_gauges(assess(ledger, self._settings))
 
 
-def process_metrics(ledger: Ledger | None = None, sinks: Iterable[str] = ()) -> tuple[Metrics, CollectorRegistry]:
+def _health_gauges(health: Health) -> Iterator[Any]:
+    """One 0/1 series per sink and state (every state exported, so an alert on `== 1` needs no `absent()`), and
+    the engine's state likewise. A sink can be in several states at once (a broken mapping and missing fields);
+    `ok` is 1 only when it is in none."""
+    sink_state = GaugeMetricFamily("connector_sink_state", "1 while a sink is in this state (ok, paused, "
+                                   "rate_limited, broken_mapping, missing_fields); the same model as /readyz, "
+                                   "`connector status` and the dashboard.", labels=["sink", "state"])
+    for name, sink in health.sinks.items():
+        present = {c.state for c in sink.conditions} or {"ok"}
+        for state in SINK_STATES:
+            sink_state.add_metric([name, state], 1 if state in present else 0)
+    yield sink_state
+    engine = GaugeMetricFamily("connector_engine_state", "1 for the delivery engine's current state (ok, idle, "
+                               "restarted, dead).", labels=["state"])
+    for state in ENGINE_STATES:
+        engine.add_metric([state], 1 if state == health.engine.state else 0)
+    yield engine
+
+
+def process_metrics(ledger: Ledger | None = None, sinks: Iterable[str] = (),
+                    settings: Settings | None = None) -> tuple[Metrics, CollectorRegistry]:
     """This process's counters, and the registry `/metrics` exposes: every process's counters (in
     multiprocess mode) or this one's, plus the ledger's gauges when a ledger is given."""
     if os.environ.get(MULTIPROC_ENV):
@@ -144,7 +171,7 @@ def process_metrics(ledger: Ledger | None = None, sinks: Iterable[str] = ()) -> 
         exposed = CollectorRegistry()
         metrics = Metrics(registry=exposed)
     if ledger is not None:
-        exposed.register(LedgerCollector(ledger, sinks))
+        exposed.register(LedgerCollector(ledger, sinks, settings))
     return metrics, exposed
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from connector.config import Settings
 from connector.ledger import Ledger
+from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.sinkstate import MissingField
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 from connector.sinks._drift import missing_message
@@ -107,6 +108,8 @@ def forget_after_check(settings: Settings, sink: str) -> int:
 
     Best effort: a store that cannot be opened here leaves the warning until the next successful write.
     """
+    if absent_sqlite_file(settings.store):
+        return 0  # no store yet, so no warning to clear (and opening it would create an empty database file)
     try:
         ledger = Ledger.open(settings.store, migrate_schema=False)
     except Exception:  # noqa: BLE001 - validate/crm-setup must not fail because the store is elsewhere

@@ -37,7 +37,7 @@ class ReceiverState:
         self.ledger = ledger
         self.tokens = [t.get_secret_value().encode("utf-8") for t in settings.receiver.auth.tokens]
         self.mappings = _mappings_for_priority(settings)
-        self.metrics, self.metrics_registry = process_metrics(ledger, settings.sinks)
+        self.metrics, self.metrics_registry = process_metrics(ledger, settings.sinks, settings)
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in settings.receiver.allowed_sources]
         """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
 

@@ -11,6 +11,7 @@ from connector.ingest import content_hash, parse_body
 from connector.ledger import IngestStatus, Ledger
 from connector.missing_fields import by_sink as missing_by_sink
 from connector.missing_fields import warning as missing_warning
+from connector.sink_health import assess
 
 
 def _body_text(body: bytes) -> str:
@@ -53,27 +54,35 @@ def _plain(value: Any) -> Any:
 
 
 def health_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
-    """Sinks (paused? blocked? backlog, oldest due) and live workers: what an operator checks first."""
+    """Sinks (state with every condition and its fix, backlog, oldest due) and the delivery engine (live
+    workers, recent exits): what an operator checks first. States come from connector.sink_health, the
+    model /readyz, the dashboard and /metrics show too."""
+    health = assess(ledger, settings)
     counts = ledger.deliveries.counts()
     states = {s.sink: s for s in ledger.sinks.all()}
     missing = missing_by_sink(ledger)
+    modelled = health.to_dict()["sinks"]
     sinks = {}
     for name in sorted(set(settings.sinks) | {sink for sink, _ in counts}):
         state = states.get(name)
         oldest = ledger.deliveries.oldest_due(name)
+        model = modelled.get(name, {"state": "ok", "conditions": []})
         sinks[name] = {
             "configured": name in settings.sinks,
+            "state": model["state"],
+            "conditions": model["conditions"],
             "paused": bool(state and state.paused),
             "paused_reason": state.reason if state else None,
             "blocked_until": _plain(state.blocked_until) if state and state.blocked_until else None,
+            "mapping_error": state.mapping_error if state else None,
             "deliveries": {status: n for (sink, status), n in sorted(counts.items()) if sink == name},
             "oldest_due": _plain(oldest) if oldest else None,
             "missing_fields": {f.name: f.code for f in missing.get(name, [])},
             "warning": missing_warning(name, missing.get(name, [])),
         }
-    workers = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.live_workers(within_s=30)]
+    workers = [{k: _plain(v) for k, v in w.items()} for w in health.workers]
     exits = [{k: _plain(v) for k, v in w.items()} for w in ledger.sinks.recent_exits(within_s=3600)]
-    return {"sinks": sinks, "live_workers": workers, "worker_exits": exits}
+    return {"sinks": sinks, "engine": health.to_dict()["engine"], "live_workers": workers, "worker_exits": exits}
 
 
 def quarantined_report(ledger: Ledger, quarantine_id: int) -> dict[str, Any] | None:

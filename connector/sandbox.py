@@ -127,23 +127,21 @@ CURL_SAMPLE = json.dumps({
 
 
 def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *,
-           host: str | None = None, port: int | None = None) -> str:
-    """What to do next, printed before the server starts."""
+           host: str | None = None, port: int | None = None) -> list[str]:
+    """The sandbox's lines of the start-up block (connector.startup prints the rest: where it listens, the webhook,
+    the store, the sinks, the dashboard URL, the worker): the token and dashboard login (a sandbox only has
+    throw-away secrets, so it prints them), the emulators, and what to do next."""
     receiver = settings.receiver
     url = f"http://{host or receiver.host}:{port or receiver.port}{receiver.path}"
     token = receiver.auth.tokens[0].get_secret_value()
     lines = [
-        "2X CRM connector: sandbox mode (no CRM credentials needed)",
-        f"  Webhook URL : {url}",
-        f"  Header name : {receiver.auth.header}",
+        "  Mode        : sandbox (no CRM credentials needed)",
         f"  Token       : {token}",
-        f"  Store       : {settings.store.url}",
         f"  Config      : {config_path}",
     ]
     dashboard = settings.dashboard
     if dashboard.enabled and dashboard.password is not None:
-        lines.append(f"  Dashboard   : http://{host or receiver.host}:{port or receiver.port}{dashboard.path}/  "
-                     f"(user {dashboard.username}, password {dashboard.password.get_secret_value()})")
+        lines.append(f"  Login       : user {dashboard.username}, password {dashboard.password.get_secret_value()}")
     if emulators is not None:
         from connector.emulators.hubspot import DEFAULT_TOKEN
         from connector.emulators.salesforce import DEFAULT_SESSION_ID
@@ -176,4 +174,4 @@ def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *
             f"'{emulators.salesforce.instance_url}/services/data/v62.0/query?q="
             "SELECT+Subject,CallObject,WhoId+FROM+Task'",
         ]
-    return "\n".join(lines + [""])
+    return lines + [""]

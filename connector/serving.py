@@ -30,6 +30,7 @@ from gunicorn.app.base import BaseApplication
 
 from connector.app import create_app
 from connector.config import Settings
+from connector.errors import ConfigError, ConnectorError, StoreError
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
@@ -37,11 +38,18 @@ from connector.worker_process import EXIT_CONFIG
 
 log = logging.getLogger(__name__)
 
+WORKER_BOOT_ERROR = 3
+"""gunicorn's exit status for a worker that could not load its app: the master then halts ("failed to boot")."""
+
 
 class ReceiverServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn application whose workers each call the app factory with the given settings."""
+    """gunicorn application whose workers each call the app factory with the given settings.
 
-    def __init__(self, settings: Settings, *, host: str, port: int, workers: int) -> None:
+    The master speaks for the whole server: the start-up block once it listens, then one line per stage
+    of a shutdown ("draining…", "stopped"); per-process start-up logs are debug-level.
+    """
+
+    def __init__(self, settings: Settings, *, host: str, port: int, workers: int, block: str = "") -> None:
         self.settings = settings
         self.options: dict[str, Any] = {
             "bind": f"{host}:{port}",
@@ -53,36 +61,95 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": "warning",
             "proc_name": "connector-receiver",
-            "when_ready": self._start_delivery_worker,
-            "on_exit": self._stop_delivery_worker,
+            "when_ready": self._when_ready,
+            "on_exit": self._on_exit,
         }
+        self._block = block
         self._delivery: DeliveryProcess | None = None
+        self._draining = False
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def _start_delivery_worker(self, _server: Any) -> None:
+    def _when_ready(self, arbiter: Any) -> None:
+        """Listening: start the delivery worker, say so once, and announce a shutdown when a signal asks for one."""
         if self.settings.worker.embedded and self.settings.enabled_sinks():
             self._delivery = DeliveryProcess(self.settings)
             self._delivery.start()
+        if self._block:
+            print(self._block, flush=True)
+        for name in ("handle_term", "handle_int", "handle_quit"):
+            setattr(arbiter, name, self._announcing(getattr(arbiter, name)))
 
-    def _stop_delivery_worker(self, _server: Any) -> None:
+    def _announcing(self, handler: Any) -> Any:
+        """gunicorn's own signal handler, after one "draining" line (the master dispatches signals by name)."""
+        def handle() -> None:
+            if not self._draining:
+                self._draining = True
+                say("draining: finishing requests in flight and the delivery in hand…")
+                if self._delivery is not None:
+                    # Ctrl-C reaches the worker too; shutting down the receivers can outlast the first restart
+                    # delay, and a worker that ended now must not be restarted.
+                    self._delivery.no_more_restarts()
+            handler()
+        return handle
+
+    def _on_exit(self, _arbiter: Any) -> None:
         if self._delivery is not None:
             self._delivery.stop()
+        say("stopped")
 
     def load(self) -> Flask:
+        """Each receiver process's app. The master checked everything it could; a failure left for here (e.g. the
+        store gone since) is one `Error:` line and gunicorn's "failed to boot" exit, which stops the server."""
         setup_logging(self.settings.logging)
-        return create_app(self.settings, ledger=Ledger.open(self.settings.store, migrate_schema=False))
+        try:
+            return create_app(self.settings, ledger=Ledger.open(self.settings.store, migrate_schema=False))
+        except ConnectorError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(WORKER_BOOT_ERROR)
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
-    """Migrate the store, then serve until SIGTERM/SIGINT (gunicorn finishes in-flight requests).
+def say(line: str) -> None:
+    """One line of `serve`'s own, on stderr beside the logs (the master configures no logging of its own)."""
+    print(f"connector serve: {line}", file=sys.stderr, flush=True)
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
+          extra_lines: list[str] | None = None) -> None:
+    """Check everything that can stop a start (sinks and mappings, the port, the store), migrate the store,
+    then serve until SIGTERM/SIGINT (gunicorn finishes in-flight requests). A check that fails raises a
+    ConnectorError whose message says what to change (the CLI prints it as one `Error:`; no traceback).
 
     Counters of every process (gunicorn workers, the delivery worker) meet in a fresh
     prometheus multiprocess directory, so `/metrics` sums them whichever worker answers.
     """
+    from connector.dashboard.blueprint import password_problems
+    from connector.preflight import check_deliverable
+    from connector.sink_health import assess
+    from connector.startup import check_port, check_store_path, startup_block, store_failure
+
+    host = host or settings.receiver.host
+    port = port or settings.receiver.port
+    workers = workers or settings.serve.workers
+    check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
+    dashboard_problems = password_problems(settings, settings.dashboard)
+    if dashboard_problems:
+        raise ConfigError("<config>", dashboard_problems)
+    check_port(host, port)
+    check_store_path(settings.store)
+    try:
+        ledger = Ledger.open(settings.store)
+    except StoreError as exc:
+        raise store_failure(settings.store, exc) from None
+    try:
+        sinks = assess(ledger, settings).sinks
+    except StoreError as exc:
+        raise store_failure(settings.store, exc) from None
+    finally:
+        ledger.dispose()
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="connector-metrics-")
         from prometheus_client import values
@@ -90,17 +157,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # prometheus-client picks its value storage when first imported (already done here):
         # switch it to the shared-file kind before any worker creates a metric.
         values.ValueClass = values.get_value_class()
-    from connector.preflight import check_deliverable
-
-    check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
-    ledger = Ledger.open(settings.store)
-    ledger.dispose()
-    ReceiverServer(
-        settings,
-        host=host or settings.receiver.host,
-        port=port or settings.receiver.port,
-        workers=workers or settings.serve.workers,
-    ).run()
+    block = startup_block(settings, host=host, port=port, workers=workers, sinks=sinks, extra=extra_lines)
+    ReceiverServer(settings, host=host, port=port, workers=workers, block=block).run()
 
 
 class DeliveryProcess:
@@ -169,6 +227,10 @@ class DeliveryProcess:
             log.warning("could not record why the embedded worker exited (store unavailable)")
         finally:
             ledger.dispose()
+
+    def no_more_restarts(self) -> None:
+        """The server is shutting down: whatever ends the worker from now on, it is not restarted."""
+        self._stopping.set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM: the worker finishes the delivery in hand and releases the rest."""

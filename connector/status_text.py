@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from connector.hints import command
 from connector.logs import escape_control, mask_phone
 
 _STATE_WORDS = {
@@ -57,7 +58,7 @@ def event_text(detail: dict[str, Any]) -> str:
         lines.append("  No sink is configured for this event: it is stored only.")
     for delivery in deliveries:
         lines += [""] + _delivery_lines(delivery)
-    lines += ["", f"Full audit trail: connector status --json … {_safe(detail['event_id'])}"]
+    lines += ["", f"Full audit trail: {command('status', '--json', str(detail['event_id']))}"]
     return "\n".join(lines)
 
 
@@ -81,7 +82,7 @@ def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
     if status == "retry_scheduled" and delivery.get("due_at"):
         lines.append(f"  next try: {_when(delivery['due_at'])}")
     if status in ("dead", "held"):
-        lines.append(f"  replay  : connector replay --config … --event {_safe(delivery['event_id'])}")
+        lines.append(f"  replay  : {command('replay', '--event', str(delivery['event_id']))}")
     return lines
 
 
@@ -103,49 +104,63 @@ def _action_line(action: dict[str, Any]) -> str:
     return text
 
 
+_STATE_LABELS = {"ok": "ok", "paused": "paused", "rate_limited": "rate-limited", "broken_mapping": "broken mapping",
+                 "missing_fields": "missing fields"}
+
+
 def health_text(report: dict[str, Any]) -> str:
-    """`connector status` without an event: one row per sink, then the live workers."""
+    """`connector status` without an event: one row per sink, what is wrong with each and the command that fixes
+    it (connector.sink_health), then the delivery workers."""
     header = ("SINK", "STATE", "BACKLOG", "DEAD", "OLDEST DUE", "NOTE")
     rows = [header]
+    details: list[str] = []
     for name, sink in report["sinks"].items():
         counts = sink.get("deliveries") or {}
         backlog = sum(n for state, n in counts.items() if state in ("pending", "retry_scheduled", "leased"))
         state, note = _sink_state(sink)
         rows.append((name, state, str(backlog), str(counts.get("dead", 0)),
                      _when(sink["oldest_due"]) if sink.get("oldest_due") else "-", note))
+        for condition in sink.get("conditions") or []:
+            details.append(f"{name}: {_STATE_LABELS.get(condition['state'], condition['state'])}")
+            details += [f"  {_safe(line)}" for line in str(condition["reason"]).splitlines()]
+            if condition.get("command"):
+                details.append(f"  fix: {condition['command']}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     lines = [line.rstrip() for line in lines]
     if not report["sinks"]:
         lines.append("(no sinks configured: webhooks are only stored)")
+    if details:
+        lines += ["", *details]
     workers = report.get("live_workers") or []
+    engine = report.get("engine") or {}
     lines.append("")
-    lines.append(f"Delivery workers alive: {len(workers)}" + ("" if workers else
+    lines.append(f"Delivery workers alive: {len(workers)}" + ("" if workers or engine.get("state") == "idle" else
                                                              "  (nothing is delivered until one runs)"))
     for worker in workers:
         lines.append(f"  {worker.get('worker_id') or worker.get('id')}  last heartbeat "
                      f"{_when(worker.get('heartbeat_at'))}")
-    exits = report.get("worker_exits") or []
-    if exits:
-        lines.append("Worker exits in the last hour (newest first):")
-        for ended in exits[:5]:
-            lines.append(f"  {_when(ended.get('stopped_at'))}  {ended.get('worker_id')}: "
-                         f"{_safe(ended.get('exit_reason') or '')}")
+    if engine.get("last_exit"):
+        lines.append(f"  last exit: {_safe(engine['last_exit'])}")
+    if engine.get("state") == "dead" and engine.get("command"):
+        lines.append(f"  fix: {engine['command']}")
     return "\n".join(lines)
 
 
 def _sink_state(sink: dict[str, Any]) -> tuple[str, str]:
     if not sink.get("configured", True):
         return "not configured", "deliveries exist for a sink no longer in the config"
-    if sink.get("paused"):
-        return "paused", _safe(sink.get("paused_reason") or "")
-    if sink.get("blocked_until"):
-        until = datetime.fromisoformat(sink["blocked_until"])
-        if until > datetime.now(timezone.utc):
-            return "rate-limited", f"waiting until {_when(sink['blocked_until'])}"
-    if sink.get("warning"):
-        return "missing fields", _safe(sink["warning"])
-    return "ok", ""
+    conditions = sink.get("conditions") or []
+    if not conditions:
+        return "ok", ""
+    first = conditions[0]
+    lines = str(first["reason"]).splitlines()
+    note = lines[1] if first["state"] == "broken_mapping" and len(lines) > 1 else lines[0]  # its first FILE:LINE
+    if first["state"] == "rate_limited" and first.get("until"):
+        note = f"waiting until {_when(first['until'])}"
+    more = len(conditions) - 1
+    return (_STATE_LABELS.get(first["state"], first["state"]) + (f" (+{more})" if more else ""),
+            _safe(note))
 
 
 def _when(value: Any) -> str:

@@ -68,6 +68,9 @@ class Worker:
         self._last_sweep = 0.0
         self._last_dead_check = 0.0
         self._last_reload = time.monotonic()
+        self._broken_mappings: dict[str, str] = {}
+        """Sink → sha256 of its mapping file's content that does not load (reported once per change)."""
+        self._mapping_checked = False
         self._store_ok_since: float | None = time.monotonic()
         """When the store last came back (monotonic); None while this worker cannot reach it."""
         self._parent_pid = os.getppid()
@@ -96,7 +99,9 @@ class Worker:
             self.ledger.sinks.heartbeat(self.id)
         except StoreError:
             pass  # the liveness thread heartbeats as soon as the store answers
-        log.info("worker started", extra={"worker": self.id, "sinks": sorted(self._runtimes)})
+        # The embedded worker's start is in `serve`'s start-up block; a standalone one says it here.
+        log.log(logging.DEBUG if self.exit_when_orphaned else logging.INFO, "worker started",
+                extra={"worker": self.id, "sinks": sorted(self._runtimes)})
 
     def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -186,28 +191,49 @@ class Worker:
     def _reload_changed_mappings(self) -> None:
         """A mapping fixed on disk applies to the next plan without a restart (replay relies on it).
 
-        A file that no longer loads keeps the previous mapping in use and logs every problem.
+        A file that no longer loads keeps the previous mapping in use; the problem (FILE:LINE, the error) is logged
+        once per change of the file and recorded in the store, so /readyz, `connector status`, the dashboard and
+        /metrics show it until the file loads again (connector.sink_health).
         """
+        from connector.sink_health import mapping_error_text
+
         for name, runtime in list(self._runtimes.items()):
             path = mapping_path(self.settings, name)
             try:
-                changed = hashlib.sha256(path.read_bytes()).hexdigest() != runtime.mapping.sha256
-            except OSError:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                digest = f"unreadable:{exc.strerror}"
+            if digest == runtime.mapping.sha256:
+                self._mapping_fixed(name, path)
                 continue
-            if not changed:
-                continue
+            if self._broken_mappings.get(name) == digest:
+                continue  # this broken version was already reported
             try:
                 mapping = load_mapping(path)
             except ConfigError as exc:
-                log.error("mapping changed but does not load; keeping the previous one: %s", exc, extra={"sink": name})
+                error = mapping_error_text(exc)
+                self.ledger.sinks.note_mapping_error(name, error)  # first: a store outage retries the whole step
+                self._broken_mappings[name] = digest
+                log.error("mapping changed but does not load; keeping the previous one:\n%s", error,
+                          extra={"sink": name})
                 continue
             self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
             log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
+            self._mapping_fixed(name, path)
+
+    def _mapping_fixed(self, name: str, path: object) -> None:
+        """The file loads (again): forget a recorded error, saying so once."""
+        if name in self._broken_mappings or not self._mapping_checked:
+            cleared = self.ledger.sinks.clear_mapping_error(name)  # a store outage leaves it to the next check
+            self._broken_mappings.pop(name, None)
+            if cleared:
+                log.info("mapping loads again; its error is cleared", extra={"sink": name, "mapping": str(path)})
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now - self._last_reload >= MAPPING_CHECK_S:
+        if now - self._last_reload >= MAPPING_CHECK_S or not self._mapping_checked:
             self._reload_changed_mappings()
+            self._mapping_checked = True
             self._last_reload = now
         if now - self._last_dead_check >= HEARTBEAT_S:
             self.recover_dead_workers()
@@ -301,7 +327,7 @@ def run_worker(settings: Settings, *, embedded: bool = False) -> None:
 
     setup_logging(settings.logging)
     stop = threading.Event()
-    _stop_on_signals(stop)
+    _stop_on_signals(stop, quiet=embedded)
     ledger = _open_patiently(settings, stop)
     if ledger is None:
         return
@@ -316,9 +342,10 @@ def run_worker(settings: Settings, *, embedded: bool = False) -> None:
     worker.run_forever()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: threading.Event, *, quiet: bool = False) -> None:
+    """`quiet`: the embedded worker, whose stop `serve` announces itself ("draining…", "stopped")."""
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("stop requested", extra={"signal": signum})
+        log.log(logging.DEBUG if quiet else logging.INFO, "stop requested", extra={"signal": signum})
         stop.set()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -8,6 +8,7 @@ multiprocessing child and try to join it at exit ("can only join a child process
 from __future__ import annotations
 
 import pickle
+import signal
 import sys
 
 EXIT_CONFIG = 78
@@ -33,4 +34,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group, possibly while this process still imports (seconds on a busy
+    # host): a KeyboardInterrupt traceback then. `serve` stops this worker with SIGTERM anyway, and once
+    # running, the worker's own handlers take both signals over (connector.worker._stop_on_signals).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(main())

@@ -195,3 +195,20 @@ def test_an_empty_secret_is_one_clear_problem(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("CLI_TEST_HUBSPOT_TOKEN", "   ")
     code, _, err = run("validate", "--offline", "--config", config)
     assert code == 1 and "sinks.hs.access_token" in err and "empty" in err
+
+
+def test_crm_setup_leaves_no_store_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set-up usually runs before the first `serve`: reading question names must not create `connector.db`."""
+    from connector.emulators.hubspot import HubSpotEmulator
+
+    monkeypatch.chdir(tmp_path)
+    with HubSpotEmulator(seed_custom_properties=False) as emulator:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
+                                        "sinks": {"hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token",
+                                                         "base_url": emulator.url}}}))
+        for flags in ((), ("--no-ledger-questions",), ("--dry-run",)):
+            code, out, err = run("crm-setup", "--config", str(path), *flags)
+            assert code == 0, err
+            assert "twox_do_not_call" in out
+            assert list(tmp_path.glob("connector.db*")) == [], flags

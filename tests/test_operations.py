@@ -62,7 +62,7 @@ def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recor
     labels = [next(row for row in rows if row.startswith(label + " ")) for label in
               ("contact", "call logged", "contact updated", "task created")]
     assert [rows.index(row) for row in labels] == sorted(rows.index(row) for row in labels)  # plan order
-    assert "lead    : +1******0143" in text and "Full audit trail: connector status --json" in text
+    assert "lead    : +1******0143" in text and "Full audit trail: connector status --config " in text
 
 
 def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str, recorder: Recorder,
@@ -127,7 +127,7 @@ def test_status_text_says_why_a_call_failed_and_what_to_do(ledger: Ledger, store
     assert code == 0
     assert "rec: dead-lettered (will not be retried on its own) after 1 attempt" in dead
     assert "  why     : The CRM refused the data as invalid" in dead
-    assert f"  replay  : connector replay --config … --event {dead_id}" in dead
+    assert f"  replay  : connector replay --config {Path(config).resolve()} --event {dead_id}" in dead
     code, retried, _ = run("status", "--config", config, retried_id)
     assert "rec: failed, will retry after 1 attempt" in retried
     assert "  next try: " in retried and " UTC" in retried.split("next try: ")[1].splitlines()[0]

@@ -171,7 +171,7 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         assert report["normalized"]["call"]["end_reason"]["known"] is True
         for delivery in report["deliveries"]:
             assert {"resolve_contact", "create_activity", "update_contact"} <= set(delivery["crm_ids"])
-        dashboard = re.search(r"Dashboard\s+:\s+(\S+)\s+\(user (\S+), password (\S+)\)", banner)
+        dashboard = re.search(r"Dashboard\s+:\s+(\S+)\s.*\n(?:.*\n)*?\s+Login\s+:\s+user (\S+), password (\S+)", banner)
         assert dashboard, banner
         url, user, password = dashboard.groups()
         page = requests.get(f"{url}events/{answer['id']}", auth=(user, password), timeout=10)

@@ -8,7 +8,7 @@ from connector.crm_setup._model import (
     SetupPlan,
     SetupReport,
 )
-from connector.crm_setup._questions import seen_question_names
+from connector.crm_setup._questions import seen_question_names, stored_question_names
 from connector.crm_setup.hubspot import (
     plan_hubspot_setup,
     run_hubspot_setup,
@@ -24,5 +24,6 @@ __all__ = [
     "plan_hubspot_setup",
     "run_hubspot_setup",
     "seen_question_names",
+    "stored_question_names",
     "validate_against_hubspot",
 ]

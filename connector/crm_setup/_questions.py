@@ -11,7 +11,10 @@ import json
 
 import sqlalchemy as sa
 
+from connector.config import StoreSettings
+from connector.errors import StoreError
 from connector.ledger import Ledger
+from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.schema import events
 
 NEWEST_EVENTS = 10_000
@@ -35,3 +38,18 @@ def seen_question_names(ledger: Ledger, *, limit: int = NEWEST_EVENTS) -> list[s
             if isinstance(questions, dict):
                 names.update(str(name) for name in questions if str(name).strip())
     return sorted(names)
+
+
+def stored_question_names(store: StoreSettings) -> list[str]:
+    """`seen_question_names` of the configured store, without creating or migrating it: set-up often runs before
+    the first `connector serve`, and must not leave an empty `connector.db` behind (a SQLite file that does not
+    exist has seen no question). A store that cannot be read is a StoreError (the caller says so)."""
+    if absent_sqlite_file(store):
+        return []
+    ledger = Ledger.open(store, migrate_schema=False)
+    try:
+        return seen_question_names(ledger)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot read question names from the store: {exc.__class__.__name__}") from exc
+    finally:
+        ledger.dispose()

@@ -74,11 +74,11 @@ def _annotate(delivery: dict[str, Any], settings: Settings) -> None:
     if delivery["status"] in ("dead", "held", "retry_scheduled") or (message and delivery["status"] != "succeeded"):
         delivery["reason"] = delivery_reason(status=delivery["status"], message=message,
                                              error_kind=last.get("error_kind"), crm_code=last.get("crm_code"),
-                                             status_code=last.get("status_code"))
+                                             status_code=last.get("status_code"), sink=delivery["sink"])
     for attempt in attempts:
         attempt["reason"] = delivery_reason(status=attempt.get("outcome"), message=attempt.get("message"),
                                             error_kind=attempt.get("error_kind"), crm_code=attempt.get("crm_code"),
-                                            status_code=attempt.get("status_code")) \
+                                            status_code=attempt.get("status_code"), sink=delivery["sink"]) \
             if attempt.get("error_kind") else None
     delivery["plan_text"] = None
     delivery["plan_json"] = None

@@ -47,17 +47,16 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
         log.warning("dashboard already registered on this app; the second registration is ignored")
         return True
     if not dashboard.enabled:
-        log.info("dashboard disabled (dashboard.enabled: false)")
+        log.debug("dashboard disabled (dashboard.enabled: false)")  # `serve` says it once, in its start-up block
         return False
     if dashboard.password is None:
-        log.info("dashboard disabled: no password; set dashboard.password (e.g. "
+        log.debug("dashboard disabled: no password; set dashboard.password (e.g. "
                  "`password: ${CONNECTOR_DASHBOARD_PASSWORD}`) to serve it at %s", dashboard.path)
         return False
+    problems = password_problems(settings, dashboard)
+    if problems:
+        raise ConfigError("<config>", problems)
     password = dashboard.password.get_secret_value()
-    for token in settings.receiver.auth.tokens:
-        if hmac.compare_digest(password.encode("utf-8"), token.get_secret_value().encode("utf-8")):
-            problem = "must differ from the webhook token: the webhook token never opens the dashboard"
-            raise ConfigError("<config>", [ConfigProblem("dashboard.password", problem)])
     credentials = security.Credentials.of(dashboard.username, password)
     throttle = LoginThrottle(dashboard.max_failed_logins, dashboard.login_lockout_s,
                              settings.worker.redis_url or "memory://")
@@ -66,8 +65,20 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
     app.register_blueprint(_blueprint(), url_prefix=dashboard.path)
     app.after_request(_headers_under(dashboard.path))
     where = "loopback only" if not dashboard.allow_remote else "remote addresses allowed"
-    log.info("dashboard at %s (HTTP Basic; %s)", dashboard.path, where)
+    log.debug("dashboard at %s (HTTP Basic; %s)", dashboard.path, where)  # once per process: serve's block says it
     return True
+
+
+def password_problems(settings: Settings, dashboard: DashboardSettings) -> list[ConfigProblem]:
+    """The dashboard password must differ from every webhook token (`serve` checks it before gunicorn starts)."""
+    if not dashboard.enabled or dashboard.password is None:
+        return []
+    password = dashboard.password.get_secret_value().encode("utf-8")
+    for token in settings.receiver.auth.tokens:
+        if hmac.compare_digest(password, token.get_secret_value().encode("utf-8")):
+            return [ConfigProblem("dashboard.password", "must differ from the webhook token: the webhook token never "
+                                                        "opens the dashboard")]
+    return []
 
 
 def _blueprint() -> Blueprint:

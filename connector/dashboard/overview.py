@@ -55,6 +55,10 @@ class SinkHealth:
     budget: RateBudget
     missing_warning: str | None = None
     """The CRM lacks fields the mapping writes (schema drift): they are skipped until crm-setup."""
+    conditions: tuple[dict[str, Any], ...] = ()
+    """What is wrong (connector.sink_health: state, reason, command), most severe first; the same on every surface."""
+    mapping_error: str | None = None
+    """The mapping file changed but does not load (FILE:LINE lines); the previous mapping is in use."""
 
     @property
     def state(self) -> str:
@@ -66,7 +70,21 @@ class SinkHealth:
             return "paused"
         if self.blocked:
             return "blocked"
+        if self.mapping_error:
+            return "broken mapping"
+        if self.missing_warning:
+            return "missing fields"
         return "running"
+
+    @property
+    def mapping_error_since(self) -> str | None:
+        return next((c.get("since") for c in self.conditions if c["state"] == "broken_mapping"), None)
+
+    @property
+    def fixes(self) -> list[dict[str, Any]]:
+        """Conditions the sink card does not already explain in its own words (paused, rate-limited, missing fields
+        have their blocks), plus the fix command of every condition."""
+        return [c for c in self.conditions if c.get("command") or c["state"] == "broken_mapping"]
 
     @property
     def blocked(self) -> bool:
@@ -136,10 +154,12 @@ def sink_health(ledger: Ledger, settings: Settings, cache: dict[str, tuple[int |
             oldest_due=_parse(entry["oldest_due"]),
             budget=budget_for(settings, name, cache, ledger),
             missing_warning=entry.get("warning"),
+            conditions=tuple(entry.get("conditions") or ()),
+            mapping_error=entry.get("mapping_error"),
         ))
     workers = [{**w, "heartbeat_at": _parse(w.get("heartbeat_at")), "started_at": _parse(w.get("started_at"))}
                for w in report["live_workers"]]
-    return {"sinks": sinks, "workers": workers}
+    return {"sinks": sinks, "workers": workers, "engine": report["engine"]}
 
 
 def totals(ledger: Ledger) -> dict[str, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from connector.hints import command
+
 _GAVE_UP = re.compile(r"^gave up after (\d+) attempts: ", re.IGNORECASE)
 _HUBSPOT_PROPERTY = re.compile(r"""[Pp]roperty\s+\\?["']?([A-Za-z0-9_]+)\\?["']?\s+does not exist""")
 _SALESFORCE_FIELD = re.compile(r"""No such column '([A-Za-z0-9_]+)'|field[s]?\s*:?\s*\[?([A-Za-z0-9_]+__c)""")
@@ -65,7 +67,7 @@ _BY_KIND: dict[str, str] = {
 
 
 def delivery_reason(*, status: str | None, message: str | None, error_kind: str | None = None,
-                    crm_code: str | None = None, status_code: int | None = None) -> Reason:
+                    crm_code: str | None = None, status_code: int | None = None, sink: str | None = None) -> Reason:
     """A dead, held or retried delivery's reason, from its last attempt's error kind and CRM code."""
     raw = message
     text = message or ""
@@ -80,12 +82,12 @@ def delivery_reason(*, status: str | None, message: str | None, error_kind: str 
         found = _HUBSPOT_PROPERTY.search(text)
         name = f" “{found.group(1)}”" if found else ""
         return Reason(f"HubSpot has no property{name}, which the mapping writes. Create it in HubSpot "
-                      "(`connector crm-setup` creates the connector's own) or fix the mapping, then replay.", raw)
+                      f"(`{_setup(sink)}` creates the connector's own) or fix the mapping, then replay.", raw)
     if crm_code in ("INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE"):
         found = _SALESFORCE_FIELD.search(text)
         name = f" “{found.group(1) or found.group(2)}”" if found else ""
-        return Reason(f"Salesforce has no writable field{name} on this object. Create it (see `connector "
-                      "crm-setup`) or remove it from the mapping, then replay.", raw)
+        return Reason(f"Salesforce has no writable field{name} on this object. Create it (see "
+                      f"`{_setup(sink)}`) or remove it from the mapping, then replay.", raw)
     if crm_code and crm_code in _BY_CODE:
         return Reason(_BY_CODE[crm_code], raw)
     if gave_up:
@@ -99,6 +101,11 @@ def delivery_reason(*, status: str | None, message: str | None, error_kind: str 
     if status == "dead":
         return Reason("Delivery stopped; the message below is what the CRM or the connector said.", raw)
     return Reason(text or "No error recorded.", raw)
+
+
+def _setup(sink: str | None) -> str:
+    """The complete crm-setup command for the sink (connector.hints: names this process's config file)."""
+    return command("crm-setup", "--sink", sink) if sink else command("crm-setup")
 
 
 def pause_reason(reason: str | None) -> Reason:

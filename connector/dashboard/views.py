@@ -99,7 +99,7 @@ def dead() -> str:
         last = row.get("last_attempt") or {}
         row["reason"] = delivery_reason(status=row["status"], message=row.get("dead_reason") or row.get("last_error"),
                                         error_kind=last.get("error_kind"), crm_code=last.get("crm_code"),
-                                        status_code=last.get("status_code"))
+                                        status_code=last.get("status_code"), sink=row.get("sink"))
     return render_template("dashboard/dead.html", title="Dead letters" if status == "dead" else "Held for review",
                            nav=_nav(), active="dead", page=page, status=status, sink=sink, sinks=sinks,
                            requeued=_count("requeued"))

@@ -203,9 +203,18 @@ class DeliveryStore:
     # -- finishing --------------------------------------------------------------------------
 
     def start_attempt(self, delivery_id: int, number: int, worker: str) -> int:
+        """Open an attempt record. It is numbered after the delivery's previous records (1, 2, 3… across
+        replays, which reset the retry counter `number` comes from); `number` 0 marks a record that is no
+        attempt (claims given back unstarted) and is kept as 0."""
+        if number > 0:
+            previous = (select(func.coalesce(func.max(attempts.c.number), 0) + 1)
+                        .where(attempts.c.delivery_id == delivery_id).scalar_subquery())
+            values: dict[str, Any] = {"number": previous}
+        else:
+            values = {"number": number}
         with self._writes.begin() as connection:
-            result = connection.execute(attempts.insert(), {
-                "delivery_id": delivery_id, "number": number, "worker": worker, "started_at": utcnow()})
+            result = connection.execute(attempts.insert().values(
+                delivery_id=delivery_id, worker=worker, started_at=utcnow(), **values))
             return int(result.inserted_primary_key[0])
 
     def finish(

@@ -9,6 +9,7 @@ transactions both try to upgrade; read-only transactions stay deferred and never
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -23,6 +24,18 @@ from connector.config import StoreSettings
 def writer(engine: Engine) -> Engine:
     """The same engine, for transactions that write (IMMEDIATE on SQLite, unchanged elsewhere)."""
     return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def absent_sqlite_file(store: StoreSettings) -> bool:
+    """True for a SQLite store whose file does not exist yet: opening it would create an empty database (commands
+    that only read the store, like crm-setup, must not leave one behind)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store.url)
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return not database or database == ":memory:" or not Path(database).is_file()
 
 
 def make_engine(store: StoreSettings) -> Engine:

@@ -190,6 +190,9 @@ sink_state = Table(
     Column("next_probe_at", UTCDateTime(), nullable=True),
     Column("blocked_until", UTCDateTime(), nullable=True),  # rate-limited: nobody calls the CRM before this
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The mapping file changed but does not load (FILE:LINE: problem lines); the worker keeps the previous one.
+    Column("mapping_error", Text(), nullable=True),
+    Column("mapping_error_at", UTCDateTime(), nullable=True),
 )
 
 field_state = Table(

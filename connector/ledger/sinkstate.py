@@ -28,6 +28,15 @@ class SinkStatus:
     paused_at: datetime | None
     next_probe_at: datetime | None
     blocked_until: datetime | None
+    mapping_error: str | None = None
+    """The sink's mapping file changed but does not load (the previous mapping stays in use): every problem, one
+    `FILE:LINE: message` per line."""
+    mapping_error_at: datetime | None = None
+
+
+def _status(row: Any) -> SinkStatus:
+    return SinkStatus(row.sink, row.paused, row.reason, row.paused_at, row.next_probe_at, row.blocked_until,
+                      row.mapping_error, row.mapping_error_at)
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,12 @@ class SinkStateStore:
             row = connection.execute(select(sink_state).where(sink_state.c.sink == sink)).first()
         if row is None:
             return SinkStatus(sink, False, None, None, None, None)
-        return SinkStatus(sink, row.paused, row.reason, row.paused_at, row.next_probe_at, row.blocked_until)
+        return _status(row)
 
     def all(self) -> list[SinkStatus]:
         with self._engine.connect() as connection:
             rows = connection.execute(select(sink_state).order_by(sink_state.c.sink)).all()
-        return [SinkStatus(r.sink, r.paused, r.reason, r.paused_at, r.next_probe_at, r.blocked_until) for r in rows]
+        return [_status(r) for r in rows]
 
     def pause(self, sink: str, reason: str, *, probe_in_s: float) -> None:
         """Stop claiming for this sink until a credentials probe succeeds."""
@@ -93,6 +102,19 @@ class SinkStateStore:
         current = self.status(sink).blocked_until
         if current is None or until > current:
             self._upsert(sink, blocked_until=until)
+
+    # -- a mapping that changed but does not load ---------------------------------------------------
+
+    def note_mapping_error(self, sink: str, error: str) -> None:
+        """The sink's mapping file changed and does not load; the worker keeps the previous mapping meanwhile."""
+        self._upsert(sink, mapping_error=error[:4000], mapping_error_at=utcnow())
+
+    def clear_mapping_error(self, sink: str) -> bool:
+        """The sink's mapping loads again; True when an error was recorded (so the caller says it is fixed)."""
+        with self._writes.begin() as connection:
+            return bool(connection.execute(
+                update(sink_state).where(sink_state.c.sink == sink, sink_state.c.mapping_error.is_not(None))
+                .values(mapping_error=None, mapping_error_at=None, updated_at=utcnow())).rowcount)
 
     def _upsert(self, sink: str, **values: Any) -> None:
         now = utcnow()

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connector.config import StoreSettings
 from connector.errors import StoreError
+from connector.hints import command
 from connector.ledger import migrate
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods, translated
@@ -94,7 +95,7 @@ class Ledger:
         """Bring the schema to the newest revision."""
         try:
             migrate.upgrade(self.engine)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # OSError: the migration lock file beside a SQLite store
             raise StoreError(f"cannot migrate the store: {exc.__class__.__name__}") from exc
 
     def ping(self) -> None:
@@ -103,7 +104,7 @@ class Ledger:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             if migrate.current_revision(self.engine) != migrate.head_revision():
-                raise StoreError("the store's schema is not at the current revision; run `connector migrate`")
+                raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
         except SQLAlchemyError as exc:
             raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
 
@@ -112,7 +113,7 @@ class Ledger:
         a held lock fail here, where `SELECT 1` would pass) and its schema is current."""
         try:
             if migrate.current_revision(self.engine) != migrate.head_revision():
-                raise StoreError("the store's schema is not at the current revision; run `connector migrate`")
+                raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
             now = utcnow()
             with self._writes.begin() as connection:
                 changed = connection.execute(store_probe.update().where(store_probe.c.name == name)

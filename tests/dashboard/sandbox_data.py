@@ -1,6 +1,7 @@
 """Realistic sandbox data for the screenshots: calls delivered to the HubSpot and Salesforce emulators
 by a real worker, a dead letter (a mapping names a HubSpot property that does not exist), quarantined
-bodies posted to the real receiver, and a Salesforce sink paused by a revoked session."""
+bodies posted to the real receiver, a Salesforce sink paused by a revoked session, and a HubSpot mapping saved
+with a typo while the worker runs."""
 
 from __future__ import annotations
 
@@ -127,6 +128,16 @@ def _quarantine(settings: Settings, ledger: Ledger) -> None:
     client.post(settings.receiver.path, data=json.dumps(bad).encode(), headers=headers)
 
 
+def _break_mapping_briefly(workdir: Path, worker: Worker) -> None:
+    """Someone saves the HubSpot mapping with a typo: the running worker records it (the overview shows it with
+    FILE:LINE). The file is put back afterwards so the other pages (preview) work; nothing rechecks it here."""
+    path = workdir / "hubspot-mapping.yaml"
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("end_reason: do_not_call", "end_reason: do_not_cal", 1), encoding="utf-8")
+    worker._reload_changed_mappings()
+    path.write_text(good, encoding="utf-8")
+
+
 def build(workdir: Path) -> Sandbox:
     """Start the emulators, deliver the calls, leave a dead letter, quarantine two bodies, pause Salesforce."""
     emulators = Emulators.start()
@@ -150,6 +161,7 @@ def build(workdir: Path) -> Sandbox:
         worker = Worker(revoked, ledger=ledger, worker_id="sandbox-host:4242:worker")
         worker.open()
         drain(worker, rounds=20)
+        _break_mapping_briefly(workdir, worker)
         return Sandbox(settings, ledger, worker, emulators, delivered_event=ids[48236], dead_event=ids[48247])
     except BaseException:
         emulators.stop()

@@ -165,7 +165,8 @@ def test_without_a_password_there_is_no_dashboard(tmp_path: Path, caplog: pytest
     settings = make_settings(f"sqlite:///{tmp_path / 'x.db'}")
     ledger = Ledger.open(settings.store)
     app = create_app(settings, ledger=ledger)
-    with caplog.at_level(logging.INFO, logger="connector.dashboard.blueprint"):
+    # debug-level: every receiver process registers it; `serve`'s start-up block says it once (test_shutdown.py)
+    with caplog.at_level(logging.DEBUG, logger="connector.dashboard.blueprint"):
         assert init_app(app, settings, ledger, DashboardSettings()) is False
     assert "dashboard.password" in caplog.text
     assert app.test_client().get("/dashboard/", headers=basic()).status_code == 404

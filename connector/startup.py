@@ -1,0 +1,127 @@
+"""What `connector serve` checks and says before and when it starts: one block, and one `Error:` line per failure.
+
+Why: gunicorn speaks per process (five "dashboard at …" lines for five workers) and fails late and noisily (a
+port in use is five seconds of `[ERROR] Connection in use` then "Can't connect"; a read-only store directory a
+traceback). Here every check that can fail runs in the master before gunicorn starts, each failure is one
+sentence naming what to change (StartupError, printed by the CLI as `Error: …`), and once the port is bound the
+master prints one block: where it listens, the webhook, the store, the sinks with their state, the dashboard and
+the worker mode.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from connector.config import Settings, StoreSettings
+from connector.errors import ConnectorError
+from connector.hints import command
+from connector.sink_health import SinkCondition
+
+
+class StartupError(ConnectorError):
+    """`serve` cannot start; the message is one sentence with the fix."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind the address once (as gunicorn will, with SO_REUSEADDR) and let it go: in use is a StartupError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {port} on {host} is already in use (another connector or program listens "
+                                   "there): stop it, or choose another port with `receiver.port` in the config or "
+                                   "`--port`") from None
+            if exc.errno == errno.EACCES:
+                raise StartupError(f"not allowed to listen on port {port} (ports below 1024 need privileges): choose "
+                                   "another with `receiver.port` in the config or `--port`") from None
+            raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check `receiver.host` in the "
+                               "config or `--host`") from None
+
+
+def store_display(url: str) -> str:
+    """The store URL as it may be printed: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a valid database URL)"
+
+
+def check_store_path(store: StoreSettings) -> None:
+    """A SQLite store needs a writable directory (its journal, WAL and migration lock live beside the file)."""
+    url = make_url(store.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    file = Path(url.database)
+    folder = file.parent if str(file.parent) else Path(".")
+    if not folder.is_dir():
+        raise StartupError(f"the store's directory {folder} does not exist: create it, or point `store.url` in the "
+                           "config at a writable place")
+    writable = os.access(folder, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
+    if not writable:
+        raise StartupError(f"the store {file} cannot be written (its directory or file is read-only): make "
+                           f"{folder} writable for this user, or point `store.url` in the config at a writable place")
+
+
+def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
+    """A store that did not open or migrate, as one sentence (the driver's first line; no statement, no password)."""
+    cause = exc.__cause__ or exc
+    detail = str(getattr(cause, "orig", None) or getattr(cause, "strerror", None) or cause).strip().splitlines()
+    first = detail[0][:200] if detail else cause.__class__.__name__
+    return StartupError(f"cannot open the store {store_display(store.url)} ({first}): check `store.url` in the config "
+                        f"and that the database is up; `{command('migrate')}` retries the same")
+
+
+def startup_block(settings: Settings, *, host: str, port: int, workers: int, sinks: dict[str, SinkCondition],
+                  extra: list[str] | None = None) -> str:
+    """The block `serve` prints once it listens (extra: the sandbox's lines)."""
+    receiver = settings.receiver
+    base = f"http://{host}:{port}"
+    lines = [
+        f"2X CRM connector listening on {base} ({workers} receiver process{'es' if workers != 1 else ''})",
+        f"  Webhook     : POST {base}{receiver.path}  (token in header {receiver.auth.header})",
+        f"  Store       : {store_display(settings.store.url)}",
+    ]
+    if not sinks:
+        lines.append("  Sinks       : none (webhooks are only stored)")
+    for index, (name, sink) in enumerate(sinks.items()):
+        label = "  Sinks       : " if index == 0 else "                "
+        kind = settings.sinks[name].type
+        lines.append(f"{label}{name} ({kind}): {_sink_words(sink)}")
+    lines.append(f"  Dashboard   : {_dashboard(settings, base)}")
+    lines.append(f"  Worker      : {_worker_mode(settings)}")
+    lines += extra or []
+    lines.append("Stop with Ctrl-C (or SIGTERM): requests in flight and the delivery in hand finish first.")
+    return "\n".join(lines)
+
+
+def _sink_words(sink: SinkCondition) -> str:
+    if not sink.conditions:
+        return "ok"
+    return "; ".join(f"{c.state.replace('_', ' ')}: {c.advice(first_line=True)}" for c in sink.conditions)
+
+
+def _dashboard(settings: Settings, base: str) -> str:
+    dashboard = settings.dashboard
+    if not dashboard.enabled:
+        return "off (dashboard.enabled is false)"
+    if dashboard.password is None:
+        return "off: no password; set dashboard.password (e.g. `password: ${CONNECTOR_DASHBOARD_PASSWORD}`)"
+    where = "remote addresses allowed" if dashboard.allow_remote else "loopback only"
+    return f"{base}{dashboard.path}/  (HTTP Basic; {where})"
+
+
+def _worker_mode(settings: Settings) -> str:
+    if not settings.enabled_sinks():
+        return "none needed (no sink configured)"
+    if settings.worker.embedded:
+        return "embedded (a process of its own, restarted if it dies)"
+    return f"external (worker.embedded is false): run `{command('worker')}`"
