@@ -125,6 +125,22 @@ def host_busy(seconds: float = 1.0) -> float | None:
     return (busy1 - busy0) / max(total1 - total0, 1)
 
 
+def server_cpu_s(server_pgid: int) -> float | None:
+    """CPU seconds used so far by a server's process group (master and workers), from /proc."""
+    used = 0
+    try:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            if int(fields[2]) == server_pgid:
+                used += sum(int(v) for v in fields[11:15])
+        return used / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
 def _own_jiffies(server_pgid: int) -> int:
     """CPU ticks used so far by this script, its load processes and the server's process group."""
     me, used = os.getpid(), 0

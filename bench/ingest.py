@@ -38,8 +38,8 @@ from typing import Any
 
 import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
 from _common import cpu_model
-from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, start_bare,
-                      start_connector)
+from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, server_cpu_s,
+                      start_bare, start_connector)
 from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 
 WARMUP_S = 1.0
@@ -60,6 +60,8 @@ class TargetResult:
     stderr_lines: int = 0
     stderr_problems: list[str] = field(default_factory=list)
     foreign_cpu: float | None = None
+    cpu_ms_per_request: float | None = None
+    """The server's own CPU time (all its processes) per answered request in the closed loop."""
 
 
 def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s: float,
@@ -93,7 +95,12 @@ def run_target(server: Server, store: Store, table: str, pool: Pool, procs: int,
         server.wait_ready()
         meter.start()
         warm = drive(pool, target, f"{run}-w", procs, WARMUP_S, clients=procs)
+        cpu_before = server_cpu_s(server.proc.pid)
         result.closed = drive(pool, target, f"{run}-c", procs, args.duration, clients=args.concurrency)
+        cpu_after = server_cpu_s(server.proc.pid)
+        answered = sum(result.closed.statuses.values())
+        if cpu_before is not None and cpu_after is not None and answered:
+            result.cpu_ms_per_request = (cpu_after - cpu_before) * 1000 / answered
         result.max_rps = result.closed.in_window / args.duration
         time.sleep(1.0)
         result.fixed = drive(pool, target, f"{run}-o", procs, args.duration, rate=args.rate)
@@ -123,7 +130,8 @@ def ms(values: list[float], pct: float) -> float | None:
 def summary(r: TargetResult) -> dict[str, Any]:
     lat = r.fixed.latencies_s
     return {"max_rps": round(r.max_rps, 1), "max_errors": r.closed.errors, "max_statuses": r.closed.statuses,
-            "closed_p50_ms": ms(r.closed.latencies_s, 50), "fixed_sent": len(lat),
+            "closed_p50_ms": ms(r.closed.latencies_s, 50),
+            "cpu_ms_per_request": None if r.cpu_ms_per_request is None else round(r.cpu_ms_per_request, 2), "fixed_sent": len(lat),
             "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
             "late_starts": r.fixed.late, "not_sent": r.fixed.not_sent, "fixed_errors": r.fixed.errors,
             "fixed_statuses": r.fixed.statuses, "accepted_total": r.accepted_total, "rows_stored": r.rows,
@@ -145,6 +153,7 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
     print(f"{'':<28}{'connector':>10}{'bare flask':>14}{'ratio':>10}")
     print(row(f"max req/s (C={args.concurrency}, {args.duration:g} s)", "max_rps"))
     print(row("  p50 ms, closed loop", "closed_p50_ms"))
+    print(row("  server CPU ms per request", "cpu_ms_per_request"))
     print(row("  errors", "max_errors", ratio=False))
     for pct in ("p50", "p95", "p99"):
         print(row(f"{pct} ms {rate}", f"{pct}_ms"))
