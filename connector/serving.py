@@ -30,6 +30,7 @@ from gunicorn.app.base import BaseApplication
 
 from connector.app import create_app
 from connector.config import Settings
+from connector.ingest import warm_up
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
@@ -95,6 +96,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
     ledger = Ledger.open(settings.store)
     ledger.dispose()
+    warm_up(settings.phone.default_region)  # before the fork: the workers inherit what it loaded
     ReceiverServer(
         settings,
         host=host or settings.receiver.host,
