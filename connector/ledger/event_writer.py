@@ -62,6 +62,9 @@ class EventWriter:
 
     def write(self, event_row: dict[str, Any], delivery_rows: list[dict[str, Any]]) -> None:
         """Commit both inserts or neither; raises SQLAlchemy's exceptions (IntegrityError for a taken id)."""
+        # Values are prepared before the transaction: on SQLite nothing but the inserts runs under the write lock.
+        event_values = self._event.parameters(event_row)
+        delivery_values = [self._delivery.parameters(row) for row in delivery_rows]
         connection: Any = None
         cursor: Any = None
         statement: str | None = None
@@ -72,10 +75,10 @@ class EventWriter:
                 statement = "BEGIN IMMEDIATE"  # take the write lock up front (see connector.ledger.engine)
                 cursor.execute(statement)
             statement = self._event.sql
-            cursor.execute(statement, self._event.parameters(event_row))
-            if delivery_rows:
+            cursor.execute(statement, event_values)
+            if delivery_values:
                 statement = self._delivery.sql
-                cursor.executemany(statement, [self._delivery.parameters(row) for row in delivery_rows])
+                cursor.executemany(statement, delivery_values)
             statement = "COMMIT"
             connection.commit()
         except Exception as exc:

@@ -68,12 +68,8 @@ def test_writes_every_column_the_receiver_supplies() -> None:
 def test_a_failure_after_the_event_insert_stores_nothing_and_frees_the_connection(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     now = datetime.now(timezone.utc)
-
-    def broken(row: dict[str, Any]) -> Any:
-        raise RuntimeError("delivery row could not be prepared")
-
-    monkeypatch.setattr(ledger._events._delivery, "parameters", broken)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(ledger._events._delivery, "sql", "INSERT INTO no_such_table (x) VALUES (1)")
+    with pytest.raises(sa.exc.DBAPIError):  # the driver's error, wrapped as Connection.execute would
         ledger._events.write(_event_row("half", now), [_new_delivery("half", "s", 10, now, None)])
     monkeypatch.undo()
     assert ledger.get_event("half") is None  # the event insert was rolled back with it
