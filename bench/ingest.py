@@ -7,7 +7,10 @@ BEGIN IMMEDIATE, one long-lived connection per worker) and, with `--stores ...,p
 local PostgreSQL (a fresh database per server, dropped afterwards). Each server is driven in turn,
 with the same body, by (a) a closed loop of C clients for D seconds (max throughput) and (b) an
 open loop at a fixed rate for D seconds (ack latency from the scheduled start). After each run
-the 202s a server answered are checked against the rows it stored.
+the 202s a server answered are checked against the rows it stored. "server CPU ms per request" is
+the CPU time of the server's processes (master and workers) during the closed loop divided by the
+requests it answered: on a shared host it is steadier than req/s, and on 2 cores, where the load
+generator shares the CPU, it is what bounds the closed-loop throughput.
 
     python bench/ingest.py [--stores full,normal[,postgresql]] [--duration 10] [--concurrency 16]
                            [--rate 200] [--workers 5] [--pg-admin URL] [--json] [--dir D]

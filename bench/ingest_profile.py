@@ -4,7 +4,7 @@ Both WSGI apps get the same requests, built the way gunicorn hands them over (a 
 the body in `wsgi.input`), with their real SQLite stores (WAL, synchronous as chosen). The
 connector runs with the config `bench/ingest.py` serves and its logging on (to /dev/null, so
 formatting is still paid). Prints the CPU time per request of each (time.process_time, no
-profiler, the two measured in alternating rounds), then a cProfile of the connector's requests,
+profiler; the median of alternating rounds), then a cProfile of the connector's requests,
 by own time and by cumulative time.
 
 On a 2-core host the closed-loop throughput of bench/ingest.py is bound by CPU, so this per-request
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -87,16 +88,17 @@ def run_posts(app: WsgiApp, todo: list[bytes], profiler: cProfile.Profile | None
 
 
 def cpu_per_request(apps: dict[str, WsgiApp], count: int, rounds: int = ROUNDS) -> dict[str, float]:
-    """CPU seconds per request of each app, measured in alternating rounds so that other processes'
-    load (which slows caches and memory, not only the clock) falls on both alike."""
+    """CPU seconds per request of each app: the median over alternating rounds, so that other processes'
+    load (which slows caches and memory, not only the clock) falls on both alike and a burst of it
+    does not decide the figure."""
     for name, app in apps.items():
         warm_up(app, name)
-    spent = dict.fromkeys(apps, 0.0)
+    spent: dict[str, list[float]] = {name: [] for name in apps}
     per_round = max(1, count // rounds)
     for index in range(rounds):
         for name, app in apps.items():
-            spent[name] += run_posts(app, bodies(f"{name}-r{index}", per_round))
-    return {name: total / (per_round * rounds) for name, total in spent.items()}
+            spent[name].append(run_posts(app, bodies(f"{name}-r{index}", per_round)) / per_round)
+    return {name: statistics.median(rounds_spent) for name, rounds_spent in spent.items()}
 
 
 def main() -> int:
@@ -122,8 +124,8 @@ def main() -> int:
         profiler = None if args.no_profile else cProfile.Profile()
         if profiler is not None:
             run_posts(connector, bodies("profiled", args.requests), profiler)
-    print(f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; {ROUNDS} alternating "
-          f"rounds), SQLite synchronous="
+    print(f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
+          f"alternating rounds), SQLite synchronous="
           f"{args.synchronous}: connector {figures['connector'] * 1e6:.0f} µs, bare {figures['bare'] * 1e6:.0f} µs "
           f"(ratio {figures['connector'] / figures['bare']:.2f})")
     if profiler is not None:
