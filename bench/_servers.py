@@ -1,6 +1,6 @@
 """The two servers under test, each a gunicorn in its own process group on a free loopback port.
 
-`connector serve` gets a generated config (SQLite beside it, no sinks, default logging); the bare
+`connector serve` gets a generated config (the run's store, no sinks, default logging); the bare
 app gets the same gunicorn options `connector serve` passes to its own gunicorn.
 """
 
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import bare_app
+from _stores import Store
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -77,31 +78,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_connector(workdir: Path, workers: int) -> Server:
-    """`connector serve` with a generated config: SQLite beside it, no sinks, default logging."""
+def start_connector(workdir: Path, workers: int, store: Store) -> Server:
+    """`connector serve` with a generated config: the given store, no sinks, default logging."""
     port = free_port()
     (workdir / "connector.yaml").write_text(
         f"receiver:\n  host: {HOST}\n  port: {port}\n  path: {PATH}\n"
         f"  auth: {{header: Authorization, tokens: [\"{TOKEN}\"]}}\n"
-        'store: {url: "sqlite:///connector.db"}\nsinks: {}\n'
+        + store.connector_store_yaml() + "sinks: {}\n"
     )
     exe = shutil.which("connector") or "connector"
     argv = [exe, "serve", "--config", str(workdir / "connector.yaml"), "--port", str(port), "--workers", str(workers)]
     return Server("connector", argv, workdir, dict(os.environ), port)
 
 
-def start_bare(workdir: Path, workers: int) -> Server:
+def start_bare(workdir: Path, workers: int, store: Store) -> Server:
     """bench/bare_app.py on gunicorn with the options `connector serve` passes to its own gunicorn."""
     port = free_port()
-    db = workdir / "bare.db"
-    bare_app.init_db(str(db))
-    env = {**os.environ, bare_app.DB_ENV: str(db), bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH}
+    env = {**os.environ, bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH}
+    if store.kind.is_pg:
+        bare_app.init_pg(store.pg_conninfo)
+        env[bare_app.PG_ENV] = store.pg_conninfo
+    else:
+        bare_app.init_db(str(store.sqlite_path))
+        env[bare_app.DB_ENV] = str(store.sqlite_path)
+        env[bare_app.SYNCHRONOUS_ENV] = store.kind.name.upper()
     argv = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR), "--bind", f"{HOST}:{port}",
             "--workers", str(workers), "--worker-class", "sync", "--timeout", str(TIMEOUT_S),
             "--graceful-timeout", str(TIMEOUT_S), "--log-level", "warning", "bare_app:create_app()"]
     return Server("bare", argv, workdir, env, port)
-
-
 
 
 def _host_jiffies() -> tuple[int, int]:
@@ -119,6 +123,22 @@ def host_busy(seconds: float = 1.0) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def server_cpu_s(server_pgid: int) -> float | None:
+    """CPU seconds used so far by a server's process group (master and workers), from /proc."""
+    used = 0
+    try:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            if int(fields[2]) == server_pgid:
+                used += sum(int(v) for v in fields[11:15])
+        return used / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
 
 
 def _own_jiffies(server_pgid: int) -> int:

@@ -1,11 +1,19 @@
 """Ingest benchmark: the real `connector serve` against a bare Flask endpoint, same server, same load.
 
-Both run on gunicorn sync workers on a free loopback port with a SQLite store in WAL mode,
-synchronous=FULL; each is driven in turn by (a) a closed loop of C clients for D seconds (max
-throughput) and (b) an open loop at a fixed rate for D seconds (ack latency from the scheduled
-start). After the connector's run, the 202s it answered are checked against the rows in `events`.
+Both run on gunicorn sync workers (same count) on a free loopback port, with the same durable
+work per request: one committed transaction on a store with the same settings, compared once per
+store kind: SQLite WAL synchronous=FULL, SQLite WAL synchronous=NORMAL (both busy_timeout 10 s,
+BEGIN IMMEDIATE, one long-lived connection per worker) and, with `--stores ...,postgresql`, a
+local PostgreSQL (a fresh database per server, dropped afterwards). Each server is driven in turn,
+with the same body, by (a) a closed loop of C clients for D seconds (max throughput) and (b) an
+open loop at a fixed rate for D seconds (ack latency from the scheduled start). After each run
+the 202s a server answered are checked against the rows it stored. "server CPU ms per request" is
+the CPU time of the server's processes (master and workers) during the closed loop divided by the
+requests it answered: on a shared host it is steadier than req/s, and on 2 cores, where the load
+generator shares the CPU, it is what bounds the closed-loop throughput.
 
-    python bench/ingest.py [--duration 10] [--concurrency 16] [--rate 200] [--workers 5] [--json] [--dir D]
+    python bench/ingest.py [--stores full,normal[,postgresql]] [--duration 10] [--concurrency 16]
+                           [--rate 200] [--workers 5] [--pg-admin URL] [--json] [--dir D]
 
 A benchmark script that prints figures, not a test. Exit status 1 when non-202 answers or a count
 mismatch appear, 2 when a server fails to start or dies (its stderr is printed). Other processes'
@@ -21,7 +29,6 @@ import os
 import platform
 import shlex
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -34,8 +41,9 @@ from typing import Any
 
 import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
 from _common import cpu_model
-from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, start_bare,
-                      start_connector)
+from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, server_cpu_s,
+                      start_bare, start_connector)
+from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 
 WARMUP_S = 1.0
 OPEN_LOOP_THREADS = 32
@@ -55,6 +63,8 @@ class TargetResult:
     stderr_lines: int = 0
     stderr_problems: list[str] = field(default_factory=list)
     foreign_cpu: float | None = None
+    cpu_ms_per_request: float | None = None
+    """The server's own CPU time (all its processes) per answered request in the closed loop."""
 
 
 def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s: float,
@@ -77,7 +87,7 @@ def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s:
     return total
 
 
-def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
+def run_target(server: Server, store: Store, table: str, pool: Pool, procs: int,
                args: argparse.Namespace) -> TargetResult:
     """Warm up, measure max throughput, then the fixed rate; stop the server and count stored rows."""
     result = TargetResult(server.name)
@@ -88,7 +98,12 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
         server.wait_ready()
         meter.start()
         warm = drive(pool, target, f"{run}-w", procs, WARMUP_S, clients=procs)
+        cpu_before = server_cpu_s(server.proc.pid)
         result.closed = drive(pool, target, f"{run}-c", procs, args.duration, clients=args.concurrency)
+        cpu_after = server_cpu_s(server.proc.pid)
+        answered = sum(result.closed.statuses.values())
+        if cpu_before is not None and cpu_after is not None and answered:
+            result.cpu_ms_per_request = (cpu_after - cpu_before) * 1000 / answered
         result.max_rps = result.closed.in_window / args.duration
         time.sleep(1.0)
         result.fixed = drive(pool, target, f"{run}-o", procs, args.duration, rate=args.rate)
@@ -107,11 +122,7 @@ def run_target(server: Server, db: Path, table: str, pool: Pool, procs: int,
     result.stderr_lines = len(log)
     markers = ("WARNING", "ERROR", "CRITICAL", "Traceback")
     result.stderr_problems = [line for line in log if any(marker in line for marker in markers)]
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        result.rows = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    result.rows = store.count(table)
     return result
 
 
@@ -122,7 +133,8 @@ def ms(values: list[float], pct: float) -> float | None:
 def summary(r: TargetResult) -> dict[str, Any]:
     lat = r.fixed.latencies_s
     return {"max_rps": round(r.max_rps, 1), "max_errors": r.closed.errors, "max_statuses": r.closed.statuses,
-            "closed_p50_ms": ms(r.closed.latencies_s, 50), "fixed_sent": len(lat),
+            "closed_p50_ms": ms(r.closed.latencies_s, 50),
+            "cpu_ms_per_request": None if r.cpu_ms_per_request is None else round(r.cpu_ms_per_request, 2), "fixed_sent": len(lat),
             "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
             "late_starts": r.fixed.late, "not_sent": r.fixed.not_sent, "fixed_errors": r.fixed.errors,
             "fixed_statuses": r.fixed.statuses, "accepted_total": r.accepted_total, "rows_stored": r.rows,
@@ -130,7 +142,7 @@ def summary(r: TargetResult) -> dict[str, Any]:
             "other_processes_cpu_pct": None if r.foreign_cpu is None else round(r.foreign_cpu * 100, 1)}
 
 
-def report(results: dict[str, TargetResult], args: argparse.Namespace, header: str) -> bool:
+def report(results: dict[str, TargetResult], args: argparse.Namespace, header: str) -> tuple[bool, dict[str, Any]]:
     """Print the table, the checks and any errors seen; return True when everything is clean."""
     c, b = summary(results["connector"]), summary(results["bare"])
 
@@ -144,6 +156,7 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
     print(f"{'':<28}{'connector':>10}{'bare flask':>14}{'ratio':>10}")
     print(row(f"max req/s (C={args.concurrency}, {args.duration:g} s)", "max_rps"))
     print(row("  p50 ms, closed loop", "closed_p50_ms"))
+    print(row("  server CPU ms per request", "cpu_ms_per_request"))
     print(row("  errors", "max_errors", ratio=False))
     for pct in ("p50", "p95", "p99"):
         print(row(f"{pct} ms {rate}", f"{pct}_ms"))
@@ -169,11 +182,7 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
         if r.stderr_problems:
             print(f"\n{name} stderr ({r.stderr_lines} lines, {len(r.stderr_problems)} warning/error lines), first 40:")
             print("\n".join("  " + line for line in r.stderr_problems[:40]))
-    print(f"\ncommand: {command()}")
-    if args.json:
-        document = {"header": header, "command": command(), "options": vars(args), "connector": c, "bare": b, "ok": ok}
-        print(json.dumps(document, indent=2))
-    return ok
+    return ok, {"header": header, "connector": c, "bare": b, "ok": ok}
 
 
 def command() -> str:
@@ -182,6 +191,11 @@ def command() -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", default="full,normal",
+                        help="comma-separated store kinds to compare on: full, normal (SQLite synchronous=...), "
+                             "postgresql (default full,normal)")
+    parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN,
+                        help=f"PostgreSQL server the bench may create and drop databases on (default {DEFAULT_PG_ADMIN})")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load phase (default 10)")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients (default 16)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second (default 200)")
@@ -191,6 +205,11 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.duration <= 0 or args.duration > 600 or args.concurrency < 1 or args.rate <= 0 or args.workers < 1:
         parser.error("need 0 < duration <= 600, concurrency >= 1, rate > 0, workers >= 1")
+    kinds = [k.strip().lower() for k in args.stores.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - {"full", "normal", "postgresql"})
+    if unknown or not kinds:
+        parser.error(f"--stores takes full, normal and/or postgresql, not {', '.join(unknown) or 'nothing'}")
+    args.store_kinds = [StoreKind(k, args.pg_admin) for k in dict.fromkeys(kinds)]
     return args
 
 
@@ -206,28 +225,45 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run both targets one after the other, print the report; 0 when clean, 1 otherwise."""
+    """Compare both targets on each store kind in turn, print a report per kind; 0 when all clean."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
     procs = max(1, min(os.cpu_count() or 1, 4))
-    header = (f"ingest benchmark  ({datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} "
-              f"cores, Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
-              f"SQLite {sqlite3.sqlite_version} WAL synchronous=FULL, {procs} load processes on the same host)")
+    machine = (f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
+               f"{procs} load processes on the same host")
     busy = host_busy()
     if busy is not None:
-        header += f"\nhost CPU busy before start: {busy:.0%}"
+        machine += f"\nhost CPU busy before start: {busy:.0%}"
         if busy > 0.10:
-            header += "  WARNING: other processes are using the CPU; figures are not comparable to an idle host"
-    results: dict[str, TargetResult] = {}
+            machine += "  WARNING: other processes are using the CPU; figures are not comparable to an idle host"
+    documents: list[dict[str, Any]] = []
+    all_ok = True
     with tempfile.TemporaryDirectory(prefix="ingest-bench-", dir=args.dir) as tmp, \
             multiprocessing.get_context("spawn").Pool(procs) as pool:
-        for name, start, db, table in (("connector", start_connector, "connector.db", "events"),
-                                       ("bare", start_bare, "bare.db", "bodies")):
-            workdir = Path(tmp) / name
-            workdir.mkdir()
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = run_target(start(workdir, args.workers), workdir / db, table, pool, procs, args)
-    ok = report(results, args, header)
-    return 0 if ok else 1
+        for kind in args.store_kinds:
+            if kind.is_pg and (why := pg_reachable(kind.pg_admin)) is not None:
+                print(f"\nPostgreSQL comparison skipped: {kind.pg_admin} not reachable ({why})")
+                all_ok = False
+                continue
+            results: dict[str, TargetResult] = {}
+            for name, start, table in (("connector", start_connector, "events"), ("bare", start_bare, "bodies")):
+                workdir = Path(tmp) / kind.name / name
+                workdir.mkdir(parents=True)
+                print(f"running {name} on {kind.label} ...", file=sys.stderr, flush=True)
+                store = Store(kind, workdir, name)
+                try:
+                    results[name] = run_target(start(workdir, args.workers, store), store, table, pool, procs, args)
+                finally:
+                    store.drop()
+            print()
+            ok, document = report(results, args, f"ingest benchmark on {kind.label}  ({machine})")
+            all_ok &= ok
+            documents.append({"store": kind.name, **document})
+    print(f"\ncommand: {command()}")
+    if args.json:
+        print(json.dumps({"command": command(), "options": {k: v for k, v in vars(args).items() if k != "store_kinds"},
+                          "runs": documents, "ok": all_ok}, indent=2))
+    return 0 if all_ok else 1
 
 
 if __name__ == "__main__":

@@ -259,11 +259,14 @@ def phone(raw: str | None, default_region: str) -> dict[str, Any]:
         return {**empty, "problem": "unparseable"}
     if not phonenumbers.is_possible_number(number):
         return {**empty, "problem": "not a possible number"}
+    # is_valid_number(n) is is_valid_number_for_region(n, region_code_for_number(n)): finding the
+    # region once instead of twice saves a third of the metadata matching, once per webhook.
+    region = phonenumbers.region_code_for_number(number)
     return {
         "raw": raw,
         "e164": phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-        "valid": phonenumbers.is_valid_number(number),
-        "region": phonenumbers.region_code_for_number(number),
+        "valid": phonenumbers.is_valid_number_for_region(number, region),
+        "region": region,
         "problem": None,
     }
 

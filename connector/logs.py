@@ -57,7 +57,11 @@ class PlainFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        escaped = logging.makeLogRecord(record.__dict__)
+        # A copy, so other handlers see the record unchanged. What makeLogRecord(record.__dict__)
+        # does, without running LogRecord.__init__ (clock, thread and process look-ups) only for
+        # __dict__.update to overwrite all it set: this runs once per webhook.
+        escaped = logging.LogRecord.__new__(logging.LogRecord)
+        escaped.__dict__.update(record.__dict__)
         escaped.msg, escaped.args = escape_control(record.getMessage()), None
         line = super().format(escaped)
         fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}

@@ -40,6 +40,14 @@ class ReceiverState:
         self.metrics, self.metrics_registry = process_metrics(ledger, settings.sinks, settings)
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in settings.receiver.allowed_sources]
         """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
+        self._responses: dict[int, Any] = {}
+
+    def responses_counter(self, status: int) -> Any:
+        """The answers counter's child for one status, looked up once per process (labels() takes a lock)."""
+        child = self._responses.get(status)
+        if child is None:
+            child = self._responses[status] = self.metrics.http_responses.labels(status=str(status))
+        return child
 
 
 def _mappings_for_priority(settings: Settings) -> dict[str, Any]:
@@ -68,7 +76,7 @@ def init_app(app: Flask, settings: Settings, ledger: Ledger) -> None:
 def _post_call() -> Response:
     current = state()
     reply = _answer(current)
-    current.metrics.http_responses.labels(status=str(reply.status)).inc()
+    current.responses_counter(reply.status).inc()
     return _json(reply)
 
 

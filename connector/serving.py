@@ -31,6 +31,7 @@ from gunicorn.app.base import BaseApplication
 from connector.app import create_app
 from connector.config import Settings
 from connector.errors import ConfigError, ConnectorError, StoreError
+from connector.ingest import warm_up
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
@@ -157,6 +158,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # prometheus-client picks its value storage when first imported (already done here):
         # switch it to the shared-file kind before any worker creates a metric.
         values.ValueClass = values.get_value_class()
+    warm_up(settings.phone.default_region)  # before the fork: the workers inherit what it loaded
     block = startup_block(settings, host=host, port=port, workers=workers, sinks=sinks, extra=extra_lines)
     ReceiverServer(settings, host=host, port=port, workers=workers, block=block).run()
 

@@ -1,0 +1,140 @@
+"""Where a webhook's CPU goes: the connector's receiver and the bare endpoint, called in-process.
+
+Both WSGI apps get the same requests, built the way gunicorn hands them over (a WSGI environ with
+the body in `wsgi.input`), with their real SQLite stores (WAL, synchronous as chosen). The
+connector runs with the config `bench/ingest.py` serves and its logging on (to /dev/null, so
+formatting is still paid). Prints the CPU time per request of each (time.process_time, no
+profiler; the median of alternating rounds), then a cProfile of the connector's requests,
+by own time and by cumulative time.
+
+On a 2-core host the closed-loop throughput of bench/ingest.py is bound by CPU, so this per-request
+CPU (less disturbed by other processes than req/s) predicts the ratio between the two servers.
+
+    python bench/ingest_profile.py [--requests 3000] [--synchronous FULL|NORMAL] [--top 30] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from connector.app import create_app
+from connector.config import parse_settings
+from connector.logs import setup_logging
+from connector.sample import sample_payload
+
+import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
+
+TOKEN = "profile-token"
+PATH = "/webhooks/2x/post-call"
+WARMUP = 200
+ROUNDS = 10
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def environ(body: bytes) -> dict[str, Any]:
+    """A POST as gunicorn's sync worker passes it to the app."""
+    return {"REQUEST_METHOD": "POST", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000", "HTTP_HOST": "127.0.0.1:8080",
+            "HTTP_AUTHORIZATION": TOKEN, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+            "HTTP_CONNECTION": "close", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+            "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": False,
+            "wsgi.multiprocess": True, "wsgi.run_once": False}
+
+
+def post(app: WsgiApp, body: bytes) -> str:
+    status: list[str] = []
+    chunks = app(environ(body), lambda s, headers, exc_info=None: status.append(s))
+    b"".join(chunks)
+    getattr(chunks, "close", lambda: None)()
+    return status[0]
+
+
+def bodies(prefix: str, count: int) -> list[bytes]:
+    return [json.dumps(sample_payload(f"{prefix}-{i}"), separators=(",", ":")).encode() for i in range(count)]
+
+
+def warm_up(app: WsgiApp, prefix: str) -> None:
+    for body in bodies(f"{prefix}-warm", WARMUP):
+        assert post(app, body).startswith("202"), "warm-up request not accepted"
+
+
+def run_posts(app: WsgiApp, todo: list[bytes], profiler: cProfile.Profile | None = None) -> float:
+    """CPU seconds spent answering `todo` (every one must be answered 202)."""
+    started = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for body in todo:
+        status = post(app, body)
+        if not status.startswith("202"):
+            raise SystemExit(f"unexpected status {status}")
+    if profiler is not None:
+        profiler.disable()
+    return time.process_time() - started
+
+
+def cpu_per_request(apps: dict[str, WsgiApp], count: int, rounds: int = ROUNDS) -> dict[str, float]:
+    """CPU seconds per request of each app: the median over alternating rounds, so that other processes'
+    load (which slows caches and memory, not only the clock) falls on both alike and a burst of it
+    does not decide the figure."""
+    for name, app in apps.items():
+        warm_up(app, name)
+    spent: dict[str, list[float]] = {name: [] for name in apps}
+    per_round = max(1, count // rounds)
+    for index in range(rounds):
+        for name, app in apps.items():
+            spent[name].append(run_posts(app, bodies(f"{name}-r{index}", per_round)) / per_round)
+    return {name: statistics.median(rounds_spent) for name, rounds_spent in spent.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--no-profile", action="store_true", help="only the CPU per request, no cProfile")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp, open(os.devnull, "w") as devnull:
+        document = {"receiver": {"path": PATH, "auth": {"header": "Authorization", "tokens": [TOKEN]}},
+                    "store": {"url": f"sqlite:///{tmp}/connector.db", "sqlite_synchronous": args.synchronous},
+                    "sinks": {}}
+        settings = parse_settings(document, source="<profile>", base_dir=Path(tmp))
+        connector = create_app(settings)
+        setup_logging(settings.logging)
+        for handler in logging.getLogger("connector").handlers:
+            handler.setStream(devnull)  # type: ignore[attr-defined]
+        os.environ.update({bare_app.DB_ENV: f"{tmp}/bare.db", bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH,
+                           bare_app.SYNCHRONOUS_ENV: args.synchronous})
+        bare = bare_app.create_app()
+        figures = cpu_per_request({"connector": connector, "bare": bare}, args.requests)
+        profiler = None if args.no_profile else cProfile.Profile()
+        if profiler is not None:
+            run_posts(connector, bodies("profiled", args.requests), profiler)
+    print(f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
+          f"alternating rounds), SQLite synchronous="
+          f"{args.synchronous}: connector {figures['connector'] * 1e6:.0f} µs, bare {figures['bare'] * 1e6:.0f} µs "
+          f"(ratio {figures['connector'] / figures['bare']:.2f})")
+    if profiler is not None:
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
+            print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
