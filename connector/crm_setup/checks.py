@@ -33,4 +33,4 @@ def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[
         return run_hubspot_setup(settings, mapping, extra_questions=questions, dry_run=dry_run, sink=name)
     from connector.crm_setup.salesforce_setup import run_salesforce_setup
 
-    return run_salesforce_setup(settings, mapping, sink=name, dry_run=dry_run, out=out)
+    return run_salesforce_setup(settings, mapping, sink=name, dry_run=dry_run, out=out, questions=questions)

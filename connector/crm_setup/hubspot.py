@@ -34,7 +34,7 @@ from connector.crm_setup._model import (
 )
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import property_name
-from connector.mapping.writes import ValueKind, WrittenProperty, mapping_writes
+from connector.mapping.writes import WrittenProperty, mapping_writes, wanted_properties
 
 OWNED_PREFIX = "twox_"
 GROUP_NAME = "twox"
@@ -49,42 +49,12 @@ HUBSPOT_TYPES: dict[str, tuple[str, str]] = {
     "string": ("string", "text"),
 }
 """Value kind → (HubSpot ``type``, ``fieldType``) of a property the connector creates."""
-_TRANSFORM_KIND: dict[str, ValueKind] = {"string": "string", "as_is": "string", "number": "number", "bool": "bool"}
 _VALID_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ][\d:.]+([Zz]|[+-]\d{2}:?\d{2})?)?|\d{1,15}")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 # -- what the mapping writes ------------------------------------------------------------------------
-
-
-def _contact_objects(mapping: LoadedMapping) -> list[str]:
-    contact = mapping.spec.contact
-    return sorted({contact.object, contact.create_object or contact.object}
-                  | {o for rule in contact.match for o in (rule.objects or [])})  # fmt: skip
-
-
-def wanted_properties(mapping: LoadedMapping, question_names: Iterable[str] = ()) -> list[WrittenProperty]:
-    """``mapping_writes`` plus what only the question section knows: the kind a question's ``transform`` gives
-    its property, the values of its ``values`` table, and one wildcard property per question name."""
-    found = {(w.object, w.name): w for w in mapping_writes(mapping)}
-    spec = mapping.spec.question_fields
-    objects = _contact_objects(mapping)
-    for rule in spec.map.values():
-        for obj in objects:
-            entry = found[(obj, rule.property)]
-            if entry.kind == "string":
-                entry.kind = _TRANSFORM_KIND[rule.transform or spec.transform]
-            entry.literals.update(v for v in rule.values.values() if v is not None)
-    if spec.wildcard:
-        for question in sorted(set(question_names)):
-            if question in spec.map:
-                continue
-            name = property_name(spec.wildcard, question, spec.name_style)
-            for obj in objects:
-                entry = found.setdefault((obj, name), WrittenProperty(obj, name, _TRANSFORM_KIND[spec.transform]))
-                entry.places.append(f"question_fields.wildcard ({question})")
-    return sorted(found.values(), key=lambda p: (p.object, p.name))
 
 
 def _question_of(written: WrittenProperty) -> str | None:

@@ -18,7 +18,7 @@ login, the rate limit or an unreachable org stop set-up with SchemaAccessError, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from connector.crm_setup.salesforce import (
 )
 from connector.errors import PermanentError, SinkError
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.writes import mapping_writes
+from connector.mapping.writes import named_by_questions, wanted_properties
 
 _DUPLICATE = frozenset({"DUPLICATE_DEVELOPER_NAME", "DUPLICATE_VALUE"})
 
@@ -56,10 +56,13 @@ def not_allowed(exc: SinkError) -> bool:
 
 
 def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMapping, *, sink: str = "salesforce",
-                         dry_run: bool = False, out: Path | None = None) -> SalesforceSetupReport:
-    """Create the missing ``TwoX_*__c`` fields the mapping writes, grant the connector's user read and edit on them
-    and report what is left; ``dry_run`` only reads. Raises SchemaAccessError when the org cannot be asked."""
-    wanted = mapping_writes(mapping)
+                         dry_run: bool = False, out: Path | None = None,
+                         questions: Sequence[str] = ()) -> SalesforceSetupReport:
+    """Create the missing ``TwoX_*__c`` fields the mapping writes, and the custom fields its question section names
+    (``question_fields.map``, and ``wildcard`` for each of ``questions``), grant the connector's user read and edit
+    on them and report what is left; ``dry_run`` only reads. Raises SchemaAccessError when the org cannot be
+    asked."""
+    wanted = wanted_properties(mapping, questions)
     objects = _objects(wanted)
     report = SalesforceSetupReport(sink=sink, dry_run=dry_run)
     with connected(settings, sink) as connection:
@@ -70,7 +73,8 @@ def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMappin
             existing = api.existing_custom_fields(sorted(described)) if described else set()
         except PermanentError:  # no Tooling API access: what describe shows is all we know
             existing = {f"{o}.{n}" for o in described for n in _fields(org[o]) if n.endswith("__c")}
-        owned = {(w.object, w.name): w for w in wanted if OWNED.match(w.name) and w.object in described}
+        owned = {(w.object, w.name): w for w in wanted if w.object in described
+                 and (OWNED.match(w.name) or (named_by_questions(w) and w.name.endswith("__c")))}
         missing: list[CustomFieldSpec] = []
         needs_access: list[str] = []
         for (obj, name), written in sorted(owned.items()):

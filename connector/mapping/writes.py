@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,8 +68,7 @@ def mapping_writes(mapping: LoadedMapping) -> list[WrittenProperty]:
             entry.literals.add(value)
         entry.places.append(place)
 
-    contact_objects = sorted({spec.contact.object, spec.contact.create_object or spec.contact.object}
-                             | {o for rule in spec.contact.match for o in (rule.objects or [])})
+    objects_of_contact = contact_objects(mapping)
     for name, value in spec.contact.create.items():
         add(spec.contact.create_object or spec.contact.object, name, value, f"contact.create.{name}")
     bundles = [(f"outcomes[{i}]", b) for i, b in enumerate(spec.outcomes)] + [("fallback", spec.fallback)]
@@ -78,10 +78,10 @@ def mapping_writes(mapping: LoadedMapping) -> list[WrittenProperty]:
         for name, declared in values.items():
             value = declared.value if isinstance(declared, ContactValue) else declared
             restricted = declared.objects if isinstance(declared, ContactValue) else None
-            for obj in restricted or contact_objects:
+            for obj in restricted or objects_of_contact:
                 add(obj, name, value, f"{base}.{name}", restricted)
     for rule in spec.question_fields.map.values():
-        for obj in contact_objects:
+        for obj in objects_of_contact:
             add(obj, rule.property, _NO_VALUE, "question_fields.map")
     activity = spec.activity
     add(activity.object, activity.idempotency_property, _NO_VALUE, "activity.idempotency_property")
@@ -96,3 +96,48 @@ def mapping_writes(mapping: LoadedMapping) -> list[WrittenProperty]:
         for name, value in task.properties.items():
             add(task.object, name, value, f"tasks.{task_name}.properties.{name}")
     return sorted(found.values(), key=lambda p: (p.object, p.name))
+
+
+TRANSFORM_KIND: dict[str, ValueKind] = {"string": "string", "as_is": "string", "number": "number", "bool": "bool"}
+QUESTION_PLACE = "question_fields."
+"""Prefix of a WrittenProperty place that a question rule (map or wildcard) names: the mapping asks for that field."""
+
+
+def contact_objects(mapping: LoadedMapping) -> list[str]:
+    """Every object the contact may resolve to (match rules and the created object)."""
+    contact = mapping.spec.contact
+    return sorted({contact.object, contact.create_object or contact.object}
+                  | {o for rule in contact.match for o in (rule.objects or [])})
+
+
+def wanted_properties(mapping: LoadedMapping, question_names: Iterable[str] = ()) -> list[WrittenProperty]:
+    """``mapping_writes`` plus what only the question section knows: the kind a question's ``transform`` gives
+    its property, the values of its ``values`` table, and one wildcard property per question name seen.
+
+    Both CRMs' set-up use it, so a question field a mapping names is created wherever the mapping points.
+    """
+    from connector.mapping.planner import property_name
+
+    found = {(w.object, w.name): w for w in mapping_writes(mapping)}
+    spec = mapping.spec.question_fields
+    objects = contact_objects(mapping)
+    for rule in spec.map.values():
+        for obj in objects:
+            entry = found[(obj, rule.property)]
+            if entry.kind == "string":
+                entry.kind = TRANSFORM_KIND[rule.transform or spec.transform]
+            entry.literals.update(v for v in rule.values.values() if v is not None)
+    if spec.wildcard:
+        for question in sorted(set(question_names)):
+            if question in spec.map:
+                continue
+            name = property_name(spec.wildcard, question, spec.name_style)
+            for obj in objects:
+                entry = found.setdefault((obj, name), WrittenProperty(obj, name, TRANSFORM_KIND[spec.transform]))
+                entry.places.append(f"question_fields.wildcard ({question})")
+    return sorted(found.values(), key=lambda p: (p.object, p.name))
+
+
+def named_by_questions(written: WrittenProperty) -> bool:
+    """The mapping's question section names this field (so set-up may create it, whatever its name)."""
+    return any(place.startswith(QUESTION_PLACE) for place in written.places)

@@ -312,3 +312,22 @@ def test_custom_task_fields_the_mapping_writes_are_created_too(tmp_path: Path) -
         assert len(report.already_present) == 12  # the Contact/Lead fields were writable already
         task = {f["name"]: f for f in org_client(org).Task.describe()["fields"]}["TwoX_Event_Id__c"]
         assert (task["type"], task["length"], task["updateable"]) == ("string", 255, True)
+
+
+def test_question_fields_the_mapping_names_are_created_with_access(tmp_path: Path) -> None:
+    """Answers go to the call Task's Description by default; a mapping that names custom fields per question gets
+    them created: `map` entries whatever their name, and a `wildcard` field for each question seen."""
+    mapping = edited(tmp_path, (
+        "  map: {}                      # e.g.  case_number: {property: Case_Number__c}\n"
+        "  wildcard: null               # or \"TwoX_Q_{name}__c\" once such fields exist\n",
+        "  map: {case_number: {property: Case_Number__c}}\n  wildcard: \"TwoX_Q_{name}__c\"\n"))
+    with SalesforceEmulator(with_custom_fields=True) as org:
+        report = run_salesforce_setup(settings_for(org), mapping, sink="sf", questions=["budget", "case_number"])
+        expected = sorted(f"{obj}.{name}" for obj in ("Contact", "Lead")
+                          for name in ("Case_Number__c", "TwoX_Q_budget__c"))
+        assert report.ok, report
+        assert sorted(report.created) == expected == sorted(report.granted)
+        again = run_salesforce_setup(settings_for(org), mapping, sink="sf", questions=["budget", "case_number"])
+        assert again.ok and again.created == [] and again.granted == []
+        fields = {f["name"] for f in org_client(org).Contact.describe()["fields"]}
+        assert {"Case_Number__c", "TwoX_Q_budget__c"} <= fields
