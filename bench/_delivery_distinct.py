@@ -8,7 +8,8 @@ client libraries) drains them against the emulator: HubSpot with its search limi
 or Salesforce. Printed: drain rate, CRM requests per event by kind, duplicate contacts and duplicate calls
 (counted in the emulator), failed deliveries.
 
-    python bench/delivery.py --distinct hubspot,salesforce [--distinct-events 5000] [--distinct-batch 100]
+    python bench/_delivery_distinct.py [--crms hubspot,salesforce] [--events 5000] [--batch 100] [--store-url URL]
+    python bench/delivery.py --distinct hubspot,salesforce[@EVENTS]      (the same, with the defaults)
 
 Goals (issue 11): ≥ 300 events/s, ≤ 0.1 CRM requests per event, zero duplicates. Exit status 1 when a run had
 duplicates or failed deliveries.
@@ -16,8 +17,10 @@ duplicates or failed deliveries.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import note
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, note  # noqa: E402
 
 TOKEN = "bench-distinct-" + "0" * 8
 _ID = re.compile(r"/[0-9A-Za-z]{15,18}$|/\d+$")
@@ -213,3 +217,22 @@ def run_distinct(crms: list[str], events: int, batch: int, store_url: str | None
         if figure.duplicate_contacts or figure.duplicate_calls or figure.failed:
             status = 1
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crms", default="hubspot,salesforce", help="comma list: hubspot, salesforce")
+    parser.add_argument("--events", type=int, default=5000, help="queued calls (80 %% existing contacts, 20 %% new)")
+    parser.add_argument("--batch", type=int, default=100, help="worker.batch_size (deliveries claimed at once)")
+    parser.add_argument("--store-url", default=None, help="ledger URL (default: a new SQLite file)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up draining after this many seconds")
+    args = parser.parse_args(argv)
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores; {info['date_utc']}; Python {info['python']}")
+    print(f"command: {info['command']}")
+    return run_distinct([c.strip() for c in args.crms.split(",") if c.strip()], args.events, args.batch,
+                        args.store_url, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

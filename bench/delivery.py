@@ -132,18 +132,15 @@ def main() -> int:
     parser.add_argument("--json", nargs="?", const="delivery-bench.json", default=None, metavar="FILE",
                         help="also write the figures as JSON (default file: delivery-bench.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, process logs)")
-    parser.add_argument("--distinct", metavar="CRMS", default=None,
-                        help="instead: the distinct-contact backlog run (bench/_delivery_distinct.py) on these CRMs "
-                             "(hubspot,salesforce), sized by --distinct-events and --distinct-batch")
-    parser.add_argument("--distinct-events", type=int, default=5000)
-    parser.add_argument("--distinct-batch", type=int, default=100, help="worker.batch_size of the distinct run")
+    parser.add_argument("--distinct", metavar="CRMS[@EVENTS]", default=None,
+                        help="instead: the distinct-contact backlog run (bench/_delivery_distinct.py; run it directly "
+                             "for more options), e.g. hubspot,salesforce or hubspot@500")
     args = parser.parse_args()
     if args.distinct:
-        from _delivery_distinct import run_distinct
+        from _delivery_distinct import main as distinct
 
-        print(f"command: {machine()['command']}")
-        return run_distinct([c.strip() for c in args.distinct.split(",") if c.strip()], args.distinct_events,
-                            args.distinct_batch, timeout_s=args.timeout or 600.0)
+        crms, _, events = args.distinct.partition("@")
+        return distinct(["--crms", crms, *(["--events", events] if events else [])])
     planned = plan_configs(args)
     info = machine()
     run_tag = f"{os.getpid()}_{os.urandom(3).hex()}"
