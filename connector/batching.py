@@ -124,11 +124,22 @@ class BatchingRunner(DeliveryRunner):
                         break
                     if runnable is not None:
                         assert isinstance(runnable, ResolveContact)
+                        self._recheck_if_interrupted(item, action, sink)
                         pending.append((item, action, runnable))
         finally:
             self._contacts_known = None
         if pending:
             self._resolve_pending(pending, sink, outcomes)
+
+    @staticmethod
+    def _recheck_if_interrupted(item: _InProgress, action: ResolveContact, sink: Sink) -> None:
+        """A resolve found in flight may have created its contact before the process died, and the CRM's search may
+        not show it yet: the sink treats it as an unconfirmed create (HubSpot waits for its index, Salesforce asks
+        SOQL), as it does for its own lost answers, instead of creating the contact again."""
+        entry = item.journal.get(action.key)
+        unsettle = getattr(sink, "unsettle", None)
+        if entry is not None and entry.status == ActionStatus.IN_FLIGHT.value and unsettle is not None:
+            unsettle([action.key])
 
     def _read_contacts(self, group: list[_InProgress]) -> dict[str, tuple[str, str]]:
         if self._contact_cache_s <= 0:

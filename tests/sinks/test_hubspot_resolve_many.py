@@ -227,3 +227,44 @@ def test_no_duplicate_contact_with_three_workers_on_postgresql_and_search_lag(pg
             assert len(with_number(portal, new_number(i))) == 1, new_number(i)
         for event_id in ids:
             assert len(calls_of(portal, int(event_id))) == 1
+
+
+def test_a_crash_after_the_batch_create_never_duplicates_a_contact(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker dies right after HubSpot created 10 contacts (journal: in flight, shared cache not written) and
+    the claims come back at once while search still lags: the next worker waits for the index, finds them, and
+    creates none again."""
+    from connector import batching
+
+    class Crash(BaseException):
+        pass
+
+    def die_after_the_crm_call(name: str) -> None:
+        if name == "after_crm_call":
+            raise Crash(name)
+
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, search_lag_s=4.0,
+                         seed_custom_properties=True) as portal:
+        add_question_property(portal)
+        settings = engine_settings(portal, tmp_path)
+        with worker_on(settings) as (ledger, worker):
+            ids = [ingest(ledger, 9100 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=new_number(i))
+                   for i in range(10)]
+            monkeypatch.setattr(batching, "crash_point", die_after_the_crm_call)
+            claimed = ledger.deliveries.claim(worker.id, ["hs"], limit=50, lease_s=0.1)
+            with pytest.raises(Crash):
+                worker._runner.run_many(claimed)
+            monkeypatch.undo()
+            assert sum(len(with_number(portal, new_number(i))) for i in range(10)) == 10
+        time.sleep(0.2)
+        with worker_on(settings) as (ledger, worker):  # a new process: nothing the old sink knew survives
+            assert ledger.deliveries.sweep_expired() == len(ids)
+            deadline = time.monotonic() + 60
+            while ledger.deliveries.counts().get(("hs", "succeeded"), 0) < len(ids) and time.monotonic() < deadline:
+                drain(worker, rounds=20)
+            counts = ledger.deliveries.counts()
+        assert counts.get(("hs", "succeeded")) == len(ids), counts
+        for i in range(10):
+            assert len(with_number(portal, new_number(i))) == 1
+        for event_id in ids:
+            assert len(calls_of(portal, int(event_id))) == 1

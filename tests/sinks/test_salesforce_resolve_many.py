@@ -3,8 +3,11 @@ create for the new numbers), through simple-salesforce against the emulator over
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from connector.emulators.salesforce import SalesforceEmulator
 from connector.phones import same_number
@@ -120,3 +123,40 @@ def test_a_backlog_resolves_many_per_api_call_through_the_engine(tmp_path: Path)
         assert len(searches(emulator, since)) == 1
         for number in numbers:
             assert len(with_number(emulator, number)) == 1
+
+
+def test_a_crash_after_the_collection_create_never_duplicates_a_lead(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker dies right after Salesforce created 8 Leads; SOSL lags; the next worker looks each in-flight
+    resolve up (the sink's lookup: SOSL, then SOQL on the fields set to the number, which does not lag) and creates
+    none again."""
+    from connector import batching
+
+    class Crash(BaseException):
+        pass
+
+    def die_after_the_crm_call(name: str) -> None:
+        if name == "after_crm_call":
+            raise Crash(name)
+
+    with SalesforceEmulator() as emulator:
+        emulator.set_search_lag(60)
+        engine = Engine(engine_settings(emulator, tmp_path))
+        try:
+            ids = [ingest(engine.ledger, 9200 + i, sinks=("sf",), end_reason="no_answer",
+                          record_phone_number=new_number(i)) for i in range(8)]
+            monkeypatch.setattr(batching, "crash_point", die_after_the_crm_call)
+            claimed = engine.ledger.deliveries.claim(engine.worker.id, ["sf"], limit=50, lease_s=0.1)
+            with pytest.raises(Crash):
+                engine.worker._runner.run_many(claimed)
+            monkeypatch.undo()
+            engine.restart()
+            time.sleep(0.2)
+            assert engine.ledger.deliveries.sweep_expired() == len(ids)
+            drain(engine.worker)
+            counts = engine.ledger.deliveries.counts()
+        finally:
+            engine.close()
+        assert counts.get(("sf", "succeeded")) == len(ids), counts
+        for i in range(8):
+            assert len(with_number(emulator, new_number(i))) == 1
