@@ -29,6 +29,8 @@ from connector.sinks.base import ActionResult, ExecutionContext, Sink
 
 log = logging.getLogger(__name__)
 
+RESOLVING_KEPT = 100_000
+"""In-flight resolves remembered per process (see ``BatchingRunner._resolving``)."""
 STAGES = ("create_activity", "update_contact", "close_callbacks", "create_task")
 """close_callbacks (do-not-call plans) before create_task, so a callback task in the same batch already sees a
 do-not-call written by the update_contact stage; sinks run it through their single path (no batch form)."""
@@ -46,6 +48,12 @@ class _InProgress:
 
 class BatchingRunner(DeliveryRunner):
     """A DeliveryRunner that can also run a group of deliveries of one sink in batches."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resolving: set[str] = set()
+        """Resolve actions this process journaled in flight and has not seen succeed: if one is still in flight at
+        its next attempt, this process's sink knows what it wrote (its caches, its unconfirmed writes)."""
 
     def run_many(self, claimed: list[Claimed]) -> list[str]:
         """Run deliveries of ONE sink together; returns each one's outcome (same order not promised)."""
@@ -124,7 +132,8 @@ class BatchingRunner(DeliveryRunner):
                         break
                     if runnable is not None:
                         assert isinstance(runnable, ResolveContact)
-                        self._recheck_if_interrupted(item, action, sink)
+                        if action.key not in self._resolving:
+                            self._recheck_if_interrupted(item, action, sink)
                         pending.append((item, action, runnable))
         finally:
             self._contacts_known = None
@@ -133,7 +142,7 @@ class BatchingRunner(DeliveryRunner):
 
     @staticmethod
     def _recheck_if_interrupted(item: _InProgress, action: ResolveContact, sink: Sink) -> None:
-        """A resolve found in flight may have created its contact before the process died, and the CRM's search may
+        """A resolve another process left in flight (it died) may have created its contact, and the CRM's search may
         not show it yet: the sink treats it as an unconfirmed create (HubSpot waits for its index, Salesforce asks
         SOQL), as it does for its own lost answers, instead of creating the contact again."""
         entry = item.journal.get(action.key)
@@ -156,6 +165,9 @@ class BatchingRunner(DeliveryRunner):
             for item, action, _ in pending:
                 self._ledger.deliveries.journal_mark(item.claimed.id, action.key, action.kind,
                                                      ActionStatus.IN_FLIGHT, owner=self._worker)
+                if len(self._resolving) >= RESOLVING_KEPT:
+                    self._resolving.clear()  # forgetting only costs a recheck (a wait), never a duplicate
+                self._resolving.add(action.key)
             results = self._quick_retries()(resolve_many, [runnable for _, _, runnable in pending])
         except SinkError as exc:
             self._fail_all([item for item, _, _ in pending], exc, outcomes)
@@ -179,6 +191,7 @@ class BatchingRunner(DeliveryRunner):
                 if isinstance(result, SinkError):
                     raise result
                 self._mark(item.claimed, action, ActionStatus.SUCCEEDED, result, item.context, written=runnable)
+                self._resolving.discard(action.key)
             except SinkError as exc:
                 item.failed = True
                 outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
