@@ -21,8 +21,9 @@ contacts missing for new numbers into one batch create:
   contact; the others are created again. Email-less creates cannot meet a 409 on email.
 - Anything the batch path cannot decide safely goes through the sink's single path (``execute``): plans with a
   ``meta`` id rule, creates of this process whose outcome is unknown (they wait for the search index), creates
-  without a phone property to match results by, and a batch HubSpot refused as invalid (one input at a time then
-  names the bad one).
+  without a phone property to match results by, a batch HubSpot refused as invalid (one input at a time then
+  names the bad one), and a batched search HubSpot refused (a 4xx: the ``IN`` form is the unverified part, so a
+  refusal falls back to one ``EQ`` search per number instead of failing the deliveries).
 
 Read-your-writes across workers stays the engine's: it reads and writes the shared contact cache around this call
 (``connector.batching``), and one contact is in one delivery at a time (``contact_key`` leases).
@@ -30,6 +31,7 @@ Read-your-writes across workers stays the engine's: it reads and writes the shar
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ from connector.sinks.base import ActionResult, ExecutionContext
 if TYPE_CHECKING:
     from connector.sinks.hubspot import HubSpotSink
 
+log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
 IN_VALUES_MAX = 100
 """Values per ``IN`` filter. The search guide gives no number for ``IN`` (UNVERIFIED); 100 keeps a page of results
@@ -102,7 +105,14 @@ def _find(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[in
                 continue
             groups.setdefault((object_type, tuple(rule.fields)), []).append(index)
         for (object_type, fields), members in groups.items():
-            found = search_numbers(sink, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
+            try:
+                found = search_numbers(sink, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
+            except PermanentError as exc:  # the portal refused the batched form: one number per search, as before
+                log.warning("batched contact search refused; resolving one by one",
+                            extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status})
+                for index in members:
+                    results[index] = _single(sink, actions[index])
+                continue
             for index in members:
                 action, rule = actions[index], _rule(actions[index])
                 records = found.get(rule.e164)

@@ -20,6 +20,7 @@ Collections create for the new ones, instead of one SOSL (and one create) per ev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from connector.sinks.base import ActionResult, ExecutionContext
 if TYPE_CHECKING:
     from connector.sinks.salesforce import SalesforceSink
 
+log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
 SEARCH_TEXT_MAX = 4_000
 """Characters of the FIND text: above this, SOSL drops the logical operators (see the module docstring)."""
@@ -90,7 +92,14 @@ def _find(sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list
             continue
         groups.setdefault((tuple(rule.objects), tuple(rule.fields)), []).append(index)
     for (objects, fields), members in groups.items():
-        found = search_numbers(sink, list(objects), list(fields), [_rule(actions[i]).e164 for i in members])
+        try:
+            found = search_numbers(sink, list(objects), list(fields), [_rule(actions[i]).e164 for i in members])
+        except PermanentError as exc:  # the org refused the batched SOSL: one search per number, as before
+            log.warning("batched SOSL refused; resolving one by one",
+                        extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status})
+            for index in members:
+                results[index] = _single(sink, actions[index])
+            continue
         for index in members:
             _pick(sink, actions[index], found, len(members), results, index)
 

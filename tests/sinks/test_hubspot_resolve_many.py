@@ -268,3 +268,18 @@ def test_a_crash_after_the_batch_create_never_duplicates_a_contact(tmp_path: Pat
             assert len(with_number(portal, new_number(i))) == 1
         for event_id in ids:
             assert len(calls_of(portal, int(event_id))) == 1
+
+
+def test_a_refused_batched_search_falls_back_to_one_search_per_number(portal: HubSpotEmulator) -> None:
+    """What IN does on phone properties is not documented: should a portal refuse the batched search (400), the
+    numbers are searched one by one (EQ), as before, instead of failing the deliveries."""
+    seeded = portal.seed_records("contacts", [{"phone": national(existing_number(i))} for i in range(3)])
+    sink = open_sink(portal)
+    try:
+        portal.reset_counters()
+        portal.fail_next(1, status=400)
+        results = sink.resolve_many([resolve(existing_number(i), f"2x-{i}:contact") for i in range(3)])
+    finally:
+        sink.close()
+    assert [r.crm_id for r in results] == seeded  # type: ignore[union-attr]
+    assert [r.status for r in searches(portal)] == [400, 200, 200, 200]
