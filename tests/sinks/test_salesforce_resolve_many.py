@@ -160,3 +160,18 @@ def test_a_crash_after_the_collection_create_never_duplicates_a_lead(tmp_path: P
         assert counts.get(("sf", "succeeded")) == len(ids), counts
         for i in range(8):
             assert len(with_number(emulator, new_number(i))) == 1
+
+
+def test_a_refused_batched_sosl_falls_back_to_one_search_per_number() -> None:
+    with SalesforceEmulator() as emulator:
+        known = seed_contacts(emulator, 3)
+        sink = open_sink(emulator)
+        try:
+            since = len(emulator.request_log)
+            emulator.fail_next(1, status=400, error_code="MALFORMED_SEARCH", message="search too complex",
+                               path_contains="/search")
+            results = sink.resolve_many([resolve(n, f"2x-{i}:contact") for i, (n, _) in enumerate(known)])
+        finally:
+            sink.close()
+        assert [r.crm_id for r in results] == [i for _, i in known]  # type: ignore[union-attr]
+        assert len(searches(emulator, since)) == 4  # the refused batched SOSL, then one per number
