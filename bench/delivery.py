@@ -132,7 +132,15 @@ def main() -> int:
     parser.add_argument("--json", nargs="?", const="delivery-bench.json", default=None, metavar="FILE",
                         help="also write the figures as JSON (default file: delivery-bench.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, process logs)")
+    parser.add_argument("--distinct", metavar="CRMS[@EVENTS]", default=None,
+                        help="instead: the distinct-contact backlog run (bench/_delivery_distinct.py; run it directly "
+                             "for more options), e.g. hubspot,salesforce or hubspot@500")
     args = parser.parse_args()
+    if args.distinct:
+        from _delivery_distinct import main as distinct
+
+        crms, _, events = args.distinct.partition("@")
+        return distinct(["--crms", crms, *(["--events", events] if events else [])])
     planned = plan_configs(args)
     info = machine()
     run_tag = f"{os.getpid()}_{os.urandom(3).hex()}"

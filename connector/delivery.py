@@ -83,6 +83,8 @@ class DeliveryRunner:
 
     _dnc_known: dict[str, str | None] | None = None
     """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
+    _contacts_known: dict[str, tuple[str, str]] | None = None
+    """Shared contact cache entries (E.164 → (object, id)) the batch runner read ahead for its resolve stage."""
 
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
                  *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
@@ -251,10 +253,13 @@ class DeliveryRunner:
         read-your-writes across workers: a contact created seconds ago is found even while the
         CRM's search index has not caught up, so a second call never creates a duplicate.
         """
-        phones = [m.e164 for m in action.match if isinstance(m, MatchByPhone)]
-        if not phones or len(phones) != len(action.match) or self._contact_cache_s <= 0:
+        phone = cacheable_phone(action)
+        if phone is None or self._contact_cache_s <= 0:
             return None
-        found = self._ledger.sinks.cached_contact(sink, phones[0], max_age_s=self._contact_cache_s)
+        if self._contacts_known is not None:
+            found = self._contacts_known.get(phone)
+        else:
+            found = self._ledger.sinks.cached_contact(sink, phone, max_age_s=self._contact_cache_s)
         if found is None:
             return None
         return ActionResult(crm_id=found[1], object=found[0], detail={"resolved_by": "contact_cache"})
@@ -342,6 +347,12 @@ class DeliveryRunner:
                  extra={"event_id": claimed.event_id, "sink": claimed.sink, "attempt": claimed.attempts,
                         **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {})})
         return outcome if kept else "lease_lost"
+
+
+def cacheable_phone(action: ResolveContact) -> str | None:
+    """The number the shared contact cache answers for, when the plan matches by phone only."""
+    phones = [m.e164 for m in action.match if isinstance(m, MatchByPhone)]
+    return phones[0] if phones and len(phones) == len(action.match) else None
 
 
 def _refill(action: Action, previous: ActionResult) -> UpdateContact | None:

@@ -7,7 +7,10 @@
 - Operators EQ NEQ LT LTE GT GTE BETWEEN IN NOT_IN HAS_PROPERTY NOT_HAS_PROPERTY CONTAINS_TOKEN NOT_CONTAINS_TOKEN.
   Text compares case-insensitively, enumerations case-sensitively; IN/NOT_IN on text lower-case the stored value
   only, so their ``values`` must be lower-case to match (guide). ``*`` is a wildcard in CONTAINS_TOKEN.
-- ``phone``/``mobilephone`` compare through the national-number reduction of ``phone_key``.
+- ``phone``/``mobilephone`` (and their ``hs_searchable_calculated_*`` copies) compare through the national-number
+  reduction of ``phone_key``, with ``EQ`` and ``IN`` alike (what real ``IN`` does on phone properties is
+  UNVERIFIED; the sink confirms every hit with its own matcher either way). ``IN`` takes at most 100 values
+  (UNVERIFIED, see ``MAX_IN_VALUES``).
 - The pseudo-property ``associations.{type}`` EQ an id finds records associated with that record.
 - One sort (a string ``"-createdate"`` or ``{"propertyName","direction"}``); default: creation order. ``limit``
   defaults to 10, at most 200; ``after`` is an offset string; no paging beyond 10,000 results.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from functools import lru_cache
 from typing import Any
 
 from connector.emulators import _hubspot_errors as err
@@ -28,6 +32,9 @@ from connector.emulators._hubspot_validation import parse_instant, phone_key
 OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
                        "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})  # fmt: skip
 MAX_GROUPS, MAX_PER_GROUP, MAX_FILTERS = 5, 6, 18
+MAX_IN_VALUES = 100
+"""Values per IN/NOT_IN filter: the search guide gives no number (UNVERIFIED); 100 is the bound the sink keeps to
+(``connector.sinks._hubspot_resolve.IN_VALUES_MAX``), enforced so a client sending more finds out here."""
 DEFAULT_LIMIT, MAX_LIMIT, MAX_RESULTS = 10, 200, 10_000
 _PHONES = frozenset({"phone", "mobilephone", "hs_searchable_calculated_phone_number",
                      "hs_searchable_calculated_mobile_number"})  # fmt: skip
@@ -103,6 +110,9 @@ def _check_filter(item: Any) -> None:
     if operator in ("IN", "NOT_IN") and not isinstance(item.get("values"), list):
         raise err.invalid_input(f"Cannot construct instance of `{_FILTER_CLASS}`, problem: operator {operator} "
                                 "requires values")  # fmt: skip
+    if operator in ("IN", "NOT_IN") and len(item["values"]) > MAX_IN_VALUES:
+        raise err.validation(f"Too many values in an {operator} filter: {len(item['values'])}. The maximum is "
+                             f"{MAX_IN_VALUES}.")  # UNVERIFIED: number and text (see MAX_IN_VALUES)
 
 
 def _paging(body: dict[str, Any]) -> tuple[int, int]:
@@ -145,7 +155,7 @@ def _key(kind: str, text: str) -> Any:
         instant = parse_instant(text)
         return None if instant is None else instant.timestamp()
     if kind == "phone":
-        return phone_key(text) or None
+        return _phone_key(text)
     if kind == "enum":
         return text
     return text.casefold()
@@ -180,7 +190,9 @@ def _positive(operator: str, name: str, stored: str, definition: dict[str, Any] 
         values = [str(v) for v in item.get("values", [])]
         if kind == "string":  # the stored value is lower-cased, the values are not (search guide)
             return stored.lower() in values
-        wanted = {_key(kind, v) for v in values}
+        wanted = item.get(_WANTED)
+        if wanted is None:  # once per filter, not once per record
+            wanted = item[_WANTED] = {_key(kind, v) for v in values}
         return any(k is not None and k in wanted for k in stored_keys)
     value = _key(kind, str(item.get("value", "")))
     if operator == "EQ":
@@ -200,6 +212,16 @@ def _positive(operator: str, name: str, stored: str, definition: dict[str, Any] 
         except TypeError:
             continue
     return False
+
+
+_WANTED = "\0wanted"
+"""Where an IN filter's comparable values are kept for the rest of one search (the parsed request is private)."""
+
+
+@lru_cache(maxsize=65_536)
+def _phone_key(text: str) -> str | None:
+    """``phone_key``, remembered: a batched search compares every stored phone against many values."""
+    return phone_key(text) or None
 
 
 def _contains_token(stored: str, wanted: str) -> bool:

@@ -11,6 +11,7 @@ Deleted records stay, flagged ``IsDeleted``, for ``queryAll``; every other read 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,9 @@ class Store:
         self.clock = clock
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schema}
         self.write_guard: Callable[[ObjectDef, dict[str, Any], dict[str, Any] | None], None] | None = None
+        self.duplicate_rules: dict[str, str] = {}
+        """object (lower-case) → phone field: an active duplicate rule that BLOCKS a new record whose field holds
+        the digits of an existing record's (``SalesforceEmulator.block_duplicates``)."""
         """Called with (object, validated values, current record or None) before a write: permission checks."""
 
     # --- lookups -----------------------------------------------------------------------------------------
@@ -62,7 +66,20 @@ class Store:
         values = validate_write(self, obj, body, raw)
         if self.write_guard is not None:
             self.write_guard(obj, values, None)
+        self._check_duplicates(obj, values)
         return self.insert(obj, values)
+
+    def _check_duplicates(self, obj: ObjectDef, values: dict[str, Any]) -> None:
+        """A blocking duplicate rule: Salesforce refuses the save with DUPLICATES_DETECTED and the rule's alert text
+        (default "Use one of these records?") — https://help.salesforce.com/s/articleView?id=sf.duplicate_rules_map_of_reference.htm
+        (the REST error body's exact shape here, statusCode + message + empty fields, is UNVERIFIED)."""
+        field = self.duplicate_rules.get(obj.name.lower())
+        wanted = re.sub(r"\D", "", str(values.get(field) or "")) if field else ""
+        if not field or not wanted:
+            return
+        for row in self.rows(obj):
+            if re.sub(r"\D", "", str(row.get(field) or ""))[-10:] == wanted[-10:]:
+                raise SalesforceApiError(400, "DUPLICATES_DETECTED", "Use one of these records?", [])
 
     def insert(self, obj: ObjectDef, values: dict[str, Any], *, created: datetime | None = None) -> dict[str, Any]:
         """Insert already-typed values (seeding uses this directly with a past ``created``)."""

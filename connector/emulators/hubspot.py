@@ -141,6 +141,12 @@ class HubSpotEmulator:
         with self._store.lock:
             self._app.search_lag_s = seconds
 
+    def seed_records(self, object_type: str, records: Iterable[dict[str, str]]) -> list[str]:
+        """Add records the search index has always known (a portal's existing contacts); returns their ids."""
+        otype = self._type(object_type)
+        with self._store.lock:
+            return [self._store.seed(otype, dict(properties), SEED_CREATED).id for properties in records]
+
     # -- inspection -----------------------------------------------------------------------------
 
     def objects(self, object_type: str, *, include_archived: bool = False) -> list[dict[str, Any]]:

@@ -222,6 +222,12 @@ class SalesforceEmulator:
 
         add_field(self._org, sobject, self._deleted_fields.pop((sobject.lower(), field.lower())))
 
+    def block_duplicates(self, sobject: str, field: str = "Phone") -> None:
+        """Activate a duplicate rule that blocks a new ``sobject`` whose ``field`` has an existing record's number
+        (last 10 digits compared; emulated matching rule, UNVERIFIED beyond "blocks with DUPLICATES_DETECTED")."""
+        with self._org.lock:
+            self._org.store.duplicate_rules[sobject.lower()] = field
+
     def set_search_lag(self, seconds: float) -> None:
         """SOSL index lag: records created less than ``seconds`` ago are not found by search."""
         with self._org.lock:

@@ -107,6 +107,12 @@ class ContactResolver:
                 return created
         return self._create(action)
 
+    def cached(self, e164: str) -> tuple[str, str] | None:
+        """(object, id) this process resolved or created for the number within the cache's lifetime."""
+        with self._lock:
+            found: tuple[str, str] | None = self._phones.get_fresh(e164)
+        return found
+
     def remember(self, e164: str, sobject: str, crm_id: str) -> None:
         with self._lock:
             self._phones.put(e164, (sobject, crm_id))

@@ -148,6 +148,20 @@ class HubSpotSink:
 
         return execute_batch(self, items)
 
+    def resolve_many(self, actions: list[ResolveContact]) -> list[ActionResult | SinkError]:
+        """Many events' contacts in one search per 100 numbers and one batch create per 100 new ones (backlog path,
+        see _hubspot_resolve); results in order, an action's own failure as its item."""
+        from connector.sinks._hubspot_resolve import resolve_many
+
+        return resolve_many(self, actions)
+
+    def unsettle(self, keys: list[str]) -> None:
+        """Treat these writes as possibly done: the next attempt looks (or waits for the index) before writing."""
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._uncertain.setdefault(key, now)
+
     @property
     def uncertain_keys(self) -> set[str]:
         """Writes whose outcome this process does not know: they go the single, looked-up path."""
