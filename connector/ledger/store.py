@@ -21,6 +21,7 @@ from connector.errors import StoreError
 from connector.ledger import migrate
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods, translated
+from connector.ledger.bulk import BulkStore
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
@@ -79,6 +80,8 @@ class Ledger:
         """Claims, leases, the action journal, attempts, requeueing."""
         self.sinks = SinkStateStore(engine, self._writes)
         """Paused/blocked sinks, written contact fields, worker heartbeats, rate buckets."""
+        self.bulk = BulkStore(engine, self._writes)
+        """Many deliveries' journal, attempts, plans and fields at once (the batch runner)."""
 
     @classmethod
     def open(cls, store: StoreSettings, *, migrate_schema: bool = True) -> Ledger:
