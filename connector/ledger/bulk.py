@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.ledger._clock import utcnow
@@ -131,16 +131,20 @@ class BulkStore:
         return found
 
     def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:
-        """(contact ref, property) → what the connector last wrote there, for the wanted refs and properties."""
-        pairs = sorted((ref, prop) for ref, props in wanted.items() for prop in props)
+        """(contact ref, property) → what the connector last wrote there, for the wanted refs and properties.
+
+        Asked as `contact_ref IN (…) AND property IN (…)` (the primary key's prefix) and filtered here: a list
+        of (ref, property) pairs is planned far slower by PostgreSQL."""
+        properties = sorted(set().union(*wanted.values())) if wanted else []
         found: dict[tuple[str, str], WrittenField] = {}
         f = field_state
         with self._engine.connect() as connection:
-            for chunk in _chunks(pairs, _IN_CHUNK // 2):
+            for chunk in _chunks(sorted(wanted), _IN_CHUNK):
                 rows = connection.execute(select(f).where(
-                    f.c.sink == sink, tuple_(f.c.contact_ref, f.c.property).in_(chunk)))
+                    f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties)))
                 found.update({(r.contact_ref, r.property): WrittenField(
-                    json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id) for r in rows})
+                    json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id)
+                    for r in rows if r.property in wanted[r.contact_ref]})
         return found
 
     # -- writes -----------------------------------------------------------------------------------
