@@ -79,6 +79,9 @@ class BacklogFigures:
     ceiling: float | None = None
     ceiling_share: float | None = None
     insert_s: float = 0.0
+    worker_cpu_s: float | None = None
+    """CPU seconds the workers used from start to drain end: events per CPU-second is what the host's load
+    does not change much."""
     loadavg: tuple[float, float, float] | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -213,6 +216,8 @@ def run_backlog(fig: BacklogFigures, workdir: Path, run_tag: str, timeout_s: flo
                     last_note = time.monotonic()
                 time.sleep(0.05)
             fig.commits = run.commits(fig.workers)
+            cpu = [w.cpu_s() for w in workers]
+            fig.worker_cpu_s = sum(c for c in cpu if c is not None)
             fig.loadavg = os.getloadavg()
             if left:
                 fig.problems.append(f"{left} deliveries unfinished at the deadline")
@@ -368,7 +373,9 @@ def backlog_table(figs: list[BacklogFigures]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for f in figs:
-        lines.append(f"  {f.name}: backlog inserted in {f.insert_s:.1f} s; drain {_fmt(f.drain_s, '.1f')} s; "
+        per_cpu = f.succeeded / f.worker_cpu_s if f.worker_cpu_s else None
+        lines.append(f"  {f.name}: backlog inserted in {f.insert_s:.1f} s; drain {_fmt(f.drain_s, '.1f')} s; workers "
+                     f"used {_fmt(f.worker_cpu_s, '.1f')} CPU-s ({_fmt(per_cpu, '.0f')} events per CPU-second); "
                      f"{f.commits} store commits by the workers (start to drain end, rate gate included); host load "
                      f"average {_fmt(f.loadavg[0] if f.loadavg else None, '.1f')}")
         lines += [f"    PROBLEM: {p}" for p in f.problems]
