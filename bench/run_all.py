@@ -27,8 +27,7 @@ def main() -> int:
         ["ingest.py"] + (["--duration", "4"] if args.quick else []),
         ["hubspot_calls.py"],
         ["salesforce_calls.py"],
-        ["delivery.py"] + (["--events", "600", "--configs", "pg1,sqlite1", "--dnc-backlog", "2000"] if args.quick
-                           else []),
+        ["delivery.py"] + (["--quick"] if args.quick else []),
         ["memory.py"] + (["--events", "5000", "--deliver", "1000"] if args.quick else ["--deliver", "10000"]),
     ]
     info = machine()
