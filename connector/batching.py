@@ -251,6 +251,8 @@ class BatchingRunner(DeliveryRunner):
     def _flush(self, *, in_flight: list[Mark] | None = None, finishes: list[Finish] | None = None) -> Written:
         """One transaction: what is pending, plus these in-flight marks (lease-checked) and finishes."""
         pending = self._pending or _Pending()
+        if not (pending or in_flight or finishes):
+            return Written(frozenset(), frozenset())  # nothing to record: no empty transaction
         written = self._ledger.bulk.write(self._worker, marks=pending.marks, in_flight=in_flight,
                                           fields=list(pending.fields.values()), finishes=finishes)
         pending.marks, pending.fields = [], {}
