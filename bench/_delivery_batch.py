@@ -10,7 +10,8 @@ of contacts, 100 records per request.
 * at HubSpot's limit: the same, with the emulator enforcing 190 requests / 10 s; the drain rate is compared with
   the batched ceiling, (190 / 10 s) × 100 events ÷ 2 requests (a Calls batch and a contacts batch per 100 events).
 * do-not-call behind a backlog: a DNC webhook POSTed to `connector serve` while one worker drains the backlog at
-  HubSpot's limit; seconds from its 202 to its delivery's success in the ledger.
+  HubSpot's limit; seconds from its 202 to its delivery's success in the ledger. Before the backlog, three lone
+  calls are timed the same way (the worker polls every 0.5 s by default and never waits to fill a batch).
 * recovery: `connector serve` (embedded worker) and one `connector worker` drain a backlog at HubSpot's limit;
   `kill -9` of serve's process group; seconds until the first delivery the killed worker held succeeds.
 """
@@ -274,27 +275,17 @@ def run_dnc(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: floa
         run: HubSpotRun | None = None
         try:
             run = HubSpotRun(procs, "dnc", "postgresql", run_tag, rate, window_s)
-            result["insert_s"] = run.insert_backlog(backlog)
             start_receiver(procs, run.config, run.port, ready_path="/healthz")
             run.start_workers(1)
             deadline = time.monotonic() + timeout_s
+            result["lone_s"] = [_delivered_after_post(run, FIRST_ID - 10 + n, phone(n), "hung_up", deadline)
+                                for n in range(3)]  # an idle worker: never waits to fill a batch
+            result["insert_s"] = run.insert_backlog(backlog)
             while run.unfinished() > backlog - 2 * BATCH_SIZE:  # the worker is busy with the backlog
                 if time.monotonic() > deadline:
                     raise TimeoutError("the worker never got busy")
                 time.sleep(0.05)
-            dnc_id = FIRST_ID + backlog + 1
-            document = sample_payload(dnc_id, end_reason="do_not_call", record_phone_number=DNC_PHONE)
-            status, body, acked = post(run.port, WEBHOOK_PATH, WEBHOOK_TOKEN, document)
-            if status != "202":
-                raise RuntimeError(f"the do-not-call POST was answered {status}: {body[:300]}")
-            while True:
-                [delivery] = run.ledger.deliveries_for(str(dnc_id))
-                if delivery["status"] == "succeeded":
-                    break
-                if delivery["status"] in ("dead", "held") or time.monotonic() > deadline:
-                    raise RuntimeError(f"the do-not-call delivery is {delivery['status']}: {delivery['last_error']}")
-                time.sleep(0.01)
-            result["dnc_s"] = delivery["finished_at"].timestamp() - acked
+            result["dnc_s"] = _delivered_after_post(run, FIRST_ID + backlog + 1, DNC_PHONE, "do_not_call", deadline)
             counts = {s: n for (_sink, s), n in run.ledger.deliveries.counts().items()}
             result["backlog_left"] = run.unfinished()
             result["delivered_before"] = counts.get("succeeded", 0) - 1
@@ -306,6 +297,21 @@ def run_dnc(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: floa
             if run is not None:
                 run.close()
     return result
+
+
+def _delivered_after_post(run: HubSpotRun, event_id: int, number: str, reason: str, deadline: float) -> float:
+    """POST one webhook to `connector serve`; seconds from its 202 to its delivery's success in the ledger."""
+    document = sample_payload(event_id, end_reason=reason, record_phone_number=number)
+    status, body, acked = post(run.port, WEBHOOK_PATH, WEBHOOK_TOKEN, document)
+    if status != "202":
+        raise RuntimeError(f"the {reason} POST was answered {status}: {body[:300]}")
+    while True:
+        [delivery] = run.ledger.deliveries_for(str(event_id))
+        if delivery["status"] == "succeeded":
+            return float(delivery["finished_at"].timestamp() - acked)
+        if delivery["status"] in ("dead", "held") or time.monotonic() > deadline:
+            raise RuntimeError(f"the {reason} delivery is {delivery['status']}: {delivery['last_error']}")
+        time.sleep(0.01)
 
 
 def run_recovery(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: float,

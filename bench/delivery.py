@@ -123,7 +123,9 @@ def dnc_line(dnc: dict[str, Any]) -> str:
     if dnc.get("dnc_s") is None:
         return head + "NOT MEASURED " + "; ".join(dnc["problems"])
     verdict = "OK" if dnc["dnc_s"] < DNC_GOAL_S else "OVER GOAL"
-    text = (f"{head}202 → delivery succeeded in {dnc['dnc_s']:.2f} s (goal < {DNC_GOAL_S:g} s: {verdict}); "
+    lone = ", ".join(f"{s:.2f}" for s in dnc.get("lone_s") or [])
+    text = (f"lone calls to an idle worker (same setup, before the backlog): 202 → delivery succeeded in {lone} s\n"
+            f"{head}202 → delivery succeeded in {dnc['dnc_s']:.2f} s (goal < {DNC_GOAL_S:g} s: {verdict}); "
             f"{dnc['delivered_before']} delivered before it, {dnc['backlog_left']:,} still queued, "
             f"{dnc['answered_429']} 429s; backlog inserted in {dnc['insert_s']:.1f} s")
     return text + "".join(f"\n    PROBLEM: {p}" for p in dnc["problems"])
