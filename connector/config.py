@@ -137,8 +137,9 @@ class WorkerSettings(_Model):
     """The delivery worker: embedded in `connector serve`, or standalone `connector worker` processes."""
 
     embedded: bool = Field(True, description="`connector serve` also runs one worker process.")
-    batch_size: int = Field(50, ge=1, le=500, description="Deliveries claimed at once; under a backlog a sink "
-                                                          "with batch APIs sends their actions in batches.")
+    batch_size: int = Field(100, ge=1, le=500, description="Deliveries claimed at once; under a backlog a sink "
+                                                           "with batch APIs sends their actions in batches (100 "
+                                                           "fills one HubSpot batch request).")
     poll_interval_s: float = Field(0.5, gt=0, le=30, description="Sleep between claims when nothing is due.")
     lease_s: float = Field(60.0, ge=5, le=3600, description="A claimed delivery returns to others after this, "
                                                             "unless renewed (a dead worker's work is recovered).")

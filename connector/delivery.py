@@ -42,7 +42,7 @@ from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
 from connector.metrics import Metrics
 from connector.mapping.planner import plan_event
-from connector.mapping.precedence import may_write
+from connector.mapping.precedence import WrittenField, may_write
 from connector.payload import CallEvent
 from connector.plan import (
     Action,
@@ -83,8 +83,6 @@ class DeliveryRunner:
 
     _dnc_known: dict[str, str | None] | None = None
     """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
-    _contacts_known: dict[str, tuple[str, str]] | None = None
-    """Shared contact cache entries (E.164 → (object, id)) the batch runner read ahead for its resolve stage."""
 
     def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
                  *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
@@ -193,7 +191,7 @@ class DeliveryRunner:
             if found is not None:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
-        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known) \
+        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known, self._written) \
             if isinstance(action, CreateTask) else None  # fmt: skip
         if blocked is not None:
             self._mark(claimed, action, ActionStatus.SKIPPED, blocked, context)
@@ -256,10 +254,7 @@ class DeliveryRunner:
         phone = cacheable_phone(action)
         if phone is None or self._contact_cache_s <= 0:
             return None
-        if self._contacts_known is not None:
-            found = self._contacts_known.get(phone)
-        else:
-            found = self._ledger.sinks.cached_contact(sink, phone, max_age_s=self._contact_cache_s)
+        found = self._ledger.sinks.cached_contact(sink, phone, max_age_s=self._contact_cache_s)
         if found is None:
             return None
         return ActionResult(crm_id=found[1], object=found[0], detail={"resolved_by": "contact_cache"})
@@ -275,9 +270,13 @@ class DeliveryRunner:
         if contact is None or contact.crm_id is None:
             return action
         fields = [f for f in action.fields if not f.objects or contact.object in f.objects]
-        written = self._ledger.sinks.written(sink, _contact_ref(contact), [f.property for f in fields])
+        written = self._written(sink, _contact_ref(contact), [f.property for f in fields])
         allowed = [f for f in fields if may_write(f, written.get(f.property))]
         return action.model_copy(update={"fields": allowed}) if allowed else None
+
+    def _written(self, sink: str, contact_ref: str, properties: list[str]) -> dict[str, WrittenField]:
+        """What the connector wrote to these properties of the contact (the batch runner answers from a bulk read)."""
+        return self._ledger.sinks.written(sink, contact_ref, properties)
 
     def _mark(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult,
               context: ExecutionContext, written: Action | None = None) -> None:
@@ -285,20 +284,29 @@ class DeliveryRunner:
         if previous is not None and status is ActionStatus.SUCCEEDED and previous.detail.get(SKIPPED):
             result = _refilled(previous, result)
         context.results[action.key] = result
-        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
-                                             crm_id=result.crm_id, result=result.model_dump(mode="json"))
+        self._journal(claimed, action, status, result)
         contact = context.contact()
         skipped = dict(result.detail.get(SKIPPED) or {})
         if isinstance(written, UpdateContact) and status is ActionStatus.SUCCEEDED and contact and contact.crm_id:
             # Fields the CRM refused (schema drift) were not written: recording them would let precedence keep a
             # replay after crm-setup from filling them.
             not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, [])) | set(skipped)
-            self._ledger.sinks.record_written(
+            self._record_written(
                 claimed.sink, _contact_ref(contact),
                 {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
                 claimed.event_id)
         if status is ActionStatus.SUCCEEDED and written is not None:
             self._missing.track(claimed.sink, claimed.event_id, written, result, contact, skipped)
+
+    def _journal(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult) -> None:
+        """Record an action's outcome (the batch runner defers it to its next transaction)."""
+        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
+                                             crm_id=result.crm_id, result=result.model_dump(mode="json"))
+
+    def _record_written(self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, Any]],
+                        event_id: str) -> None:
+        """Precedence bookkeeping of a successful contact update (the batch runner defers it too)."""
+        self._ledger.sinks.record_written(sink, contact_ref, fields, event_id)
 
     # -- deciding the delivery's fate -------------------------------------------------------------
 
@@ -341,6 +349,10 @@ class DeliveryRunner:
                 error: dict[str, Any] | None, *, due: Any = None, count: bool = True) -> str:
         kept = self._ledger.deliveries.finish(claimed.id, attempt_id, self._worker, status=status, outcome=outcome,
                                               due_at=due, error=error, count_attempt=count)
+        return self._report(claimed, outcome, kept, error)
+
+    def _report(self, claimed: Claimed, outcome: str, kept: bool, error: dict[str, Any] | None) -> str:
+        """Metrics and the log line of a finished attempt; returns its outcome (lease_lost when not kept)."""
         if self._metrics is not None:
             self._metrics.attempts.labels(sink=claimed.sink, outcome=outcome if kept else "lease_lost").inc()
         log.info("delivery %s", outcome if kept else "lease_lost",

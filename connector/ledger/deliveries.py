@@ -123,20 +123,23 @@ class DeliveryStore:
             return int(result.rowcount or 0)
 
     def sweep_expired(self) -> int:
-        """Return deliveries whose worker died (lease expired) to due; the journal decides lookups."""
+        """Return deliveries whose worker died (lease expired) to due; the journal decides lookups.
+
+        Their `due_at` is kept (it passed before they were claimed): they are due at once and keep their place at
+        the head of the queue, instead of waiting behind the whole backlog that arrived meanwhile."""
         now = utcnow()
         with self._writes.begin() as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(deliveries.c.status == DeliveryStatus.LEASED.value, deliveries.c.lease_until < now)
-                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, due_at=now,
-                        updated_at=now)
+                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
             )
             return int(result.rowcount or 0)
 
     def release_claims_of(self, worker_ids: list[str]) -> int:
         """Return every delivery leased by these (dead) workers to due at once, without waiting for
-        their leases to expire; an action they left `in_flight` is looked up before it is redone."""
+        their leases to expire; an action they left `in_flight` is looked up before it is redone. Like
+        `sweep_expired`, they keep their `due_at` and so their place in the queue."""
         if not worker_ids:
             return 0
         now = utcnow()
@@ -144,8 +147,7 @@ class DeliveryStore:
             result = connection.execute(
                 update(deliveries)
                 .where(deliveries.c.status == DeliveryStatus.LEASED.value, deliveries.c.lease_owner.in_(worker_ids))
-                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, due_at=now,
-                        updated_at=now)
+                .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
             )
             return int(result.rowcount or 0)
 

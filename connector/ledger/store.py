@@ -22,6 +22,7 @@ from connector.hints import command
 from connector.ledger import migrate
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods, translated
+from connector.ledger.bulk import BulkStore
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
@@ -86,6 +87,8 @@ class Ledger:
         """Paused/blocked sinks, written contact fields, worker heartbeats, rate buckets."""
         self._events = EventWriter(engine, _EVENT_COLUMNS, _DELIVERY_COLUMNS)
         """The receiver's commit point, with the least work per event (see its module)."""
+        self.bulk = BulkStore(engine, self._writes)
+        """Many deliveries' journal, attempts, plans and fields at once (the batch runner)."""
 
     @classmethod
     def open(cls, store: StoreSettings, *, migrate_schema: bool = True) -> Ledger:

@@ -1,0 +1,291 @@
+"""The batch runner's store work: a constant number of transactions per batch, whatever its size.
+
+Under a backlog one worker runs up to a hundred deliveries together (connector.batching). Written one row per
+transaction, their journal, attempts, plans and precedence bookkeeping cost about eleven commits per CRM request and
+bound the drain rate far below the CRM's. Here each of those is one statement (executemany, or an upsert with
+`INSERT … ON CONFLICT`, which SQLite ≥ 3.24 and PostgreSQL both have) inside one transaction per stage. The
+exactly-once rules are those of DeliveryStore: `in_flight` marks check the lease owner and commit before the CRM
+call; everything else may ride along with the next transaction (a crash before it commits leaves `in_flight`,
+which is looked up before anything is rewritten).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connector.ledger._clock import utcnow
+from connector.ledger._errors import guard_public_methods
+from connector.ledger.deliveries import JournalEntry
+from connector.ledger.schema import (
+    ActionStatus,
+    DeliveryStatus,
+    action_journal,
+    attempts,
+    contact_cache,
+    deliveries,
+    events,
+    field_state,
+)
+from connector.mapping.precedence import WrittenField
+
+_IN_CHUNK = 500
+"""Ids per `IN (…)` list: far below SQLite's 32,766 host parameters and PostgreSQL's 65,535."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One action's new journal state."""
+
+    delivery_id: int
+    action_key: str
+    kind: str
+    status: ActionStatus
+    crm_id: str | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FieldWrite:
+    """What the connector wrote to one contact property (the precedence bookkeeping of field_state)."""
+
+    sink: str
+    contact_ref: str
+    property: str
+    value: Any
+    rank: int
+    call_time: datetime
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A leased delivery's next state and its attempt's outcome (as DeliveryStore.finish takes them)."""
+
+    delivery_id: int
+    attempt_id: int
+    status: DeliveryStatus
+    outcome: str
+    due_at: datetime | None = None
+    error: dict[str, Any] | None = None
+    count_attempt: bool = True
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one `write` did: deliveries whose lease was lost (their in-flight marks were not written, so no CRM
+    call may follow), and deliveries finished (the others were no longer this worker's; their result is not kept)."""
+
+    lease_lost: frozenset[int]
+    finished: frozenset[int]
+
+
+@guard_public_methods
+class BulkStore:
+    """Reads and writes of many deliveries at once; see the module docstring."""
+
+    def __init__(self, engine: Engine, writes: Engine) -> None:
+        self._engine = engine
+        self._writes = writes
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """event id → {"normalized", "received_at"}, for the events that exist."""
+        found: dict[str, dict[str, Any]] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(sorted(set(event_ids))):
+                for row in connection.execute(select(events.c.event_id, events.c.normalized, events.c.received_at)
+                                              .where(events.c.event_id.in_(chunk))):
+                    found[row.event_id] = {"normalized": row.normalized, "received_at": row.received_at}
+        return found
+
+    def journals(self, delivery_ids: Iterable[int]) -> dict[int, dict[str, JournalEntry]]:
+        """Every delivery's journal (action key → entry); deliveries without one map to {}."""
+        ids = sorted(set(delivery_ids))
+        found: dict[int, dict[str, JournalEntry]] = {i: {} for i in ids}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(ids):
+                for r in connection.execute(select(action_journal).where(action_journal.c.delivery_id.in_(chunk))):
+                    found[r.delivery_id][r.action_key] = JournalEntry(
+                        r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None)
+        return found
+
+    def cached_contacts(self, sink: str, contact_keys: Iterable[str], *,
+                        max_age_s: float) -> dict[str, tuple[str, str]]:
+        """contact key (E.164) → (object, crm id) resolved within `max_age_s` by any worker."""
+        cutoff = utcnow().timestamp() - max_age_s
+        found: dict[str, tuple[str, str]] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(sorted(set(contact_keys))):
+                rows = connection.execute(select(contact_cache).where(
+                    contact_cache.c.sink == sink, contact_cache.c.contact_key.in_(chunk)))
+                found.update({r.contact_key: (r.object, r.crm_id) for r in rows
+                              if r.updated_at.timestamp() >= cutoff})
+        return found
+
+    def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:
+        """(contact ref, property) → what the connector last wrote there, for the wanted refs and properties.
+
+        Asked as `contact_ref IN (…) AND property IN (…)` (the primary key's prefix) and filtered here: a list
+        of (ref, property) pairs is planned far slower by PostgreSQL."""
+        properties = sorted(set().union(*wanted.values())) if wanted else []
+        found: dict[tuple[str, str], WrittenField] = {}
+        f = field_state
+        with self._engine.connect() as connection:
+            for chunk in _chunks(sorted(wanted), _IN_CHUNK):
+                rows = connection.execute(select(f).where(
+                    f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties)))
+                found.update({(r.contact_ref, r.property): WrittenField(
+                    json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id)
+                    for r in rows if r.property in wanted[r.contact_ref]})
+        return found
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def start(self, worker: str, numbered: list[tuple[int, int]], plans: dict[int, str]) -> dict[int, int]:
+        """Open an attempt for each (delivery id, attempt number) and save the new plans, in one transaction;
+        returns delivery id → attempt id."""
+        now = utcnow()
+        rows = [{"delivery_id": d, "number": n, "worker": worker, "started_at": now} for d, n in numbered]
+        with self._writes.begin() as connection:
+            started: dict[int, int] = {}
+            if rows:
+                inserted = connection.execute(
+                    attempts.insert().returning(attempts.c.id, attempts.c.delivery_id, sort_by_parameter_order=True),
+                    rows)
+                started = {r.delivery_id: int(r.id) for r in inserted}
+            if plans:
+                connection.execute(update(deliveries).where(deliveries.c.id == bindparam("b_id"))
+                                   .values(plan=bindparam("b_plan")),
+                                   [{"b_id": d, "b_plan": p} for d, p in plans.items()])
+        return started
+
+    def write(self, worker: str, *, marks: list[Mark] | None = None, in_flight: list[Mark] | None = None,
+              fields: list[FieldWrite] | None = None, finishes: list[Finish] | None = None) -> Written:
+        """One transaction: journal `marks`, then `in_flight` marks of the deliveries this worker still leases,
+        then contact fields, then finish deliveries (only those still leased to this worker)."""
+        now = utcnow()
+        with self._writes.begin() as connection:
+            lost: set[int] = set()
+            if in_flight:
+                wanted = {m.delivery_id for m in in_flight}
+                lost = wanted - _still_leased(connection, worker, wanted)
+                in_flight = [m for m in in_flight if m.delivery_id not in lost]
+            journal_rows = _last_per_key([*(marks or []), *(in_flight or [])], lambda m: (m.delivery_id, m.action_key))
+            if journal_rows:
+                connection.execute(_journal_upsert(connection), [_journal_row(m, now) for m in journal_rows])
+            field_rows = _last_per_key(fields or [], lambda w: (w.sink, w.contact_ref, w.property))
+            if field_rows:
+                connection.execute(_fields_upsert(connection), [_field_row(w) for w in field_rows])
+            finished: set[int] = set()
+            if finishes:
+                finished = _still_leased(connection, worker, {f.delivery_id for f in finishes})
+                _finish_all(connection, worker, finishes, finished, now)
+        return Written(frozenset(lost), frozenset(finished))
+
+
+def _chunks(items: list[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _last_per_key(items: Iterable[Any], key: Any) -> list[Any]:
+    """One row per key, the last given winning: PostgreSQL refuses an upsert that touches a row twice."""
+    return list({key(item): item for item in items}.values())
+
+
+def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -> set[int]:
+    """Which of these deliveries this worker leases, locked (PostgreSQL) until the transaction ends, so a worker
+    declaring it dead meanwhile waits for this transaction and then releases them."""
+    held: set[int] = set()
+    for chunk in _chunks(sorted(delivery_ids)):
+        query = select(deliveries.c.id).where(deliveries.c.id.in_(chunk), deliveries.c.lease_owner == worker,
+                                              deliveries.c.status == DeliveryStatus.LEASED.value)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        held.update(int(r.id) for r in connection.execute(query))
+    return held
+
+
+def _insert(connection: Connection, table: Any) -> Any:
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _journal_upsert(connection: Connection) -> Insert:
+    statement = _insert(connection, action_journal)
+    return statement.on_conflict_do_update(
+        index_elements=[action_journal.c.delivery_id, action_journal.c.action_key],
+        set_={c: statement.excluded[c] for c in ("status", "crm_id", "result", "updated_at")})
+
+
+def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
+    return {"delivery_id": mark.delivery_id, "action_key": mark.action_key, "kind": mark.kind,
+            "status": mark.status.value, "crm_id": mark.crm_id,
+            "result": json.dumps(mark.result) if mark.result else None, "updated_at": now}
+
+
+def _fields_upsert(connection: Connection) -> Insert:
+    statement = _insert(connection, field_state)
+    return statement.on_conflict_do_update(
+        index_elements=[field_state.c.sink, field_state.c.contact_ref, field_state.c.property],
+        set_={c: statement.excluded[c] for c in ("value", "rank", "call_time", "event_id")})
+
+
+def _field_row(write: FieldWrite) -> dict[str, Any]:
+    return {"sink": write.sink, "contact_ref": write.contact_ref, "property": write.property,
+            "value": json.dumps(write.value), "rank": write.rank, "call_time": write.call_time,
+            "event_id": write.event_id}
+
+
+def _finish_all(connection: Connection, worker: str, finishes: list[Finish], held: set[int], now: datetime) -> None:
+    """DeliveryStore.finish for many: one UPDATE per shape of values (in a batch nearly all are 'succeeded'),
+    then every attempt closed in one executemany."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    counted: dict[tuple[str, ...], bool] = {}
+    for finish in finishes:
+        if finish.delivery_id not in held:
+            continue
+        values = _finish_values(finish, now)
+        shape = (*sorted(values), str(finish.count_attempt))
+        shapes.setdefault(shape, []).append({"b_id": finish.delivery_id, **{f"v_{k}": v for k, v in values.items()}})
+        counted[shape] = finish.count_attempt
+    for shape, rows in shapes.items():
+        names = [k for k in rows[0] if k != "b_id"]
+        values: dict[str, Any] = {name[2:]: bindparam(name) for name in names}
+        if not counted[shape]:
+            values["attempts"] = deliveries.c.attempts - 1
+        connection.execute(update(deliveries).where(
+            deliveries.c.id == bindparam("b_id"), deliveries.c.lease_owner == worker,
+            deliveries.c.status == DeliveryStatus.LEASED.value).values(values), rows)
+    connection.execute(update(attempts).where(attempts.c.id == bindparam("b_id")).values(
+        finished_at=bindparam("v_finished_at"), outcome=bindparam("v_outcome"), error_kind=bindparam("v_kind"),
+        status_code=bindparam("v_status"), crm_code=bindparam("v_code"), message=bindparam("v_message")),
+        [{"b_id": f.attempt_id, "v_finished_at": now,
+          "v_outcome": f.outcome if f.delivery_id in held else "lease_lost", "v_kind": (f.error or {}).get("kind"),
+          "v_status": (f.error or {}).get("status"), "v_code": (f.error or {}).get("code"),
+          "v_message": (f.error or {}).get("message")} for f in finishes])
+
+
+def _finish_values(finish: Finish, now: datetime) -> dict[str, Any]:
+    """The deliveries row's new values, exactly as DeliveryStore.finish sets them."""
+    error = finish.error or {}
+    values: dict[str, Any] = {"status": finish.status.value, "lease_owner": None, "lease_until": None,
+                              "updated_at": now}
+    if finish.due_at is not None:
+        values["due_at"] = finish.due_at
+    if finish.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD, DeliveryStatus.HELD):
+        values["finished_at"] = now
+    if finish.status in (DeliveryStatus.DEAD, DeliveryStatus.HELD):
+        values["dead_reason"] = error.get("message")
+    if error.get("message") is not None:
+        values["last_error"] = error.get("message")
+    return values
+
+
