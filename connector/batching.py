@@ -391,7 +391,8 @@ class BatchingRunner(DeliveryRunner):
             return None
         phones = {m.e164 for item in group for action in item.plan.actions if isinstance(action, ResolveContact)
                   for m in action.match if isinstance(m, MatchByPhone)}
-        return self._ledger.bulk.cached_contacts(group[0].claimed.sink, phones, max_age_s=self._contact_cache_s) \
+        return self._ledger.sinks.cached_contacts(group[0].claimed.sink, sorted(phones),
+                                                  max_age_s=self._contact_cache_s) \
             if phones else {}  # fmt: skip
 
     def _cached_contact(self, sink: str, action: ResolveContact) -> ActionResult | None:

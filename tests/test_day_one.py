@@ -321,9 +321,11 @@ def check_hubspot(portal: HubSpotEmulator, batch: list[dict[str, Any]]) -> None:
     tasks = [t for t in portal.objects("tasks") if t["properties"].get("twox_task_key")]
     open_tasks = [t for t in tasks if t["properties"].get("hs_task_status") != "COMPLETED"]
     assert [t["properties"]["twox_task_key"] for t in open_tasks] == ["2x-9003:task:callback"]
-    closed = [t for t in tasks if t not in open_tasks]
-    assert [t["properties"]["twox_task_key"] for t in closed] == ["2x-9016:task:callback"]  # 9012's: never created
-    assert_requested_time(closed[0]["properties"]["hs_timestamp"])
+    closed = {t["properties"]["twox_task_key"]: t for t in tasks if t not in open_tasks}
+    # 9012's callback was never created when its do-not-call (9013) was claimed first, or was created and then
+    # closed when the worker took 9012 before 9013 arrived: either way it is not open.
+    assert "2x-9016:task:callback" in closed and set(closed) <= {"2x-9016:task:callback", "2x-9012:task:callback"}
+    assert_requested_time(closed["2x-9016:task:callback"]["properties"]["hs_timestamp"])
     [task] = open_tasks
     assert portal.associations("tasks", task["id"], "contacts") == [contact(SEEDED["callback"][3])["id"]]
     assert_business_hours(task["properties"]["hs_timestamp"])
@@ -378,8 +380,10 @@ def check_salesforce(org: SalesforceEmulator, batch: list[dict[str, Any]]) -> No
     callbacks = [t for t in tasks if (t["CallObject"] or "").endswith(":task:callback")]
     open_callbacks = [t for t in callbacks if not t["IsClosed"]]
     assert [t["CallObject"] for t in open_callbacks] == ["2x-9003:task:callback"]
-    [closed] = [t for t in callbacks if t["IsClosed"]]
-    assert closed["CallObject"] == "2x-9016:task:callback"
+    closed_by_key = {t["CallObject"]: t for t in callbacks if t["IsClosed"]}  # 9012's: never created, or closed
+    assert "2x-9016:task:callback" in closed_by_key
+    assert set(closed_by_key) <= {"2x-9016:task:callback", "2x-9012:task:callback"}
+    closed = closed_by_key["2x-9016:task:callback"]
     assert_requested_time(closed["ReminderDateTime"])
     [task] = open_callbacks
     assert task["WhoId"] == person(SEEDED["callback"][3])["Id"]

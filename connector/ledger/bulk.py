@@ -28,7 +28,6 @@ from connector.ledger.schema import (
     DeliveryStatus,
     action_journal,
     attempts,
-    contact_cache,
     deliveries,
     events,
     field_state,
@@ -115,19 +114,6 @@ class BulkStore:
                 for r in connection.execute(select(action_journal).where(action_journal.c.delivery_id.in_(chunk))):
                     found[r.delivery_id][r.action_key] = JournalEntry(
                         r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None)
-        return found
-
-    def cached_contacts(self, sink: str, contact_keys: Iterable[str], *,
-                        max_age_s: float) -> dict[str, tuple[str, str]]:
-        """contact key (E.164) → (object, crm id) resolved within `max_age_s` by any worker."""
-        cutoff = utcnow().timestamp() - max_age_s
-        found: dict[str, tuple[str, str]] = {}
-        with self._engine.connect() as connection:
-            for chunk in _chunks(sorted(set(contact_keys))):
-                rows = connection.execute(select(contact_cache).where(
-                    contact_cache.c.sink == sink, contact_cache.c.contact_key.in_(chunk)))
-                found.update({r.contact_key: (r.object, r.crm_id) for r in rows
-                              if r.updated_at.timestamp() >= cutoff})
         return found
 
     def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:

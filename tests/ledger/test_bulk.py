@@ -137,9 +137,9 @@ def test_events_and_the_contact_cache_are_read_at_once(ledger: Ledger) -> None:
     ledger.sinks.cache_contact("rec", "+12025550001", "contact", "101")
     ledger.sinks.cache_contact("rec", "+12025550002", "contact", "102")
     ledger.sinks.cache_contact("other", "+12025550003", "contact", "103")
-    found = ledger.bulk.cached_contacts("rec", ["+12025550001", "+12025550002", "+12025550003"], max_age_s=60)
+    found = ledger.sinks.cached_contacts("rec", ["+12025550001", "+12025550002", "+12025550003"], max_age_s=60)
     assert found == {"+12025550001": ("contact", "101"), "+12025550002": ("contact", "102")}
-    assert ledger.bulk.cached_contacts("rec", ["+12025550001"], max_age_s=0) == {}
+    assert ledger.sinks.cached_contacts("rec", ["+12025550001"], max_age_s=0) == {}
 
 
 @pytest.mark.parametrize("count", [1, 1200])
