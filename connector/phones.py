@@ -16,6 +16,7 @@ different number that merely ends in the same digits never matches.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -111,3 +112,36 @@ def number_forms(e164: str) -> list[str]:
             national = prefix + phonenumbers.national_significant_number(wanted)
         forms += [digits(national), phonenumbers.national_significant_number(wanted)]
     return list(dict.fromkeys(f for f in forms if len(f) >= MIN_DIGITS))
+
+
+def numbers_held(values: Mapping[str, Any], fields: Sequence[str], by_national: Mapping[str, list[str]]) -> set[str]:
+    """Which wanted E.164 numbers a record's phone fields really hold (a batched search answers for many numbers):
+    a cheap pre-selection by trailing digits (``by_national``: national digits → E.164s), then ``same_number``
+    decides — never a suffix match on its own."""
+    hits: set[str] = set()
+    for name in fields:
+        value = values.get(name)
+        if not isinstance(value, str):
+            continue
+        raw = digits(value)
+        for cut in range(len(raw)):
+            for e164 in by_national.get(raw[cut:], ()):
+                if same_number(value, e164):
+                    hits.add(e164)
+    return hits
+
+
+def one_per_number(indexes: Sequence[int], key_of: Callable[[int], tuple[str, str]]
+                   ) -> tuple[dict[tuple[str, str], int], dict[int, list[int]]]:
+    """Group items by (object, number): the first of each group leads (it is created), the others follow it (they
+    share its record), so two events of one new number never create two records."""
+    leaders: dict[tuple[str, str], int] = {}
+    followers: dict[int, list[int]] = {}
+    for index in indexes:
+        key = key_of(index)
+        if key in leaders:
+            followers[leaders[key]].append(index)
+        else:
+            leaders[key] = index
+            followers[index] = []
+    return leaders, followers

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import PermanentError, SinkError, TransientError
-from connector.phones import digits, national_digits, same_number
+from connector.phones import national_digits, numbers_held, one_per_number, same_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks._hubspot_contacts import SEARCHABLE, choose, hubspot_properties, search_properties
 from connector.sinks._hubspot_errors import existing_id, might_have_written
@@ -159,26 +159,9 @@ def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbe
             for record in sink.api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
                 records.setdefault(str(record.id), record)
         for record in records.values():
-            for e164 in _candidates(record, fields, by_national):
+            for e164 in numbers_held(getattr(record, "properties", None) or {}, fields, by_national):
                 found.setdefault(e164, {})[str(record.id)] = record
     return {e164: list(hits.values()) for e164, hits in found.items()}
-
-
-def _candidates(record: Any, fields: Sequence[str], by_national: dict[str, list[str]]) -> set[str]:
-    """The wanted numbers a record's phone fields really hold: a cheap digit-suffix pre-selection, then the shared
-    matcher decides (never a suffix match on its own)."""
-    properties = getattr(record, "properties", None) or {}
-    hits: set[str] = set()
-    for name in fields:
-        value = properties.get(name)
-        if not isinstance(value, str):
-            continue
-        raw = digits(value)
-        for cut in range(len(raw)):
-            for e164 in by_national.get(raw[cut:], ()):
-                if same_number(value, e164):
-                    hits.add(e164)
-    return hits
 
 
 # -- creating missing contacts --------------------------------------------------------------------------------
@@ -187,16 +170,8 @@ def _candidates(record: Any, fields: Sequence[str], by_national: dict[str, list[
 def _create(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int],
             results: list[Outcome | None]) -> None:
     """One contact per distinct (object, number), in batch creates; followers of a number share its leader's."""
-    leaders: dict[tuple[str, str], int] = {}
-    followers: dict[int, list[int]] = {}
-    for index in indexes:
-        action = actions[index]
-        key = (action.create_object or "contacts", _rule(action).e164)
-        if key in leaders:
-            followers[leaders[key]].append(index)
-        else:
-            leaders[key] = index
-            followers[index] = []
+    leaders, followers = one_per_number(
+        indexes, lambda index: (actions[index].create_object or "contacts", _rule(actions[index]).e164))
     plain: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     with_email: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     for (object_type, e164), index in leaders.items():
@@ -270,7 +245,7 @@ def _match_created(sink: HubSpotSink, object_type: str, actions: Sequence[Resolv
         by_national.setdefault(national_digits(e164), []).append(e164)
     for record in records:
         names = [n for n, v in (getattr(record, "properties", None) or {}).items() if isinstance(v, str)]
-        for e164 in _candidates(record, names, by_national):
+        for e164 in numbers_held(getattr(record, "properties", None) or {}, names, by_national):
             index, fitted = by_number[e164]
             if results[index] is None:
                 crm_id = str(record.id)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import PermanentError, SinkError, TransientError
-from connector.phones import digits, national_digits, number_forms, same_number
+from connector.phones import national_digits, number_forms, numbers_held, one_per_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks._salesforce_contacts import _ORDER, choose
 from connector.sinks._salesforce_errors import classify, identifier, sosl_term
@@ -165,24 +165,9 @@ def search_numbers(sink: SalesforceSink, objects: list[str], fields: list[str],
             queue += [part[:len(part) // 2], part[len(part) // 2:]]
             continue
         for record in records:
-            for e164 in _candidates(record, fields, by_national):
+            for e164 in numbers_held(record, fields, by_national):
                 found.setdefault(e164, {})[str(record.get("Id"))] = record
     return {e164: list(hits.values()) for e164, hits in found.items()}
-
-
-def _candidates(record: dict[str, Any], fields: Sequence[str], by_national: dict[str, list[str]]) -> set[str]:
-    """Wanted numbers the record's phone fields hold: digit-suffix pre-selection, the shared matcher decides."""
-    hits: set[str] = set()
-    for name in fields:
-        value = record.get(name)
-        if not isinstance(value, str):
-            continue
-        raw = digits(value)
-        for cut in range(len(raw)):
-            for e164 in by_national.get(raw[cut:], ()):
-                if same_number(value, e164):
-                    hits.add(e164)
-    return hits
 
 
 # -- creating missing records -----------------------------------------------------------------------------------
@@ -190,16 +175,8 @@ def _candidates(record: dict[str, Any], fields: Sequence[str], by_national: dict
 
 def _create(sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int],
             results: list[Outcome | None]) -> None:
-    leaders: dict[tuple[str, str], int] = {}
-    followers: dict[int, list[int]] = {}
-    for index in indexes:
-        action = actions[index]
-        key = (identifier(action.create_object or "Lead", "object"), _rule(action).e164)
-        if key in leaders:
-            followers[leaders[key]].append(index)
-        else:
-            leaders[key] = index
-            followers[index] = []
+    leaders, followers = one_per_number(
+        indexes, lambda index: (identifier(actions[index].create_object or "Lead", "object"), _rule(actions[index]).e164))
     by_object: dict[str, list[int]] = {}
     for (sobject, _), index in leaders.items():
         by_object.setdefault(sobject, []).append(index)
