@@ -176,22 +176,11 @@ class BatchingRunner(DeliveryRunner):
         """Every contact of the group at once: the shared contact cache read in one query, the rest through the
         sink's ``resolve_many`` (one search per 100 numbers, one batch create per 100 new ones), each action
         journaled in flight before and succeeded after, and the cache written in one transaction."""
-        pending: list[tuple[_InProgress, ResolveContact, ResolveContact]] = []
-        for item in group:  # the contact cache was read for the whole batch (``_contacts``)
-            for action in item.plan.actions:
-                if not isinstance(action, ResolveContact):
-                    continue
-                try:
-                    runnable = self._prepare(item.claimed, action, item.journal, item.context, sink)
-                except SinkError as exc:
-                    item.failed = True
-                    outcomes.append(self._fail(item.claimed, item.attempt_id, exc))
-                    break
-                if runnable is not None:
-                    assert isinstance(runnable, ResolveContact)
-                    if action.key not in self._resolving:
-                        self._recheck_if_interrupted(item, action, sink)
-                    pending.append((item, action, runnable))
+        pending = self._runnable("resolve_contact", group, sink, outcomes)  # the cache was read for the batch
+        for item, action, _ in pending:
+            assert isinstance(action, ResolveContact)
+            if action.key not in self._resolving:
+                self._recheck_if_interrupted(item, action, sink)
         if pending:
             self._resolve_pending(pending, sink, outcomes)
 
@@ -205,7 +194,7 @@ class BatchingRunner(DeliveryRunner):
         if entry is not None and entry.status == ActionStatus.IN_FLIGHT.value and unsettle is not None:
             unsettle([action.key])
 
-    def _resolve_pending(self, pending: list[tuple[_InProgress, ResolveContact, ResolveContact]], sink: Sink,
+    def _resolve_pending(self, pending: list[tuple[_InProgress, Action, Action]], sink: Sink,
                          outcomes: list[str]) -> None:
         crash_point("before_crm_call")
         resolve_many = getattr(sink, "resolve_many")
@@ -291,7 +280,10 @@ class BatchingRunner(DeliveryRunner):
             self._stage_written = self._ledger.bulk.written(group[0].claimed.sink, wanted)
             self._stage_asked = {(ref, prop) for ref, props in wanted.items() for prop in props}
 
-    def _stage_actions(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
+    def _runnable(self, kind: str, group: list[_InProgress], sink: Sink,
+                  outcomes: list[str]) -> list[tuple[_InProgress, Action, Action]]:
+        """The group's actions of one kind still to send, each with what is left of it (see ``_prepare``); a
+        delivery whose preparation fails is failed here and left out."""
         pending: list[tuple[_InProgress, Action, Action]] = []
         for item in group:
             for action in item.plan.actions:
@@ -305,6 +297,10 @@ class BatchingRunner(DeliveryRunner):
                     break
                 if runnable is not None:
                     pending.append((item, action, runnable))
+        return pending
+
+    def _stage_actions(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
+        pending = self._runnable(kind, group, sink, outcomes)
         size = sink.capabilities.max_batch
         for start in range(0, len(pending), size):
             self._send(pending[start:start + size], sink, outcomes)
