@@ -1,5 +1,5 @@
 """Batched delivery scenarios of bench/delivery.py, through the real HubSpot sink (hubspot-api-client) and the
-HubSpot emulator (connector/emulators/hubspot.py, in this process on loopback, with HubSpot's 10-second burst
+HubSpot emulator (connector/emulators/hubspot/server.py, in this process on loopback, with HubSpot's 10-second burst
 limit and 429 answers) — the code path a HubSpot backlog takes in production: batch create of Calls, batch update
 of contacts, 100 records per request.
 
@@ -36,9 +36,9 @@ from _common import note
 from _delivery_post import phone, post
 from _delivery_procs import BENCH_DIR, HOST, WEBHOOK_PATH, Procs, free_port, migrate, pg_create, pg_drop, wait_http
 
-from connector.emulators._hubspot_schema import OBJECT_TYPES
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.ingest import content_hash
+from connector.emulators.hubspot.schema import OBJECT_TYPES
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.ledger.schema import contact_cache, deliveries, events
 from connector.ledger.store import DEFAULT_PRIORITY, _new_delivery, sha256_hex

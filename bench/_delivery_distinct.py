@@ -3,7 +3,7 @@
 Why: with a contact cache that is cold for most numbers, every event used to cost a contact search, and HubSpot
 allows 5 searches/s — a backlog of distinct contacts drained at ~4 events/s. This run queues `--events` calls
 (default 5,000): 80 % for existing contacts (mostly distinct numbers: one in ten is called twice; half stored in
-national format), 20 % for new numbers; then one in-process `connector.worker.Worker` (the real engine, sinks and
+national format), 20 % for new numbers; then one in-process `connector.engine.worker.Worker` (the real engine, sinks and
 client libraries) drains them against the emulator: HubSpot with its search limit (5/s) and no other rate limit,
 or Salesforce. Printed: drain rate, CRM requests per event by kind, duplicate contacts and duplicate calls
 (counted in the emulator), failed deliveries.
@@ -94,7 +94,7 @@ def _settings(workdir: Path, sink: dict[str, Any], batch: int, store_url: str | 
 
 
 def _queue(ledger: Any, calls: list[str]) -> list[str]:
-    from connector.ingest import content_hash
+    from connector.receiver.ingest import content_hash
     from connector.payload import parse_webhook
     from connector.sample import sample_payload
 
@@ -138,10 +138,10 @@ def run_hubspot(events: int, batch: int, store_url: str | None, timeout_s: float
     import hubspot
     from hubspot.crm.properties import PropertyCreate
 
-    from connector.emulators.hubspot import HubSpotEmulator
+    from connector.emulators.hubspot.server import HubSpotEmulator
     from connector.ledger import Ledger
     from connector.phones import national_digits
-    from connector.worker import Worker
+    from connector.engine.worker import Worker
 
     figure = Distinct("hubspot", events, batch)
     existing, calls = plan_numbers(events)
@@ -183,10 +183,10 @@ def run_hubspot(events: int, batch: int, store_url: str | None, timeout_s: float
 def run_salesforce(events: int, batch: int, store_url: str | None, timeout_s: float) -> Distinct:
     from simple_salesforce import Salesforce
 
-    from connector.emulators.salesforce import SalesforceEmulator
+    from connector.emulators.salesforce.server import SalesforceEmulator
     from connector.ledger import Ledger
     from connector.phones import national_digits
-    from connector.worker import Worker
+    from connector.engine.worker import Worker
 
     figure = Distinct("salesforce", events, batch)
     existing, calls = plan_numbers(events)

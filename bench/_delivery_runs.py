@@ -32,7 +32,7 @@ from _delivery_procs import (
 )
 
 from connector.config import load_settings
-from connector.ingest import content_hash
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
 

@@ -2,12 +2,12 @@
 
 Why: HubSpot's private-app budget (190 requests / 10 s on Professional/Enterprise) caps how many calls a portal
 can take in; calls per event is the number that turns that budget into events per second. Everything is real
-except HubSpot itself: `connector.worker.Worker` on a temporary SQLite ledger, the registered `hubspot` sink
+except HubSpot itself: `connector.engine.worker.Worker` on a temporary SQLite ledger, the registered `hubspot` sink
 (hubspot-api-client v12), the packaged default mapping; the emulator counts every request it answers.
 
     python bench/hubspot_calls.py [--events 30] [--backlog 300] [--numbers 60] [--json [FILE]]
 
-Before measuring, `crm-setup` (connector.crm_setup.run_hubspot_setup) creates the question property the sample
+Before measuring, `crm-setup` (connector.ops.crm_setup.run_hubspot_setup) creates the question property the sample
 answers (`twox_q_case_number`), so no figure includes the one-off property creation. A benchmark script that
 prints figures, not a test; exit status 1 when a delivery did not succeed.
 """
@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import HubSpotSinkSettings, Settings, parse_settings
-from connector.crm_setup import run_hubspot_setup
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.ingest import content_hash
+from connector.ops.crm_setup import run_hubspot_setup
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.mapping.sinks import load_sink_mappings
 from connector.payload import parse_webhook
 from connector.sample import SAMPLE_PHONE, sample_payload
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from _common import machine, note  # noqa: E402
 
 TOKEN = "bench-hubspot-" + os.urandom(6).hex()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from connector.app import create_app
+from connector.receiver.app import create_app
 from connector.config import parse_settings
 from connector.logs import setup_logging
 from connector.sample import sample_payload

@@ -116,7 +116,7 @@ def receiver_phase(workdir: Path, events: int) -> list[tuple[int, int]]:
 def delivery_phase(workdir: Path, count: int) -> list[tuple[int, int]]:
     from connector.config import parse_settings
     from connector.ledger import Ledger
-    from connector.worker import Worker
+    from connector.engine.worker import Worker
 
     crm = ThreadingHTTPServer(("127.0.0.1", 0), _Crm)
     threading.Thread(target=crm.serve_forever, daemon=True).start()

@@ -2,7 +2,7 @@
 
 Why: a Salesforce org has no per-second limit but a rolling 24-hour API allocation (100,000 + 1,000 per user
 license on Enterprise), shared with every other integration of the org; calls per event turns it into calls per
-day. Everything is real except Salesforce itself: `connector.worker.Worker` on a temporary SQLite ledger, the
+day. Everything is real except Salesforce itself: `connector.engine.worker.Worker` on a temporary SQLite ledger, the
 registered `salesforce` sink (simple-salesforce), the packaged default mapping; the emulator counts each request
 as Salesforce does (a Composite or sObject Collections request is ONE call, whatever it contains).
 
@@ -27,12 +27,12 @@ from typing import Any
 from simple_salesforce import Salesforce
 
 from connector.config import Settings, parse_settings
-from connector.emulators.salesforce import SalesforceEmulator
-from connector.ingest import content_hash
+from connector.emulators.salesforce.server import SalesforceEmulator
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
 from connector.sample import SAMPLE_PHONE, sample_payload
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from _common import machine, note  # noqa: E402
 
 SINK = "salesforce"

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from connector import sandbox as sandbox_mode
+from connector.ops import sandbox as sandbox_mode
 from connector.config import Settings, load_settings, store_only
 from connector.errors import ConnectorError, StoreError
 from connector.ledger import Ledger
@@ -62,7 +62,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Override serve.workers.")
 def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the webhook receiver on gunicorn."""
-    from connector.serving import serve as run_server
+    from connector.ops.serving import serve as run_server
 
     emulators = None
     extra: list[str] = []
@@ -90,12 +90,12 @@ def validate(config_path: Path | None, offline: bool) -> None:
     Warnings (outcomes without a bundle, templates reading unknown fields, a CRM not reachable) do
     not fail validation.
     """
-    from connector.crm_setup.checks import schema_findings
+    from connector.ops.crm_checks import schema_findings
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
 
     from connector.errors import ConfigError
-    from connector.preflight import sink_problems
+    from connector.ops.preflight import sink_problems
 
     settings = _settings(config_path)
     problems = sink_problems(settings, sorted(settings.sinks))
@@ -105,7 +105,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
     errors = 0
     for name, sink in sorted(settings.sinks.items()):
         if sink.type == "salesforce":
-            from connector.sinks._salesforce_client import login_findings
+            from connector.sinks.salesforce.client import login_findings
 
             for level, message in login_findings(sink, name):
                 click.echo(f"{level}: {message}", err=True)
@@ -150,8 +150,8 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
               no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
     """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
     the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
-    from connector.crm_setup import stored_question_names
-    from connector.crm_setup.checks import SETUP_TYPES, run_setup
+    from connector.ops.crm_setup import stored_question_names
+    from connector.ops.crm_checks import SETUP_TYPES, run_setup
     from connector.mapping.sinks import load_sink_mappings
 
     settings = _settings(config_path)
@@ -199,7 +199,7 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
 def preview(config_path: Path | None, payload: Path, sink_names: tuple[str, ...], mapping_file: Path | None,
             output: str, call_time: Any) -> None:
     """Print the CRM operations PAYLOAD would cause, sending nothing (one plan, or a list for several sinks)."""
-    from connector.preview import preview_plans, render_text
+    from connector.ops.preview import preview_plans, render_text
 
     settings = load_settings(config_path) if config_path else None
     plans = preview_plans(payload.read_bytes(), settings=settings, sinks=list(sink_names),
@@ -215,7 +215,7 @@ def preview(config_path: Path | None, payload: Path, sink_names: tuple[str, ...]
 @config_option
 def worker(config_path: Path | None) -> None:
     """Run a delivery worker (several may run at once against PostgreSQL); stops cleanly on SIGTERM."""
-    from connector.worker import run_worker
+    from connector.engine.worker import run_worker
 
     run_worker(_settings(config_path))
 
@@ -229,7 +229,7 @@ def worker(config_path: Path | None) -> None:
 def replay(config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool,
            sink: str | None) -> None:
     """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated."""
-    from connector.replay import replay_dead_letters, replay_event, replay_quarantine
+    from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
 
     if sum([event_id is not None, dead_letter, from_quarantine]) != 1:
         raise click.UsageError("give exactly one of --event ID, --dead-letter, --quarantine")
@@ -264,8 +264,8 @@ def status(config_path: Path | None, event_id: str | None, as_json: bool) -> Non
     workers. With it: where that call went in each CRM, the records it touched, the last error in plain
     words and the next retry. `--json` gives everything."""
     from connector.dashboard.audit import event_detail
-    from connector.reports import event_status, health_report
-    from connector.status_text import event_text, health_text
+    from connector.ops.reports import event_status, health_report
+    from connector.ops.status_text import event_text, health_text
 
     settings = _settings(config_path, ledger_only=True)
     ledger = Ledger.open(settings.store, migrate_schema=False)
@@ -306,7 +306,7 @@ def quarantine_list(config_path: Path | None, include_replayed: bool, limit: int
 @click.argument("quarantine_id", type=int)
 def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
     """Show one quarantined body with why it was refused."""
-    from connector.reports import quarantined_report
+    from connector.ops.reports import quarantined_report
 
     ledger = Ledger.open(_settings(config_path, ledger_only=True).store, migrate_schema=False)
     report = quarantined_report(ledger, quarantine_id)
@@ -321,7 +321,7 @@ def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every body not yet replayed.")
 def quarantine_replay(config_path: Path | None, quarantine_ids: tuple[int, ...], replay_all: bool) -> None:
     """Run quarantined bodies through ingestion again (after a fix); each keeps its quarantine record."""
-    from connector.reports import replay_quarantined
+    from connector.ops.reports import replay_quarantined
 
     settings = _settings(config_path)
     ledger = Ledger.open(settings.store)

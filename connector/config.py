@@ -30,7 +30,7 @@ from connector import defaults
 from connector.hints import remember_config
 from connector.dashboard.settings import DashboardSettings
 from connector.errors import ConfigError, ConfigProblem
-from connector.retry import RetryPolicy
+from connector.engine.retry import RetryPolicy
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 

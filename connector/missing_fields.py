@@ -1,6 +1,6 @@
 """The per-sink "the CRM lacks fields" warning, kept current by the delivery engine.
 
-A sink that had to leave fields out of a write (schema drift, see connector/sinks/_drift.py) reports them in
+A sink that had to leave fields out of a write (schema drift, see connector/sinks/drift.py) reports them in
 ``ActionResult.detail["skipped_fields"]``; this notes them in the ledger (``missing_fields``), where ``connector
 status``, ``/readyz``, the dashboard and the ``connector_sink_missing_fields`` metric read them. A later successful
 write of such a field clears it. Which fields are missing is cached here for a few seconds, so the common case
@@ -17,7 +17,7 @@ from connector.ledger import Ledger
 from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.sinkstate import MissingField
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
-from connector.sinks._drift import missing_message
+from connector.sinks.drift import missing_message
 from connector.sinks.base import ActionResult
 
 KNOWN_REFRESH_S = 15.0

@@ -33,7 +33,7 @@ ENGINE_STATES = ("ok", "idle", "restarted", "dead")
 `dead`: sinks are configured and no worker is alive (nothing is delivered)."""
 
 WORKER_STALE_S = 10.0
-"""A worker whose heartbeat (every 2 s, connector.worker.HEARTBEAT_S) is older than this is not live."""
+"""A worker whose heartbeat (every 2 s, connector.engine.worker.HEARTBEAT_S) is older than this is not live."""
 EXIT_MEMORY_S = 600.0
 """How long a worker's exit reason is shown."""
 

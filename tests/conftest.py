@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from connector.app import create_app
+from connector.receiver.app import create_app
 from connector.config import Settings, parse_settings
 from connector.ledger import Ledger
 

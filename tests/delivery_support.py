@@ -10,11 +10,11 @@ from typing import Any
 
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.ingest import content_hash
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
 from connector.sample import sample_payload
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import TOKEN
 
 

@@ -1,5 +1,5 @@
 """Batch mode dies at each crash point and loses nothing, duplicates nothing — now that the batch writes its journal
-in bulk and defers `succeeded` marks to its next transaction (connector.batching, connector.ledger.bulk).
+in bulk and defers `succeeded` marks to its next transaction (connector.engine.batch, connector.ledger.bulk).
 
 The dying worker raises at the chosen point (the deterministic stand-in for `kill -9` that
 tests/sinks/test_salesforce_batching.py uses too): its uncommitted bookkeeping is lost as in a real crash. It is
@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from connector import batching
+from connector.engine import batch as batching
 from connector.config import parse_settings
-from connector.emulators.hubspot import HubSpotEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.ledger import Ledger
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import _truncate_all
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_hubspot_sink import TOKEN
@@ -58,7 +58,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str, nth: int) -> None:
             raise Crash(name)
 
     monkeypatch.setattr(batching, "crash_point", crash_point)
-    monkeypatch.setattr("connector.delivery.crash_point", crash_point)
+    monkeypatch.setattr("connector.engine.single.crash_point", crash_point)
 
 
 @pytest.mark.parametrize(("point", "nth"), [("before_crm_call", 1), ("before_crm_call", 3), ("after_crm_call", 1),

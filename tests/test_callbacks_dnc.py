@@ -16,10 +16,10 @@ import hubspot
 import pytest
 from hubspot.crm.contacts import SimplePublicObjectInput
 
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.ledger import Ledger
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_hubspot_sink import TOKEN as HS_TOKEN
 from tests.sinks.test_hubspot_sink import engine_settings as hubspot_settings

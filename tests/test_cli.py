@@ -113,7 +113,7 @@ def test_commands_need_a_config(tmp_path: Path) -> None:
 
 
 def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> None:
-    from connector.emulators.hubspot import HubSpotEmulator
+    from connector.emulators.hubspot.server import HubSpotEmulator
 
     with HubSpotEmulator(seed_custom_properties=False) as emulator:
         path = tmp_path / "c.yaml"
@@ -129,7 +129,7 @@ def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> 
 
 
 def test_salesforce_crm_setup_prepares_the_org_and_validate_checks_it(tmp_path: Path) -> None:
-    from connector.emulators.salesforce import SalesforceEmulator
+    from connector.emulators.salesforce.server import SalesforceEmulator
 
     with SalesforceEmulator(with_custom_fields=False) as org:
         path = tmp_path / "sf.yaml"
@@ -199,7 +199,7 @@ def test_an_empty_secret_is_one_clear_problem(tmp_path: Path, monkeypatch: pytes
 
 def test_crm_setup_leaves_no_store_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Set-up usually runs before the first `serve`: reading question names must not create `connector.db`."""
-    from connector.emulators.hubspot import HubSpotEmulator
+    from connector.emulators.hubspot.server import HubSpotEmulator
 
     monkeypatch.chdir(tmp_path)
     with HubSpotEmulator(seed_custom_properties=False) as emulator:

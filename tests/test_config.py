@@ -110,7 +110,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_the_configuration_reference_is_current() -> None:
     """docs/configuration.md is generated from the models: regenerate it when a setting changes."""
-    from connector.config_reference import render
+    from connector.ops.config_reference import render
 
     committed = (REPO / "docs" / "configuration.md").read_text()
-    assert committed == render(), "run: python -m connector.config_reference > docs/configuration.md"
+    assert committed == render(), "run: python -m connector.ops.config_reference > docs/configuration.md"

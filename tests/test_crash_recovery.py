@@ -24,7 +24,7 @@ from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, DeliveryStatus, workers
 from connector.sample import sample_payload
-from connector.worker import DEAD_AFTER_S, Worker
+from connector.engine.worker import DEAD_AFTER_S, Worker
 from tests.conftest import TOKEN, _truncate_all, free_port, make_settings
 from tests.delivery_support import engine_settings, ingest
 from tests.support import processes

@@ -26,8 +26,8 @@ import yaml
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 from simple_salesforce import Salesforce
 
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.payload import MAX_DURATION_S
 from connector.sample import sample_payload
 from tests.conftest import TOKEN, free_port
@@ -205,7 +205,7 @@ def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
     assert connector("validate", "--config", str(config), cwd=tmp_path).returncode == 0
 
     # 3. serve, and 2X posts the day's calls to the real receiver. Both CRMs' search indexes lag writes (emulated as
-    # the emulators' modules describe: _hubspot_search, _salesforce_sosl; the length is UNVERIFIED, no vendor gives a
+    # the emulators' modules describe: hubspot.search, salesforce.sosl; the length is UNVERIFIED, no vendor gives a
     # bound), so a number called twice in the batch must still become one record.
     time.sleep(max(0.0, SEARCH_LAG_S - (time.monotonic() - started)))  # the seeded people are indexed by now
     portal.set_search_lag(SEARCH_LAG_S)

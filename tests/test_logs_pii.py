@@ -11,7 +11,7 @@ import requests
 
 from connector.logs import JsonFormatter, PlainFormatter, mask_phone
 from connector.sample import sample_payload
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import Served
 from tests.delivery_support import drain, engine_settings
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.config import Settings
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, engine_settings, ingest
 

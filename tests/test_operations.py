@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.ledger import Ledger
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, engine_settings, ingest
 from tests.support.recorder import Recorder

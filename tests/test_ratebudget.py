@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from connector.ledger import Ledger
-from connector.ratebudget import LedgerBucket, RateGate, RedisBucket
+from connector.engine.ratebudget import LedgerBucket, RateGate, RedisBucket
 
 REDIS_URL = os.environ.get("CONNECTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

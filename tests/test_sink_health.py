@@ -14,13 +14,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import connector.worker as worker_module
+import connector.engine.worker as worker_module
 from connector.cli import main
 from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.sink_health import assess
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import TOKEN, _truncate_all
 from tests.dashboard.support import basic, dashboard_app
 from tests.delivery_support import drain, engine_settings
@@ -76,7 +76,7 @@ def test_a_mapping_broken_under_a_running_worker_shows_everywhere_once_and_clear
         assert 'connector_sink_state{sink="rec",state="ok"} 1.0' in before["metrics"]
         assert "broken" not in before["status"] and "broken_mapping" not in before["readyz"]
 
-        caplog.set_level(logging.INFO, logger="connector.worker")
+        caplog.set_level(logging.INFO, logger="connector.engine.worker")
         good = mapping.read_text()
         mapping.write_text(_broken(good))
         _wait(lambda: ledger.sinks.status("rec").mapping_error, "the worker to record the broken mapping")
@@ -115,7 +115,7 @@ def test_a_broken_file_then_another_broken_version_is_logged_again(setup: tuple,
     settings, ledger, mapping, _config = setup
     worker = Worker(settings, ledger=ledger)
     worker.open()
-    caplog.set_level(logging.INFO, logger="connector.worker")
+    caplog.set_level(logging.INFO, logger="connector.engine.worker")
     good = mapping.read_text()
     mapping.write_text(_broken(good))
     for _ in range(3):
@@ -158,7 +158,7 @@ def test_states_carry_the_command_that_fixes_them(setup: tuple) -> None:
 
 def test_attempts_are_numbered_across_a_replay(setup: tuple, recorder: Recorder) -> None:
     settings, ledger, mapping, config = setup
-    from connector.replay import replay_event
+    from connector.engine.replay import replay_event
     from tests.delivery_support import ingest
 
     event_id = ingest(ledger, 1)

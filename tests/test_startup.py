@@ -1,4 +1,4 @@
-"""connector.startup without a server: the start-up block's sink states and hidden password, the store checks."""
+"""connector.ops.startup without a server: the start-up block's sink states and hidden password, the store checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from connector.config import parse_settings
 from connector.sink_health import Condition, SinkCondition
-from connector.startup import StartupError, check_port, check_store_path, startup_block, store_display
+from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_display
 from tests.conftest import TOKEN
 
 

@@ -68,9 +68,9 @@ def test_crm_key_is_unchanged_for_ordinary_ids_and_bounded_and_distinct_for_long
 def test_a_long_id_reaches_salesforce_within_callobject(tmp_path) -> None:
     """Through the default mapping, simple-salesforce and the emulator: CallObject (255 chars) holds
     the key of a 512-character id and of its callback task."""
-    from connector.emulators.salesforce import DEFAULT_SESSION_ID, SalesforceEmulator
+    from connector.emulators.salesforce.server import DEFAULT_SESSION_ID, SalesforceEmulator
     from connector.ledger import Ledger
-    from connector.worker import Worker
+    from connector.engine.worker import Worker
     from tests.conftest import make_settings
     from tests.delivery_support import drain, ingest
 

@@ -17,8 +17,8 @@ from connector.dashboard.blueprint import state
 from connector.errors import ConnectorError
 from connector.ledger import DeliveryStatus
 from connector.ledger.schema import MAX_ROW_ID
-from connector.replay import replay_dead_letters, replay_event, replay_quarantine
-from connector.reports import replay_quarantined
+from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
+from connector.ops.reports import replay_quarantined
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""One event's audit trail for the event page: `connector.reports.event_status` plus readable extras."""
+"""One event's audit trail for the event page: `connector.ops.reports.event_status` plus readable extras."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from connector.dashboard.links import crm_link
 from connector.dashboard.reasons import delivery_reason
 from connector.ledger import Ledger
 from connector.plan import Plan
-from connector.preview import render_text
-from connector.reports import event_status
+from connector.ops.preview import render_text
+from connector.ops.reports import event_status
 
 
 def event_detail(ledger: Ledger, settings: Settings, event_id: str) -> dict[str, Any] | None:

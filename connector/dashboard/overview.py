@@ -11,8 +11,8 @@ from connector.config import Settings
 from connector.dashboard import queries
 from connector.dashboard.reasons import Reason, pause_reason
 from connector.ledger import Ledger
-from connector.ratebudget import bucket_shape  # the workers' own bucket, so the figures match
-from connector.reports import health_report
+from connector.engine.ratebudget import bucket_shape  # the workers' own bucket, so the figures match
+from connector.ops.reports import health_report
 
 BACKLOG_STATUSES = ("pending", "retry_scheduled", "leased")
 STATUS_ORDER = ("pending", "retry_scheduled", "leased", "succeeded", "held", "dead")

@@ -15,8 +15,8 @@ from connector.dashboard.overview import STATUS_ORDER, sink_health, totals
 from connector.dashboard.reasons import delivery_reason, quarantine_reason
 from connector.default_mappings import KNOWN
 from connector.errors import ConnectorError
-from connector.preview import preview_plans, render_text
-from connector.reports import quarantined_report
+from connector.ops.preview import preview_plans, render_text
+from connector.ops.reports import quarantined_report
 from connector.sample import sample_payload
 
 

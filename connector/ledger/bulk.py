@@ -1,6 +1,6 @@
 """The batch runner's store work: a constant number of transactions per batch, whatever its size.
 
-Under a backlog one worker runs up to a hundred deliveries together (connector.batching). Written one row per
+Under a backlog one worker runs up to a hundred deliveries together (connector.engine.batch). Written one row per
 transaction, their journal, attempts, plans and precedence bookkeeping cost about eleven commits per CRM request and
 bound the drain rate far below the CRM's. Here each of those is one statement (executemany, or an upsert with
 `INSERT … ON CONFLICT`, which SQLite ≥ 3.24 and PostgreSQL both have) inside one transaction per stage. The

@@ -15,16 +15,16 @@ import hubspot
 import pytest
 
 from connector.config import HubSpotSinkSettings, StoreSettings
-from connector.crm_setup import (
+from connector.ops.crm_setup import (
     plan_hubspot_setup,
     run_hubspot_setup,
     seen_question_names,
     validate_against_hubspot,
 )
-from connector.crm_setup.hubspot import GROUP_LABEL, GROUP_NAME
+from connector.sinks.hubspot.setup import GROUP_LABEL, GROUP_NAME
 from connector.default_mappings import default_mapping_path
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.ingest import content_hash
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
@@ -32,7 +32,7 @@ from connector.payload import parse_webhook
 from connector.plan import UpdateContact
 from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
-from connector.sinks.hubspot import HubSpotSink
+from connector.sinks.hubspot.sink import HubSpotSink
 from tests.conftest import free_port
 
 TOKEN = "crm-setup-test-token"
@@ -133,7 +133,7 @@ def test_a_409_on_create_counts_as_already_there(portal: HubSpotEmulator, monkey
     """A person (or a concurrent run) creates a property between our listing and our create."""
     from hubspot.crm.properties import PropertyCreate
 
-    from connector.crm_setup._hubspot_api import HubSpotSchemaApi
+    from connector.sinks.hubspot.setup_api import HubSpotSchemaApi
 
     listing = HubSpotSchemaApi.properties
 
@@ -188,7 +188,7 @@ def test_setup_reports_but_never_creates_a_property_outside_its_namespace(portal
 
 
 def test_a_rejected_token_is_a_clear_error(portal: HubSpotEmulator) -> None:
-    from connector.crm_setup import SchemaAccessError
+    from connector.ops.crm_setup import SchemaAccessError
 
     with pytest.raises(SchemaAccessError, match=r"token rejected \(401\).*sinks\.hubspot\.access_token"):
         run_hubspot_setup(settings_for(portal, token="wrong"), MAPPING)

@@ -16,17 +16,17 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.config import SalesforceSinkSettings
-from connector.crm_setup import Finding, SchemaAccessError
-from connector.crm_setup.salesforce import METADATA_NS, PERMISSION_SET, validate_against_salesforce
-from connector.crm_setup.salesforce_setup import run_salesforce_setup
+from connector.ops.crm_setup import Finding, SchemaAccessError
+from connector.sinks.salesforce.setup import METADATA_NS, PERMISSION_SET, validate_against_salesforce
+from connector.sinks.salesforce.setup_apply import run_salesforce_setup
 from connector.default_mappings import default_mapping_path
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
-from connector.sinks.salesforce import SalesforceSink
+from connector.sinks.salesforce.sink import SalesforceSink
 from tests.conftest import free_port
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))

@@ -16,14 +16,14 @@ from sqlalchemy import update
 
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.ingest import content_hash
+from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import deliveries, events
 from connector.payload import parse_webhook
 from connector.sample import sample_payload
-from connector.sandbox import Emulators
-from connector.worker import Worker
+from connector.ops.sandbox import Emulators
+from connector.engine.worker import Worker
 from tests.delivery_support import drain
 
 WEBHOOK_TOKEN = "sandbox-webhook-token-for-screenshots"
@@ -117,7 +117,7 @@ def _ingest(ledger: Ledger, settings: Settings, payload: dict[str, Any], minutes
 
 def _quarantine(settings: Settings, ledger: Ledger) -> None:
     """Two refused bodies, posted to the real receiver: 2X's own unparseable sample and a wrong type."""
-    from connector.app import create_app
+    from connector.receiver.app import create_app
     from connector.sample import VENDOR_SAMPLE_VERBATIM
 
     client = create_app(settings, ledger=ledger).test_client()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from connector.app import create_app
+from connector.receiver.app import create_app
 from connector.dashboard import DashboardSettings, init_app
 from connector.dashboard.security import Credentials, is_loopback
 from connector.errors import ConfigError

@@ -33,7 +33,7 @@ from hubspot.crm.objects.calls import SimplePublicObjectInputForCreate as CallIn
 from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskInput
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
-from connector.emulators.hubspot import HubSpotEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
 
 TOKEN = "test-hubspot-token"
 SAMPLE_E164 = "+12025550143"  # the connector's sample number; seeded as "(202) 555-0143"
@@ -542,9 +542,9 @@ def test_request_counting(client: hubspot.Client, emulator: HubSpotEmulator) -> 
 
 
 def test_seeded_contacts_and_standalone_main() -> None:
-    """``python -m connector.emulators.hubspot`` serves and prints its URL; the seed has human-typed phones."""
+    """``python -m connector.emulators.hubspot.server`` serves and prints its URL; the seed has human-typed phones."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "connector.emulators.hubspot", "--port", "0", "--token", "cli-token"],
+        [sys.executable, "-m", "connector.emulators.hubspot.server", "--port", "0", "--token", "cli-token"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

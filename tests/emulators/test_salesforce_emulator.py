@@ -29,7 +29,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.sample import SAMPLE_PHONE
 
 VERSION = "62.0"
@@ -572,7 +572,7 @@ def test_fail_next_inside_composite_triggers_rollback(emulator: SalesforceEmulat
 
 def test_unexpected_errors_are_salesforce_shaped(emulator: SalesforceEmulator, sf: Salesforce,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import connector.emulators._salesforce_routes as routes
+    import connector.emulators.salesforce.routes as routes
 
     def boom(org: Any) -> Any:
         raise RuntimeError("internal detail that must not leak")
@@ -593,7 +593,7 @@ def test_request_log_records_bodies_and_counts(emulator: SalesforceEmulator, sf:
 
 
 def test_module_main_prints_connection_details() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "connector.emulators.salesforce", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "connector.emulators.salesforce.server", "--port", "0"],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from connector.errors import StoreDataError, StoreError
-from connector.ingest import content_hash
+from connector.receiver.ingest import content_hash
 from connector.ledger import IngestStatus, Ledger
 from connector.ledger.schema import deliveries, events
 from connector.ledger.store import _DELIVERY_COLUMNS, _EVENT_COLUMNS, _new_delivery

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from connector.ingest import content_hash
+from connector.receiver.ingest import content_hash
 from connector.ledger import DeliveryStatus, IngestStatus, Ledger, RejectedBody
 from connector.ledger import migrate
 from connector.ledger.schema import metadata

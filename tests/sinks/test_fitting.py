@@ -15,19 +15,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.errors import PermanentError, RateLimited
 from connector.payload import MAX_DURATION_S, parse_webhook
 from connector.plan import Plan
 from connector.sample import sample_payload
-from connector.sinks._fit import MARKER, Limit, clamp_number, cut_text, fit_values
-from connector.sinks._hubspot_contacts import phone_filter_groups
-from connector.sinks._hubspot_errors import until_daily_reset
-from connector.sinks._hubspot_schema import MAX_NUMBER, MAX_TEXT
-from connector.sinks._salesforce_fields import field_limit
+from connector.sinks.fit import MARKER, Limit, clamp_number, cut_text, fit_values
+from connector.sinks.hubspot.contacts import phone_filter_groups
+from connector.sinks.hubspot.errors import until_daily_reset
+from connector.sinks.hubspot.schema import MAX_NUMBER, MAX_TEXT
+from connector.sinks.salesforce.fields import field_limit
 from connector.sinks.base import ExecutionContext
-from connector.sinks.hubspot import HubSpotSink
+from connector.sinks.hubspot.sink import HubSpotSink
 from tests.delivery_support import ingest, worker_on
 from tests.sinks import test_hubspot_sink as hs
 from tests.sinks import test_salesforce_sink as sf

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from connector.emulators.hubspot import HubSpotEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.ledger import Ledger
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, worker_on
 from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings, open_sink
 
@@ -234,8 +234,7 @@ def test_a_crash_after_the_batch_create_never_duplicates_a_contact(tmp_path: Pat
     """The worker dies right after HubSpot created 10 contacts (journal: in flight, shared cache not written) and
     the claims come back at once while search still lags: the next worker waits for the index, finds them, and
     creates none again."""
-    from connector import batching
-
+    from connector.engine import batch as batching
     class Crash(BaseException):
         pass
 

@@ -20,7 +20,7 @@ from hubspot.crm.properties import PropertyCreate
 
 from connector.config import HubSpotSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.emulators.hubspot import HubSpotEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.ledger import Ledger
 from connector.mapping.loader import load_mapping
@@ -28,11 +28,11 @@ from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
 from connector.sample import sample_payload
-from connector.sinks._hubspot_contacts import hubspot_properties
-from connector.sinks._hubspot_errors import might_have_written
+from connector.sinks.hubspot.contacts import hubspot_properties
+from connector.sinks.hubspot.errors import might_have_written
 from connector.sinks.base import ExecutionContext
-from connector.sinks.hubspot import HubSpotSink
-from connector.worker import Worker
+from connector.sinks.hubspot.sink import HubSpotSink
+from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 
 TOKEN = "hubspot-sink-test-token"

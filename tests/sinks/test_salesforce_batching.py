@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import requests
 
-from connector import batching
+from connector.engine import batch as batching
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.ledger import Ledger
-from connector.sinks.salesforce import SalesforceSink
-from connector.worker import Worker
+from connector.sinks.salesforce.sink import SalesforceSink
+from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_salesforce_sink import client, tasks
 

@@ -25,10 +25,10 @@ from cryptography.x509.oid import NameOID
 
 from connector.cli import main
 from connector.config import SalesforceSinkSettings
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.errors import AuthError, PermanentError, RateLimited, SinkError, TransientError
-from connector.sinks._salesforce_client import SalesforceConnection, login_findings
-from connector.sinks._salesforce_errors import classify
+from connector.sinks.salesforce.client import SalesforceConnection, login_findings
+from connector.sinks.salesforce.errors import classify
 
 USERNAME = "integration@acme.example"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.phones import same_number
 from connector.plan import MatchByPhone, ResolveContact
-from connector.sinks._salesforce_resolve import SEARCH_TEXT_MAX, search_statements
+from connector.sinks.salesforce.resolve import SEARCH_TEXT_MAX, search_statements
 from connector.sinks.base import ActionResult
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_salesforce_batching import Engine, engine_settings, seed_contacts
@@ -130,8 +130,7 @@ def test_a_crash_after_the_collection_create_never_duplicates_a_lead(tmp_path: P
     """The worker dies right after Salesforce created 8 Leads; SOSL lags; the next worker looks each in-flight
     resolve up (the sink's lookup: SOSL, then SOQL on the fields set to the number, which does not lag) and creates
     none again."""
-    from connector import batching
-
+    from connector.engine import batch as batching
     class Crash(BaseException):
         pass
 

@@ -23,7 +23,7 @@ from simple_salesforce import Salesforce
 
 from connector.config import SalesforceSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.ledger import Ledger
 from connector.ledger.schema import ActionStatus
@@ -31,13 +31,13 @@ from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan
-from connector.replay import replay_event
+from connector.engine.replay import replay_event
 from connector.sample import sample_payload
 from connector.sinks import registry
-from connector.sinks._salesforce_fields import coerce
+from connector.sinks.salesforce.fields import coerce
 from connector.sinks.base import ExecutionContext
-from connector.sinks.salesforce import SalesforceSink
-from connector.worker import Worker
+from connector.sinks.salesforce.sink import SalesforceSink
+from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
@@ -366,7 +366,7 @@ def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) ->
 
 def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmulator, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    entry = EntryPoint(name="salesforce", value="connector.sinks.salesforce:factory", group=registry.GROUP)
+    entry = EntryPoint(name="salesforce", value="connector.sinks.salesforce.sink:factory", group=registry.GROUP)
     monkeypatch.setattr(registry, "installed_sink_types", lambda: {"salesforce": entry})
     settings = parse_settings({
         "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.config import HubSpotSinkSettings, Settings, parse_settings
-from connector.emulators.hubspot import HubSpotEmulator
-from connector.emulators.salesforce import SalesforceEmulator
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.ledger import Ledger
-from connector.worker import Worker
+from connector.engine.worker import Worker
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_hubspot_sink import SEEDED, TOKEN, make_plan, run
@@ -335,7 +335,7 @@ def test_hubspot_pauses_instead_of_skipping(hs: HubSpotEmulator, tmp_path: Path,
 
 def test_500_question_keys_create_properties_in_one_batch_up_to_the_cap(hs: HubSpotEmulator) -> None:
     from connector.plan import UpdateContact
-    from connector.sinks.hubspot import HubSpotSink
+    from connector.sinks.hubspot.sink import HubSpotSink
     from tests.sinks.test_hubspot_sink import CountingGate
 
     # with on_missing_field: hold, too: answers over the cap are skipped, never a reason to pause

@@ -1,0 +1,1 @@
+"""A HubSpot CRM emulator on loopback, for tests, benchmarks and the sandbox."""

@@ -1,0 +1,1 @@
+"""A Salesforce org emulator on loopback, for tests, benchmarks and the sandbox."""

@@ -1,0 +1,1 @@
+"""Operator tools: status reports, preview, serving, the sandbox, crm-setup orchestration."""

@@ -1,0 +1,177 @@
+"""The webhook endpoint 2X posts to: authenticate, bound the body, check the media type, ingest.
+
+Order matters. Authentication comes first, so an unauthenticated sender can make us store nothing
+and learn nothing. The size check uses Content-Length before reading and caps the read itself, so
+a huge body never lands in memory. Every refusal after authentication is quarantined.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from connector.config import Settings
+from connector.errors import PayloadError, StoreError
+from connector.receiver.ingest import Reply, ingest, reject
+from connector.ledger import Ledger
+from connector.receiver.metrics import process_metrics
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "connector"
+_CHUNK = 64 * 1024
+_DRAIN_CAP = 32 * 1024 * 1024
+"""After refusing an oversized body, read and discard up to this much of the rest, so that the
+sender sees our 413 instead of a connection reset while it is still writing."""
+
+
+class ReceiverState:
+    """What the receiver needs, attached to the app instead of living in module globals."""
+
+    def __init__(self, settings: Settings, ledger: Ledger) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.tokens = [t.get_secret_value().encode("utf-8") for t in settings.receiver.auth.tokens]
+        self.mappings = _mappings_for_priority(settings)
+        self.metrics, self.metrics_registry = process_metrics(ledger, settings.sinks, settings)
+        self.allowed = [ipaddress.ip_network(n, strict=False) for n in settings.receiver.allowed_sources]
+        """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
+        self._responses: dict[int, Any] = {}
+
+    def responses_counter(self, status: int) -> Any:
+        """The answers counter's child for one status, looked up once per process (labels() takes a lock)."""
+        child = self._responses.get(status)
+        if child is None:
+            child = self._responses[status] = self.metrics.http_responses.labels(status=str(status))
+        return child
+
+
+def _mappings_for_priority(settings: Settings) -> dict[str, Any]:
+    from connector.errors import ConfigError
+    from connector.mapping.sinks import load_sink_mappings
+
+    try:
+        return load_sink_mappings(settings)
+    except ConfigError as exc:
+        log.warning("mappings not loaded at the receiver (do-not-call priority falls back to end_reason): %s", exc)
+        return {}
+
+
+def state() -> ReceiverState:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def init_app(app: Flask, settings: Settings, ledger: Ledger) -> None:
+    """Attach settings and ledger to the app and register the webhook route at the configured path."""
+    app.extensions[EXTENSION_KEY] = ReceiverState(settings, ledger)
+    blueprint = Blueprint("receiver", __name__)
+    blueprint.add_url_rule(settings.receiver.path, "post_call", _post_call, methods=["POST"])
+    app.register_blueprint(blueprint)
+
+
+def _post_call() -> Response:
+    current = state()
+    reply = _answer(current)
+    current.responses_counter(reply.status).inc()
+    return _json(reply)
+
+
+def _answer(current: ReceiverState) -> Reply:
+    if current.allowed and not _source_allowed(request.remote_addr, current.allowed):
+        return Reply(403, {"error": "forbidden", "detail": "this address may not post webhooks"})
+    if not _authorized(request.headers.get(current.settings.receiver.auth.header), current.tokens):
+        return Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"})
+    try:
+        return _accept(current)
+    except StoreError as exc:
+        log.error("store unavailable, webhook not acknowledged: %s", exc)
+        return Reply(503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"},
+                     {"Retry-After": "5"})
+
+
+def _accept(current: ReceiverState) -> Reply:
+    limit = current.settings.receiver.max_body_bytes
+    content_type = request.headers.get("Content-Type")
+    body, too_large = _read_capped(limit)
+    if too_large:
+        error = PayloadError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+        return reject(current.ledger, error, body, content_type, truncated=True)
+    media_problem = _media_type_problem(request.mimetype, request.mimetype_params)
+    if media_problem:
+        return reject(current.ledger, PayloadError(415, "unsupported_media_type", media_problem), body, content_type)
+    return ingest(
+        body,
+        content_type,
+        ledger=current.ledger,
+        default_region=current.settings.phone.default_region,
+        sinks=current.settings.enabled_sinks(),
+        mappings=current.mappings,
+    )
+
+
+def _source_allowed(address: str | None, networks: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _authorized(presented: str | None, tokens: list[bytes]) -> bool:
+    """Exact match against every configured token, in constant time, without short-circuiting."""
+    if presented is None:
+        return False
+    candidate = presented.encode("utf-8", "surrogateescape")
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(candidate, token)
+    return matched
+
+
+def _read_capped(limit: int) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes of the body; report whether more was there."""
+    declared = request.content_length
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
+    too_large = size > limit or (declared is not None and declared > limit)
+    if too_large:
+        _drain()
+    return body[:limit], too_large
+
+
+def _drain() -> None:
+    drained = 0
+    while drained < _DRAIN_CAP:
+        chunk = request.stream.read(_CHUNK)
+        if not chunk:
+            return
+        drained += len(chunk)
+
+
+def _media_type_problem(mimetype: str, params: dict[str, str]) -> str | None:
+    if not mimetype:
+        return "the Content-Type header is missing; send application/json"
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        return f"Content-Type {mimetype} is not JSON; send application/json"
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        return f"charset {charset} is not supported; JSON is UTF-8 (RFC 8259 §8.1)"
+    return None
+
+
+def _json(reply: Reply) -> Response:
+    response = jsonify(reply.body)
+    response.status_code = reply.status
+    response.headers.update(reply.headers)
+    return response

@@ -1,0 +1,195 @@
+"""Field types from ``describe``, and values coerced to them so Salesforce's strict JSON deserializer accepts them.
+
+Why: mapping templates render to text unless a value is exactly one expression, so ``CallDurationInSeconds`` may
+arrive as ``"33"`` and a checkbox as ``"true"``; Salesforce REST refuses a string for an int or boolean field
+(JSON_PARSER_ERROR) and ``""`` for a date or datetime. The sink looks the field types up once per object per sink
+lifetime — the objects it commonly needs in ONE Composite request, i.e. one API call — and converts only what is
+unambiguous. Anything it cannot convert is sent as is, so Salesforce's own error (naming the field) reaches the
+dead letter.
+
+The same describe gives each field's limits, and ``fit_body`` fits every value to them before coercion (see
+``_fit``): text is cut to ``length`` (STRING_TOO_LONG otherwise), ``int`` fields clamped to ``digits`` digits and to
+32 bits, ``double``/``currency``/``percent`` to ``precision - scale`` integer digits (NUMBER_OUTSIDE_VALID_RANGE
+otherwise; https://dfc-org-production.force.com/forums/ForumsMain?id=9060G000000BfsuQAC explains the range as
+precision - scale digits left of the point). ``forget``/``refresh`` drop a cached describe when the org changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from decimal import Decimal
+
+from connector.errors import PermanentError, SinkError, TransientError
+from connector.sinks.fit import Fitted, Limit, fit_values
+from connector.sinks.salesforce.client import SalesforceConnection
+from connector.sinks.salesforce.errors import classify, identifier
+
+PREFETCH = ("Task", "Contact", "Lead")
+"""Fetched together with the first describe the sink needs: every event touches Task and a Contact or Lead."""
+MAX_SUBREQUESTS = 25
+_NUMBER = frozenset({"double", "currency", "percent"})
+_TEMPORAL = frozenset({"date", "datetime", "time"})
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off"})
+CUT_TYPES = frozenset({"string", "textarea", "combobox", "encryptedstring"})
+"""Free text: cut to ``length``. Emails, phones, URLs, ids and picklists are never cut (a cut one is wrong data)."""
+INT32_MAX = 2**31 - 1
+
+
+def field_limit(described: dict[str, Any]) -> Limit | None:
+    """What one describe ``fields`` entry accepts, or None when nothing needs fitting."""
+    kind = str(described.get("type"))
+    if kind in CUT_TYPES and int(described.get("length") or 0) > 0:
+        return Limit(max_length=int(described["length"]))
+    if kind == "int":
+        digits = int(described.get("digits") or 0)
+        return Limit(maximum=Decimal(min(10**digits - 1 if digits else INT32_MAX, INT32_MAX)), integer=True)
+    if kind in _NUMBER:
+        precision, scale = int(described.get("precision") or 0), int(described.get("scale") or 0)
+        if precision <= 0:
+            return None
+        return Limit(maximum=Decimal(10) ** (precision - scale) - Decimal(10) ** -scale, integer=scale == 0)
+    return None
+
+
+def coerce(kind: str | None, value: Any) -> Any:
+    """``value`` as the JSON type a field of describe type ``kind`` takes (unchanged when unsure)."""
+    if kind is None or value is None:
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    if text == "" and (kind in _TEMPORAL or kind in _NUMBER or kind in ("int", "boolean")):
+        return None  # Salesforce refuses "" for these types; null clears the field
+    if kind == "boolean":
+        if isinstance(value, str) and text is not None and text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if kind == "int" and not isinstance(value, bool):
+        number = _number(text) if text is not None else value
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        return number if isinstance(number, int) else value
+    if kind in _NUMBER and text is not None:
+        number = _number(text)
+        return value if number is None else number
+    return value
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def describe_objects(connection: SalesforceConnection,
+                     names: list[str]) -> tuple[dict[str, Any], dict[str, SinkError]]:
+    """``sobjects/{T}/describe`` of up to 25 objects in ONE API call: (bodies by name, failures by name).
+
+    A failure of the whole request (outage, expired credentials) raises; a failure of one object (it does not
+    exist, or this user cannot see it) is returned for that object, classified like any Salesforce error.
+    """
+    if len(names) == 1:
+        name = identifier(names[0], "object")
+        body = connection.call(lambda sf: sf.restful(f"sobjects/{name}/describe"), where=f"describe {name}")
+        return {name: body}, {}
+    base = connection.base_path()
+    payload = {"allOrNone": False, "compositeRequest": [
+        {"method": "GET", "url": f"{base}/sobjects/{identifier(name, 'object')}/describe", "referenceId": f"describe{i}"}
+        for i, name in enumerate(names)]}
+    answer = connection.call(lambda sf: sf.restful("composite", method="POST", json=payload),
+                             where="describe (composite)")
+    described: dict[str, Any] = {}
+    failures: dict[str, SinkError] = {}
+    for name, sub in zip(names, (answer or {}).get("compositeResponse", []), strict=False):
+        status = int(sub.get("httpStatusCode") or 0)
+        if status < 300:
+            described[name] = sub.get("body")
+        else:
+            failures[name] = classify(status, sub.get("body"), where=f"describe {name}")
+    return described, failures
+
+
+class FieldTypes:
+    """Field name → describe type and limits, per sObject, fetched once per sink lifetime."""
+
+    def __init__(self, connection: SalesforceConnection) -> None:
+        self._connection = connection
+        self._types: dict[str, dict[str, str] | None] = {}
+        """Lower-case object name → {lower-case field name: type}; None: describe failed for a prefetched extra."""
+        self._limits: dict[str, dict[str, Limit]] = {}
+        """Lower-case object name → {lower-case field name: what it accepts}."""
+        self._lock = threading.Lock()
+
+    def forget(self, sobject: str | None = None) -> None:
+        """Drop one object's cached describe (all when None): the next ``ensure`` describes it afresh. For callers
+        that learn the org changed (a field added, lengthened or removed: INVALID_FIELD)."""
+        with self._lock:
+            for name in [sobject.lower()] if sobject else list(self._types):
+                self._types.pop(name, None)
+                self._limits.pop(name, None)
+
+    def refresh(self, objects: Iterable[str]) -> None:
+        """Describe these objects again now (one API call)."""
+        names = list(objects)
+        for name in names:
+            self.forget(name)
+        self.ensure(names)
+
+    def limits(self, sobject: str) -> dict[str, Limit]:
+        return self._limits.get(sobject.lower()) or {}
+
+    def known(self, sobject: str) -> bool:
+        return sobject.lower() in self._types
+
+    def ensure(self, objects: Iterable[str]) -> None:
+        """Describe every object in ``objects`` not yet known (plus the usual ones), in one API call."""
+        wanted = [identifier(o, "object") for o in dict.fromkeys(objects) if o.lower() not in self._types]
+        if not wanted:
+            return
+        extra = [o for o in PREFETCH if o.lower() not in self._types and o.lower() not in map(str.lower, wanted)]
+        batch = (wanted + extra)[:MAX_SUBREQUESTS]
+        described, failures = describe_objects(self._connection, batch)
+        with self._lock:
+            for name, body in described.items():
+                fields = body.get("fields") if isinstance(body, dict) else None
+                self._types[name.lower()] = {str(f["name"]).lower(): str(f["type"]) for f in fields or []}
+                self._limits[name.lower()] = {str(f["name"]).lower(): limit for f in fields or []
+                                              if (limit := field_limit(f)) is not None}
+            for name in extra:
+                if isinstance(failures.get(name), PermanentError):
+                    self._types.setdefault(name.lower(), None)  # not ours to fail on; send its values unchanged
+        for name in wanted:
+            if name in failures:
+                raise failures[name]
+            if name not in described:
+                raise TransientError(f"Salesforce answered describe {name} without its result")
+
+    def forget(self, sobject: str, fields: Iterable[str] = ()) -> None:
+        """Drop one object's types when they still list one of ``fields`` (all of them when none is given): the org
+        refused those fields as missing (schema drift), so the next write describes the object afresh."""
+        with self._lock:
+            known = self._types.get(sobject.lower())
+            if known is not None and fields and not any(f.lower() in known for f in fields):
+                return  # already described since the field went away
+            self._types.pop(sobject.lower(), None)
+
+    def coerce_body(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` converted to their fields' types (unknown fields untouched: Salesforce's error names them)."""
+        types = self._types.get(sobject.lower()) or {}
+        return {name: coerce(types.get(name.lower()), value) for name, value in values.items()}
+
+    def fit_body(self, sobject: str, values: dict[str, Any], *, keep: Iterable[str] = ()) -> Fitted:
+        """``values`` fitted to their fields' limits, then coerced to their types (``keep``: never cut, e.g. the
+        idempotency key, whose cut form would no longer find the record)."""
+        fitted = fit_values(values, self.limits(sobject), keep=frozenset(k.lower() for k in keep))
+        fitted.values = self.coerce_body(sobject, fitted.values)
+        return fitted
