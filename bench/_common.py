@@ -19,14 +19,21 @@ def note(message: str) -> None:
 
 def cpu_model() -> str:
     try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))  # fmt: skip
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         return platform.processor() or "unknown CPU"
 
 
 def machine() -> dict[str, Any]:
     """Date, CPU, cores, Python and the exact command line, for the figures' header."""
-    return {"date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "command": shlex.join([sys.executable, *sys.argv])}
+    return {
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": shlex.join([sys.executable, *sys.argv]),
+    }

@@ -25,24 +25,23 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import text
-
 from _common import note
 from _delivery_post import phone, post
 from _delivery_procs import BENCH_DIR, HOST, WEBHOOK_PATH, Procs, free_port, migrate, pg_create, pg_drop, wait_http
+from sqlalchemy import text
 
 from connector.emulators.hubspot.schema import OBJECT_TYPES
 from connector.emulators.hubspot.server import HubSpotEmulator
-from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.ledger.schema import contact_cache, deliveries, events
 from connector.ledger.store import DEFAULT_PRIORITY, _new_delivery, sha256_hex
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
 
 HS_TOKEN = "bench-hubspot-" + os.urandom(8).hex()
@@ -93,28 +92,58 @@ class BacklogFigures:
 class HubSpotRun:
     """Emulator, store, config and seeded contacts of one scenario; `close()` stops and drops everything."""
 
-    def __init__(self, procs: Procs, name: str, backend: str, run_tag: str, rate: int | None, window_s: float,
-                 *, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        procs: Procs,
+        name: str,
+        backend: str,
+        run_tag: str,
+        rate: int | None,
+        window_s: float,
+        *,
+        embedded: bool = False,
+    ) -> None:
         self.procs = procs
         self.db = f"bench_batch_{run_tag}_{name}" if backend == "postgresql" else None
-        self.emulator = HubSpotEmulator(tokens=[HS_TOKEN], rate_limit=rate, rate_window_s=window_s,
-                                        search_rate_per_s=None, seed_contacts=False, seed_custom_properties=True)
+        self.emulator = HubSpotEmulator(
+            tokens=[HS_TOKEN],
+            rate_limit=rate,
+            rate_window_s=window_s,
+            search_rate_per_s=None,
+            seed_contacts=False,
+            seed_custom_properties=True,
+        )
         self._ledger: Ledger | None = None
         try:
             self.emulator.start()
             self.store_url = pg_create(self.db) if self.db else f"sqlite:///{procs.workdir / 'connector.db'}"
             self.port = free_port()
             self.config = procs.workdir / "connector.yaml"
-            self.config.write_text(yaml.safe_dump({
-                "receiver": {"host": HOST, "port": self.port, "path": WEBHOOK_PATH,
-                             "auth": {"header": "Authorization", "tokens": [WEBHOOK_TOKEN]}},
-                "store": {"url": self.store_url},
-                "worker": {"embedded": embedded, "batch_size": BATCH_SIZE},
-                "logging": {"level": "WARNING"},
-                "sinks": {SINK: {"type": "hubspot", "access_token": HS_TOKEN, "base_url": self.emulator.url,
-                                 "auto_create_question_properties": True,
-                                 "rate_limit": {"requests": rate or UNLIMITED, "window_s": window_s if rate else 1}}},
-            }, sort_keys=False))
+            self.config.write_text(
+                yaml.safe_dump(
+                    {
+                        "receiver": {
+                            "host": HOST,
+                            "port": self.port,
+                            "path": WEBHOOK_PATH,
+                            "auth": {"header": "Authorization", "tokens": [WEBHOOK_TOKEN]},
+                        },
+                        "store": {"url": self.store_url},
+                        "worker": {"embedded": embedded, "batch_size": BATCH_SIZE},
+                        "logging": {"level": "WARNING"},
+                        "sinks": {
+                            SINK: {
+                                "type": "hubspot",
+                                "access_token": HS_TOKEN,
+                                "base_url": self.emulator.url,
+                                "auto_create_question_properties": True,
+                                "rate_limit": {"requests": rate or UNLIMITED, "window_s": window_s if rate else 1},
+                            }
+                        },
+                    },
+                    sort_keys=False,
+                )
+            )
             migrate(self.config, procs.workdir)
             from connector.config import load_settings
 
@@ -137,16 +166,27 @@ class HubSpotRun:
         from hubspot.crm.properties import PropertyCreate
 
         client = hubspot.Client.create(access_token=HS_TOKEN, host=self.emulator.url)
-        client.crm.properties.core_api.create("contacts", PropertyCreate(
-            name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"))
+        client.crm.properties.core_api.create(
+            "contacts",
+            PropertyCreate(
+                name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"
+            ),
+        )
         store = self.emulator._store
-        created = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        created = datetime(2024, 1, 1, tzinfo=UTC)
         rows = []
         with store.lock:
             for i in range(POOL):
                 record = store.seed(OBJECT_TYPES["contacts"], {"phone": phone(i), "firstname": f"Lead {i}"}, created)
-                rows.append({"sink": SINK, "contact_key": phone(i), "object": "contacts", "crm_id": str(record.id),
-                             "updated_at": datetime.now(timezone.utc)})
+                rows.append(
+                    {
+                        "sink": SINK,
+                        "contact_key": phone(i),
+                        "object": "contacts",
+                        "crm_id": str(record.id),
+                        "updated_at": datetime.now(UTC),
+                    }
+                )
         with self.ledger.engine.begin() as connection:
             connection.execute(contact_cache.insert(), rows)
 
@@ -155,16 +195,26 @@ class HubSpotRun:
         started = time.monotonic()
         for start in range(0, count, 1000):
             event_rows, delivery_rows = [], []
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for i in range(start, min(count, start + 1000)):
-                document = sample_payload(first_id + i, end_reason=REASONS[i % len(REASONS)],
-                                          record_phone_number=phone(i))
+                document = sample_payload(
+                    first_id + i, end_reason=REASONS[i % len(REASONS)], record_phone_number=phone(i)
+                )
                 event = parse_webhook(document)
                 body = json.dumps(document).encode()
-                event_rows.append({"event_id": event.id, "received_at": now, "body": body,
-                                   "body_sha256": sha256_hex(body), "content_hash": content_hash(document),
-                                   "content_type": "application/json", "normalized": event.model_dump_json(),
-                                   "end_reason": event.call.end_reason.value, "contact_key": event.contact_key})
+                event_rows.append(
+                    {
+                        "event_id": event.id,
+                        "received_at": now,
+                        "body": body,
+                        "body_sha256": sha256_hex(body),
+                        "content_hash": content_hash(document),
+                        "content_type": "application/json",
+                        "normalized": event.model_dump_json(),
+                        "end_reason": event.call.end_reason.value,
+                        "contact_key": event.contact_key,
+                    }
+                )
                 delivery_rows.append(_new_delivery(event.id, SINK, DEFAULT_PRIORITY, now, event.contact_key))
             with self.ledger.engine.begin() as connection:
                 connection.execute(events.insert(), event_rows)
@@ -172,9 +222,20 @@ class HubSpotRun:
         return time.monotonic() - started
 
     def start_workers(self, count: int) -> list[Any]:
-        return [self.procs.start(f"worker{i}", [sys.executable, str(BENCH_DIR / "_counting_worker.py"),
-                                                str(self.procs.workdir / f"commits{i}.txt"), "worker", "--config",
-                                                str(self.config)]) for i in range(count)]
+        return [
+            self.procs.start(
+                f"worker{i}",
+                [
+                    sys.executable,
+                    str(BENCH_DIR / "_counting_worker.py"),
+                    str(self.procs.workdir / f"commits{i}.txt"),
+                    "worker",
+                    "--config",
+                    str(self.config),
+                ],
+            )
+            for i in range(count)
+        ]
 
     def commits(self, count: int) -> int | None:
         try:
@@ -234,14 +295,17 @@ def run_backlog(fig: BacklogFigures, workdir: Path, run_tag: str, timeout_s: flo
 
 def backlog_figures(fig: BacklogFigures, run: HubSpotRun) -> None:
     with run.ledger.engine.connect() as connection:
-        fig.succeeded = int(connection.execute(text(
-            "SELECT count(*) FROM deliveries WHERE status = 'succeeded'")).scalar_one())
+        fig.succeeded = int(
+            connection.execute(text("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")).scalar_one()
+        )
         first = connection.execute(text("SELECT min(started_at) FROM attempts")).scalar_one()
         last = connection.execute(text("SELECT max(finished_at) FROM deliveries")).scalar_one()
-        fig.rate_limited_attempts = int(connection.execute(text(
-            "SELECT count(*) FROM attempts WHERE outcome = 'rate_limited'")).scalar_one())
-        for row in connection.execute(text("SELECT status, count(*) FROM deliveries WHERE status <> 'succeeded' "
-                                           "GROUP BY status")):
+        fig.rate_limited_attempts = int(
+            connection.execute(text("SELECT count(*) FROM attempts WHERE outcome = 'rate_limited'")).scalar_one()
+        )
+        for row in connection.execute(
+            text("SELECT status, count(*) FROM deliveries WHERE status <> 'succeeded' GROUP BY status")
+        ):
             fig.problems.append(f"{row[1]} deliveries {row[0]}")
     if first is not None and last is not None:
         fig.drain_s = (_aware(last) - _aware(first)).total_seconds()
@@ -262,7 +326,7 @@ def backlog_figures(fig: BacklogFigures, run: HubSpotRun) -> None:
 def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def run_dnc(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: float, timeout_s: float) -> dict[str, Any]:
@@ -278,8 +342,9 @@ def run_dnc(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: floa
             start_receiver(procs, run.config, run.port, ready_path="/healthz")
             run.start_workers(1)
             deadline = time.monotonic() + timeout_s
-            result["lone_s"] = [_delivered_after_post(run, FIRST_ID - 10 + n, phone(n), "hung_up", deadline)
-                                for n in range(3)]  # an idle worker: never waits to fill a batch
+            result["lone_s"] = [
+                _delivered_after_post(run, FIRST_ID - 10 + n, phone(n), "hung_up", deadline) for n in range(3)
+            ]  # an idle worker: never waits to fill a batch
             result["insert_s"] = run.insert_backlog(backlog)
             while run.unfinished() > backlog - 2 * BATCH_SIZE:  # the worker is busy with the backlog
                 if time.monotonic() > deadline:
@@ -314,8 +379,9 @@ def _delivered_after_post(run: HubSpotRun, event_id: int, number: str, reason: s
         time.sleep(0.01)
 
 
-def run_recovery(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: float,
-                 timeout_s: float) -> dict[str, Any]:
+def run_recovery(
+    workdir: Path, run_tag: str, backlog: int, rate: int, window_s: float, timeout_s: float
+) -> dict[str, Any]:
     """Seconds from `kill -9` of `connector serve` (and its embedded worker) to the first delivery of a claim the
     killed worker held, done by the surviving `connector worker`."""
     from _delivery_procs import connector_argv
@@ -339,9 +405,13 @@ def run_recovery(workdir: Path, run_tag: str, backlog: int, rate: int, window_s:
                 embedded = [w["worker_id"] for w in live if w["pid"] != survivor.proc.pid]
                 if embedded:
                     with run.ledger.engine.connect() as connection:
-                        held = [int(r[0]) for r in connection.execute(
-                            text("SELECT id FROM deliveries WHERE status = 'leased' AND lease_owner = :w"),
-                            {"w": embedded[0]})]
+                        held = [
+                            int(r[0])
+                            for r in connection.execute(
+                                text("SELECT id FROM deliveries WHERE status = 'leased' AND lease_owner = :w"),
+                                {"w": embedded[0]},
+                            )
+                        ]
                 if not held:
                     time.sleep(0.02)
             os.killpg(serve.proc.pid, signal.SIGKILL)
@@ -350,9 +420,10 @@ def run_recovery(workdir: Path, run_tag: str, backlog: int, rate: int, window_s:
             result["held"] = len(held)
             while True:
                 with run.ledger.engine.connect() as connection:
-                    first = connection.execute(text(
-                        "SELECT min(finished_at) FROM deliveries WHERE status = 'succeeded' AND id = ANY(:ids)"),
-                        {"ids": held}).scalar_one()
+                    first = connection.execute(
+                        text("SELECT min(finished_at) FROM deliveries WHERE status = 'succeeded' AND id = ANY(:ids)"),
+                        {"ids": held},
+                    ).scalar_one()
                 if first is not None:
                     break
                 if time.monotonic() > deadline:
@@ -369,25 +440,54 @@ def run_recovery(workdir: Path, run_tag: str, backlog: int, rate: int, window_s:
 
 
 def backlog_table(figs: list[BacklogFigures]) -> str:
-    head = ["run", "backend", "workers", "events", "limit", "drained", "events/s", "commits/event", "requests",
-            "429s", "rate-limited attempts", "dup", "lost", "of ceiling"]
-    rows = [head] + [[
-        f.name, f.backend, str(f.workers), str(f.events), f"{f.rate}/{f.window_s:g}s" if f.rate else "none",
-        str(f.succeeded), _fmt(f.events_per_s, ".0f"), _fmt(f.commits_per_event, ".3f"), str(f.requests),
-        str(f.answered_429), str(f.rate_limited_attempts), str(f.duplicates), str(f.lost),
-        "-" if f.ceiling_share is None else f"{100 * f.ceiling_share:.0f}% of {f.ceiling:.0f}/s"] for f in figs]
+    head = [
+        "run",
+        "backend",
+        "workers",
+        "events",
+        "limit",
+        "drained",
+        "events/s",
+        "commits/event",
+        "requests",
+        "429s",
+        "rate-limited attempts",
+        "dup",
+        "lost",
+        "of ceiling",
+    ]
+    rows = [head] + [
+        [
+            f.name,
+            f.backend,
+            str(f.workers),
+            str(f.events),
+            f"{f.rate}/{f.window_s:g}s" if f.rate else "none",
+            str(f.succeeded),
+            _fmt(f.events_per_s, ".0f"),
+            _fmt(f.commits_per_event, ".3f"),
+            str(f.requests),
+            str(f.answered_429),
+            str(f.rate_limited_attempts),
+            str(f.duplicates),
+            str(f.lost),
+            "-" if f.ceiling_share is None else f"{100 * f.ceiling_share:.0f}% of {f.ceiling:.0f}/s",
+        ]
+        for f in figs
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for f in figs:
         per_cpu = f.succeeded / f.worker_cpu_s if f.worker_cpu_s else None
-        lines.append(f"  {f.name}: backlog inserted in {f.insert_s:.1f} s; drain {_fmt(f.drain_s, '.1f')} s; workers "
-                     f"used {_fmt(f.worker_cpu_s, '.1f')} CPU-s ({_fmt(per_cpu, '.0f')} events per CPU-second); "
-                     f"{f.commits} store commits by the workers (start to drain end, rate gate included); host load "
-                     f"average {_fmt(f.loadavg[0] if f.loadavg else None, '.1f')}")
+        lines.append(
+            f"  {f.name}: backlog inserted in {f.insert_s:.1f} s; drain {_fmt(f.drain_s, '.1f')} s; workers "
+            f"used {_fmt(f.worker_cpu_s, '.1f')} CPU-s ({_fmt(per_cpu, '.0f')} events per CPU-second); "
+            f"{f.commits} store commits by the workers (start to drain end, rate gate included); host load "
+            f"average {_fmt(f.loadavg[0] if f.loadavg else None, '.1f')}"
+        )
         lines += [f"    PROBLEM: {p}" for p in f.problems]
     return "\n".join(lines)
 
 
 def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
-

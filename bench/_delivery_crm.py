@@ -76,8 +76,13 @@ class CrmState:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            return {"rate": self.rate, "window_s": self.window_s, "accepted": list(self.accepted),
-                    "rejected": list(self.rejected), "writes": {k: list(v) for k, v in self.writes.items()}}
+            return {
+                "rate": self.rate,
+                "window_s": self.window_s,
+                "accepted": list(self.accepted),
+                "rejected": list(self.rejected),
+                "writes": {k: list(v) for k, v in self.writes.items()},
+            }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -98,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             return self._json(200, {"status": "ok"})
         if self.path.startswith("/actions/"):
-            key = unquote(self.path[len("/actions/"):])
+            key = unquote(self.path[len("/actions/") :])
             with self.state.lock:
                 found = self.state.ids.get(key)
             return self._json(200, {"id": found}) if found else self._json(404, {"message": "no such key"})
@@ -131,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json(200, {"writes": self.state.write_count, "rejected": len(self.state.rejected)})
         if self.path.startswith("/_bench/key/"):
             with self.state.lock:
-                times = self.state.writes.get(unquote(self.path[len("/_bench/key/"):]))
+                times = self.state.writes.get(unquote(self.path[len("/_bench/key/") :]))
             return self._json(200, {"at": times[0]}) if times else self._json(404, {"at": None})
         return self._json(404, {"message": "not found"})
 

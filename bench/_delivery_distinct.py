@@ -52,13 +52,15 @@ class Distinct:
     def line(self) -> str:
         rate = self.events / self.seconds if self.seconds else 0.0
         mix = ", ".join(f"{k} ×{c}" for k, c in self.kinds.most_common())
-        return (f"{self.crm}: {self.events} events (batch {self.batch}) drained in {self.seconds:.1f} s = "
-                f"{rate:.0f} events/s (goal ≥ 300); {self.requests} CRM requests = "
-                f"{self.requests / max(self.events, 1):.3f}/event (goal ≤ 0.1); duplicate contacts "
-                f"{self.duplicate_contacts}, duplicate calls {self.duplicate_calls}, failed {self.failed}\n"
-                f"    inside the sink's resolve_many: {self.resolve_s:.1f} s "
-                f"({1000 * self.resolve_s / max(self.events, 1):.2f} ms/event); the rest is the worker's ledger work\n"
-                f"    requests: {mix}")
+        return (
+            f"{self.crm}: {self.events} events (batch {self.batch}) drained in {self.seconds:.1f} s = "
+            f"{rate:.0f} events/s (goal ≥ 300); {self.requests} CRM requests = "
+            f"{self.requests / max(self.events, 1):.3f}/event (goal ≤ 0.1); duplicate contacts "
+            f"{self.duplicate_contacts}, duplicate calls {self.duplicate_calls}, failed {self.failed}\n"
+            f"    inside the sink's resolve_many: {self.resolve_s:.1f} s "
+            f"({1000 * self.resolve_s / max(self.events, 1):.2f} ms/event); the rest is the worker's ledger work\n"
+            f"    requests: {mix}"
+        )
 
 
 def existing_number(i: int) -> str:
@@ -78,32 +80,42 @@ def plan_numbers(events: int) -> tuple[list[str], list[str]]:
     existing_events, new_events = events * 4 // 5, events - events * 4 // 5
     distinct = existing_events - existing_events // 10
     existing = [existing_number(i) for i in range(distinct)]
-    calls = existing + existing[:existing_events - distinct] + [new_number(i) for i in range(new_events)]
+    calls = existing + existing[: existing_events - distinct] + [new_number(i) for i in range(new_events)]
     return existing, calls
 
 
 def _settings(workdir: Path, sink: dict[str, Any], batch: int, store_url: str | None) -> Any:
     from connector.config import parse_settings
 
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["b" * 32]}},
-        "store": {"url": store_url or f"sqlite:///{workdir / 'ledger.db'}"},
-        "sinks": {"crm": sink},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 120, "batch_size": batch},
-    }, source="<bench>", base_dir=workdir, environ={})  # fmt: skip
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["b" * 32]}},
+            "store": {"url": store_url or f"sqlite:///{workdir / 'ledger.db'}"},
+            "sinks": {"crm": sink},
+            "worker": {"poll_interval_s": 0.05, "lease_s": 120, "batch_size": batch},
+        },
+        source="<bench>",
+        base_dir=workdir,
+        environ={},
+    )
 
 
 def _queue(ledger: Any, calls: list[str]) -> list[str]:
-    from connector.receiver.ingest import content_hash
     from connector.payload import parse_webhook
+    from connector.receiver.ingest import content_hash
     from connector.sample import sample_payload
 
     ids = []
     for i, phone in enumerate(calls):
         document = sample_payload(100_000 + i, end_reason="no_answer", record_phone_number=phone)
         event = parse_webhook(document)
-        ledger.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                            content_hash=content_hash(document), sinks=["crm"])  # fmt: skip
+        ledger.record_event(
+            event,
+            body=json.dumps(document).encode(),
+            content_type="application/json",
+            content_hash=content_hash(document),
+            sinks=["crm"],
+        )
         ids.append(event.id)
     return ids
 
@@ -139,22 +151,31 @@ def run_hubspot(events: int, batch: int, store_url: str | None, timeout_s: float
     from hubspot.crm.properties import PropertyCreate
 
     from connector.emulators.hubspot.server import HubSpotEmulator
+    from connector.engine.worker import Worker
     from connector.ledger import Ledger
     from connector.phones import national_digits
-    from connector.engine.worker import Worker
 
     figure = Distinct("hubspot", events, batch)
     existing, calls = plan_numbers(events)
-    with tempfile.TemporaryDirectory(prefix="bench-distinct-") as tmp, \
-            HubSpotEmulator(tokens=[TOKEN], rate_limit=None, search_rate_per_s=5, seed_custom_properties=True,
-                            seed_contacts=False) as emulator:  # fmt: skip
-        emulator.seed_records("contacts", [{"phone": national(n) if i % 2 else n, "lastname": f"Existing {i}"}
-                                           for i, n in enumerate(existing)])
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-distinct-") as tmp,
+        HubSpotEmulator(
+            tokens=[TOKEN], rate_limit=None, search_rate_per_s=5, seed_custom_properties=True, seed_contacts=False
+        ) as emulator,
+    ):
+        emulator.seed_records(
+            "contacts",
+            [{"phone": national(n) if i % 2 else n, "lastname": f"Existing {i}"} for i, n in enumerate(existing)],
+        )
         hubspot.Client.create(access_token=TOKEN, host=emulator.url).crm.properties.core_api.create(
-            "contacts", PropertyCreate(name="twox_q_case_number", label="2X: case number", type="string",
-                                       field_type="text", group_name="twox"))  # as crm-setup would
-        settings = _settings(Path(tmp), {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url},
-                             batch, store_url)
+            "contacts",
+            PropertyCreate(
+                name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"
+            ),
+        )  # as crm-setup would
+        settings = _settings(
+            Path(tmp), {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}, batch, store_url
+        )
         ledger = Ledger.open(settings.store)
         worker = Worker(settings, ledger=ledger)
         worker.open()
@@ -171,8 +192,11 @@ def run_hubspot(events: int, batch: int, store_url: str | None, timeout_s: float
         log = emulator.request_log
         figure.requests = len(log)
         figure.kinds.update(f"{r.method} {_ID.sub('/{id}', r.path)} {r.status}" for r in log)
-        phones = Counter(national_digits(c["properties"].get("phone") or "") for c in emulator.objects("contacts")
-                         if c["properties"].get("phone"))  # fmt: skip
+        phones = Counter(
+            national_digits(c["properties"].get("phone") or "")
+            for c in emulator.objects("contacts")
+            if c["properties"].get("phone")
+        )
         figure.duplicate_contacts = sum(n - 1 for n in phones.values() if n > 1)
         keys = Counter(c["properties"].get("hs_call_external_id") for c in emulator.objects("calls"))
         figure.duplicate_calls = sum(n - 1 for n in keys.values() if n > 1)
@@ -184,21 +208,31 @@ def run_salesforce(events: int, batch: int, store_url: str | None, timeout_s: fl
     from simple_salesforce import Salesforce
 
     from connector.emulators.salesforce.server import SalesforceEmulator
+    from connector.engine.worker import Worker
     from connector.ledger import Ledger
     from connector.phones import national_digits
-    from connector.engine.worker import Worker
 
     figure = Distinct("salesforce", events, batch)
     existing, calls = plan_numbers(events)
     with tempfile.TemporaryDirectory(prefix="bench-distinct-") as tmp, SalesforceEmulator() as emulator:
-        client = Salesforce(instance_url=emulator.instance_url, session_id=emulator.session_id,
-                            session=emulator.client_session(), version="62.0")
-        records = [{"attributes": {"type": "Contact"}, "LastName": f"Existing {i}",
-                    "Phone": national(n) if i % 2 else n} for i, n in enumerate(existing)]
+        client = Salesforce(
+            instance_url=emulator.instance_url,
+            session_id=emulator.session_id,
+            session=emulator.client_session(),
+            version="62.0",
+        )
+        records = [
+            {"attributes": {"type": "Contact"}, "LastName": f"Existing {i}", "Phone": national(n) if i % 2 else n}
+            for i, n in enumerate(existing)
+        ]
         for start in range(0, len(records), 200):
-            client.restful("composite/sobjects", method="POST", json={"records": records[start:start + 200]})
-        sink = {"type": "salesforce", "instance_url": emulator.instance_url, "ca_bundle": emulator.ca_file,
-                "auth": {"session_id": emulator.session_id}}
+            client.restful("composite/sobjects", method="POST", json={"records": records[start : start + 200]})
+        sink = {
+            "type": "salesforce",
+            "instance_url": emulator.instance_url,
+            "ca_bundle": emulator.ca_file,
+            "auth": {"session_id": emulator.session_id},
+        }
         settings = _settings(Path(tmp), sink, batch, store_url)
         ledger = Ledger.open(settings.store)
         worker = Worker(settings, ledger=ledger)
@@ -214,10 +248,15 @@ def run_salesforce(events: int, batch: int, store_url: str | None, timeout_s: fl
             worker.close()
             ledger.dispose()
         figure.requests = emulator.api_calls() - before
-        figure.kinds.update(f"{r['method']} {_ID.sub('/{id}', r['path'].split('?')[0])}"
-                            for r in emulator.request_log[since:])
-        phones = Counter(national_digits(r.get("Phone") or "") for s in ("Contact", "Lead")
-                         for r in emulator.records(s) if r.get("Phone"))
+        figure.kinds.update(
+            f"{r['method']} {_ID.sub('/{id}', r['path'].split('?')[0])}" for r in emulator.request_log[since:]
+        )
+        phones = Counter(
+            national_digits(r.get("Phone") or "")
+            for s in ("Contact", "Lead")
+            for r in emulator.records(s)
+            if r.get("Phone")
+        )
         figure.duplicate_contacts = sum(n - 1 for n in phones.values() if n > 1)
         keys = Counter(r.get("CallObject") for r in emulator.records("Task") if r.get("CallObject"))
         figure.duplicate_calls = sum(n - 1 for n in keys.values() if n > 1)
@@ -225,8 +264,9 @@ def run_salesforce(events: int, batch: int, store_url: str | None, timeout_s: fl
     return figure
 
 
-def run_distinct(crms: list[str], events: int, batch: int, store_url: str | None = None,
-                 timeout_s: float = 600.0) -> int:
+def run_distinct(
+    crms: list[str], events: int, batch: int, store_url: str | None = None, timeout_s: float = 600.0
+) -> int:
     """Run and print each CRM's figures; 1 when any run had duplicates or failed deliveries."""
     runners = {"hubspot": run_hubspot, "salesforce": run_salesforce}
     status = 0
@@ -251,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores; {info['date_utc']}; Python {info['python']}")
     print(f"command: {info['command']}")
-    return run_distinct([c.strip() for c in args.crms.split(",") if c.strip()], args.events, args.batch,
-                        args.store_url, args.timeout)
+    return run_distinct(
+        [c.strip() for c in args.crms.split(",") if c.strip()], args.events, args.batch, args.store_url, args.timeout
+    )
 
 
 if __name__ == "__main__":

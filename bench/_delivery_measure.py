@@ -109,18 +109,30 @@ def ledger_state(ledger: Ledger) -> tuple[dict[str, int], dict[str, int], set[st
     """(delivery statuses, attempt outcomes, ids of events whose every delivery succeeded)."""
     statuses = {status: n for (_sink, status), n in ledger.deliveries.counts().items()}
     with ledger.engine.connect() as conn:
-        outcomes = {str(r[0]): int(r[1]) for r in conn.execute(
-            text("SELECT outcome, count(*) FROM attempts GROUP BY outcome"))}
-        succeeded = {str(r[0]) for r in conn.execute(text(
-            "SELECT event_id FROM deliveries GROUP BY event_id HAVING min(status) = 'succeeded' "
-            "AND max(status) = 'succeeded'"))}
+        outcomes = {
+            str(r[0]): int(r[1]) for r in conn.execute(text("SELECT outcome, count(*) FROM attempts GROUP BY outcome"))
+        }
+        succeeded = {
+            str(r[0])
+            for r in conn.execute(
+                text(
+                    "SELECT event_id FROM deliveries GROUP BY event_id HAVING min(status) = 'succeeded' "
+                    "AND max(status) = 'succeeded'"
+                )
+            )
+        }
     return statuses, outcomes, succeeded
 
 
 def dead_reasons(ledger: Ledger, limit: int = 5) -> list[str]:
     with ledger.engine.connect() as conn:
-        rows = conn.execute(text("SELECT event_id, status, dead_reason, last_error FROM deliveries "
-                                 "WHERE status IN ('dead', 'held') LIMIT :n"), {"n": limit})
+        rows = conn.execute(
+            text(
+                "SELECT event_id, status, dead_reason, last_error FROM deliveries "
+                "WHERE status IN ('dead', 'held') LIMIT :n"
+            ),
+            {"n": limit},
+        )
         return [f"event {r[0]} {r[1]}: {r[2] or r[3]}" for r in rows]
 
 

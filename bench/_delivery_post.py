@@ -67,8 +67,14 @@ def post(port: int, path: str, token: str, document: dict[str, Any]) -> tuple[st
         conn.close()
 
 
-def post_all(port: int, path: str, token: str, documents: list[dict[str, Any]],
-             threads: int = POST_THREADS, deadline: float | None = None) -> Posted:
+def post_all(
+    port: int,
+    path: str,
+    token: str,
+    documents: list[dict[str, Any]],
+    threads: int = POST_THREADS,
+    deadline: float | None = None,
+) -> Posted:
     """Post every document once, `threads` at a time; stops early at `deadline` (time.monotonic)."""
     result = Posted(started=time.time())
     lock = threading.Lock()

@@ -52,8 +52,15 @@ class Proc:
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.log_path = name, log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                     env=env or dict(os.environ), start_new_session=True, cwd=log_path.parent)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env=env or dict(os.environ),
+            start_new_session=True,
+            cwd=log_path.parent,
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -121,8 +128,21 @@ def connector_argv(*args: str) -> list[str]:
 def start_crm(procs: Procs, token: str, rate: int, window_s: float) -> int:
     """The CRM stand-in on a free port; returns the port once it answers."""
     port = free_port()
-    proc = procs.start("crm", [sys.executable, str(BENCH_DIR / "_delivery_crm.py"), "--port", str(port),
-                               "--token", token, "--rate", str(rate), "--window", str(window_s)])
+    proc = procs.start(
+        "crm",
+        [
+            sys.executable,
+            str(BENCH_DIR / "_delivery_crm.py"),
+            "--port",
+            str(port),
+            "--token",
+            token,
+            "--rate",
+            str(rate),
+            "--window",
+            str(window_s),
+        ],
+    )
     wait_http(proc, port, "/_bench/count")
     return port
 
@@ -142,21 +162,39 @@ def wait_http(proc: Proc, port: int, path: str, timeout_s: float = 30.0) -> None
     raise RuntimeError(f"{proc.name} not ready on {path} after {timeout_s} s:\n{proc.output()[-3000:]}")
 
 
-def write_config(path: Path, *, store_url: str, port: int, webhook_token: str, crm_port: int, crm_token: str,
-                 rate: int, window_s: float) -> Path:
+def write_config(
+    path: Path,
+    *,
+    store_url: str,
+    port: int,
+    webhook_token: str,
+    crm_port: int,
+    crm_token: str,
+    rate: int,
+    window_s: float,
+) -> Path:
     """A connector config: receiver on `port`, one http sink at the stand-in, no embedded worker."""
     from connector.default_mappings import default_mapping_path
 
     document = {
-        "receiver": {"host": HOST, "port": port, "path": WEBHOOK_PATH,
-                     "auth": {"header": "Authorization", "tokens": [webhook_token]}},
+        "receiver": {
+            "host": HOST,
+            "port": port,
+            "path": WEBHOOK_PATH,
+            "auth": {"header": "Authorization", "tokens": [webhook_token]},
+        },
         "store": {"url": store_url},
         "worker": {"embedded": False},
         "logging": {"level": "WARNING"},
-        "sinks": {"crm": {"type": "http", "url": f"http://{HOST}:{crm_port}",
-                          "headers": {"Authorization": f"Bearer {crm_token}"},
-                          "mapping": str(default_mapping_path("hubspot")),
-                          "rate_limit": {"requests": rate, "window_s": window_s}}},
+        "sinks": {
+            "crm": {
+                "type": "http",
+                "url": f"http://{HOST}:{crm_port}",
+                "headers": {"Authorization": f"Bearer {crm_token}"},
+                "mapping": str(default_mapping_path("hubspot")),
+                "rate_limit": {"requests": rate, "window_s": window_s},
+            }
+        },
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -164,15 +202,20 @@ def write_config(path: Path, *, store_url: str, port: int, webhook_token: str, c
 
 def migrate(config: Path, workdir: Path) -> None:
     """`connector migrate` once, so workers and receiver never race to create the schema."""
-    done = subprocess.run(connector_argv("migrate", "--config", str(config)), cwd=workdir, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        connector_argv("migrate", "--config", str(config)),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"connector migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
 def start_workers(procs: Procs, config: Path, count: int, first: int = 0) -> list[Proc]:
-    return [procs.start(f"worker{first + i}", connector_argv("worker", "--config", str(config)))
-            for i in range(count)]
+    return [procs.start(f"worker{first + i}", connector_argv("worker", "--config", str(config))) for i in range(count)]
 
 
 def start_receiver(procs: Procs, config: Path, port: int, ready_path: str = "/readyz") -> Proc:

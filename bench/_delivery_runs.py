@@ -32,9 +32,9 @@ from _delivery_procs import (
 )
 
 from connector.config import load_settings
-from connector.receiver.ingest import content_hash
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 
 WEBHOOK_TOKEN = "bench-webhook-" + os.urandom(8).hex()
 CRM_TOKEN = "bench-crm-" + os.urandom(8).hex()
@@ -54,9 +54,16 @@ class Setup:
         try:
             self.crm_port = start_crm(procs, CRM_TOKEN, rate, window_s)
             self.port = free_port()
-            self.config = write_config(procs.workdir / "connector.yaml", store_url=self.store_url, port=self.port,
-                                       webhook_token=WEBHOOK_TOKEN, crm_port=self.crm_port, crm_token=CRM_TOKEN,
-                                       rate=rate, window_s=window_s)
+            self.config = write_config(
+                procs.workdir / "connector.yaml",
+                store_url=self.store_url,
+                port=self.port,
+                webhook_token=WEBHOOK_TOKEN,
+                crm_port=self.crm_port,
+                crm_token=CRM_TOKEN,
+                rate=rate,
+                window_s=window_s,
+            )
             migrate(self.config, procs.workdir)
             self._ledger = Ledger.open(load_settings(self.config).store, migrate_schema=False)
         except BaseException:
@@ -134,8 +141,10 @@ def wait_delivered(ledger: Ledger, crm_port: int, fig: RunFigures, workers: list
             return False
         if time.monotonic() - last_note >= 10:
             seen = http_json(crm_port, "GET", "/_bench/count")[1]
-            note(f"{fig.name}: {left} unfinished, {counts.get('succeeded', 0)} succeeded, "
-                 f"{seen['writes']} writes, {seen['rejected']} 429s")
+            note(
+                f"{fig.name}: {left} unfinished, {counts.get('succeeded', 0)} succeeded, "
+                f"{seen['writes']} writes, {seen['rejected']} 429s"
+            )
             last_note = time.monotonic()
         time.sleep(0.25)
     fig.problems.append(f"hard timeout: {ledger.deliveries.counts()} unfinished at the deadline")
@@ -149,8 +158,13 @@ def insert_backlog(ledger: Ledger, count: int, threads: int = 4) -> float:
     def insert(slot: int) -> None:
         for i in range(slot, count, threads):
             document = event(FIRST_ID + i, i, reasons=ORDINARY)
-            ledger.record_event(parse_webhook(document), body=json.dumps(document).encode(),
-                                content_type="application/json", content_hash=content_hash(document), sinks=["crm"])
+            ledger.record_event(
+                parse_webhook(document),
+                body=json.dumps(document).encode(),
+                content_type="application/json",
+                content_hash=content_hash(document),
+                sinks=["crm"],
+            )
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(insert, range(threads)))
@@ -176,8 +190,12 @@ def run_dnc(workdir: Path, run_tag: str, backlog: int, rate: int, window_s: floa
                     raise TimeoutError("the worker never got busy")
                 time.sleep(0.05)
             dnc_id = FIRST_ID + backlog + 1
-            status, body, acked = post(setup.port, WEBHOOK_PATH, WEBHOOK_TOKEN,
-                                       event(dnc_id, 0, reasons=["do_not_call"]) | {"record_phone_number": DNC_PHONE})
+            status, body, acked = post(
+                setup.port,
+                WEBHOOK_PATH,
+                WEBHOOK_TOKEN,
+                event(dnc_id, 0, reasons=["do_not_call"]) | {"record_phone_number": DNC_PHONE},
+            )
             result["dnc_post_status"] = status
             if status != "202":
                 raise RuntimeError(f"the do-not-call POST was answered {status}: {body[:300]}")

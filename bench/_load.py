@@ -136,8 +136,9 @@ def closed_loop(target: Target, prefix: str, threads: int, start_at: float, dura
     return outcome
 
 
-def open_loop(target: Target, prefix: str, threads: int, start_at: float, duration_s: float,
-              rate: float, slot: int, slots: int) -> Outcome:
+def open_loop(
+    target: Target, prefix: str, threads: int, start_at: float, duration_s: float, rate: float, slot: int, slots: int
+) -> Outcome:
     """Send requests `slot`, `slot+slots`, … of a `rate`/s schedule beginning at `start_at`.
 
     A dispatcher hands each request to a pool of `threads` senders at its scheduled time; when

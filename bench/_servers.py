@@ -34,8 +34,15 @@ class Server:
         self.name, self.port, self.workdir = name, port, workdir
         self.stderr_path = workdir / f"{name}.stderr"
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=self._stderr, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout_s: float = TIMEOUT_S) -> None:
         """Poll GET /readyz until 200; raise with the server's stderr if it exits or never gets ready."""
@@ -83,8 +90,7 @@ def start_connector(workdir: Path, workers: int, store: Store) -> Server:
     port = free_port()
     (workdir / "connector.yaml").write_text(
         f"receiver:\n  host: {HOST}\n  port: {port}\n  path: {PATH}\n"
-        f"  auth: {{header: Authorization, tokens: [\"{TOKEN}\"]}}\n"
-        + store.connector_store_yaml() + "sinks: {}\n"
+        f'  auth: {{header: Authorization, tokens: ["{TOKEN}"]}}\n' + store.connector_store_yaml() + "sinks: {}\n"
     )
     exe = shutil.which("connector") or "connector"
     argv = [exe, "serve", "--config", str(workdir / "connector.yaml"), "--port", str(port), "--workers", str(workers)]
@@ -102,9 +108,26 @@ def start_bare(workdir: Path, workers: int, store: Store) -> Server:
         bare_app.init_db(str(store.sqlite_path))
         env[bare_app.DB_ENV] = str(store.sqlite_path)
         env[bare_app.SYNCHRONOUS_ENV] = store.kind.name.upper()
-    argv = [sys.executable, "-m", "gunicorn", "--pythonpath", str(BENCH_DIR), "--bind", f"{HOST}:{port}",
-            "--workers", str(workers), "--worker-class", "sync", "--timeout", str(TIMEOUT_S),
-            "--graceful-timeout", str(TIMEOUT_S), "--log-level", "warning", "bare_app:create_app()"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--pythonpath",
+        str(BENCH_DIR),
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--timeout",
+        str(TIMEOUT_S),
+        "--graceful-timeout",
+        str(TIMEOUT_S),
+        "--log-level",
+        "warning",
+        "bare_app:create_app()",
+    ]
     return Server("bare", argv, workdir, env, port)
 
 

@@ -29,7 +29,9 @@ class StoreKind:
     def label(self) -> str:
         if self.name == "postgresql":
             return "PostgreSQL (synchronous_commit as the server's default)"
-        return f"SQLite {sqlite3.sqlite_version} WAL synchronous={self.name.upper()} busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
+        return (
+            f"SQLite {sqlite3.sqlite_version} WAL synchronous={self.name.upper()} busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
+        )
 
     @property
     def is_pg(self) -> bool:
@@ -66,8 +68,10 @@ class Store:
 
             url = make_url(self.kind.pg_admin).set(drivername="postgresql+psycopg", database=self._pg_name)
             return f'store: {{url: "{url.render_as_string(hide_password=False)}"}}\n'
-        return (f'store: {{url: "sqlite:///{self._sqlite_path.name}", sqlite_synchronous: {self.kind.name.upper()}, '
-                f"sqlite_busy_timeout_ms: {SQLITE_BUSY_TIMEOUT_MS}}}\n")
+        return (
+            f'store: {{url: "sqlite:///{self._sqlite_path.name}", sqlite_synchronous: {self.kind.name.upper()}, '
+            f"sqlite_busy_timeout_ms: {SQLITE_BUSY_TIMEOUT_MS}}}\n"
+        )
 
     def count(self, table: str) -> int:
         """Rows in `table` (after the server stopped)."""

@@ -33,14 +33,15 @@ PATH_ENV = "BENCH_BARE_PATH"
 DEFAULT_PATH = "/webhooks/2x/post-call"
 BUSY_TIMEOUT_MS = 10_000
 SCHEMA = "CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, body BLOB NOT NULL)"
-PG_SCHEMA = ("CREATE TABLE IF NOT EXISTS bodies (id BIGSERIAL PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL, "
-             "body BYTEA NOT NULL)")
+PG_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bodies (id BIGSERIAL PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL, "
+    "body BYTEA NOT NULL)"
+)
 
 
 def connect(db_path: str, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection with the same pragmas as the connector's SQLite engine (autocommit, explicit BEGIN)."""
-    connection = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                                 check_same_thread=False)
+    connection = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute(f"PRAGMA synchronous = {synchronous}")

@@ -46,18 +46,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench/_delivery_* helpers
 
-from _delivery_measure import RunFigures
-from _delivery_runs import note, run_throughput
 import _delivery_batch as batched
 from _common import machine  # noqa: E402
+from _delivery_measure import RunFigures
+from _delivery_runs import note, run_throughput
 
 REQUESTS_PER_EVENT = 3.3
 DNC_GOAL_S = 5.0
 RECOVERY_GOAL_S = 10.0
 HS_RATE, HS_WINDOW_S = 190, 10.0
 """HubSpot's burst limit for private apps on Professional (190 requests per 10 s)."""
-
-
 
 
 def plan_configs(args: argparse.Namespace) -> list[RunFigures]:
@@ -86,13 +84,37 @@ def fmt(value: float | None, pattern: str) -> str:
 
 
 def table(figs: list[RunFigures]) -> str:
-    head = ["config", "events", "workers", "backend", "limit", "events/s", "lag p50 s", "lag p99 s", "req/s",
-            "budget %", "429s", "dead"]
-    rows = [head] + [[
-        f.name + (" (timeout)" if f.timed_out else ""), f"{f.delivered}/{f.events}", str(f.workers), f.backend,
-        f"{f.rate}/{f.window_s:g}s", fmt(f.events_per_s, ".1f"), fmt(f.lag_p50_s, ".2f"), fmt(f.lag_p99_s, ".2f"),
-        fmt(f.req_per_s, ".1f"), fmt(None if f.budget_used is None else 100 * f.budget_used, ".1f"),
-        str(f.rejected_429), str(f.dead)] for f in figs]
+    head = [
+        "config",
+        "events",
+        "workers",
+        "backend",
+        "limit",
+        "events/s",
+        "lag p50 s",
+        "lag p99 s",
+        "req/s",
+        "budget %",
+        "429s",
+        "dead",
+    ]
+    rows = [head] + [
+        [
+            f.name + (" (timeout)" if f.timed_out else ""),
+            f"{f.delivered}/{f.events}",
+            str(f.workers),
+            f.backend,
+            f"{f.rate}/{f.window_s:g}s",
+            fmt(f.events_per_s, ".1f"),
+            fmt(f.lag_p50_s, ".2f"),
+            fmt(f.lag_p99_s, ".2f"),
+            fmt(f.req_per_s, ".1f"),
+            fmt(None if f.budget_used is None else 100 * f.budget_used, ".1f"),
+            str(f.rejected_429),
+            str(f.dead),
+        ]
+        for f in figs
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -105,41 +127,52 @@ def cpu_share(fig: RunFigures) -> str:
 
 
 def details(fig: RunFigures) -> list[str]:
-    lines = [(f"  {fig.name}: {fig.posted} of {fig.events} acknowledged in {fig.post_s:.1f} s "
-             f"({fig.posted / max(fig.post_s, 1e-9):.0f}/s); backlog non-empty {fmt(fig.backlog_s, '.1f')} s; "
-             f"{fig.requests} CRM requests, most in any {fig.window_s:g} s window {fig.max_in_window} "
-             f"(limit {fig.rate}); lag max {fmt(fig.lag_max_s, '.2f')} s; keys written twice {fig.duplicates}; "
-             f"deliveries {fig.statuses}; attempts {fig.attempt_outcomes}; workers used "
-             f"{fmt(fig.worker_cpu_s, '.0f')} CPU-s{cpu_share(fig)}; host load average at the end "
-             f"{fmt(fig.loadavg[0] if fig.loadavg else None, '.1f')}")]
+    lines = [
+        (
+            f"  {fig.name}: {fig.posted} of {fig.events} acknowledged in {fig.post_s:.1f} s "
+            f"({fig.posted / max(fig.post_s, 1e-9):.0f}/s); backlog non-empty {fmt(fig.backlog_s, '.1f')} s; "
+            f"{fig.requests} CRM requests, most in any {fig.window_s:g} s window {fig.max_in_window} "
+            f"(limit {fig.rate}); lag max {fmt(fig.lag_max_s, '.2f')} s; keys written twice {fig.duplicates}; "
+            f"deliveries {fig.statuses}; attempts {fig.attempt_outcomes}; workers used "
+            f"{fmt(fig.worker_cpu_s, '.0f')} CPU-s{cpu_share(fig)}; host load average at the end "
+            f"{fmt(fig.loadavg[0] if fig.loadavg else None, '.1f')}"
+        )
+    ]
     lines += [f"    post error: {e}" for e in fig.post_errors]
     lines += [f"    PROBLEM: {p}" for p in fig.problems]
     return lines
 
 
 def dnc_line(dnc: dict[str, Any]) -> str:
-    head = (f"do-not-call behind {dnc['backlog']:,} events (1 worker, postgresql, batched HubSpot sink, "
-            f"{dnc['rate']}/{dnc['window_s']:g}s): ")
+    head = (
+        f"do-not-call behind {dnc['backlog']:,} events (1 worker, postgresql, batched HubSpot sink, "
+        f"{dnc['rate']}/{dnc['window_s']:g}s): "
+    )
     if dnc.get("dnc_s") is None:
         return head + "NOT MEASURED " + "; ".join(dnc["problems"])
     verdict = "OK" if dnc["dnc_s"] < DNC_GOAL_S else "OVER GOAL"
     lone = ", ".join(f"{s:.2f}" for s in dnc.get("lone_s") or [])
-    text = (f"lone calls to an idle worker (same setup, before the backlog): 202 → delivery succeeded in {lone} s\n"
-            f"{head}202 → delivery succeeded in {dnc['dnc_s']:.2f} s (goal < {DNC_GOAL_S:g} s: {verdict}); "
-            f"{dnc['delivered_before']} delivered before it, {dnc['backlog_left']:,} still queued, "
-            f"{dnc['answered_429']} 429s; backlog inserted in {dnc['insert_s']:.1f} s")
+    text = (
+        f"lone calls to an idle worker (same setup, before the backlog): 202 → delivery succeeded in {lone} s\n"
+        f"{head}202 → delivery succeeded in {dnc['dnc_s']:.2f} s (goal < {DNC_GOAL_S:g} s: {verdict}); "
+        f"{dnc['delivered_before']} delivered before it, {dnc['backlog_left']:,} still queued, "
+        f"{dnc['answered_429']} 429s; backlog inserted in {dnc['insert_s']:.1f} s"
+    )
     return text + "".join(f"\n    PROBLEM: {p}" for p in dnc["problems"])
 
 
 def recovery_line(rec: dict[str, Any]) -> str:
-    head = (f"recovery (connector serve + 1 worker, postgresql, {HS_RATE}/{HS_WINDOW_S:g}s, {rec['backlog']:,} "
-            "backlog): ")
+    head = (
+        f"recovery (connector serve + 1 worker, postgresql, {HS_RATE}/{HS_WINDOW_S:g}s, {rec['backlog']:,} backlog): "
+    )
     if rec.get("recovery_s") is None:
         return head + "NOT MEASURED " + "; ".join(rec["problems"])
     verdict = "OK" if rec["recovery_s"] <= RECOVERY_GOAL_S else "OVER GOAL"
-    return (f"{head}kill -9 of serve → first delivery of one of the {rec['held']} claims its worker held in "
-            f"{rec['recovery_s']:.2f} s (goal ≤ {RECOVERY_GOAL_S:g} s: {verdict})"
-            + "".join(f"\n    PROBLEM: {p}" for p in rec["problems"]))
+    return (
+        f"{head}kill -9 of serve → first delivery of one of the {rec['held']} claims its worker held in "
+        f"{rec['recovery_s']:.2f} s (goal ≤ {RECOVERY_GOAL_S:g} s: {verdict})"
+        + "".join(f"\n    PROBLEM: {p}" for p in rec["problems"])
+    )
 
 
 def plan_batched(args: argparse.Namespace) -> list[batched.BacklogFigures]:
@@ -151,8 +184,16 @@ def plan_batched(args: argparse.Namespace) -> list[batched.BacklogFigures]:
         backend = "postgresql" if match[1] == "pg" else "sqlite"
         planned.append(batched.BacklogFigures(f"backlog-{name}", backend, int(match[2]), args.batch_events, None, 1.0))
     if args.hs_backlog:
-        planned.append(batched.BacklogFigures(f"hubspot-limit-pg{args.hs_workers}", "postgresql", args.hs_workers,
-                                              args.hs_backlog, HS_RATE, HS_WINDOW_S))
+        planned.append(
+            batched.BacklogFigures(
+                f"hubspot-limit-pg{args.hs_workers}",
+                "postgresql",
+                args.hs_workers,
+                args.hs_backlog,
+                HS_RATE,
+                HS_WINDOW_S,
+            )
+        )
     return planned
 
 
@@ -183,12 +224,22 @@ def main() -> int:
     parser.add_argument("--dnc-window", type=float, default=None, help="window of the DNC run (default: --window)")
     parser.add_argument("--skip-dnc", action="store_true")
     parser.add_argument("--timeout", type=float, default=None, help="hard timeout per configuration, seconds")
-    parser.add_argument("--json", nargs="?", const="delivery-bench.json", default=None, metavar="FILE",
-                        help="also write the figures as JSON (default file: delivery-bench.json)")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="delivery-bench.json",
+        default=None,
+        metavar="FILE",
+        help="also write the figures as JSON (default file: delivery-bench.json)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, process logs)")
-    parser.add_argument("--distinct", metavar="CRMS[@EVENTS]", default=None,
-                        help="instead: the distinct-contact backlog run (bench/_delivery_distinct.py; run it directly "
-                             "for more options), e.g. hubspot,salesforce or hubspot@500")
+    parser.add_argument(
+        "--distinct",
+        metavar="CRMS[@EVENTS]",
+        default=None,
+        help="instead: the distinct-contact backlog run (bench/_delivery_distinct.py; run it directly "
+        "for more options), e.g. hubspot,salesforce or hubspot@500",
+    )
     args = parser.parse_args()
     if args.distinct:
         from _delivery_distinct import main as distinct
@@ -213,16 +264,20 @@ def main() -> int:
     try:
         for fig in planned:
             limit = timeout_for(fig, args.timeout)
-            note(f"{fig.name}: {fig.workers} worker(s) on {fig.backend}, {fig.events} events, "
-                 f"limit {fig.rate}/{fig.window_s:g}s, hard timeout {limit:.0f} s")
+            note(
+                f"{fig.name}: {fig.workers} worker(s) on {fig.backend}, {fig.events} events, "
+                f"limit {fig.rate}/{fig.window_s:g}s, hard timeout {limit:.0f} s"
+            )
             try:
                 run_throughput(fig, workdir / fig.name, run_tag, limit)
             except Exception as exc:  # noqa: BLE001 - report it in the table and go on
                 fig.problems.append(f"run failed: {exc.__class__.__name__}: {exc}")
             done.append(fig)
         for bfig in planned_batched:
-            note(f"{bfig.name}: {bfig.workers} worker(s) on {bfig.backend}, {bfig.events} events, "
-                 f"limit {'none' if bfig.rate is None else f'{bfig.rate}/{bfig.window_s:g}s'}")
+            note(
+                f"{bfig.name}: {bfig.workers} worker(s) on {bfig.backend}, {bfig.events} events, "
+                f"limit {'none' if bfig.rate is None else f'{bfig.rate}/{bfig.window_s:g}s'}"
+            )
             try:
                 batched.run_backlog(bfig, workdir / bfig.name, run_tag, args.timeout or 900.0)
             except Exception as exc:  # noqa: BLE001 - report it and go on
@@ -230,12 +285,19 @@ def main() -> int:
             done_batched.append(bfig)
         if not args.skip_dnc:
             note(f"dnc: 1 worker on postgresql behind {args.dnc_backlog} events at {HS_RATE}/{HS_WINDOW_S:g}s")
-            dnc = batched.run_dnc(workdir / "dnc", run_tag, args.dnc_backlog, args.dnc_rate or HS_RATE,
-                                  args.dnc_window or HS_WINDOW_S, args.timeout or 300.0)
+            dnc = batched.run_dnc(
+                workdir / "dnc",
+                run_tag,
+                args.dnc_backlog,
+                args.dnc_rate or HS_RATE,
+                args.dnc_window or HS_WINDOW_S,
+                args.timeout or 300.0,
+            )
         if args.recovery_backlog and not args.skip_batched:
             note(f"recovery: kill -9 of connector serve behind {args.recovery_backlog} events")
-            recovery = batched.run_recovery(workdir / "recovery", run_tag, args.recovery_backlog, HS_RATE,
-                                            HS_WINDOW_S, args.timeout or 300.0)
+            recovery = batched.run_recovery(
+                workdir / "recovery", run_tag, args.recovery_backlog, HS_RATE, HS_WINDOW_S, args.timeout or 300.0
+            )
     except KeyboardInterrupt:
         interrupted = True
         note("interrupted: every process was stopped and every database dropped")
@@ -245,8 +307,10 @@ def main() -> int:
     problems = problems or bool(recovery and (recovery["problems"] or recovery.get("recovery_s") is None))
     print(f"machine: {info['cpu']}, {info['cores']} cores; {info['date_utc']}; Python {info['python']}")
     print(f"command: {info['command']}")
-    print("lag = last CRM write of the event − its 202; budget % = CRM req/s while the backlog was non-empty ÷ (R/W);"
-          " shared host, figures are noisy")
+    print(
+        "lag = last CRM write of the event − its 202; budget % = CRM req/s while the backlog was non-empty ÷ (R/W);"
+        " shared host, figures are noisy"
+    )
     if done_batched:
         print("batched path (HubSpot sink and emulator, known contacts, worker.batch_size 100):")
         print(batched.backlog_table(done_batched))
@@ -260,8 +324,14 @@ def main() -> int:
     for fig in done:
         print("\n".join(details(fig)))
     if args.json:
-        output = {"machine": info, "runs": [f.as_dict() for f in done], "batched": [f.as_dict() for f in done_batched],
-                  "dnc": dnc, "recovery": recovery, "interrupted": interrupted}
+        output = {
+            "machine": info,
+            "runs": [f.as_dict() for f in done],
+            "batched": [f.as_dict() for f in done_batched],
+            "dnc": dnc,
+            "recovery": recovery,
+            "interrupted": interrupted,
+        }
         Path(args.json).write_text(json.dumps(output, indent=2))
         print(f"JSON written to {args.json}")
     if args.keep or problems:

@@ -27,16 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import machine, note  # noqa: E402
+
 from connector.config import HubSpotSinkSettings, Settings, parse_settings
-from connector.ops.crm_setup import run_hubspot_setup
 from connector.emulators.hubspot.server import HubSpotEmulator
-from connector.receiver.ingest import content_hash
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.mapping.sinks import load_sink_mappings
+from connector.ops.crm_setup import run_hubspot_setup
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import SAMPLE_PHONE, sample_payload
-from connector.engine.worker import Worker
-from _common import machine, note  # noqa: E402
 
 TOKEN = "bench-hubspot-" + os.urandom(6).hex()
 SINK = "hubspot"
@@ -65,10 +66,6 @@ class Figure:
         return self.requests / self.events if self.events else 0.0
 
 
-
-
-
-
 def new_number(index: int) -> str:
     """+1 AAA 555-01NN: fictional, possible, and unknown to the emulated portal."""
     return f"+1{AREAS[index // 100 % len(AREAS)]}55501{index % 100:02d}"
@@ -78,8 +75,9 @@ class Bench:
     """One emulated portal, one SQLite ledger and one worker; events are ingested, then drained."""
 
     def __init__(self, workdir: Path, *, rate_limit: int | None) -> None:
-        self.emulator = HubSpotEmulator(tokens=[TOKEN], rate_limit=rate_limit, rate_window_s=WINDOW_S,
-                                        seed_custom_properties=True)  # fmt: skip
+        self.emulator = HubSpotEmulator(
+            tokens=[TOKEN], rate_limit=rate_limit, rate_window_s=WINDOW_S, seed_custom_properties=True
+        )
         self.emulator.start()
         self.settings = settings(workdir, self.emulator.url)
         self.ledger = Ledger.open(self.settings.store)
@@ -103,8 +101,13 @@ class Bench:
         document = sample_payload(self.next_id, end_reason=end_reason, record_phone_number=phone)
         self.next_id += 1
         event = parse_webhook(document)
-        self.ledger.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                                 content_hash=content_hash(document), sinks=[SINK])  # fmt: skip
+        self.ledger.record_event(
+            event,
+            body=json.dumps(document).encode(),
+            content_type="application/json",
+            content_hash=content_hash(document),
+            sinks=[SINK],
+        )
         return event.id
 
     def drain(self, idle_rounds: int = 3) -> None:
@@ -142,12 +145,17 @@ class Bench:
 
 
 def settings(workdir: Path, url: str) -> Settings:
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["b" * 32]}},
-        "store": {"url": f"sqlite:///{workdir / 'ledger.db'}"},
-        "sinks": {SINK: {"type": "hubspot", "access_token": TOKEN, "base_url": url}},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 60},
-    }, source="<bench>", base_dir=workdir, environ={})  # fmt: skip
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["b" * 32]}},
+            "store": {"url": f"sqlite:///{workdir / 'ledger.db'}"},
+            "sinks": {SINK: {"type": "hubspot", "access_token": TOKEN, "base_url": url}},
+            "worker": {"poll_interval_s": 0.05, "lease_s": 60},
+        },
+        source="<bench>",
+        base_dir=workdir,
+        environ={},
+    )
 
 
 @dataclass
@@ -164,23 +172,37 @@ def run(args: argparse.Namespace) -> Results:
         try:
             unbatched = [
                 bench.measure("known contact, first event (cold cache)", [(SAMPLE_PHONE, "no_answer")]),
-                bench.measure("known contact, steady state (cache warm)",
-                              [(SAMPLE_PHONE, ORDINARY[i % len(ORDINARY)]) for i in range(args.events)]),
-                bench.measure("new number, first event (contact created)",
-                              [(new_number(i), ORDINARY[i % len(ORDINARY)]) for i in range(args.events)]),
-                bench.measure("callback, known contact (cache warm)",
-                              [(SAMPLE_PHONE, "schedule_call_back") for _ in range(args.events)]),
-            ]  # fmt: skip
+                bench.measure(
+                    "known contact, steady state (cache warm)",
+                    [(SAMPLE_PHONE, ORDINARY[i % len(ORDINARY)]) for i in range(args.events)],
+                ),
+                bench.measure(
+                    "new number, first event (contact created)",
+                    [(new_number(i), ORDINARY[i % len(ORDINARY)]) for i in range(args.events)],
+                ),
+                bench.measure(
+                    "callback, known contact (cache warm)",
+                    [(SAMPLE_PHONE, "schedule_call_back") for _ in range(args.events)],
+                ),
+            ]
         finally:
             bench.close()
         (Path(tmp) / "b").mkdir()
         bench = Bench(Path(tmp) / "b", rate_limit=LIMIT)
         try:
-            mix = [(new_number(1000 + i % args.numbers), "schedule_call_back" if i % 10 == 9 else
-                    ORDINARY[i % len(ORDINARY)]) for i in range(args.backlog)]  # fmt: skip
-            backlogs = [bench.measure(f"backlog, {args.numbers} new numbers", mix, backlog=True),
-                        bench.measure(f"backlog, the same {args.numbers} numbers again (contacts known, cache warm)",
-                                      mix, backlog=True)]  # fmt: skip
+            mix = [
+                (
+                    new_number(1000 + i % args.numbers),
+                    "schedule_call_back" if i % 10 == 9 else ORDINARY[i % len(ORDINARY)],
+                )
+                for i in range(args.backlog)
+            ]
+            backlogs = [
+                bench.measure(f"backlog, {args.numbers} new numbers", mix, backlog=True),
+                bench.measure(
+                    f"backlog, the same {args.numbers} numbers again (contacts known, cache warm)", mix, backlog=True
+                ),
+            ]
         finally:
             bench.close()
     return Results(unbatched, backlogs, args.numbers)
@@ -195,29 +217,45 @@ def rows(results: Results) -> Iterator[str]:
 
 def render(results: Results, info: dict[str, Any]) -> str:
     lines = [
-        "# HubSpot API calls per event (emulator, real engine and SDK)", "",
-        f"- date: {info['date_utc']}", f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
+        "# HubSpot API calls per event (emulator, real engine and SDK)",
+        "",
+        f"- date: {info['date_utc']}",
+        f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
         f"- command: `{info['command']}`",
-        ("- setup: 1 worker, SQLite ledger, sink `hubspot`, default mapping, emulator with the connector's custom "
-         "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup"), "",
-        "## (a) unbatched (one event at a time): calls per event", "", *rows(results), "",
+        (
+            "- setup: 1 worker, SQLite ledger, sink `hubspot`, default mapping, emulator with the connector's custom "
+            "properties (`seed_custom_properties=True`) + `twox_q_case_number` from crm-setup"
+        ),
+        "",
+        "## (a) unbatched (one event at a time): calls per event",
+        "",
+        *rows(results),
+        "",
         "Request mix per scenario:",
-    ]  # fmt: skip
+    ]
     for f in [*results.unbatched, *results.backlogs]:
         mix = ", ".join(f"{kind} ×{count}" for kind, count in f.kinds.most_common())
         lines.append(f"- {f.name}: {mix}")
     lines += [
-        "", (f"## (b) backlog at HubSpot's private-app limit ({LIMIT} requests / {WINDOW_S:.0f} s; "
-        f"every 10th event a callback)"), "",
-        ("| backlog | events | seconds | events/s | calls/event | requests/s | budget used | 429s | failed | "
-        "events/s the budget allows |"),
+        "",
+        (
+            f"## (b) backlog at HubSpot's private-app limit ({LIMIT} requests / {WINDOW_S:.0f} s; "
+            f"every 10th event a callback)"
+        ),
+        "",
+        (
+            "| backlog | events | seconds | events/s | calls/event | requests/s | budget used | 429s | failed | "
+            "events/s the budget allows |"
+        ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]  # fmt: skip
+    ]
     for b in results.backlogs:
         ceiling = LIMIT / WINDOW_S / b.per_event if b.per_event else float("inf")
-        lines.append(f"| {b.name} | {b.events} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | {b.per_event:.2f} | "
-                     f"{b.requests / b.seconds:.1f} | {b.requests / b.seconds / (LIMIT / WINDOW_S):.0%} | "
-                     f"{b.throttled} | {b.failed} | {ceiling:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {b.name} | {b.events} | {b.seconds:.1f} | {b.events / b.seconds:.2f} | {b.per_event:.2f} | "
+            f"{b.requests / b.seconds:.1f} | {b.requests / b.seconds / (LIMIT / WINDOW_S):.0%} | "
+            f"{b.throttled} | {b.failed} | {ceiling:.1f} |"
+        )
     lines += ["", *(f"- {b.name}: {batching_verdict(b)}" for b in results.backlogs)]
     return "\n".join(lines)
 
@@ -227,12 +265,21 @@ def batching_verdict(backlog: Figure) -> str:
     batched = sum(count for kind, count in backlog.kinds.items() if "/batch/" in kind)
     if backlog.per_event <= BATCH_GOAL:
         return f"Batching across events: goal met ({backlog.per_event:.2f} ≤ {BATCH_GOAL} calls/event)."
-    how = ("no HubSpot batch endpoint was called: batching across events is NOT implemented (or not active) in "
-           "the engine that ran; it runs one delivery at a time, one request per action") if not batched else \
-        (f"{batched} batch requests were sent; the other {backlog.requests - batched} requests "
-         "(contact searches and creates, one per new number) are not batched")  # fmt: skip
-    return (f"**Batching across events: goal NOT met** (≤ {BATCH_GOAL} calls/event under a backlog; measured "
-            f"{backlog.per_event:.2f}, {backlog.per_event / BATCH_GOAL:.0f}× the goal): {how}.")
+    how = (
+        (
+            "no HubSpot batch endpoint was called: batching across events is NOT implemented (or not active) in "
+            "the engine that ran; it runs one delivery at a time, one request per action"
+        )
+        if not batched
+        else (
+            f"{batched} batch requests were sent; the other {backlog.requests - batched} requests "
+            "(contact searches and creates, one per new number) are not batched"
+        )
+    )
+    return (
+        f"**Batching across events: goal NOT met** (≤ {BATCH_GOAL} calls/event under a backlog; measured "
+        f"{backlog.per_event:.2f}, {backlog.per_event / BATCH_GOAL:.0f}× the goal): {how}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,10 +293,22 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(render(results, info))
     if args.json:
-        data = {"machine": info, "scenarios": [
-            {"name": f.name, "events": f.events, "requests": f.requests, "per_event": round(f.per_event, 3),
-             "seconds": round(f.seconds, 2), "throttled_429": f.throttled, "failed": f.failed,
-             "requests_by_kind": dict(f.kinds)} for f in [*results.unbatched, *results.backlogs]]}  # fmt: skip
+        data = {
+            "machine": info,
+            "scenarios": [
+                {
+                    "name": f.name,
+                    "events": f.events,
+                    "requests": f.requests,
+                    "per_event": round(f.per_event, 3),
+                    "seconds": round(f.seconds, 2),
+                    "throttled_429": f.throttled,
+                    "failed": f.failed,
+                    "requests_by_kind": dict(f.kinds),
+                }
+                for f in [*results.unbatched, *results.backlogs]
+            ],
+        }
         text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)

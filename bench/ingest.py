@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -41,8 +41,18 @@ from typing import Any
 
 import _load  # bench/ is sys.path[0] when run as `python bench/ingest.py`
 from _common import cpu_model
-from _servers import (HOST, PATH, TIMEOUT_S, TOKEN, ForeignCpu, Server, host_busy, server_cpu_s,
-                      start_bare, start_connector)
+from _servers import (
+    HOST,
+    PATH,
+    TIMEOUT_S,
+    TOKEN,
+    ForeignCpu,
+    Server,
+    host_busy,
+    server_cpu_s,
+    start_bare,
+    start_connector,
+)
 from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 
 WARMUP_S = 1.0
@@ -67,18 +77,28 @@ class TargetResult:
     """The server's own CPU time (all its processes) per answered request in the closed loop."""
 
 
-def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s: float,
-          *, clients: int = 0, rate: float | None = None) -> _load.Outcome:
+def drive(
+    pool: Pool,
+    target: _load.Target,
+    prefix: str,
+    procs: int,
+    duration_s: float,
+    *,
+    clients: int = 0,
+    rate: float | None = None,
+) -> _load.Outcome:
     """One load phase spread over `procs` processes: `clients` in a closed loop, or `rate` req/s open."""
     start_at = time.monotonic() + 0.3
     if rate is None:
         shares = [clients // procs + (i < clients % procs) for i in range(procs)]
-        jobs: list[tuple[Any, ...]] = [(target, f"{prefix}-p{i}", n, start_at, duration_s)
-                                       for i, n in enumerate(shares) if n]
+        jobs: list[tuple[Any, ...]] = [
+            (target, f"{prefix}-p{i}", n, start_at, duration_s) for i, n in enumerate(shares) if n
+        ]
         work: Any = _load.closed_loop
     else:
-        jobs = [(target, f"{prefix}-p{i}", OPEN_LOOP_THREADS, start_at, duration_s, rate, i, procs)
-                for i in range(procs)]
+        jobs = [
+            (target, f"{prefix}-p{i}", OPEN_LOOP_THREADS, start_at, duration_s, rate, i, procs) for i in range(procs)
+        ]
         work = _load.open_loop
     parts = pool.starmap_async(work, jobs).get(timeout=duration_s + 3 * TIMEOUT_S)
     total = _load.Outcome()
@@ -87,8 +107,9 @@ def drive(pool: Pool, target: _load.Target, prefix: str, procs: int, duration_s:
     return total
 
 
-def run_target(server: Server, store: Store, table: str, pool: Pool, procs: int,
-               args: argparse.Namespace) -> TargetResult:
+def run_target(
+    server: Server, store: Store, table: str, pool: Pool, procs: int, args: argparse.Namespace
+) -> TargetResult:
     """Warm up, measure max throughput, then the fixed rate; stop the server and count stored rows."""
     result = TargetResult(server.name)
     target = _load.Target(HOST, server.port, PATH, TOKEN)
@@ -132,14 +153,27 @@ def ms(values: list[float], pct: float) -> float | None:
 
 def summary(r: TargetResult) -> dict[str, Any]:
     lat = r.fixed.latencies_s
-    return {"max_rps": round(r.max_rps, 1), "max_errors": r.closed.errors, "max_statuses": r.closed.statuses,
-            "closed_p50_ms": ms(r.closed.latencies_s, 50),
-            "cpu_ms_per_request": None if r.cpu_ms_per_request is None else round(r.cpu_ms_per_request, 2), "fixed_sent": len(lat),
-            "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
-            "late_starts": r.fixed.late, "not_sent": r.fixed.not_sent, "fixed_errors": r.fixed.errors,
-            "fixed_statuses": r.fixed.statuses, "accepted_total": r.accepted_total, "rows_stored": r.rows,
-            "stderr_lines": r.stderr_lines, "stderr_problem_lines": len(r.stderr_problems),
-            "other_processes_cpu_pct": None if r.foreign_cpu is None else round(r.foreign_cpu * 100, 1)}
+    return {
+        "max_rps": round(r.max_rps, 1),
+        "max_errors": r.closed.errors,
+        "max_statuses": r.closed.statuses,
+        "closed_p50_ms": ms(r.closed.latencies_s, 50),
+        "cpu_ms_per_request": None if r.cpu_ms_per_request is None else round(r.cpu_ms_per_request, 2),
+        "fixed_sent": len(lat),
+        "p50_ms": ms(lat, 50),
+        "p95_ms": ms(lat, 95),
+        "p99_ms": ms(lat, 99),
+        "max_ms": ms(lat, 100),
+        "late_starts": r.fixed.late,
+        "not_sent": r.fixed.not_sent,
+        "fixed_errors": r.fixed.errors,
+        "fixed_statuses": r.fixed.statuses,
+        "accepted_total": r.accepted_total,
+        "rows_stored": r.rows,
+        "stderr_lines": r.stderr_lines,
+        "stderr_problem_lines": len(r.stderr_problems),
+        "other_processes_cpu_pct": None if r.foreign_cpu is None else round(r.foreign_cpu * 100, 1),
+    }
 
 
 def report(results: dict[str, TargetResult], args: argparse.Namespace, header: str) -> tuple[bool, dict[str, Any]]:
@@ -170,15 +204,21 @@ def report(results: dict[str, TargetResult], args: argparse.Namespace, header: s
         match = s["accepted_total"] == s["rows_stored"]
         ok &= match and s["max_errors"] == 0 and s["fixed_errors"] == 0 and s["not_sent"] == 0
         if (s["other_processes_cpu_pct"] or 0) > 10:
-            print(f"WARNING: other processes used {s['other_processes_cpu_pct']}% of the host's CPU during the "
-                  f"{name} run; its figures are disturbed")
-        print(f"check {name}: 202 answers {s['accepted_total']} (incl. warm-up) vs rows in {table} "
-              f"{s['rows_stored']}: {'OK' if match else 'MISMATCH'}")
+            print(
+                f"WARNING: other processes used {s['other_processes_cpu_pct']}% of the host's CPU during the "
+                f"{name} run; its figures are disturbed"
+            )
+        print(
+            f"check {name}: 202 answers {s['accepted_total']} (incl. warm-up) vs rows in {table} "
+            f"{s['rows_stored']}: {'OK' if match else 'MISMATCH'}"
+        )
     for name, r in results.items():
         problems = r.closed.error_samples + r.fixed.error_samples
         if problems or r.fixed.not_sent:
-            print(f"\n{name}: non-202 answers {r.closed.statuses | r.fixed.statuses}, not sent {r.fixed.not_sent}; "
-                  f"samples:\n  " + "\n  ".join(problems))
+            print(
+                f"\n{name}: non-202 answers {r.closed.statuses | r.fixed.statuses}, not sent {r.fixed.not_sent}; "
+                f"samples:\n  " + "\n  ".join(problems)
+            )
         if r.stderr_problems:
             print(f"\n{name} stderr ({r.stderr_lines} lines, {len(r.stderr_problems)} warning/error lines), first 40:")
             print("\n".join("  " + line for line in r.stderr_problems[:40]))
@@ -191,11 +231,17 @@ def command() -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stores", default="full,normal",
-                        help="comma-separated store kinds to compare on: full, normal (SQLite synchronous=...), "
-                             "postgresql (default full,normal)")
-    parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN,
-                        help=f"PostgreSQL server the bench may create and drop databases on (default {DEFAULT_PG_ADMIN})")
+    parser.add_argument(
+        "--stores",
+        default="full,normal",
+        help="comma-separated store kinds to compare on: full, normal (SQLite synchronous=...), "
+        "postgresql (default full,normal)",
+    )
+    parser.add_argument(
+        "--pg-admin",
+        default=DEFAULT_PG_ADMIN,
+        help=f"PostgreSQL server the bench may create and drop databases on (default {DEFAULT_PG_ADMIN})",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load phase (default 10)")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients (default 16)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second (default 200)")
@@ -228,9 +274,11 @@ def run(args: argparse.Namespace) -> int:
     """Compare both targets on each store kind in turn, print a report per kind; 0 when all clean."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
     procs = max(1, min(os.cpu_count() or 1, 4))
-    machine = (f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
-               f"{procs} load processes on the same host")
+    machine = (
+        f"{datetime.now(UTC):%Y-%m-%dT%H:%MZ}, {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
+        f"{procs} load processes on the same host"
+    )
     busy = host_busy()
     if busy is not None:
         machine += f"\nhost CPU busy before start: {busy:.0%}"
@@ -238,8 +286,10 @@ def run(args: argparse.Namespace) -> int:
             machine += "  WARNING: other processes are using the CPU; figures are not comparable to an idle host"
     documents: list[dict[str, Any]] = []
     all_ok = True
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-", dir=args.dir) as tmp, \
-            multiprocessing.get_context("spawn").Pool(procs) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="ingest-bench-", dir=args.dir) as tmp,
+        multiprocessing.get_context("spawn").Pool(procs) as pool,
+    ):
         for kind in args.store_kinds:
             if kind.is_pg and (why := pg_reachable(kind.pg_admin)) is not None:
                 print(f"\nPostgreSQL comparison skipped: {kind.pg_admin} not reachable ({why})")
@@ -261,8 +311,17 @@ def run(args: argparse.Namespace) -> int:
             documents.append({"store": kind.name, **document})
     print(f"\ncommand: {command()}")
     if args.json:
-        print(json.dumps({"command": command(), "options": {k: v for k, v in vars(args).items() if k != "store_kinds"},
-                          "runs": documents, "ok": all_ok}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "command": command(),
+                    "options": {k: v for k, v in vars(args).items() if k != "store_kinds"},
+                    "runs": documents,
+                    "ok": all_ok,
+                },
+                indent=2,
+            )
+        )
     return 0 if all_ok else 1
 
 

@@ -30,12 +30,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from connector.receiver.app import create_app
+import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
+
 from connector.config import parse_settings
 from connector.logs import setup_logging
+from connector.receiver.app import create_app
 from connector.sample import sample_payload
-
-import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
 
 TOKEN = "profile-token"
 PATH = "/webhooks/2x/post-call"
@@ -47,13 +47,29 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def environ(body: bytes) -> dict[str, Any]:
     """A POST as gunicorn's sync worker passes it to the app."""
-    return {"REQUEST_METHOD": "POST", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000", "HTTP_HOST": "127.0.0.1:8080",
-            "HTTP_AUTHORIZATION": TOKEN, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
-            "HTTP_CONNECTION": "close", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-            "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": False,
-            "wsgi.multiprocess": True, "wsgi.run_once": False}
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": PATH,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8080",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "50000",
+        "HTTP_HOST": "127.0.0.1:8080",
+        "HTTP_AUTHORIZATION": TOKEN,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_CONNECTION": "close",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
 
 
 def post(app: WsgiApp, body: bytes) -> str:
@@ -109,25 +125,35 @@ def main() -> int:
     parser.add_argument("--no-profile", action="store_true", help="only the CPU per request, no cProfile")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp, open(os.devnull, "w") as devnull:
-        document = {"receiver": {"path": PATH, "auth": {"header": "Authorization", "tokens": [TOKEN]}},
-                    "store": {"url": f"sqlite:///{tmp}/connector.db", "sqlite_synchronous": args.synchronous},
-                    "sinks": {}}
+        document = {
+            "receiver": {"path": PATH, "auth": {"header": "Authorization", "tokens": [TOKEN]}},
+            "store": {"url": f"sqlite:///{tmp}/connector.db", "sqlite_synchronous": args.synchronous},
+            "sinks": {},
+        }
         settings = parse_settings(document, source="<profile>", base_dir=Path(tmp))
         connector = create_app(settings)
         setup_logging(settings.logging)
         for handler in logging.getLogger("connector").handlers:
             handler.setStream(devnull)  # type: ignore[attr-defined]
-        os.environ.update({bare_app.DB_ENV: f"{tmp}/bare.db", bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH,
-                           bare_app.SYNCHRONOUS_ENV: args.synchronous})
+        os.environ.update(
+            {
+                bare_app.DB_ENV: f"{tmp}/bare.db",
+                bare_app.TOKEN_ENV: TOKEN,
+                bare_app.PATH_ENV: PATH,
+                bare_app.SYNCHRONOUS_ENV: args.synchronous,
+            }
+        )
         bare = bare_app.create_app()
         figures = cpu_per_request({"connector": connector, "bare": bare}, args.requests)
         profiler = None if args.no_profile else cProfile.Profile()
         if profiler is not None:
             run_posts(connector, bodies("profiled", args.requests), profiler)
-    print(f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
-          f"alternating rounds), SQLite synchronous="
-          f"{args.synchronous}: connector {figures['connector'] * 1e6:.0f} µs, bare {figures['bare'] * 1e6:.0f} µs "
-          f"(ratio {figures['connector'] / figures['bare']:.2f})")
+    print(
+        f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
+        f"alternating rounds), SQLite synchronous="
+        f"{args.synchronous}: connector {figures['connector'] * 1e6:.0f} µs, bare {figures['bare'] * 1e6:.0f} µs "
+        f"(ratio {figures['connector'] / figures['bare']:.2f})"
+    )
     if profiler is not None:
         for order in ("tottime", "cumulative"):
             out = io.StringIO()

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import requests
 import yaml
-
 from _common import machine, note  # noqa: E402
 
 from connector.default_mappings import default_mapping_path  # noqa: E402
@@ -76,12 +75,24 @@ class _Crm(BaseHTTPRequestHandler):
 def receiver_phase(workdir: Path, events: int) -> list[tuple[int, int]]:
     port = 18700 + os.getpid() % 200
     config = workdir / "memory.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"tokens": [TOKEN]}}, "store": {"url": "sqlite:///memory.db"},
-        "serve": {"workers": 2}, "logging": {"level": "WARNING"}, "sinks": {},
-    }))
-    server = subprocess.Popen([sys.executable, "-m", "connector", "serve", "--config", str(config)], cwd=workdir,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"tokens": [TOKEN]}},
+                "store": {"url": "sqlite:///memory.db"},
+                "serve": {"workers": 2},
+                "logging": {"level": "WARNING"},
+                "sinks": {},
+            }
+        )
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--config", str(config)],
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     samples: list[tuple[int, int]] = []
     try:
         url = f"http://127.0.0.1:{port}/webhooks/2x/post-call"
@@ -96,8 +107,12 @@ def receiver_phase(workdir: Path, events: int) -> list[tuple[int, int]]:
         lock = threading.Lock()
 
         def post(i: int) -> None:
-            answer = session.post(url, json=sample_payload(i + 1, record_phone_number=f"+1202{5550000 + i % 9999:07d}"),
-                                  headers={"Authorization": TOKEN}, timeout=10)
+            answer = session.post(
+                url,
+                json=sample_payload(i + 1, record_phone_number=f"+1202{5550000 + i % 9999:07d}"),
+                headers={"Authorization": TOKEN},
+                timeout=10,
+            )
             if answer.status_code != 202:
                 raise RuntimeError(f"answer {answer.status_code}")
 
@@ -115,20 +130,36 @@ def receiver_phase(workdir: Path, events: int) -> list[tuple[int, int]]:
 
 def delivery_phase(workdir: Path, count: int) -> list[tuple[int, int]]:
     from connector.config import parse_settings
-    from connector.ledger import Ledger
     from connector.engine.worker import Worker
+    from connector.ledger import Ledger
 
     crm = ThreadingHTTPServer(("127.0.0.1", 0), _Crm)
     threading.Thread(target=crm.serve_forever, daemon=True).start()
-    settings = parse_settings({
-        "receiver": {"auth": {"tokens": [TOKEN]}}, "store": {"url": f"sqlite:///{workdir / 'memory.db'}"},
-        "sinks": {"crm": {"type": "http", "url": f"http://127.0.0.1:{crm.server_port}",
-                          "mapping": str(default_mapping_path("hubspot"))}},
-        "worker": {"batch_size": 100}, "logging": {"level": "WARNING"},
-    }, source="bench", base_dir=workdir, environ={})
+    settings = parse_settings(
+        {
+            "receiver": {"auth": {"tokens": [TOKEN]}},
+            "store": {"url": f"sqlite:///{workdir / 'memory.db'}"},
+            "sinks": {
+                "crm": {
+                    "type": "http",
+                    "url": f"http://127.0.0.1:{crm.server_port}",
+                    "mapping": str(default_mapping_path("hubspot")),
+                }
+            },
+            "worker": {"batch_size": 100},
+            "logging": {"level": "WARNING"},
+        },
+        source="bench",
+        base_dir=workdir,
+        environ={},
+    )
     ledger = Ledger.open(settings.store)
-    ids = [row[0] for row in ledger.engine.connect().exec_driver_sql(
-        f"SELECT event_id FROM events ORDER BY received_at LIMIT {count}")]
+    ids = [
+        row[0]
+        for row in ledger.engine.connect().exec_driver_sql(
+            f"SELECT event_id FROM events ORDER BY received_at LIMIT {count}"
+        )
+    ]
     for event_id in ids:
         ledger.deliveries.add_missing(event_id, ["crm"], 10)
     worker = Worker(settings, ledger=ledger)
@@ -162,10 +193,14 @@ def main() -> int:
     print(f"memory benchmark  ({info['date_utc']}, {info['cpu']}, {info['cores']} cores, Python {info['python']})")
     print(f"command: {info['command']}")
     print("process                  events   RSS first 10%   RSS at end   growth per 1,000 events")
-    print(f"receiver (2 workers)  {receiver[-1][0]:>9}   {receiver[0][1] / 1024:>10.1f} MiB   {receiver[-1][1] / 1024:>7.1f} MiB"
-          f"   {growth_per_1000(receiver):>8.1f} KiB")
-    print(f"delivery worker       {worker[-1][0]:>9}   {worker[0][1] / 1024:>10.1f} MiB   {worker[-1][1] / 1024:>7.1f} MiB"
-          f"   {growth_per_1000(worker):>8.1f} KiB")
+    print(
+        f"receiver (2 workers)  {receiver[-1][0]:>9}   {receiver[0][1] / 1024:>10.1f} MiB   {receiver[-1][1] / 1024:>7.1f} MiB"
+        f"   {growth_per_1000(receiver):>8.1f} KiB"
+    )
+    print(
+        f"delivery worker       {worker[-1][0]:>9}   {worker[0][1] / 1024:>10.1f} MiB   {worker[-1][1] / 1024:>7.1f} MiB"
+        f"   {growth_per_1000(worker):>8.1f} KiB"
+    )
     print(f"(max RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB)")
     return 0
 

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from connector.receiver.app import create_app
 from connector.config import parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
+from connector.receiver.app import create_app
 
 
 def main() -> None:
@@ -26,11 +26,18 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-probes-"))
-    settings = parse_settings({
-        "receiver": {"auth": {"tokens": ["bench-probes-token-0123"]}},
-        "store": {"url": f"sqlite:///{folder / 'probes.db'}"},
-        "sinks": {"rec": {"type": "http", "url": "http://127.0.0.1:9", "mapping": str(default_mapping_path("hubspot"))}},
-    }, source="<bench>", base_dir=folder, environ={})
+    settings = parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["bench-probes-token-0123"]}},
+            "store": {"url": f"sqlite:///{folder / 'probes.db'}"},
+            "sinks": {
+                "rec": {"type": "http", "url": "http://127.0.0.1:9", "mapping": str(default_mapping_path("hubspot"))}
+            },
+        },
+        source="<bench>",
+        base_dir=folder,
+        environ={},
+    )
     ledger = Ledger.open(settings.store)
     ledger.sinks.heartbeat("bench-worker")
     client = create_app(settings, ledger=ledger).test_client()
@@ -44,8 +51,10 @@ def main() -> None:
             times.append(time.perf_counter() - started)
             assert answer.status_code == 200, answer.get_data(as_text=True)
         times.sort()
-        print(f"{path:9} {args.calls} calls: median {statistics.median(times) * 1000:.2f} ms, "
-              f"p90 {times[int(len(times) * 0.9)] * 1000:.2f} ms")
+        print(
+            f"{path:9} {args.calls} calls: median {statistics.median(times) * 1000:.2f} ms, "
+            f"p90 {times[int(len(times) * 0.9)] * 1000:.2f} ms"
+        )
     ledger.dispose()
 
 

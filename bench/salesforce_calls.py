@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import machine, note  # noqa: E402
 from simple_salesforce import Salesforce
 
 from connector.config import Settings, parse_settings
 from connector.emulators.salesforce.server import SalesforceEmulator
-from connector.receiver.ingest import content_hash
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import SAMPLE_PHONE, sample_payload
-from connector.engine.worker import Worker
-from _common import machine, note  # noqa: E402
 
 SINK = "salesforce"
 ORDINARY = ["no_answer", "hung_up", "call_transferred", "not_interested", "voicemail_detected", "end_call"]
@@ -56,10 +56,6 @@ class Figure:
     @property
     def per_event(self) -> float:
         return self.calls / self.events if self.events else 0.0
-
-
-
-
 
 
 def number(block: int, index: int) -> str:
@@ -86,19 +82,30 @@ class Bench:
 
     def seed_contacts(self, numbers: list[str]) -> None:
         """Contacts whose phones a human typed ``(312) 5BB-NNNN``, created 200 per collection request."""
-        sf = Salesforce(instance_url=self.emulator.instance_url, session_id=self.emulator.session_id,
-                        session=self.emulator.client_session(), version="62.0")
-        records = [{"attributes": {"type": "Contact"}, "LastName": f"Bench {n[-4:]}",
-                    "Phone": f"({n[2:5]}) {n[5:8]}-{n[8:]}"} for n in numbers]
+        sf = Salesforce(
+            instance_url=self.emulator.instance_url,
+            session_id=self.emulator.session_id,
+            session=self.emulator.client_session(),
+            version="62.0",
+        )
+        records = [
+            {"attributes": {"type": "Contact"}, "LastName": f"Bench {n[-4:]}", "Phone": f"({n[2:5]}) {n[5:8]}-{n[8:]}"}
+            for n in numbers
+        ]
         for start in range(0, len(records), 200):
-            sf.restful("composite/sobjects", method="POST", json={"records": records[start:start + 200]})
+            sf.restful("composite/sobjects", method="POST", json={"records": records[start : start + 200]})
 
     def ingest(self, phone: str, end_reason: str) -> str:
         document = sample_payload(self.next_id, end_reason=end_reason, record_phone_number=phone)
         self.next_id += 1
         event = parse_webhook(document)
-        self.ledger.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                                 content_hash=content_hash(document), sinks=[SINK])
+        self.ledger.record_event(
+            event,
+            body=json.dumps(document).encode(),
+            content_type="application/json",
+            content_hash=content_hash(document),
+            sinks=[SINK],
+        )
         return event.id
 
     def drain(self, idle_rounds: int = 3) -> None:
@@ -109,8 +116,9 @@ class Bench:
             if done == 0:
                 time.sleep(0.05)
 
-    def measure(self, name: str, events: list[tuple[str, str]], *, backlog: bool = False,
-                goal: float | None = None) -> Figure:
+    def measure(
+        self, name: str, events: list[tuple[str, str]], *, backlog: bool = False, goal: float | None = None
+    ) -> Figure:
         """Deliver ``events`` (phone, end_reason) and count the org's API calls: one at a time (ingest, deliver,
         next), or all ingested first as a ``backlog`` the worker claims ``batch_size`` at a time."""
         calls, since = self.emulator.api_calls(), len(self.emulator.request_log)
@@ -143,13 +151,24 @@ def kind(request: dict[str, Any]) -> str:
 
 
 def settings(workdir: Path, emulator: SalesforceEmulator, batch_size: int) -> Settings:
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["b" * 32]}},
-        "store": {"url": f"sqlite:///{workdir / 'ledger.db'}"},
-        "sinks": {SINK: {"type": "salesforce", "instance_url": emulator.instance_url, "ca_bundle": emulator.ca_file,
-                         "auth": {"session_id": emulator.session_id}}},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 60, "batch_size": batch_size},
-    }, source="<bench>", base_dir=workdir, environ={})
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["b" * 32]}},
+            "store": {"url": f"sqlite:///{workdir / 'ledger.db'}"},
+            "sinks": {
+                SINK: {
+                    "type": "salesforce",
+                    "instance_url": emulator.instance_url,
+                    "ca_bundle": emulator.ca_file,
+                    "auth": {"session_id": emulator.session_id},
+                }
+            },
+            "worker": {"poll_interval_s": 0.05, "lease_s": 60, "batch_size": batch_size},
+        },
+        source="<bench>",
+        base_dir=workdir,
+        environ={},
+    )
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
@@ -159,36 +178,66 @@ def run(args: argparse.Namespace) -> list[Figure]:
         try:
             bench.seed_contacts([number(1, i) for i in range(n)] + [number(2, i) for i in range(size)])
             return [
-                bench.measure("first event of the sink's life (known contact; one-off describes)",
-                              [(SAMPLE_PHONE, "no_answer")]),
-                bench.measure("known contact, steady state (cache warm)",
-                              [(SAMPLE_PHONE, ORDINARY[i % len(ORDINARY)]) for i in range(n)], goal=STEADY_GOAL),
-                bench.measure("callback, known contact (cache warm)",
-                              [(SAMPLE_PHONE, "schedule_call_back") for _ in range(n)], goal=STEADY_GOAL),
-                bench.measure("first sight of a known number (SOSL)",
-                              [(number(1, i), ORDINARY[i % len(ORDINARY)]) for i in range(n)]),
-                bench.measure("new number (SOSL + Lead created)",
-                              [(number(3, i), ORDINARY[i % len(ORDINARY)]) for i in range(n)]),
-                bench.measure(f"backlog of {size}: known numbers, first sight (SOSL each)",
-                              [(number(2, i), ORDINARY[i % len(ORDINARY)]) for i in range(size)], backlog=True),
-                bench.measure(f"backlog of {size}: the same contacts again (cache warm; every 10th a callback)",
-                              [(number(2, i), "schedule_call_back" if i % 10 == 9 else ORDINARY[i % len(ORDINARY)])
-                               for i in range(size)], backlog=True, goal=BACKLOG_GOAL),
-                bench.measure(f"backlog of {size}: new numbers (SOSL + Lead each)",
-                              [(number(4, i), ORDINARY[i % len(ORDINARY)]) for i in range(size)], backlog=True),
+                bench.measure(
+                    "first event of the sink's life (known contact; one-off describes)", [(SAMPLE_PHONE, "no_answer")]
+                ),
+                bench.measure(
+                    "known contact, steady state (cache warm)",
+                    [(SAMPLE_PHONE, ORDINARY[i % len(ORDINARY)]) for i in range(n)],
+                    goal=STEADY_GOAL,
+                ),
+                bench.measure(
+                    "callback, known contact (cache warm)",
+                    [(SAMPLE_PHONE, "schedule_call_back") for _ in range(n)],
+                    goal=STEADY_GOAL,
+                ),
+                bench.measure(
+                    "first sight of a known number (SOSL)",
+                    [(number(1, i), ORDINARY[i % len(ORDINARY)]) for i in range(n)],
+                ),
+                bench.measure(
+                    "new number (SOSL + Lead created)", [(number(3, i), ORDINARY[i % len(ORDINARY)]) for i in range(n)]
+                ),
+                bench.measure(
+                    f"backlog of {size}: known numbers, first sight (SOSL each)",
+                    [(number(2, i), ORDINARY[i % len(ORDINARY)]) for i in range(size)],
+                    backlog=True,
+                ),
+                bench.measure(
+                    f"backlog of {size}: the same contacts again (cache warm; every 10th a callback)",
+                    [
+                        (number(2, i), "schedule_call_back" if i % 10 == 9 else ORDINARY[i % len(ORDINARY)])
+                        for i in range(size)
+                    ],
+                    backlog=True,
+                    goal=BACKLOG_GOAL,
+                ),
+                bench.measure(
+                    f"backlog of {size}: new numbers (SOSL + Lead each)",
+                    [(number(4, i), ORDINARY[i % len(ORDINARY)]) for i in range(size)],
+                    backlog=True,
+                ),
             ]
         finally:
             bench.close()
 
 
 def render(figures: list[Figure], info: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = ["# Salesforce API calls per event (emulator, real engine and simple-salesforce)", "",
-             f"- date: {info['date_utc']}", f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
-             f"- command: `{info['command']}`",
-             (f"- setup: 1 worker (`batch_size` {args.batch_size}), SQLite ledger, sink `salesforce`, default "
-              "mapping, emulator with the connector's custom fields; a Composite or sObject Collections request "
-              "counts as one API call"), "",
-             "| scenario | events | API calls | calls/event | goal | failed |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Salesforce API calls per event (emulator, real engine and simple-salesforce)",
+        "",
+        f"- date: {info['date_utc']}",
+        f"- machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
+        f"- command: `{info['command']}`",
+        (
+            f"- setup: 1 worker (`batch_size` {args.batch_size}), SQLite ledger, sink `salesforce`, default "
+            "mapping, emulator with the connector's custom fields; a Composite or sObject Collections request "
+            "counts as one API call"
+        ),
+        "",
+        "| scenario | events | API calls | calls/event | goal | failed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for f in figures:
         goal = "" if f.goal is None else f"≤ {f.goal:g} {'✓' if f.per_event <= f.goal else '✗'}"
         lines.append(f"| {f.name} | {f.events} | {f.calls} | {f.per_event:.3f} | {goal} | {f.failed} |")
@@ -208,10 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     figures = run(args)
     print(render(figures, info, args))
     if args.json:
-        text = json.dumps({"machine": info, "scenarios": [
-            {"name": f.name, "events": f.events, "api_calls": f.calls, "per_event": round(f.per_event, 4),
-             "seconds": round(f.seconds, 2), "failed": f.failed, "requests_by_kind": dict(f.kinds)}
-            for f in figures]}, indent=2)
+        text = json.dumps(
+            {
+                "machine": info,
+                "scenarios": [
+                    {
+                        "name": f.name,
+                        "events": f.events,
+                        "api_calls": f.calls,
+                        "per_event": round(f.per_event, 4),
+                        "seconds": round(f.seconds, 2),
+                        "failed": f.failed,
+                        "requests_by_kind": dict(f.kinds),
+                    }
+                    for f in figures
+                ],
+            },
+            indent=2,
+        )
         if args.json == "-":
             print(text)
         else:

@@ -28,8 +28,7 @@ stops at about 200 levels; real call records are a handful of levels deep.
 MAX_LISTED_PROBLEMS = 100
 """More problems than this are summarised in one extra entry, to keep the 422 body bounded."""
 
-_BOOL_WORDS = {"true": True, "false": False, "y": True, "n": False, "yes": True, "no": False,
-               "1": True, "0": False}
+_BOOL_WORDS = {"true": True, "false": False, "y": True, "n": False, "yes": True, "no": False, "1": True, "0": False}
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -67,8 +66,7 @@ class Problems:
         if len(self.items) <= MAX_LISTED_PROBLEMS:
             return list(self.items)
         rest = len(self.items) - MAX_LISTED_PROBLEMS
-        return self.items[:MAX_LISTED_PROBLEMS] + [
-            {"path": "<root>", "message": f"{rest} more problem(s) not listed"}]
+        return self.items[:MAX_LISTED_PROBLEMS] + [{"path": "<root>", "message": f"{rest} more problem(s) not listed"}]
 
 
 def child(path: str, key: str | int) -> str:
@@ -285,8 +283,7 @@ def timezone(raw: str | None) -> dict[str, Any]:
     if not stripped:
         return {**empty, "problem": "missing"}
     if _UTC_ONLY.fullmatch(stripped):
-        return {**empty, "kind": "fixed_offset", "name": "UTC+00:00", "offset_minutes": 0,
-                "problem": None}
+        return {**empty, "kind": "fixed_offset", "name": "UTC+00:00", "offset_minutes": 0, "problem": None}
     match = _OFFSET.fullmatch(stripped)
     if match:
         hours = int(match["h"] or match["hh"])
@@ -296,8 +293,7 @@ def timezone(raw: str | None) -> dict[str, Any]:
             return {**empty, "problem": "offset out of range"}
         sign = -1 if match["sign"] in "-\u2212" and total else 1
         name = f"UTC{'-' if sign < 0 else '+'}{hours:02d}:{minutes:02d}"
-        return {**empty, "kind": "fixed_offset", "name": name, "offset_minutes": sign * total,
-                "problem": None}
+        return {**empty, "kind": "fixed_offset", "name": name, "offset_minutes": sign * total, "problem": None}
     canonical = _zone_names().get(stripped.lower())
     if canonical is not None:
         return {**empty, "kind": "iana", "name": canonical, "problem": None}

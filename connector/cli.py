@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from connector.ops import sandbox as sandbox_mode
 from connector.config import Settings, load_settings, store_only
 from connector.errors import ConnectorError, StoreError
 from connector.ledger import Ledger
+from connector.ops import sandbox as sandbox_mode
 
 
 class _ConnectorGroup(click.Group):
@@ -90,11 +90,10 @@ def validate(config_path: Path | None, offline: bool) -> None:
     Warnings (outcomes without a bundle, templates reading unknown fields, a CRM not reachable) do
     not fail validation.
     """
-    from connector.ops.crm_checks import schema_findings
+    from connector.errors import ConfigError
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
-
-    from connector.errors import ConfigError
+    from connector.ops.crm_checks import schema_findings
     from connector.ops.preflight import sink_problems
 
     settings = _settings(config_path)
@@ -139,20 +138,34 @@ def _forget_missing_fields(settings: Settings, sink: str) -> None:
 
 @main.command("crm-setup")
 @config_option
-@click.option("--sink", "sink_names", multiple=True, help="Sink from the config (repeatable; default: every enabled "
-                                                          "hubspot and salesforce sink).")
+@click.option(
+    "--sink",
+    "sink_names",
+    multiple=True,
+    help="Sink from the config (repeatable; default: every enabled hubspot and salesforce sink).",
+)
 @click.option("--question", "questions", multiple=True, help="Also prepare twox_q_<name> for this question name.")
 @click.option("--no-ledger-questions", is_flag=True, help="Do not read question names from the stored events.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing in the CRM.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Salesforce: also write a deployable Metadata API package of the missing fields here.")
-def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: tuple[str, ...],
-              no_ledger_questions: bool, dry_run: bool, out: Path | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Salesforce: also write a deployable Metadata API package of the missing fields here.",
+)
+def crm_setup(
+    config_path: Path | None,
+    sink_names: tuple[str, ...],
+    questions: tuple[str, ...],
+    no_ledger_questions: bool,
+    dry_run: bool,
+    out: Path | None,
+) -> None:
     """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
     the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
-    from connector.ops.crm_setup import stored_question_names
-    from connector.ops.crm_checks import SETUP_TYPES, run_setup
     from connector.mapping.sinks import load_sink_mappings
+    from connector.ops.crm_checks import SETUP_TYPES, run_setup
+    from connector.ops.crm_setup import stored_question_names
 
     settings = _settings(config_path)
     names = list(sink_names) or [n for n in settings.enabled_sinks() if settings.sinks[n].type in SETUP_TYPES]
@@ -172,8 +185,9 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
             click.echo(f"warning: {exc}; preparing only the mapped fields and --question names", err=True)
     reports = []
     for name in names:
-        report = run_setup(name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run,
-                           out=out)
+        report = run_setup(
+            name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run, out=out
+        )
         if hasattr(report, "render"):
             click.echo(report.render(), err=True)
         for problem in report.problems:
@@ -189,21 +203,41 @@ def crm_setup(config_path: Path | None, sink_names: tuple[str, ...], questions: 
 @main.command()
 @config_option
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--sink", "sink_names", multiple=True, help="Sink name from the config, or hubspot/salesforce "
-              "for the default mapping (repeatable; default: every enabled sink).")
-@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Preview this mapping file instead (with --sink naming it).")
+@click.option(
+    "--sink",
+    "sink_names",
+    multiple=True,
+    help="Sink name from the config, or hubspot/salesforce "
+    "for the default mapping (repeatable; default: every enabled sink).",
+)
+@click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Preview this mapping file instead (with --sink naming it).",
+)
 @click.option("--format", "output", type=click.Choice(["json", "text"]), default="json", show_default=True)
-@click.option("--call-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
-              default=None, help="When the call happened (default: now, UTC).")
-def preview(config_path: Path | None, payload: Path, sink_names: tuple[str, ...], mapping_file: Path | None,
-            output: str, call_time: Any) -> None:
+@click.option(
+    "--call-time",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="When the call happened (default: now, UTC).",
+)
+def preview(
+    config_path: Path | None,
+    payload: Path,
+    sink_names: tuple[str, ...],
+    mapping_file: Path | None,
+    output: str,
+    call_time: Any,
+) -> None:
     """Print the CRM operations PAYLOAD would cause, sending nothing (one plan, or a list for several sinks)."""
     from connector.ops.preview import preview_plans, render_text
 
     settings = load_settings(config_path) if config_path else None
-    plans = preview_plans(payload.read_bytes(), settings=settings, sinks=list(sink_names),
-                          mapping_file=mapping_file, call_time=call_time)
+    plans = preview_plans(
+        payload.read_bytes(), settings=settings, sinks=list(sink_names), mapping_file=mapping_file, call_time=call_time
+    )
     if output == "text":
         click.echo("\n\n".join(render_text(plan) for plan in plans))
     else:
@@ -226,8 +260,9 @@ def worker(config_path: Path | None) -> None:
 @click.option("--dead-letter", "dead_letter", is_flag=True, help="Re-deliver every dead-lettered delivery.")
 @click.option("--quarantine", "from_quarantine", is_flag=True, help="Run every quarantined body through ingestion.")
 @click.option("--sink", default=None, help="Only this sink (with --event or --dead-letter).")
-def replay(config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool,
-           sink: str | None) -> None:
+def replay(
+    config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool, sink: str | None
+) -> None:
     """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated."""
     from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
 
@@ -257,8 +292,13 @@ def migrate(config_path: Path | None) -> None:
 @main.command()
 @config_option
 @click.argument("event_id", required=False)
-@click.option("--json", "as_json", is_flag=True, help="The full report as JSON (for one event: the whole audit "
-                                                      "trail: stored body, normalized event, plan, every attempt).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The full report as JSON (for one event: the whole audit "
+    "trail: stored body, normalized event, plan, every attempt).",
+)
 def status(config_path: Path | None, event_id: str | None, as_json: bool) -> None:
     """Without EVENT_ID: each sink's state (ok, paused, rate-limited), backlog and dead letters, and the live
     workers. With it: where that call went in each CRM, the records it touched, the last error in plain
@@ -278,8 +318,10 @@ def status(config_path: Path | None, event_id: str | None, as_json: bool) -> Non
     else:
         found = event_detail(ledger, settings, event_id)
     if found is None:
-        raise click.ClickException(f"no event with id {event_id!r} (see `connector quarantine list --config "
-                                   f"{config_path or 'FILE'}` for refused bodies)")
+        raise click.ClickException(
+            f"no event with id {event_id!r} (see `connector quarantine list --config "
+            f"{config_path or 'FILE'}` for refused bodies)"
+        )
     _echo_json(found) if as_json else click.echo(event_text(found))
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -27,10 +27,10 @@ from pydantic import (
 )
 
 from connector import defaults
-from connector.hints import remember_config
 from connector.dashboard.settings import DashboardSettings
-from connector.errors import ConfigError, ConfigProblem
 from connector.engine.retry import RetryPolicy
+from connector.errors import ConfigError, ConfigProblem
+from connector.hints import remember_config
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -42,7 +42,9 @@ class _Model(BaseModel):
 class AuthSettings(_Model):
     """How 2X authenticates: a header name agreed with 2X and the exact value it sends."""
 
-    header: str = Field(defaults.AUTH_HEADER, min_length=1, description="Name of the HTTP header 2X sends the token in.")
+    header: str = Field(
+        defaults.AUTH_HEADER, min_length=1, description="Name of the HTTP header 2X sends the token in."
+    )
     tokens: list[SecretStr] = Field(
         min_length=1,
         description="Accepted header values, compared exactly and in constant time; list two while rotating.",
@@ -71,8 +73,13 @@ class ReceiverSettings(_Model):
         default_factory=list,
         description="IP networks (CIDR) allowed to post webhooks; empty: any. Others get 403 before auth.",
     )
-    proxy_hops: int = Field(0, ge=0, le=5, description="Reverse proxies in front (X-Forwarded-For entries trusted "
-                                                        "to find the client address); 0 when none.")
+    proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Reverse proxies in front (X-Forwarded-For entries trusted "
+        "to find the client address); 0 when none.",
+    )
 
     @field_validator("allowed_sources")
     @classmethod
@@ -137,16 +144,29 @@ class WorkerSettings(_Model):
     """The delivery worker: embedded in `connector serve`, or standalone `connector worker` processes."""
 
     embedded: bool = Field(True, description="`connector serve` also runs one worker process.")
-    batch_size: int = Field(100, ge=1, le=500, description="Deliveries claimed at once; under a backlog a sink "
-                                                           "with batch APIs sends their actions in batches (100 "
-                                                           "fills one HubSpot batch request).")
+    batch_size: int = Field(
+        100,
+        ge=1,
+        le=500,
+        description="Deliveries claimed at once; under a backlog a sink "
+        "with batch APIs sends their actions in batches (100 "
+        "fills one HubSpot batch request).",
+    )
     poll_interval_s: float = Field(0.5, gt=0, le=30, description="Sleep between claims when nothing is due.")
-    lease_s: float = Field(60.0, ge=5, le=3600, description="A claimed delivery returns to others after this, "
-                                                            "unless renewed (a dead worker's work is recovered).")
+    lease_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="A claimed delivery returns to others after this, "
+        "unless renewed (a dead worker's work is recovered).",
+    )
     auth_probe_s: float = Field(30.0, ge=1, description="How often a paused sink tests its credentials again.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    contact_cache_s: float = Field(86_400, ge=0, description="How long a phone → contact resolution is reused "
-                                                             "without searching the CRM (0: always search).")
+    contact_cache_s: float = Field(
+        86_400,
+        ge=0,
+        description="How long a phone → contact resolution is reused without searching the CRM (0: always search).",
+    )
     redis_url: str | None = Field(None, description="Share rate budgets through Redis instead of the store.")
 
 
@@ -166,14 +186,19 @@ class RateLimitSettings(_Model):
     window_s: float = Field(10.0, gt=0, description="Window length in seconds.")
 
 
-_ON_MISSING_FIELD = ("When the CRM refuses a field as missing or not writable: `skip` writes the rest of the event "
-                     "and warns; `hold` pauses the sink until crm-setup. A missing do-not-call field always pauses.")
+_ON_MISSING_FIELD = (
+    "When the CRM refuses a field as missing or not writable: `skip` writes the rest of the event "
+    "and warns; `hold` pauses the sink until crm-setup. A missing do-not-call field always pauses."
+)
 
 
 class _SinkBase(_Model):
     enabled: bool = Field(True, description="A disabled sink keeps its config but receives no new deliveries.")
-    mapping: str | None = Field(None, description="Mapping YAML file, relative to the config file "
-                                                  "(default: the packaged mapping for the sink's type).")
+    mapping: str | None = Field(
+        None,
+        description="Mapping YAML file, relative to the config file "
+        "(default: the packaged mapping for the sink's type).",
+    )
     rate_limit: RateLimitSettings | None = Field(None, description="Override the sink's default request budget.")
 
 
@@ -189,14 +214,19 @@ class HubSpotSinkSettings(_SinkBase):
         if not token.get_secret_value().strip():
             raise ValueError("the access token is empty")
         return token
+
     base_url: str = Field("https://api.hubapi.com", description="API host; point it at the emulator or a proxy.")
     auto_create_question_properties: bool = Field(
-        True, description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
-                          "to a new script question arrives (needs the crm.schemas.contacts.write scope).")
+        True,
+        description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
+        "to a new script question arrives (needs the crm.schemas.contacts.write scope).",
+    )
     account_time_zone: str | None = Field(
-        None, description="The portal's time zone (IANA name, e.g. America/New_York, as set in HubSpot's account "
-                          "defaults). HubSpot resets the daily API limit at midnight there: after a daily 429 the "
-                          "sink pauses until then. Unset: it looks again at the next full hour.")
+        None,
+        description="The portal's time zone (IANA name, e.g. America/New_York, as set in HubSpot's account "
+        "defaults). HubSpot resets the daily API limit at midnight there: after a daily 429 the "
+        "sink pauses until then. Unset: it looks again at the next full hour.",
+    )
 
     @field_validator("account_time_zone")
     @classmethod
@@ -207,17 +237,23 @@ class HubSpotSinkSettings(_SinkBase):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)") from exc
         return value
+
     max_question_properties_per_event: int = Field(
-        100, ge=0, le=1000, description="At most this many `twox_q_*` properties are created for one event (in "
-                                        "batches of 100); answers beyond it are skipped and recorded, never fatal.")
-    on_missing_field: Literal["skip", "hold"] = Field(
-        "skip", description=_ON_MISSING_FIELD)
+        100,
+        ge=0,
+        le=1000,
+        description="At most this many `twox_q_*` properties are created for one event (in "
+        "batches of 100); answers beyond it are skipped and recorded, never fatal.",
+    )
+    on_missing_field: Literal["skip", "hold"] = Field("skip", description=_ON_MISSING_FIELD)
 
 
 class SalesforceAuthSettings(_Model):
     """One of: session id; username + password + security token; client credentials; JWT bearer."""
 
-    session_id: SecretStr | None = Field(None, description="An existing session (no re-login possible when it expires).")
+    session_id: SecretStr | None = Field(
+        None, description="An existing session (no re-login possible when it expires)."
+    )
     username: str | None = Field(None, description="Integration user (password, JWT bearer).")
     password: SecretStr | None = Field(None, description="With username and security_token: SOAP login.")
     security_token: SecretStr | None = Field(None, description="The user's security token.")
@@ -226,12 +262,19 @@ class SalesforceAuthSettings(_Model):
     consumer_secret: SecretStr | None = Field(None, description="Connected app secret (client credentials).")
     private_key_file: str | None = Field(None, description="PEM key for the JWT bearer flow.")
     jwt_audience: Literal["https://login.salesforce.com", "https://test.salesforce.com"] | None = Field(
-        None, description="JWT bearer: the aud claim; default https://test.salesforce.com when domain is test or a "
-                          "sandbox My Domain (*.sandbox.my), else https://login.salesforce.com.")
-    token_url: str | None = Field(None, pattern=r"^https://", description=(
-        "OAuth token endpoint for JWT bearer and client credentials; default https://<domain>.salesforce.com/"
-        "services/oauth2/token (set domain to your My Domain, e.g. acme.my). Override only for a proxy or the "
-        "emulator."))
+        None,
+        description="JWT bearer: the aud claim; default https://test.salesforce.com when domain is test or a "
+        "sandbox My Domain (*.sandbox.my), else https://login.salesforce.com.",
+    )
+    token_url: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description=(
+            "OAuth token endpoint for JWT bearer and client credentials; default https://<domain>.salesforce.com/"
+            "services/oauth2/token (set domain to your My Domain, e.g. acme.my). Override only for a proxy or the "
+            "emulator."
+        ),
+    )
 
 
 class SalesforceSinkSettings(_SinkBase):
@@ -242,8 +285,7 @@ class SalesforceSinkSettings(_SinkBase):
     api_version: str = Field("62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
     auth: SalesforceAuthSettings = Field(description="Credentials; see the configuration reference.")
     ca_bundle: str | None = Field(None, description="CA file to trust for TLS to instance_url (emulator, proxy).")
-    on_missing_field: Literal["skip", "hold"] = Field(
-        "skip", description=_ON_MISSING_FIELD)
+    on_missing_field: Literal["skip", "hold"] = Field("skip", description=_ON_MISSING_FIELD)
 
 
 class PluginSinkSettings(BaseModel):
@@ -265,11 +307,9 @@ def _sink_tag(value: Any) -> str:
 
 
 SinkSettings = Annotated[
-    Union[
-        Annotated[HubSpotSinkSettings, Tag("hubspot")],
-        Annotated[SalesforceSinkSettings, Tag("salesforce")],
-        Annotated[PluginSinkSettings, Tag("plugin")],
-    ],
+    Annotated[HubSpotSinkSettings, Tag("hubspot")]
+    | Annotated[SalesforceSinkSettings, Tag("salesforce")]
+    | Annotated[PluginSinkSettings, Tag("plugin")],
     Discriminator(_sink_tag),
 ]
 
@@ -284,8 +324,9 @@ class Settings(_Model):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sinks: dict[str, SinkSettings] = Field(default_factory=dict, description="Named CRM sinks; {} only stores.")
-    dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
-                                         description="The operations dashboard (served only with a password).")
+    dashboard: DashboardSettings = Field(
+        default_factory=DashboardSettings, description="The operations dashboard (served only with a password)."
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file; relative paths start here.")
 
     def enabled_sinks(self) -> list[str]:
@@ -293,8 +334,14 @@ class Settings(_Model):
         return sorted(name for name, sink in self.sinks.items() if sink.enabled)
 
 
-def expand_env(node: Any, environ: dict[str, str], path: str, problems: list[ConfigProblem], *,
-               needed: Callable[[str], bool] = lambda path: True) -> Any:
+def expand_env(
+    node: Any,
+    environ: dict[str, str],
+    path: str,
+    problems: list[ConfigProblem],
+    *,
+    needed: Callable[[str], bool] = lambda path: True,
+) -> Any:
     """Expand `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree (`$$` is a literal `$`).
 
     Expansion happens after parsing, so a variable's value can never change the YAML structure. A variable
@@ -347,8 +394,14 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return path or "<root>"
 
 
-def parse_settings(document: Any, *, source: str, base_dir: Path, environ: dict[str, str] | None = None,
-                   needed: Callable[[str], bool] = lambda path: True) -> Settings:
+def parse_settings(
+    document: Any,
+    *,
+    source: str,
+    base_dir: Path,
+    environ: dict[str, str] | None = None,
+    needed: Callable[[str], bool] = lambda path: True,
+) -> Settings:
     """Validate an already-parsed YAML document; raise one ConfigError listing every problem, once per cause."""
     problems: list[ConfigProblem] = []
     if document is None:
@@ -381,15 +434,16 @@ def _resolve_relative_paths(settings: Settings, base_dir: Path) -> Settings:
     url = settings.store.url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        relative = url[len(prefix):]
+        relative = url[len(prefix) :]
         if relative and not relative.startswith(":memory:"):
             store = settings.store.model_copy(update={"url": prefix + str((base_dir / relative).resolve())})
             return settings.model_copy(update={"store": store})
     return settings
 
 
-def load_settings(path: str | Path, *, environ: dict[str, str] | None = None,
-                  needed: Callable[[str], bool] = lambda path: True) -> Settings:
+def load_settings(
+    path: str | Path, *, environ: dict[str, str] | None = None, needed: Callable[[str], bool] = lambda path: True
+) -> Settings:
     """Read, expand and validate a config file (`needed`: which YAML paths must have their variables set)."""
     file = Path(path)
     try:
@@ -401,8 +455,11 @@ def load_settings(path: str | Path, *, environ: dict[str, str] | None = None,
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<root>"
-        raise ConfigError(str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    settings = parse_settings(document, source=str(file), base_dir=file.resolve().parent, environ=environ,
-                              needed=needed)
+        raise ConfigError(
+            str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from None
+    settings = parse_settings(
+        document, source=str(file), base_dir=file.resolve().parent, environ=environ, needed=needed
+    )
     remember_config(file)
     return settings

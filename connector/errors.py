@@ -10,6 +10,7 @@ ConnectorError
 └─ SinkError(sink, action, status, code, crm_message)   a CRM call failed; decides the delivery's fate
    ├─ TransientError(retry_after)   reschedule with backoff
    │  ├─ RateLimited                honour Retry-After / the CRM's rate window, for the whole sink
+   │  ├─ OutcomeUnknown             the answer was lost: the CRM may have applied the write; look it up first
    │  ├─ StaleContact               the resolved contact is gone (deleted, merged): resolve it again
    │  └─ LeaseLost                  this worker's claim was released (declared dead): stop, another owns it
    ├─ PermanentError                dead-letter at once, with the CRM's own error
@@ -113,6 +114,12 @@ class TransientError(SinkError):
 
 class RateLimited(TransientError):
     """The CRM's rate limit was hit; the whole sink waits, not only this delivery."""
+
+
+class OutcomeUnknown(TransientError):
+    """Transient, and the CRM may have carried the request out: its answer was lost (read timeout, dropped
+    connection) or was a 5xx. A write must be looked up before it is sent again. A request that never left (no
+    connection), a 4xx, 408, or a rate limit is never this: the CRM refused it before writing."""
 
 
 class StaleContact(TransientError):

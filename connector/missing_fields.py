@@ -17,8 +17,8 @@ from connector.ledger import Ledger
 from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.sinkstate import MissingField
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
-from connector.sinks.drift import missing_message
 from connector.sinks.base import ActionResult
+from connector.sinks.drift import missing_message
 
 KNOWN_REFRESH_S = 15.0
 """How stale this process's view of another worker's notes may be before a write clears them."""
@@ -39,8 +39,15 @@ class MissingFieldTracker:
         pairs = {tuple(name.split(".", 1)): code for name, code in fields.items() if "." in name}
         self._note(sink, event_id, pairs)  # type: ignore[arg-type]
 
-    def track(self, sink: str, event_id: str, written: Action, result: ActionResult,
-              contact: ActionResult | None, skipped: dict[str, str]) -> None:
+    def track(
+        self,
+        sink: str,
+        event_id: str,
+        written: Action,
+        result: ActionResult,
+        contact: ActionResult | None,
+        skipped: dict[str, str],
+    ) -> None:
         """After a successful write: note what it left out, clear what it wrote that was known missing."""
         if not isinstance(written, (UpdateContact, CreateActivity, CreateTask)):
             return
@@ -86,8 +93,10 @@ def warning(sink: str, fields: list[MissingField]) -> str | None:
     refused = [f.name for f in fields if f.code in VALUE_CODES]
     parts = [missing_message(sink, _shown(missing))] if missing else []
     if refused:
-        parts.append(f"the CRM refused the values written to {', '.join(_shown(refused))} (not an option of the "
-                     "property): add the option in the CRM or fix the mapping, then replay")
+        parts.append(
+            f"the CRM refused the values written to {', '.join(_shown(refused))} (not an option of the "
+            "property): add the option in the CRM or fix the mapping, then replay"
+        )
     return "; ".join(parts)
 
 

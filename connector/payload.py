@@ -25,6 +25,7 @@ from connector import _normalize as _n
 from connector.defaults import MAX_EVENT_ID_CHARS
 from connector.errors import PayloadError
 
+
 class EndReason(StrEnum):
     """Why the call ended, as documented by 2X."""
 
@@ -56,46 +57,88 @@ def _aliases(enum: type[_E], extra: dict[str, _E]) -> Mapping[str, _E]:
 
 
 _R = EndReason
-END_REASON_ALIASES: Mapping[str, EndReason] = _aliases(EndReason, {
-    "transferred": _R.CALL_TRANSFERRED, "transfer": _R.CALL_TRANSFERRED,
-    "call_transfer": _R.CALL_TRANSFERRED, "transferred_call": _R.CALL_TRANSFERRED,
-    "callback": _R.SCHEDULE_CALL_BACK, "call_back": _R.SCHEDULE_CALL_BACK,
-    "scheduled_call_back": _R.SCHEDULE_CALL_BACK, "schedule_callback": _R.SCHEDULE_CALL_BACK,
-    "scheduled_callback": _R.SCHEDULE_CALL_BACK, "callback_requested": _R.SCHEDULE_CALL_BACK,
-    "call_back_requested": _R.SCHEDULE_CALL_BACK, "callback_scheduled": _R.SCHEDULE_CALL_BACK,
-    "notinterested": _R.NOT_INTERESTED,
-    "dnc": _R.DO_NOT_CALL, "do_not_contact": _R.DO_NOT_CALL, "donotcall": _R.DO_NOT_CALL,
-    "wrongnumber": _R.WRONG_NUMBER,
-    "call_ended": _R.END_CALL, "ended_call": _R.END_CALL, "endcall": _R.END_CALL,
-    "hangup": _R.HUNG_UP, "hang_up": _R.HUNG_UP, "hungup": _R.HUNG_UP,
-    "voicemail": _R.VOICEMAIL_DETECTED, "voice_mail": _R.VOICEMAIL_DETECTED,
-    "voicemail_detect": _R.VOICEMAIL_DETECTED, "answering_machine": _R.VOICEMAIL_DETECTED,
-    "noanswer": _R.NO_ANSWER, "not_answered": _R.NO_ANSWER, "unanswered": _R.NO_ANSWER,
-})
+END_REASON_ALIASES: Mapping[str, EndReason] = _aliases(
+    EndReason,
+    {
+        "transferred": _R.CALL_TRANSFERRED,
+        "transfer": _R.CALL_TRANSFERRED,
+        "call_transfer": _R.CALL_TRANSFERRED,
+        "transferred_call": _R.CALL_TRANSFERRED,
+        "callback": _R.SCHEDULE_CALL_BACK,
+        "call_back": _R.SCHEDULE_CALL_BACK,
+        "scheduled_call_back": _R.SCHEDULE_CALL_BACK,
+        "schedule_callback": _R.SCHEDULE_CALL_BACK,
+        "scheduled_callback": _R.SCHEDULE_CALL_BACK,
+        "callback_requested": _R.SCHEDULE_CALL_BACK,
+        "call_back_requested": _R.SCHEDULE_CALL_BACK,
+        "callback_scheduled": _R.SCHEDULE_CALL_BACK,
+        "notinterested": _R.NOT_INTERESTED,
+        "dnc": _R.DO_NOT_CALL,
+        "do_not_contact": _R.DO_NOT_CALL,
+        "donotcall": _R.DO_NOT_CALL,
+        "wrongnumber": _R.WRONG_NUMBER,
+        "call_ended": _R.END_CALL,
+        "ended_call": _R.END_CALL,
+        "endcall": _R.END_CALL,
+        "hangup": _R.HUNG_UP,
+        "hang_up": _R.HUNG_UP,
+        "hungup": _R.HUNG_UP,
+        "voicemail": _R.VOICEMAIL_DETECTED,
+        "voice_mail": _R.VOICEMAIL_DETECTED,
+        "voicemail_detect": _R.VOICEMAIL_DETECTED,
+        "answering_machine": _R.VOICEMAIL_DETECTED,
+        "noanswer": _R.NO_ANSWER,
+        "not_answered": _R.NO_ANSWER,
+        "unanswered": _R.NO_ANSWER,
+    },
+)
 """Normalized spelling (see :func:`parse_webhook`) -> canonical end reason, canonical values included."""
 
 _F = FailureReason
-FAILURE_REASON_ALIASES: Mapping[str, FailureReason] = _aliases(FailureReason, {
-    "invalid": _F.INVALID_NUMBER, "invalid_phone_number": _F.INVALID_NUMBER,
-    "not_in_service": _F.NUMBER_NO_SERVICE, "number_not_in_service": _F.NUMBER_NO_SERVICE,
-    "no_service": _F.NUMBER_NO_SERVICE, "out_of_service": _F.NUMBER_NO_SERVICE,
-    "not_reachable": _F.UNREACHABLE, "number_unreachable": _F.UNREACHABLE,
-})
+FAILURE_REASON_ALIASES: Mapping[str, FailureReason] = _aliases(
+    FailureReason,
+    {
+        "invalid": _F.INVALID_NUMBER,
+        "invalid_phone_number": _F.INVALID_NUMBER,
+        "not_in_service": _F.NUMBER_NO_SERVICE,
+        "number_not_in_service": _F.NUMBER_NO_SERVICE,
+        "no_service": _F.NUMBER_NO_SERVICE,
+        "out_of_service": _F.NUMBER_NO_SERVICE,
+        "not_reachable": _F.UNREACHABLE,
+        "number_unreachable": _F.UNREACHABLE,
+    },
+)
 """Normalized spelling -> canonical failure reason, canonical values included."""
 
 _ROLES = {
-    **dict.fromkeys(("user", "human", "customer", "lead", "caller", "callee", "contact", "record"),
-                    "user"),
+    **dict.fromkeys(("user", "human", "customer", "lead", "caller", "callee", "contact", "record"), "user"),
     **dict.fromkeys(("assistant", "ai", "agent", "bot", "2x"), "assistant"),
-    "system": "system", "tool": "tool",
+    "system": "system",
+    "tool": "tool",
 }
 _DIRECTIONS = frozenset({"outbound", "inbound"})
-_CALL_KEYS = frozenset({"end_reason", "failure_reason", "telnyx_call_control_id", "answered",
-                        "duration", "call_direction"})
-_TOP_KEYS = frozenset({"id", "call", "question_fields", "message_left", "record_phone_number",
-                       "record_zip_code", "record_first_name", "record_last_name",
-                       "record_timezone", "workflow_key", "workflow_day", "workflow_call",
-                       "workflow_end", "meta", "transcript"})
+_CALL_KEYS = frozenset(
+    {"end_reason", "failure_reason", "telnyx_call_control_id", "answered", "duration", "call_direction"}
+)
+_TOP_KEYS = frozenset(
+    {
+        "id",
+        "call",
+        "question_fields",
+        "message_left",
+        "record_phone_number",
+        "record_zip_code",
+        "record_first_name",
+        "record_last_name",
+        "record_timezone",
+        "workflow_key",
+        "workflow_day",
+        "workflow_call",
+        "workflow_end",
+        "meta",
+        "transcript",
+    }
+)
 
 
 class _Model(BaseModel):
@@ -218,8 +261,9 @@ def parse_webhook(document: object, *, default_region: str = "US") -> CallEvent:
     if not isinstance(document, dict):
         raise PayloadError(400, "not_an_object", "the webhook body must be a JSON object")
     if "id" not in document and "call" not in document:
-        raise PayloadError(400, "not_a_call_record",
-                           "the JSON object has neither 'id' nor 'call'; not a 2X call record")
+        raise PayloadError(
+            400, "not_a_call_record", "the JSON object has neither 'id' nor 'call'; not a 2X call record"
+        )
     problems = _n.Problems()
     flags: set[str] = set()
     used_top: set[str] = set()
@@ -234,10 +278,13 @@ def parse_webhook(document: object, *, default_region: str = "US") -> CallEvent:
         end=bool(_n.bool_like(document.get("workflow_end"), "workflow_end", problems)),
     )
     fields: dict[str, Any] = {
-        "id": event_id, "id_raw": id_raw, "call": call, "record": record, "workflow": workflow,
+        "id": event_id,
+        "id_raw": id_raw,
+        "call": call,
+        "record": record,
+        "workflow": workflow,
         "transcript": transcript,
-        "question_fields": _n.kept_object(document.get("question_fields"), "question_fields",
-                                          problems),
+        "question_fields": _n.kept_object(document.get("question_fields"), "question_fields", problems),
         "message_left": _n.bool_like(document.get("message_left"), "message_left", problems),
         "meta": _n.kept_object(document.get("meta"), "meta", problems),
     }
@@ -248,16 +295,19 @@ def parse_webhook(document: object, *, default_region: str = "US") -> CallEvent:
     try:
         return CallEvent(**fields, extra=extra, flags=sorted(flags))
     except ValidationError as exc:  # safety net: the checks above should make this unreachable
-        raise _invalid([{"path": ".".join(map(str, e["loc"])) or "<root>", "message": e["msg"]}
-                        for e in exc.errors(include_input=False)]) from None
+        raise _invalid(
+            [
+                {"path": ".".join(map(str, e["loc"])) or "<root>", "message": e["msg"]}
+                for e in exc.errors(include_input=False)
+            ]
+        ) from None
 
 
 def _invalid(errors: list[dict[str, str]]) -> PayloadError:
     """The 422 for field problems; the detail names paths only, never values (personal data)."""
     paths = list(dict.fromkeys(e["path"] for e in errors))
     shown = ", ".join(paths[:10]) + (", ..." if len(paths) > 10 else "")
-    return PayloadError(422, "validation_failed",
-                        f"{len(errors)} field problem(s) in the call record: {shown}", errors)
+    return PayloadError(422, "validation_failed", f"{len(errors)} field problem(s) in the call record: {shown}", errors)
 
 
 def _event_id(value: Any, problems: _n.Problems) -> tuple[str, int | str]:
@@ -276,8 +326,9 @@ def _event_id(value: Any, problems: _n.Problems) -> tuple[str, int | str]:
         if raw is not None:
             problems.add("id", "must not be empty")
         return "", value
-    problems.add("id", "required" if value is _n.MISSING or value is None
-                 else "expected an integer or a non-empty string")
+    problems.add(
+        "id", "required" if value is _n.MISSING or value is None else "expected an integer or a non-empty string"
+    )
     return "", 0
 
 
@@ -290,8 +341,7 @@ def _storable(value: str, path: str, problems: _n.Problems) -> bool:
     return True
 
 
-def _pick(call: Mapping[str, Any], document: Mapping[str, Any], key: str,
-          used_top: set[str]) -> tuple[Any, str]:
+def _pick(call: Mapping[str, Any], document: Mapping[str, Any], key: str, used_top: set[str]) -> tuple[Any, str]:
     """``call.<key>``, else the top-level ``<key>``: the vendor doc does not say where it lives."""
     if key in call or key not in document:
         return call.get(key), f"call.{key}"
@@ -299,8 +349,7 @@ def _pick(call: Mapping[str, Any], document: Mapping[str, Any], key: str,
     return document[key], key
 
 
-def _outcome(value: Any, path: str, table: Mapping[str, StrEnum],
-             problems: _n.Problems) -> Outcome:
+def _outcome(value: Any, path: str, table: Mapping[str, StrEnum], problems: _n.Problems) -> Outcome:
     """An enumerated value mapped through its alias table; unknown values kept stripped."""
     raw = _n.raw_string(value, path, problems)
     canonical, known = _n.lookup(raw, table)
@@ -313,20 +362,17 @@ its call, the duration is capped and the event flagged ``duration_capped``; the 
 as well."""
 
 
-def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str],
-          used_top: set[str]) -> CallDetails:
+def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str], used_top: set[str]) -> CallDetails:
     """The ``call`` object; required, because without it there is no outcome to record."""
     value = document.get("call", _n.MISSING)
     if not isinstance(value, dict):
-        problems.add("call", "required" if value is _n.MISSING or value is None
-                     else "expected an object")
+        problems.add("call", "required" if value is _n.MISSING or value is None else "expected an object")
         value = {}
     end_raw, end_path = _pick(value, document, "end_reason", used_top)
     if isinstance(end_raw, str) and not _storable(end_raw, end_path, problems):
         end_raw = None
     end = _outcome(end_raw, end_path, END_REASON_ALIASES, problems)
-    failure = _outcome(*_pick(value, document, "failure_reason", used_top),
-                       FAILURE_REASON_ALIASES, problems)
+    failure = _outcome(*_pick(value, document, "failure_reason", used_top), FAILURE_REASON_ALIASES, problems)
     if end.value is None:
         flags.add("end_reason_missing")
     elif not end.known:
@@ -344,15 +390,18 @@ def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str],
     extra = {k: v for k, v in value.items() if k not in _CALL_KEYS}
     _n.check_json(extra, "call", 2, problems)
     return CallDetails(
-        end_reason=end, failure_reason=failure,
-        telnyx_call_control_id=_n.text(value.get("telnyx_call_control_id"),
-                                       "call.telnyx_call_control_id", problems),
+        end_reason=end,
+        failure_reason=failure,
+        telnyx_call_control_id=_n.text(value.get("telnyx_call_control_id"), "call.telnyx_call_control_id", problems),
         answered=_n.bool_like(value.get("answered"), "call.answered", problems),
-        duration_seconds=seconds, duration_ms=millis, direction=direction, extra=extra)
+        duration_seconds=seconds,
+        duration_ms=millis,
+        direction=direction,
+        extra=extra,
+    )
 
 
-def _record(document: Mapping[str, Any], default_region: str, problems: _n.Problems,
-            flags: set[str]) -> LeadRecord:
+def _record(document: Mapping[str, Any], default_region: str, problems: _n.Problems, flags: set[str]) -> LeadRecord:
     """The ``record_*`` fields; phone and zone problems are flags, not rejections."""
     phone_value = document.get("record_phone_number")
     phone_raw: str | None = None
@@ -366,16 +415,21 @@ def _record(document: Mapping[str, Any], default_region: str, problems: _n.Probl
     if phone.problem:
         flags.add("phone_missing" if phone.problem == "missing" else "phone_unparseable")
     tz_value = document.get("record_timezone")
-    tz_raw = (_n.raw_string(tz_value, "record_timezone", problems) if isinstance(tz_value, str)
-              else _n.text(tz_value, "record_timezone", problems))  # -5 -> "-5"
+    tz_raw = (
+        _n.raw_string(tz_value, "record_timezone", problems)
+        if isinstance(tz_value, str)
+        else _n.text(tz_value, "record_timezone", problems)
+    )  # -5 -> "-5"
     zone = LeadTimezone(**_n.timezone(tz_raw))
     if zone.problem:
         flags.add("timezone_missing" if zone.problem == "missing" else "timezone_unparseable")
     return LeadRecord(
-        phone=phone, timezone=zone,
+        phone=phone,
+        timezone=zone,
         zip_code=_n.text(document.get("record_zip_code"), "record_zip_code", problems),
         first_name=_n.text(document.get("record_first_name"), "record_first_name", problems),
-        last_name=_n.text(document.get("record_last_name"), "record_last_name", problems))
+        last_name=_n.text(document.get("record_last_name"), "record_last_name", problems),
+    )
 
 
 def _transcript(value: Any, problems: _n.Problems, flags: set[str]) -> list[TranscriptTurn]:
@@ -404,6 +458,5 @@ def _transcript(value: Any, problems: _n.Problems, flags: set[str]) -> list[Tran
             content = _n.raw_string(content, f"{path}.content", problems)
         extra = {k: v for k, v in item.items() if k not in ("role", "content")}
         _n.check_json(extra, path, 3, problems)
-        turns.append(TranscriptTurn(role=role, role_raw=role_raw, content=content or "",
-                                    extra=extra))
+        turns.append(TranscriptTurn(role=role, role_raw=role_raw, content=content or "", extra=extra))
     return turns

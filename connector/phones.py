@@ -131,8 +131,9 @@ def numbers_held(values: Mapping[str, Any], fields: Sequence[str], by_national: 
     return hits
 
 
-def one_per_number(indexes: Sequence[int], key_of: Callable[[int], tuple[str, str]]
-                   ) -> tuple[dict[tuple[str, str], int], dict[int, list[int]]]:
+def one_per_number(
+    indexes: Sequence[int], key_of: Callable[[int], tuple[str, str]]
+) -> tuple[dict[tuple[str, str], int], dict[int, list[int]]]:
     """Group items by (object, number): the first of each group leads (it is created), the others follow it (they
     share its record), so two events of one new number never create two records."""
     leaders: dict[tuple[str, str], int] = {}

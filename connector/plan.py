@@ -8,11 +8,11 @@ can find what an earlier, interrupted attempt already wrote.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JsonScalar = Union[str, int, float, bool, None]
+JsonScalar = str | int | float | bool | None
 
 
 def contact_action_key(event_id: str) -> str:
@@ -45,7 +45,7 @@ class MatchByPhone(_Frozen):
     e164: str
 
 
-MatchRule = Annotated[Union[MatchById, MatchByPhone], Field(discriminator="by")]
+MatchRule = Annotated[MatchById | MatchByPhone, Field(discriminator="by")]
 
 
 class ResolveContact(_Frozen):
@@ -149,7 +149,7 @@ class HoldForReview(_Frozen):
 
 
 Action = Annotated[
-    Union[ResolveContact, CreateActivity, UpdateContact, CreateTask, CloseCallbacks, HoldForReview],
+    ResolveContact | CreateActivity | UpdateContact | CreateTask | CloseCallbacks | HoldForReview,
     Field(discriminator="kind"),
 ]
 

@@ -53,8 +53,9 @@ SAMPLE_PHONE = "+12025550143"
 """A fictional (555-01xx) but possible US number, so the sample has a contact key."""
 
 
-def sample_payload(event_id: int | str | None = None, *, end_reason: str = "call_transferred",
-                   **overrides: Any) -> dict[str, Any]:
+def sample_payload(
+    event_id: int | str | None = None, *, end_reason: str = "call_transferred", **overrides: Any
+) -> dict[str, Any]:
     """The vendor sample as a fresh, valid JSON object; ``overrides`` replace top-level keys.
 
     A random id by default, so tests that post several samples do not collide on idempotency.

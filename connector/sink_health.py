@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.config import Settings
@@ -99,16 +99,21 @@ class Health:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "sinks": {name: {"state": sink.state, "configured": sink.configured,
-                             "conditions": [_plain(asdict(c)) for c in sink.conditions]}
-                      for name, sink in self.sinks.items()},
+            "sinks": {
+                name: {
+                    "state": sink.state,
+                    "configured": sink.configured,
+                    "conditions": [_plain(asdict(c)) for c in sink.conditions],
+                }
+                for name, sink in self.sinks.items()
+            },
             "engine": asdict(self.engine),
         }
 
 
 def assess(ledger: Ledger, settings: Settings, *, now: datetime | None = None) -> Health:
     """Every sink's conditions and the engine's state, read from the ledger (raises StoreError when it is down)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     states = {s.sink: s for s in ledger.sinks.all()}
     missing = missing_by_sink(ledger)
     names = settings.enabled_sinks()
@@ -119,13 +124,24 @@ def assess(ledger: Ledger, settings: Settings, *, now: datetime | None = None) -
         if found is not None and found.paused:
             conditions.append(_paused(name, found.reason, found.paused_at))
         if found is not None and found.blocked_until is not None and found.blocked_until > now:
-            conditions.append(Condition("rate_limited", "the CRM's rate limit was reached: nobody calls it before "
-                                        f"{_when(found.blocked_until)}; nothing fails, deliveries wait",
-                                        until=found.blocked_until))
+            conditions.append(
+                Condition(
+                    "rate_limited",
+                    "the CRM's rate limit was reached: nobody calls it before "
+                    f"{_when(found.blocked_until)}; nothing fails, deliveries wait",
+                    until=found.blocked_until,
+                )
+            )
         if found is not None and found.mapping_error:
-            conditions.append(Condition("broken_mapping", "the mapping file changed but does not load; the previous "
-                                        f"mapping stays in use until it is fixed:\n{found.mapping_error}",
-                                        command("validate", "--offline"), since=found.mapping_error_at))
+            conditions.append(
+                Condition(
+                    "broken_mapping",
+                    "the mapping file changed but does not load; the previous "
+                    f"mapping stays in use until it is fixed:\n{found.mapping_error}",
+                    command("validate", "--offline"),
+                    since=found.mapping_error_at,
+                )
+            )
         text = missing_warning(name, missing.get(name, []))
         if text:
             conditions.append(Condition("missing_fields", text, command("crm-setup", "--sink", name)))
@@ -139,9 +155,13 @@ def _paused(name: str, reason: str | None, since: datetime | None) -> Condition:
     """Credentials rejected, or a field the sink must not skip (the do-not-call field) is missing in the CRM."""
     text = reason or "paused"
     if text.lower().startswith("credentials rejected"):
-        return Condition("paused", f"{text}; fix sinks.{name}'s credentials in the config (the sink resumes by "
-                         "itself once a probe succeeds), then check them with the command",
-                         command("validate"), since=since)
+        return Condition(
+            "paused",
+            f"{text}; fix sinks.{name}'s credentials in the config (the sink resumes by "
+            "itself once a probe succeeds), then check them with the command",
+            command("validate"),
+            since=since,
+        )
     if text.startswith("the CRM lacks fields"):
         return Condition("paused", text, command("crm-setup", "--sink", name), since=since)
     return Condition("paused", text, command("validate"), since=since)
@@ -177,7 +197,7 @@ def mapping_error_text(exc: ConfigError) -> str:
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

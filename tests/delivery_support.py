@@ -10,28 +10,43 @@ from typing import Any
 
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.receiver.ingest import content_hash
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
-from connector.engine.worker import Worker
 from tests.conftest import TOKEN
 
 
-def engine_settings(store_url: str, recorder_url: str, *, token: str = "recorder-token",
-                    mapping: str | None = None, rate_limit: dict[str, Any] | None = None,
-                    retry: dict[str, Any] | None = None, **worker: Any) -> Settings:
-    sink: dict[str, Any] = {"type": "http", "url": recorder_url, "headers": {"Authorization": f"Bearer {token}"},
-                            "mapping": mapping or str(default_mapping_path("hubspot"))}
+def engine_settings(
+    store_url: str,
+    recorder_url: str,
+    *,
+    token: str = "recorder-token",
+    mapping: str | None = None,
+    rate_limit: dict[str, Any] | None = None,
+    retry: dict[str, Any] | None = None,
+    **worker: Any,
+) -> Settings:
+    sink: dict[str, Any] = {
+        "type": "http",
+        "url": recorder_url,
+        "headers": {"Authorization": f"Bearer {token}"},
+        "mapping": mapping or str(default_mapping_path("hubspot")),
+    }
     if rate_limit:
         sink["rate_limit"] = rate_limit
     document = {
         "receiver": {"auth": {"tokens": [TOKEN]}},
         "store": {"url": store_url},
         "sinks": {"rec": sink},
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
-                   "retry": retry or {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1,
-                                      "quick_wait_s": 0.01}, **worker},
+        "worker": {
+            "poll_interval_s": 0.05,
+            "auth_probe_s": 1,
+            "lease_s": 10,
+            "retry": retry or {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
+            **worker,
+        },
     }
     return parse_settings(document, source="<test>", base_dir=Path("."), environ={})
 
@@ -39,8 +54,13 @@ def engine_settings(store_url: str, recorder_url: str, *, token: str = "recorder
 def ingest(ledger: Ledger, event_id: int, *, sinks: tuple[str, ...] = ("rec",), **overrides: Any) -> str:
     document = sample_payload(event_id, **overrides)
     event = parse_webhook(document)
-    ledger.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                        content_hash=content_hash(document), sinks=list(sinks))
+    ledger.record_event(
+        event,
+        body=json.dumps(document).encode(),
+        content_type="application/json",
+        content_hash=content_hash(document),
+        sinks=list(sinks),
+    )
     return event.id
 
 
@@ -69,6 +89,7 @@ def drain(worker: Worker, rounds: int = 200) -> int:
             break
         if done == 0:
             import time
+
             time.sleep(0.1)
     return total
 

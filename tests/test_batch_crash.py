@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from connector.engine import batch as batching
 from connector.config import parse_settings
 from connector.emulators.hubspot.server import HubSpotEmulator
-from connector.ledger import Ledger
+from connector.engine import batch as batching
 from connector.engine.worker import Worker
+from connector.ledger import Ledger
 from tests.conftest import _truncate_all
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_hubspot_sink import TOKEN
@@ -32,13 +32,24 @@ class Crash(BaseException):
 
 
 def settings(emulator: HubSpotEmulator, store_url: str, **worker: Any) -> Any:
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
-        "sinks": {"hs": {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}},
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 30, "batch_size": 40,
-                   "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
-                   **worker},
-    }, source="t", base_dir=Path("."), environ={})  # fmt: skip
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["t" * 32]}},
+            "store": {"url": store_url},
+            "sinks": {"hs": {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url}},
+            "worker": {
+                "poll_interval_s": 0.05,
+                "auth_probe_s": 1,
+                "lease_s": 30,
+                "batch_size": 40,
+                "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
+                **worker,
+            },
+        },
+        source="t",
+        base_dir=Path("."),
+        environ={},
+    )
 
 
 def phones(count: int) -> list[str]:
@@ -61,12 +72,23 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str, nth: int) -> None:
     monkeypatch.setattr("connector.engine.single.crash_point", crash_point)
 
 
-@pytest.mark.parametrize(("point", "nth"), [("before_crm_call", 1), ("before_crm_call", 3), ("after_crm_call", 1),
-                                            ("after_crm_call", 2), ("after_crm_call", 3), ("after_action", 1)])
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [
+        ("before_crm_call", 1),
+        ("before_crm_call", 3),
+        ("after_crm_call", 1),
+        ("after_crm_call", 2),
+        ("after_crm_call", 3),
+        ("after_action", 1),
+    ],
+)
 def test_a_batch_killed_at_a_crash_point_loses_nothing_and_duplicates_nothing(
-        store_url: str, monkeypatch: pytest.MonkeyPatch, point: str, nth: int) -> None:
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    store_url: str, monkeypatch: pytest.MonkeyPatch, point: str, nth: int
+) -> None:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         ledger = Ledger.open(settings(emulator, store_url).store)
         _truncate_all(ledger)
         numbers = phones(30)
@@ -79,8 +101,10 @@ def test_a_batch_killed_at_a_crash_point_loses_nothing_and_duplicates_nothing(
             warm.open()
             drain(warm)
             warm.close()
-        ids = [ingest(ledger, 2000 + i, sinks=("hs",), end_reason=REASONS[i % len(REASONS)],
-                      record_phone_number=phone) for i, phone in enumerate(numbers)]
+        ids = [
+            ingest(ledger, 2000 + i, sinks=("hs",), end_reason=REASONS[i % len(REASONS)], record_phone_number=phone)
+            for i, phone in enumerate(numbers)
+        ]
         dying = Worker(settings(emulator, store_url), ledger=ledger, worker_id="dying")
         dying.open()
         crash_at(monkeypatch, point, nth)
@@ -113,16 +137,20 @@ def test_a_batch_killed_at_a_crash_point_loses_nothing_and_duplicates_nothing(
 def test_a_lone_call_takes_the_single_path_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With nothing else due, one claimed delivery is run at once by the single-event path: the worker never waits
     for a batch to fill (latency is measured in bench/delivery.py, not here)."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         store = f"sqlite:///{tmp_path / 'ledger.db'}"
         ledger = Ledger.open(settings(emulator, store).store)
         worker = Worker(settings(emulator, store, batch_size=100), ledger=ledger)
         worker.open()
         batched: list[int] = []
         real = batching.BatchingRunner._run_batch
-        monkeypatch.setattr(batching.BatchingRunner, "_run_batch",
-                            lambda self, claimed, sink: batched.append(len(claimed)) or real(self, claimed, sink))
+        monkeypatch.setattr(
+            batching.BatchingRunner,
+            "_run_batch",
+            lambda self, claimed, sink: batched.append(len(claimed)) or real(self, claimed, sink),
+        )
         try:
             event_id = ingest(ledger, 77, sinks=("hs",), end_reason="hung_up")
             assert worker.run_once() == 1  # the first round delivers it

@@ -18,8 +18,8 @@ from hubspot.crm.contacts import SimplePublicObjectInput
 
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
-from connector.ledger import Ledger
 from connector.engine.worker import Worker
+from connector.ledger import Ledger
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_hubspot_sink import TOKEN as HS_TOKEN
 from tests.sinks.test_hubspot_sink import engine_settings as hubspot_settings
@@ -43,26 +43,46 @@ class Crm:
     def callback_tasks(self, event_id: str) -> list[dict[str, Any]]:
         key = f"2x-{event_id}:task:callback"
         if self.name == "hubspot":
-            return [{"id": t["id"], "open": t["properties"].get("hs_task_status") != "COMPLETED",
-                     "subject": t["properties"].get("hs_task_subject")}
-                    for t in self.emulator.objects("tasks") if t["properties"].get("twox_task_key") == key]
-        return [{"id": t["Id"], "open": not t["IsClosed"], "subject": t["Subject"]}
-                for t in self.emulator.records("Task") if t["CallObject"] == key]
+            return [
+                {
+                    "id": t["id"],
+                    "open": t["properties"].get("hs_task_status") != "COMPLETED",
+                    "subject": t["properties"].get("hs_task_subject"),
+                }
+                for t in self.emulator.objects("tasks")
+                if t["properties"].get("twox_task_key") == key
+            ]
+        return [
+            {"id": t["Id"], "open": not t["IsClosed"], "subject": t["Subject"]}
+            for t in self.emulator.records("Task")
+            if t["CallObject"] == key
+        ]
 
     def open_callback_tasks(self) -> list[dict[str, Any]]:
         if self.name == "hubspot":
-            return [t for t in self.emulator.objects("tasks") if t["properties"].get("hs_task_status") != "COMPLETED"
-                    and ":task:" in (t["properties"].get("twox_task_key") or "")]
+            return [
+                t
+                for t in self.emulator.objects("tasks")
+                if t["properties"].get("hs_task_status") != "COMPLETED"
+                and ":task:" in (t["properties"].get("twox_task_key") or "")
+            ]
         return [t for t in self.emulator.records("Task") if not t["IsClosed"] and ":task:" in (t["CallObject"] or "")]
 
     def do_not_call(self, phone: str) -> bool:
         digits = phone[-10:]
         if self.name == "hubspot":
-            found = [c for c in self.emulator.objects("contacts")
-                     if "".join(ch for ch in c["properties"].get("phone") or "" if ch.isdigit()).endswith(digits)]
+            found = [
+                c
+                for c in self.emulator.objects("contacts")
+                if "".join(ch for ch in c["properties"].get("phone") or "" if ch.isdigit()).endswith(digits)
+            ]
             return bool(found) and all(c["properties"].get("twox_do_not_call") == "true" for c in found)
-        found = [r for o in ("Contact", "Lead") for r in self.emulator.records(o)
-                 if "".join(ch for ch in r.get("Phone") or "" if ch.isdigit()).endswith(digits)]
+        found = [
+            r
+            for o in ("Contact", "Lead")
+            for r in self.emulator.records(o)
+            if "".join(ch for ch in r.get("Phone") or "" if ch.isdigit()).endswith(digits)
+        ]
         return bool(found) and all(r["DoNotCall"] is True for r in found)
 
     def set_do_not_call_in_crm(self, phone: str) -> str:
@@ -70,10 +90,13 @@ class Crm:
         if self.name == "hubspot":
             client = hubspot.Client.create(access_token=HS_TOKEN, host=self.emulator.url)
             from hubspot.crm.contacts import SimplePublicObjectInputForCreate
-            created = client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
-                properties={"phone": phone, "firstname": "Pat"}))
-            client.crm.contacts.basic_api.update(str(created.id), SimplePublicObjectInput(
-                properties={"twox_do_not_call": "true"}))
+
+            created = client.crm.contacts.basic_api.create(
+                SimplePublicObjectInputForCreate(properties={"phone": phone, "firstname": "Pat"})
+            )
+            client.crm.contacts.basic_api.update(
+                str(created.id), SimplePublicObjectInput(properties={"twox_do_not_call": "true"})
+            )
             return str(created.id)
         sf = salesforce_client(self.emulator)
         created = sf.Contact.create({"LastName": "Pat", "Phone": phone})
@@ -89,15 +112,18 @@ class Crm:
         """(method, path) of every request the emulator answered so far."""
         if self.name == "hubspot":
             return [(r.method.upper(), r.path) for r in self.emulator.request_log]
-        return [(str(r["method"]).upper(), str(r["path"]) + "?" + str(r.get("query") or ""))
-                for r in self.emulator.request_log]
+        return [
+            (str(r["method"]).upper(), str(r["path"]) + "?" + str(r.get("query") or ""))
+            for r in self.emulator.request_log
+        ]
 
 
 @pytest.fixture(params=["hubspot", "salesforce"])
 def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
     if request.param == "hubspot":
-        emulator: Any = HubSpotEmulator(tokens=[HS_TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                                        seed_custom_properties=True)
+        emulator: Any = HubSpotEmulator(
+            tokens=[HS_TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+        )
         with emulator:
             settings = hubspot_settings(emulator, tmp_path)
             yield from _running("hubspot", "hs", emulator, settings)
@@ -118,8 +144,14 @@ def _running(name: str, sink: str, emulator: Any, settings: Any) -> Iterator[Crm
 
 
 def call(crm: Crm, event_id: int, end_reason: str, phone: str) -> str:
-    return ingest(crm.ledger, event_id, sinks=(crm.sink,), end_reason=end_reason, record_phone_number=phone,
-                  question_fields={"case_number": "8057", "callback_time": "tomorrow 3pm"})
+    return ingest(
+        crm.ledger,
+        event_id,
+        sinks=(crm.sink,),
+        end_reason=end_reason,
+        record_phone_number=phone,
+        question_fields={"case_number": "8057", "callback_time": "tomorrow 3pm"},
+    )
 
 
 def phones_for(path: str) -> list[str]:
@@ -232,11 +264,13 @@ def test_close_as_cancelled_prefixes_the_subject(crm: Crm, tmp_path: Path) -> No
     from connector.default_mappings import default_mapping_path
 
     mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(default_mapping_path(crm.name).read_text().replace(
-        "close_as: completed", "close_as: cancelled"))
+    mapping.write_text(default_mapping_path(crm.name).read_text().replace("close_as: completed", "close_as: cancelled"))
     crm.worker.close()
-    settings = (hubspot_settings(crm.emulator, tmp_path, mapping=str(mapping)) if crm.name == "hubspot"
-                else salesforce_settings(crm.emulator, tmp_path, mapping=mapping))
+    settings = (
+        hubspot_settings(crm.emulator, tmp_path, mapping=str(mapping))
+        if crm.name == "hubspot"
+        else salesforce_settings(crm.emulator, tmp_path, mapping=mapping)
+    )
     crm.worker = Worker(settings, ledger=crm.ledger)
     crm.worker.open()
     phone = NEW_PHONES[0]
@@ -271,5 +305,4 @@ def _is_guard_read(crm: Crm, request: tuple[str, str]) -> bool:
     method, path = request
     if crm.name == "hubspot":
         return method == "GET" and path.startswith("/crm/v3/objects/contacts/")
-    return method == "GET" and ("/sobjects/Contact/" in path or "/sobjects/Lead/" in path) \
-        and "describe" not in path
+    return method == "GET" and ("/sobjects/Contact/" in path or "/sobjects/Lead/" in path) and "describe" not in path

@@ -20,10 +20,14 @@ JSON = "application/json"
 @pytest.fixture
 def config_file(tmp_path: Path, served_sqlite: Served) -> Path:
     path = tmp_path / "cli.yaml"
-    path.write_text(yaml.safe_dump({
-        "receiver": {"auth": {"tokens": [served_sqlite.token]}},
-        "store": {"url": served_sqlite.settings.store.url},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": [served_sqlite.token]}},
+                "store": {"url": served_sqlite.settings.store.url},
+            }
+        )
+    )
     return path
 
 
@@ -33,15 +37,18 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def send(served: Served, body: bytes, content_type: str = JSON) -> requests.Response:
-    return requests.post(served.url, data=body, timeout=10,
-                         headers={"Content-Type": content_type, "Authorization": served.token})
+    return requests.post(
+        served.url, data=body, timeout=10, headers={"Content-Type": content_type, "Authorization": served.token}
+    )
 
 
 def test_validate_reports_ok_and_problems(tmp_path: Path, config_file: Path) -> None:
     code, out, err = run("validate", "--config", str(config_file))
     assert code == 0 and out.startswith("OK: ") and "OK" not in err  # the verdict is output, not a diagnostic
     bad = tmp_path / "bad.yaml"
-    bad.write_text("receiver: {auth: {tokens: []}, port: 0}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
+    bad.write_text(
+        "receiver: {auth: {tokens: []}, port: 0}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n"
+    )
     code, _, err = run("validate", "--offline", "--config", str(bad))
     assert code == 1
     assert "receiver.auth.tokens" in err and "receiver.port" in err
@@ -49,7 +56,9 @@ def test_validate_reports_ok_and_problems(tmp_path: Path, config_file: Path) -> 
 
 def test_validate_names_a_missing_mapping_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("receiver: {auth: {tokens: [t]}}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n")
+    path.write_text(
+        "receiver: {auth: {tokens: [t]}}\nsinks: {h: {type: hubspot, access_token: x, mapping: nope.yaml}}\n"
+    )
     code, _, err = run("validate", "--offline", "--config", str(path))
     assert code == 1 and "sinks.h.mapping: file not found: nope.yaml" in err
 
@@ -82,8 +91,9 @@ def test_quarantine_list_show_and_replay(served_sqlite: Served, config_file: Pat
     # The 415 body is a valid call record: replaying it (the sender's header was the problem) stores it.
     code, out, _ = run("quarantine", "replay", "--config", str(config_file), str(media_id))
     assert code == 0
-    assert json.loads(out) == [{"quarantine_id": media_id, "status": 202, "result": "accepted as event 808",
-                                "event_id": "808"}]
+    assert json.loads(out) == [
+        {"quarantine_id": media_id, "status": 202, "result": "accepted as event 808", "event_id": "808"}
+    ]
     assert served_sqlite.ledger.get_event("808") is not None
 
     # The 422 body is still refused by today's code: it stays in quarantine, annotated.
@@ -117,11 +127,22 @@ def test_validate_checks_the_mapping_against_a_reachable_crm(tmp_path: Path) -> 
 
     with HubSpotEmulator(seed_custom_properties=False) as emulator:
         path = tmp_path / "c.yaml"
-        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
-                                        "sinks": {"hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token",
-                                                         "base_url": emulator.url}}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "receiver": {"auth": {"tokens": ["t"]}},
+                    "sinks": {
+                        "hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token", "base_url": emulator.url}
+                    },
+                }
+            )
+        )
         code, _, err = run("validate", "--config", str(path))
-        assert code == 1 and "twox_do_not_call" in err and f"connector crm-setup --config {path.resolve()} --sink hs" in err
+        assert (
+            code == 1
+            and "twox_do_not_call" in err
+            and f"connector crm-setup --config {path.resolve()} --sink hs" in err
+        )
         code, out, _ = run("crm-setup", "--config", str(path), "--no-ledger-questions")
         assert code == 0 and "twox_do_not_call" in out
         code, _, err = run("validate", "--config", str(path))
@@ -133,9 +154,21 @@ def test_salesforce_crm_setup_prepares_the_org_and_validate_checks_it(tmp_path: 
 
     with SalesforceEmulator(with_custom_fields=False) as org:
         path = tmp_path / "sf.yaml"
-        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": {
-            "type": "salesforce", "instance_url": org.instance_url, "auth": {"session_id": org.session_id},
-            "ca_bundle": org.ca_file}}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "receiver": {"auth": {"tokens": ["t"]}},
+                    "sinks": {
+                        "crm": {
+                            "type": "salesforce",
+                            "instance_url": org.instance_url,
+                            "auth": {"session_id": org.session_id},
+                            "ca_bundle": org.ca_file,
+                        }
+                    },
+                }
+            )
+        )
         setup = ("crm-setup", "--config", str(path), "--no-ledger-questions")
         code, _, err = run("validate", "--config", str(path))
         assert code == 1 and "TwoX_Wrong_Number__c" in err and f"crm-setup --config {path.resolve()} --sink crm" in err
@@ -157,16 +190,21 @@ def test_salesforce_crm_setup_prepares_the_org_and_validate_checks_it(tmp_path: 
 
 def _config_with_secrets_from_env(tmp_path: Path, store_url: str) -> Path:
     path = tmp_path / "env.yaml"
-    path.write_text(yaml.safe_dump({
-        "receiver": {"auth": {"tokens": ["${CLI_TEST_WEBHOOK_TOKEN}"]}},
-        "store": {"url": store_url},
-        "sinks": {"hs": {"type": "hubspot", "access_token": "${CLI_TEST_HUBSPOT_TOKEN}"}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": ["${CLI_TEST_WEBHOOK_TOKEN}"]}},
+                "store": {"url": store_url},
+                "sinks": {"hs": {"type": "hubspot", "access_token": "${CLI_TEST_HUBSPOT_TOKEN}"}},
+            }
+        )
+    )
     return path
 
 
-def test_reading_the_ledger_needs_no_secret_in_the_environment(tmp_path: Path, served_sqlite: Served,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reading_the_ledger_needs_no_secret_in_the_environment(
+    tmp_path: Path, served_sqlite: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CLI_TEST_WEBHOOK_TOKEN", raising=False)
     monkeypatch.delenv("CLI_TEST_HUBSPOT_TOKEN", raising=False)
     assert send(served_sqlite, json.dumps(sample_payload(4242)).encode()).status_code == 202
@@ -204,9 +242,16 @@ def test_crm_setup_leaves_no_store_file_behind(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     with HubSpotEmulator(seed_custom_properties=False) as emulator:
         path = tmp_path / "c.yaml"
-        path.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
-                                        "sinks": {"hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token",
-                                                         "base_url": emulator.url}}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "receiver": {"auth": {"tokens": ["t"]}},
+                    "sinks": {
+                        "hs": {"type": "hubspot", "access_token": "sandbox-hubspot-token", "base_url": emulator.url}
+                    },
+                }
+            )
+        )
         for flags in ((), ("--no-ledger-questions",), ("--dry-run",)):
             code, out, err = run("crm-setup", "--config", str(path), *flags)
             assert code == 0, err

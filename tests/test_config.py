@@ -31,12 +31,15 @@ def test_example_config_is_valid_once_its_variable_is_set() -> None:
 
 
 def test_variables_and_defaults_are_expanded(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 receiver:
   port: ${PORT:-9090}
   auth: {header: "${HEADER:-X-Auth}", tokens: ["${A}", "pre-${B}-post", "$${LITERAL}"]}
 store: {url: "postgresql+psycopg://u@127.0.0.1:5432/${DB:-connector}"}
-""")
+""",
+    )
     settings = load_settings(path, environ={"A": "first", "B": "mid", "HEADER": ""})
     assert settings.receiver.port == 9090
     assert settings.receiver.auth.header == "X-Auth"  # empty value falls back to the default
@@ -45,7 +48,9 @@ store: {url: "postgresql+psycopg://u@127.0.0.1:5432/${DB:-connector}"}
 
 
 def test_all_problems_are_reported_at_once_with_yaml_paths(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 receiver:
   port: 70000
   max_body_byte: 5
@@ -54,7 +59,8 @@ store: {url: "mysql://x"}
 phone: {default_region: usa}
 sinks:
   hub: {type: hubspot, base_url: "http://127.0.0.1:1"}
-""")
+""",
+    )
     with pytest.raises(ConfigError) as exc:
         load_settings(path, environ={})
     found = problems(exc)
@@ -67,10 +73,13 @@ sinks:
 
 
 def test_secrets_never_appear_in_errors_or_reprs(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 receiver: {auth: {tokens: ["super-secret-token-value"]}, port: -1}
 sinks: {hub: {type: hubspot, access_token: "pat-secret-hubspot", base_url: 5}}
-""")
+""",
+    )
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     assert "super-secret" not in str(exc.value) and "pat-secret" not in str(exc.value)
@@ -79,13 +88,16 @@ sinks: {hub: {type: hubspot, access_token: "pat-secret-hubspot", base_url: 5}}
 
 
 def test_sink_types_are_told_apart(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 receiver: {auth: {tokens: ["t"]}}
 sinks:
   hs: {type: hubspot, access_token: "x", mapping: mappings/hubspot.yaml}
   sf: {type: salesforce, instance_url: "https://127.0.0.1:8443", auth: {session_id: "y"}}
   custom: {type: pipedrive, api_key: "z", enabled: false}
-""")
+""",
+    )
     settings = load_settings(path)
     assert isinstance(settings.sinks["hs"], HubSpotSinkSettings)
     assert isinstance(settings.sinks["sf"], SalesforceSinkSettings)
@@ -95,7 +107,11 @@ sinks:
 
 @pytest.mark.parametrize(
     ("text", "where"),
-    [("receiver: [unclosed", "line 1"), ("- a\n- b\n", "<root>"), ("receiver: {auth: {tokens: []}}", "receiver.auth.tokens")],
+    [
+        ("receiver: [unclosed", "line 1"),
+        ("- a\n- b\n", "<root>"),
+        ("receiver: {auth: {tokens: []}}", "receiver.auth.tokens"),
+    ],
 )
 def test_unusable_documents_say_where(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError) as exc:

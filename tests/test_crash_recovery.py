@@ -19,12 +19,12 @@ import yaml
 from sqlalchemy import update
 
 from connector.default_mappings import default_mapping_path
+from connector.engine.worker import DEAD_AFTER_S, Worker
 from connector.errors import LeaseLost
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, DeliveryStatus, workers
 from connector.sample import sample_payload
-from connector.engine.worker import DEAD_AFTER_S, Worker
 from tests.conftest import TOKEN, _truncate_all, free_port, make_settings
 from tests.delivery_support import engine_settings, ingest
 from tests.support import processes
@@ -67,7 +67,8 @@ def test_claims_of_a_dead_process_on_this_host_return_at_once(ledger: Ledger, re
 
 
 def test_a_silent_worker_elsewhere_is_dead_after_a_few_beats_but_not_right_after_an_outage(
-        ledger: Ledger, recorder: Recorder) -> None:
+    ledger: Ledger, recorder: Recorder
+) -> None:
     settings = engine_settings(str(ledger.engine.url.render_as_string(hide_password=False)), recorder.url)
     ingest(ledger, 32_000, record_phone_number="+12025550100")
     ingest(ledger, 32_001, record_phone_number="+12025550101")
@@ -97,8 +98,9 @@ def test_a_worker_whose_claims_were_released_stops_writing_them(ledger: Ledger) 
     assert ledger.deliveries.release_claims_of(["slowpoke"]) == 1
     with pytest.raises(LeaseLost):  # no further CRM call is started for it
         ledger.deliveries.journal_mark(claimed.id, "b", "update_contact", ActionStatus.IN_FLIGHT, owner="slowpoke")
-    assert not ledger.deliveries.finish(claimed.id, attempt, "slowpoke", status=DeliveryStatus.SUCCEEDED,
-                                        outcome="succeeded")
+    assert not ledger.deliveries.finish(
+        claimed.id, attempt, "slowpoke", status=DeliveryStatus.SUCCEEDED, outcome="succeeded"
+    )
     assert ledger.deliveries.counts() == {("rec", "pending"): 1}
     assert ledger.deliveries.attempts_for(claimed.id)[-1]["outcome"] == "lease_lost"
 
@@ -124,7 +126,9 @@ def test_a_live_but_slow_worker_is_never_declared_dead(tmp_path: Path, store_url
         stop(slow)
     assert recorder.duplicates() == {}
     assert len(recorder.writes) == expected_keys(ledger, ids)
-    outcomes = [a["outcome"] for e in ids for d in ledger.deliveries_for(e) for a in ledger.deliveries.attempts_for(d["id"])]
+    outcomes = [
+        a["outcome"] for e in ids for d in ledger.deliveries_for(e) for a in ledger.deliveries.attempts_for(d["id"])
+    ]
     assert "lease_lost" not in outcomes
     assert not any("declared dead" in (w["exit_reason"] or "") for w in ledger.sinks.recent_exits(within_s=600))
     ledger.dispose()
@@ -132,21 +136,40 @@ def test_a_live_but_slow_worker_is_never_declared_dead(tmp_path: Path, store_url
 
 def _serve_config(folder: Path, store_url: str, recorder: Recorder, port: int) -> Path:
     config = folder / "serve.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-        "store": {"url": store_url}, "serve": {"workers": 2},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 60, "batch_size": 5},  # the default lease: never waited out
-        "logging": {"level": "WARNING"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": store_url},
+                "serve": {"workers": 2},
+                "sinks": {
+                    "rec": {
+                        "type": "http",
+                        "url": recorder.url,
+                        "mapping": str(default_mapping_path("hubspot")),
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                    }
+                },
+                "worker": {
+                    "poll_interval_s": 0.05,
+                    "lease_s": 60,
+                    "batch_size": 5,
+                },  # the default lease: never waited out
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     return config
 
 
 def _post(port: int, i: int) -> str | None:
     try:
-        answer = requests.post(f"http://127.0.0.1:{port}/webhooks/2x/post-call", headers={"X-2X-Token": TOKEN},
-                               json=sample_payload(700_000 + i, record_phone_number=f"+1202555{i:04d}"), timeout=10)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/2x/post-call",
+            headers={"X-2X-Token": TOKEN},
+            json=sample_payload(700_000 + i, record_phone_number=f"+1202555{i:04d}"),
+            timeout=10,
+        )
     except requests.RequestException:
         return None
     return answer.json()["id"] if answer.status_code == 202 else None
@@ -158,7 +181,8 @@ def _succeeded(ledger: Ledger, ids: list[str]) -> int:
 
 @pytest.mark.slow
 def test_serve_killed_twice_mid_backlog_delivers_everything_once_within_seconds(
-        tmp_path: Path, store_url: str, recorder: Recorder) -> None:
+    tmp_path: Path, store_url: str, recorder: Recorder
+) -> None:
     ledger = Ledger.open(make_settings(store_url).store)
     _truncate_all(ledger)
     port = free_port()
@@ -171,11 +195,15 @@ def test_serve_killed_twice_mid_backlog_delivers_everything_once_within_seconds(
     with ThreadPoolExecutor(4) as pool:
         acknowledged += [i for i in pool.map(lambda i: _post(port, i), range(64)) if i]
     assert len(acknowledged) == 64
-    for round_ in range(2):
+    for _round in range(2):
         before = len(recorder.writes)
         processes.wait_until(  # kill while it holds claims, not between two batches
-            lambda: len(recorder.writes) >= before + 15 and ledger.deliveries.counts().get(("rec", "leased"), 0),
-            60, "deliveries in progress")
+            lambda before=before: (
+                len(recorder.writes) >= before + 15 and ledger.deliveries.counts().get(("rec", "leased"), 0)
+            ),
+            60,
+            "deliveries in progress",
+        )
         os.killpg(server.pid, signal.SIGKILL)  # receiver, master and embedded worker, mid-CRM-call
         server.wait(10)
         assert ledger.deliveries.counts().get(("rec", "leased"), 0) >= 1, "it died holding claims"
@@ -206,17 +234,25 @@ def test_the_embedded_worker_killed_alone_is_back_within_seconds(tmp_path: Path,
         os.kill(first["pid"], signal.SIGKILL)
         killed = time.monotonic()
         second = processes.wait_until(
-            lambda: [w for w in ledger.sinks.live_workers(within_s=10) if w["pid"] != first["pid"]], 20,
-            "a new embedded worker")
+            lambda: [w for w in ledger.sinks.live_workers(within_s=10) if w["pid"] != first["pid"]],
+            20,
+            "a new embedded worker",
+        )
         back = time.monotonic() - killed
-        ready = processes.wait_until(lambda: (r := processes.readyz(port)) and r["status_code"] == 200 and r, 20,
-                                     "ready again")
+        ready = processes.wait_until(
+            lambda: (r := processes.readyz(port)) and r["status_code"] == 200 and r, 20, "ready again"
+        )
         ids = [i for i in (_post(port, 500 + n) for n in range(10)) if i]
         processes.wait_until(lambda: _succeeded(ledger, ids) == 10, 30, "delivery after the restart")
-        status = subprocess.run([*processes.CONNECTOR, "status", "--json", "--config", str(config)],
-                                capture_output=True, text=True, timeout=60)
-        text = subprocess.run([*processes.CONNECTOR, "status", "--config", str(config)], capture_output=True,
-                              text=True, timeout=60)
+        status = subprocess.run(
+            [*processes.CONNECTOR, "status", "--json", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        text = subprocess.run(
+            [*processes.CONNECTOR, "status", "--config", str(config)], capture_output=True, text=True, timeout=60
+        )
     print(f"embedded worker back {back:.1f} s after kill -9")
     assert len(second) == 1 and back < 10
     assert "SIGKILL" in ready["checks"]["worker_last_exit"] or "not available" in ready["checks"]["worker_last_exit"]

@@ -57,17 +57,26 @@ NEW_NUMBER = "+13125550177"  # neither CRM knows it: the first call creates it, 
 LONG_NAME_NUMBER = "+13125550178"
 LEAD_TZ = "America/Los_Angeles"
 SEARCH_LAG_S = 2.0
-ANSWERS = {"case_number": "8057", "preferred_product": "Solar panels", "budget_range": "About 20k",
-           "best_time_to_reach": "Evenings after 6"}
+ANSWERS = {
+    "case_number": "8057",
+    "preferred_product": "Solar panels",
+    "budget_range": "About 20k",
+    "best_time_to_reach": "Evenings after 6",
+}
 """Several answers to the script's questions (none of them has a twox_q_* property before the first call)."""
 
 
 def _call(event_id: int, key_or_phone: str, end_reason: str | None, **overrides: Any) -> dict[str, Any]:
     phone = SEEDED[key_or_phone][3] if key_or_phone in SEEDED else key_or_phone
-    first, last = (SEEDED[key_or_phone][:2] if key_or_phone in SEEDED else ("Newton", "Newcomer"))
-    document = sample_payload(event_id, end_reason=end_reason or "end_call", record_phone_number=phone,
-                              record_first_name=first, record_last_name=last,
-                              question_fields={"case_number": str(event_id)})
+    first, last = SEEDED[key_or_phone][:2] if key_or_phone in SEEDED else ("Newton", "Newcomer")
+    document = sample_payload(
+        event_id,
+        end_reason=end_reason or "end_call",
+        record_phone_number=phone,
+        record_first_name=first,
+        record_last_name=last,
+        question_fields={"case_number": str(event_id)},
+    )
     call = {**document["call"], **overrides.pop("call", {})}
     if end_reason is None:
         del call["end_reason"]
@@ -81,24 +90,44 @@ def mixed_batch() -> list[dict[str, Any]]:
     return [
         _call(9001, "dnc", "do_not_call"),
         _call(9002, "wrong", "wrong_number"),
-        _call(9003, "callback", "schedule_call_back", record_timezone=LEAD_TZ,
-              question_fields={"callback_time": "tomorrow 3am"}),
+        _call(
+            9003,
+            "callback",
+            "schedule_call_back",
+            record_timezone=LEAD_TZ,
+            question_fields={"callback_time": "tomorrow 3am"},
+        ),
         _call(9004, "misc", "not_interested"),
         _call(9005, "misc", "no_answer", call={"answered": False, "duration": HUGE_DURATION}, transcript=[]),
         _call(9006, "misc", "voicemail_detected", message_left="Y", call={"answered": False}),
-        _call(9007, "invalid", None, call={"failure_reason": "invalid_number", "answered": False, "duration": 0},
-              transcript=[]),
+        _call(
+            9007,
+            "invalid",
+            None,
+            call={"failure_reason": "invalid_number", "answered": False, "duration": 0},
+            transcript=[],
+        ),
         _call(9008, "misc", "mystery_new_reason"),
         _call(9009, "answers", "call_transferred", question_fields=dict(ANSWERS)),
         _call(9010, LONG_NAME_NUMBER, "end_call", record_first_name=LONG_FIRST),
         _call(9011, "national", "hung_up"),
-        _call(9012, "callback_then_dnc", "schedule_call_back", record_timezone=LEAD_TZ,
-              question_fields={"callback_time": "tomorrow 11am"}),
+        _call(
+            9012,
+            "callback_then_dnc",
+            "schedule_call_back",
+            record_timezone=LEAD_TZ,
+            question_fields={"callback_time": "tomorrow 11am"},
+        ),
         _call(9013, "callback_then_dnc", "do_not_call"),  # in the same batch: delivered first (do-not-call priority)
         _call(9014, NEW_NUMBER, "end_call"),
         _call(9015, NEW_NUMBER, "no_answer", call={"answered": False}),
-        _call(9016, "callback_closed", "schedule_call_back", record_timezone="UTC-5",
-              question_fields={"callback_time": "Monday 10am"}),
+        _call(
+            9016,
+            "callback_closed",
+            "schedule_call_back",
+            record_timezone="UTC-5",
+            question_fields={"callback_time": "Monday 10am"},
+        ),
     ]
 
 
@@ -116,8 +145,9 @@ def portal() -> Iterator[HubSpotEmulator]:
         assert not [n for n in running.properties("contacts") if n.startswith("twox_")]
         client = hubspot.Client.create(access_token=HS_TOKEN, host=running.url)
         for first, last, phone, _ in SEEDED.values():
-            client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
-                properties={"firstname": first, "lastname": last, "phone": phone}))
+            client.crm.contacts.basic_api.create(
+                SimplePublicObjectInputForCreate(properties={"firstname": first, "lastname": last, "phone": phone})
+            )
         yield running
 
 
@@ -126,8 +156,12 @@ def org() -> Iterator[SalesforceEmulator]:
     """An org without the TwoX_*__c fields, with our people as Contacts (the national one as a Lead)."""
     with SalesforceEmulator(with_custom_fields=False) as running:
         assert running.custom_fields() == []
-        sf = Salesforce(instance_url=running.instance_url, session_id=running.session_id,
-                        session=running.client_session(), version="62.0")
+        sf = Salesforce(
+            instance_url=running.instance_url,
+            session_id=running.session_id,
+            session=running.client_session(),
+            version="62.0",
+        )
         for key, (first, last, phone, _) in SEEDED.items():
             if key == "national":
                 sf.Lead.create({"FirstName": first, "LastName": last, "Phone": phone, "Company": "Nat Co"})
@@ -138,17 +172,25 @@ def org() -> Iterator[SalesforceEmulator]:
 
 def write_config(folder: Path, port: int, store_url: str, portal: HubSpotEmulator, org: SalesforceEmulator) -> Path:
     config = folder / "connector.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-        "store": {"url": store_url},
-        "serve": {"workers": 2},
-        "worker": {"poll_interval_s": 0.1},
-        "sinks": {
-            "hubspot": {"type": "hubspot", "access_token": HS_TOKEN, "base_url": portal.url},
-            "salesforce": {"type": "salesforce", "instance_url": org.instance_url, "ca_bundle": org.ca_file,
-                           "auth": {"session_id": org.session_id}},
-        },
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": store_url},
+                "serve": {"workers": 2},
+                "worker": {"poll_interval_s": 0.1},
+                "sinks": {
+                    "hubspot": {"type": "hubspot", "access_token": HS_TOKEN, "base_url": portal.url},
+                    "salesforce": {
+                        "type": "salesforce",
+                        "instance_url": org.instance_url,
+                        "ca_bundle": org.ca_file,
+                        "auth": {"session_id": org.session_id},
+                    },
+                },
+            }
+        )
+    )
     return config
 
 
@@ -159,8 +201,12 @@ def connector(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def writes(portal: HubSpotEmulator, org: SalesforceEmulator, hs_since: int, sf_since: int) -> list[str]:
     """Requests since the marks that could change either CRM (a Salesforce Composite of GETs only reads)."""
     hs = [f"{r.method} {r.path}" for r in portal.request_log[hs_since:] if r.method.upper() != "GET"]
-    sf = [f"{e['method']} {e['path']}" for e in org.request_log[sf_since:] if e["method"] != "GET" and not (
-        e["path"].endswith("/composite") and all(r["method"] == "GET" for r in e["body"]["compositeRequest"]))]
+    sf = [
+        f"{e['method']} {e['path']}"
+        for e in org.request_log[sf_since:]
+        if e["method"] != "GET"
+        and not (e["path"].endswith("/composite") and all(r["method"] == "GET" for r in e["body"]["compositeRequest"]))
+    ]
     return hs + sf
 
 
@@ -168,7 +214,8 @@ def writes(portal: HubSpotEmulator, org: SalesforceEmulator, hs_since: int, sf_s
 
 
 def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
-        tmp_path: Path, store_url: str, portal: HubSpotEmulator, org: SalesforceEmulator) -> None:
+    tmp_path: Path, store_url: str, portal: HubSpotEmulator, org: SalesforceEmulator
+) -> None:
     started = time.monotonic()  # the fixtures seeded both CRMs before this
     empty_store(store_url)
     port = free_port()
@@ -251,18 +298,23 @@ def post_all(port: int, documents: list[dict[str, Any]]) -> None:
 
 
 def wait_delivered(config: Path, cwd: Path, expected: int) -> None:
-    delivered = wait_until(lambda: all_succeeded(config, cwd, expected), 45, "every delivery to succeed",
-                           every_s=0.5)
+    delivered = wait_until(lambda: all_succeeded(config, cwd, expected), 45, "every delivery to succeed", every_s=0.5)
     assert delivered == {"hubspot": {"succeeded": expected}, "salesforce": {"succeeded": expected}}
 
 
 def open_callbacks(portal: HubSpotEmulator, org: SalesforceEmulator) -> list[str]:
     """Keys of the open callback tasks in both CRMs."""
-    hubspot_keys = [t["properties"]["twox_task_key"] for t in portal.objects("tasks")
-                    if (t["properties"].get("twox_task_key") or "").endswith(":task:callback")
-                    and t["properties"].get("hs_task_status") != "COMPLETED"]
-    salesforce_keys = [t["CallObject"] for t in org.records("Task")
-                       if (t["CallObject"] or "").endswith(":task:callback") and not t["IsClosed"]]
+    hubspot_keys = [
+        t["properties"]["twox_task_key"]
+        for t in portal.objects("tasks")
+        if (t["properties"].get("twox_task_key") or "").endswith(":task:callback")
+        and t["properties"].get("hs_task_status") != "COMPLETED"
+    ]
+    salesforce_keys = [
+        t["CallObject"]
+        for t in org.records("Task")
+        if (t["CallObject"] or "").endswith(":task:callback") and not t["IsClosed"]
+    ]
     return hubspot_keys + salesforce_keys
 
 
@@ -330,7 +382,8 @@ def check_hubspot(portal: HubSpotEmulator, batch: list[dict[str, Any]]) -> None:
     assert portal.associations("tasks", task["id"], "contacts") == [contact(SEEDED["callback"][3])["id"]]
     assert_business_hours(task["properties"]["hs_timestamp"])
     due_local = datetime.fromisoformat(task["properties"]["hs_timestamp"].replace("Z", "+00:00")).astimezone(
-        ZoneInfo(LEAD_TZ))
+        ZoneInfo(LEAD_TZ)
+    )
     assert task["properties"]["hs_task_subject"] == f"Call back Cleo ({due_local:%a %d %b %H:%M} their time)"
 
     # Answers: in the call's notes and on the contact.

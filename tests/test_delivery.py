@@ -9,15 +9,13 @@ from datetime import timedelta
 import yaml
 
 from connector.default_mappings import default_mapping_path
+from connector.engine.replay import replay_dead_letters, replay_event
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, deliveries, events
-from connector.engine.replay import replay_dead_letters, replay_event
-from connector.engine.worker import Worker
 from tests.delivery_support import drain, engine_settings, ingest, statuses
 from tests.support.recorder import Recorder
-
-
 
 
 def make_worker(ledger: Ledger, settings) -> Worker:
@@ -27,8 +25,10 @@ def make_worker(ledger: Ledger, settings) -> Worker:
 
 
 def test_every_action_is_written_exactly_once(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
-    ids = [ingest(ledger, 100 + i, end_reason=reason, record_phone_number=f"+1202555{3000 + i}")
-           for i, reason in enumerate(["call_transferred", "schedule_call_back", "do_not_call", "no_answer"])]
+    ids = [
+        ingest(ledger, 100 + i, end_reason=reason, record_phone_number=f"+1202555{3000 + i}")
+        for i, reason in enumerate(["call_transferred", "schedule_call_back", "do_not_call", "no_answer"])
+    ]
     worker = make_worker(ledger, engine_settings(store_url, recorder.url))
     assert drain(worker) == 4
     assert all(statuses(ledger, i) == ["succeeded"] for i in ids)
@@ -102,8 +102,9 @@ def test_a_permanent_error_is_dead_lettered_at_once_with_the_crm_message(
     assert f"2x-{event_id}:activity" in recorder.keys()
 
 
-def test_bad_credentials_pause_the_sink_and_a_fix_resumes_it(ledger: Ledger, store_url: str,
-                                                               recorder: Recorder) -> None:
+def test_bad_credentials_pause_the_sink_and_a_fix_resumes_it(
+    ledger: Ledger, store_url: str, recorder: Recorder
+) -> None:
     ids = [ingest(ledger, 20 + i, record_phone_number=f"+1202555{2000 + i}") for i in range(5)]
     recorder.token = "rotated-token"
     worker = make_worker(ledger, engine_settings(store_url, recorder.url))
@@ -120,8 +121,7 @@ def test_bad_credentials_pause_the_sink_and_a_fix_resumes_it(ledger: Ledger, sto
     assert recorder.duplicates() == {}
 
 
-def test_429_blocks_the_sink_without_failing_the_delivery(ledger: Ledger, store_url: str,
-                                                          recorder: Recorder) -> None:
+def test_429_blocks_the_sink_without_failing_the_delivery(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
     event_id = ingest(ledger, 30)
     recorder.fail_next(1, status=429, retry_after=0.5)
     worker = make_worker(ledger, engine_settings(store_url, recorder.url))
@@ -144,10 +144,17 @@ def test_crm_said_yes_but_the_ledger_did_not_record_it(ledger: Ledger, store_url
     # The dead worker resolved the contact, started the activity, the CRM wrote it, then the process died.
     runtime = worker._runtimes["rec"]  # noqa: SLF001
     from connector.sinks.base import ExecutionContext
+
     context = ExecutionContext()
     contact = runtime.sink.execute(resolve, context)
-    ledger.deliveries.journal_mark(claimed[0].id, resolve.key, resolve.kind, ActionStatus.SUCCEEDED,
-                                   crm_id=contact.crm_id, result=contact.model_dump(mode="json"))
+    ledger.deliveries.journal_mark(
+        claimed[0].id,
+        resolve.key,
+        resolve.kind,
+        ActionStatus.SUCCEEDED,
+        crm_id=contact.crm_id,
+        result=contact.model_dump(mode="json"),
+    )
     ledger.deliveries.journal_mark(claimed[0].id, activity.key, activity.kind, ActionStatus.IN_FLIGHT)
     context.results[resolve.key] = contact
     runtime.sink.execute(activity, context)
@@ -179,8 +186,11 @@ def test_an_older_call_never_overwrites_a_newer_one(ledger: Ledger, store_url: s
     with ledger.engine.begin() as connection:  # make 60 older than 61 by a day, then deliver 61 first
         day_before = utcnow() - timedelta(days=1)
         connection.execute(events.update().where(events.c.event_id == older).values(received_at=day_before))
-        connection.execute(deliveries.update().where(deliveries.c.event_id == older).values(
-            call_time=day_before, due_at=utcnow() + timedelta(seconds=0.5)))
+        connection.execute(
+            deliveries.update()
+            .where(deliveries.c.event_id == older)
+            .values(call_time=day_before, due_at=utcnow() + timedelta(seconds=0.5))
+        )
     worker = make_worker(ledger, engine_settings(store_url, recorder.url))
     drain(worker)
     time.sleep(0.6)  # the older call becomes due
@@ -198,15 +208,20 @@ def test_an_older_call_never_overwrites_a_newer_one(ledger: Ledger, store_url: s
     assert "twox_last_call_outcome" not in older_fields
 
 
-def test_a_mapping_error_is_dead_and_replayable_after_the_fix(ledger: Ledger, store_url: str,
-                                                              recorder: Recorder, tmp_path) -> None:
+def test_a_mapping_error_is_dead_and_replayable_after_the_fix(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+) -> None:
     text = default_mapping_path("hubspot").read_text()
     (tmp_path / "m.yaml").write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))
     event_id = ingest(ledger, 70)
     settings = engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))
     drain(make_worker(ledger, settings))
     [delivery] = ledger.deliveries_for(event_id)
-    assert delivery["status"] == "dead" and "m.yaml:" in delivery["dead_reason"] and "missing_key" in delivery["dead_reason"]
+    assert (
+        delivery["status"] == "dead"
+        and "m.yaml:" in delivery["dead_reason"]
+        and "missing_key" in delivery["dead_reason"]
+    )
     assert recorder.writes == []
     (tmp_path / "m.yaml").write_text(text)
     replay_event(ledger, settings, event_id)
@@ -238,14 +253,16 @@ def test_a_contact_resolved_once_is_reused_by_later_calls(ledger: Ledger, store_
 
 def test_a_crm_id_in_meta_is_not_answered_from_the_cache(ledger: Ledger, store_url: str, recorder: Recorder) -> None:
     ingest(ledger, 92, end_reason="no_answer", record_phone_number="+13125550177")
-    explicit = ingest(ledger, 93, end_reason="no_answer", record_phone_number="+13125550177",
-                      meta={"hubspot_contact_id": "777"})
+    explicit = ingest(
+        ledger, 93, end_reason="no_answer", record_phone_number="+13125550177", meta={"hubspot_contact_id": "777"}
+    )
     drain(make_worker(ledger, engine_settings(store_url, recorder.url)))
     assert f"2x-{explicit}:contact" in recorder.by_key()
 
 
-def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: Ledger, store_url: str,
-                                                                        recorder: Recorder, tmp_path) -> None:
+def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+) -> None:
     """A custom mapping that treats "not interested" as do-not-call gets those deliveries first too."""
     import json as _json
 
@@ -262,17 +279,21 @@ def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(ledger: 
     served = next(serving)
     try:
         for event_id, reason in ((1, "not_interested"), (2, "hung_up")):
-            answer = requests.post(served.url, data=_json.dumps(sample_payload(event_id, end_reason=reason)),
-                                   headers={"Authorization": served.token, "Content-Type": "application/json"},
-                                   timeout=10)
+            answer = requests.post(
+                served.url,
+                data=_json.dumps(sample_payload(event_id, end_reason=reason)),
+                headers={"Authorization": served.token, "Content-Type": "application/json"},
+                timeout=10,
+            )
             assert answer.status_code == 202
     finally:
         serving.close()
     assert ledger.deliveries_for("1")[0]["priority"] == 0 and ledger.deliveries_for("2")[0]["priority"] == 10
 
 
-def test_a_running_worker_picks_up_a_fixed_mapping_for_the_replay(ledger: Ledger, store_url: str,
-                                                                  recorder: Recorder, tmp_path) -> None:
+def test_a_running_worker_picks_up_a_fixed_mapping_for_the_replay(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+) -> None:
     text = default_mapping_path("hubspot").read_text()
     mapping_file = tmp_path / "live.yaml"
     mapping_file.write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))

@@ -9,50 +9,80 @@ import logging
 import pytest
 import requests
 
+from connector.engine.worker import Worker
 from connector.logs import JsonFormatter, PlainFormatter, mask_phone
 from connector.sample import sample_payload
-from connector.engine.worker import Worker
 from tests.conftest import Served
 from tests.delivery_support import drain, engine_settings
 
 PHONE = "+12025550199"
-SECRETS = [PHONE, "2025550199", "202-555-0199", "(202) 555-0199", "Zebulon", "Quixote",
-           "tangerine passphrase", "4111 1111 1111 1111"]
+SECRETS = [
+    PHONE,
+    "2025550199",
+    "202-555-0199",
+    "(202) 555-0199",
+    "Zebulon",
+    "Quixote",
+    "tangerine passphrase",
+    "4111 1111 1111 1111",
+]
 
 
 def personal_payload(event_id: int, **overrides: object) -> dict:
-    document = sample_payload(event_id, record_phone_number="(202) 555-0199", record_first_name="Zebulon",
-                              record_last_name="Quixote", **overrides)
+    document = sample_payload(
+        event_id,
+        record_phone_number="(202) 555-0199",
+        record_first_name="Zebulon",
+        record_last_name="Quixote",
+        **overrides,
+    )
     document["transcript"] = [{"role": "User", "content": "my tangerine passphrase and card 4111 1111 1111 1111"}]
     return document
 
 
 @pytest.mark.parametrize("formatter", [PlainFormatter("%(message)s"), JsonFormatter()], ids=["plain", "json"])
-def test_no_personal_data_in_any_log_line(served: Served, recorder, caplog: pytest.LogCaptureFixture,
-                                          formatter: logging.Formatter) -> None:
+def test_no_personal_data_in_any_log_line(
+    served: Served, recorder, caplog: pytest.LogCaptureFixture, formatter: logging.Formatter
+) -> None:
     caplog.set_level(logging.DEBUG)
     headers = {"Authorization": served.token, "Content-Type": "application/json"}
     for event_id in (1, 2, 3):
-        assert requests.post(served.url, data=json.dumps(personal_payload(event_id)), headers=headers,
-                             timeout=5).status_code == 202
-    assert requests.post(served.url, data=json.dumps(personal_payload(1, end_reason="hung_up")), headers=headers,
-                         timeout=5).status_code == 409  # conflict: body quarantined
+        assert (
+            requests.post(
+                served.url, data=json.dumps(personal_payload(event_id)), headers=headers, timeout=5
+            ).status_code
+            == 202
+        )
+    assert (
+        requests.post(
+            served.url, data=json.dumps(personal_payload(1, end_reason="hung_up")), headers=headers, timeout=5
+        ).status_code
+        == 409
+    )  # conflict: body quarantined
     bad = personal_payload(4)
     bad["call"]["duration"] = -1
     assert requests.post(served.url, data=json.dumps(bad), headers=headers, timeout=5).status_code == 422
-    assert requests.post(served.url, data=json.dumps(personal_payload(5)),
-                         headers={"Authorization": PHONE, "Content-Type": "application/json"}, timeout=5).status_code == 401
+    assert (
+        requests.post(
+            served.url,
+            data=json.dumps(personal_payload(5)),
+            headers={"Authorization": PHONE, "Content-Type": "application/json"},
+            timeout=5,
+        ).status_code
+        == 401
+    )
 
     settings = engine_settings(served.settings.store.url, recorder.url)
     from connector.ledger import Ledger
+
     ledger = Ledger.open(settings.store)
     for event_id in ("1", "2", "3"):
         ledger.deliveries.add_missing(event_id, ["rec"], 10)
     worker = Worker(settings, ledger=ledger)
     worker.open()
-    recorder.fail_next(3, status=503)       # retries
+    recorder.fail_next(3, status=503)  # retries
     drain(worker)
-    recorder.token = "revoked"              # pause
+    recorder.token = "revoked"  # pause
     ledger.deliveries.requeue(event_id="2")
     drain(worker, rounds=3)
     ledger.dispose()
@@ -68,10 +98,14 @@ def test_mask_phone_keeps_only_what_support_needs() -> None:
     assert mask_phone(None) == "-"
 
 
-@pytest.mark.parametrize("formatter", [PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
-                                       JsonFormatter()], ids=["plain", "json"])
-def test_a_payload_value_cannot_forge_or_split_a_log_line(served_sqlite: Served, caplog: pytest.LogCaptureFixture,
-                                                          formatter: logging.Formatter) -> None:
+@pytest.mark.parametrize(
+    "formatter",
+    [PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"), JsonFormatter()],
+    ids=["plain", "json"],
+)
+def test_a_payload_value_cannot_forge_or_split_a_log_line(
+    served_sqlite: Served, caplog: pytest.LogCaptureFixture, formatter: logging.Formatter
+) -> None:
     """An id with a newline and a terminal escape is logged on one line, its control characters escaped; an id
     with a NUL (refused with 422) leaves no raw NUL in the logs either."""
     caplog.set_level(logging.DEBUG)
@@ -79,8 +113,9 @@ def test_a_payload_value_cannot_forge_or_split_a_log_line(served_sqlite: Served,
     headers = {"Authorization": served_sqlite.token, "Content-Type": "application/json"}
     accepted = requests.post(served_sqlite.url, data=json.dumps(sample_payload(forged)), headers=headers, timeout=5)
     assert accepted.status_code == 202
-    refused = requests.post(served_sqlite.url, data=json.dumps(sample_payload("NUL\x00FORGED")), headers=headers,
-                            timeout=5)
+    refused = requests.post(
+        served_sqlite.url, data=json.dumps(sample_payload("NUL\x00FORGED")), headers=headers, timeout=5
+    )
     assert refused.status_code == 422
     lines = [formatter.format(record) for record in caplog.records if record.name.startswith("connector")]
     mentioning = [line for line in lines if "FORGED" in line]
@@ -97,8 +132,10 @@ def test_plain_formatter_keeps_tracebacks_readable() -> None:
         raise ValueError("boom")
     except ValueError:
         import sys
-        record = logging.LogRecord("connector.x", logging.ERROR, __file__, 1, "failed for %s", ("a\nb",),
-                                   sys.exc_info())
+
+        record = logging.LogRecord(
+            "connector.x", logging.ERROR, __file__, 1, "failed for %s", ("a\nb",), sys.exc_info()
+        )
     text = PlainFormatter("%(message)s").format(record)
     assert text.startswith("failed for a\\nb\nTraceback")
     assert "ValueError: boom" in text

@@ -9,9 +9,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import Settings
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from connector.engine.worker import Worker
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, engine_settings, ingest
 
@@ -39,8 +39,9 @@ def scrape(settings: Settings, ledger: Ledger) -> dict[tuple[str, tuple[tuple[st
 def test_answers_and_stored_events_are_counted(served: Served) -> None:
     headers = {"Authorization": served.token, "Content-Type": "application/json"}
     for event_id, reason in ((1, "do_not_call"), (2, "no_answer")):
-        requests.post(served.url, data=json.dumps(sample_payload(event_id, end_reason=reason)), headers=headers,
-                      timeout=5)
+        requests.post(
+            served.url, data=json.dumps(sample_payload(event_id, end_reason=reason)), headers=headers, timeout=5
+        )
     requests.post(served.url, data=b'{"id": 3, "call": "x"}', headers=headers, timeout=5)
     requests.post(served.url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=5)
     found = samples(served.base_url)
@@ -76,8 +77,9 @@ def test_unknown_end_reasons_fold_into_one_label(served: Served) -> None:
         assert requests.post(served.url, data=json.dumps(body), headers=headers, timeout=5).status_code == 202
     body = sample_payload(200, end_reason="no_answer")
     assert requests.post(served.url, data=json.dumps(body), headers=headers, timeout=5).status_code == 202
-    stored = {labels: value for (name, labels), value in samples(served.base_url).items()
-              if name == "connector_events_stored"}
+    stored = {
+        labels: value for (name, labels), value in samples(served.base_url).items() if name == "connector_events_stored"
+    }
     assert stored == {(("end_reason", "unknown"),): 50, (("end_reason", "no_answer"),): 1}
 
 

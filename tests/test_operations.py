@@ -11,24 +11,33 @@ import yaml
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.ledger import Ledger
 from connector.engine.worker import Worker
+from connector.ledger import Ledger
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, engine_settings, ingest
 from tests.support.recorder import Recorder
-
-
 
 
 def config_file(tmp_path: Path, store_url: str, recorder: Recorder) -> Path:
     settings = engine_settings(store_url, recorder.url)
     path = tmp_path / "ops.yaml"
     sink = settings.sinks["rec"]
-    path.write_text(yaml.safe_dump({
-        "receiver": {"auth": {"tokens": ["t" * 20]}}, "store": {"url": store_url},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": sink.mapping,
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": ["t" * 20]}},
+                "store": {"url": store_url},
+                "sinks": {
+                    "rec": {
+                        "type": "http",
+                        "url": recorder.url,
+                        "mapping": sink.mapping,
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                    }
+                },
+            }
+        )
+    )
     return path
 
 
@@ -49,8 +58,9 @@ def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recor
     assert delivery["status"] == "succeeded"
     assert delivery["plan"]["outcome"]["bundle"] == "callback"
     assert [a["outcome"] for a in delivery["attempts"]][-1] == "succeeded"
-    assert {a["key"] for a in delivery["actions"]} == {f"2x-{event_id}:{k}" for k in
-                                                      ("contact", "activity", "contact-update", "task:callback")}
+    assert {a["key"] for a in delivery["actions"]} == {
+        f"2x-{event_id}:{k}" for k in ("contact", "activity", "contact-update", "task:callback")
+    }
     assert set(delivery["crm_ids"]) == {"resolve_contact", "create_activity", "update_contact", "create_task"}
     code, text, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
     assert code == 0 and len(text.splitlines()) < 20, text
@@ -59,14 +69,17 @@ def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recor
     assert "rec: delivered after 2 attempts" in text  # two 503s (quick retries, then a scheduled one), then success
     assert "outcome : callback" in text
     rows = [row.strip() for row in text.splitlines()]
-    labels = [next(row for row in rows if row.startswith(label + " ")) for label in
-              ("contact", "call logged", "contact updated", "task created")]
+    labels = [
+        next(row for row in rows if row.startswith(label + " "))
+        for label in ("contact", "call logged", "contact updated", "task created")
+    ]
     assert [rows.index(row) for row in labels] == sorted(rows.index(row) for row in labels)  # plan order
     assert "lead    : +1******0143" in text and "Full audit trail: connector status --config " in text
 
 
-def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str, recorder: Recorder,
-                                                  tmp_path: Path) -> None:
+def test_a_paused_sink_shows_in_status_and_readyz(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
+) -> None:
     ingest(ledger, 502)
     recorder.token = "revoked"
     settings = engine_settings(store_url, recorder.url)
@@ -90,8 +103,9 @@ def test_a_paused_sink_shows_in_status_and_readyz(ledger: Ledger, store_url: str
     assert ready["sinks"]["rec"]["paused"] is True
 
 
-def test_readyz_is_503_without_a_live_worker_when_sinks_are_configured(ledger: Ledger, store_url: str,
-                                                                       recorder: Recorder) -> None:
+def test_readyz_is_503_without_a_live_worker_when_sinks_are_configured(
+    ledger: Ledger, store_url: str, recorder: Recorder
+) -> None:
     serving = _serve(engine_settings(store_url, recorder.url), ledger)
     served: Served = next(serving)
     answer = requests.get(served.base_url + "/readyz", timeout=5)
@@ -112,8 +126,9 @@ def test_replay_commands(ledger: Ledger, store_url: str, recorder: Recorder, tmp
     assert code == 1 and "no event with id 'nope'" in err
 
 
-def test_status_text_says_why_a_call_failed_and_what_to_do(ledger: Ledger, store_url: str, recorder: Recorder,
-                                                            tmp_path: Path) -> None:
+def test_status_text_says_why_a_call_failed_and_what_to_do(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
+) -> None:
     dead_id = ingest(ledger, 503)
     recorder.fail_next(1, status=400)
     worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,10 +60,19 @@ def round_trips(event: CallEvent) -> None:
 
 # --- end_reason / failure_reason -------------------------------------------------------------
 
+
 def test_enum_members_are_the_documented_values() -> None:
     assert [m.value for m in EndReason] == [
-        "call_transferred", "schedule_call_back", "not_interested", "do_not_call", "wrong_number",
-        "end_call", "hung_up", "voicemail_detected", "no_answer"]
+        "call_transferred",
+        "schedule_call_back",
+        "not_interested",
+        "do_not_call",
+        "wrong_number",
+        "end_call",
+        "hung_up",
+        "voicemail_detected",
+        "no_answer",
+    ]
     assert [m.value for m in FailureReason] == ["invalid_number", "number_no_service", "unreachable"]
     assert all(m.name == m.value.upper() for m in [*EndReason, *FailureReason])
 
@@ -83,8 +92,7 @@ def test_every_failure_reason(reason: FailureReason) -> None:
 
 @pytest.mark.parametrize(("alias", "canonical"), sorted(END_REASON_ALIASES.items()))
 def test_every_end_reason_alias(alias: str, canonical: EndReason) -> None:
-    for spelling in (alias, alias.upper(), f"  {alias.replace('_', ' ').title()} ",
-                     alias.replace("_", "-")):
+    for spelling in (alias, alias.upper(), f"  {alias.replace('_', ' ').title()} ", alias.replace("_", "-")):
         outcome = parse_webhook(sample_payload(1, end_reason=spelling)).call.end_reason
         assert outcome == Outcome(value=canonical.value, raw=spelling, known=True)
 
@@ -96,23 +104,39 @@ def test_every_failure_reason_alias(alias: str, canonical: FailureReason) -> Non
         assert outcome == Outcome(value=canonical.value, raw=spelling, known=True)
 
 
-@pytest.mark.parametrize(("alias", "canonical"), [
-    ("transferred", "call_transferred"), ("transfer", "call_transferred"),
-    ("call_transfer", "call_transferred"), ("callback", "schedule_call_back"),
-    ("call_back", "schedule_call_back"), ("scheduled_call_back", "schedule_call_back"),
-    ("schedule_callback", "schedule_call_back"), ("callback_requested", "schedule_call_back"),
-    ("dnc", "do_not_call"), ("do_not_contact", "do_not_call"), ("voicemail", "voicemail_detected"),
-    ("voice_mail", "voicemail_detected"), ("noanswer", "no_answer"), ("hangup", "hung_up"),
-    ("hang_up", "hung_up"),
-])
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("transferred", "call_transferred"),
+        ("transfer", "call_transferred"),
+        ("call_transfer", "call_transferred"),
+        ("callback", "schedule_call_back"),
+        ("call_back", "schedule_call_back"),
+        ("scheduled_call_back", "schedule_call_back"),
+        ("schedule_callback", "schedule_call_back"),
+        ("callback_requested", "schedule_call_back"),
+        ("dnc", "do_not_call"),
+        ("do_not_contact", "do_not_call"),
+        ("voicemail", "voicemail_detected"),
+        ("voice_mail", "voicemail_detected"),
+        ("noanswer", "no_answer"),
+        ("hangup", "hung_up"),
+        ("hang_up", "hung_up"),
+    ],
+)
 def test_required_end_reason_aliases(alias: str, canonical: str) -> None:
     assert END_REASON_ALIASES[alias] == canonical
 
 
-@pytest.mark.parametrize(("alias", "canonical"), [
-    ("invalid", "invalid_number"), ("not_in_service", "number_no_service"),
-    ("number_not_in_service", "number_no_service"), ("no_service", "number_no_service"),
-])
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("invalid", "invalid_number"),
+        ("not_in_service", "number_no_service"),
+        ("number_not_in_service", "number_no_service"),
+        ("no_service", "number_no_service"),
+    ],
+)
 def test_required_failure_reason_aliases(alias: str, canonical: str) -> None:
     assert FAILURE_REASON_ALIASES[alias] == canonical
 
@@ -126,8 +150,7 @@ def test_alias_tables_are_read_only_and_normalized() -> None:
 
 def test_unknown_end_reason_is_kept_verbatim_and_flagged() -> None:
     event = parse_webhook(sample_payload(1, end_reason="  Left Message  "))
-    assert event.call.end_reason == Outcome(value="Left Message", raw="  Left Message  ",
-                                            known=False)
+    assert event.call.end_reason == Outcome(value="Left Message", raw="  Left Message  ", known=False)
     assert event.flags == ["end_reason_unknown"]
     assert parse_webhook(sample_payload(1, end_reason="wrong_person")).call.end_reason.known is False
 
@@ -144,8 +167,7 @@ def test_absent_end_reason_is_flagged_missing(value: str | None) -> None:
 
 def test_unknown_failure_reason_is_flagged() -> None:
     event = parse_webhook(with_call(failure_reason="Carrier Busy"))
-    assert event.call.failure_reason == Outcome(value="Carrier Busy", raw="Carrier Busy",
-                                                known=False)
+    assert event.call.failure_reason == Outcome(value="Carrier Busy", raw="Carrier Busy", known=False)
     assert event.flags == ["failure_reason_unknown"]
 
 
@@ -160,11 +182,11 @@ def test_top_level_failure_reason_is_used_when_call_has_none() -> None:
 
 # --- the vendor sample ------------------------------------------------------------------------
 
+
 def test_vendor_sample_verbatim_is_not_json_but_its_repair_normalizes() -> None:
     with pytest.raises(json.JSONDecodeError):
         json.loads(VENDOR_SAMPLE_VERBATIM)
-    repaired = (VENDOR_SAMPLE_VERBATIM.replace('}\n"transcript"', '},\n"transcript"')
-                .replace("},\n...\n]", "}\n]"))
+    repaired = VENDOR_SAMPLE_VERBATIM.replace('}\n"transcript"', '},\n"transcript"').replace("},\n...\n]", "}\n]")
     event = parse_webhook(json.loads(repaired))
     assert event.call.end_reason == Outcome(value="call_transferred", raw="transferred", known=True)
     assert (event.id, event.id_raw, event.call.duration_ms) == ("123", 123, 33000)
@@ -183,17 +205,35 @@ def test_sample_payload_is_valid_and_fresh() -> None:
     assert 4 <= len(event.transcript) <= 6
     assert [t.role for t in event.transcript[:2]] == ["user", "assistant"]
     custom = sample_payload("evt-1", end_reason="dnc", record_first_name="Ann", extra_key=1)
-    assert (custom["id"], custom["call"]["end_reason"], custom["record_first_name"],
-            custom["extra_key"]) == ("evt-1", "dnc", "Ann", 1)
+    assert (custom["id"], custom["call"]["end_reason"], custom["record_first_name"], custom["extra_key"]) == (
+        "evt-1",
+        "dnc",
+        "Ann",
+        1,
+    )
     first["call"]["duration"] = 1
     assert sample_payload(1)["call"]["duration"] == 33
 
 
 # --- booleans, durations, counts, strings ----------------------------------------------------
 
-BOOL_LIKE = [(True, True), (False, False), ("Y", True), ("N", False), ("y", True), (" yes ", True),
-             ("NO", False), ("true", True), ("False", False), ("1", True), ("0", False), (1, True),
-             (0, False), ("", None), (None, None)]
+BOOL_LIKE = [
+    (True, True),
+    (False, False),
+    ("Y", True),
+    ("N", False),
+    ("y", True),
+    (" yes ", True),
+    ("NO", False),
+    ("true", True),
+    ("False", False),
+    ("1", True),
+    ("0", False),
+    (1, True),
+    (0, False),
+    ("", None),
+    (None, None),
+]
 NOT_BOOL = ["maybe", 2, -1, 1.0, [], {}, "T"]
 
 
@@ -215,30 +255,40 @@ def test_absent_bools() -> None:
 
 @pytest.mark.parametrize("value", NOT_BOOL)
 def test_not_bool_like_is_422(value: Any) -> None:
-    assert paths(sample_payload(1, message_left=value, workflow_end=value)) == [
-        "workflow_end", "message_left"]
+    assert paths(sample_payload(1, message_left=value, workflow_end=value)) == ["workflow_end", "message_left"]
     assert paths(with_call(answered=value)) == ["call.answered"]
 
 
-@pytest.mark.parametrize(("value", "seconds", "millis"), [
-    (33, 33, 33000), ("33", 33, 33000), (" 33.5 ", 33.5, 33500), (33.5, 33.5, 33500),
-    (33.0, 33, 33000), (0, 0, 0), ("1e3", 1000, 1000000), (0.0015, 0.0015, 2), ("", None, None),
-    (None, None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds", "millis"),
+    [
+        (33, 33, 33000),
+        ("33", 33, 33000),
+        (" 33.5 ", 33.5, 33500),
+        (33.5, 33.5, 33500),
+        (33.0, 33, 33000),
+        (0, 0, 0),
+        ("1e3", 1000, 1000000),
+        (0.0015, 0.0015, 2),
+        ("", None, None),
+        (None, None, None),
+    ],
+)
 def test_duration(value: Any, seconds: float | None, millis: int | None) -> None:
     call = parse_webhook(with_call(duration=value)).call
     assert (call.duration_seconds, call.duration_ms) == (seconds, millis)
     assert type(call.duration_seconds) is type(seconds)
 
 
-@pytest.mark.parametrize("value", [-1, -0.5, "-1", "abc", "1_000", "0x10", "nan", "inf", "1e999",
-                                   "9" * 5000, True, math.nan, math.inf, [], {}])
+@pytest.mark.parametrize(
+    "value",
+    [-1, -0.5, "-1", "abc", "1_000", "0x10", "nan", "inf", "1e999", "9" * 5000, True, math.nan, math.inf, [], {}],
+)
 def test_bad_duration_is_422(value: Any) -> None:
     assert paths(with_call(duration=value)) == ["call.duration"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(3, 3), ("3", 3), (" 4 ", 4), (0, 0), ("", None),
-                                                 (None, None)])
+@pytest.mark.parametrize(("value", "expected"), [(3, 3), ("3", 3), (" 4 ", 4), (0, 0), ("", None), (None, None)])
 def test_workflow_counts(value: Any, expected: int | None) -> None:
     workflow = parse(workflow_day=value, workflow_call=value).workflow
     assert (workflow.day, workflow.call) == (expected, expected)
@@ -246,25 +296,37 @@ def test_workflow_counts(value: Any, expected: int | None) -> None:
 
 @pytest.mark.parametrize("value", [-1, "-2", "3.5", 3.5, True, "x", "9" * 5000, [], {}])
 def test_bad_workflow_counts_are_422(value: Any) -> None:
-    assert paths(sample_payload(1, workflow_day=value, workflow_call=value)) == [
-        "workflow_day", "workflow_call"]
+    assert paths(sample_payload(1, workflow_day=value, workflow_call=value)) == ["workflow_day", "workflow_call"]
 
 
 def test_identifier_strings_are_stripped_and_numbers_stringified() -> None:
-    event = parse(record_zip_code=" 02134 ", record_first_name=" Ann ", record_last_name="",
-                  workflow_key=123, call={"telnyx_call_control_id": 987, "end_reason": "dnc"})
-    assert (event.record.zip_code, event.record.first_name, event.record.last_name) == (
-        "02134", "Ann", None)
+    event = parse(
+        record_zip_code=" 02134 ",
+        record_first_name=" Ann ",
+        record_last_name="",
+        workflow_key=123,
+        call={"telnyx_call_control_id": 987, "end_reason": "dnc"},
+    )
+    assert (event.record.zip_code, event.record.first_name, event.record.last_name) == ("02134", "Ann", None)
     assert (event.workflow.key, event.call.telnyx_call_control_id) == ("123", "987")
     assert parse(record_zip_code=12345.0).record.zip_code == "12345"
     assert paths(sample_payload(1, record_first_name=True, record_zip_code={})) == [
-        "record_zip_code", "record_first_name"]
+        "record_zip_code",
+        "record_first_name",
+    ]
 
 
-@pytest.mark.parametrize(("value", "expected", "flags"), [
-    ("outbound", "outbound", []), (" Outbound ", "outbound", []), ("INBOUND", "inbound", []),
-    ("Sideways", "sideways", ["direction_unknown"]), (None, None, []), ("", None, []),
-])
+@pytest.mark.parametrize(
+    ("value", "expected", "flags"),
+    [
+        ("outbound", "outbound", []),
+        (" Outbound ", "outbound", []),
+        ("INBOUND", "inbound", []),
+        ("Sideways", "sideways", ["direction_unknown"]),
+        (None, None, []),
+        ("", None, []),
+    ],
+)
 def test_direction(value: str | None, expected: str | None, flags: list[str]) -> None:
     event = parse_webhook(with_call(call_direction=value))
     assert (event.call.direction, event.flags) == (expected, flags)
@@ -272,8 +334,10 @@ def test_direction(value: str | None, expected: str | None, flags: list[str]) ->
 
 # --- ids and the 400/422 boundary -------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "expected"), [(123, "123"), (0, "0"), (-5, "-5"),
-                                                 (" abc ", "abc"), ("00123", "00123")])
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(123, "123"), (0, "0"), (-5, "-5"), (" abc ", "abc"), ("00123", "00123")]
+)
 def test_event_id(value: int | str, expected: str) -> None:
     event = parse_webhook(sample_payload(value))
     assert (event.id, event.id_raw) == (expected, value)
@@ -297,36 +361,50 @@ def test_object_without_id_or_call_is_400(document: dict[str, Any]) -> None:
     assert (error.status, error.code) == (400, "not_a_call_record")
 
 
-@pytest.mark.parametrize(("document", "expected"), [
-    ({"id": 1}, ["call"]),
-    ({"id": None}, ["id", "call"]),
-    ({"call": {"end_reason": "dnc"}}, ["id"]),
-    ({"id": 1, "call": None}, ["call"]),
-    ({"id": 1, "call": "transferred"}, ["call"]),
-    ({"id": 1, "call": [{"end_reason": "dnc"}]}, ["call"]),
-    ({"id": 1, "call": {"end_reason": ["dnc"], "failure_reason": 3}},
-     ["call.end_reason", "call.failure_reason"]),
-    ({"id": 1, "call": {}, "question_fields": "8057", "meta": ["fall2024"]},
-     ["question_fields", "meta"]),
-    ({"id": 1, "call": {}, "transcript": "Hello?"}, ["transcript"]),
-    ({"id": 1, "call": {}, "transcript": [{"role": "user"}, "Hello?", None]},
-     ["transcript[1]", "transcript[2]"]),
-    ({"id": 1, "call": {}, "transcript": [{}, {}, {"role": 5, "content": ["x"]}]},
-     ["transcript[2].role", "transcript[2].content"]),
-    ({"id": 1, "call": {}, "record_phone_number": 1.5, "record_timezone": True},
-     ["record_phone_number", "record_timezone"]),
-    ({"id": 1, "call": {"call_direction": 1}}, ["call.call_direction"]),
-])
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"id": 1}, ["call"]),
+        ({"id": None}, ["id", "call"]),
+        ({"call": {"end_reason": "dnc"}}, ["id"]),
+        ({"id": 1, "call": None}, ["call"]),
+        ({"id": 1, "call": "transferred"}, ["call"]),
+        ({"id": 1, "call": [{"end_reason": "dnc"}]}, ["call"]),
+        ({"id": 1, "call": {"end_reason": ["dnc"], "failure_reason": 3}}, ["call.end_reason", "call.failure_reason"]),
+        ({"id": 1, "call": {}, "question_fields": "8057", "meta": ["fall2024"]}, ["question_fields", "meta"]),
+        ({"id": 1, "call": {}, "transcript": "Hello?"}, ["transcript"]),
+        ({"id": 1, "call": {}, "transcript": [{"role": "user"}, "Hello?", None]}, ["transcript[1]", "transcript[2]"]),
+        (
+            {"id": 1, "call": {}, "transcript": [{}, {}, {"role": 5, "content": ["x"]}]},
+            ["transcript[2].role", "transcript[2].content"],
+        ),
+        (
+            {"id": 1, "call": {}, "record_phone_number": 1.5, "record_timezone": True},
+            ["record_phone_number", "record_timezone"],
+        ),
+        ({"id": 1, "call": {"call_direction": 1}}, ["call.call_direction"]),
+    ],
+)
 def test_shape_problems_are_422_with_paths(document: dict[str, Any], expected: list[str]) -> None:
     assert paths(document) == expected
 
 
 def test_all_problems_are_listed_without_personal_data() -> None:
-    document = {"id": "", "call": {"duration": "Jane Doe"}, "message_left": "+12025550143",
-                "record_first_name": ["Jane"], "transcript": [{"content": {"text": "my SSN"}}]}
+    document = {
+        "id": "",
+        "call": {"duration": "Jane Doe"},
+        "message_left": "+12025550143",
+        "record_first_name": ["Jane"],
+        "transcript": [{"content": {"text": "my SSN"}}],
+    }
     error = rejected(document)
     assert [e["path"] for e in error.errors] == [
-        "id", "call.duration", "record_first_name", "transcript[0].content", "message_left"]
+        "id",
+        "call.duration",
+        "record_first_name",
+        "transcript[0].content",
+        "message_left",
+    ]
     assert error.detail.startswith("5 field problem(s)")
     for text in [error.detail, *(e["message"] for e in error.errors)]:
         assert "Jane" not in text and "2025550143" not in text and "SSN" not in text
@@ -340,18 +418,27 @@ def test_problem_list_is_bounded() -> None:
 
 # --- phones ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "e164", "valid", "region"), [
-    ("+12025550143", "+12025550143", True, "US"),
-    ("(202) 555-0143", "+12025550143", True, "US"),
-    ("202.555.0143", "+12025550143", True, "US"),
-    ("+15555550123", "+15555550123", False, None),  # fictional 555 area: possible, not valid
-    ("555-555-0123", "+15555550123", False, None),
-    ("+44 20 7946 0958", "+442079460958", True, "GB"),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "e164", "valid", "region"),
+    [
+        ("+12025550143", "+12025550143", True, "US"),
+        ("(202) 555-0143", "+12025550143", True, "US"),
+        ("202.555.0143", "+12025550143", True, "US"),
+        ("+15555550123", "+15555550123", False, None),  # fictional 555 area: possible, not valid
+        ("555-555-0123", "+15555550123", False, None),
+        ("+44 20 7946 0958", "+442079460958", True, "GB"),
+    ],
+)
 def test_phone_normalizes(raw: str, e164: str, valid: bool, region: str | None) -> None:
     event = parse(record_phone_number=raw)
-    assert event.record.phone.model_dump() == {"raw": raw, "e164": e164, "valid": valid,
-                                               "region": region, "problem": None}
+    assert event.record.phone.model_dump() == {
+        "raw": raw,
+        "e164": e164,
+        "valid": valid,
+        "region": region,
+        "problem": None,
+    }
     assert event.contact_key == e164 and "phone_unparseable" not in event.flags
 
 
@@ -364,13 +451,24 @@ def test_phone_as_integer_and_other_region() -> None:
         parse_webhook(sample_payload(1), default_region="XX")
 
 
-@pytest.mark.parametrize(("raw", "problem"), [("call me maybe", "unparseable"), ("+1...", "unparseable"),
-                                              ("12345", "not a possible number"),
-                                              ("+1 202 555 01431234", "not a possible number")])
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("call me maybe", "unparseable"),
+        ("+1...", "unparseable"),
+        ("12345", "not a possible number"),
+        ("+1 202 555 01431234", "not a possible number"),
+    ],
+)
 def test_bad_phone_is_kept_and_flagged(raw: str, problem: str) -> None:
     event = parse(record_phone_number=raw)
-    assert event.record.phone.model_dump() == {"raw": raw, "e164": None, "valid": False,
-                                               "region": None, "problem": problem}
+    assert event.record.phone.model_dump() == {
+        "raw": raw,
+        "e164": None,
+        "valid": False,
+        "region": None,
+        "problem": problem,
+    }
     assert event.flags == ["phone_unparseable"] and event.contact_key is None
 
 
@@ -383,18 +481,37 @@ def test_missing_phone_is_flagged(value: str | None) -> None:
 
 # --- time zones ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "name", "minutes"), [
-    ("UTC-5", "UTC-05:00", -300), ("UTC+5:30", "UTC+05:30", 330), ("UTC-03:30", "UTC-03:30", -210),
-    ("UTC+05:30", "UTC+05:30", 330), ("GMT-5", "UTC-05:00", -300), ("UTC", "UTC+00:00", 0),
-    ("Z", "UTC+00:00", 0), ("-05:00", "UTC-05:00", -300), ("+0530", "UTC+05:30", 330),
-    ("UTC\u22125", "UTC-05:00", -300), ("utc + 14:00", "UTC+14:00", 840),
-    ("UTC-12", "UTC-12:00", -720), ("+00:00", "UTC+00:00", 0), ("-0", "UTC+00:00", 0),
-    ("UTC+5:45", "UTC+05:45", 345), ("UTC-9:07", "UTC-09:07", -547),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "name", "minutes"),
+    [
+        ("UTC-5", "UTC-05:00", -300),
+        ("UTC+5:30", "UTC+05:30", 330),
+        ("UTC-03:30", "UTC-03:30", -210),
+        ("UTC+05:30", "UTC+05:30", 330),
+        ("GMT-5", "UTC-05:00", -300),
+        ("UTC", "UTC+00:00", 0),
+        ("Z", "UTC+00:00", 0),
+        ("-05:00", "UTC-05:00", -300),
+        ("+0530", "UTC+05:30", 330),
+        ("UTC\u22125", "UTC-05:00", -300),
+        ("utc + 14:00", "UTC+14:00", 840),
+        ("UTC-12", "UTC-12:00", -720),
+        ("+00:00", "UTC+00:00", 0),
+        ("-0", "UTC+00:00", 0),
+        ("UTC+5:45", "UTC+05:45", 345),
+        ("UTC-9:07", "UTC-09:07", -547),
+    ],
+)
 def test_fixed_offset_timezones(raw: str, name: str, minutes: int) -> None:
     zone = parse(record_timezone=raw).record.timezone
-    assert zone.model_dump() == {"raw": raw, "kind": "fixed_offset", "name": name,
-                                 "offset_minutes": minutes, "problem": None}
+    assert zone.model_dump() == {
+        "raw": raw,
+        "kind": "fixed_offset",
+        "name": name,
+        "offset_minutes": minutes,
+        "problem": None,
+    }
     tz = zone.tzinfo()
     assert tz == timezone(timedelta(minutes=minutes))
     assert tz is not None and tz.tzname(None) == name
@@ -404,9 +521,15 @@ def test_numeric_timezone_is_read_as_hours() -> None:
     assert parse(record_timezone=-5).record.timezone.offset_minutes == -300
 
 
-@pytest.mark.parametrize(("raw", "name"), [("America/New_York", "America/New_York"),
-                                           ("america/new_york", "America/New_York"),
-                                           ("Asia/Kolkata", "Asia/Kolkata"), ("EST", "EST")])
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("America/New_York", "America/New_York"),
+        ("america/new_york", "America/New_York"),
+        ("Asia/Kolkata", "Asia/Kolkata"),
+        ("EST", "EST"),
+    ],
+)
 def test_iana_timezones(raw: str, name: str) -> None:
     zone = parse(record_timezone=raw).record.timezone
     assert (zone.kind, zone.name, zone.offset_minutes, zone.problem) == ("iana", name, None, None)
@@ -416,16 +539,31 @@ def test_iana_timezones(raw: str, name: str) -> None:
 def test_iana_timezone_follows_dst() -> None:
     tz = parse(record_timezone="America/New_York").record.timezone.tzinfo()
     assert tz is not None
-    noon_utc_jan = datetime(2025, 1, 15, 17, 0, tzinfo=timezone.utc).astimezone(tz)
-    noon_utc_jul = datetime(2025, 7, 15, 17, 0, tzinfo=timezone.utc).astimezone(tz)
+    noon_utc_jan = datetime(2025, 1, 15, 17, 0, tzinfo=UTC).astimezone(tz)
+    noon_utc_jul = datetime(2025, 7, 15, 17, 0, tzinfo=UTC).astimezone(tz)
     assert (noon_utc_jan.hour, noon_utc_jul.hour) == (12, 13)
     assert noon_utc_jan.utcoffset() == timedelta(hours=-5)
     assert noon_utc_jul.utcoffset() == timedelta(hours=-4)
 
 
-@pytest.mark.parametrize("raw", ["Eastern", "PST", "UTC5", "+530", "UTC+15", "UTC-14:30",
-                                 "UTC+5:60", "localtime", "../etc/passwd", "America/", "UTC-5 EST",
-                                 "5", "\x00"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Eastern",
+        "PST",
+        "UTC5",
+        "+530",
+        "UTC+15",
+        "UTC-14:30",
+        "UTC+5:60",
+        "localtime",
+        "../etc/passwd",
+        "America/",
+        "UTC-5 EST",
+        "5",
+        "\x00",
+    ],
+)
 def test_unparseable_timezone_is_kept_and_flagged(raw: str) -> None:
     event = parse(record_timezone=raw)
     zone = event.record.timezone
@@ -443,12 +581,19 @@ def test_missing_timezone_is_flagged(value: str | None) -> None:
 
 # --- transcript ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "role"), [
-    *[(r, "user") for r in ("User", "human", "CUSTOMER", "lead", "caller", "callee", "contact",
-                            "record", " user ")],
-    *[(r, "assistant") for r in ("Assistant", "AI", "agent", "bot", "2X")],
-    ("System", "system"), ("tool", "tool"),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "role"),
+    [
+        *[
+            (r, "user")
+            for r in ("User", "human", "CUSTOMER", "lead", "caller", "callee", "contact", "record", " user ")
+        ],
+        *[(r, "assistant") for r in ("Assistant", "AI", "agent", "bot", "2X")],
+        ("System", "system"),
+        ("tool", "tool"),
+    ],
+)
 def test_transcript_roles(raw: str, role: str) -> None:
     event = parse(transcript=[{"role": raw, "content": "x"}])
     assert (event.transcript[0].role, event.transcript[0].role_raw) == (role, raw)
@@ -456,14 +601,23 @@ def test_transcript_roles(raw: str, role: str) -> None:
 
 
 def test_transcript_order_content_and_odd_roles() -> None:
-    turns = [{"role": "User", "content": "  Hello?\n"}, {"role": "Moderator", "content": 42},
-             {"content": None}, {"role": None, "content": 1.5}, {"role": "", "ts": [1]},
-             {"role": "Assistant", "content": "Bye"}]
+    turns = [
+        {"role": "User", "content": "  Hello?\n"},
+        {"role": "Moderator", "content": 42},
+        {"content": None},
+        {"role": None, "content": 1.5},
+        {"role": "", "ts": [1]},
+        {"role": "Assistant", "content": "Bye"},
+    ]
     event = parse(transcript=turns)
     assert [(t.role, t.role_raw, t.content, t.extra) for t in event.transcript] == [
-        ("user", "User", "  Hello?\n", {}), ("moderator", "Moderator", "42", {}),
-        ("unknown", None, "", {}), ("unknown", None, "1.5", {}), ("unknown", "", "", {"ts": [1]}),
-        ("assistant", "Assistant", "Bye", {})]
+        ("user", "User", "  Hello?\n", {}),
+        ("moderator", "Moderator", "42", {}),
+        ("unknown", None, "", {}),
+        ("unknown", None, "1.5", {}),
+        ("unknown", "", "", {"ts": [1]}),
+        ("assistant", "Assistant", "Bye", {}),
+    ]
     assert event.flags == ["transcript_role_unknown"]
     round_trips(event)
 
@@ -478,25 +632,28 @@ def test_empty_transcript(value: list[Any] | None) -> None:
 
 # --- kept-as-sent data -----------------------------------------------------------------------
 
+
 def test_unknown_keys_and_kept_objects() -> None:
-    payload = sample_payload(1, record_email="a@example.com", question_fields=None, meta=None,
-                             custom={"nested": [1, 2.5, None, {"x": True}]})
+    payload = sample_payload(
+        1, record_email="a@example.com", question_fields=None, meta=None, custom={"nested": [1, 2.5, None, {"x": True}]}
+    )
     payload["call"].update({"recording_url": "https://example.com/r.mp3", "cost": 0.12})
     event = parse_webhook(payload)
-    assert event.extra == {"record_email": "a@example.com",
-                           "custom": {"nested": [1, 2.5, None, {"x": True}]}}
+    assert event.extra == {"record_email": "a@example.com", "custom": {"nested": [1, 2.5, None, {"x": True}]}}
     assert event.call.extra == {"recording_url": "https://example.com/r.mp3", "cost": 0.12}
     assert (event.question_fields, event.meta) == ({}, {})
     round_trips(event)
 
 
 def test_values_that_cannot_round_trip_are_422() -> None:
-    document = sample_payload(1, meta={"a": [math.nan], "b c": "\ud800"}, x={"\udc00": 1},
-                              question_fields={"q": -math.inf})
+    document = sample_payload(
+        1, meta={"a": [math.nan], "b c": "\ud800"}, x={"\udc00": 1}, question_fields={"q": -math.inf}
+    )
     document["call"]["odd"] = {1, 2}
     document["\ud800"] = 1
-    assert sorted(paths(document)) == sorted([
-        "call.odd", "question_fields.q", 'meta["b c"]', "meta.a[0]", "x", "<root>"])
+    assert sorted(paths(document)) == sorted(
+        ["call.odd", "question_fields.q", 'meta["b c"]', "meta.a[0]", "x", "<root>"]
+    )
     assert paths(sample_payload(1, record_first_name="\ud800")) == ["record_first_name"]
 
 
@@ -510,8 +667,7 @@ def nested(depth: int) -> Any:
 def test_nesting_limit() -> None:
     event = parse(meta={"deep": nested(MAX_DEPTH - 2)})  # the root and meta are 2 levels
     round_trips(event)
-    assert paths(sample_payload(1, meta={"deep": nested(MAX_DEPTH - 1)})) == [
-        "meta.deep" + "[0]" * (MAX_DEPTH - 2)]
+    assert paths(sample_payload(1, meta={"deep": nested(MAX_DEPTH - 1)})) == ["meta.deep" + "[0]" * (MAX_DEPTH - 2)]
     deepest = json.loads('{"id": 1, "call": {}, "x": ' + "[" * 800 + "]" * 800 + "}")
     assert paths(deepest) == ["x" + "[0]" * (MAX_DEPTH - 1)]
 
@@ -545,23 +701,59 @@ def test_case_files(case: Path) -> None:
 # --- fuzzing ---------------------------------------------------------------------------------
 
 _text = st.text(st.characters(exclude_categories=()), max_size=12)  # includes lone surrogates
-_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | _text
-            | st.sampled_from(["", " ", "Y", "n", "0", "-1", "33.5", "nan", "UTC-5", "+12025550143",
-                               "transferred", "User", "America/New_York"]))
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | _text
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "Y",
+            "n",
+            "0",
+            "-1",
+            "33.5",
+            "nan",
+            "UTC-5",
+            "+12025550143",
+            "transferred",
+            "User",
+            "America/New_York",
+        ]
+    )
+)
 json_values = st.recursive(
-    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
-    max_leaves=20)
-_top_keys = st.sampled_from(["id", "call", "question_fields", "message_left", "record_phone_number",
-                             "record_zip_code", "record_timezone", "workflow_day", "workflow_end",
-                             "meta", "transcript", "failure_reason", "other"])
-_call_keys = st.sampled_from(["end_reason", "failure_reason", "answered", "duration",
-                              "call_direction", "telnyx_call_control_id", "other"])
-_turns = st.lists(st.dictionaries(st.sampled_from(["role", "content", "x"]), json_values) | json_values,
-                  max_size=4)
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4), max_leaves=20
+)
+_top_keys = st.sampled_from(
+    [
+        "id",
+        "call",
+        "question_fields",
+        "message_left",
+        "record_phone_number",
+        "record_zip_code",
+        "record_timezone",
+        "workflow_day",
+        "workflow_end",
+        "meta",
+        "transcript",
+        "failure_reason",
+        "other",
+    ]
+)
+_call_keys = st.sampled_from(
+    ["end_reason", "failure_reason", "answered", "duration", "call_direction", "telnyx_call_control_id", "other"]
+)
+_turns = st.lists(st.dictionaries(st.sampled_from(["role", "content", "x"]), json_values) | json_values, max_size=4)
 
 
-_plausible = st.none() | st.sampled_from(["", "Y", "no", 1, 0, 3, "7", 33.5, "UTC+5:30", "dnc",
-                                           "(202) 555-0143", {}, [], {"k": "v"}])
+_plausible = st.none() | st.sampled_from(
+    ["", "Y", "no", 1, 0, 3, "7", 33.5, "UTC+5:30", "dnc", "(202) 555-0143", {}, [], {"k": "v"}]
+)
 
 
 @st.composite
@@ -601,8 +793,11 @@ def test_fuzz_payload_like(document: dict[str, Any]) -> None:
     check_any(document)
 
 
-_field_text = (_text | st.from_regex(r"(UTC|GMT)?\s?[+\-\u2212]?\s?[0-9:]{0,6}", fullmatch=True)
-               | st.from_regex(r"\+?[0-9 ()\-.]{0,20}", fullmatch=True))
+_field_text = (
+    _text
+    | st.from_regex(r"(UTC|GMT)?\s?[+\-\u2212]?\s?[0-9:]{0,6}", fullmatch=True)
+    | st.from_regex(r"\+?[0-9 ()\-.]{0,20}", fullmatch=True)
+)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -613,8 +808,7 @@ def test_fuzz_text_fields(phone: str, zone: str, reason: str, region: str) -> No
     try:
         event = parse_webhook(document, default_region=region)
     except PayloadError as error:
-        assert {e["path"] for e in error.errors} <= {"record_phone_number", "record_timezone",
-                                                      "call.end_reason"}
+        assert {e["path"] for e in error.errors} <= {"record_phone_number", "record_timezone", "call.end_reason"}
         return
     round_trips(event)
     assert (event.record.timezone.tzinfo() is None) == (event.record.timezone.kind is None)

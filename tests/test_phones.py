@@ -23,8 +23,9 @@ REGIONS = ["US", "CA", "GB", "DE", "FR", "IT", "ES", "NL", "AU", "BR", "IN", "JP
 def fictional_nanp(draw: st.DrawFn) -> str:
     """+1 555-01xx: reserved for fiction, unassignable to a region."""
     area = draw(st.sampled_from(["555", "212", "202", "415"]))
-    return f"+1{area}01{draw(st.integers(0, 99)):02d}" if area == "555" else \
-        f"+1{area}55501{draw(st.integers(0, 99)):02d}"
+    return (
+        f"+1{area}01{draw(st.integers(0, 99)):02d}" if area == "555" else f"+1{area}55501{draw(st.integers(0, 99)):02d}"
+    )
 
 
 @st.composite
@@ -52,14 +53,26 @@ def typed(draw: st.DrawFn, e164: str) -> str:
     style = draw(st.sampled_from(["national", "dots", "dashes", "spaces", "plain", "intl", "e164", "00", "parens"]))
     if number.country_code == 1 and len(digits) == 10:
         parts = (digits[:3], digits[3:6], digits[6:])
-        text = {"national": national, "dots": ".".join(parts), "dashes": "-".join(parts),
-                "spaces": " ".join(parts), "plain": digits, "parens": f"({parts[0]}) {parts[1]}-{parts[2]}"}.get(style)
+        text = {
+            "national": national,
+            "dots": ".".join(parts),
+            "dashes": "-".join(parts),
+            "spaces": " ".join(parts),
+            "plain": digits,
+            "parens": f"({parts[0]}) {parts[1]}-{parts[2]}",
+        }.get(style)
     else:
-        text = {"national": national, "plain": digits, "spaces": national.replace("-", " "),
-                "dashes": national.replace(" ", "-"), "dots": national.replace(" ", ".")}.get(style)
+        text = {
+            "national": national,
+            "plain": digits,
+            "spaces": national.replace("-", " "),
+            "dashes": national.replace(" ", "-"),
+            "dots": national.replace(" ", "."),
+        }.get(style)
     if text is None:
-        text = {"intl": international, "e164": e164,
-                "00": "00" + international.lstrip("+")}.get(style, international.replace(" ", "-"))
+        text = {"intl": international, "e164": e164, "00": "00" + international.lstrip("+")}.get(
+            style, international.replace(" ", "-")
+        )
     extension = draw(st.sampled_from(["", " ext. 12", " x7", " ext 305", ";ext=9"]))
     return text + extension
 

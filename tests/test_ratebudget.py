@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from connector.ledger import Ledger
 from connector.engine.ratebudget import LedgerBucket, RateGate, RedisBucket
+from connector.ledger import Ledger
 
 REDIS_URL = os.environ.get("CONNECTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -53,6 +53,7 @@ def test_redis_bucket_is_shared_and_stays_under_the_limit() -> None:
     except redis.ConnectionError:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run starts it")
     sink = f"s-{uuid.uuid4().hex[:6]}"
-    granted = granted_in(lambda: RateGate(RedisBucket(redis.Redis.from_url(REDIS_URL), sink, 100, 1.0),
-                                          max_sleep_s=0.02), 2.0)
+    granted = granted_in(
+        lambda: RateGate(RedisBucket(redis.Redis.from_url(REDIS_URL), sink, 100, 1.0), max_sleep_s=0.02), 2.0
+    )
     assert 150 <= granted <= 190

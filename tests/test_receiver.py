@@ -15,8 +15,13 @@ from tests.conftest import Served
 JSON = "application/json"
 
 
-def post(served: Served, body: bytes | str, content_type: str | None = JSON, token: str | None = "<ok>",
-         headers: dict[str, str] | None = None) -> requests.Response:
+def post(
+    served: Served,
+    body: bytes | str,
+    content_type: str | None = JSON,
+    token: str | None = "<ok>",
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
     sent = {**(headers or {})}
     if content_type is not None:
         sent["Content-Type"] = content_type
@@ -95,10 +100,20 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("deeply nested", nested(200).encode(), JSON, 400, "too_deeply_nested"),
     ("very deeply nested", ("[" * 30_000 + "]" * 30_000).encode(), JSON, 400, "too_deeply_nested"),
     ("utf-16 with bom", '{"id": 1, "call": {}}'.encode("utf-16"), JSON, 400, "invalid_encoding"),
-    ("utf-16 declared", '{"id": 1, "call": {}}'.encode("utf-16"), JSON + "; charset=utf-16", 415,
-     "unsupported_media_type"),
-    ("latin-1 bytes", '{"id": 1, "call": {}, "record_first_name": "Jos\u00e9"}'.encode("latin-1"), JSON, 400,
-     "invalid_encoding"),
+    (
+        "utf-16 declared",
+        '{"id": 1, "call": {}}'.encode("utf-16"),
+        JSON + "; charset=utf-16",
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "latin-1 bytes",
+        '{"id": 1, "call": {}, "record_first_name": "Jos\u00e9"}'.encode("latin-1"),
+        JSON,
+        400,
+        "invalid_encoding",
+    ),
     ("form encoded", b"id=1&call=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     ("text/plain json", b'{"id": 1, "call": {}}', "text/plain", 415, "unsupported_media_type"),
     ("no content type", b'{"id": 1, "call": {}}', None, 415, "unsupported_media_type"),
@@ -114,8 +129,9 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "code"), [h[1:] for h in HOSTILE],
-                         ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
 def test_hostile_bodies_get_exact_codes_and_are_quarantined(
     served: Served, body: bytes, content_type: str | None, status: int, code: str
 ) -> None:
@@ -168,8 +184,9 @@ def test_chunked_body_over_the_limit_is_413(served: Served) -> None:
             yield b"y" * 1000
         yield b'"}}'
 
-    answer = requests.post(served.url, data=chunks(), timeout=10,
-                           headers={"Content-Type": JSON, "Authorization": served.token})
+    answer = requests.post(
+        served.url, data=chunks(), timeout=10, headers={"Content-Type": JSON, "Authorization": served.token}
+    )
     assert answer.status_code == 413
     assert served.ledger.count_events() == 0
 
@@ -216,25 +233,46 @@ def test_health_and_readiness(served: Served) -> None:
 
 
 def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
-    from connector.receiver.app import create_app
     from connector.ledger import Ledger
+    from connector.receiver.app import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}")
-    rotated = settings.model_copy(update={"receiver": settings.receiver.model_copy(update={"auth": settings.receiver.auth.model_copy(
-        update={"tokens": [*settings.receiver.auth.tokens, type(settings.receiver.auth.tokens[0])("next-token-" + "y" * 20)]})})})
+    rotated = settings.model_copy(
+        update={
+            "receiver": settings.receiver.model_copy(
+                update={
+                    "auth": settings.receiver.auth.model_copy(
+                        update={
+                            "tokens": [
+                                *settings.receiver.auth.tokens,
+                                type(settings.receiver.auth.tokens[0])("next-token-" + "y" * 20),
+                            ]
+                        }
+                    )
+                }
+            )
+        }
+    )
     client = create_app(rotated, ledger=Ledger.open(rotated.store)).test_client()
     for number, token in enumerate([settings.receiver.auth.tokens[0].get_secret_value(), "next-token-" + "y" * 20]):
-        answer = client.post(rotated.receiver.path, data=json.dumps(sample_payload(900 + number)),
-                             headers={"Authorization": token, "Content-Type": JSON})
+        answer = client.post(
+            rotated.receiver.path,
+            data=json.dumps(sample_payload(900 + number)),
+            headers={"Authorization": token, "Content-Type": JSON},
+        )
         assert answer.status_code == 202
-    assert client.post(rotated.receiver.path, data=b"{}", headers={"Authorization": "old-token",
-                                                                  "Content-Type": JSON}).status_code == 401
+    assert (
+        client.post(
+            rotated.receiver.path, data=b"{}", headers={"Authorization": "old-token", "Content-Type": JSON}
+        ).status_code
+        == 401
+    )
 
 
 def test_an_allow_list_refuses_other_sources_before_auth(tmp_path) -> None:
-    from connector.receiver.app import create_app
     from connector.ledger import Ledger
+    from connector.receiver.app import create_app
     from tests.conftest import TOKEN, make_settings
 
     def client(allowed: list[str], hops: int = 0):
@@ -247,18 +285,29 @@ def test_an_allow_list_refuses_other_sources_before_auth(tmp_path) -> None:
     refused, path = client(["203.0.113.0/24"])
     answer = refused.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert answer.status_code == 403 and answer.get_json()["error"] == "forbidden"
-    assert refused.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 202
+    assert (
+        refused.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 202
+    )
     behind_proxy, path = client(["203.0.113.0/24"], hops=1)
-    answer = behind_proxy.post(path, data=json.dumps(sample_payload(2)), environ_base={"REMOTE_ADDR": "127.0.0.1"},
-                               headers={**headers, "X-Forwarded-For": "203.0.113.10"})
+    answer = behind_proxy.post(
+        path,
+        data=json.dumps(sample_payload(2)),
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        headers={**headers, "X-Forwarded-For": "203.0.113.10"},
+    )
     assert answer.status_code == 202
 
 
 def test_allowed_sources_must_be_networks() -> None:
-    from connector.errors import ConfigError
-    from connector.config import parse_settings
     from pathlib import Path
 
+    from connector.config import parse_settings
+    from connector.errors import ConfigError
+
     with pytest.raises(ConfigError, match="is not an IP network"):
-        parse_settings({"receiver": {"auth": {"tokens": ["t"]}, "allowed_sources": ["example.com"]}},
-                       source="t", base_dir=Path("."), environ={})
+        parse_settings(
+            {"receiver": {"auth": {"tokens": ["t"]}, "allowed_sources": ["example.com"]}},
+            source="t",
+            base_dir=Path("."),
+            environ={},
+        )

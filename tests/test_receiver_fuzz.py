@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
-from connector.receiver.app import create_app
 from connector.ledger import Ledger
+from connector.receiver.app import create_app
 from connector.sample import sample_payload
 from tests.conftest import TOKEN, make_settings
 
@@ -23,10 +23,29 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
-keys = st.sampled_from(["id", "call", "end_reason", "duration", "answered", "transcript", "meta", "message_left",
-                        "record_phone_number", "record_timezone", "workflow_end", "workflow_day", "role", "content"])
+keys = st.sampled_from(
+    [
+        "id",
+        "call",
+        "end_reason",
+        "duration",
+        "answered",
+        "transcript",
+        "meta",
+        "message_left",
+        "record_phone_number",
+        "record_timezone",
+        "workflow_end",
+        "workflow_day",
+        "role",
+        "content",
+    ]
+)
 payload_like = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**6)
+    | st.text(max_size=12)
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=6),
     max_leaves=30,
@@ -41,7 +60,9 @@ def client(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _post(client, body: bytes, content_type: str = "application/json"):
-    return client.post("/webhooks/2x/post-call", data=body, headers={"Authorization": TOKEN, "Content-Type": content_type})
+    return client.post(
+        "/webhooks/2x/post-call", data=body, headers={"Authorization": TOKEN, "Content-Type": content_type}
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

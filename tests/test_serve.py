@@ -31,12 +31,16 @@ CONNECTOR = [sys.executable, "-m", "connector"]
 
 def write_config(folder: Path, store_url: str, port: int) -> Path:
     config = folder / "connector.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": ["${BENCH_TOKEN}"]}},
-        "store": {"url": store_url},
-        "serve": {"workers": 3},
-        "sinks": {},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": ["${BENCH_TOKEN}"]}},
+                "store": {"url": store_url},
+                "serve": {"workers": 3},
+                "sinks": {},
+            }
+        )
+    )
     return config
 
 
@@ -44,8 +48,13 @@ def write_config(folder: Path, store_url: str, port: int) -> Path:
 def running(args: list[str], cwd: Path, port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Start a connector process in its own process group and wait until /readyz answers 200."""
     process = subprocess.Popen(
-        CONNECTOR + args, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        CONNECTOR + args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -70,8 +79,9 @@ def running(args: list[str], cwd: Path, port: int, env: dict[str, str] | None = 
 
 
 def post(port: int, document: dict, token: str = TOKEN, header: str = "X-2X-Token") -> requests.Response:
-    return requests.post(f"http://127.0.0.1:{port}/webhooks/2x/post-call", json=document,
-                         headers={header: token}, timeout=10)
+    return requests.post(
+        f"http://127.0.0.1:{port}/webhooks/2x/post-call", json=document, headers={header: token}, timeout=10
+    )
 
 
 @pytest.fixture
@@ -80,8 +90,9 @@ def served_config(tmp_path: Path, store_url: str) -> tuple[Path, int]:
     return write_config(tmp_path, store_url, port), port
 
 
-def test_concurrent_posts_of_one_id_accept_exactly_one(served_config: tuple[Path, int], tmp_path: Path,
-                                                        store_url: str) -> None:
+def test_concurrent_posts_of_one_id_accept_exactly_one(
+    served_config: tuple[Path, int], tmp_path: Path, store_url: str
+) -> None:
     config, port = served_config
     _empty_store(store_url)
     document = sample_payload(5150)
@@ -95,8 +106,9 @@ def test_concurrent_posts_of_one_id_accept_exactly_one(served_config: tuple[Path
     ledger.dispose()
 
 
-def test_kill_9_under_load_loses_nothing_acknowledged(served_config: tuple[Path, int], tmp_path: Path,
-                                                       store_url: str) -> None:
+def test_kill_9_under_load_loses_nothing_acknowledged(
+    served_config: tuple[Path, int], tmp_path: Path, store_url: str
+) -> None:
     config, port = served_config
     _empty_store(store_url)
     acknowledged: list[str] = []
@@ -133,8 +145,12 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
     """What the README promises: serve --sandbox prints a send-sample command that works."""
     port = free_port()
     process = subprocess.Popen(
-        CONNECTOR + ["serve", "--sandbox", "--port", str(port)], cwd=tmp_path, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        CONNECTOR + ["serve", "--sandbox", "--port", str(port)],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         lines: list[str] = []
@@ -146,8 +162,9 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         token = re.search(r"Token\s+:\s+(\S+)", banner).group(1)
         command = next(line.strip() for line in lines if line.strip().startswith("connector send-sample"))
         _wait_ready(port)
-        sent = subprocess.run([sys.executable, "-m", "connector", *shlex.split(command)[1:]],
-                              capture_output=True, text=True, timeout=30)
+        sent = subprocess.run(
+            [sys.executable, "-m", "connector", *shlex.split(command)[1:]], capture_output=True, text=True, timeout=30
+        )
         assert sent.returncode == 0, sent.stderr
         answer = json.loads(sent.stdout.split(" ", 2)[2])
         assert answer["status"] == "accepted"
@@ -158,7 +175,10 @@ def test_sandbox_first_run_walkthrough(tmp_path: Path) -> None:
         while True:  # the embedded worker delivers it to both emulated CRMs within seconds
             status = subprocess.run(
                 [*CONNECTOR, "status", "--json", "--config", "connector-sandbox.yaml", answer["id"]],
-                cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             assert status.returncode == 0, status.stderr
             report = json.loads(status.stdout)
@@ -218,14 +238,25 @@ def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknow
         port = free_port()
         _empty_store(store_url)
         config = tmp_path / "serve.yaml"
-        config.write_text(yaml.safe_dump({
-            "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-            "store": {"url": store_url}, "serve": {"workers": 3},
-            "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                              "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-            "worker": {"poll_interval_s": 0.05, "lease_s": 5},
-            "logging": {"level": "WARNING"},
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                    "store": {"url": store_url},
+                    "serve": {"workers": 3},
+                    "sinks": {
+                        "rec": {
+                            "type": "http",
+                            "url": recorder.url,
+                            "mapping": str(default_mapping_path("hubspot")),
+                            "headers": {"Authorization": f"Bearer {recorder.token}"},
+                        }
+                    },
+                    "worker": {"poll_interval_s": 0.05, "lease_s": 5},
+                    "logging": {"level": "WARNING"},
+                }
+            )
+        )
         acknowledged: list[str] = []
 
         def send(i: int) -> None:
@@ -248,7 +279,9 @@ def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknow
             ledger = Ledger.open(load_settings(config).store, migrate_schema=False)
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                done = {d["event_id"] for e in acknowledged for d in ledger.deliveries_for(e) if d["status"] == "succeeded"}
+                done = {
+                    d["event_id"] for e in acknowledged for d in ledger.deliveries_for(e) if d["status"] == "succeeded"
+                }
                 if len(done) == len(acknowledged):
                     break
                 time.sleep(0.3)
@@ -268,24 +301,42 @@ def test_metrics_sum_every_process_of_serve(tmp_path: Path, recorder) -> None:
 
     port = free_port()
     config = tmp_path / "metrics.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-        "store": {"url": f"sqlite:///{tmp_path / 'm.db'}"}, "serve": {"workers": 3},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-        "worker": {"poll_interval_s": 0.05}, "logging": {"level": "WARNING"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": f"sqlite:///{tmp_path / 'm.db'}"},
+                "serve": {"workers": 3},
+                "sinks": {
+                    "rec": {
+                        "type": "http",
+                        "url": recorder.url,
+                        "mapping": str(default_mapping_path("hubspot")),
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                    }
+                },
+                "worker": {"poll_interval_s": 0.05},
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     with running(["serve", "--config", str(config)], tmp_path, port, env):
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda i: post(port, sample_payload(600 + i, record_phone_number=f"+1202555{i:04d}")),
-                                    range(12)))
+            answers = list(
+                pool.map(
+                    lambda i: post(port, sample_payload(600 + i, record_phone_number=f"+1202555{i:04d}")), range(12)
+                )
+            )
         assert [a.status_code for a in answers] == [202] * 12
         deadline = time.monotonic() + 30
         while True:
             text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            found = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                     for family in text_string_to_metric_families(text) for s in family.samples}
+            found = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
             delivered = found.get(("connector_delivery_attempts_total", (("outcome", "succeeded"), ("sink", "rec"))), 0)
             if delivered == 12 or time.monotonic() > deadline:
                 break

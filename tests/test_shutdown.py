@@ -26,13 +26,24 @@ NOISE = ("Traceback", "AssertionError", "can only join a child process", "Keyboa
 
 def _config(folder: Path, port: int, recorder: Recorder, sink_type: str = "http") -> Path:
     config = folder / "connector.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-        "store": {"url": f"sqlite:///{folder / 'stop.db'}"}, "serve": {"workers": 2},
-        "sinks": {"rec": {"type": sink_type, "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-        "worker": {"poll_interval_s": 0.05},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": f"sqlite:///{folder / 'stop.db'}"},
+                "serve": {"workers": 2},
+                "sinks": {
+                    "rec": {
+                        "type": sink_type,
+                        "url": recorder.url,
+                        "mapping": str(default_mapping_path("hubspot")),
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                    }
+                },
+                "worker": {"poll_interval_s": 0.05},
+            }
+        )
+    )
     return config
 
 
@@ -50,8 +61,12 @@ def test_serve_stops_without_a_traceback(tmp_path: Path, recorder: Recorder, sig
     server = processes.start(["serve", "--config", str(config)], tmp_path, log)
     try:
         processes.wait_ready(server, port, log)
-        answer = requests.post(f"http://127.0.0.1:{port}/webhooks/2x/post-call", json=sample_payload(1),
-                               headers={"X-2X-Token": TOKEN}, timeout=10)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/2x/post-call",
+            json=sample_payload(1),
+            headers={"X-2X-Token": TOKEN},
+            timeout=10,
+        )
         assert answer.status_code == 202
         processes.wait_until(lambda: recorder.writes, 30, "a delivery")
     finally:
@@ -95,11 +110,17 @@ def test_validate_and_serve_refuse_an_unknown_sink_type(tmp_path: Path, recorder
     port = free_port()
     config = _config(tmp_path, port, recorder, sink_type="hubspt")
     for command in (["validate", "--offline"], ["serve"]):
-        done = subprocess.run([*processes.CONNECTOR, *command, "--config", str(config)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*processes.CONNECTOR, *command, "--config", str(config)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 1, (command, done.stderr)
-        assert "sinks.rec.type: no sink type 'hubspt' is installed; installed: http, hubspot, salesforce" \
-            in done.stderr, done.stderr
+        assert (
+            "sinks.rec.type: no sink type 'hubspt' is installed; installed: http, hubspot, salesforce" in done.stderr
+        ), done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "stop.db").exists()  # serve refused before even opening the store
 
@@ -110,8 +131,13 @@ def test_serve_prints_one_start_up_block_and_one_line_per_stop_stage(tmp_path: P
     config = _config(tmp_path, port, recorder)
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        server = subprocess.Popen([*processes.CONNECTOR, "serve", "--config", str(config)], cwd=tmp_path,
-                                  start_new_session=True, stdout=stdout, stderr=stderr)
+        server = subprocess.Popen(
+            [*processes.CONNECTOR, "serve", "--config", str(config)],
+            cwd=tmp_path,
+            start_new_session=True,
+            stdout=stdout,
+            stderr=stderr,
+        )
     try:
         processes.wait_ready(server, port, err)
         processes.wait_until(lambda: "Stop with Ctrl-C" in out.read_text(), 10, "the start-up block")
@@ -128,8 +154,10 @@ def test_serve_prints_one_start_up_block_and_one_line_per_stop_stage(tmp_path: P
     assert "Worker      : embedded" in block
     assert TOKEN not in block  # the webhook token is never printed outside the sandbox
     said = [line for line in err.read_text().splitlines() if line.strip()]
-    assert said == ["connector serve: draining: finishing requests in flight and the delivery in hand…",
-                    "connector serve: stopped"], said
+    assert said == [
+        "connector serve: draining: finishing requests in flight and the delivery in hand…",
+        "connector serve: stopped",
+    ], said
 
 
 def test_serve_with_its_port_in_use_says_so_in_one_line(tmp_path: Path, recorder: Recorder) -> None:
@@ -140,12 +168,18 @@ def test_serve_with_its_port_in_use_says_so_in_one_line(tmp_path: Path, recorder
         taken.listen()
         port = taken.getsockname()[1]
         config = _config(tmp_path, port, recorder)
-        done = subprocess.run([*processes.CONNECTOR, "serve", "--config", str(config)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*processes.CONNECTOR, "serve", "--config", str(config)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: port {port} on 127.0.0.1 is already in use (another connector or program listens there): stop it, "
-        "or choose another port with `receiver.port` in the config or `--port`"], done.stderr
+        "or choose another port with `receiver.port` in the config or `--port`"
+    ], done.stderr
     assert not (tmp_path / "stop.db").exists()  # refused before the store was touched
 
 
@@ -163,8 +197,14 @@ def _read_only(folder: Path) -> list[str]:
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("running as root without permission to create a mount namespace")
-    return ["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} "
-            f"{folder} && exec \"$@\"", "sh"]
+    return [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        f'mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder} && exec "$@"',
+        "sh",
+    ]
 
 
 def test_serve_with_a_read_only_store_directory_is_one_error_line(tmp_path: Path, recorder: Recorder) -> None:
@@ -175,19 +215,25 @@ def test_serve_with_a_read_only_store_directory_is_one_error_line(tmp_path: Path
     document["store"]["url"] = f"sqlite:///{store_dir / 'connector.db'}"
     config.write_text(yaml.safe_dump(document))
     prefix = _read_only(store_dir)
-    done = subprocess.run([*prefix, *processes.CONNECTOR, "serve", "--config", str(config)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*prefix, *processes.CONNECTOR, "serve", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     store_dir.chmod(0o755)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: the store {store_dir / 'connector.db'} cannot be written (its directory or file is read-only): "
-        f"make {store_dir} writable for this user, or point `store.url` in the config at a writable place"], \
-        done.stderr
+        f"make {store_dir} writable for this user, or point `store.url` in the config at a writable place"
+    ], done.stderr
 
 
 @pytest.mark.parametrize("problem", ["unreachable store", "unreadable mapping", "dashboard password is the token"])
-def test_other_start_up_failures_are_an_error_line_without_a_traceback(tmp_path: Path, recorder: Recorder,
-                                                                      problem: str) -> None:
+def test_other_start_up_failures_are_an_error_line_without_a_traceback(
+    tmp_path: Path, recorder: Recorder, problem: str
+) -> None:
     config = _config(tmp_path, free_port(), recorder)
     document = yaml.safe_load(config.read_text())
     if problem == "unreachable store":
@@ -201,8 +247,13 @@ def test_other_start_up_failures_are_an_error_line_without_a_traceback(tmp_path:
         document["sinks"]["rec"]["mapping"] = str(tmp_path / "mapping-dir")
         expected = ("Error: mappings: 1 problem(s)", "sinks.rec.mapping")
     config.write_text(yaml.safe_dump(document))
-    done = subprocess.run([*processes.CONNECTOR, "serve", "--config", str(config)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*processes.CONNECTOR, "serve", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert done.stderr.startswith(expected[0]) and expected[1] in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr

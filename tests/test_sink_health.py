@@ -17,14 +17,15 @@ from click.testing import CliRunner
 import connector.engine.worker as worker_module
 from connector.cli import main
 from connector.default_mappings import default_mapping_path
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.sink_health import assess
-from connector.engine.worker import Worker
 from tests.conftest import TOKEN, _truncate_all
 from tests.dashboard.support import basic, dashboard_app
 from tests.delivery_support import drain, engine_settings
 from tests.support.recorder import Recorder
+
 
 def _broken(text: str) -> str:
     """The mapping with an unknown end_reason on a known line: a semantic error the loader pins to that line."""
@@ -39,9 +40,15 @@ def setup(tmp_path: Path, store_url: str, recorder: Recorder) -> Iterator[tuple]
     mapping.write_text(default_mapping_path("hubspot").read_text())
     settings = engine_settings(store_url, recorder.url, mapping=str(mapping))
     config = tmp_path / "connector.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"auth": {"tokens": [TOKEN]}}, "store": {"url": store_url},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(mapping)}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": [TOKEN]}},
+                "store": {"url": store_url},
+                "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(mapping)}},
+            }
+        )
+    )
     ledger = Ledger.open(settings.store)
     _truncate_all(ledger)
     yield settings, ledger, mapping, config
@@ -63,7 +70,8 @@ def _surfaces(app, ledger: Ledger, config: Path) -> dict[str, str]:
 
 
 def test_a_mapping_broken_under_a_running_worker_shows_everywhere_once_and_clears(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     settings, ledger, mapping, config = setup
     monkeypatch.setattr(worker_module, "MAPPING_CHECK_S", 0.05)  # many checks while broken: still one log line
     worker = Worker(settings, ledger=Ledger.open(settings.store))
@@ -110,8 +118,9 @@ def test_a_mapping_broken_under_a_running_worker_shows_everywhere_once_and_clear
         worker.ledger.dispose()
 
 
-def test_a_broken_file_then_another_broken_version_is_logged_again(setup: tuple,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_file_then_another_broken_version_is_logged_again(
+    setup: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
     settings, ledger, mapping, _config = setup
     worker = Worker(settings, ledger=ledger)
     worker.open()
@@ -150,8 +159,10 @@ def test_states_carry_the_command_that_fixes_them(setup: tuple) -> None:
     assert not health.delivering
     ledger.sinks.resume("rec")
     ledger.sinks.pause("rec", "the CRM lacks fields contacts.twox_dnc: run `...`", probe_in_s=60)
-    assert assess(ledger, settings).sinks["rec"].conditions[0].command == \
-        f"connector crm-setup --config {config} --sink rec"
+    assert (
+        assess(ledger, settings).sinks["rec"].conditions[0].command
+        == f"connector crm-setup --config {config} --sink rec"
+    )
     ledger.sinks.heartbeat("w1")
     assert assess(ledger, settings).engine.state == "ok"
 

@@ -18,7 +18,8 @@ from connector.sinks.registry import build_sink, installed_sink_types
 @pytest.fixture
 def third_party_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An installed distribution `acme-sink` (a .dist-info on sys.path) registering type `acme`."""
-    (tmp_path / "acme_sink.py").write_text(textwrap.dedent('''
+    (tmp_path / "acme_sink.py").write_text(
+        textwrap.dedent("""
         from connector.sinks.base import ActionResult, SinkCapabilities
 
         class AcmeSink:
@@ -33,7 +34,8 @@ def third_party_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
         def factory(name, settings):
             return AcmeSink(name, settings)
-    '''))
+    """)
+    )
     info = tmp_path / "acme_sink-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-sink\nVersion: 1.0\n")
@@ -44,8 +46,9 @@ def third_party_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
 
 def settings_with(sink: dict) -> object:
-    return parse_settings({"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": sink}}, source="t",
-                          base_dir=Path("."), environ={})
+    return parse_settings(
+        {"receiver": {"auth": {"tokens": ["t"]}}, "sinks": {"crm": sink}}, source="t", base_dir=Path("."), environ={}
+    )
 
 
 def test_builtin_sinks_are_registered_through_the_same_group() -> None:

@@ -8,32 +8,54 @@ from pathlib import Path
 import pytest
 
 from connector.config import parse_settings
-from connector.sink_health import Condition, SinkCondition
 from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_display
+from connector.sink_health import Condition, SinkCondition
 from tests.conftest import TOKEN
 
 
 def _settings(store_url: str, **extra: object):
-    return parse_settings({"receiver": {"auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-                           "store": {"url": store_url},
-                           "sinks": {"crm": {"type": "http", "url": "http://127.0.0.1:9"}}, **extra},
-                          source="<test>", base_dir=Path("."), environ={})
+    return parse_settings(
+        {
+            "receiver": {"auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+            "store": {"url": store_url},
+            "sinks": {"crm": {"type": "http", "url": "http://127.0.0.1:9"}},
+            **extra,
+        },
+        source="<test>",
+        base_dir=Path("."),
+        environ={},
+    )
 
 
 def test_the_block_shows_each_sink_state_with_its_fix_and_hides_the_store_password() -> None:
-    settings = _settings("postgresql+psycopg://connector:s3cret-pw@db.internal:5432/connector",
-                         worker={"embedded": False}, dashboard={"enabled": False})
-    sinks = {"crm": SinkCondition("crm", True, (
-        Condition("paused", "credentials rejected: 401", "connector validate --config /etc/c.yaml"),
-        Condition("missing_fields", "the CRM lacks fields Contact.X: run `connector crm-setup --config /etc/c.yaml "
-                  "--sink crm`", "connector crm-setup --config /etc/c.yaml --sink crm")))}
+    settings = _settings(
+        "postgresql+psycopg://connector:s3cret-pw@db.internal:5432/connector",
+        worker={"embedded": False},
+        dashboard={"enabled": False},
+    )
+    sinks = {
+        "crm": SinkCondition(
+            "crm",
+            True,
+            (
+                Condition("paused", "credentials rejected: 401", "connector validate --config /etc/c.yaml"),
+                Condition(
+                    "missing_fields",
+                    "the CRM lacks fields Contact.X: run `connector crm-setup --config /etc/c.yaml --sink crm`",
+                    "connector crm-setup --config /etc/c.yaml --sink crm",
+                ),
+            ),
+        )
+    }
     block = startup_block(settings, host="127.0.0.1", port=8080, workers=3, sinks=sinks)
     assert "listening on http://127.0.0.1:8080 (3 receiver processes)" in block
     assert "Store       : postgresql+psycopg://connector:***@db.internal:5432/connector" in block
     assert "s3cret-pw" not in block and TOKEN not in block
-    assert ("Sinks       : crm (http): paused: credentials rejected: 401 (fix: connector validate --config "
-            "/etc/c.yaml); missing fields: the CRM lacks fields Contact.X: run `connector crm-setup --config "
-            "/etc/c.yaml --sink crm`") in block  # a reason naming its command is not followed by it again
+    assert (
+        "Sinks       : crm (http): paused: credentials rejected: 401 (fix: connector validate --config "
+        "/etc/c.yaml); missing fields: the CRM lacks fields Contact.X: run `connector crm-setup --config "
+        "/etc/c.yaml --sink crm`"
+    ) in block  # a reason naming its command is not followed by it again
     assert "Dashboard   : off (dashboard.enabled is false)" in block
     assert "Worker      : external (worker.embedded is false): run `connector worker --config" in block
 

@@ -42,7 +42,8 @@ def private_pg() -> Iterator[pg_instance.PrivatePostgres]:
 
 
 def test_every_ledger_module_raises_store_error_while_postgresql_is_down_and_recovers(
-        private_pg: pg_instance.PrivatePostgres) -> None:
+    private_pg: pg_instance.PrivatePostgres,
+) -> None:
     ledger = Ledger.open(make_settings(private_pg.url).store)
     event_id = ingest(ledger, 4242)
     private_pg.stop()
@@ -93,8 +94,9 @@ def test_readyz_probes_a_write_so_a_locked_sqlite_store_is_not_ready(tmp_path: P
     ledger.dispose()
 
 
-def test_standalone_worker_rides_through_a_postgresql_restart(tmp_path: Path, recorder: Recorder,
-                                                                private_pg: pg_instance.PrivatePostgres) -> None:
+def test_standalone_worker_rides_through_a_postgresql_restart(
+    tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres
+) -> None:
     ledger = Ledger.open(make_settings(private_pg.url).store)
     ids = ingest_many(ledger, 80)
     ledger.dispose()
@@ -146,19 +148,32 @@ def test_standalone_worker_rides_through_a_locked_sqlite_store(tmp_path: Path, r
     ledger.dispose()
 
 
-def test_serve_rides_through_a_postgresql_restart(tmp_path: Path, recorder: Recorder,
-                                                  private_pg: pg_instance.PrivatePostgres) -> None:
+def test_serve_rides_through_a_postgresql_restart(
+    tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres
+) -> None:
     """The receiver answers 503 + Retry-After while the store is down and 202 again right after;
     the embedded worker stays up (no restart) and delivers every acknowledged call exactly once."""
     port = free_port()
     config = tmp_path / "serve.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
-        "store": {"url": private_pg.url}, "serve": {"workers": 2},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}}},
-        "worker": {"poll_interval_s": 0.05}, "logging": {"level": "WARNING"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": private_pg.url},
+                "serve": {"workers": 2},
+                "sinks": {
+                    "rec": {
+                        "type": "http",
+                        "url": recorder.url,
+                        "mapping": str(default_mapping_path("hubspot")),
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                    }
+                },
+                "worker": {"poll_interval_s": 0.05},
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     recorder.slow_s = 0.02
     acknowledged: list[str] = []
     answers: list[tuple[float, int, str | None]] = []
@@ -169,9 +184,12 @@ def test_serve_rides_through_a_postgresql_restart(tmp_path: Path, recorder: Reco
         i = start
         while sending.is_set():
             try:
-                answer = requests.post(f"http://127.0.0.1:{port}/webhooks/2x/post-call", timeout=15,
-                                       json=sample_payload(900_000 + i, record_phone_number=f"+1202555{i % 10_000:04d}"),
-                                       headers={"X-2X-Token": TOKEN})
+                answer = requests.post(
+                    f"http://127.0.0.1:{port}/webhooks/2x/post-call",
+                    timeout=15,
+                    json=sample_payload(900_000 + i, record_phone_number=f"+1202555{i % 10_000:04d}"),
+                    headers={"X-2X-Token": TOKEN},
+                )
             except requests.RequestException:
                 continue
             answers.append((time.monotonic(), answer.status_code, answer.headers.get("Retry-After")))
@@ -202,7 +220,9 @@ def test_serve_rides_through_a_postgresql_restart(tmp_path: Path, recorder: Reco
         ledger = Ledger.open(make_settings(private_pg.url).store, migrate_schema=False)
         processes.wait_until(
             lambda: all(d["status"] == "succeeded" for e in acknowledged for d in ledger.deliveries_for(e)),
-            90, "every acknowledged call delivered")
+            90,
+            "every acknowledged call delivered",
+        )
         after = processes.readyz(port)
         assert server.poll() is None
     outage = [(t, s, r) for t, s, r in answers if down_at + 0.5 < t < starting_at]
@@ -232,7 +252,8 @@ def _read_only(server: pg_instance.PrivatePostgres, on: bool) -> None:
 
 
 def test_an_idle_worker_survives_a_quick_restart_and_a_read_only_server(
-        tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres) -> None:
+    tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres
+) -> None:
     """The two cases users saw kill `connector worker`: a 0.24 s `pg_ctl restart` while it was idle,
     and a server that turned read-only (then /readyz said "store ok", since it only ran SELECT 1)."""
     from connector.receiver.app import create_app

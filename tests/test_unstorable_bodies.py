@@ -15,8 +15,12 @@ from tests.conftest import Served
 
 
 def _post(served: Served, document: dict) -> requests.Response:
-    return requests.post(served.url, data=json.dumps(document), timeout=10,
-                         headers={"Authorization": served.token, "Content-Type": "application/json"})
+    return requests.post(
+        served.url,
+        data=json.dumps(document),
+        timeout=10,
+        headers={"Authorization": served.token, "Content-Type": "application/json"},
+    )
 
 
 @pytest.mark.parametrize("length", [129, 512])
@@ -69,18 +73,26 @@ def test_a_long_id_reaches_salesforce_within_callobject(tmp_path) -> None:
     """Through the default mapping, simple-salesforce and the emulator: CallObject (255 chars) holds
     the key of a 512-character id and of its callback task."""
     from connector.emulators.salesforce.server import DEFAULT_SESSION_ID, SalesforceEmulator
-    from connector.ledger import Ledger
     from connector.engine.worker import Worker
+    from connector.ledger import Ledger
     from tests.conftest import make_settings
     from tests.delivery_support import drain, ingest
 
     emulator = SalesforceEmulator()
     emulator.start()
     try:
-        settings = make_settings(f"sqlite:///{tmp_path / 'sf.db'}", sinks={"sf": {
-            "type": "salesforce", "instance_url": emulator.instance_url,
-            "auth": {"session_id": DEFAULT_SESSION_ID}, "ca_bundle": emulator.ca_file}},
-            worker={"poll_interval_s": 0.05})
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'sf.db'}",
+            sinks={
+                "sf": {
+                    "type": "salesforce",
+                    "instance_url": emulator.instance_url,
+                    "auth": {"session_id": DEFAULT_SESSION_ID},
+                    "ca_bundle": emulator.ca_file,
+                }
+            },
+            worker={"poll_interval_s": 0.05},
+        )
         ledger = Ledger.open(settings.store)
         event_id = ingest(ledger, "9" * 512, sinks=("sf",), end_reason="schedule_call_back")
         worker = Worker(settings, ledger=ledger)

@@ -23,25 +23,44 @@ pytestmark = pytest.mark.slow
 WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
 
 
-
-
 def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: object) -> Path:
     config = folder / "worker.yaml"
-    config.write_text(yaml.safe_dump({
-        "receiver": {"auth": {"tokens": [TOKEN]}},
-        "store": {"url": store_url},
-        "sinks": {"rec": {"type": "http", "url": recorder.url, "mapping": str(default_mapping_path("hubspot")),
-                          "headers": {"Authorization": f"Bearer {recorder.token}"}, **sink}},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 5, "batch_size": 10,
-                   "retry": {"schedule_s": [0.5, 1, 1, 2], "jitter": 0.1, "quick_retries": 1, "quick_wait_s": 0.05}},
-        "logging": {"level": "WARNING"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": [TOKEN]}},
+                "store": {"url": store_url},
+                "sinks": {
+                    "rec": {
+                        "type": "http",
+                        "url": recorder.url,
+                        "mapping": str(default_mapping_path("hubspot")),
+                        "headers": {"Authorization": f"Bearer {recorder.token}"},
+                        **sink,
+                    }
+                },
+                "worker": {
+                    "poll_interval_s": 0.05,
+                    "lease_s": 5,
+                    "batch_size": 10,
+                    "retry": {"schedule_s": [0.5, 1, 1, 2], "jitter": 0.1, "quick_retries": 1, "quick_wait_s": 0.05},
+                },
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     return config
 
 
 def start_worker(config: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(WORKER + [str(config)], env={**os.environ, **env}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        WORKER + [str(config)],
+        env={**os.environ, **env},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def fresh_ledger(store_url: str) -> Ledger:
@@ -68,8 +87,15 @@ def stop(process: subprocess.Popen) -> None:
 
 def ingest_many(ledger: Ledger, count: int, *, start: int = 10_000) -> list[str]:
     reasons = ["call_transferred", "schedule_call_back", "no_answer", "hung_up", "do_not_call"]
-    return [ingest(ledger, start + i, end_reason=reasons[i % len(reasons)],
-                   record_phone_number=f"+1202{5550000 + (i % 97):07d}") for i in range(count)]
+    return [
+        ingest(
+            ledger,
+            start + i,
+            end_reason=reasons[i % len(reasons)],
+            record_phone_number=f"+1202{5550000 + (i % 97):07d}",
+        )
+        for i in range(count)
+    ]
 
 
 def expected_keys(ledger: Ledger, ids: list[str]) -> int:
@@ -78,8 +104,11 @@ def expected_keys(ledger: Ledger, ids: list[str]) -> int:
     total = 0
     for event_id in ids:
         for delivery in ledger.deliveries_for(event_id):
-            total += sum(1 for e in ledger.deliveries.journal(delivery["id"]).values()
-                         if e.status == "succeeded" and (e.result or {}).get("detail", {}).get("resolved_by") != "contact_cache")
+            total += sum(
+                1
+                for e in ledger.deliveries.journal(delivery["id"]).values()
+                if e.status == "succeeded" and (e.result or {}).get("detail", {}).get("resolved_by") != "contact_cache"
+            )
     return total
 
 
@@ -121,8 +150,9 @@ def test_kill_9_under_load_then_restart(tmp_path: Path, store_url: str, recorder
     assert len(recorder.writes) == expected_keys(ledger, ids)
 
 
-def test_sigterm_finishes_the_delivery_in_hand_and_releases_the_rest(tmp_path: Path, store_url: str,
-                                                                   recorder: Recorder) -> None:
+def test_sigterm_finishes_the_delivery_in_hand_and_releases_the_rest(
+    tmp_path: Path, store_url: str, recorder: Recorder
+) -> None:
     ledger = fresh_ledger(store_url)
     ingest_many(ledger, 30)
     recorder.slow_s = 0.3
@@ -137,8 +167,9 @@ def test_sigterm_finishes_the_delivery_in_hand_and_releases_the_rest(tmp_path: P
     assert ledger.sinks.live_workers(within_s=60) == []
 
 
-def test_three_workers_on_postgresql_share_one_rate_budget(tmp_path: Path, pg_server_url: str,
-                                                           recorder: Recorder) -> None:
+def test_three_workers_on_postgresql_share_one_rate_budget(
+    tmp_path: Path, pg_server_url: str, recorder: Recorder
+) -> None:
     ledger = fresh_ledger(pg_server_url)
     ids = ingest_many(ledger, 2000, start=100_000)
     budget = 400  # requests per second, for all workers together
@@ -158,5 +189,7 @@ def test_three_workers_on_postgresql_share_one_rate_budget(tmp_path: Path, pg_se
     assert recorder.rejected_429 == 0
     used = len(recorder.request_times) / elapsed
     assert used <= budget  # and the report below shows how close to it they ran
-    print(f"3 workers: {len(ids)} events, {len(recorder.request_times)} requests in {elapsed:.1f} s "
-          f"= {used:.0f} req/s of a {budget} req/s budget")
+    print(
+        f"3 workers: {len(ids)} events, {len(recorder.request_times)} requests in {elapsed:.1f} s "
+        f"= {used:.0f} req/s of a {budget} req/s budget"
+    )

@@ -14,10 +14,10 @@ from werkzeug.wrappers import Response
 
 from connector.dashboard import queries
 from connector.dashboard.blueprint import state
+from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
 from connector.errors import ConnectorError
 from connector.ledger import DeliveryStatus
 from connector.ledger.schema import MAX_ROW_ID
-from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
 from connector.ops.reports import replay_quarantined
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,10 @@ def replay_one_event() -> Response:
         result = replay_event(current.ledger, current.settings, event_id, sink=sink)
     except ConnectorError:
         return _see_other("dashboard.events", q=event_id)
-    log.info("dashboard: event replayed", extra={"event_id": event_id, "sink": sink,
-                                                 "requeued": result["requeued"]})
-    return _see_other("dashboard.event", event_id=event_id, requeued=result["requeued"],
-                      added=result["new_deliveries"] or None)
+    log.info("dashboard: event replayed", extra={"event_id": event_id, "sink": sink, "requeued": result["requeued"]})
+    return _see_other(
+        "dashboard.event", event_id=event_id, requeued=result["requeued"], added=result["new_deliveries"] or None
+    )
 
 
 def replay_dead() -> Response:
@@ -73,8 +73,7 @@ def replay_dead() -> Response:
         else:
             requeued = current.ledger.deliveries.requeue(status=DeliveryStatus.HELD, sink=sink)
         log.info("dashboard: all %s deliveries replayed", status, extra={"sink": sink, "requeued": requeued})
-        return _see_other("dashboard.dead", status=status if status == "held" else None, sink=sink,
-                          requeued=requeued)
+        return _see_other("dashboard.dead", status=status if status == "held" else None, sink=sink, requeued=requeued)
     else:
         targets = []
     requeued = 0

@@ -12,9 +12,9 @@ from connector.config import Settings
 from connector.dashboard.links import crm_link
 from connector.dashboard.reasons import delivery_reason
 from connector.ledger import Ledger
-from connector.plan import Plan
 from connector.ops.preview import render_text
 from connector.ops.reports import event_status
+from connector.plan import Plan
 
 
 def event_detail(ledger: Ledger, settings: Settings, event_id: str) -> dict[str, Any] | None:
@@ -72,14 +72,27 @@ def _annotate(delivery: dict[str, Any], settings: Settings) -> None:
     message = delivery.get("dead_reason") or delivery.get("last_error")
     delivery["reason"] = None
     if delivery["status"] in ("dead", "held", "retry_scheduled") or (message and delivery["status"] != "succeeded"):
-        delivery["reason"] = delivery_reason(status=delivery["status"], message=message,
-                                             error_kind=last.get("error_kind"), crm_code=last.get("crm_code"),
-                                             status_code=last.get("status_code"), sink=delivery["sink"])
+        delivery["reason"] = delivery_reason(
+            status=delivery["status"],
+            message=message,
+            error_kind=last.get("error_kind"),
+            crm_code=last.get("crm_code"),
+            status_code=last.get("status_code"),
+            sink=delivery["sink"],
+        )
     for attempt in attempts:
-        attempt["reason"] = delivery_reason(status=attempt.get("outcome"), message=attempt.get("message"),
-                                            error_kind=attempt.get("error_kind"), crm_code=attempt.get("crm_code"),
-                                            status_code=attempt.get("status_code"), sink=delivery["sink"]) \
-            if attempt.get("error_kind") else None
+        attempt["reason"] = (
+            delivery_reason(
+                status=attempt.get("outcome"),
+                message=attempt.get("message"),
+                error_kind=attempt.get("error_kind"),
+                crm_code=attempt.get("crm_code"),
+                status_code=attempt.get("status_code"),
+                sink=delivery["sink"],
+            )
+            if attempt.get("error_kind")
+            else None
+        )
     delivery["plan_text"] = None
     delivery["plan_json"] = None
     mapping_file = (delivery.get("plan") or {}).get("mapping")
@@ -93,6 +106,7 @@ def _annotate(delivery: dict[str, Any], settings: Settings) -> None:
             delivery["plan_text"] = None
     for action in delivery.get("actions") or []:
         result = action.get("result") or {}
-        action["link"] = crm_link(sink, action["kind"], action["crm_id"], result.get("object")) \
-            if action.get("crm_id") else None
+        action["link"] = (
+            crm_link(sink, action["kind"], action["crm_id"], result.get("object")) if action.get("crm_id") else None
+        )
         action["result_json"] = json.dumps(result, ensure_ascii=False) if result else ""

@@ -50,18 +50,23 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
         log.debug("dashboard disabled (dashboard.enabled: false)")  # `serve` says it once, in its start-up block
         return False
     if dashboard.password is None:
-        log.debug("dashboard disabled: no password; set dashboard.password (e.g. "
-                 "`password: ${CONNECTOR_DASHBOARD_PASSWORD}`) to serve it at %s", dashboard.path)
+        log.debug(
+            "dashboard disabled: no password; set dashboard.password (e.g. "
+            "`password: ${CONNECTOR_DASHBOARD_PASSWORD}`) to serve it at %s",
+            dashboard.path,
+        )
         return False
     problems = password_problems(settings, dashboard)
     if problems:
         raise ConfigError("<config>", problems)
     password = dashboard.password.get_secret_value()
     credentials = security.Credentials.of(dashboard.username, password)
-    throttle = LoginThrottle(dashboard.max_failed_logins, dashboard.login_lockout_s,
-                             settings.worker.redis_url or "memory://")
-    app.extensions[EXTENSION_KEY] = DashboardState(settings, ledger, dashboard, credentials, credentials.csrf(),
-                                                   throttle)
+    throttle = LoginThrottle(
+        dashboard.max_failed_logins, dashboard.login_lockout_s, settings.worker.redis_url or "memory://"
+    )
+    app.extensions[EXTENSION_KEY] = DashboardState(
+        settings, ledger, dashboard, credentials, credentials.csrf(), throttle
+    )
     app.register_blueprint(_blueprint(), url_prefix=dashboard.path)
     app.after_request(_headers_under(dashboard.path))
     where = "loopback only" if not dashboard.allow_remote else "remote addresses allowed"
@@ -76,16 +81,21 @@ def password_problems(settings: Settings, dashboard: DashboardSettings) -> list[
     password = dashboard.password.get_secret_value().encode("utf-8")
     for token in settings.receiver.auth.tokens:
         if hmac.compare_digest(password, token.get_secret_value().encode("utf-8")):
-            return [ConfigProblem("dashboard.password", "must differ from the webhook token: the webhook token never "
-                                                        "opens the dashboard")]
+            return [
+                ConfigProblem(
+                    "dashboard.password",
+                    "must differ from the webhook token: the webhook token never opens the dashboard",
+                )
+            ]
     return []
 
 
 def _blueprint() -> Blueprint:
     from connector.dashboard import actions, views
 
-    bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
-                   static_url_path="/static")
+    bp = Blueprint(
+        "dashboard", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
+    )
     bp.before_request(_guard)
     bp.after_request(security.add_security_headers)
     bp.context_processor(_template_helpers)
@@ -109,8 +119,9 @@ def _headers_under(prefix: str) -> Callable[[Response], Response]:
 
 def _not_found(rest: str) -> tuple[str, int]:
     """Unknown dashboard URLs: authenticated first (the guard), then an HTML 404."""
-    return render_template("dashboard/error.html", title="Not found",
-                           message="There is no dashboard page at this address."), 404
+    return render_template(
+        "dashboard/error.html", title="Not found", message="There is no dashboard page at this address."
+    ), 404
 
 
 def _guard() -> Response | None:
@@ -133,8 +144,11 @@ def _guard() -> Response | None:
         if not security.same_origin(request):
             return security.add_security_headers(security.bad_request("the form was posted from another site"))
         if not current.csrf.valid(user, request.form.get(security.CSRF_FIELD)):
-            return security.add_security_headers(security.bad_request(
-                "the form's CSRF token is missing, invalid or expired; reload the page and try again"))
+            return security.add_security_headers(
+                security.bad_request(
+                    "the form's CSRF token is missing, invalid or expired; reload the page and try again"
+                )
+            )
     return None
 
 
@@ -154,8 +168,11 @@ def _template_helpers() -> dict[str, Any]:
 
 def _store_down(exc: StoreError) -> tuple[str, int]:
     log.error("dashboard: store unavailable: %s", exc)
-    return render_template("dashboard/error.html", title="Store unavailable",
-                           message="The store did not answer; the page cannot be shown. " + str(exc)), 503
+    return render_template(
+        "dashboard/error.html",
+        title="Store unavailable",
+        message="The store did not answer; the page cannot be shown. " + str(exc),
+    ), 503
 
 
 def yesno(value: object) -> str:

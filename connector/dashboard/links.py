@@ -40,10 +40,14 @@ def crm_link(sink: Any, kind: str, crm_id: str, object_name: str | None = None) 
         hubspot_object = _hubspot_object(object_name, kind)
         base = str(getattr(sink, "base_url", "")).rstrip("/")
         if base and _loopback_url(base):
-            return CrmLink(crm_id, f"{base}/crm/v3/objects/{quote(hubspot_object)}/{quote(crm_id, safe='')}",
-                           f"{hubspot_object} {crm_id} in the HubSpot emulator (API; needs the emulator token)")
-        return CrmLink(crm_id, HUBSPOT_APP, f"HubSpot {hubspot_object} {crm_id}: open your portal and search "
-                                            "for this id")
+            return CrmLink(
+                crm_id,
+                f"{base}/crm/v3/objects/{quote(hubspot_object)}/{quote(crm_id, safe='')}",
+                f"{hubspot_object} {crm_id} in the HubSpot emulator (API; needs the emulator token)",
+            )
+        return CrmLink(
+            crm_id, HUBSPOT_APP, f"HubSpot {hubspot_object} {crm_id}: open your portal and search for this id"
+        )
     if sink_type == "salesforce":
         base = str(getattr(sink, "instance_url", "")).rstrip("/")
         where = "the Salesforce emulator" if base and _loopback_url(base) else "Salesforce"

@@ -10,8 +10,8 @@ from typing import Any
 from connector.config import Settings
 from connector.dashboard import queries
 from connector.dashboard.reasons import Reason, pause_reason
-from connector.ledger import Ledger
 from connector.engine.ratebudget import bucket_shape  # the workers' own bucket, so the figures match
+from connector.ledger import Ledger
 from connector.ops.reports import health_report
 
 BACKLOG_STATUSES = ("pending", "retry_scheduled", "leased")
@@ -95,8 +95,7 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def budget_for(settings: Settings, name: str, cache: dict[str, tuple[int | None, float]],
-               ledger: Ledger) -> RateBudget:
+def budget_for(settings: Settings, name: str, cache: dict[str, tuple[int | None, float]], ledger: Ledger) -> RateBudget:
     """The sink's budget (its `rate_limit`, else its type's default) and the bucket's fill now."""
     config = settings.sinks.get(name)
     if config is None:
@@ -139,26 +138,30 @@ def sink_health(ledger: Ledger, settings: Settings, cache: dict[str, tuple[int |
         config = settings.sinks.get(name)
         state = statuses.get(name)
         counts = entry["deliveries"]
-        sinks.append(SinkHealth(
-            name=name,
-            type=getattr(config, "type", "—"),
-            configured=entry["configured"],
-            enabled=bool(config and config.enabled),
-            paused=entry["paused"],
-            pause=pause_reason(entry["paused_reason"]) if entry["paused"] else None,
-            paused_at=state.paused_at if state else None,
-            next_probe_at=state.next_probe_at if state else None,
-            blocked_until=_parse(entry["blocked_until"]),
-            counts={s: counts.get(s, 0) for s in STATUS_ORDER} | counts,
-            backlog=sum(counts.get(s, 0) for s in BACKLOG_STATUSES),
-            oldest_due=_parse(entry["oldest_due"]),
-            budget=budget_for(settings, name, cache, ledger),
-            missing_warning=entry.get("warning"),
-            conditions=tuple(entry.get("conditions") or ()),
-            mapping_error=entry.get("mapping_error"),
-        ))
-    workers = [{**w, "heartbeat_at": _parse(w.get("heartbeat_at")), "started_at": _parse(w.get("started_at"))}
-               for w in report["live_workers"]]
+        sinks.append(
+            SinkHealth(
+                name=name,
+                type=getattr(config, "type", "—"),
+                configured=entry["configured"],
+                enabled=bool(config and config.enabled),
+                paused=entry["paused"],
+                pause=pause_reason(entry["paused_reason"]) if entry["paused"] else None,
+                paused_at=state.paused_at if state else None,
+                next_probe_at=state.next_probe_at if state else None,
+                blocked_until=_parse(entry["blocked_until"]),
+                counts={s: counts.get(s, 0) for s in STATUS_ORDER} | counts,
+                backlog=sum(counts.get(s, 0) for s in BACKLOG_STATUSES),
+                oldest_due=_parse(entry["oldest_due"]),
+                budget=budget_for(settings, name, cache, ledger),
+                missing_warning=entry.get("warning"),
+                conditions=tuple(entry.get("conditions") or ()),
+                mapping_error=entry.get("mapping_error"),
+            )
+        )
+    workers = [
+        {**w, "heartbeat_at": _parse(w.get("heartbeat_at")), "started_at": _parse(w.get("started_at"))}
+        for w in report["live_workers"]
+    ]
     return {"sinks": sinks, "workers": workers, "engine": report["engine"]}
 
 

@@ -74,8 +74,15 @@ def _search_condition(q: str) -> ColumnElement[bool] | None:
     return or_(*conditions)
 
 
-def search_events(ledger: Ledger, *, q: str = "", status: str | None = None, sink: str | None = None,
-                  page: int = 1, size: int = PAGE_SIZE) -> Page:
+def search_events(
+    ledger: Ledger,
+    *,
+    q: str = "",
+    status: str | None = None,
+    sink: str | None = None,
+    page: int = 1,
+    size: int = PAGE_SIZE,
+) -> Page:
     """Events newest first, matching `q` and having a delivery in `status` (of `sink`) when given."""
     conditions: list[ColumnElement[bool]] = []
     found = _search_condition(q)
@@ -101,34 +108,59 @@ def search_events(ledger: Ledger, *, q: str = "", status: str | None = None, sin
         ids = [r.event_id for r in rows]
         states: dict[str, dict[str, str]] = {}
         if ids:
-            for d in connection.execute(select(deliveries.c.event_id, deliveries.c.sink, deliveries.c.status)
-                                        .where(deliveries.c.event_id.in_(ids)).order_by(deliveries.c.sink)):
+            for d in connection.execute(
+                select(deliveries.c.event_id, deliveries.c.sink, deliveries.c.status)
+                .where(deliveries.c.event_id.in_(ids))
+                .order_by(deliveries.c.sink)
+            ):
                 states.setdefault(d.event_id, {})[d.sink] = d.status
-    return Page([EventRow(r.event_id, r.received_at, r.end_reason, r.contact_key, states.get(r.event_id, {}))
-                 for r in rows], total, page, size)
+    return Page(
+        [EventRow(r.event_id, r.received_at, r.end_reason, r.contact_key, states.get(r.event_id, {})) for r in rows],
+        total,
+        page,
+        size,
+    )
 
 
 def _last_attempts(connection: Connection, delivery_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The newest attempt of each delivery (its error kind and CRM code explain a dead letter)."""
     if not delivery_ids:
         return {}
-    newest = (select(attempts.c.delivery_id, func.max(attempts.c.id).label("id"))
-              .where(attempts.c.delivery_id.in_(delivery_ids)).group_by(attempts.c.delivery_id).subquery())
+    newest = (
+        select(attempts.c.delivery_id, func.max(attempts.c.id).label("id"))
+        .where(attempts.c.delivery_id.in_(delivery_ids))
+        .group_by(attempts.c.delivery_id)
+        .subquery()
+    )
     rows = connection.execute(select(attempts).join(newest, attempts.c.id == newest.c.id)).mappings()
     return {r["delivery_id"]: dict(r) for r in rows}
 
 
-def failed_deliveries(ledger: Ledger, *, status: str = "dead", sink: str | None = None,
-                      page: int = 1, size: int = PAGE_SIZE) -> Page:
+def failed_deliveries(
+    ledger: Ledger, *, status: str = "dead", sink: str | None = None, page: int = 1, size: int = PAGE_SIZE
+) -> Page:
     """Dead (or held) deliveries, most recently finished first, each with its last attempt."""
     condition = deliveries.c.status == status
     if sink:
         condition = and_(condition, deliveries.c.sink == sink)
-    listing = (select(deliveries.c.id, deliveries.c.event_id, deliveries.c.sink, deliveries.c.status,
-                      deliveries.c.attempts, deliveries.c.dead_reason, deliveries.c.last_error,
-                      deliveries.c.finished_at, deliveries.c.updated_at, events.c.end_reason, events.c.contact_key)
-               .join(events, events.c.event_id == deliveries.c.event_id).where(condition)
-               .order_by(deliveries.c.updated_at.desc(), deliveries.c.id.desc()))
+    listing = (
+        select(
+            deliveries.c.id,
+            deliveries.c.event_id,
+            deliveries.c.sink,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.dead_reason,
+            deliveries.c.last_error,
+            deliveries.c.finished_at,
+            deliveries.c.updated_at,
+            events.c.end_reason,
+            events.c.contact_key,
+        )
+        .join(events, events.c.event_id == deliveries.c.event_id)
+        .where(condition)
+        .order_by(deliveries.c.updated_at.desc(), deliveries.c.id.desc())
+    )
     page = max(1, page)
     with ledger.engine.connect() as connection:
         total = int(connection.execute(select(func.count()).select_from(deliveries).where(condition)).scalar_one())
@@ -170,8 +202,7 @@ def count_quarantine(ledger: Ledger, *, include_replayed: bool = False) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def list_quarantine(ledger: Ledger, *, include_replayed: bool = False, page: int = 1,
-                    size: int = PAGE_SIZE) -> Page:
+def list_quarantine(ledger: Ledger, *, include_replayed: bool = False, page: int = 1, size: int = PAGE_SIZE) -> Page:
     """Quarantined bodies newest first, without the bodies themselves."""
     columns = [c for c in quarantine.c if c.name != "body"]
     query = select(*columns).order_by(quarantine.c.id.desc())
@@ -186,6 +217,7 @@ def list_quarantine(ledger: Ledger, *, include_replayed: bool = False, page: int
 def rate_bucket(ledger: Ledger, sink: str) -> tuple[float, float] | None:
     """(tokens left, epoch seconds of the last take) of a sink's shared bucket in the store, if any."""
     with ledger.engine.connect() as connection:
-        row = connection.execute(select(rate_buckets.c.tokens, rate_buckets.c.updated_at)
-                                 .where(rate_buckets.c.sink == sink)).first()
+        row = connection.execute(
+            select(rate_buckets.c.tokens, rate_buckets.c.updated_at).where(rate_buckets.c.sink == sink)
+        ).first()
     return (float(row.tokens), float(row.updated_at)) if row else None

@@ -62,8 +62,10 @@ def remote_refusal(request: Request, allow_remote: bool) -> str | None:
     if not is_loopback(request.remote_addr):
         return "the dashboard only answers on loopback; set dashboard.allow_remote: true to serve it further"
     if any(name in request.headers for name in _FORWARDING_HEADERS):
-        return ("this request came through a proxy; set dashboard.allow_remote: true to serve the dashboard "
-                "through one (and protect it there)")
+        return (
+            "this request came through a proxy; set dashboard.allow_remote: true to serve the dashboard "
+            "through one (and protect it there)"
+        )
     return None
 
 

@@ -17,21 +17,31 @@ class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Serve the dashboard (it also needs a password).")
-    path: str = Field(DEFAULT_PATH, pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$",
-                      description="URL prefix of the dashboard pages, e.g. /dashboard.")
+    path: str = Field(
+        DEFAULT_PATH,
+        pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$",
+        description="URL prefix of the dashboard pages, e.g. /dashboard.",
+    )
     username: str = Field("admin", min_length=1, max_length=128, description="HTTP Basic user name.")
     password: SecretStr | None = Field(
-        None, description="HTTP Basic password, e.g. ${CONNECTOR_DASHBOARD_PASSWORD}; "
-                          "without one the dashboard is not served. Never the webhook token.")
+        None,
+        description="HTTP Basic password, e.g. ${CONNECTOR_DASHBOARD_PASSWORD}; "
+        "without one the dashboard is not served. Never the webhook token.",
+    )
     allow_remote: bool = Field(
-        False, description="Serve requests from non-loopback addresses (and through proxies). By default the "
-                           "dashboard answers 403 to them even when the receiver is exposed.")
+        False,
+        description="Serve requests from non-loopback addresses (and through proxies). By default the "
+        "dashboard answers 403 to them even when the receiver is exposed.",
+    )
 
     max_failed_logins: int = Field(
-        10, ge=1, le=10_000, description="Failed logins from one address within `login_lockout_s` before that "
-                                         "address is locked out (429) for the rest of the window.")
-    login_lockout_s: int = Field(300, ge=1, le=86_400,
-                                 description="Length of the failed-login window (seconds).")
+        10,
+        ge=1,
+        le=10_000,
+        description="Failed logins from one address within `login_lockout_s` before that "
+        "address is locked out (429) for the rest of the window.",
+    )
+    login_lockout_s: int = Field(300, ge=1, le=86_400, description="Length of the failed-login window (seconds).")
 
     @field_validator("password")
     @classmethod

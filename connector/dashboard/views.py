@@ -73,19 +73,37 @@ def events() -> str:
     sinks = _sink_names()
     sink = sink if sink in sinks else ""
     page = queries.search_events(current.ledger, q=q, status=status or None, sink=sink or None, page=_page())
-    return render_template("dashboard/events.html", title="Events", nav=_nav(), active="events", page=page,
-                           q=q, status=status, sink=sink, statuses=STATUS_ORDER, sinks=sinks)
+    return render_template(
+        "dashboard/events.html",
+        title="Events",
+        nav=_nav(),
+        active="events",
+        page=page,
+        q=q,
+        status=status,
+        sink=sink,
+        statuses=STATUS_ORDER,
+        sinks=sinks,
+    )
 
 
 def event(event_id: str) -> tuple[str, int] | str:
     current = state()
     detail = event_detail(current.ledger, current.settings, event_id)
     if detail is None:
-        return render_template("dashboard/error.html", title="No such event", nav=_nav(),
-                               message=f"No event with id {event_id} is stored."), 404
-    return render_template("dashboard/event.html", title=f"Event {event_id}", nav=_nav(), active="events",
-                           event=detail, requeued=_count("requeued"), added=_count("added"),
-                           sinks=current.settings.enabled_sinks())
+        return render_template(
+            "dashboard/error.html", title="No such event", nav=_nav(), message=f"No event with id {event_id} is stored."
+        ), 404
+    return render_template(
+        "dashboard/event.html",
+        title=f"Event {event_id}",
+        nav=_nav(),
+        active="events",
+        event=detail,
+        requeued=_count("requeued"),
+        added=_count("added"),
+        sinks=current.settings.enabled_sinks(),
+    )
 
 
 def dead() -> str:
@@ -97,12 +115,25 @@ def dead() -> str:
     page = queries.failed_deliveries(current.ledger, status=status, sink=sink or None, page=_page())
     for row in page.rows:
         last = row.get("last_attempt") or {}
-        row["reason"] = delivery_reason(status=row["status"], message=row.get("dead_reason") or row.get("last_error"),
-                                        error_kind=last.get("error_kind"), crm_code=last.get("crm_code"),
-                                        status_code=last.get("status_code"), sink=row.get("sink"))
-    return render_template("dashboard/dead.html", title="Dead letters" if status == "dead" else "Held for review",
-                           nav=_nav(), active="dead", page=page, status=status, sink=sink, sinks=sinks,
-                           requeued=_count("requeued"))
+        row["reason"] = delivery_reason(
+            status=row["status"],
+            message=row.get("dead_reason") or row.get("last_error"),
+            error_kind=last.get("error_kind"),
+            crm_code=last.get("crm_code"),
+            status_code=last.get("status_code"),
+            sink=row.get("sink"),
+        )
+    return render_template(
+        "dashboard/dead.html",
+        title="Dead letters" if status == "dead" else "Held for review",
+        nav=_nav(),
+        active="dead",
+        page=page,
+        status=status,
+        sink=sink,
+        sinks=sinks,
+        requeued=_count("requeued"),
+    )
 
 
 def quarantine() -> str:
@@ -112,9 +143,16 @@ def quarantine() -> str:
     for row in page.rows:
         row["reason"] = quarantine_reason(row["code"], row["detail"])
         row["errors_list"] = _errors(row.get("errors"))
-    return render_template("dashboard/quarantine.html", title="Quarantine", nav=_nav(), active="quarantine",
-                           page=page, include_replayed=include_replayed, replayed=_count("replayed"),
-                           accepted=_count("accepted"))
+    return render_template(
+        "dashboard/quarantine.html",
+        title="Quarantine",
+        nav=_nav(),
+        active="quarantine",
+        page=page,
+        include_replayed=include_replayed,
+        replayed=_count("replayed"),
+        accepted=_count("accepted"),
+    )
 
 
 def _errors(raw: Any) -> list[dict[str, str]]:
@@ -129,12 +167,22 @@ def quarantined(quarantine_id: int) -> tuple[str, int] | str:
     current = state()
     report = quarantined_report(current.ledger, quarantine_id)
     if report is None:
-        return render_template("dashboard/error.html", title="Not in quarantine", nav=_nav(),
-                               message=f"No quarantined body with id {quarantine_id}."), 404
+        return render_template(
+            "dashboard/error.html",
+            title="Not in quarantine",
+            nav=_nav(),
+            message=f"No quarantined body with id {quarantine_id}.",
+        ), 404
     report["reason"] = quarantine_reason(report["code"], report["detail"])
-    return render_template("dashboard/quarantined.html", title=f"Quarantined body {quarantine_id}", nav=_nav(),
-                           active="quarantine", item=report, replayed=_count("replayed"),
-                           accepted=_count("accepted"))
+    return render_template(
+        "dashboard/quarantined.html",
+        title=f"Quarantined body {quarantine_id}",
+        nav=_nav(),
+        active="quarantine",
+        item=report,
+        replayed=_count("replayed"),
+        accepted=_count("accepted"),
+    )
 
 
 def preview() -> str:
@@ -142,8 +190,14 @@ def preview() -> str:
     current = state()
     settings = current.settings
     choices = settings.enabled_sinks() or list(KNOWN)
-    body = json.dumps(sample_payload(123, end_reason="schedule_call_back", question_fields={
-        "callback_time": "tomorrow 3pm", "case_number": "8057"}), indent=2)
+    body = json.dumps(
+        sample_payload(
+            123,
+            end_reason="schedule_call_back",
+            question_fields={"callback_time": "tomorrow 3pm", "case_number": "8057"},
+        ),
+        indent=2,
+    )
     chosen, call_time = "", ""
     plans: list[dict[str, str]] = []
     error: str | None = None
@@ -153,9 +207,19 @@ def preview() -> str:
         chosen = chosen if chosen in choices else ""
         call_time = request.form.get("call_time", "").strip()
         plans, error = _plans(body, chosen, call_time)
-    return render_template("dashboard/preview.html", title="Mapping preview", nav=_nav(), active="preview",
-                           body=body, sinks=choices, chosen=chosen, call_time=call_time, plans=plans, error=error,
-                           posted=request.method == "POST")
+    return render_template(
+        "dashboard/preview.html",
+        title="Mapping preview",
+        nav=_nav(),
+        active="preview",
+        body=body,
+        sinks=choices,
+        chosen=chosen,
+        call_time=call_time,
+        plans=plans,
+        error=error,
+        posted=request.method == "POST",
+    )
 
 
 def _plans(body: str, sink: str, call_time: str) -> tuple[list[dict[str, str]], str | None]:
@@ -173,9 +237,11 @@ def _plans(body: str, sink: str, call_time: str) -> tuple[list[dict[str, str]], 
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
     try:
-        plans = preview_plans(raw, settings=current.settings, sinks=[sink] if sink else [], mapping_file=None,
-                              call_time=when)
+        plans = preview_plans(
+            raw, settings=current.settings, sinks=[sink] if sink else [], mapping_file=None, call_time=when
+        )
     except ConnectorError as exc:
         return [], str(exc)
-    return [{"sink": p.sink, "crm": p.crm, "text": render_text(p), "json": p.model_dump_json(indent=2)}
-            for p in plans], None
+    return [
+        {"sink": p.sink, "crm": p.crm, "text": render_text(p), "json": p.model_dump_json(indent=2)} for p in plans
+    ], None

@@ -25,13 +25,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.engine.dnc_guard import prefetch
+from connector.engine.faults import crash_point
 from connector.engine.single import DeliveryRunner, _contact_ref, cacheable_phone
 from connector.errors import LeaseLost, MappingError, PermanentError, SinkError, StoreError, TransientError
-from connector.engine.faults import crash_point
 from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryStatus
-from connector.engine.dnc_guard import prefetch
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import WrittenField
 from connector.payload import CallEvent
@@ -76,6 +76,7 @@ class BatchingRunner(DeliveryRunner):
         self._resolving: set[str] = set()
         """Resolve actions this process journaled in flight and has not seen succeed: if one is still in flight at
         its next attempt, this process's sink knows what it wrote (its caches, its unconfirmed writes)."""
+
     _pending: _Pending | None = None
     """Open while a batch runs: journal marks and written fields wait here for the batch's next transaction."""
     _stage_written: dict[tuple[str, str], WrittenField] | None = None
@@ -106,8 +107,9 @@ class BatchingRunner(DeliveryRunner):
         for kind in STAGES:
             self._stage(kind, [i for i in group if not i.failed], sink, outcomes)
         done = [i for i in group if not i.failed]
-        written = self._flush(finishes=[Finish(i.claimed.id, i.attempt_id, DeliveryStatus.SUCCEEDED, "succeeded")
-                                        for i in done])
+        written = self._flush(
+            finishes=[Finish(i.claimed.id, i.attempt_id, DeliveryStatus.SUCCEEDED, "succeeded") for i in done]
+        )
         outcomes += [self._report(i.claimed, "succeeded", i.claimed.id in written.finished, None) for i in done]
         return outcomes
 
@@ -138,19 +140,29 @@ class BatchingRunner(DeliveryRunner):
         event = CallEvent.model_validate_json(row["normalized"])
         return plan_event(event, self._sinks[claimed.sink].mapping, sink=claimed.sink, call_time=row["received_at"])
 
-    def _started(self, claimed: Claimed, attempt_id: int, plan: Plan | MappingError | SinkError,
-                 journal: dict[str, JournalEntry], outcomes: list[str]) -> _InProgress | None:
+    def _started(
+        self,
+        claimed: Claimed,
+        attempt_id: int,
+        plan: Plan | MappingError | SinkError,
+        journal: dict[str, JournalEntry],
+        outcomes: list[str],
+    ) -> _InProgress | None:
         if isinstance(plan, MappingError):
-            outcomes.append(self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead",
-                                         {"kind": "mapping_error", "message": str(plan)}))
+            outcomes.append(
+                self._finish(
+                    claimed, attempt_id, DeliveryStatus.DEAD, "dead", {"kind": "mapping_error", "message": str(plan)}
+                )
+            )
             return None
         if isinstance(plan, SinkError):
             outcomes.append(self._fail(claimed, attempt_id, plan))
             return None
         hold = next((a for a in plan.actions if isinstance(a, HoldForReview)), None)
         if hold is not None:
-            outcomes.append(self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held",
-                                         {"kind": "hold", "message": hold.reason}))
+            outcomes.append(
+                self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": hold.reason})
+            )
             return None
         return _InProgress(claimed, attempt_id, plan, ExecutionContext(contact_key=claimed.contact_key), journal)
 
@@ -194,14 +206,16 @@ class BatchingRunner(DeliveryRunner):
         if entry is not None and entry.status == ActionStatus.IN_FLIGHT.value and unsettle is not None:
             unsettle([action.key])
 
-    def _resolve_pending(self, pending: list[tuple[_InProgress, Action, Action]], sink: Sink,
-                         outcomes: list[str]) -> None:
+    def _resolve_pending(
+        self, pending: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]
+    ) -> None:
         crash_point("before_crm_call")
-        resolve_many = getattr(sink, "resolve_many")
+        resolve_many = sink.resolve_many
         try:
             for item, action, _ in pending:
-                self._ledger.deliveries.journal_mark(item.claimed.id, action.key, action.kind,
-                                                     ActionStatus.IN_FLIGHT, owner=self._worker)
+                self._ledger.deliveries.journal_mark(
+                    item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT, owner=self._worker
+                )
                 if len(self._resolving) >= RESOLVING_KEPT:
                     self._resolving.clear()  # forgetting only costs a recheck (a wait), never a duplicate
                 self._resolving.add(action.key)
@@ -216,9 +230,15 @@ class BatchingRunner(DeliveryRunner):
             self._fail_all([item for item, _, _ in pending], TransientError(repr(exc)), outcomes)
             return
         crash_point("after_crm_call")
-        found = {phone: (r.object, r.crm_id) for (_, action, _), r in zip(pending, results, strict=True)
-                 if isinstance(r, ActionResult) and r.crm_id and r.object and not r.skipped
-                 and (phone := cacheable_phone(action)) is not None}
+        found = {
+            phone: (r.object, r.crm_id)
+            for (_, action, _), r in zip(pending, results, strict=True)
+            if isinstance(r, ActionResult)
+            and r.crm_id
+            and r.object
+            and not r.skipped
+            and (phone := cacheable_phone(action)) is not None
+        }
         # Before the journal: a crash in between leaves the contact findable by the next call of its number.
         self._ledger.sinks.cache_contacts(pending[0][0].claimed.sink, found)
         if self._contacts is not None:
@@ -254,9 +274,12 @@ class BatchingRunner(DeliveryRunner):
     def _read_do_not_call(self, group: list[_InProgress], sink: Sink) -> dict[str, str | None]:
         """Read the CRM's do-not-call of every contact about to get a callback task, in one go (see dnc_guard)."""
         done = (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value)
-        pairs = [(action, item.context) for item in group for action in item.plan.actions
-                 if isinstance(action, CreateTask)
-                 and getattr(item.journal.get(action.key), "status", None) not in done]
+        pairs = [
+            (action, item.context)
+            for item in group
+            for action in item.plan.actions
+            if isinstance(action, CreateTask) and getattr(item.journal.get(action.key), "status", None) not in done
+        ]
         return prefetch(self._ledger, group[0].claimed.sink, sink, pairs, self._written) if pairs else {}
 
     def _read_written(self, kind: str, group: list[_InProgress]) -> None:
@@ -280,8 +303,9 @@ class BatchingRunner(DeliveryRunner):
             self._stage_written = self._ledger.bulk.written(group[0].claimed.sink, wanted)
             self._stage_asked = {(ref, prop) for ref, props in wanted.items() for prop in props}
 
-    def _runnable(self, kind: str, group: list[_InProgress], sink: Sink,
-                  outcomes: list[str]) -> list[tuple[_InProgress, Action, Action]]:
+    def _runnable(
+        self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]
+    ) -> list[tuple[_InProgress, Action, Action]]:
         """The group's actions of one kind still to send, each with what is left of it (see ``_prepare``); a
         delivery whose preparation fails is failed here and left out."""
         pending: list[tuple[_InProgress, Action, Action]] = []
@@ -303,20 +327,24 @@ class BatchingRunner(DeliveryRunner):
         pending = self._runnable(kind, group, sink, outcomes)
         size = sink.capabilities.max_batch
         for start in range(0, len(pending), size):
-            self._send(pending[start:start + size], sink, outcomes)
+            self._send(pending[start : start + size], sink, outcomes)
 
     def _send(self, chunk: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]) -> None:
         crash_point("before_crm_call")
-        written = self._flush(in_flight=[Mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT)
-                                         for item, action, _ in chunk])
+        written = self._flush(
+            in_flight=[
+                Mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT) for item, action, _ in chunk
+            ]
+        )
         for item in {id(i): i for i, _, _ in chunk if i.claimed.id in written.lease_lost}.values():
             item.failed = True  # released as dead meanwhile: another worker may be making this call
-            outcomes.append(self._fail(item.claimed, item.attempt_id,
-                                       LeaseLost("this worker's lease on the delivery was released")))
+            outcomes.append(
+                self._fail(item.claimed, item.attempt_id, LeaseLost("this worker's lease on the delivery was released"))
+            )
         chunk = [entry for entry in chunk if not entry[0].failed]
         if not chunk:
             return
-        execute_batch = getattr(sink, "execute_batch")
+        execute_batch = sink.execute_batch
         try:
             results = self._quick_retries()(execute_batch, [(runnable, item.context) for item, _, runnable in chunk])
         except SinkError as exc:
@@ -332,8 +360,7 @@ class BatchingRunner(DeliveryRunner):
                 item.failed = True
                 outcomes.append(self._fail(item.claimed, item.attempt_id, result))
                 continue
-            self._mark(item.claimed, action, ActionStatus.SUCCEEDED, _as_result(result), item.context,
-                       written=runnable)
+            self._mark(item.claimed, action, ActionStatus.SUCCEEDED, _as_result(result), item.context, written=runnable)
 
     # -- the batch's store work (see the module docstring) -------------------------------------------
 
@@ -342,25 +369,33 @@ class BatchingRunner(DeliveryRunner):
         pending = self._pending or _Pending()
         if not (pending or in_flight or finishes):
             return Written(frozenset(), frozenset())  # nothing to record: no empty transaction
-        written = self._ledger.bulk.write(self._worker, marks=pending.marks, in_flight=in_flight,
-                                          fields=list(pending.fields.values()), finishes=finishes)
+        written = self._ledger.bulk.write(
+            self._worker,
+            marks=pending.marks,
+            in_flight=in_flight,
+            fields=list(pending.fields.values()),
+            finishes=finishes,
+        )
         pending.marks, pending.fields = [], {}
         return written
 
     def _journal(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult) -> None:
         if self._pending is None:
             return super()._journal(claimed, action, status, result)
-        self._pending.marks.append(Mark(claimed.id, action.key, action.kind, status, result.crm_id,
-                                        result.model_dump(mode="json")))
+        self._pending.marks.append(
+            Mark(claimed.id, action.key, action.kind, status, result.crm_id, result.model_dump(mode="json"))
+        )
         return None
 
-    def _record_written(self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, Any]],
-                        event_id: str) -> None:
+    def _record_written(
+        self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, Any]], event_id: str
+    ) -> None:
         if self._pending is None:
             return super()._record_written(sink, contact_ref, fields, event_id)
         for prop, (value, rank, call_time) in fields.items():
-            self._pending.fields[(sink, contact_ref, prop)] = FieldWrite(sink, contact_ref, prop, value, rank,
-                                                                         call_time, event_id)
+            self._pending.fields[(sink, contact_ref, prop)] = FieldWrite(
+                sink, contact_ref, prop, value, rank, call_time, event_id
+            )
         return None
 
     def _written(self, sink: str, contact_ref: str, properties: list[str]) -> dict[str, WrittenField]:
@@ -385,11 +420,19 @@ class BatchingRunner(DeliveryRunner):
     def _read_contact_cache(self, group: list[_InProgress]) -> dict[str, tuple[str, str]] | None:
         if self._contact_cache_s <= 0 or not group:
             return None
-        phones = {m.e164 for item in group for action in item.plan.actions if isinstance(action, ResolveContact)
-                  for m in action.match if isinstance(m, MatchByPhone)}
-        return self._ledger.sinks.cached_contacts(group[0].claimed.sink, sorted(phones),
-                                                  max_age_s=self._contact_cache_s) \
-            if phones else {}  # fmt: skip
+        phones = {
+            m.e164
+            for item in group
+            for action in item.plan.actions
+            if isinstance(action, ResolveContact)
+            for m in action.match
+            if isinstance(m, MatchByPhone)
+        }
+        return (
+            self._ledger.sinks.cached_contacts(group[0].claimed.sink, sorted(phones), max_age_s=self._contact_cache_s)
+            if phones
+            else {}
+        )
 
     def _cached_contact(self, sink: str, action: ResolveContact) -> ActionResult | None:
         """As DeliveryRunner's, answered from the batch's one read of the cache."""

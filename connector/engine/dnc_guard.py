@@ -33,9 +33,15 @@ WrittenReader = Callable[[str, str, list[str]], dict[str, WrittenField]]
 what it read for the whole stage at once."""
 
 
-def blocked_task(ledger: Ledger, sink_name: str, sink: Any, action: CreateTask, context: ExecutionContext,
-                 known: dict[str, str | None] | None = None,
-                 written: WrittenReader | None = None) -> ActionResult | None:
+def blocked_task(
+    ledger: Ledger,
+    sink_name: str,
+    sink: Any,
+    action: CreateTask,
+    context: ExecutionContext,
+    known: dict[str, str | None] | None = None,
+    written: WrittenReader | None = None,
+) -> ActionResult | None:
     """The skipped result when this task must not be created because the contact is do-not-call; else None.
 
     ``known``: CRM answers already read for these action keys (``prefetch``); others are read now.
@@ -53,8 +59,13 @@ def blocked_task(ledger: Ledger, sink_name: str, sink: Any, action: CreateTask, 
     return _skipped(prop, "crm") if prop else None
 
 
-def prefetch(ledger: Ledger, sink_name: str, sink: Any, pairs: list[tuple[CreateTask, ExecutionContext]],
-             written: WrittenReader | None = None) -> dict[str, str | None]:
+def prefetch(
+    ledger: Ledger,
+    sink_name: str,
+    sink: Any,
+    pairs: list[tuple[CreateTask, ExecutionContext]],
+    written: WrittenReader | None = None,
+) -> dict[str, str | None]:
     """The CRM's do-not-call answer for each guarded task the ledger does not already settle, read in one go
     when the sink can (`do_not_call_many`); {} when it cannot or the read fails (then each is read alone)."""
     read_many = getattr(sink, "do_not_call_many", None)
@@ -74,8 +85,9 @@ def _guarded(action: CreateTask, context: ExecutionContext) -> bool:
     return bool(action.unless_do_not_call) and contact is not None and not contact.skipped and bool(contact.crm_id)
 
 
-def _written_by_connector(read: WrittenReader, sink_name: str, action: CreateTask,
-                          context: ExecutionContext) -> str | None:
+def _written_by_connector(
+    read: WrittenReader, sink_name: str, action: CreateTask, context: ExecutionContext
+) -> str | None:
     contact = context.contact()
     assert contact is not None
     written = read(sink_name, f"{contact.object}:{contact.crm_id}", action.unless_do_not_call)

@@ -18,8 +18,8 @@ EXIT_CONFIG = 78
 
 def main() -> int:
     from connector.config import Settings
-    from connector.errors import ConnectorError
     from connector.engine.worker import run_worker
+    from connector.errors import ConnectorError
 
     settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by our own parent process
     if not isinstance(settings, Settings):

@@ -22,6 +22,9 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from connector.engine.dnc_guard import blocked_task
+from connector.engine.faults import crash_point
+from connector.engine.retry import RetryPolicy
 from connector.errors import (
     AuthError,
     MappingError,
@@ -33,16 +36,14 @@ from connector.errors import (
     StoreError,
     TransientError,
 )
-from connector.engine.dnc_guard import blocked_task
-from connector.engine.faults import crash_point
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
-from connector.receiver.metrics import Metrics
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import WrittenField, may_write
+from connector.missing_fields import MissingFieldTracker
 from connector.payload import CallEvent
 from connector.plan import (
     Action,
@@ -55,10 +56,9 @@ from connector.plan import (
     UpdateContact,
     contact_action_key,
 )
-from connector.engine.retry import RetryPolicy
-from connector.missing_fields import MissingFieldTracker
-from connector.sinks.drift import SKIPPED
+from connector.receiver.metrics import Metrics
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
+from connector.sinks.drift import SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,17 @@ class DeliveryRunner:
     _dnc_known: dict[str, str | None] | None = None
     """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
 
-    def __init__(self, ledger: Ledger, worker_id: str, sinks: dict[str, SinkRuntime], policy: RetryPolicy,
-                 *, auth_probe_s: float, contact_cache_s: float = 86_400, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        worker_id: str,
+        sinks: dict[str, SinkRuntime],
+        policy: RetryPolicy,
+        *,
+        auth_probe_s: float,
+        contact_cache_s: float = 86_400,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._ledger = ledger
         self._worker = worker_id
         self._sinks = sinks
@@ -111,11 +120,14 @@ class DeliveryRunner:
             plan = self._plan(claimed, runtime.mapping)
             if any(isinstance(a, HoldForReview) for a in plan.actions):
                 reason = next(a.reason for a in plan.actions if isinstance(a, HoldForReview))
-                return self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": reason})
+                return self._finish(
+                    claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": reason}
+                )
             self._execute(claimed, plan, runtime.sink)
         except MappingError as exc:
-            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead",
-                                {"kind": "mapping_error", "message": str(exc)})
+            return self._finish(
+                claimed, attempt_id, DeliveryStatus.DEAD, "dead", {"kind": "mapping_error", "message": str(exc)}
+            )
         except SinkError as exc:
             return self._fail(claimed, attempt_id, exc)
         except StoreError:
@@ -155,8 +167,9 @@ class DeliveryRunner:
         if combined:
             self._execute_combined(claimed, sink, combined, context)
 
-    def _prepare(self, claimed: Claimed, action: Action, journal: dict[str, JournalEntry],
-                 context: ExecutionContext, sink: Sink) -> Action | None:
+    def _prepare(
+        self, claimed: Claimed, action: Action, journal: dict[str, JournalEntry], context: ExecutionContext, sink: Sink
+    ) -> Action | None:
         """What is left to send for one action, or None when it needs no CRM call.
 
         None when: it already succeeded (journal), the contact was skipped, precedence leaves no
@@ -182,8 +195,13 @@ class DeliveryRunner:
             runnable = action
         if runnable is None:
             if refill is None:
-                self._mark(claimed, action, ActionStatus.SKIPPED,
-                           ActionResult(skipped=True, detail={"reason": "precedence"}), context)
+                self._mark(
+                    claimed,
+                    action,
+                    ActionStatus.SKIPPED,
+                    ActionResult(skipped=True, detail={"reason": "precedence"}),
+                    context,
+                )
             return None
         in_flight = entry is not None and entry.status == ActionStatus.IN_FLIGHT.value
         if in_flight:
@@ -191,8 +209,11 @@ class DeliveryRunner:
             if found is not None:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
-        blocked = blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known, self._written) \
-            if isinstance(action, CreateTask) else None  # fmt: skip
+        blocked = (
+            blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known, self._written)
+            if isinstance(action, CreateTask)
+            else None
+        )
         if blocked is not None:
             self._mark(claimed, action, ActionStatus.SKIPPED, blocked, context)
             return None
@@ -203,12 +224,14 @@ class DeliveryRunner:
                 return None
         return runnable
 
-    def _run_one(self, claimed: Claimed, action: Action, runnable: Action, context: ExecutionContext,
-                 sink: Sink) -> None:
+    def _run_one(
+        self, claimed: Claimed, action: Action, runnable: Action, context: ExecutionContext, sink: Sink
+    ) -> None:
         """One action through the sink, journaled in flight before and succeeded after."""
         crash_point("before_crm_call")
-        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT,
-                                             owner=self._worker)
+        self._ledger.deliveries.journal_mark(
+            claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT, owner=self._worker
+        )
         result = self._call(sink, runnable, context)
         crash_point("after_crm_call")
         self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
@@ -216,14 +239,16 @@ class DeliveryRunner:
             self._remember_contact(claimed.sink, action, result)
         crash_point("after_action")
 
-    def _execute_combined(self, claimed: Claimed, sink: Sink, actions: list[tuple[Action, Action]],
-                          context: ExecutionContext) -> None:
+    def _execute_combined(
+        self, claimed: Claimed, sink: Sink, actions: list[tuple[Action, Action]], context: ExecutionContext
+    ) -> None:
         """All remaining actions in one sink call (all or none), journaled as one step."""
         crash_point("before_crm_call")
         for action, _ in actions:
-            self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT,
-                                                 owner=self._worker)
-        execute_many = getattr(sink, "execute_many")
+            self._ledger.deliveries.journal_mark(
+                claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT, owner=self._worker
+            )
+        execute_many = sink.execute_many
         results = self._call_many(execute_many, [runnable for _, runnable in actions], context)
         crash_point("after_crm_call")
         for (action, runnable), result in zip(actions, results, strict=True):
@@ -278,8 +303,15 @@ class DeliveryRunner:
         """What the connector wrote to these properties of the contact (the batch runner answers from a bulk read)."""
         return self._ledger.sinks.written(sink, contact_ref, properties)
 
-    def _mark(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult,
-              context: ExecutionContext, written: Action | None = None) -> None:
+    def _mark(
+        self,
+        claimed: Claimed,
+        action: Action,
+        status: ActionStatus,
+        result: ActionResult,
+        context: ExecutionContext,
+        written: Action | None = None,
+    ) -> None:
         previous = context.results.get(action.key)
         if previous is not None and status is ActionStatus.SUCCEEDED and previous.detail.get(SKIPPED):
             result = _refilled(previous, result)
@@ -292,37 +324,48 @@ class DeliveryRunner:
             # replay after crm-setup from filling them.
             not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, [])) | set(skipped)
             self._record_written(
-                claimed.sink, _contact_ref(contact),
+                claimed.sink,
+                _contact_ref(contact),
                 {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
-                claimed.event_id)
+                claimed.event_id,
+            )
         if status is ActionStatus.SUCCEEDED and written is not None:
             self._missing.track(claimed.sink, claimed.event_id, written, result, contact, skipped)
 
     def _journal(self, claimed: Claimed, action: Action, status: ActionStatus, result: ActionResult) -> None:
         """Record an action's outcome (the batch runner defers it to its next transaction)."""
-        self._ledger.deliveries.journal_mark(claimed.id, action.key, action.kind, status,
-                                             crm_id=result.crm_id, result=result.model_dump(mode="json"))
+        self._ledger.deliveries.journal_mark(
+            claimed.id, action.key, action.kind, status, crm_id=result.crm_id, result=result.model_dump(mode="json")
+        )
 
-    def _record_written(self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, Any]],
-                        event_id: str) -> None:
+    def _record_written(
+        self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, Any]], event_id: str
+    ) -> None:
         """Precedence bookkeeping of a successful contact update (the batch runner defers it too)."""
         self._ledger.sinks.record_written(sink, contact_ref, fields, event_id)
 
     # -- deciding the delivery's fate -------------------------------------------------------------
 
     def _fail(self, claimed: Claimed, attempt_id: int, exc: SinkError) -> str:
-        error = {"kind": type(exc).__name__, "status": exc.status, "code": exc.code,
-                 "message": (exc.crm_message or str(exc))[:4000]}
+        error = {
+            "kind": type(exc).__name__,
+            "status": exc.status,
+            "code": exc.code,
+            "message": (exc.crm_message or str(exc))[:4000],
+        }
         now = utcnow()
         if isinstance(exc, MissingFields):
             self._missing.note(claimed.sink, claimed.event_id, exc.fields)
             self._ledger.sinks.pause(claimed.sink, str(exc), probe_in_s=self._auth_probe_s)
-            log.error("sink paused: the CRM lacks fields it must not skip",
-                      extra={"sink": claimed.sink, "event_id": claimed.event_id, "fields": sorted(exc.fields)})
+            log.error(
+                "sink paused: the CRM lacks fields it must not skip",
+                extra={"sink": claimed.sink, "event_id": claimed.event_id, "fields": sorted(exc.fields)},
+            )
             return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
         if isinstance(exc, AuthError):
-            self._ledger.sinks.pause(claimed.sink, f"credentials rejected: {error['message']}",
-                                     probe_in_s=self._auth_probe_s)
+            self._ledger.sinks.pause(
+                claimed.sink, f"credentials rejected: {error['message']}", probe_in_s=self._auth_probe_s
+            )
             log.error("sink paused: credentials rejected", extra={"sink": claimed.sink, "event_id": claimed.event_id})
             return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
         if isinstance(exc, RateLimited):
@@ -330,8 +373,9 @@ class DeliveryRunner:
                 self._metrics.rate_limited.labels(sink=claimed.sink).inc()
             until = now + timedelta(seconds=exc.retry_after or RATE_LIMIT_DEFAULT_WAIT_S)
             self._ledger.sinks.block_until(claimed.sink, until)
-            return self._finish(claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "rate_limited", error,
-                                due=until, count=False)
+            return self._finish(
+                claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "rate_limited", error, due=until, count=False
+            )
         if isinstance(exc, PermanentError):
             return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
         if isinstance(exc, StaleContact):
@@ -342,22 +386,47 @@ class DeliveryRunner:
         if delay is None:
             error["message"] = f"gave up after {claimed.attempts} attempts: {error['message']}"
             return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
-        return self._finish(claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "retry", error,
-                            due=now + timedelta(seconds=delay))
+        return self._finish(
+            claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "retry", error, due=now + timedelta(seconds=delay)
+        )
 
-    def _finish(self, claimed: Claimed, attempt_id: int, status: DeliveryStatus, outcome: str,
-                error: dict[str, Any] | None, *, due: Any = None, count: bool = True) -> str:
-        kept = self._ledger.deliveries.finish(claimed.id, attempt_id, self._worker, status=status, outcome=outcome,
-                                              due_at=due, error=error, count_attempt=count)
+    def _finish(
+        self,
+        claimed: Claimed,
+        attempt_id: int,
+        status: DeliveryStatus,
+        outcome: str,
+        error: dict[str, Any] | None,
+        *,
+        due: Any = None,
+        count: bool = True,
+    ) -> str:
+        kept = self._ledger.deliveries.finish(
+            claimed.id,
+            attempt_id,
+            self._worker,
+            status=status,
+            outcome=outcome,
+            due_at=due,
+            error=error,
+            count_attempt=count,
+        )
         return self._report(claimed, outcome, kept, error)
 
     def _report(self, claimed: Claimed, outcome: str, kept: bool, error: dict[str, Any] | None) -> str:
         """Metrics and the log line of a finished attempt; returns its outcome (lease_lost when not kept)."""
         if self._metrics is not None:
             self._metrics.attempts.labels(sink=claimed.sink, outcome=outcome if kept else "lease_lost").inc()
-        log.info("delivery %s", outcome if kept else "lease_lost",
-                 extra={"event_id": claimed.event_id, "sink": claimed.sink, "attempt": claimed.attempts,
-                        **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {})})
+        log.info(
+            "delivery %s",
+            outcome if kept else "lease_lost",
+            extra={
+                "event_id": claimed.event_id,
+                "sink": claimed.sink,
+                "attempt": claimed.attempts,
+                **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {}),
+            },
+        )
         return outcome if kept else "lease_lost"
 
 
@@ -381,8 +450,11 @@ def _refill(action: Action, previous: ActionResult) -> UpdateContact | None:
 def _refilled(previous: ActionResult, refill: ActionResult) -> ActionResult:
     """The journal's result after a refill: everything written so far, and only what is still missing."""
     written = [f for f in refill.detail.get("fields", []) if f not in (refill.detail.get(SKIPPED) or {})]
-    detail = {**previous.detail, "fields": sorted({*previous.detail.get("fields", []), *written}),
-              "refilled": sorted(written)}
+    detail = {
+        **previous.detail,
+        "fields": sorted({*previous.detail.get("fields", []), *written}),
+        "refilled": sorted(written),
+    }
     detail.pop(SKIPPED, None)
     if refill.detail.get(SKIPPED):
         detail[SKIPPED] = refill.detail[SKIPPED]

@@ -27,16 +27,16 @@ from datetime import datetime
 
 from connector.config import Settings
 from connector.engine.batch import BatchingRunner
+from connector.engine.ratebudget import make_gate
 from connector.engine.single import SinkRuntime
-from connector.ledger.deliveries import Claimed
 from connector.errors import AuthError, ConfigError, ConnectorError, SinkError, StoreError
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
+from connector.ledger.deliveries import Claimed
 from connector.ledger.schema import DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
 from connector.receiver.metrics import process_metrics
-from connector.engine.ratebudget import make_gate
 from connector.sinks.registry import build_sink
 
 log = logging.getLogger(__name__)
@@ -91,17 +91,25 @@ class Worker:
             window = limit.window_s if limit else sink.capabilities.window_s
             sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
             self._runtimes[name] = SinkRuntime(sink, mapping)
-        self._runner = BatchingRunner(self.ledger, self.id, self._runtimes, worker_settings.retry,
-                                      auth_probe_s=worker_settings.auth_probe_s,
-                                      contact_cache_s=worker_settings.contact_cache_s,
-                                      metrics=process_metrics()[0])
+        self._runner = BatchingRunner(
+            self.ledger,
+            self.id,
+            self._runtimes,
+            worker_settings.retry,
+            auth_probe_s=worker_settings.auth_probe_s,
+            contact_cache_s=worker_settings.contact_cache_s,
+            metrics=process_metrics()[0],
+        )
         try:
             self.ledger.sinks.heartbeat(self.id)
         except StoreError:
             pass  # the liveness thread heartbeats as soon as the store answers
         # The embedded worker's start is in `serve`'s start-up block; a standalone one says it here.
-        log.log(logging.DEBUG if self.exit_when_orphaned else logging.INFO, "worker started",
-                extra={"worker": self.id, "sinks": sorted(self._runtimes)})
+        log.log(
+            logging.DEBUG if self.exit_when_orphaned else logging.INFO,
+            "worker started",
+            extra={"worker": self.id, "sinks": sorted(self._runtimes)},
+        )
 
     def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -134,8 +142,9 @@ class Worker:
                         self.stop_requested.wait(self.settings.worker.poll_interval_s)
                 except StoreError as exc:
                     if not outage:
-                        log.warning("store unavailable; delivery paused until it is back: %s", exc,
-                                    extra={"worker": self.id})
+                        log.warning(
+                            "store unavailable; delivery paused until it is back: %s", exc, extra={"worker": self.id}
+                        )
                     with self._held_lock:
                         self._held.clear()  # the leases lapse or are given back when the store returns
                     self.stop_requested.wait(STORE_BACKOFF_S[min(outage, len(STORE_BACKOFF_S) - 1)])
@@ -157,8 +166,9 @@ class Worker:
         assert self._runner is not None, "open() first"
         self._housekeeping()
         sinks = self._active_sinks()
-        claimed = self.ledger.deliveries.claim(self.id, sinks, limit=self.settings.worker.batch_size,
-                                               lease_s=self.settings.worker.lease_s)
+        claimed = self.ledger.deliveries.claim(
+            self.id, sinks, limit=self.settings.worker.batch_size, lease_s=self.settings.worker.lease_s
+        )
         with self._held_lock:
             self._held.update(c.id for c in claimed)
         done = 0
@@ -214,8 +224,9 @@ class Worker:
                 error = mapping_error_text(exc)
                 self.ledger.sinks.note_mapping_error(name, error)  # first: a store outage retries the whole step
                 self._broken_mappings[name] = digest
-                log.error("mapping changed but does not load; keeping the previous one:\n%s", error,
-                          extra={"sink": name})
+                log.error(
+                    "mapping changed but does not load; keeping the previous one:\n%s", error, extra={"sink": name}
+                )
                 continue
             self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
             log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
@@ -283,8 +294,15 @@ class Worker:
         """Give claimed, unstarted deliveries back (shutdown, or their sink paused meanwhile)."""
         for delivery_id in delivery_ids:
             attempt = self.ledger.deliveries.start_attempt(delivery_id, 0, self.id)
-            self.ledger.deliveries.finish(delivery_id, attempt, self.id, status=DeliveryStatus.PENDING,
-                                          outcome="released", due_at=utcnow(), count_attempt=False)
+            self.ledger.deliveries.finish(
+                delivery_id,
+                attempt,
+                self.id,
+                status=DeliveryStatus.PENDING,
+                outcome="released",
+                due_at=utcnow(),
+                count_attempt=False,
+            )
             with self._held_lock:
                 self._held.discard(delivery_id)
 
@@ -344,9 +362,11 @@ def run_worker(settings: Settings, *, embedded: bool = False) -> None:
 
 def _stop_on_signals(stop: threading.Event, *, quiet: bool = False) -> None:
     """`quiet`: the embedded worker, whose stop `serve` announces itself ("draining…", "stopped")."""
+
     def request_stop(signum: int, _frame: object) -> None:
         log.log(logging.DEBUG if quiet else logging.INFO, "stop requested", extra={"signal": signum})
         stop.set()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 

@@ -100,8 +100,11 @@ class BulkStore:
         found: dict[str, dict[str, Any]] = {}
         with self._engine.connect() as connection:
             for chunk in _chunks(sorted(set(event_ids))):
-                for row in connection.execute(select(events.c.event_id, events.c.normalized, events.c.received_at)
-                                              .where(events.c.event_id.in_(chunk))):
+                for row in connection.execute(
+                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(
+                        events.c.event_id.in_(chunk)
+                    )
+                ):
                     found[row.event_id] = {"normalized": row.normalized, "received_at": row.received_at}
         return found
 
@@ -113,7 +116,8 @@ class BulkStore:
             for chunk in _chunks(ids):
                 for r in connection.execute(select(action_journal).where(action_journal.c.delivery_id.in_(chunk))):
                     found[r.delivery_id][r.action_key] = JournalEntry(
-                        r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None)
+                        r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None
+                    )
         return found
 
     def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:
@@ -126,11 +130,18 @@ class BulkStore:
         f = field_state
         with self._engine.connect() as connection:
             for chunk in _chunks(sorted(wanted), _IN_CHUNK):
-                rows = connection.execute(select(f).where(
-                    f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties)))
-                found.update({(r.contact_ref, r.property): WrittenField(
-                    json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id)
-                    for r in rows if r.property in wanted[r.contact_ref]})
+                rows = connection.execute(
+                    select(f).where(f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties))
+                )
+                found.update(
+                    {
+                        (r.contact_ref, r.property): WrittenField(
+                            json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id
+                        )
+                        for r in rows
+                        if r.property in wanted[r.contact_ref]
+                    }
+                )
         return found
 
     # -- writes -----------------------------------------------------------------------------------
@@ -145,16 +156,25 @@ class BulkStore:
             if rows:
                 inserted = connection.execute(
                     attempts.insert().returning(attempts.c.id, attempts.c.delivery_id, sort_by_parameter_order=True),
-                    rows)
+                    rows,
+                )
                 started = {r.delivery_id: int(r.id) for r in inserted}
             if plans:
-                connection.execute(update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-                                   .values(plan=bindparam("b_plan")),
-                                   [{"b_id": d, "b_plan": p} for d, p in plans.items()])
+                connection.execute(
+                    update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(plan=bindparam("b_plan")),
+                    [{"b_id": d, "b_plan": p} for d, p in plans.items()],
+                )
         return started
 
-    def write(self, worker: str, *, marks: list[Mark] | None = None, in_flight: list[Mark] | None = None,
-              fields: list[FieldWrite] | None = None, finishes: list[Finish] | None = None) -> Written:
+    def write(
+        self,
+        worker: str,
+        *,
+        marks: list[Mark] | None = None,
+        in_flight: list[Mark] | None = None,
+        fields: list[FieldWrite] | None = None,
+        finishes: list[Finish] | None = None,
+    ) -> Written:
         """One transaction: journal `marks`, then `in_flight` marks of the deliveries this worker still leases,
         then contact fields, then finish deliveries (only those still leased to this worker)."""
         now = utcnow()
@@ -179,7 +199,7 @@ class BulkStore:
 
 def _chunks(items: list[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _last_per_key(items: Iterable[Any], key: Any) -> list[Any]:
@@ -192,8 +212,11 @@ def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -
     declaring it dead meanwhile waits for this transaction and then releases them."""
     held: set[int] = set()
     for chunk in _chunks(sorted(delivery_ids)):
-        query = select(deliveries.c.id).where(deliveries.c.id.in_(chunk), deliveries.c.lease_owner == worker,
-                                              deliveries.c.status == DeliveryStatus.LEASED.value)
+        query = select(deliveries.c.id).where(
+            deliveries.c.id.in_(chunk),
+            deliveries.c.lease_owner == worker,
+            deliveries.c.status == DeliveryStatus.LEASED.value,
+        )
         if connection.dialect.name == "postgresql":
             query = query.with_for_update()
         held.update(int(r.id) for r in connection.execute(query))
@@ -208,26 +231,40 @@ def _journal_upsert(connection: Connection) -> Insert:
     statement = _insert(connection, action_journal)
     return statement.on_conflict_do_update(
         index_elements=[action_journal.c.delivery_id, action_journal.c.action_key],
-        set_={c: statement.excluded[c] for c in ("status", "crm_id", "result", "updated_at")})
+        set_={c: statement.excluded[c] for c in ("status", "crm_id", "result", "updated_at")},
+    )
 
 
 def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
-    return {"delivery_id": mark.delivery_id, "action_key": mark.action_key, "kind": mark.kind,
-            "status": mark.status.value, "crm_id": mark.crm_id,
-            "result": json.dumps(mark.result) if mark.result else None, "updated_at": now}
+    return {
+        "delivery_id": mark.delivery_id,
+        "action_key": mark.action_key,
+        "kind": mark.kind,
+        "status": mark.status.value,
+        "crm_id": mark.crm_id,
+        "result": json.dumps(mark.result) if mark.result else None,
+        "updated_at": now,
+    }
 
 
 def _fields_upsert(connection: Connection) -> Insert:
     statement = _insert(connection, field_state)
     return statement.on_conflict_do_update(
         index_elements=[field_state.c.sink, field_state.c.contact_ref, field_state.c.property],
-        set_={c: statement.excluded[c] for c in ("value", "rank", "call_time", "event_id")})
+        set_={c: statement.excluded[c] for c in ("value", "rank", "call_time", "event_id")},
+    )
 
 
 def _field_row(write: FieldWrite) -> dict[str, Any]:
-    return {"sink": write.sink, "contact_ref": write.contact_ref, "property": write.property,
-            "value": json.dumps(write.value), "rank": write.rank, "call_time": write.call_time,
-            "event_id": write.event_id}
+    return {
+        "sink": write.sink,
+        "contact_ref": write.contact_ref,
+        "property": write.property,
+        "value": json.dumps(write.value),
+        "rank": write.rank,
+        "call_time": write.call_time,
+        "event_id": write.event_id,
+    }
 
 
 def _finish_all(connection: Connection, worker: str, finishes: list[Finish], held: set[int], now: datetime) -> None:
@@ -247,23 +284,51 @@ def _finish_all(connection: Connection, worker: str, finishes: list[Finish], hel
         values: dict[str, Any] = {name[2:]: bindparam(name) for name in names}
         if not counted[shape]:
             values["attempts"] = deliveries.c.attempts - 1
-        connection.execute(update(deliveries).where(
-            deliveries.c.id == bindparam("b_id"), deliveries.c.lease_owner == worker,
-            deliveries.c.status == DeliveryStatus.LEASED.value).values(values), rows)
-    connection.execute(update(attempts).where(attempts.c.id == bindparam("b_id")).values(
-        finished_at=bindparam("v_finished_at"), outcome=bindparam("v_outcome"), error_kind=bindparam("v_kind"),
-        status_code=bindparam("v_status"), crm_code=bindparam("v_code"), message=bindparam("v_message")),
-        [{"b_id": f.attempt_id, "v_finished_at": now,
-          "v_outcome": f.outcome if f.delivery_id in held else "lease_lost", "v_kind": (f.error or {}).get("kind"),
-          "v_status": (f.error or {}).get("status"), "v_code": (f.error or {}).get("code"),
-          "v_message": (f.error or {}).get("message")} for f in finishes])
+        connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == bindparam("b_id"),
+                deliveries.c.lease_owner == worker,
+                deliveries.c.status == DeliveryStatus.LEASED.value,
+            )
+            .values(values),
+            rows,
+        )
+    connection.execute(
+        update(attempts)
+        .where(attempts.c.id == bindparam("b_id"))
+        .values(
+            finished_at=bindparam("v_finished_at"),
+            outcome=bindparam("v_outcome"),
+            error_kind=bindparam("v_kind"),
+            status_code=bindparam("v_status"),
+            crm_code=bindparam("v_code"),
+            message=bindparam("v_message"),
+        ),
+        [
+            {
+                "b_id": f.attempt_id,
+                "v_finished_at": now,
+                "v_outcome": f.outcome if f.delivery_id in held else "lease_lost",
+                "v_kind": (f.error or {}).get("kind"),
+                "v_status": (f.error or {}).get("status"),
+                "v_code": (f.error or {}).get("code"),
+                "v_message": (f.error or {}).get("message"),
+            }
+            for f in finishes
+        ],
+    )
 
 
 def _finish_values(finish: Finish, now: datetime) -> dict[str, Any]:
     """The deliveries row's new values, exactly as DeliveryStore.finish sets them."""
     error = finish.error or {}
-    values: dict[str, Any] = {"status": finish.status.value, "lease_owner": None, "lease_until": None,
-                              "updated_at": now}
+    values: dict[str, Any] = {
+        "status": finish.status.value,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
     if finish.due_at is not None:
         values["due_at"] = finish.due_at
     if finish.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD, DeliveryStatus.HELD):
@@ -273,5 +338,3 @@ def _finish_values(finish: Finish, now: datetime) -> dict[str, Any]:
     if error.get("message") is not None:
         values["last_error"] = error.get("message")
     return values
-
-

@@ -16,6 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 
+from connector.errors import LeaseLost
+from connector.ledger._clock import utcnow
+from connector.ledger._errors import guard_public_methods
 from connector.ledger.schema import (
     ActionStatus,
     DeliveryStatus,
@@ -25,9 +28,6 @@ from connector.ledger.schema import (
     deliveries,
     events,
 )
-from connector.errors import LeaseLost
-from connector.ledger._clock import utcnow
-from connector.ledger._errors import guard_public_methods
 
 _CLAIM_LOCK_KEY = 0x2C0_C1A1
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
@@ -76,7 +76,9 @@ class DeliveryStore:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
             busy_rows = connection.execute(
                 select(d.c.sink, d.c.contact_key).where(
-                    d.c.status == DeliveryStatus.LEASED.value, d.c.lease_until > now, d.c.sink.in_(sinks),
+                    d.c.status == DeliveryStatus.LEASED.value,
+                    d.c.lease_until > now,
+                    d.c.sink.in_(sinks),
                     d.c.contact_key.is_not(None),
                 )
             ).all()
@@ -95,15 +97,29 @@ class DeliveryStore:
                 if row.contact_key is not None and key in busy:
                     continue
                 busy.add(key)
-                chosen.append(Claimed(row.id, row.event_id, row.sink, row.attempts + 1, row.plan,
-                                      row.contact_key, row.call_time or now))
+                chosen.append(
+                    Claimed(
+                        row.id,
+                        row.event_id,
+                        row.sink,
+                        row.attempts + 1,
+                        row.plan,
+                        row.contact_key,
+                        row.call_time or now,
+                    )
+                )
                 if len(chosen) == limit:
                     break
             if chosen:
                 connection.execute(
-                    update(d).where(d.c.id.in_([c.id for c in chosen])).values(
-                        status=DeliveryStatus.LEASED.value, lease_owner=worker,
-                        lease_until=now + timedelta(seconds=lease_s), attempts=d.c.attempts + 1, updated_at=now,
+                    update(d)
+                    .where(d.c.id.in_([c.id for c in chosen]))
+                    .values(
+                        status=DeliveryStatus.LEASED.value,
+                        lease_owner=worker,
+                        lease_until=now + timedelta(seconds=lease_s),
+                        attempts=d.c.attempts + 1,
+                        updated_at=now,
                     )
                 )
         return chosen
@@ -116,8 +132,11 @@ class DeliveryStore:
         with self._writes.begin() as connection:
             result = connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == worker,
-                       deliveries.c.status == DeliveryStatus.LEASED.value)
+                .where(
+                    deliveries.c.id.in_(delivery_ids),
+                    deliveries.c.lease_owner == worker,
+                    deliveries.c.status == DeliveryStatus.LEASED.value,
+                )
                 .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
             )
             return int(result.rowcount or 0)
@@ -157,14 +176,23 @@ class DeliveryStore:
         with self._engine.connect() as connection:
             rows = connection.execute(select(action_journal).where(action_journal.c.delivery_id == delivery_id))
             return {
-                r.action_key: JournalEntry(r.action_key, r.kind, r.status, r.crm_id,
-                                           json.loads(r.result) if r.result else None)
+                r.action_key: JournalEntry(
+                    r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None
+                )
                 for r in rows
             }
 
-    def journal_mark(self, delivery_id: int, action_key: str, kind: str, status: ActionStatus,
-                     *, crm_id: str | None = None, result: dict[str, Any] | None = None,
-                     owner: str | None = None) -> None:
+    def journal_mark(
+        self,
+        delivery_id: int,
+        action_key: str,
+        kind: str,
+        status: ActionStatus,
+        *,
+        crm_id: str | None = None,
+        result: dict[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> None:
         """Record an action's state; committed before the next CRM call is made.
 
         With `owner`, only while that worker still holds the delivery's lease (LeaseLost
@@ -172,13 +200,19 @@ class DeliveryStore:
         for them, since the new owner may be making it.
         """
         now = utcnow()
-        values = {"status": status.value, "crm_id": crm_id, "result": json.dumps(result) if result else None,
-                  "updated_at": now}
+        values = {
+            "status": status.value,
+            "crm_id": crm_id,
+            "result": json.dumps(result) if result else None,
+            "updated_at": now,
+        }
         with self._writes.begin() as connection:
             if owner is not None:
                 held = select(deliveries.c.id).where(
-                    deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner,
-                    deliveries.c.status == DeliveryStatus.LEASED.value)
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.status == DeliveryStatus.LEASED.value,
+                )
                 if connection.dialect.name == "postgresql":
                     held = held.with_for_update()
                 if connection.execute(held).first() is None:
@@ -189,14 +223,19 @@ class DeliveryStore:
                 .values(values)
             ).rowcount
             if not changed:
-                connection.execute(action_journal.insert(), {
-                    "delivery_id": delivery_id, "action_key": action_key, "kind": kind, **values})
+                connection.execute(
+                    action_journal.insert(),
+                    {"delivery_id": delivery_id, "action_key": action_key, "kind": kind, **values},
+                )
 
     def journal_forget(self, delivery_id: int, action_key: str) -> None:
         """Drop an action's journal entry so the next attempt runs it again (a stale contact)."""
         with self._writes.begin() as connection:
-            connection.execute(action_journal.delete().where(
-                action_journal.c.delivery_id == delivery_id, action_journal.c.action_key == action_key))
+            connection.execute(
+                action_journal.delete().where(
+                    action_journal.c.delivery_id == delivery_id, action_journal.c.action_key == action_key
+                )
+            )
 
     def save_plan(self, delivery_id: int, plan_json: str) -> None:
         with self._writes.begin() as connection:
@@ -209,14 +248,18 @@ class DeliveryStore:
         replays, which reset the retry counter `number` comes from); `number` 0 marks a record that is no
         attempt (claims given back unstarted) and is kept as 0."""
         if number > 0:
-            previous = (select(func.coalesce(func.max(attempts.c.number), 0) + 1)
-                        .where(attempts.c.delivery_id == delivery_id).scalar_subquery())
+            previous = (
+                select(func.coalesce(func.max(attempts.c.number), 0) + 1)
+                .where(attempts.c.delivery_id == delivery_id)
+                .scalar_subquery()
+            )
             values: dict[str, Any] = {"number": previous}
         else:
             values = {"number": number}
         with self._writes.begin() as connection:
-            result = connection.execute(attempts.insert().values(
-                delivery_id=delivery_id, worker=worker, started_at=utcnow(), **values))
+            result = connection.execute(
+                attempts.insert().values(delivery_id=delivery_id, worker=worker, started_at=utcnow(), **values)
+            )
             return int(result.inserted_primary_key[0])
 
     def finish(
@@ -252,14 +295,22 @@ class DeliveryStore:
         with self._writes.begin() as connection:
             moved = connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == worker,
-                       deliveries.c.status == DeliveryStatus.LEASED.value)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.lease_owner == worker,
+                    deliveries.c.status == DeliveryStatus.LEASED.value,
+                )
                 .values(values)
             ).rowcount
             connection.execute(
-                update(attempts).where(attempts.c.id == attempt_id).values(
-                    finished_at=now, outcome=outcome if moved else "lease_lost", error_kind=error.get("kind"),
-                    status_code=error.get("status"), crm_code=error.get("code"),
+                update(attempts)
+                .where(attempts.c.id == attempt_id)
+                .values(
+                    finished_at=now,
+                    outcome=outcome if moved else "lease_lost",
+                    error_kind=error.get("kind"),
+                    status_code=error.get("status"),
+                    crm_code=error.get("code"),
                     message=error.get("message"),
                 )
             )
@@ -267,8 +318,9 @@ class DeliveryStore:
 
     # -- requeueing (replay) -----------------------------------------------------------------
 
-    def requeue(self, *, event_id: str | None = None, status: DeliveryStatus | None = None,
-                sink: str | None = None) -> int:
+    def requeue(
+        self, *, event_id: str | None = None, status: DeliveryStatus | None = None, sink: str | None = None
+    ) -> int:
         """Make matching finished deliveries due again with a fresh plan and attempt count."""
         conditions = [deliveries.c.status != DeliveryStatus.LEASED.value]
         if event_id is not None:
@@ -279,27 +331,51 @@ class DeliveryStore:
             conditions.append(deliveries.c.sink == sink)
         now = utcnow()
         with self._writes.begin() as connection:
-            return int(connection.execute(
-                update(deliveries).where(and_(*conditions)).values(
-                    status=DeliveryStatus.PENDING.value, due_at=now, attempts=0, plan=None, dead_reason=None,
-                    finished_at=None, updated_at=now,
-                )
-            ).rowcount or 0)
+            return int(
+                connection.execute(
+                    update(deliveries)
+                    .where(and_(*conditions))
+                    .values(
+                        status=DeliveryStatus.PENDING.value,
+                        due_at=now,
+                        attempts=0,
+                        plan=None,
+                        dead_reason=None,
+                        finished_at=None,
+                        updated_at=now,
+                    )
+                ).rowcount
+                or 0
+            )
 
     def add_missing(self, event_id: str, sinks: list[str], priority: int) -> int:
         """Create deliveries for sinks configured after the event arrived (replay)."""
         with self._writes.begin() as connection:
-            existing = {r.sink for r in connection.execute(
-                select(deliveries.c.sink).where(deliveries.c.event_id == event_id))}
+            existing = {
+                r.sink for r in connection.execute(select(deliveries.c.sink).where(deliveries.c.event_id == event_id))
+            }
             event = connection.execute(
-                select(events.c.contact_key, events.c.received_at).where(events.c.event_id == event_id)).first()
+                select(events.c.contact_key, events.c.received_at).where(events.c.event_id == event_id)
+            ).first()
             if event is None:
                 return 0
             now = utcnow()
-            rows = [{"event_id": event_id, "sink": s, "status": DeliveryStatus.PENDING.value, "priority": priority,
-                     "attempts": 0, "due_at": now, "created_at": now, "updated_at": now,
-                     "contact_key": event.contact_key, "call_time": event.received_at}
-                    for s in sinks if s not in existing]
+            rows = [
+                {
+                    "event_id": event_id,
+                    "sink": s,
+                    "status": DeliveryStatus.PENDING.value,
+                    "priority": priority,
+                    "attempts": 0,
+                    "due_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "contact_key": event.contact_key,
+                    "call_time": event.received_at,
+                }
+                for s in sinks
+                if s not in existing
+            ]
             if rows:
                 connection.execute(deliveries.insert(), rows)
             return len(rows)
@@ -308,15 +384,19 @@ class DeliveryStore:
 
     def attempts_for(self, delivery_id: int) -> list[dict[str, Any]]:
         with self._engine.connect() as connection:
-            rows = connection.execute(select(attempts).where(attempts.c.delivery_id == delivery_id)
-                                      .order_by(attempts.c.id)).mappings()
+            rows = connection.execute(
+                select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.id)
+            ).mappings()
             return [dict(r) for r in rows]
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(sink, status) → number of deliveries."""
         with self._engine.connect() as connection:
-            rows = connection.execute(select(deliveries.c.sink, deliveries.c.status, func.count())
-                                      .group_by(deliveries.c.sink, deliveries.c.status))
+            rows = connection.execute(
+                select(deliveries.c.sink, deliveries.c.status, func.count()).group_by(
+                    deliveries.c.sink, deliveries.c.status
+                )
+            )
             return {(r[0], r[1]): int(r[2]) for r in rows}
 
     def oldest_due(self, sink: str) -> datetime | None:
@@ -324,5 +404,6 @@ class DeliveryStore:
             return connection.execute(
                 select(func.min(deliveries.c.due_at, type_=UTCDateTime())).where(
                     deliveries.c.sink == sink,
-                    or_(deliveries.c.status.in_(_DUE), deliveries.c.status == DeliveryStatus.LEASED.value))
+                    or_(deliveries.c.status.in_(_DUE), deliveries.c.status == DeliveryStatus.LEASED.value),
+                )
             ).scalar_one_or_none()

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
+from connector.config import StoreSettings
+
 WRITE_OPTION = "connector_writes"
 """Execution option marking a connection that will write; SQLite then begins IMMEDIATE."""
-
-from connector.config import StoreSettings
 
 
 def writer(engine: Engine) -> Engine:
@@ -49,8 +49,14 @@ def _sqlite_engine(store: StoreSettings) -> Engine:
     # A small pool of long-lived connections per process: opening a connection runs the pragmas
     # below, and closing the last one forces a WAL checkpoint, which together cost more than the
     # insert itself. Engines are created after fork, so connections never cross processes.
-    engine = create_engine(store.url, poolclass=QueuePool, pool_size=4, max_overflow=8, pool_pre_ping=False,
-                           connect_args={"check_same_thread": False})
+    engine = create_engine(
+        store.url,
+        poolclass=QueuePool,
+        pool_size=4,
+        max_overflow=8,
+        pool_pre_ping=False,
+        connect_args={"check_same_thread": False},
+    )
     busy_ms = store.sqlite_busy_timeout_ms
     synchronous = store.sqlite_synchronous
 

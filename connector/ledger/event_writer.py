@@ -109,8 +109,9 @@ class EventWriter:
         if not isinstance(exc, dbapi_error):
             return exc
         # hide_parameters: the values are a caller's payload (phones, names); never put them in an error text
-        return DBAPIError.instance(statement, None, exc, dbapi_error, hide_parameters=True,
-                                   connection_invalidated=disconnect, dialect=dialect)
+        return DBAPIError.instance(
+            statement, None, exc, dbapi_error, hide_parameters=True, connection_invalidated=disconnect, dialect=dialect
+        )
 
 
 def _quietly(action: Callable[[], Any]) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 
-from connector.ledger.schema import contact_cache, field_state, missing_fields, rate_buckets, sink_state, workers
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.liveness import host_key, pid_is_gone
+from connector.ledger.schema import contact_cache, field_state, missing_fields, rate_buckets, sink_state, workers
 from connector.mapping.precedence import WrittenField
 
 
@@ -35,8 +35,16 @@ class SinkStatus:
 
 
 def _status(row: Any) -> SinkStatus:
-    return SinkStatus(row.sink, row.paused, row.reason, row.paused_at, row.next_probe_at, row.blocked_until,
-                      row.mapping_error, row.mapping_error_at)
+    return SinkStatus(
+        row.sink,
+        row.paused,
+        row.reason,
+        row.paused_at,
+        row.next_probe_at,
+        row.blocked_until,
+        row.mapping_error,
+        row.mapping_error_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,9 @@ class SinkStateStore:
     def pause(self, sink: str, reason: str, *, probe_in_s: float) -> None:
         """Stop claiming for this sink until a credentials probe succeeds."""
         now = utcnow()
-        self._upsert(sink, paused=True, reason=reason[:2000], paused_at=now,
-                     next_probe_at=now + timedelta(seconds=probe_in_s))
+        self._upsert(
+            sink, paused=True, reason=reason[:2000], paused_at=now, next_probe_at=now + timedelta(seconds=probe_in_s)
+        )
 
     def schedule_probe(self, sink: str, *, probe_in_s: float) -> None:
         self._upsert(sink, next_probe_at=utcnow() + timedelta(seconds=probe_in_s))
@@ -112,15 +121,20 @@ class SinkStateStore:
     def clear_mapping_error(self, sink: str) -> bool:
         """The sink's mapping loads again; True when an error was recorded (so the caller says it is fixed)."""
         with self._writes.begin() as connection:
-            return bool(connection.execute(
-                update(sink_state).where(sink_state.c.sink == sink, sink_state.c.mapping_error.is_not(None))
-                .values(mapping_error=None, mapping_error_at=None, updated_at=utcnow())).rowcount)
+            return bool(
+                connection.execute(
+                    update(sink_state)
+                    .where(sink_state.c.sink == sink, sink_state.c.mapping_error.is_not(None))
+                    .values(mapping_error=None, mapping_error_at=None, updated_at=utcnow())
+                ).rowcount
+            )
 
     def _upsert(self, sink: str, **values: Any) -> None:
         now = utcnow()
         with self._writes.begin() as connection:
             changed = connection.execute(
-                update(sink_state).where(sink_state.c.sink == sink).values(updated_at=now, **values)).rowcount
+                update(sink_state).where(sink_state.c.sink == sink).values(updated_at=now, **values)
+            ).rowcount
             if not changed:
                 row = {"sink": sink, "paused": False, "updated_at": now, **values}
                 connection.execute(sink_state.insert().values(row))
@@ -129,24 +143,38 @@ class SinkStateStore:
 
     def written(self, sink: str, contact_ref: str, properties: list[str]) -> dict[str, WrittenField]:
         with self._engine.connect() as connection:
-            rows = connection.execute(select(field_state).where(
-                field_state.c.sink == sink, field_state.c.contact_ref == contact_ref,
-                field_state.c.property.in_(properties)))
-            return {r.property: WrittenField(json.loads(r.value) if r.value else None, r.rank, r.call_time,
-                                             r.event_id) for r in rows}
+            rows = connection.execute(
+                select(field_state).where(
+                    field_state.c.sink == sink,
+                    field_state.c.contact_ref == contact_ref,
+                    field_state.c.property.in_(properties),
+                )
+            )
+            return {
+                r.property: WrittenField(json.loads(r.value) if r.value else None, r.rank, r.call_time, r.event_id)
+                for r in rows
+            }
 
-    def record_written(self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, datetime]],
-                       event_id: str) -> None:
+    def record_written(
+        self, sink: str, contact_ref: str, fields: dict[str, tuple[Any, int, datetime]], event_id: str
+    ) -> None:
         """Remember what was written, so an older or lower-ranked call never overwrites it."""
         with self._writes.begin() as connection:
             for prop, (value, rank, call_time) in fields.items():
                 values = {"value": json.dumps(value), "rank": rank, "call_time": call_time, "event_id": event_id}
-                changed = connection.execute(update(field_state).where(
-                    field_state.c.sink == sink, field_state.c.contact_ref == contact_ref,
-                    field_state.c.property == prop).values(values)).rowcount
+                changed = connection.execute(
+                    update(field_state)
+                    .where(
+                        field_state.c.sink == sink,
+                        field_state.c.contact_ref == contact_ref,
+                        field_state.c.property == prop,
+                    )
+                    .values(values)
+                ).rowcount
                 if not changed:
-                    connection.execute(field_state.insert().values(
-                        sink=sink, contact_ref=contact_ref, property=prop, **values))
+                    connection.execute(
+                        field_state.insert().values(sink=sink, contact_ref=contact_ref, property=prop, **values)
+                    )
 
     # -- fields the CRM lacks (schema drift) ----------------------------------------------------------
 
@@ -155,12 +183,18 @@ class SinkStateStore:
         now = utcnow()
         with self._writes.begin() as connection:
             for (obj, name), code in fields.items():
-                key = and_(missing_fields.c.sink == sink, missing_fields.c.object == obj[:64],
-                           missing_fields.c.field == name[:200])
+                key = and_(
+                    missing_fields.c.sink == sink,
+                    missing_fields.c.object == obj[:64],
+                    missing_fields.c.field == name[:200],
+                )
                 values = {"code": code[:64], "event_id": event_id, "last_seen_at": now}
                 if not connection.execute(update(missing_fields).where(key).values(values)).rowcount:
-                    connection.execute(missing_fields.insert().values(
-                        sink=sink, object=obj[:64], field=name[:200], first_seen_at=now, **values))
+                    connection.execute(
+                        missing_fields.insert().values(
+                            sink=sink, object=obj[:64], field=name[:200], first_seen_at=now, **values
+                        )
+                    )
 
     def clear_missing(self, sink: str, fields: list[tuple[str, str]] | None = None) -> int:
         """Forget missing fields of a sink: these (object, field) pairs (a write of them succeeded), or all of them
@@ -169,20 +203,28 @@ class SinkStateStore:
         if fields is not None:
             if not fields:
                 return 0
-            condition = and_(condition, or_(*(and_(func.lower(missing_fields.c.object) == obj.lower(),
-                                                   missing_fields.c.field == name) for obj, name in fields)))
+            condition = and_(
+                condition,
+                or_(
+                    *(
+                        and_(func.lower(missing_fields.c.object) == obj.lower(), missing_fields.c.field == name)
+                        for obj, name in fields
+                    )
+                ),
+            )
         with self._writes.begin() as connection:
             return int(connection.execute(missing_fields.delete().where(condition)).rowcount or 0)
 
     def missing(self, sink: str | None = None) -> list[MissingField]:
         """Fields currently known missing, per sink (all sinks when None), oldest first."""
-        query = select(missing_fields).order_by(missing_fields.c.sink, missing_fields.c.object,
-                                                missing_fields.c.field)
+        query = select(missing_fields).order_by(missing_fields.c.sink, missing_fields.c.object, missing_fields.c.field)
         if sink is not None:
             query = query.where(missing_fields.c.sink == sink)
         with self._engine.connect() as connection:
-            return [MissingField(r.sink, r.object, r.field, r.code, r.event_id, r.first_seen_at, r.last_seen_at)
-                    for r in connection.execute(query)]
+            return [
+                MissingField(r.sink, r.object, r.field, r.code, r.event_id, r.first_seen_at, r.last_seen_at)
+                for r in connection.execute(query)
+            ]
 
     # -- the contact cache -------------------------------------------------------------------------
 
@@ -190,17 +232,24 @@ class SinkStateStore:
         """(object, crm id) resolved for this phone number within `max_age_s`, by any worker."""
         cutoff = utcnow() - timedelta(seconds=max_age_s)
         with self._engine.connect() as connection:
-            row = connection.execute(select(contact_cache.c.object, contact_cache.c.crm_id).where(
-                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key,
-                contact_cache.c.updated_at >= cutoff)).first()
+            row = connection.execute(
+                select(contact_cache.c.object, contact_cache.c.crm_id).where(
+                    contact_cache.c.sink == sink,
+                    contact_cache.c.contact_key == contact_key,
+                    contact_cache.c.updated_at >= cutoff,
+                )
+            ).first()
         return (row.object, row.crm_id) if row else None
 
     def cache_contact(self, sink: str, contact_key: str, object_name: str, crm_id: str) -> None:
         now = utcnow()
         values = {"object": object_name, "crm_id": crm_id, "updated_at": now}
         with self._writes.begin() as connection:
-            changed = connection.execute(update(contact_cache).where(
-                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key).values(values)).rowcount
+            changed = connection.execute(
+                update(contact_cache)
+                .where(contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key)
+                .values(values)
+            ).rowcount
             if not changed:
                 connection.execute(contact_cache.insert().values(sink=sink, contact_key=contact_key, **values))
 
@@ -211,10 +260,13 @@ class SinkStateStore:
         keys = sorted(set(contact_keys))
         with self._engine.connect() as connection:
             for start in range(0, len(keys), 500):
-                rows = connection.execute(select(contact_cache.c.contact_key, contact_cache.c.object,
-                                                 contact_cache.c.crm_id).where(
-                    contact_cache.c.sink == sink, contact_cache.c.contact_key.in_(keys[start:start + 500]),
-                    contact_cache.c.updated_at >= cutoff))
+                rows = connection.execute(
+                    select(contact_cache.c.contact_key, contact_cache.c.object, contact_cache.c.crm_id).where(
+                        contact_cache.c.sink == sink,
+                        contact_cache.c.contact_key.in_(keys[start : start + 500]),
+                        contact_cache.c.updated_at >= cutoff,
+                    )
+                )
                 found.update({row.contact_key: (row.object, row.crm_id) for row in rows})
         return found
 
@@ -224,23 +276,33 @@ class SinkStateStore:
         if not contacts:
             return
         now = utcnow()
-        rows = [{"sink": sink, "contact_key": key, "object": obj, "crm_id": crm_id, "updated_at": now}
-                for key, (obj, crm_id) in sorted(contacts.items())]
+        rows = [
+            {"sink": sink, "contact_key": key, "object": obj, "crm_id": crm_id, "updated_at": now}
+            for key, (obj, crm_id) in sorted(contacts.items())
+        ]
         with self._writes.begin() as connection:
             if connection.dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
             statement = insert(contact_cache)
-            connection.execute(statement.on_conflict_do_update(
-                index_elements=[contact_cache.c.sink, contact_cache.c.contact_key],
-                set_={"object": statement.excluded.object, "crm_id": statement.excluded.crm_id,
-                      "updated_at": statement.excluded.updated_at}), rows)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[contact_cache.c.sink, contact_cache.c.contact_key],
+                    set_={
+                        "object": statement.excluded.object,
+                        "crm_id": statement.excluded.crm_id,
+                        "updated_at": statement.excluded.updated_at,
+                    },
+                ),
+                rows,
+            )
 
     def forget_contact(self, sink: str, contact_key: str) -> None:
         with self._writes.begin() as connection:
-            connection.execute(contact_cache.delete().where(
-                contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key))
+            connection.execute(
+                contact_cache.delete().where(contact_cache.c.sink == sink, contact_cache.c.contact_key == contact_key)
+            )
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -248,17 +310,28 @@ class SinkStateStore:
         now = utcnow()
         with self._writes.begin() as connection:
             beat = _store_now(connection, now)
-            changed = connection.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                         .values(heartbeat_at=beat, stopped_at=None, exit_reason=None)).rowcount
+            changed = connection.execute(
+                update(workers)
+                .where(workers.c.worker_id == worker_id)
+                .values(heartbeat_at=beat, stopped_at=None, exit_reason=None)
+            ).rowcount
             if not changed:
-                connection.execute(workers.insert().values(
-                    worker_id=worker_id, pid=os.getpid(), hostname=socket.gethostname()[:255], host_key=host_key(),
-                    started_at=now, heartbeat_at=beat))
+                connection.execute(
+                    workers.insert().values(
+                        worker_id=worker_id,
+                        pid=os.getpid(),
+                        hostname=socket.gethostname()[:255],
+                        host_key=host_key(),
+                        started_at=now,
+                        heartbeat_at=beat,
+                    )
+                )
 
     def worker_stopped(self, worker_id: str, reason: str | None = None) -> None:
         with self._writes.begin() as connection:
-            connection.execute(update(workers).where(workers.c.worker_id == worker_id)
-                               .values(stopped_at=utcnow(), exit_reason=reason))
+            connection.execute(
+                update(workers).where(workers.c.worker_id == worker_id).values(stopped_at=utcnow(), exit_reason=reason)
+            )
 
     def process_exited(self, pid: int, reason: str, *, worker_prefix: str) -> None:
         """A supervisor saw one of its children on this host exit: mark it stopped with why, at once
@@ -266,14 +339,24 @@ class SinkStateStore:
         now = utcnow()
         mine = (workers.c.host_key == host_key(), workers.c.pid == pid, workers.c.stopped_at.is_(None))
         with self._writes.begin() as connection:
-            changed = connection.execute(update(workers).where(*mine)
-                                         .values(stopped_at=now, exit_reason=reason[:2000])).rowcount
+            changed = connection.execute(
+                update(workers).where(*mine).values(stopped_at=now, exit_reason=reason[:2000])
+            ).rowcount
             if not changed:
                 worker_id = f"{worker_prefix}:{socket.gethostname()}:{pid}"[:128]
                 connection.execute(workers.delete().where(workers.c.worker_id == worker_id))
-                connection.execute(workers.insert().values(
-                    worker_id=worker_id, pid=pid, hostname=socket.gethostname()[:255], host_key=host_key(),
-                    started_at=now, heartbeat_at=now, stopped_at=now, exit_reason=reason[:2000]))
+                connection.execute(
+                    workers.insert().values(
+                        worker_id=worker_id,
+                        pid=pid,
+                        hostname=socket.gethostname()[:255],
+                        host_key=host_key(),
+                        started_at=now,
+                        heartbeat_at=now,
+                        stopped_at=now,
+                        exit_reason=reason[:2000],
+                    )
+                )
 
     def dead_workers(self, *, me: str, stale_s: float, judge_by_age: bool = True) -> list[str]:
         """Workers that hold nothing any more: stopped, or silent for `stale_s`, or (same host) whose
@@ -281,26 +364,38 @@ class SinkStateStore:
         store outage, everyone's heartbeat looks old)."""
         with self._engine.connect() as connection:
             cutoff = _store_now(connection, utcnow()) - timedelta(seconds=stale_s)
-            rows = connection.execute(select(workers.c.worker_id, workers.c.pid, workers.c.host_key,
-                                             workers.c.stopped_at, (workers.c.heartbeat_at < cutoff).label("stale"))
-                                      .where(workers.c.worker_id != me)).all()
+            rows = connection.execute(
+                select(
+                    workers.c.worker_id,
+                    workers.c.pid,
+                    workers.c.host_key,
+                    workers.c.stopped_at,
+                    (workers.c.heartbeat_at < cutoff).label("stale"),
+                ).where(workers.c.worker_id != me)
+            ).all()
         here = host_key()
-        return [r.worker_id for r in rows
-                if r.stopped_at is not None or (judge_by_age and r.stale)
-                or (r.host_key == here and pid_is_gone(r.pid))]
+        return [
+            r.worker_id
+            for r in rows
+            if r.stopped_at is not None or (judge_by_age and r.stale) or (r.host_key == here and pid_is_gone(r.pid))
+        ]
 
     def declare_dead(self, worker_ids: list[str], reason: str) -> None:
         if not worker_ids:
             return
         with self._writes.begin() as connection:
-            connection.execute(update(workers).where(workers.c.worker_id.in_(worker_ids), workers.c.stopped_at.is_(None))
-                               .values(stopped_at=utcnow(), exit_reason=reason))
+            connection.execute(
+                update(workers)
+                .where(workers.c.worker_id.in_(worker_ids), workers.c.stopped_at.is_(None))
+                .values(stopped_at=utcnow(), exit_reason=reason)
+            )
 
     def live_workers(self, *, within_s: float) -> list[dict[str, Any]]:
         cutoff = utcnow() - timedelta(seconds=within_s)
         with self._engine.connect() as connection:
-            rows = connection.execute(select(workers).where(workers.c.heartbeat_at >= cutoff,
-                                                            workers.c.stopped_at.is_(None))).mappings()
+            rows = connection.execute(
+                select(workers).where(workers.c.heartbeat_at >= cutoff, workers.c.stopped_at.is_(None))
+            ).mappings()
             return [dict(r) for r in rows]
 
     def recent_exits(self, *, within_s: float) -> list[dict[str, Any]]:
@@ -308,18 +403,26 @@ class SinkStateStore:
         cutoff = utcnow() - timedelta(seconds=within_s)
         with self._engine.connect() as connection:
             rows = connection.execute(
-                select(workers.c.worker_id, workers.c.pid, workers.c.hostname, workers.c.stopped_at,
-                       workers.c.exit_reason)
+                select(
+                    workers.c.worker_id, workers.c.pid, workers.c.hostname, workers.c.stopped_at, workers.c.exit_reason
+                )
                 .where(workers.c.stopped_at >= cutoff, workers.c.exit_reason.is_not(None))
-                .order_by(workers.c.stopped_at.desc())).mappings()
+                .order_by(workers.c.stopped_at.desc())
+            ).mappings()
             return [dict(r) for r in rows]
 
     def forget_stopped_workers(self, *, older_than_s: float) -> int:
         """Drop rows of workers stopped long ago, so the table stays as small as the fleet."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self._writes.begin() as connection:
-            return int(connection.execute(workers.delete().where(
-                or_(workers.c.stopped_at < cutoff, workers.c.heartbeat_at < cutoff - timedelta(days=1)))).rowcount or 0)
+            return int(
+                connection.execute(
+                    workers.delete().where(
+                        or_(workers.c.stopped_at < cutoff, workers.c.heartbeat_at < cutoff - timedelta(days=1))
+                    )
+                ).rowcount
+                or 0
+            )
 
     # -- the shared token bucket --------------------------------------------------------------------
 
@@ -336,8 +439,13 @@ class SinkStateStore:
             row = connection.execute(query).first()
             if row is None:
                 if connection.dialect.name == "postgresql":
-                    connection.execute(text("INSERT INTO rate_buckets (sink, tokens, updated_at) VALUES (:s, :t, :u) "
-                                            "ON CONFLICT (sink) DO NOTHING"), {"s": sink, "t": capacity, "u": time.time()})
+                    connection.execute(
+                        text(
+                            "INSERT INTO rate_buckets (sink, tokens, updated_at) VALUES (:s, :t, :u) "
+                            "ON CONFLICT (sink) DO NOTHING"
+                        ),
+                        {"s": sink, "t": capacity, "u": time.time()},
+                    )
                 else:
                     connection.execute(rate_buckets.insert().values(sink=sink, tokens=capacity, updated_at=time.time()))
                 row = connection.execute(query).first()
@@ -347,9 +455,11 @@ class SinkStateStore:
             now = max(time.time(), row.updated_at)
             tokens = min(capacity, row.tokens + (now - row.updated_at) * per_second)
             if tokens >= cost:
-                connection.execute(update(rate_buckets).where(rate_buckets.c.sink == sink)
-                                   .values(tokens=tokens - cost, updated_at=now))
+                connection.execute(
+                    update(rate_buckets).where(rate_buckets.c.sink == sink).values(tokens=tokens - cost, updated_at=now)
+                )
                 return 0.0
-            connection.execute(update(rate_buckets).where(rate_buckets.c.sink == sink)
-                               .values(tokens=tokens, updated_at=now))
+            connection.execute(
+                update(rate_buckets).where(rate_buckets.c.sink == sink).values(tokens=tokens, updated_at=now)
+            )
             return (cost - tokens) / per_second

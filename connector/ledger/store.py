@@ -24,18 +24,37 @@ from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods, translated
 from connector.ledger.bulk import BulkStore
 from connector.ledger.deliveries import DeliveryStore
-from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.engine import make_engine, writer
 from connector.ledger.event_writer import EventWriter
 from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine, store_probe
+from connector.ledger.sinkstate import SinkStateStore
 
 if TYPE_CHECKING:
     from connector.payload import CallEvent
 
-_EVENT_COLUMNS = ("event_id", "received_at", "body", "body_sha256", "content_hash", "content_type", "normalized",
-                  "end_reason", "contact_key")
-_DELIVERY_COLUMNS = ("contact_key", "call_time", "event_id", "sink", "status", "priority", "attempts", "due_at",
-                     "created_at", "updated_at")
+_EVENT_COLUMNS = (
+    "event_id",
+    "received_at",
+    "body",
+    "body_sha256",
+    "content_hash",
+    "content_type",
+    "normalized",
+    "end_reason",
+    "contact_key",
+)
+_DELIVERY_COLUMNS = (
+    "contact_key",
+    "call_time",
+    "event_id",
+    "sink",
+    "status",
+    "priority",
+    "attempts",
+    "due_at",
+    "created_at",
+    "updated_at",
+)
 
 DNC_PRIORITY = 0
 """Do-not-call deliveries are claimed first: honouring them is a legal obligation."""
@@ -125,8 +144,9 @@ class Ledger:
                 raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
             now = utcnow()
             with self._writes.begin() as connection:
-                changed = connection.execute(store_probe.update().where(store_probe.c.name == name)
-                                             .values(probed_at=now)).rowcount
+                changed = connection.execute(
+                    store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
+                ).rowcount
                 if not changed:
                     connection.execute(store_probe.insert().values(name=name, probed_at=now))
         except IntegrityError:

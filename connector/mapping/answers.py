@@ -17,22 +17,26 @@ from typing import Any
 from connector.mapping.transcript import TranscriptFormat, _md_escape
 
 
-def render_answers(answers: Mapping[str, Any] | None, fmt: TranscriptFormat = "text",
-                   heading: str = "Answers") -> str:
+def render_answers(answers: Mapping[str, Any] | None, fmt: TranscriptFormat = "text", heading: str = "Answers") -> str:
     """The answers as a block ending in a separator, so `{{ answers_text }}{{ transcript_text }}` reads well;
     "" when the call has no answers (then the template yields the transcript alone)."""
     items = [(str(name), _text(value)) for name, value in (answers or {}).items()]
     if not items:
         return ""
     if fmt == "html":
-        rows = "".join(f"<li><strong>{html.escape(name, quote=True)}:</strong> "
-                       + "<br>".join(html.escape(line, quote=True) for line in value.splitlines()) + "</li>"
-                       for name, value in items)
+        rows = "".join(
+            f"<li><strong>{html.escape(name, quote=True)}:</strong> "
+            + "<br>".join(html.escape(line, quote=True) for line in value.splitlines())
+            + "</li>"
+            for name, value in items
+        )
         return f"<p><strong>{html.escape(heading, quote=True)}</strong></p><ul>{rows}</ul>"
     if fmt == "markdown":
-        rows = "\n".join(f"- **{_md_escape(_one_line(name))}:** "
-                         + "  \n  ".join(_md_escape(line.strip()) for line in value.splitlines() if line.strip())
-                         for name, value in items)
+        rows = "\n".join(
+            f"- **{_md_escape(_one_line(name))}:** "
+            + "  \n  ".join(_md_escape(line.strip()) for line in value.splitlines() if line.strip())
+            for name, value in items
+        )
         return f"**{_md_escape(heading)}**\n\n{rows}\n\n"
     rows = "\n".join(_text_row(name, value) for name, value in items)
     return f"{heading}:\n{rows}\n\n"

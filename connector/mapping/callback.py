@@ -10,7 +10,7 @@ gaps and folds cannot leak a nonexistent 02:30 or a 23-hour "next day". Pure: no
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,19 +25,39 @@ _MAX_REQUEST_CHARS = 100  # real requests are short; long free text only gives d
 _MAX_AHEAD = timedelta(days=366)  # further out is almost always a misparse (and would overflow near year 9999)
 _SEARCH_DAYS = 15  # two full weeks: covers any weekday set even if one business day vanishes in a DST gap
 
-_DAY_WORDS = {"mon": 0, "monday": 0, "tue": 1, "tues": 1, "tuesday": 1, "wed": 2, "wednesday": 2, "thu": 3,
-              "thur": 3, "thurs": 3, "thursday": 3, "fri": 4, "friday": 4, "sat": 5, "saturday": 5,
-              "sun": 6, "sunday": 6}
+_DAY_WORDS = {
+    "mon": 0,
+    "monday": 0,
+    "tue": 1,
+    "tues": 1,
+    "tuesday": 1,
+    "wed": 2,
+    "wednesday": 2,
+    "thu": 3,
+    "thur": 3,
+    "thurs": 3,
+    "thursday": 3,
+    "fri": 4,
+    "friday": 4,
+    "sat": 5,
+    "saturday": 5,
+    "sun": 6,
+    "sunday": 6,
+}
 _WEEKDAY_RE = re.compile(r"\b(" + "|".join(sorted(_DAY_WORDS, key=len, reverse=True)) + r")\b", re.I)
 # Something that states a time of day; without it the request is a date and gets default_hour.
 _TIME_RE = re.compile(
     r"\d\s*[ap]\.?m\b|\d:\d|\dT\d|\d\s*h(?:\d|\b)|\b(?:noon|midday|midnight|morning|afternoon|evening|"
-    r"tonight|night|now|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b", re.I)
+    r"tonight|night|now|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b",
+    re.I,
+)
 _MIDNIGHT_RE = re.compile(r"midnight|\b0?0[:h]00\b|\b12(?::00)?\s*a\.?m\b", re.I)
 # Vocabulary a date/time request must contain; dateparser happily reads "1", "a" or "at 3" as months away.
 _VOCAB_RE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:today|tomorrow|tonight|yesterday|"
-    r"next|week|weeks|weekend|month|months|year|day|days|fortnight)\b|\d{1,4}[-/.]\d{1,2}", re.I)
+    r"next|week|weeks|weekend|month|months|year|day|days|fortnight)\b|\d{1,4}[-/.]\d{1,2}",
+    re.I,
+)
 _ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])")
 # A bare clock time ("10:30", "3pm"): dateparser rolls these to "tomorrow" wrongly at month end.
 _TIME_ONLY_RE = re.compile(r"^(?:at\s+)?(?:\d{1,2}:\d{2}(?:\s*[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?)$", re.I)
@@ -49,18 +69,24 @@ class CallbackPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     question_field: str | None = Field(
-        "callback_time", min_length=1, description="question_fields key holding the requested callback time.")
+        "callback_time", min_length=1, description="question_fields key holding the requested callback time."
+    )
     default_hour: time = Field(
-        time(10, 0), description="Local time used on the next business day when no usable time was requested.")
+        time(10, 0), description="Local time used on the next business day when no usable time was requested."
+    )
     business_start: time = Field(time(9, 0), description="Earliest local time of day a callback may be due.")
     business_end: time = Field(time(17, 0), description="Callbacks are due strictly before this local time of day.")
     weekdays: list[Weekday] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1,
-        description="Business days (mon … sun) a callback may fall on.")
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"],
+        min_length=1,
+        description="Business days (mon … sun) a callback may fall on.",
+    )
     fallback_timezone: str = Field(
-        "America/New_York", description="IANA zone used when the lead's own timezone is unknown.")
+        "America/New_York", description="IANA zone used when the lead's own timezone is unknown."
+    )
     min_lead_minutes: int = Field(
-        15, ge=0, le=7 * 24 * 60, description="A callback is never due sooner than this many minutes after the call.")
+        15, ge=0, le=7 * 24 * 60, description="A callback is never due sooner than this many minutes after the call."
+    )
 
     @field_validator("default_hour", "business_start", "business_end", mode="before")
     @classmethod
@@ -117,12 +143,12 @@ def _localize(wall: datetime, zone: tzinfo) -> datetime:
 
     Instants stay in UTC internally: Python compares two datetimes sharing a tzinfo by wall clock,
     ignoring fold, and `==` across zones is always False for an ambiguous local time (PEP 495)."""
-    return wall.replace(tzinfo=zone).astimezone(timezone.utc)
+    return wall.replace(tzinfo=zone).astimezone(UTC)
 
 
 def _ceil_minute(instant: datetime) -> datetime:
     """Due times are whole minutes (CRMs show minutes); rounding up keeps every lower bound."""
-    utc = instant.astimezone(timezone.utc)
+    utc = instant.astimezone(UTC)
     if utc.second or utc.microsecond:
         utc = utc.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return utc
@@ -130,8 +156,11 @@ def _ceil_minute(instant: datetime) -> datetime:
 
 def _in_hours(instant: datetime, day: date, zone: tzinfo, policy: CallbackPolicy) -> bool:
     local = instant.astimezone(zone)
-    return (local.date() == day and _WEEKDAYS[day.weekday()] in policy.weekdays
-            and policy.business_start <= local.time() < policy.business_end)
+    return (
+        local.date() == day
+        and _WEEKDAYS[day.weekday()] in policy.weekdays
+        and policy.business_start <= local.time() < policy.business_end
+    )
 
 
 def _first_business_instant(not_before: datetime, zone: tzinfo, policy: CallbackPolicy) -> datetime:
@@ -159,8 +188,10 @@ def _hhmm(value: time) -> str:
 
 def _when(instant: datetime) -> str:
     """'Fri 27 Nov 15:00 UTC-05:00' — built by hand so the note does not depend on the process locale."""
-    return (f"{_DAY_LABELS[instant.weekday()]} {instant.day} {_MONTH_LABELS[instant.month - 1]} "
-            f"{_hhmm(instant.time())} {instant.tzname() or ''}").rstrip()
+    return (
+        f"{_DAY_LABELS[instant.weekday()]} {instant.day} {_MONTH_LABELS[instant.month - 1]} "
+        f"{_hhmm(instant.time())} {instant.tzname() or ''}"
+    ).rstrip()
 
 
 def _interpret(
@@ -187,7 +218,7 @@ def _interpret(
         return None, None, "not understood"
     try:
         if parsed.tzinfo is not None:  # the text named its own offset/zone: keep the instant
-            return parsed.astimezone(timezone.utc), None, ""
+            return parsed.astimezone(UTC), None, ""
         detail = ""
         if _TIME_ONLY_RE.match(text):  # today if still ahead, else tomorrow — on wall-clock dates
             today = datetime.combine(base.date(), parsed.time())
@@ -215,14 +246,15 @@ def _why_moved(asked: datetime, in_gap: bool, floor: datetime, zone: tzinfo, pol
     return "is not on a whole minute"
 
 
-def callback_due(call_time: datetime, lead_tz: tzinfo | None, requested: str | None,
-                 policy: CallbackPolicy) -> CallbackDue:
+def callback_due(
+    call_time: datetime, lead_tz: tzinfo | None, requested: str | None, policy: CallbackPolicy
+) -> CallbackDue:
     """Due time for a callback task: the lead's requested time if usable, else the next business day at
     default_hour; then moved to the earliest lead-local business time >= call_time + min_lead_minutes."""
     if call_time.tzinfo is None or call_time.utcoffset() is None:
         raise ValueError("call_time must be timezone-aware")
     zone: tzinfo = lead_tz if lead_tz is not None else ZoneInfo(policy.fallback_timezone)
-    call_utc = call_time.astimezone(timezone.utc)
+    call_utc = call_time.astimezone(UTC)
     call_local = call_utc.astimezone(zone)
     floor = _ceil_minute(call_utc + timedelta(minutes=policy.min_lead_minutes))
     raw = requested if requested is None or isinstance(requested, str) else str(requested)
@@ -259,6 +291,13 @@ def callback_due(call_time: datetime, lead_tz: tzinfo | None, requested: str | N
         note = f"{why}; next business day at {_hhmm(policy.default_hour)} → {_when(local)}"
 
     name = getattr(zone, "key", None) or zone.tzname(local) or str(zone)
-    return CallbackDue(due=local, due_utc=due, local_date=local.date(), timezone=name,
-                       source="requested" if asked is not None else "default",
-                       requested=raw if text else None, adjusted=adjusted, note=note)
+    return CallbackDue(
+        due=local,
+        due_utc=due,
+        local_date=local.date(),
+        timezone=name,
+        source="requested" if asked is not None else "default",
+        requested=raw if text else None,
+        adjusted=adjusted,
+        note=note,
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
@@ -59,8 +59,13 @@ def _count(value: Any, name: str, what: str, minimum: int) -> None:
 
 _F = phonenumbers.PhoneNumberFormat
 _REGIONS = phonenumbers.SUPPORTED_REGIONS
-_PHONE_STYLES = {"e164": _F.E164, "national": _F.NATIONAL, "international": _F.INTERNATIONAL,
-                 "digits": _F.E164, "rfc3966": _F.RFC3966}
+_PHONE_STYLES = {
+    "e164": _F.E164,
+    "national": _F.NATIONAL,
+    "international": _F.INTERNATIONAL,
+    "digits": _F.E164,
+    "rfc3966": _F.RFC3966,
+}
 
 
 def phone(value: Any, style: str = "e164", region: str | None = "US") -> str:
@@ -87,7 +92,7 @@ def phone(value: Any, style: str = "e164", region: str | None = "US") -> str:
 
 # --- date-times --------------------------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REQUIRED: Any = object()
 
 
@@ -121,11 +126,11 @@ def _zone(tz: Any, name: str) -> tzinfo:
         return tz
     if isinstance(tz, (LeadTimezone, Mapping)):  # record.timezone, as a model or dumped
         try:
-            return LeadTimezone.model_validate(dict(tz)).tzinfo() or timezone.utc
+            return LeadTimezone.model_validate(dict(tz)).tzinfo() or UTC
         except ValidationError:
             raise FilterError(f"{name}: the zone mapping is not a lead time zone") from None
     if tz is None or (isinstance(tz, str) and not tz.strip()):
-        return timezone.utc
+        return UTC
     if not isinstance(tz, str):
         raise FilterError(f"{name}: expected a time zone name or tzinfo, got {type(tz).__name__}")
     resolved = LeadTimezone.model_validate(_normalize.timezone(tz)).tzinfo()
@@ -156,7 +161,7 @@ def local_time(dt: Any, tz: Any = None, fmt: str | None = None) -> datetime | st
 
 def iso_utc(dt: Any) -> str:
     """``2026-11-26T19:30:00.000Z``: UTC with milliseconds (truncated), the form CRM APIs accept. None → ""."""
-    utc = _in_zone(dt, timezone.utc, "iso_utc")
+    utc = _in_zone(dt, UTC, "iso_utc")
     return "" if utc is None else utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
@@ -222,8 +227,7 @@ def duration(seconds: Any, style: str = "hms") -> str | int | None:
 # --- text --------------------------------------------------------------------------------------
 
 
-def transcript(turns: Any, fmt: str = "text", labels: Mapping[str, str] | None = None,
-               empty: str = "") -> str:
+def transcript(turns: Any, fmt: str = "text", labels: Mapping[str, str] | None = None, empty: str = "") -> str:
     """The conversation as text, markdown or (escaped) html; see :mod:`connector.mapping.transcript`."""
     try:
         return render_transcript(_given(turns), fmt, _given(labels), empty)  # type: ignore[arg-type]
@@ -320,7 +324,20 @@ def slug(value: Any, max_len: int | None = None) -> str:
 
 FILTERS: dict[str, Callable[..., Any]] = {
     f.__name__: f
-    for f in (phone, local_time, iso_utc, iso_local, epoch_ms, date_only, duration, transcript, redact,
-              truncate_to, default_if_empty, yesno, slug)
+    for f in (
+        phone,
+        local_time,
+        iso_utc,
+        iso_local,
+        epoch_ms,
+        date_only,
+        duration,
+        transcript,
+        redact,
+        truncate_to,
+        default_if_empty,
+        yesno,
+        slug,
+    )
 }
 """Name → filter, for ``environment.filters.update(FILTERS)``."""

@@ -14,16 +14,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connector.mapping.loader import LoadedMapping
 from connector.mapping.conditions import holds
+from connector.mapping.loader import LoadedMapping
 from connector.mapping.schema import BundleSpec, ContactValue
 from connector.mapping.templates import referenced_paths
 from connector.payload import CallEvent, EndReason, FailureReason
 
 _CONTEXT_EXTRAS = {
-    "event": "*", "call_time": "*", "call_time_local": "*", "tz": "*", "transcript_text": "*", "answers_text": "*",
+    "event": "*",
+    "call_time": "*",
+    "call_time_local": "*",
+    "tz": "*",
+    "transcript_text": "*",
+    "answers_text": "*",
     "outcome": {"name": "*", "label": "*", "rank": "*", "end_reason": "*", "failure_reason": "*"},
-    "constants": "*", "callback": "*", "task": "*",
+    "constants": "*",
+    "callback": "*",
+    "task": "*",
 }
 
 
@@ -51,7 +58,9 @@ def _uncovered_outcomes(mapping: LoadedMapping) -> list[str]:
     named_failure = {v for b in mapping.spec.outcomes if b.when for v in (b.when.failure_reason or [])}
     for reason in EndReason:
         if reason.value not in named_end:
-            warnings.append(f"{mapping.source}: no outcome names end_reason {reason.value}; such calls use the fallback")
+            warnings.append(
+                f"{mapping.source}: no outcome names end_reason {reason.value}; such calls use the fallback"
+            )
     if "any" not in named_failure:
         for reason in FailureReason:
             if reason.value not in named_failure:
@@ -71,15 +80,17 @@ def _shadowed_do_not_call(mapping: LoadedMapping) -> list[str]:
         sets = {p for p, v in bundle.contact.items() if (v.value if isinstance(v, ContactValue) else v) is True}
         if not sets & dnc:
             condition = ", ".join(f"{k}={v}" for k, v in facts.items() if v is not None)
-            warnings.add(f"{mapping.source}: a do_not_call call ({condition}) uses outcome {bundle.name}, "
-                         "which does not set do-not-call")
+            warnings.add(
+                f"{mapping.source}: a do_not_call call ({condition}) uses outcome {bundle.name}, "
+                "which does not set do-not-call"
+            )
     return sorted(warnings)[:5]
 
 
 def _unknown_template_paths(mapping: LoadedMapping) -> list[str]:
     known = {**_model_tree(CallEvent), **_CONTEXT_EXTRAS}
     warnings = []
-    for path, compiled in mapping.values.items():
+    for compiled in mapping.values.values():
         if compiled.kind == "literal":
             continue
         for used in sorted(referenced_paths(mapping.environment, compiled.text)):

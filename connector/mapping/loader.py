@@ -97,8 +97,16 @@ def _loc_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif str(part) in ("str", "int", "float", "bool", "none", "ContactValue", "list[RedactionRule]",
-                           "literal['default','none']"):
+        elif str(part) in (
+            "str",
+            "int",
+            "float",
+            "bool",
+            "none",
+            "ContactValue",
+            "list[RedactionRule]",
+            "literal['default','none']",
+        ):
             continue  # pydantic's union member names are not YAML keys
         else:
             path = f"{path}.{part}" if path else str(part)
@@ -132,10 +140,12 @@ def _semantic_problems(spec: Mapping, lines: dict[str, int]) -> list[ConfigProbl
         for prop, value in values.items():
             raw = value.value if isinstance(value, ContactValue) else value
             if prop in dnc and raw is not True:
-                problems.append(ConfigProblem(
-                    _with_line(f"{path}.{prop}", lines),
-                    "a do-not-call property may only be set to true: the connector never clears do-not-call",
-                ))
+                problems.append(
+                    ConfigProblem(
+                        _with_line(f"{path}.{prop}", lines),
+                        "a do-not-call property may only be set to true: the connector never clears do-not-call",
+                    )
+                )
     return problems
 
 

@@ -54,15 +54,21 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
     zone = event.record.timezone.tzinfo() or ZoneInfo(spec.callback.fallback_timezone)
     warnings: list[str] = []
     if event.record.timezone.tzinfo() is None:
-        warnings.append(f"lead timezone unknown ({event.record.timezone.raw!r}); using {spec.callback.fallback_timezone}")
+        warnings.append(
+            f"lead timezone unknown ({event.record.timezone.raw!r}); using {spec.callback.fallback_timezone}"
+        )
     context = _context(event, mapping, bundle, call_time, zone)
     task_names = list(dict.fromkeys(bundle.tasks + [t for _, a in also for t in a.tasks]))
     dues = {name: _due(event, mapping, name, call_time, zone) for name in task_names}
     if dues:
         context["callback"] = next(iter(dues.values())).model_dump()
     summary = OutcomeSummary(
-        bundle=bundle.name, rank=bundle.rank, end_reason=event.call.end_reason.value,
-        failure_reason=event.call.failure_reason.value, matched_by=matched_by, also=[a.name for _, a in also],
+        bundle=bundle.name,
+        rank=bundle.rank,
+        end_reason=event.call.end_reason.value,
+        failure_reason=event.call.failure_reason.value,
+        matched_by=matched_by,
+        also=[a.name for _, a in also],
     )
     prefix = crm_key(event.id)  # "2x-<id>"; bounded for long ids (connector.mapping.keys)
     resolve = _resolve_contact(event, mapping, context, prefix, warnings)
@@ -84,14 +90,27 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
     return _plan(event, mapping, sink, call_time, summary, actions, warnings)
 
 
-def _plan(event: CallEvent, mapping: LoadedMapping, sink: str, call_time: datetime, summary: OutcomeSummary,
-          actions: list[Any], warnings: list[str]) -> Plan:
-    do_not_call = any(
-        f.rule == "sticky_true" for a in actions if isinstance(a, UpdateContact) for f in a.fields
-    )
+def _plan(
+    event: CallEvent,
+    mapping: LoadedMapping,
+    sink: str,
+    call_time: datetime,
+    summary: OutcomeSummary,
+    actions: list[Any],
+    warnings: list[str],
+) -> Plan:
+    do_not_call = any(f.rule == "sticky_true" for a in actions if isinstance(a, UpdateContact) for f in a.fields)
     return Plan(
-        event_id=event.id, sink=sink, crm=mapping.spec.crm, mapping=mapping.source, mapping_sha256=mapping.sha256,
-        call_time=call_time, outcome=summary, do_not_call=do_not_call, actions=actions, warnings=warnings,
+        event_id=event.id,
+        sink=sink,
+        crm=mapping.spec.crm,
+        mapping=mapping.source,
+        mapping_sha256=mapping.sha256,
+        call_time=call_time,
+        outcome=summary,
+        do_not_call=do_not_call,
+        actions=actions,
+        warnings=warnings,
     )
 
 
@@ -104,8 +123,9 @@ def _choose_bundle(event: CallEvent, mapping: LoadedMapping) -> tuple[BundleSpec
     return mapping.spec.fallback, "fallback", "fallback"
 
 
-def _context(event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_time: datetime,
-             zone: tzinfo) -> dict[str, Any]:
+def _context(
+    event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_time: datetime, zone: tzinfo
+) -> dict[str, Any]:
     """Variables templates see: the event's fields, the outcome, times, the rendered transcript."""
     data = event.model_dump(mode="python")
     spec = mapping.spec.transcript
@@ -120,16 +140,22 @@ def _context(event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_
         "tz": zone,
         "transcript_text": redact(rendered, rules) if rules else rendered,
         "answers_text": redact(answers, rules) if rules else answers,
-        "outcome": {"name": bundle.name, "label": bundle.label, "rank": bundle.rank,
-                    "end_reason": event.call.end_reason.value, "failure_reason": event.call.failure_reason.value},
+        "outcome": {
+            "name": bundle.name,
+            "label": bundle.label,
+            "rank": bundle.rank,
+            "end_reason": event.call.end_reason.value,
+            "failure_reason": event.call.failure_reason.value,
+        },
         "constants": mapping.spec.constants,
         "callback": None,
         "task": None,
     }
 
 
-def _render_all(mapping: LoadedMapping, paths: dict[str, str], context: dict[str, Any],
-                limits: bool = True) -> dict[str, Any]:
+def _render_all(
+    mapping: LoadedMapping, paths: dict[str, str], context: dict[str, Any], limits: bool = True
+) -> dict[str, Any]:
     """Render {property: yaml path}; drop None; apply field limits."""
     rendered: dict[str, Any] = {}
     for prop, path in paths.items():
@@ -154,8 +180,9 @@ def _limited(mapping: LoadedMapping, prop: str, value: Any, path: str) -> Any:
     return truncate_to(value, limit.max_length)
 
 
-def _resolve_contact(event: CallEvent, mapping: LoadedMapping, context: dict[str, Any], prefix: str,
-                     warnings: list[str]) -> ResolveContact:
+def _resolve_contact(
+    event: CallEvent, mapping: LoadedMapping, context: dict[str, Any], prefix: str, warnings: list[str]
+) -> ResolveContact:
     spec = mapping.spec.contact
     rules: list[Any] = []
     for rule in spec.match:
@@ -164,15 +191,23 @@ def _resolve_contact(event: CallEvent, mapping: LoadedMapping, context: dict[str
             if found not in (None, "") and not isinstance(found, (dict, list, bool)):
                 rules.append(MatchById(object=rule.object or spec.object, id=str(found).strip(), source=rule.id_from))
         elif event.record.phone.e164:
-            rules.append(MatchByPhone(objects=rule.objects or [rule.object or spec.object],
-                                      fields=rule.phone_fields or [], e164=event.record.phone.e164))
+            rules.append(
+                MatchByPhone(
+                    objects=rule.objects or [rule.object or spec.object],
+                    fields=rule.phone_fields or [],
+                    e164=event.record.phone.e164,
+                )
+            )
         else:
             warnings.append("no usable phone number: phone matching skipped")
     create = _render_all(mapping, {p: f"contact.create.{p}" for p in spec.create}, context, limits=False)
     return ResolveContact(
-        key=contact_action_key(event.id), match=rules, on_no_match=spec.if_no_match,
+        key=contact_action_key(event.id),
+        match=rules,
+        on_no_match=spec.if_no_match,
         create_object=spec.create_object or spec.object,
-        create_properties={k: v for k, v in create.items() if v != ""}, on_multiple=spec.if_several,
+        create_properties={k: v for k, v in create.items() if v != ""},
+        on_multiple=spec.if_several,
     )
 
 
@@ -184,8 +219,14 @@ def _lookup(data: Any, dotted: str) -> Any:
     return data
 
 
-def _activity(mapping: LoadedMapping, bundle_path: str, bundle: BundleSpec, also: list[tuple[str, AlsoSpec]],
-              context: dict[str, Any], prefix: str) -> CreateActivity:
+def _activity(
+    mapping: LoadedMapping,
+    bundle_path: str,
+    bundle: BundleSpec,
+    also: list[tuple[str, AlsoSpec]],
+    context: dict[str, Any],
+    prefix: str,
+) -> CreateActivity:
     spec = mapping.spec.activity
     paths = {p: f"activity.properties.{p}" for p in spec.properties}
     paths.update({p: f"{bundle_path}.activity.{p}" for p in bundle.activity})
@@ -194,17 +235,31 @@ def _activity(mapping: LoadedMapping, bundle_path: str, bundle: BundleSpec, also
     key = str(mapping.value("activity.idempotency_key").render(context))
     properties = _render_all(mapping, paths, context)
     properties[spec.idempotency_property] = key
-    return CreateActivity(key=f"{prefix}:activity", object=spec.object, idempotency_property=spec.idempotency_property,
-                          idempotency_key=key, properties=properties)
+    return CreateActivity(
+        key=f"{prefix}:activity",
+        object=spec.object,
+        idempotency_property=spec.idempotency_property,
+        idempotency_key=key,
+        properties=properties,
+    )
 
 
-def _contact_fields(event: CallEvent, mapping: LoadedMapping, bundle_path: str, bundle: BundleSpec,
-                    also: list[tuple[str, AlsoSpec]], context: dict[str, Any], call_time: datetime,
-                    warnings: list[str]) -> list[FieldUpdate]:
+def _contact_fields(
+    event: CallEvent,
+    mapping: LoadedMapping,
+    bundle_path: str,
+    bundle: BundleSpec,
+    also: list[tuple[str, AlsoSpec]],
+    context: dict[str, Any],
+    call_time: datetime,
+    warnings: list[str],
+) -> list[FieldUpdate]:
     """Contact properties in precedence order: every-call updates, the bundle, additive rules, answers."""
     precedence = mapping.spec.precedence
-    sources: list[tuple[str, dict[str, Any]]] = [("contact_updates", mapping.spec.contact_updates),
-                                                 (f"{bundle_path}.contact", bundle.contact)]
+    sources: list[tuple[str, dict[str, Any]]] = [
+        ("contact_updates", mapping.spec.contact_updates),
+        (f"{bundle_path}.contact", bundle.contact),
+    ]
     sources += [(f"{p}.contact", a.contact) for p, a in also]
     updates: dict[str, FieldUpdate] = {}
     for base, values in sources:
@@ -222,12 +277,18 @@ def _contact_fields(event: CallEvent, mapping: LoadedMapping, bundle_path: str, 
                 warnings.append(f"{prop}: do-not-call property not set (value was not true)")
                 continue
             objects = declared.objects if isinstance(declared, ContactValue) else None
-            updates[prop] = FieldUpdate(property=prop, value=_scalar(value), rule=rule, rank=bundle.rank,
-                                        call_time=call_time, objects=objects)
+            updates[prop] = FieldUpdate(
+                property=prop, value=_scalar(value), rule=rule, rank=bundle.rank, call_time=call_time, objects=objects
+            )
     for prop, value in _question_values(event, mapping, warnings).items():
         if prop not in updates:
-            updates[prop] = FieldUpdate(property=prop, value=value, rule=mapping.spec.question_fields.rule,
-                                        rank=bundle.rank, call_time=call_time)
+            updates[prop] = FieldUpdate(
+                property=prop,
+                value=value,
+                rule=mapping.spec.question_fields.rule,
+                rank=bundle.rank,
+                call_time=call_time,
+            )
     return list(updates.values())
 
 
@@ -275,8 +336,16 @@ def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> 
         return int(number) if number.is_integer() else number
     if transform == "bool":
         text = str(answer).strip().lower()
-        return {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False,
-                "0": False}.get(text, _UNUSABLE)
+        return {
+            "true": True,
+            "yes": True,
+            "y": True,
+            "1": True,
+            "false": False,
+            "no": False,
+            "n": False,
+            "0": False,
+        }.get(text, _UNUSABLE)
     if answer is None:
         return ""
     if isinstance(answer, bool):
@@ -319,9 +388,16 @@ def _task(mapping: LoadedMapping, name: str, due: CallbackDue, context: dict[str
     if task.idempotency_property:
         properties[task.idempotency_property] = key
     guard = mapping.spec.precedence.do_not_call_properties if mapping.spec.do_not_call.skip_callbacks else []
-    return CreateTask(key=key, object=task.object, idempotency_property=task.idempotency_property,
-                      idempotency_key=key, due=due.due, due_local_date=due.local_date.isoformat(),
-                      properties=properties, unless_do_not_call=list(guard))
+    return CreateTask(
+        key=key,
+        object=task.object,
+        idempotency_property=task.idempotency_property,
+        idempotency_key=key,
+        due=due.due,
+        due_local_date=due.local_date.isoformat(),
+        properties=properties,
+        unless_do_not_call=list(guard),
+    )
 
 
 def _close_callbacks(mapping: LoadedMapping, prefix: str) -> list[CloseCallbacks]:
@@ -331,13 +407,19 @@ def _close_callbacks(mapping: LoadedMapping, prefix: str) -> list[CloseCallbacks
     if not rule.close_open_callbacks or closing is None:
         return []
     status, closed, subject = closing
-    targets = list(dict.fromkeys((t.object, t.idempotency_property) for t in mapping.spec.tasks.values()
-                                 if t.idempotency_property))
+    targets = list(
+        dict.fromkeys((t.object, t.idempotency_property) for t in mapping.spec.tasks.values() if t.idempotency_property)
+    )
     cancelled = rule.close_as == "cancelled"
     return [
-        CloseCallbacks(key=f"{prefix}:close-callbacks" + (f":{index}" if index else ""), object=task_object,
-                       idempotency_property=key_property, close_as=rule.close_as, set_properties={status: closed},
-                       subject_property=subject if cancelled else None,
-                       subject_prefix=rule.cancelled_prefix if cancelled else None)
+        CloseCallbacks(
+            key=f"{prefix}:close-callbacks" + (f":{index}" if index else ""),
+            object=task_object,
+            idempotency_property=key_property,
+            close_as=rule.close_as,
+            set_properties={status: closed},
+            subject_property=subject if cancelled else None,
+            subject_prefix=rule.cancelled_prefix if cancelled else None,
+        )
         for index, (task_object, key_property) in enumerate(targets)
     ]

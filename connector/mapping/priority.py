@@ -21,5 +21,6 @@ def sets_do_not_call(event: CallEvent, mapping: LoadedMapping) -> bool:
     sections = [bundle.contact] + [a.contact for a in spec.also if holds(a.when, facts)]
     return any(
         prop in dnc and (value.value if isinstance(value, ContactValue) else value) is True
-        for section in sections for prop, value in section.items()
+        for section in sections
+        for prop, value in section.items()
     )

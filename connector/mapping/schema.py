@@ -27,7 +27,9 @@ class MatchRuleSpec(_Closed):
     id_from: str | None = Field(None, description="Dotted path to a CRM id in the event, e.g. meta.hubspot_contact_id.")
     phone_fields: list[str] | None = Field(None, description="Phone properties compared with the lead's E.164 number.")
     object: str | None = Field(None, description="CRM object searched (default: contact.object).")
-    objects: list[str] | None = Field(None, description="For phone matching: several objects, in order (Contact, Lead).")
+    objects: list[str] | None = Field(
+        None, description="For phone matching: several objects, in order (Contact, Lead)."
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> MatchRuleSpec:
@@ -64,9 +66,13 @@ class ActivitySpec(_Closed):
     """The call as a CRM activity: one per event, found again through its idempotency key."""
 
     object: str
-    idempotency_property: str = Field(description="Searchable property holding the key (hs_call_external_id, CallObject).")
-    idempotency_key: str = Field("{{ id | crm_key }}", description="Template; must stay unique per event "
-                                 "(default 2x-<id>, hashed past 128 chars).")
+    idempotency_property: str = Field(
+        description="Searchable property holding the key (hs_call_external_id, CallObject)."
+    )
+    idempotency_key: str = Field(
+        "{{ id | crm_key }}",
+        description="Template; must stay unique per event (default 2x-<id>, hashed past 128 chars).",
+    )
     properties: dict[str, Scalar] = Field(description="Property → literal or template, for every call.")
     limits: dict[str, FieldLimit] = Field(default_factory=dict, description="Field size limits (activity and tasks).")
 
@@ -105,7 +111,9 @@ class WhenSpec(_Closed):
     """Conditions on the event; all given ones must hold. Lists mean "any of"."""
 
     end_reason: list[str] | None = None
-    failure_reason: list[str] | None = Field(None, description="Use `none` to require that there is none, `any` for any.")
+    failure_reason: list[str] | None = Field(
+        None, description="Use `none` to require that there is none, `any` for any."
+    )
     answered: bool | None = None
     message_left: bool | None = None
     workflow_end: bool | None = None
@@ -190,13 +198,18 @@ class DoNotCallSpec(_Closed):
     """What do-not-call does to follow-up tasks: none is created for such a contact, open ones are closed."""
 
     skip_callbacks: bool = Field(
-        True, description="Never create a `tasks` task for a contact whose do-not-call property is true "
-        "(as the connector wrote it, or as the CRM says right before the write).")
+        True,
+        description="Never create a `tasks` task for a contact whose do-not-call property is true "
+        "(as the connector wrote it, or as the CRM says right before the write).",
+    )
     close_open_callbacks: bool = Field(
-        True, description="A do-not-call outcome closes the open tasks the connector created for the contact.")
+        True, description="A do-not-call outcome closes the open tasks the connector created for the contact."
+    )
     close_as: Literal["completed", "cancelled"] = Field(
-        "completed", description="completed: closed status only; cancelled: closed status and the subject "
-        "gets `cancelled_prefix` (neither CRM has a closed 'cancelled' status by default).")
+        "completed",
+        description="completed: closed status only; cancelled: closed status and the subject "
+        "gets `cancelled_prefix` (neither CRM has a closed 'cancelled' status by default).",
+    )
     status_property: str | None = Field(None, description="Task status property (default: Status / hs_task_status).")
     closed_status: str | None = Field(None, description="Closed status written (default: Completed / COMPLETED).")
     subject_property: str | None = Field(None, description="Subject property (default: Subject / hs_task_subject).")
@@ -253,8 +266,10 @@ class Mapping(_Closed):
                     raise ValueError(f"{owner} names task {task!r}, which the `tasks` section does not define")
         keyed = any(t.idempotency_property for t in self.tasks.values())
         if self.do_not_call.close_open_callbacks and keyed and self.do_not_call.closing(self.crm) is None:
-            raise ValueError(f"do_not_call.status_property and closed_status are needed for crm {self.crm!r} "
-                             "(or set do_not_call.close_open_callbacks: false)")
+            raise ValueError(
+                f"do_not_call.status_property and closed_status are needed for crm {self.crm!r} "
+                "(or set do_not_call.close_open_callbacks: false)"
+            )
         closing = self.do_not_call.closing(self.crm)
         if self.do_not_call.close_as == "cancelled" and keyed and not (closing and closing[2]):
             raise ValueError("do_not_call.close_as cancelled needs do_not_call.subject_property")

@@ -106,8 +106,10 @@ QUESTION_PLACE = "question_fields."
 def contact_objects(mapping: LoadedMapping) -> list[str]:
     """Every object the contact may resolve to (match rules and the created object)."""
     contact = mapping.spec.contact
-    return sorted({contact.object, contact.create_object or contact.object}
-                  | {o for rule in contact.match for o in (rule.objects or [])})
+    return sorted(
+        {contact.object, contact.create_object or contact.object}
+        | {o for rule in contact.match for o in (rule.objects or [])}
+    )
 
 
 def wanted_properties(mapping: LoadedMapping, question_names: Iterable[str] = ()) -> list[WrittenProperty]:

@@ -91,8 +91,15 @@ def render() -> str:
         f"Top-level sections: {', '.join(f'`{k}`' for k in Settings.model_fields if k != 'base_dir')}.",
     ]
     for section, model in SECTIONS:
-        lines += ["", f"## `{section}`", "", (model.__doc__ or "").strip().split("\n")[0], "",
-                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## `{section}`",
+            "",
+            (model.__doc__ or "").strip().split("\n")[0],
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for name, info in model.model_fields.items():
             if name == "base_dir":
                 continue

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.sinks.setup import Finding, SetupReport
 from connector.mapping.loader import LoadedMapping
+from connector.sinks.setup import Finding, SetupReport
 
 SETUP_TYPES = ("hubspot", "salesforce")
 
@@ -23,8 +23,9 @@ def schema_findings(name: str, settings: Any, mapping: LoadedMapping) -> list[Fi
     return []
 
 
-def run_setup(name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool,
-              out: Any = None) -> SetupReport:
+def run_setup(
+    name: str, settings: Any, mapping: LoadedMapping, questions: list[str], *, dry_run: bool, out: Any = None
+) -> SetupReport:
     """Create the connector's own properties (HubSpot) or fields with their field-level security (Salesforce);
     ``dry_run`` only reads; ``out`` (Salesforce) also writes a deployable Metadata API package."""
     if settings.type == "hubspot":

@@ -1,18 +1,18 @@
 """CRM set-up for a mapping: create the connector's own custom properties, and check a mapping against the CRM's
 schema before deliveries start (HubSpot now; Salesforce in ``salesforce.py``)."""
 
+from connector.ops.crm_questions import seen_question_names, stored_question_names
+from connector.sinks.hubspot.setup import (
+    plan_hubspot_setup,
+    run_hubspot_setup,
+    validate_against_hubspot,
+)
 from connector.sinks.setup import (
     Finding,
     PropertySpec,
     SchemaAccessError,
     SetupPlan,
     SetupReport,
-)
-from connector.ops.crm_questions import seen_question_names, stored_question_names
-from connector.sinks.hubspot.setup import (
-    plan_hubspot_setup,
-    run_hubspot_setup,
-    validate_against_hubspot,
 )
 
 __all__ = [

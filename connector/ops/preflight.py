@@ -17,8 +17,9 @@ def sink_problems(settings: Settings, names: list[str] | None = None) -> list[Co
     for name in names if names is not None else settings.enabled_sinks():
         config = settings.sinks[name]
         if config.type not in installed:
-            problems.append(ConfigProblem(f"sinks.{name}.type",
-                                          f"no sink type {config.type!r} is installed; installed: {known}"))
+            problems.append(
+                ConfigProblem(f"sinks.{name}.type", f"no sink type {config.type!r} is installed; installed: {known}")
+            )
             continue
         try:
             build_sink(name, config)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connector.config import Settings
 from connector.default_mappings import KNOWN, default_mapping_path
 from connector.errors import ConfigError, ConfigProblem, ConnectorError, PayloadError
-from connector.receiver.ingest import parse_body
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
 from connector.mapping.sinks import mapping_path
@@ -23,6 +22,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
+from connector.receiver.ingest import parse_body
 
 
 def preview_plans(
@@ -39,14 +39,21 @@ def preview_plans(
         _, event = parse_body(body, default_region=region)
     except PayloadError as exc:
         details = "".join(f"\n  {e['path']}: {e['message']}" for e in exc.errors)
-        raise ConnectorError(f"the payload would be refused with {exc.status} {exc.code}: {exc.detail}{details}") from exc
-    when = call_time or datetime.now(timezone.utc)
+        raise ConnectorError(
+            f"the payload would be refused with {exc.status} {exc.code}: {exc.detail}{details}"
+        ) from exc
+    when = call_time or datetime.now(UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return [plan_event(event, mapping, sink=name, call_time=when) for name, mapping in _targets(settings, sinks, mapping_file)]
+        when = when.replace(tzinfo=UTC)
+    return [
+        plan_event(event, mapping, sink=name, call_time=when)
+        for name, mapping in _targets(settings, sinks, mapping_file)
+    ]
 
 
-def _targets(settings: Settings | None, sinks: list[str], mapping_file: object | None) -> list[tuple[str, LoadedMapping]]:
+def _targets(
+    settings: Settings | None, sinks: list[str], mapping_file: object | None
+) -> list[tuple[str, LoadedMapping]]:
     if mapping_file is not None:
         return [(sinks[0] if sinks else "preview", load_mapping(str(mapping_file)))]
     configured = settings.sinks if settings else {}
@@ -81,7 +88,8 @@ def render_text(plan: Plan) -> str:
 def _describe(action: object) -> list[str]:
     if isinstance(action, ResolveContact):
         ways = [
-            f"{m.object} id {m.id} (from {m.source})" if isinstance(m, MatchById)
+            f"{m.object} id {m.id} (from {m.source})"
+            if isinstance(m, MatchById)
             else f"{' or '.join(m.objects)} with {m.e164} in {', '.join(m.fields)}"
             for m in action.match
         ]
@@ -97,20 +105,32 @@ def _describe(action: object) -> list[str]:
     if isinstance(action, UpdateContact):
         return ["  Update the contact:"] + [
             f"    {f.property} = {_short(f.value)}   [{f.rule}, rank {f.rank}"
-            + (f", only on {'/'.join(f.objects)}" if f.objects else "") + "]"
+            + (f", only on {'/'.join(f.objects)}" if f.objects else "")
+            + "]"
             for f in action.fields
         ]
     if isinstance(action, CreateTask):
-        guard = ([f"    not created if the contact is do-not-call ({', '.join(action.unless_do_not_call)} true "
-                  "in the connector's records or in the CRM)"] if action.unless_do_not_call else [])
-        return [f"  Create {action.object} due {action.due.isoformat()} (lead-local date {action.due_local_date}):"] + \
-            guard + _prop_lines(action.properties)
+        guard = (
+            [
+                f"    not created if the contact is do-not-call ({', '.join(action.unless_do_not_call)} true "
+                "in the connector's records or in the CRM)"
+            ]
+            if action.unless_do_not_call
+            else []
+        )
+        return (
+            [f"  Create {action.object} due {action.due.isoformat()} (lead-local date {action.due_local_date}):"]
+            + guard
+            + _prop_lines(action.properties)
+        )
     if isinstance(action, CloseCallbacks):
         how = ", ".join(f"{k} = {_short(v)}" for k, v in action.set_properties.items())
         if action.subject_property and action.subject_prefix:
             how += f", {action.subject_property} prefixed {action.subject_prefix!r}"
-        return [f"  Close the contact's open callback {action.object} the connector created "
-                f"({action.idempotency_property} {action.key_prefix}…{action.key_marker}…) as {action.close_as}: {how}"]
+        return [
+            f"  Close the contact's open callback {action.object} the connector created "
+            f"({action.idempotency_property} {action.key_prefix}…{action.key_marker}…) as {action.close_as}: {how}"
+        ]
     if isinstance(action, HoldForReview):
         return [f"  HOLD for review: {action.reason}"]
     return [f"  {action!r}"]

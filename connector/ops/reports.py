@@ -7,10 +7,10 @@ from typing import Any
 
 from connector.config import Settings
 from connector.errors import PayloadError
-from connector.receiver.ingest import content_hash, parse_body
 from connector.ledger import IngestStatus, Ledger
 from connector.missing_fields import by_sink as missing_by_sink
 from connector.missing_fields import warning as missing_warning
+from connector.receiver.ingest import content_hash, parse_body
 from connector.sink_health import assess
 
 
@@ -38,8 +38,10 @@ def _delivery_report(ledger: Ledger, delivery: dict[str, Any]) -> dict[str, Any]
     """One sink's side of an event: state, plan, every attempt, and what each action produced."""
     report = {k: _plain(v) for k, v in delivery.items() if k != "plan"}
     report["plan"] = json.loads(delivery["plan"]) if delivery.get("plan") else None
-    report["attempts"] = [{k: _plain(v) for k, v in a.items() if k != "delivery_id"}
-                          for a in ledger.deliveries.attempts_for(delivery["id"])]
+    report["attempts"] = [
+        {k: _plain(v) for k, v in a.items() if k != "delivery_id"}
+        for a in ledger.deliveries.attempts_for(delivery["id"])
+    ]
     journal = ledger.deliveries.journal(delivery["id"])
     report["actions"] = [
         {"key": e.action_key, "kind": e.kind, "status": e.status, "crm_id": e.crm_id, "result": e.result}

@@ -66,8 +66,12 @@ class Emulators:
 
         return {
             "hubspot": {"type": "hubspot", "access_token": DEFAULT_TOKEN, "base_url": self.hubspot.url},
-            "salesforce": {"type": "salesforce", "instance_url": self.salesforce.instance_url,
-                           "auth": {"session_id": DEFAULT_SESSION_ID}, "ca_bundle": self.salesforce.ca_file},
+            "salesforce": {
+                "type": "salesforce",
+                "instance_url": self.salesforce.instance_url,
+                "auth": {"session_id": DEFAULT_SESSION_ID},
+                "ca_bundle": self.salesforce.ca_file,
+            },
         }
 
 
@@ -86,7 +90,7 @@ def sandbox_settings(workdir: Path, emulators: Emulators | None = None) -> Setti
     if path.exists():
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     else:
-        token = "${%s}" % TOKEN_ENV if os.environ.get(TOKEN_ENV) else f"sandbox-{secrets.token_urlsafe(24)}"
+        token = f"${{{TOKEN_ENV}}}" if os.environ.get(TOKEN_ENV) else f"sandbox-{secrets.token_urlsafe(24)}"
         document = {
             "receiver": {"auth": {"header": "Authorization", "tokens": [token]}},
             "store": {"url": f"sqlite:///{SANDBOX_DB}"},
@@ -98,8 +102,10 @@ def sandbox_settings(workdir: Path, emulators: Emulators | None = None) -> Setti
         document["dashboard"] = {"username": "admin", "password": f"dash-{secrets.token_urlsafe(12)}"}
     if emulators is not None:
         document["sinks"] = emulators.sinks()
-    header = ("# Written by `connector serve --sandbox`; the sinks point at this run's CRM emulators.\n"
-              "# Edit freely, or delete it to start over.\n")
+    header = (
+        "# Written by `connector serve --sandbox`; the sinks point at this run's CRM emulators.\n"
+        "# Edit freely, or delete it to start over.\n"
+    )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     path.chmod(0o600)
     return load_settings(path)
@@ -118,16 +124,28 @@ def forget_emulated_contacts(settings: Settings) -> None:
         ledger.dispose()
 
 
-CURL_SAMPLE = json.dumps({
-    "id": "curl-sample-1", "call": {"end_reason": "no_answer", "answered": False, "duration": 0},
-    "record_phone_number": SAMPLE_PHONE, "record_first_name": "John", "record_last_name": "Doe",
-    "record_timezone": "UTC-5",
-}, separators=(",", ":"))
+CURL_SAMPLE = json.dumps(
+    {
+        "id": "curl-sample-1",
+        "call": {"end_reason": "no_answer", "answered": False, "duration": 0},
+        "record_phone_number": SAMPLE_PHONE,
+        "record_first_name": "John",
+        "record_last_name": "Doe",
+        "record_timezone": "UTC-5",
+    },
+    separators=(",", ":"),
+)
 """A short valid body for the banner's curl line (posting it twice answers 200 "duplicate")."""
 
 
-def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *,
-           host: str | None = None, port: int | None = None) -> list[str]:
+def banner(
+    settings: Settings,
+    config_path: Path,
+    emulators: Emulators | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+) -> list[str]:
     """The sandbox's lines of the start-up block (connector.ops.startup prints the rest: where it listens, the webhook,
     the store, the sinks, the dashboard URL, the worker): the token and dashboard login (a sandbox only has
     throw-away secrets, so it prints them), the emulators, and what to do next."""
@@ -155,8 +173,7 @@ def banner(settings: Settings, config_path: Path, emulators: Emulators | None, *
         "Post a sample call from another terminal:",
         f"  connector send-sample --url {url} --header {receiver.auth.header} --token {token}",
         "or with curl (the header's value is the token itself: no 'Bearer ' in front):",
-        f"  curl -s {url} -H '{receiver.auth.header}: {token}' -H 'Content-Type: application/json' "
-        f"-d '{CURL_SAMPLE}'",
+        f"  curl -s {url} -H '{receiver.auth.header}: {token}' -H 'Content-Type: application/json' -d '{CURL_SAMPLE}'",
         "Then see what happened to it (the answer shows the event id): where it was stored, the plan,",
         "every CRM attempt and the CRM ids it created:",
         f"  connector status --config {config_path} EVENT_ID",

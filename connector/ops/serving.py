@@ -28,14 +28,14 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.receiver.app import create_app
 from connector.config import Settings
+from connector.engine.process import EXIT_CONFIG
 from connector.errors import ConfigError, ConnectorError, StoreError
-from connector.receiver.ingest import warm_up
 from connector.ledger import Ledger
 from connector.logs import setup_logging
+from connector.receiver.app import create_app
+from connector.receiver.ingest import warm_up
 from connector.receiver.metrics import MULTIPROC_ENV
-from connector.engine.process import EXIT_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
 
     def _announcing(self, handler: Any) -> Any:
         """gunicorn's own signal handler, after one "draining" line (the master dispatches signals by name)."""
+
         def handle() -> None:
             if not self._draining:
                 self._draining = True
@@ -99,6 +100,7 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
                     # delay, and a worker that ended now must not be restarted.
                     self._delivery.no_more_restarts()
             handler()
+
         return handle
 
     def _on_exit(self, _arbiter: Any) -> None:
@@ -128,8 +130,14 @@ def say(line: str) -> None:
     print(f"connector serve: {line}", file=sys.stderr, flush=True)
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
-          extra_lines: list[str] | None = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    extra_lines: list[str] | None = None,
+) -> None:
     """Check everything that can stop a start (sinks and mappings, the port, the store), migrate the store,
     then serve until SIGTERM/SIGINT (gunicorn finishes in-flight requests). A check that fails raises a
     ConnectorError whose message says what to change (the CLI prints it as one `Error:`; no traceback).
@@ -139,8 +147,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """
     from connector.dashboard.blueprint import password_problems
     from connector.ops.preflight import check_deliverable
-    from connector.sink_health import assess
     from connector.ops.startup import check_port, check_store_path, startup_block, store_failure
+    from connector.sink_health import assess
 
     host = host or settings.receiver.host
     port = port or settings.receiver.port

@@ -37,14 +37,19 @@ def check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(f"port {port} on {host} is already in use (another connector or program listens "
-                                   "there): stop it, or choose another port with `receiver.port` in the config or "
-                                   "`--port`") from None
+                raise StartupError(
+                    f"port {port} on {host} is already in use (another connector or program listens "
+                    "there): stop it, or choose another port with `receiver.port` in the config or "
+                    "`--port`"
+                ) from None
             if exc.errno == errno.EACCES:
-                raise StartupError(f"not allowed to listen on port {port} (ports below 1024 need privileges): choose "
-                                   "another with `receiver.port` in the config or `--port`") from None
-            raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check `receiver.host` in the "
-                               "config or `--host`") from None
+                raise StartupError(
+                    f"not allowed to listen on port {port} (ports below 1024 need privileges): choose "
+                    "another with `receiver.port` in the config or `--port`"
+                ) from None
+            raise StartupError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): check `receiver.host` in the config or `--host`"
+            ) from None
 
 
 def store_display(url: str) -> str:
@@ -63,12 +68,16 @@ def check_store_path(store: StoreSettings) -> None:
     file = Path(url.database)
     folder = file.parent if str(file.parent) else Path(".")
     if not folder.is_dir():
-        raise StartupError(f"the store's directory {folder} does not exist: create it, or point `store.url` in the "
-                           "config at a writable place")
+        raise StartupError(
+            f"the store's directory {folder} does not exist: create it, or point `store.url` in the "
+            "config at a writable place"
+        )
     writable = os.access(folder, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
     if not writable:
-        raise StartupError(f"the store {file} cannot be written (its directory or file is read-only): make "
-                           f"{folder} writable for this user, or point `store.url` in the config at a writable place")
+        raise StartupError(
+            f"the store {file} cannot be written (its directory or file is read-only): make "
+            f"{folder} writable for this user, or point `store.url` in the config at a writable place"
+        )
 
 
 def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
@@ -76,12 +85,21 @@ def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
     cause = exc.__cause__ or exc
     detail = str(getattr(cause, "orig", None) or getattr(cause, "strerror", None) or cause).strip().splitlines()
     first = detail[0][:200] if detail else cause.__class__.__name__
-    return StartupError(f"cannot open the store {store_display(store.url)} ({first}): check `store.url` in the config "
-                        f"and that the database is up; `{command('migrate')}` retries the same")
+    return StartupError(
+        f"cannot open the store {store_display(store.url)} ({first}): check `store.url` in the config "
+        f"and that the database is up; `{command('migrate')}` retries the same"
+    )
 
 
-def startup_block(settings: Settings, *, host: str, port: int, workers: int, sinks: dict[str, SinkCondition],
-                  extra: list[str] | None = None) -> str:
+def startup_block(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    sinks: dict[str, SinkCondition],
+    extra: list[str] | None = None,
+) -> str:
     """The block `serve` prints once it listens (extra: the sandbox's lines)."""
     receiver = settings.receiver
     base = f"http://{host}:{port}"

@@ -8,7 +8,7 @@ for them (`--json` and the dashboard show the full record).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.hints import command
@@ -71,8 +71,9 @@ def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
     lines = [head]
     plan = delivery.get("plan") or {}
     if plan.get("outcome"):
-        lines.append(f"  outcome : {plan['outcome'].get('bundle')}" + ("  (do-not-call)" if plan.get("do_not_call")
-                                                                      else ""))
+        lines.append(
+            f"  outcome : {plan['outcome'].get('bundle')}" + ("  (do-not-call)" if plan.get("do_not_call") else "")
+        )
     order = {action.get("key"): index for index, action in enumerate(plan.get("actions") or [])}
     for action in sorted(delivery.get("actions") or [], key=lambda a: order.get(a["key"], len(order))):
         lines.append("  " + _action_line(action))
@@ -104,8 +105,13 @@ def _action_line(action: dict[str, Any]) -> str:
     return text
 
 
-_STATE_LABELS = {"ok": "ok", "paused": "paused", "rate_limited": "rate-limited", "broken_mapping": "broken mapping",
-                 "missing_fields": "missing fields"}
+_STATE_LABELS = {
+    "ok": "ok",
+    "paused": "paused",
+    "rate_limited": "rate-limited",
+    "broken_mapping": "broken mapping",
+    "missing_fields": "missing fields",
+}
 
 
 def health_text(report: dict[str, Any]) -> str:
@@ -118,15 +124,25 @@ def health_text(report: dict[str, Any]) -> str:
         counts = sink.get("deliveries") or {}
         backlog = sum(n for state, n in counts.items() if state in ("pending", "retry_scheduled", "leased"))
         state, note = _sink_state(sink)
-        rows.append((name, state, str(backlog), str(counts.get("dead", 0)),
-                     _when(sink["oldest_due"]) if sink.get("oldest_due") else "-", note))
+        rows.append(
+            (
+                name,
+                state,
+                str(backlog),
+                str(counts.get("dead", 0)),
+                _when(sink["oldest_due"]) if sink.get("oldest_due") else "-",
+                note,
+            )
+        )
         for condition in sink.get("conditions") or []:
             details.append(f"{name}: {_STATE_LABELS.get(condition['state'], condition['state'])}")
             details += [f"  {_safe(line)}" for line in str(condition["reason"]).splitlines()]
             if condition.get("command"):
                 details.append(f"  fix: {condition['command']}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    ]
     lines = [line.rstrip() for line in lines]
     if not report["sinks"]:
         lines.append("(no sinks configured: webhooks are only stored)")
@@ -135,11 +151,14 @@ def health_text(report: dict[str, Any]) -> str:
     workers = report.get("live_workers") or []
     engine = report.get("engine") or {}
     lines.append("")
-    lines.append(f"Delivery workers alive: {len(workers)}" + ("" if workers or engine.get("state") == "idle" else
-                                                             "  (nothing is delivered until one runs)"))
+    lines.append(
+        f"Delivery workers alive: {len(workers)}"
+        + ("" if workers or engine.get("state") == "idle" else "  (nothing is delivered until one runs)")
+    )
     for worker in workers:
-        lines.append(f"  {worker.get('worker_id') or worker.get('id')}  last heartbeat "
-                     f"{_when(worker.get('heartbeat_at'))}")
+        lines.append(
+            f"  {worker.get('worker_id') or worker.get('id')}  last heartbeat {_when(worker.get('heartbeat_at'))}"
+        )
     if engine.get("last_exit"):
         lines.append(f"  last exit: {_safe(engine['last_exit'])}")
     if engine.get("state") == "dead" and engine.get("command"):
@@ -159,8 +178,7 @@ def _sink_state(sink: dict[str, Any]) -> tuple[str, str]:
     if first["state"] == "rate_limited" and first.get("until"):
         note = f"waiting until {_when(first['until'])}"
     more = len(conditions) - 1
-    return (_STATE_LABELS.get(first["state"], first["state"]) + (f" (+{more})" if more else ""),
-            _safe(note))
+    return (_STATE_LABELS.get(first["state"], first["state"]) + (f" (+{more})" if more else ""), _safe(note))
 
 
 def _when(value: Any) -> str:
@@ -169,8 +187,8 @@ def _when(value: Any) -> str:
         return "-"
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _safe(text: str) -> str:

@@ -13,10 +13,10 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from connector import dashboard
-from connector.receiver import health, webhook
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, ConfigProblem
 from connector.ledger import Ledger
+from connector.receiver import health, webhook
 
 log = logging.getLogger(__name__)
 

@@ -47,8 +47,11 @@ def readyz() -> Response:
         warnings.append(engine.reason)
     sinks: dict[str, object] = {}
     for name, sink in health.sinks.items():
-        entry: dict[str, object] = {"state": sink.state, "paused": sink.state == "paused",
-                                    "reason": next((c.reason for c in sink.conditions if c.state == "paused"), None)}
+        entry: dict[str, object] = {
+            "state": sink.state,
+            "paused": sink.state == "paused",
+            "reason": next((c.reason for c in sink.conditions if c.state == "paused"), None),
+        }
         for condition in sink.conditions:
             if condition.state == "missing_fields":  # a warning, not "not ready": the rest of each event still lands
                 entry["warning"] = condition.reason
@@ -56,8 +59,12 @@ def readyz() -> Response:
         entry["conditions"] = [{"state": c.state, "reason": c.reason, "command": c.command} for c in sink.conditions]
         sinks[name] = entry
     ready = health.delivering
-    body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks, "sinks": sinks,
-                               "warnings": warnings}
+    body: dict[str, object] = {
+        "status": "ready" if ready else "not_ready",
+        "checks": checks,
+        "sinks": sinks,
+        "warnings": warnings,
+    }
     if not ready:
         body["fix"] = engine.command
     response = jsonify(body)

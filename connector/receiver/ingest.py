@@ -135,7 +135,11 @@ def ingest(
     do_not_call = any(sets_do_not_call(event, m) for m in mappings.values()) if mappings else None
     try:
         result = ledger.record_event(
-            event, body=body, content_type=content_type, content_hash=content_hash(document), sinks=sinks,
+            event,
+            body=body,
+            content_type=content_type,
+            content_hash=content_hash(document),
+            sinks=sinks,
             do_not_call=do_not_call,
         )
     except StoreDataError:
@@ -199,7 +203,11 @@ def _id_if_any(body: bytes) -> str | None:
         document = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if isinstance(document, dict) and isinstance(document.get("id"), (int, str)) and not isinstance(document["id"], bool):
+    if (
+        isinstance(document, dict)
+        and isinstance(document.get("id"), (int, str))
+        and not isinstance(document["id"], bool)
+    ):
         # Kept whole (a text column) so it can be found again; NUL escaped: PostgreSQL text cannot hold it.
         return str(document["id"]).strip().replace("\x00", "\\u0000") or None
     return None

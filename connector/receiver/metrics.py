@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -45,16 +45,25 @@ class Metrics:
     """The counters one process increments; created once per process, never at import."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.http_responses = Counter("connector_http_responses_total", "Webhook answers by HTTP status.",
-                                      ["status"], registry=registry)
-        self.attempts = Counter("connector_delivery_attempts_total", "Delivery attempts by sink and outcome "
-                                "(succeeded, retry, rate_limited, paused, dead, held).", ["sink", "outcome"],
-                                registry=registry)
-        self.attempt_seconds = Histogram("connector_delivery_attempt_seconds", "Duration of one delivery attempt.",
-                                         ["sink"], registry=registry,
-                                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.rate_limited = Counter("connector_rate_limited_total", "429 / rate-limit answers from a CRM.",
-                                    ["sink"], registry=registry)
+        self.http_responses = Counter(
+            "connector_http_responses_total", "Webhook answers by HTTP status.", ["status"], registry=registry
+        )
+        self.attempts = Counter(
+            "connector_delivery_attempts_total",
+            "Delivery attempts by sink and outcome (succeeded, retry, rate_limited, paused, dead, held).",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.attempt_seconds = Histogram(
+            "connector_delivery_attempt_seconds",
+            "Duration of one delivery attempt.",
+            ["sink"],
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.rate_limited = Counter(
+            "connector_rate_limited_total", "429 / rate-limit answers from a CRM.", ["sink"], registry=registry
+        )
 
 
 class LedgerCollector:
@@ -81,10 +90,13 @@ class LedgerCollector:
         up.add_metric([], 1)
         yield up
         with ledger.engine.connect() as connection:
-            by_reason = connection.execute(select(events.c.end_reason, func.count()).group_by(events.c.end_reason)).all()
+            by_reason = connection.execute(
+                select(events.c.end_reason, func.count()).group_by(events.c.end_reason)
+            ).all()
             by_code = connection.execute(select(quarantine.c.code, func.count()).group_by(quarantine.c.code)).all()
-        received = GaugeMetricFamily("connector_events_stored", "Events stored, by normalized end_reason.",
-                                     labels=["end_reason"])
+        received = GaugeMetricFamily(
+            "connector_events_stored", "Events stored, by normalized end_reason.", labels=["end_reason"]
+        )
         folded: dict[str, int] = {}
         for reason, count in by_reason:
             label = end_reason_label(reason)
@@ -92,8 +104,9 @@ class LedgerCollector:
         for label, count in sorted(folded.items()):
             received.add_metric([label], count)
         yield received
-        refused = GaugeMetricFamily("connector_quarantined", "Refused bodies kept in quarantine, by code.",
-                                    labels=["code"])
+        refused = GaugeMetricFamily(
+            "connector_quarantined", "Refused bodies kept in quarantine, by code.", labels=["code"]
+        )
         for code, count in by_code:
             refused.add_metric([code], count)
         yield refused
@@ -111,11 +124,13 @@ class LedgerCollector:
             backlog.add_metric([sink], count)
         yield states
         yield backlog
-        oldest = GaugeMetricFamily("connector_oldest_due_age_seconds", "Age of the oldest delivery still due.",
-                                   labels=["sink"])
-        paused = GaugeMetricFamily("connector_sink_paused", "1 while a sink is paused (credentials rejected).",
-                                   labels=["sink"])
-        now = datetime.now(timezone.utc)
+        oldest = GaugeMetricFamily(
+            "connector_oldest_due_age_seconds", "Age of the oldest delivery still due.", labels=["sink"]
+        )
+        paused = GaugeMetricFamily(
+            "connector_sink_paused", "1 while a sink is paused (credentials rejected).", labels=["sink"]
+        )
+        now = datetime.now(UTC)
         for sink in {s for s, _ in counts}:
             due = ledger.deliveries.oldest_due(sink)
             if due is not None:
@@ -125,8 +140,11 @@ class LedgerCollector:
             paused.add_metric([sink], 1 if sink in paused_sinks else 0)
         yield oldest
         yield paused
-        missing = GaugeMetricFamily("connector_sink_missing_fields", "Fields a sink's CRM refused as missing or "
-                                    "not writable (skipped until crm-setup creates them).", labels=["sink"])
+        missing = GaugeMetricFamily(
+            "connector_sink_missing_fields",
+            "Fields a sink's CRM refused as missing or not writable (skipped until crm-setup creates them).",
+            labels=["sink"],
+        )
         counted: dict[str, int] = {}
         for item in ledger.sinks.missing():
             counted[item.sink] = counted.get(item.sink, 0) + 1
@@ -144,23 +162,31 @@ def _health_gauges(health: Health) -> Iterator[Any]:
     """One 0/1 series per sink and state (every state exported, so an alert on `== 1` needs no `absent()`), and
     the engine's state likewise. A sink can be in several states at once (a broken mapping and missing fields);
     `ok` is 1 only when it is in none."""
-    sink_state = GaugeMetricFamily("connector_sink_state", "1 while a sink is in this state (ok, paused, "
-                                   "rate_limited, broken_mapping, missing_fields); the same model as /readyz, "
-                                   "`connector status` and the dashboard.", labels=["sink", "state"])
+    sink_state = GaugeMetricFamily(
+        "connector_sink_state",
+        "1 while a sink is in this state (ok, paused, "
+        "rate_limited, broken_mapping, missing_fields); the same model as /readyz, "
+        "`connector status` and the dashboard.",
+        labels=["sink", "state"],
+    )
     for name, sink in health.sinks.items():
         present = {c.state for c in sink.conditions} or {"ok"}
         for state in SINK_STATES:
             sink_state.add_metric([name, state], 1 if state in present else 0)
     yield sink_state
-    engine = GaugeMetricFamily("connector_engine_state", "1 for the delivery engine's current state (ok, idle, "
-                               "restarted, dead).", labels=["state"])
+    engine = GaugeMetricFamily(
+        "connector_engine_state",
+        "1 for the delivery engine's current state (ok, idle, restarted, dead).",
+        labels=["state"],
+    )
     for state in ENGINE_STATES:
         engine.add_metric([state], 1 if state == health.engine.state else 0)
     yield engine
 
 
-def process_metrics(ledger: Ledger | None = None, sinks: Iterable[str] = (),
-                    settings: Settings | None = None) -> tuple[Metrics, CollectorRegistry]:
+def process_metrics(
+    ledger: Ledger | None = None, sinks: Iterable[str] = (), settings: Settings | None = None
+) -> tuple[Metrics, CollectorRegistry]:
     """This process's counters, and the registry `/metrics` exposes: every process's counters (in
     multiprocess mode) or this one's, plus the ledger's gauges when a ledger is given."""
     if os.environ.get(MULTIPROC_ENV):

@@ -16,8 +16,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from connector.config import Settings
 from connector.errors import PayloadError, StoreError
-from connector.receiver.ingest import Reply, ingest, reject
 from connector.ledger import Ledger
+from connector.receiver.ingest import Reply, ingest, reject
 from connector.receiver.metrics import process_metrics
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,9 @@ def _answer(current: ReceiverState) -> Reply:
         return _accept(current)
     except StoreError as exc:
         log.error("store unavailable, webhook not acknowledged: %s", exc)
-        return Reply(503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"},
-                     {"Retry-After": "5"})
+        return Reply(
+            503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"}, {"Retry-After": "5"}
+        )
 
 
 def _accept(current: ReceiverState) -> Reply:

@@ -98,4 +98,3 @@ class Sink(Protocol):
 
 SinkFactory = Callable[[str, Any], Sink]
 """``factory(name, settings)``: settings is the sink's validated config section."""
-

@@ -19,23 +19,29 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from connector.hints import command
 from connector.errors import MissingFields, PermanentError, SinkError
+from connector.hints import command
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 
 SKIPPED = "skipped_fields"
 """ActionResult.detail key: {field: CRM code} the CRM refused and the sink left out of the write."""
 
-DRIFT_CODES = frozenset({
-    # Salesforce: an unknown field is INVALID_FIELD "No such column 'X' on sobject of type T" (REST error array,
-    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm); a field the user
-    # may not write (field-level security, read-only) is INVALID_FIELD_FOR_INSERT_UPDATE with ``fields``.
-    # NO_SUCH_COLUMN: named in the issue report; not found as an errorCode in Salesforce's docs (UNVERIFIED).
-    "INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE", "NO_SUCH_COLUMN",
-    # HubSpot: errors[].code with context.propertyName (observed bodies, see emulators/hubspot/validation.py):
-    # the property was deleted (archived), became calculated, or lost the enumeration option the mapping writes.
-    "PROPERTY_DOESNT_EXIST", "READ_ONLY_VALUE", "INVALID_OPTION",
-})
+DRIFT_CODES = frozenset(
+    {
+        # Salesforce: an unknown field is INVALID_FIELD "No such column 'X' on sobject of type T" (REST error array,
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm); a field the user
+        # may not write (field-level security, read-only) is INVALID_FIELD_FOR_INSERT_UPDATE with ``fields``.
+        # NO_SUCH_COLUMN: named in the issue report; not found as an errorCode in Salesforce's docs (UNVERIFIED).
+        "INVALID_FIELD",
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        "NO_SUCH_COLUMN",
+        # HubSpot: errors[].code with context.propertyName (observed bodies, see emulators/hubspot/validation.py):
+        # the property was deleted (archived), became calculated, or lost the enumeration option the mapping writes.
+        "PROPERTY_DOESNT_EXIST",
+        "READ_ONLY_VALUE",
+        "INVALID_OPTION",
+    }
+)
 _NO_SUCH_COLUMN = re.compile(r"No such column '([A-Za-z0-9_]+)' on (?:sobject|entity) of type '?([A-Za-z0-9_]+)")
 _UNABLE_TO_WRITE = re.compile(r"Unable to create/update fields: ([A-Za-z0-9_, ]+)\.")
 _HUBSPOT_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
@@ -116,8 +122,9 @@ class DriftPolicy:
         self.held.setdefault(sobject, set()).update(must)
         fields = {f"{sobject}.{name}": code for name, code in sorted(must.items())}
         why = "on_missing_field: hold" if self.hold else "a do-not-call or idempotency field is never skipped"
-        raise MissingFields(f"{missing_message(self.sink, fields)} ({why})", fields=fields,
-                            code=next(iter(must.values())))
+        raise MissingFields(
+            f"{missing_message(self.sink, fields)} ({why})", fields=fields, code=next(iter(must.values()))
+        )
 
 
 def probe_held(policy: DriftPolicy, lacking: Callable[[str, set[str]], set[str]]) -> None:
@@ -125,8 +132,11 @@ def probe_held(policy: DriftPolicy, lacking: Callable[[str, set[str]], set[str]]
 
     ``lacking(object, names)`` asks the CRM (describe, property read) which of ``names`` it still lacks.
     """
-    still = {f"{obj}.{name}": "MISSING" for obj, names in sorted(policy.held.items())
-             for name in sorted(lacking(obj, set(names)))}
+    still = {
+        f"{obj}.{name}": "MISSING"
+        for obj, names in sorted(policy.held.items())
+        for name in sorted(lacking(obj, set(names)))
+    }
     if still:
         raise MissingFields(missing_message(policy.sink, still), fields=still)
     policy.held.clear()
@@ -134,14 +144,19 @@ def probe_held(policy: DriftPolicy, lacking: Callable[[str, set[str]], set[str]]
 
 def missing_message(sink: str, fields: Iterable[str]) -> str:
     """The operator's warning: which fields, and the command that creates them."""
-    return (f"the CRM lacks fields {', '.join(fields)}: "
-            f"run `{command('crm-setup', '--sink', sink)}`")
+    return f"the CRM lacks fields {', '.join(fields)}: run `{command('crm-setup', '--sink', sink)}`"
 
 
-def send_without_refused(send: Callable[[dict[str, Any]], T], body: dict[str, Any], *, sobject: str,
-                         protected: set[str], policy: DriftPolicy,
-                         fix: Callable[[dict[str, str]], dict[str, str | None]] | None = None,
-                         on_drift: Callable[[], None] | None = None) -> tuple[T | None, dict[str, str]]:
+def send_without_refused(
+    send: Callable[[dict[str, Any]], T],
+    body: dict[str, Any],
+    *,
+    sobject: str,
+    protected: set[str],
+    policy: DriftPolicy,
+    fix: Callable[[dict[str, str]], dict[str, str | None]] | None = None,
+    on_drift: Callable[[], None] | None = None,
+) -> tuple[T | None, dict[str, str]]:
     """``send(body)``; when the CRM refuses fields of it as missing, send it again without them.
 
     ``fix(refused)`` may handle some refused fields: ``{name: None}`` repaired (a question property created: send

@@ -50,7 +50,7 @@ def cut_text(text: str, max_length: int) -> str:
         return text
     if max_length <= len(MARKER):
         return text[:max_length]
-    return text[:max_length - len(MARKER)].rstrip() + MARKER
+    return text[: max_length - len(MARKER)].rstrip() + MARKER
 
 
 def as_decimal(value: Any) -> Decimal | None:

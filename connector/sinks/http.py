@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.plan import Action
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
+from connector.sinks.retry_after import retry_after_header
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
@@ -64,12 +65,19 @@ class HttpSink:
 
     def execute(self, action: Action, context: ExecutionContext) -> ActionResult:
         contact = context.contact()
-        body = {"key": action.key, "kind": action.kind, "action": action.model_dump(mode="json"),
-                "contact": contact.crm_id if contact else None}
+        body = {
+            "key": action.key,
+            "kind": action.kind,
+            "action": action.model_dump(mode="json"),
+            "contact": contact.crm_id if contact else None,
+        }
         answer = self._request("POST", "/actions", json=body)
         payload = answer.json() if answer.content else {}
-        return ActionResult(crm_id=str(payload.get("id")) if payload.get("id") is not None else None,
-                            object=payload.get("object", action.kind), created=answer.status_code == 201)
+        return ActionResult(
+            crm_id=str(payload.get("id")) if payload.get("id") is not None else None,
+            object=payload.get("object", action.kind),
+            created=answer.status_code == 201,
+        )
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         answer = self._request("GET", f"/actions/{quote(action.key, safe='')}", allow=(404,))
@@ -85,8 +93,12 @@ class HttpSink:
         assert self._session is not None and self._gate is not None, "open() first"
         self._gate.wait()
         with _translated_errors():
-            answer = self._session.request(method, self.settings.url.rstrip("/") + path,
-                                           timeout=(CONNECT_TIMEOUT_S, self.settings.timeout_s), **kwargs)
+            answer = self._session.request(
+                method,
+                self.settings.url.rstrip("/") + path,
+                timeout=(CONNECT_TIMEOUT_S, self.settings.timeout_s),
+                **kwargs,
+            )
         if answer.ok or answer.status_code in allow:
             return answer
         raise _classify(answer)
@@ -108,19 +120,14 @@ def _classify(answer: requests.Response) -> Exception:
     if status in (401, 403):
         return AuthError(f"HTTP {status}", status=status, crm_message=message)
     if status == 429:
-        return RateLimited(f"HTTP {status}", status=status, crm_message=message,
-                           retry_after=_seconds(answer.headers.get("Retry-After")))
+        return RateLimited(
+            f"HTTP {status}", status=status, crm_message=message, retry_after=retry_after_header(answer.headers)
+        )
     if status == 408 or status >= 500:
-        return TransientError(f"HTTP {status}", status=status, crm_message=message,
-                              retry_after=_seconds(answer.headers.get("Retry-After")))
+        return TransientError(
+            f"HTTP {status}", status=status, crm_message=message, retry_after=retry_after_header(answer.headers)
+        )
     return PermanentError(f"HTTP {status}", status=status, crm_message=message)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def factory(name: str, settings: Any) -> HttpSink:

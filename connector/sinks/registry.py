@@ -21,8 +21,9 @@ def sink_factory(sink_type: str) -> SinkFactory:
     found = installed_sink_types()
     if sink_type not in found:
         known = ", ".join(sorted(found)) or "none"
-        raise ConfigError("<config>", [ConfigProblem("sinks.*.type", f"no sink type {sink_type!r} is installed; "
-                                                                     f"installed: {known}")])
+        raise ConfigError(
+            "<config>", [ConfigProblem("sinks.*.type", f"no sink type {sink_type!r} is installed; installed: {known}")]
+        )
     factory = found[sink_type].load()
     return factory  # type: ignore[no-any-return]
 

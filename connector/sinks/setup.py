@@ -21,8 +21,7 @@ class SchemaAccessError(ConnectorError):
     config offline must work) from "the CRM answered no" (a real configuration problem).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False,
-                 detail: str = "") -> None:  # fmt: skip
+    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.unreachable = unreachable
@@ -47,8 +46,13 @@ class Finding:
         return f"{self.level}: {where + ': ' if where else ''}{self.message}{at}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "object": self.object, "property": self.property, "message": self.message,
-                "places": list(self.places)}  # fmt: skip
+        return {
+            "level": self.level,
+            "object": self.object,
+            "property": self.property,
+            "message": self.message,
+            "places": list(self.places),
+        }
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,15 @@ class PropertySpec:
     places: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"object": self.object, "name": self.name, "label": self.label, "type": self.type,
-                "fieldType": self.field_type, "groupName": self.group,
-                "options": [{"label": label, "value": value} for label, value in self.options]}  # fmt: skip
+        return {
+            "object": self.object,
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "fieldType": self.field_type,
+            "groupName": self.group,
+            "options": [{"label": label, "value": value} for label, value in self.options],
+        }
 
 
 @dataclass
@@ -112,14 +122,21 @@ class SetupReport:
         if self.created_groups:
             lines.append(f"{verb} the connector's HubSpot property group on: " + ", ".join(self.created_groups))
         if self.created:
-            lines.append(f"{verb} {len(self.created)} HubSpot propert{'y' if len(self.created) == 1 else 'ies'}: "
-                         + ", ".join(self.created))
+            lines.append(
+                f"{verb} {len(self.created)} HubSpot propert{'y' if len(self.created) == 1 else 'ies'}: "
+                + ", ".join(self.created)
+            )
         if not self.created and not self.created_groups and self.ok:
             lines.append(f"Every custom property the mapping of sink {self.sink!r} writes exists: nothing to do.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sink": self.sink, "dry_run": self.dry_run, "ok": self.ok,
-                "created_groups": self.created_groups, "created": self.created,
-                "already_present": self.already_present,
-                "problems": [p.to_dict() for p in self.problems]}  # fmt: skip
+        return {
+            "sink": self.sink,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "created_groups": self.created_groups,
+            "created": self.created,
+            "already_present": self.already_present,
+            "problems": [p.to_dict() for p in self.problems],
+        }

@@ -15,23 +15,23 @@ import hubspot
 import pytest
 
 from connector.config import HubSpotSinkSettings, StoreSettings
+from connector.default_mappings import default_mapping_path
+from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.ledger import Ledger
+from connector.mapping.loader import LoadedMapping, load_mapping
+from connector.mapping.planner import plan_event
 from connector.ops.crm_setup import (
     plan_hubspot_setup,
     run_hubspot_setup,
     seen_question_names,
     validate_against_hubspot,
 )
-from connector.sinks.hubspot.setup import GROUP_LABEL, GROUP_NAME
-from connector.default_mappings import default_mapping_path
-from connector.emulators.hubspot.server import HubSpotEmulator
-from connector.receiver.ingest import content_hash
-from connector.ledger import Ledger
-from connector.mapping.loader import LoadedMapping, load_mapping
-from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import UpdateContact
+from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
+from connector.sinks.hubspot.setup import GROUP_LABEL, GROUP_NAME
 from connector.sinks.hubspot.sink import HubSpotSink
 from tests.conftest import free_port
 
@@ -59,8 +59,9 @@ class _OpenGate:
 @pytest.fixture
 def portal() -> Iterator[HubSpotEmulator]:
     """A fresh portal: standard properties only, like a customer's on the day they install the connector."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=False) as running:  # fmt: skip
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=False
+    ) as running:
         yield running
 
 
@@ -87,8 +88,11 @@ def test_setup_creates_the_connector_properties_with_their_types(portal: HubSpot
     assert report.ok and report.problems == [] and not report.dry_run
     contacts = portal.properties("contacts")
     for name, (type_, field_type) in CONTACT_PROPERTIES.items():
-        assert (contacts[name]["type"], contacts[name]["fieldType"], contacts[name]["groupName"]) == \
-            (type_, field_type, GROUP_NAME), name  # fmt: skip
+        assert (contacts[name]["type"], contacts[name]["fieldType"], contacts[name]["groupName"]) == (
+            type_,
+            field_type,
+            GROUP_NAME,
+        ), name
     assert [o["value"] for o in contacts["twox_do_not_call"]["options"]] == ["true", "false"]
     task_key = portal.properties("tasks")["twox_task_key"]
     assert (task_key["type"], task_key["fieldType"], task_key["groupName"]) == ("string", "text", GROUP_NAME)
@@ -110,8 +114,9 @@ def test_a_second_run_creates_nothing_and_only_reads(portal: HubSpotEmulator) ->
     again = run_hubspot_setup(settings_for(portal), MAPPING, extra_questions=["case_number"])
 
     assert again.created == [] and again.created_groups == [] and again.problems == []
-    assert sorted(again.already_present) == sorted([f"contacts.{n}" for n in CONTACT_PROPERTIES]
-                                                   + ["contacts.twox_q_case_number", "tasks.twox_task_key"])
+    assert sorted(again.already_present) == sorted(
+        [f"contacts.{n}" for n in CONTACT_PROPERTIES] + ["contacts.twox_q_case_number", "tasks.twox_task_key"]
+    )
     methods = [r.method for r in portal.request_log]
     assert methods and set(methods) == {"GET"}
     assert len(methods) == 3  # one property listing per object: calls, contacts, tasks
@@ -119,8 +124,9 @@ def test_a_second_run_creates_nothing_and_only_reads(portal: HubSpotEmulator) ->
 
 
 def test_question_names_become_text_properties(portal: HubSpotEmulator) -> None:
-    report = run_hubspot_setup(settings_for(portal), MAPPING,
-                               extra_questions=["case_number", "Budget (USD)?", "Kündigungsgrund"])  # fmt: skip
+    report = run_hubspot_setup(
+        settings_for(portal), MAPPING, extra_questions=["case_number", "Budget (USD)?", "Kündigungsgrund"]
+    )
 
     contacts = portal.properties("contacts")
     for name in ("twox_q_case_number", "twox_q_budget_usd", "twox_q_kundigungsgrund"):
@@ -141,8 +147,15 @@ def test_a_409_on_create_counts_as_already_there(portal: HubSpotEmulator, monkey
         found = listing(api, object_type)
         if object_type == "contacts" and "twox_last_call_at" not in portal.properties("contacts"):
             hubspot.Client.create(access_token=TOKEN, host=portal.url).crm.properties.core_api.create(
-                "contacts", PropertyCreate(name="twox_last_call_at", label="Last 2X call", type="datetime",
-                                           field_type="date", group_name="contactinformation"))  # fmt: skip
+                "contacts",
+                PropertyCreate(
+                    name="twox_last_call_at",
+                    label="Last 2X call",
+                    type="datetime",
+                    field_type="date",
+                    group_name="contactinformation",
+                ),
+            )
         return found
 
     monkeypatch.setattr(HubSpotSchemaApi, "properties", list_then_race)
@@ -174,8 +187,9 @@ def test_dry_run_lists_what_it_would_create_and_writes_nothing(portal: HubSpotEm
     assert "twox_do_not_call" not in portal.properties("contacts")
 
 
-def test_setup_reports_but_never_creates_a_property_outside_its_namespace(portal: HubSpotEmulator,
-                                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_setup_reports_but_never_creates_a_property_outside_its_namespace(
+    portal: HubSpotEmulator, tmp_path: Path
+) -> None:
     mapping = edited_mapping(tmp_path, "hs_call_title:", "hs_call_titel:")
 
     report = run_hubspot_setup(settings_for(portal), mapping)
@@ -216,11 +230,11 @@ def test_validate_after_setup_reports_nothing(portal: HubSpotEmulator) -> None:
     assert (late.level, late.property) == ("error", "twox_q_new_one") and HINT in late.message
 
 
-def test_validate_flags_an_enumeration_literal_that_is_not_an_option(portal: HubSpotEmulator,
-                                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_validate_flags_an_enumeration_literal_that_is_not_an_option(portal: HubSpotEmulator, tmp_path: Path) -> None:
     run_hubspot_setup(settings_for(portal), MAPPING)
-    mapping = edited_mapping(tmp_path, "contact: {hs_lead_status: CONNECTED}",
-                             "contact: {hs_lead_status: QUALIFIED_LEAD}")
+    mapping = edited_mapping(
+        tmp_path, "contact: {hs_lead_status: CONNECTED}", "contact: {hs_lead_status: QUALIFIED_LEAD}"
+    )
 
     [finding] = validate_against_hubspot(settings_for(portal), mapping)
 
@@ -230,8 +244,7 @@ def test_validate_flags_an_enumeration_literal_that_is_not_an_option(portal: Hub
     assert "outcomes[4].contact.hs_lead_status" in finding.places
 
 
-def test_validate_hints_at_case_for_options_and_checks_tasks_and_calls(portal: HubSpotEmulator,
-                                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_validate_hints_at_case_for_options_and_checks_tasks_and_calls(portal: HubSpotEmulator, tmp_path: Path) -> None:
     run_hubspot_setup(settings_for(portal), MAPPING)
     mapping = edited_mapping(tmp_path, "hs_task_priority: HIGH", "hs_task_priority: High")
 
@@ -252,13 +265,21 @@ def test_validate_flags_an_unknown_standard_property(portal: HubSpotEmulator, tm
 
 def test_validate_flags_read_only_properties_and_type_mismatches(portal: HubSpotEmulator, tmp_path: Path) -> None:
     run_hubspot_setup(settings_for(portal), MAPPING)
-    text = default_mapping_path("hubspot").read_text().replace(
-        "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED}",
-        "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED, hs_email_domain: x, "
-        "num_contacted_notes: 1, jobtitle: true, twox_last_call_at: soon}", 1)  # fmt: skip
+    text = (
+        default_mapping_path("hubspot")
+        .read_text()
+        .replace(
+            "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED}",
+            "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED, hs_email_domain: x, "
+            "num_contacted_notes: 1, jobtitle: true, twox_last_call_at: soon}",
+            1,
+        )
+    )
     (tmp_path / "m.yaml").write_text(text)
 
-    findings = {f.property: f for f in validate_against_hubspot(settings_for(portal), load_mapping(tmp_path / "m.yaml"))}
+    findings = {
+        f.property: f for f in validate_against_hubspot(settings_for(portal), load_mapping(tmp_path / "m.yaml"))
+    }
 
     assert "read-only" in findings["hs_email_domain"].message and findings["hs_email_domain"].level == "error"
     assert "read-only" in findings["num_contacted_notes"].message
@@ -284,11 +305,15 @@ def test_validate_with_a_rejected_token_is_one_error(portal: HubSpotEmulator) ->
 def test_seen_question_names_reads_the_stored_events(tmp_path: Path) -> None:
     ledger = Ledger.open(StoreSettings(url=f"sqlite:///{tmp_path / 'ledger.db'}"))
     try:
-        for event_id, questions in [(1, {"case_number": "1"}), (2, {"Budget?": "9", "case_number": "2"}),
-                                    (3, {})]:  # fmt: skip
+        for event_id, questions in [(1, {"case_number": "1"}), (2, {"Budget?": "9", "case_number": "2"}), (3, {})]:
             document = sample_payload(event_id, question_fields=questions)
-            ledger.record_event(parse_webhook(document), body=json.dumps(document).encode(),
-                                content_type="application/json", content_hash=content_hash(document), sinks=[])
+            ledger.record_event(
+                parse_webhook(document),
+                body=json.dumps(document).encode(),
+                content_type="application/json",
+                content_hash=content_hash(document),
+                sinks=[],
+            )
         assert seen_question_names(ledger) == ["Budget?", "case_number"]
         assert seen_question_names(ledger, limit=1) == []  # the newest event asked nothing
     finally:
@@ -307,8 +332,9 @@ def test_after_setup_the_sink_writes_question_answers(portal: HubSpotEmulator) -
     run_hubspot_setup(settings_for(portal), MAPPING, extra_questions=["case_number"])
     portal.reset_counters()
     call_time = datetime.now(UTC) - timedelta(minutes=1)
-    plan = plan_event(parse_webhook(sample_payload(501, end_reason="schedule_call_back")), MAPPING, sink="hs",
-                      call_time=call_time)  # fmt: skip
+    plan = plan_event(
+        parse_webhook(sample_payload(501, end_reason="schedule_call_back")), MAPPING, sink="hs", call_time=call_time
+    )
     [update] = [a for a in plan.actions if isinstance(a, UpdateContact)]
     assert "twox_q_case_number" in {f.property for f in update.fields}
     # The sink's own safety net (creating a missing twox_q_* on the fly) is off: set-up alone must suffice.

@@ -16,23 +16,27 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.config import SalesforceSinkSettings
-from connector.ops.crm_setup import Finding, SchemaAccessError
-from connector.sinks.salesforce.setup import METADATA_NS, PERMISSION_SET, validate_against_salesforce
-from connector.sinks.salesforce.setup_apply import run_salesforce_setup
 from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
+from connector.ops.crm_setup import Finding, SchemaAccessError
 from connector.payload import parse_webhook
 from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
+from connector.sinks.salesforce.setup import METADATA_NS, PERMISSION_SET, validate_against_salesforce
+from connector.sinks.salesforce.setup_apply import run_salesforce_setup
 from connector.sinks.salesforce.sink import SalesforceSink
 from tests.conftest import free_port
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
 TWOX_FIELDS = {  # what the default mapping writes on Contact and Lead, with the type to create
-    "TwoX_Wrong_Number__c": "Checkbox", "TwoX_Number_Invalid__c": "Checkbox", "TwoX_Workflow_Ended__c": "Checkbox",
-    "TwoX_Last_Call_Outcome__c": "Text", "TwoX_Last_Call_At__c": "DateTime", "TwoX_Callback_Due__c": "DateTime",
+    "TwoX_Wrong_Number__c": "Checkbox",
+    "TwoX_Number_Invalid__c": "Checkbox",
+    "TwoX_Workflow_Ended__c": "Checkbox",
+    "TwoX_Last_Call_Outcome__c": "Text",
+    "TwoX_Last_Call_At__c": "DateTime",
+    "TwoX_Callback_Due__c": "DateTime",
 }
 HINT = "run `connector crm-setup --config FILE --sink sf`"  # no config file loaded in these tests
 NS = {"md": METADATA_NS}
@@ -53,8 +57,12 @@ def ready_org() -> Iterator[SalesforceEmulator]:
 def settings_for(org: SalesforceEmulator | str, session_id: str | None = None) -> SalesforceSinkSettings:
     if isinstance(org, str):
         return SalesforceSinkSettings(type="salesforce", instance_url=org, auth={"session_id": "any"})
-    return SalesforceSinkSettings(type="salesforce", instance_url=org.instance_url, ca_bundle=org.ca_file,
-                                  auth={"session_id": session_id or org.session_id})
+    return SalesforceSinkSettings(
+        type="salesforce",
+        instance_url=org.instance_url,
+        ca_bundle=org.ca_file,
+        auth={"session_id": session_id or org.session_id},
+    )
 
 
 class _Gate:
@@ -62,14 +70,19 @@ class _Gate:
 
 
 def org_client(org: SalesforceEmulator) -> Salesforce:
-    return Salesforce(instance_url=org.instance_url, session_id=org.session_id, session=org.client_session(),
-                      version="62.0")
+    return Salesforce(
+        instance_url=org.instance_url, session_id=org.session_id, session=org.client_session(), version="62.0"
+    )
 
 
 def writes(org: SalesforceEmulator, since: int) -> list[str]:
     """Requests after ``since`` that could change the org (the describes are a Composite POST of GETs)."""
-    return [e["path"] for e in org.request_log[since:] if e["method"] != "GET" and not (
-        e["path"].endswith("/composite") and all(r["method"] == "GET" for r in e["body"]["compositeRequest"]))]
+    return [
+        e["path"]
+        for e in org.request_log[since:]
+        if e["method"] != "GET"
+        and not (e["path"].endswith("/composite") and all(r["method"] == "GET" for r in e["body"]["compositeRequest"]))
+    ]
 
 
 def edited(tmp_path: Path, *changes: tuple[str, str]) -> LoadedMapping:
@@ -117,13 +130,17 @@ def test_setup_creates_fields_and_access_then_a_delivery_writes_them(tmp_path: P
         assert flag["Metadata"]["type"] == "Checkbox" and flag["Metadata"]["defaultValue"] == "false"
         text = next(e["body"] for e in creates if e["body"]["FullName"] == "Lead.TwoX_Last_Call_Outcome__c")
         assert (text["Metadata"]["type"], text["Metadata"]["length"], text["Metadata"]["label"]) == (
-            "Text", 255, "2X Last Call Outcome")
+            "Text",
+            255,
+            "2X Last Call Outcome",
+        )
         [permission_set] = org.records("PermissionSet")
         assert (permission_set["Name"], permission_set["Label"]) == (PERMISSION_SET, "2X Connector")
         grants = org.records("FieldPermissions")
         assert sorted(g["Field"] for g in grants) == expected
-        assert all(g["PermissionsRead"] and g["PermissionsEdit"] and g["ParentId"] == permission_set["Id"]
-                   for g in grants)
+        assert all(
+            g["PermissionsRead"] and g["PermissionsEdit"] and g["ParentId"] == permission_set["Id"] for g in grants
+        )
         [assignment] = org.records("PermissionSetAssignment")
         assert assignment["PermissionSetId"] == permission_set["Id"] and assignment["AssigneeId"].startswith("005")
         assert validate_against_salesforce(settings_for(org), MAPPING, sink="sf") == []
@@ -131,8 +148,12 @@ def test_setup_creates_fields_and_access_then_a_delivery_writes_them(tmp_path: P
         sink = SalesforceSink("sf", settings_for(org))  # the real sink writes the new fields
         sink.open(_Gate())
         try:
-            plan = plan_event(parse_webhook(sample_payload(70, end_reason="wrong_number")), MAPPING, sink="sf",
-                              call_time=datetime(2026, 11, 27, 3, 30, tzinfo=UTC))
+            plan = plan_event(
+                parse_webhook(sample_payload(70, end_reason="wrong_number")),
+                MAPPING,
+                sink="sf",
+                call_time=datetime(2026, 11, 27, 3, 30, tzinfo=UTC),
+            )
             context = ExecutionContext()
             context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
             for action, result in zip(plan.actions[1:], sink.execute_many(plan.actions[1:], context), strict=True):
@@ -170,17 +191,27 @@ def test_dry_run_plans_and_changes_nothing(bare_org: SalesforceEmulator, tmp_pat
     assert writes(bare_org, before) == []
     assert bare_org.custom_fields() == [] and bare_org.records("PermissionSet") == []
     package = ET.parse(tmp_path / "pkg" / "package.xml").getroot()  # the package for admins who deploy instead
-    members = {t.findtext("md:name", namespaces=NS): [m.text for m in t.findall("md:members", NS)]
-               for t in package.findall("md:types", NS)}
+    members = {
+        t.findtext("md:name", namespaces=NS): [m.text for m in t.findall("md:members", NS)]
+        for t in package.findall("md:types", NS)
+    }
     assert sorted(members["CustomField"]) == sorted(report.created) and members["PermissionSet"] == [PERMISSION_SET]
     contact = ET.parse(tmp_path / "pkg" / "objects" / "Contact.object").getroot()
     fields = {f.findtext("md:fullName", namespaces=NS): f for f in contact.findall("md:fields", NS)}
     assert set(fields) == set(TWOX_FIELDS)
     assert [c.tag.split("}")[1] for c in fields["TwoX_Wrong_Number__c"]] == [
-        "fullName", "defaultValue", "description", "externalId", "label", "trackHistory", "type"]
+        "fullName",
+        "defaultValue",
+        "description",
+        "externalId",
+        "label",
+        "trackHistory",
+        "type",
+    ]
     grants = ET.parse(tmp_path / "pkg" / "permissionsets" / f"{PERMISSION_SET}.permissionset").getroot()
     assert {g.findtext("md:field", namespaces=NS) for g in grants.findall("md:fieldPermissions", NS)} == set(
-        report.created)
+        report.created
+    )
 
 
 def test_a_user_without_permissions_gets_the_manual_steps_for_those_items_only() -> None:
@@ -189,15 +220,15 @@ def test_a_user_without_permissions_gets_the_manual_steps_for_those_items_only()
         report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
         assert not report.ok and report.created == [] and org.custom_fields() == []
         assert sorted(s.full_name for s in report.fields) == sorted(
-            f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS)
+            f"{o}.{n}" for o in ("Contact", "Lead") for n in TWOX_FIELDS
+        )
         assert report.manual == [] and report.problems == []  # field steps include the field-level security click
         assert "Setup → Object Manager → Contact → Fields & Relationships → New" in report.render()
 
         org.set_user_permissions(customize_application=True, manage_users=False)  # fields yes, permission sets no
         report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
         assert not report.ok and len(report.created) == 12 and report.fields == [] and report.granted == []
-        assert report.manual[0].startswith("Setup → Permission Sets → New: Label 2X Connector, API Name "
-                                           "TwoX_Connector")
+        assert report.manual[0].startswith("Setup → Permission Sets → New: Label 2X Connector, API Name TwoX_Connector")
         assert report.manual[-1].endswith("Manage Assignments → Add Assignment → the connector's user → Assign")
         assert len(report.manual) == 14 and "Object Manager" not in "".join(report.manual)
         assert report.problems == []  # the invisible fields are the manual items, not extra errors
@@ -211,12 +242,21 @@ def test_existing_fields_without_access_and_read_only_grants_are_fixed() -> None
     with SalesforceEmulator(with_custom_fields=False) as org:
         sf = org_client(org)
         for spec in ("Contact.TwoX_Wrong_Number__c", "Contact.TwoX_Last_Call_Outcome__c"):  # an admin made these
-            metadata = ({"type": "Checkbox", "label": "x", "defaultValue": "false"} if "Wrong" in spec
-                        else {"type": "Text", "label": "x", "length": 255})
+            metadata = (
+                {"type": "Checkbox", "label": "x", "defaultValue": "false"}
+                if "Wrong" in spec
+                else {"type": "Text", "label": "x", "length": 255}
+            )
             sf.toolingexecute("sobjects/CustomField/", method="POST", data={"FullName": spec, "Metadata": metadata})
         permission_set = sf.PermissionSet.create({"Name": PERMISSION_SET, "Label": "2X Connector"})["id"]
-        read_only = sf.FieldPermissions.create({"ParentId": permission_set, "SobjectType": "Contact", "PermissionsRead":
-                                                True, "Field": "Contact.TwoX_Wrong_Number__c"})["id"]
+        read_only = sf.FieldPermissions.create(
+            {
+                "ParentId": permission_set,
+                "SobjectType": "Contact",
+                "PermissionsRead": True,
+                "Field": "Contact.TwoX_Wrong_Number__c",
+            }
+        )["id"]
 
         report = run_salesforce_setup(settings_for(org), MAPPING, sink="sf")
 
@@ -229,9 +269,14 @@ def test_existing_fields_without_access_and_read_only_grants_are_fixed() -> None
 def test_a_field_without_access_is_refused_like_salesforce_does() -> None:
     with SalesforceEmulator(with_custom_fields=False) as org:
         sf = org_client(org)
-        sf.toolingexecute("sobjects/CustomField/", method="POST", data={
-            "FullName": "Contact.TwoX_Wrong_Number__c", "Metadata": {"type": "Checkbox", "label": "x",
-                                                                     "defaultValue": "false"}})
+        sf.toolingexecute(
+            "sobjects/CustomField/",
+            method="POST",
+            data={
+                "FullName": "Contact.TwoX_Wrong_Number__c",
+                "Metadata": {"type": "Checkbox", "label": "x", "defaultValue": "false"},
+            },
+        )
         with pytest.raises(SalesforceMalformedRequest) as caught:
             sf.Contact.update(org.seed_ids["contact_john"], {"TwoX_Wrong_Number__c": True})
         assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
@@ -239,13 +284,18 @@ def test_a_field_without_access_is_refused_like_salesforce_does() -> None:
         assert "field-level security" in by_field(findings)[("Contact", "TwoX_Wrong_Number__c")].message
 
 
-def test_picklist_literals_are_checked_against_the_active_values(ready_org: SalesforceEmulator,
-                                                                 tmp_path: Path) -> None:
-    mapping = edited(tmp_path,
-                     ('Status: {value: "Working - Contacted", objects: [Lead]}\n      TwoX_Callback_Due__c',
-                      'Status: {value: "Qualified Maybe", objects: [Lead]}\n      TwoX_Callback_Due__c'),
-                     ("    TaskSubtype: Call\n    Type: Call\n    Status: Completed",
-                      "    TaskSubtype: Meeting\n    Type: Visit\n    Status: completed"))
+def test_picklist_literals_are_checked_against_the_active_values(ready_org: SalesforceEmulator, tmp_path: Path) -> None:
+    mapping = edited(
+        tmp_path,
+        (
+            'Status: {value: "Working - Contacted", objects: [Lead]}\n      TwoX_Callback_Due__c',
+            'Status: {value: "Qualified Maybe", objects: [Lead]}\n      TwoX_Callback_Due__c',
+        ),
+        (
+            "    TaskSubtype: Call\n    Type: Call\n    Status: Completed",
+            "    TaskSubtype: Meeting\n    Type: Visit\n    Status: completed",
+        ),
+    )
 
     found = by_field(validate_against_salesforce(settings_for(ready_org), mapping, sink="sf"))
 
@@ -263,13 +313,23 @@ def test_picklist_literals_are_checked_against_the_active_values(ready_org: Sale
 def test_types_writability_names_and_lengths(ready_org: SalesforceEmulator, tmp_path: Path) -> None:
     mapping = edited(
         tmp_path,
-        ("contact_updates:\n", ('contact_updates:\n  Name: "{{ record.first_name }}"\n'
-                               '  FirstName: "Called by 2X - {{ outcome.label }}"\n'
-                               f'  Title: "{"x" * 130}{{{{ record.last_name }}}}"\n')),
+        (
+            "contact_updates:\n",
+            (
+                'contact_updates:\n  Name: "{{ record.first_name }}"\n'
+                '  FirstName: "Called by 2X - {{ outcome.label }}"\n'
+                f'  Title: "{"x" * 130}{{{{ record.last_name }}}}"\n'
+            ),
+        ),
         ("    Priority: Normal\n", "    Priority: Normal\n    IsClosed: true\n    Descripton: x\n"),
-        ("CallDurationInSeconds: \"{{ call.duration_seconds | duration('seconds') or 0 }}\"",
-         "CallDurationInSeconds: true"),
-        ("      TwoX_Wrong_Number__c: true\n", "      TwoX_Wrong_Number__c: true\n      TwoX_Last_Call_Outcome__c: true\n"),
+        (
+            "CallDurationInSeconds: \"{{ call.duration_seconds | duration('seconds') or 0 }}\"",
+            "CallDurationInSeconds: true",
+        ),
+        (
+            "      TwoX_Wrong_Number__c: true\n",
+            "      TwoX_Wrong_Number__c: true\n      TwoX_Last_Call_Outcome__c: true\n",
+        ),
         ("CallDisposition: {max_length: 255", "CallDisposition: {max_length: 300"),
     )
 
@@ -305,7 +365,9 @@ def test_rejected_credentials_are_one_error(ready_org: SalesforceEmulator) -> No
 
 
 def test_custom_task_fields_the_mapping_writes_are_created_too(tmp_path: Path) -> None:
-    mapping = edited(tmp_path, ("    Status: Completed\n", '    Status: Completed\n    TwoX_Event_Id__c: "{{ event.id }}"\n'))
+    mapping = edited(
+        tmp_path, ("    Status: Completed\n", '    Status: Completed\n    TwoX_Event_Id__c: "{{ event.id }}"\n')
+    )
     with SalesforceEmulator(with_custom_fields=True) as org:
         report = run_salesforce_setup(settings_for(org), mapping, sink="sf")
         assert report.ok and report.created == ["Task.TwoX_Event_Id__c"] == report.granted
@@ -317,14 +379,19 @@ def test_custom_task_fields_the_mapping_writes_are_created_too(tmp_path: Path) -
 def test_question_fields_the_mapping_names_are_created_with_access(tmp_path: Path) -> None:
     """Answers go to the call Task's Description by default; a mapping that names custom fields per question gets
     them created: `map` entries whatever their name, and a `wildcard` field for each question seen."""
-    mapping = edited(tmp_path, (
-        "  map: {}                      # e.g.  case_number: {property: Case_Number__c}\n"
-        "  wildcard: null               # or \"TwoX_Q_{name}__c\" once such fields exist\n",
-        "  map: {case_number: {property: Case_Number__c}}\n  wildcard: \"TwoX_Q_{name}__c\"\n"))
+    mapping = edited(
+        tmp_path,
+        (
+            "  map: {}                      # e.g.  case_number: {property: Case_Number__c}\n"
+            '  wildcard: null               # or "TwoX_Q_{name}__c" once such fields exist\n',
+            '  map: {case_number: {property: Case_Number__c}}\n  wildcard: "TwoX_Q_{name}__c"\n',
+        ),
+    )
     with SalesforceEmulator(with_custom_fields=True) as org:
         report = run_salesforce_setup(settings_for(org), mapping, sink="sf", questions=["budget", "case_number"])
-        expected = sorted(f"{obj}.{name}" for obj in ("Contact", "Lead")
-                          for name in ("Case_Number__c", "TwoX_Q_budget__c"))
+        expected = sorted(
+            f"{obj}.{name}" for obj in ("Contact", "Lead") for name in ("Case_Number__c", "TwoX_Q_budget__c")
+        )
         assert report.ok, report
         assert sorted(report.created) == expected == sorted(report.granted)
         again = run_salesforce_setup(settings_for(org), mapping, sink="sf", questions=["budget", "case_number"])

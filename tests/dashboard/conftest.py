@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from connector.config import Settings
 from connector.default_mappings import default_mapping_path
-from connector.ledger import Ledger
 from connector.engine.worker import Worker
+from connector.ledger import Ledger
 from tests.dashboard.support import basic, dashboard_app
 from tests.delivery_support import drain, engine_settings
 from tests.support.recorder import Recorder

@@ -16,14 +16,14 @@ from sqlalchemy import update
 
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
-from connector.receiver.ingest import content_hash
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import deliveries, events
-from connector.payload import parse_webhook
-from connector.sample import sample_payload
 from connector.ops.sandbox import Emulators
-from connector.engine.worker import Worker
+from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
+from connector.sample import sample_payload
 from tests.delivery_support import drain
 
 WEBHOOK_TOKEN = "sandbox-webhook-token-for-screenshots"
@@ -31,28 +31,100 @@ WEBHOOK_TOKEN = "sandbox-webhook-token-for-screenshots"
 # (id, minutes ago, end_reason, phone, first, last, extra payload keys, transcript)
 CALLS: list[tuple[int, int, str, str, str, str, dict[str, Any], list[tuple[str, str]]]] = [
     (48213, 190, "no_answer", "+1 415 555 0100", "James", "Chen", {"call": {"answered": False, "duration": 0}}, []),
-    (48219, 172, "voicemail_detected", "(312) 555-0199", "Sam", "Okafor", {"message_left": "Y"},
-     [("Assistant", ("Hi Sam, this is Ava from Northwind Solar returning your request; call us back at your "
-                    "convenience."))]),
-    (48224, 151, "call_transferred", "(202) 555-0143", "Maria", "Garcia", {},
-     [("User", "Hello?"), ("Assistant", "Hi, is this Maria?"), ("User", "Speaking."),
-      ("Assistant", "Great, I'll transfer you to a specialist now.")]),
-    (48231, 128, "not_interested", "+1 646 555 0123", "Bob", "Miller", {},
-     [("User", "Who is this?"), ("Assistant", "Ava from Northwind Solar, about your quote."),
-      ("User", "We already went with someone else, thanks.")]),
-    (48236, 96, "schedule_call_back", "212.555.0188", "Priya", "Patel",
-     {"question_fields": {"callback_time": "tomorrow 3pm", "roof_type": "flat"}},
-     [("User", "Hi, I'm driving right now."), ("Assistant", "No problem, when should we call back?"),
-      ("User", "Tomorrow at 3pm works."), ("Assistant", "Perfect, I'll schedule it for tomorrow at 3 pm.")]),
-    (48240, 71, "do_not_call", "+1 305 555 0147", "Dana", "Reyes", {},
-     [("User", "Please take me off your list and don't call again."),
-      ("Assistant", "Understood, you won't be called again.")]),
+    (
+        48219,
+        172,
+        "voicemail_detected",
+        "(312) 555-0199",
+        "Sam",
+        "Okafor",
+        {"message_left": "Y"},
+        [
+            (
+                "Assistant",
+                ("Hi Sam, this is Ava from Northwind Solar returning your request; call us back at your convenience."),
+            )
+        ],
+    ),
+    (
+        48224,
+        151,
+        "call_transferred",
+        "(202) 555-0143",
+        "Maria",
+        "Garcia",
+        {},
+        [
+            ("User", "Hello?"),
+            ("Assistant", "Hi, is this Maria?"),
+            ("User", "Speaking."),
+            ("Assistant", "Great, I'll transfer you to a specialist now."),
+        ],
+    ),
+    (
+        48231,
+        128,
+        "not_interested",
+        "+1 646 555 0123",
+        "Bob",
+        "Miller",
+        {},
+        [
+            ("User", "Who is this?"),
+            ("Assistant", "Ava from Northwind Solar, about your quote."),
+            ("User", "We already went with someone else, thanks."),
+        ],
+    ),
+    (
+        48236,
+        96,
+        "schedule_call_back",
+        "212.555.0188",
+        "Priya",
+        "Patel",
+        {"question_fields": {"callback_time": "tomorrow 3pm", "roof_type": "flat"}},
+        [
+            ("User", "Hi, I'm driving right now."),
+            ("Assistant", "No problem, when should we call back?"),
+            ("User", "Tomorrow at 3pm works."),
+            ("Assistant", "Perfect, I'll schedule it for tomorrow at 3 pm."),
+        ],
+    ),
+    (
+        48240,
+        71,
+        "do_not_call",
+        "+1 305 555 0147",
+        "Dana",
+        "Reyes",
+        {},
+        [
+            ("User", "Please take me off your list and don't call again."),
+            ("Assistant", "Understood, you won't be called again."),
+        ],
+    ),
     (48244, 55, "line_busy", "+1 503 555 0162", "Lee", "Wong", {"call": {"answered": False, "duration": 2}}, []),
-    (48247, 33, "call_transferred", "+1 720 555 0175", "Ava", "Brooks", {"question_fields": {"plan": "pro plan"}},
-     [("User", "Yes, I want the pro plan."), ("Assistant", "Great choice, connecting you to sales.")]),
+    (
+        48247,
+        33,
+        "call_transferred",
+        "+1 720 555 0175",
+        "Ava",
+        "Brooks",
+        {"question_fields": {"plan": "pro plan"}},
+        [("User", "Yes, I want the pro plan."), ("Assistant", "Great choice, connecting you to sales.")],
+    ),
     (48251, 12, "hung_up", "+1 617 555 0111", "Noah", "Kim", {}, [("User", "Not now.")]),
-    (48255, 4, "end_call", "+1 206 555 0190", "Emma", "Stone", {},
-     [("User", "I have what I need, thanks."), ("Assistant", "Thank you, have a great day!")]),
+    (
+        48255,
+        4,
+        "end_call",
+        "+1 206 555 0190",
+        "Emma",
+        "Stone",
+        {},
+        [("User", "I have what I need, thanks."), ("Assistant", "Thank you, have a great day!")],
+    ),
 ]
 
 
@@ -73,12 +145,26 @@ class Sandbox:
         self.ledger.dispose()
 
 
-def _payload(call_id: int, end_reason: str, phone: str, first: str, last: str, extra: dict[str, Any],
-             transcript: list[tuple[str, str]]) -> dict[str, Any]:
-    payload = sample_payload(call_id, end_reason=end_reason, record_phone_number=phone, record_first_name=first,
-                             record_last_name=last, question_fields={}, workflow_key="SOLAR-Q4",
-                             meta={"campaign": "solar-q4"}, transcript=[{"role": r, "content": c}
-                                                                        for r, c in transcript])
+def _payload(
+    call_id: int,
+    end_reason: str,
+    phone: str,
+    first: str,
+    last: str,
+    extra: dict[str, Any],
+    transcript: list[tuple[str, str]],
+) -> dict[str, Any]:
+    payload = sample_payload(
+        call_id,
+        end_reason=end_reason,
+        record_phone_number=phone,
+        record_first_name=first,
+        record_last_name=last,
+        question_fields={},
+        workflow_key="SOLAR-Q4",
+        meta={"campaign": "solar-q4"},
+        transcript=[{"role": r, "content": c} for r, c in transcript],
+    )
     call_extra = extra.get("call", {})
     payload["call"] = {**payload["call"], **call_extra, "end_reason": end_reason}
     payload.update({k: v for k, v in extra.items() if k != "call"})
@@ -97,21 +183,32 @@ def _settings(workdir: Path, emulators: Emulators, *, salesforce_session: str | 
         "receiver": {"auth": {"header": "Authorization", "tokens": [WEBHOOK_TOKEN]}},
         "store": {"url": f"sqlite:///{workdir / 'sandbox.db'}"},
         "sinks": sinks,
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 600,
-                   "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 0, "quick_wait_s": 0.01}},
+        "worker": {
+            "poll_interval_s": 0.05,
+            "auth_probe_s": 600,
+            "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 0, "quick_wait_s": 0.01},
+        },
     }
     return parse_settings(document, source="<sandbox>", base_dir=workdir, environ={})
 
 
 def _ingest(ledger: Ledger, settings: Settings, payload: dict[str, Any], minutes_ago: int) -> str:
     event = parse_webhook(payload)
-    ledger.record_event(event, body=json.dumps(payload, indent=1).encode(), content_type="application/json",
-                        content_hash=content_hash(payload), sinks=settings.enabled_sinks())
+    ledger.record_event(
+        event,
+        body=json.dumps(payload, indent=1).encode(),
+        content_type="application/json",
+        content_hash=content_hash(payload),
+        sinks=settings.enabled_sinks(),
+    )
     at = utcnow() - timedelta(minutes=minutes_ago, seconds=17)
     with ledger.engine.begin() as connection:
         connection.execute(update(events).where(events.c.event_id == event.id).values(received_at=at))
-        connection.execute(update(deliveries).where(deliveries.c.event_id == event.id)
-                           .values(created_at=at, due_at=at, call_time=at, updated_at=at))
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == event.id)
+            .values(created_at=at, due_at=at, call_time=at, updated_at=at)
+        )
     return event.id
 
 
@@ -146,8 +243,9 @@ def build(workdir: Path) -> Sandbox:
         ledger = Ledger.open(settings.store)
         ids = {}
         for call_id, minutes, reason, phone, first, last, extra, transcript in CALLS[:-2]:
-            ids[call_id] = _ingest(ledger, settings, _payload(call_id, reason, phone, first, last, extra,
-                                                              transcript), minutes)
+            ids[call_id] = _ingest(
+                ledger, settings, _payload(call_id, reason, phone, first, last, extra, transcript), minutes
+            )
         worker = Worker(settings, ledger=ledger, worker_id="sandbox-host:4242:worker")
         worker.open()
         drain(worker, rounds=60)
@@ -156,8 +254,9 @@ def build(workdir: Path) -> Sandbox:
         # Salesforce revokes the session: the next calls pause its sink (HubSpot still delivers them).
         revoked = _settings(workdir, emulators, salesforce_session="revoked-session-id")
         for call_id, minutes, reason, phone, first, last, extra, transcript in CALLS[-2:]:
-            ids[call_id] = _ingest(ledger, settings, _payload(call_id, reason, phone, first, last, extra,
-                                                              transcript), minutes)
+            ids[call_id] = _ingest(
+                ledger, settings, _payload(call_id, reason, phone, first, last, extra, transcript), minutes
+            )
         worker = Worker(revoked, ledger=ledger, worker_id="sandbox-host:4242:worker")
         worker.open()
         drain(worker, rounds=20)

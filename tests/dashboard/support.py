@@ -19,19 +19,28 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import make_server
 
-from connector.receiver.app import create_app
 from connector.config import Settings
 from connector.dashboard import DashboardSettings, init_app
 from connector.ledger import Ledger
+from connector.receiver.app import create_app
 
 USER = "admin"
 PASSWORD = "dashboard-test-password"
 CHROMIUM = os.environ.get("CONNECTOR_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--disable-features=Translate,MediaRouter,OptimizationHints",
-    "--no-default-browser-check", "--metrics-recording-only", "--disable-breakpad",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+    "--disable-breakpad",
 ]
 
 
@@ -77,8 +86,7 @@ def chromium_missing_reason() -> str | None:
 
 
 @contextmanager
-def browser_page(*, user: str = USER, password: str = PASSWORD, width: int = 1280,
-                 height: int = 860) -> Iterator[Any]:
+def browser_page(*, user: str = USER, password: str = PASSWORD, width: int = 1280, height: int = 860) -> Iterator[Any]:
     """A page in a fresh headless Chromium profile that answers HTTP Basic with the given credentials.
 
     Requests to anything but loopback are aborted, so a page can never reach the network.
@@ -89,10 +97,16 @@ def browser_page(*, user: str = USER, password: str = PASSWORD, width: int = 128
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_FLAGS,
                 http_credentials={"username": user, "password": password},
-                viewport={"width": width, "height": height}, device_scale_factor=1, locale="en-US",
-                timezone_id="UTC")
+                viewport={"width": width, "height": height},
+                device_scale_factor=1,
+                locale="en-US",
+                timezone_id="UTC",
+            )
             context.set_default_timeout(15_000)
             context.route("**/*", _loopback_only)
             try:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from connector.receiver.app import create_app
 from connector.dashboard import DashboardSettings, init_app
 from connector.dashboard.security import Credentials, is_loopback
 from connector.errors import ConfigError
 from connector.ledger import Ledger
+from connector.receiver.app import create_app
 from tests.conftest import TOKEN, make_settings
 from tests.dashboard.conftest import Dash
 from tests.dashboard.support import PASSWORD, USER, basic, dashboard_app
@@ -43,18 +43,31 @@ def test_every_page_answers_with_the_credential(dash: Dash, page: str) -> None:
     assert answer.mimetype == "text/html"
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    basic(USER, "wrong-password"),
-    basic("root", PASSWORD),
-    basic(USER, PASSWORD + "x"),
-    {"Authorization": TOKEN},  # the webhook's own header and token
-    {"Authorization": f"Bearer {TOKEN}"},
-    basic(USER, TOKEN),
-    basic("", TOKEN),
-    {"Authorization": "Basic not-base64!"},
-], ids=["none", "wrong-password", "wrong-user", "longer-password", "webhook-token", "bearer-token",
-        "token-as-password", "token-no-user", "garbage"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic(USER, "wrong-password"),
+        basic("root", PASSWORD),
+        basic(USER, PASSWORD + "x"),
+        {"Authorization": TOKEN},  # the webhook's own header and token
+        {"Authorization": f"Bearer {TOKEN}"},
+        basic(USER, TOKEN),
+        basic("", TOKEN),
+        {"Authorization": "Basic not-base64!"},
+    ],
+    ids=[
+        "none",
+        "wrong-password",
+        "wrong-user",
+        "longer-password",
+        "webhook-token",
+        "bearer-token",
+        "token-as-password",
+        "token-no-user",
+        "garbage",
+    ],
+)
 def test_anything_but_the_dashboard_credential_gets_401(dash: Dash, headers: dict[str, str]) -> None:
     for page in ("/", "/events", "/static/dashboard.css"):
         answer = dash.client.get("/dashboard" + page, headers=headers)
@@ -129,8 +142,12 @@ def test_pages_have_no_inline_script_or_style(dash: Dash) -> None:
 
 
 def test_post_without_csrf_token_is_400(dash: Dash) -> None:
-    for path, data in [("/dead/replay", {"action": "all"}), ("/quarantine/replay", {"action": "all"}),
-                       ("/events/replay", {"event_id": "1"}), ("/preview", {"body": "{}"})]:
+    for path, data in [
+        ("/dead/replay", {"action": "all"}),
+        ("/quarantine/replay", {"action": "all"}),
+        ("/events/replay", {"event_id": "1"}),
+        ("/preview", {"body": "{}"}),
+    ]:
         answer = dash.client.post("/dashboard" + path, data=data, headers=basic())
         assert answer.status_code == 400, path
         assert b"CSRF" in answer.data
@@ -140,10 +157,18 @@ def test_post_without_csrf_token_is_400(dash: Dash) -> None:
 def test_a_forged_expired_or_foreign_token_is_400(dash: Dash) -> None:
     csrf = Credentials.of(USER, PASSWORD).csrf()
     other = Credentials.of(USER, "another-password").csrf()
-    for token in ["", "123", "abc.def", other.issue(USER), csrf.issue("someone-else"),
-                  csrf.issue(USER, now=time.time() - 13 * 3600), csrf.issue(USER, now=time.time() + 3600)]:
-        answer = dash.client.post("/dashboard/dead/replay", data={"action": "all", "csrf_token": token},
-                                  headers=basic())
+    for token in [
+        "",
+        "123",
+        "abc.def",
+        other.issue(USER),
+        csrf.issue("someone-else"),
+        csrf.issue(USER, now=time.time() - 13 * 3600),
+        csrf.issue(USER, now=time.time() + 3600),
+    ]:
+        answer = dash.client.post(
+            "/dashboard/dead/replay", data={"action": "all", "csrf_token": token}, headers=basic()
+        )
         assert answer.status_code == 400, token
 
 
@@ -152,8 +177,9 @@ def test_a_page_token_works_and_a_foreign_origin_is_refused(dash: Dash) -> None:
     data = {"action": "all", "csrf_token": token}
     foreign = dash.client.post("/dashboard/dead/replay", data=data, headers={**basic(), "Origin": "http://evil.test"})
     assert foreign.status_code == 400
-    other_port = dash.client.post("/dashboard/dead/replay", data=data,
-                                  headers={**basic(), "Origin": "http://localhost:8080"})
+    other_port = dash.client.post(
+        "/dashboard/dead/replay", data=data, headers={**basic(), "Origin": "http://localhost:8080"}
+    )
     assert other_port.status_code == 400
     for origin in (None, "null", "http://localhost", "https://localhost"):  # https: a TLS proxy in front
         headers = basic() if origin is None else {**basic(), "Origin": origin}
@@ -192,10 +218,19 @@ def test_a_custom_path(tmp_path: Path) -> None:
     ledger.dispose()
 
 
-@pytest.mark.parametrize("document", [
-    {"password": ""}, {"password": "  "}, {"path": "dashboard"}, {"path": "/dash/"}, {"path": "/"},
-    {"username": ""}, {"username": "a:b"}, {"unknown": 1},
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"password": ""},
+        {"password": "  "},
+        {"path": "dashboard"},
+        {"path": "/dash/"},
+        {"path": "/"},
+        {"username": ""},
+        {"username": "a:b"},
+        {"unknown": 1},
+    ],
+)
 def test_settings_refuse_bad_values(document: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         DashboardSettings.model_validate(document)
@@ -203,8 +238,13 @@ def test_settings_refuse_bad_values(document: dict[str, object]) -> None:
 
 def test_settings_defaults_and_secret() -> None:
     defaults = DashboardSettings()
-    assert (defaults.enabled, defaults.path, defaults.username, defaults.password, defaults.allow_remote) == \
-        (True, "/dashboard", "admin", None, False)
+    assert (defaults.enabled, defaults.path, defaults.username, defaults.password, defaults.allow_remote) == (
+        True,
+        "/dashboard",
+        "admin",
+        None,
+        False,
+    )
     assert not defaults.active
     configured = DashboardSettings(password="s3cret-value")
     assert configured.active and "s3cret-value" not in repr(configured)
@@ -235,8 +275,9 @@ def test_create_app_serves_the_dashboard_configured_in_the_yaml(tmp_path: Path) 
     ledger.dispose()
 
 
-def test_failed_logins_lock_the_address_out_even_for_the_right_password(dash: Dash,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_logins_lock_the_address_out_even_for_the_right_password(
+    dash: Dash, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="connector.dashboard")
     defaults = DashboardSettings(password=PASSWORD)
     limit = defaults.max_failed_logins
@@ -269,8 +310,16 @@ def test_the_lockout_ends_with_its_window(tmp_path: Path) -> None:
         ledger.dispose()
 
 
-@pytest.mark.parametrize("page", ["/quarantine/" + "9" * 23, "/quarantine/0", "/quarantine/" + str(2**63),
-                                  "/events/" + "9" * 30 + "?page=" + "9" * 30, "/events?page=" + "9" * 30])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/quarantine/" + "9" * 23,
+        "/quarantine/0",
+        "/quarantine/" + str(2**63),
+        "/events/" + "9" * 30 + "?page=" + "9" * 30,
+        "/events?page=" + "9" * 30,
+    ],
+)
 def test_out_of_range_ids_and_pages_are_not_server_errors(dash: Dash, page: str) -> None:
     answer = dash.get(page)
     assert answer.status_code in (200, 404), answer.data[:300]

@@ -70,13 +70,22 @@ def _dead_letters(dash: Dash, *ids: int) -> None:
 def test_every_main_page_loads_styled_with_no_console_error(dash: Dash, browser: Browser) -> None:
     _dead_letters(dash, 1)
     ingest(dash.ledger, 2, end_reason="schedule_call_back")
-    dash.client.post(dash.settings.receiver.path, data=b"{oops",
-                     headers={"Authorization": "test-token-" + "x" * 20, "Content-Type": "application/json"})
+    dash.client.post(
+        dash.settings.receiver.path,
+        data=b"{oops",
+        headers={"Authorization": "test-token-" + "x" * 20, "Content-Type": "application/json"},
+    )
     page = browser.page
-    for path, heading in [("/", "Overview"), ("/events", "Events"), ("/events/1", "Event 1"),
-                          ("/dead", "Dead letters"), ("/dead?status=held", "Held for review"),
-                          ("/quarantine", "Quarantine"), ("/quarantine/1", "Quarantined body 1"),
-                          ("/preview", "Mapping preview")]:
+    for path, heading in [
+        ("/", "Overview"),
+        ("/events", "Events"),
+        ("/events/1", "Event 1"),
+        ("/dead", "Dead letters"),
+        ("/dead?status=held", "Held for review"),
+        ("/quarantine", "Quarantine"),
+        ("/quarantine/1", "Quarantined body 1"),
+        ("/preview", "Mapping preview"),
+    ]:
         browser.open(path)
         assert page.inner_text("h1") == heading
         background = page.eval_on_selector("header.top", "e => getComputedStyle(e).backgroundColor")
@@ -133,8 +142,16 @@ def test_replay_a_quarantined_body_with_its_button(dash: Dash, browser: Browser)
     from connector.sample import sample_payload
 
     body = json.dumps(sample_payload(777)).encode()
-    dash.ledger.quarantine(RejectedBody(body, "application/json", 422, "validation_failed", "older rules",
-                                        [{"path": "call", "message": "refused by an older version"}]))
+    dash.ledger.quarantine(
+        RejectedBody(
+            body,
+            "application/json",
+            422,
+            "validation_failed",
+            "older rules",
+            [{"path": "call", "message": "refused by an older version"}],
+        )
+    )
     page = browser.page
     browser.open("/quarantine")
     assert "Some fields have the wrong type" in page.inner_text("#quarantine")
@@ -147,8 +164,14 @@ def test_replay_a_quarantined_body_with_its_button(dash: Dash, browser: Browser)
 
 
 def test_a_script_in_a_transcript_stays_text(dash: Dash, browser: Browser) -> None:
-    ingest(dash.ledger, 66, transcript=[{"role": "User", "content": "<script>alert(1)</script>"},
-                                        {"role": "Assistant", "content": '<img src=x onerror="alert(2)">'}])
+    ingest(
+        dash.ledger,
+        66,
+        transcript=[
+            {"role": "User", "content": "<script>alert(1)</script>"},
+            {"role": "Assistant", "content": '<img src=x onerror="alert(2)">'},
+        ],
+    )
     page = browser.page
     browser.open("/events/66")
     assert "<script>alert(1)</script>" in page.inner_text(".transcript")
@@ -159,8 +182,9 @@ def test_a_script_in_a_transcript_stays_text(dash: Dash, browser: Browser) -> No
 def test_preview_in_the_browser(dash: Dash, browser: Browser) -> None:
     page = browser.page
     browser.open("/preview")
-    page.fill("#body", json.dumps({"id": 5, "call": {"end_reason": "do_not_call"},
-                                   "record_phone_number": "+14155550100"}))
+    page.fill(
+        "#body", json.dumps({"id": 5, "call": {"end_reason": "do_not_call"}, "record_phone_number": "+14155550100"})
+    )
     page.get_by_role("button", name="Show the plan").click()
     page.wait_for_selector("#plan-rec")
     assert "Do-not-call: YES" in page.inner_text("#plan-rec")

@@ -21,9 +21,14 @@ def text(answer: object) -> str:
 
 
 def test_attacker_text_in_a_transcript_renders_inert(dash: Dash) -> None:
-    ingest(dash.ledger, 41, record_first_name=IMG, transcript=[{"role": "User", "content": SCRIPT},
-                                                               {"role": SCRIPT, "content": "hi"}],
-           question_fields={SCRIPT: IMG}, meta={"campaign": SCRIPT})
+    ingest(
+        dash.ledger,
+        41,
+        record_first_name=IMG,
+        transcript=[{"role": "User", "content": SCRIPT}, {"role": SCRIPT, "content": "hi"}],
+        question_fields={SCRIPT: IMG},
+        meta={"campaign": SCRIPT},
+    )
     page = text(dash.get("/events/41"))
     assert SCRIPT not in page and IMG not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -33,11 +38,23 @@ def test_attacker_text_in_a_transcript_renders_inert(dash: Dash) -> None:
 
 def test_attacker_text_in_a_quarantined_body_and_in_search_renders_inert(dash: Dash) -> None:
     body = json.dumps({"id": SCRIPT, "call": SCRIPT}).encode()
-    qid = dash.ledger.quarantine(RejectedBody(body, "application/json", 422, "validation_failed", SCRIPT,
-                                              [{"path": SCRIPT, "message": IMG}], event_id=SCRIPT))
-    for page in (text(dash.get("/quarantine")), text(dash.get(f"/quarantine/{qid}")),
-                 text(dash.get("/events", query_string={"q": SCRIPT})),
-                 text(dash.get("/events/" + SCRIPT))):
+    qid = dash.ledger.quarantine(
+        RejectedBody(
+            body,
+            "application/json",
+            422,
+            "validation_failed",
+            SCRIPT,
+            [{"path": SCRIPT, "message": IMG}],
+            event_id=SCRIPT,
+        )
+    )
+    for page in (
+        text(dash.get("/quarantine")),
+        text(dash.get(f"/quarantine/{qid}")),
+        text(dash.get("/events", query_string={"q": SCRIPT})),
+        text(dash.get("/events/" + SCRIPT)),
+    ):
         assert SCRIPT not in page and IMG not in page
 
 
@@ -88,8 +105,13 @@ def test_events_are_paginated(dash: Dash) -> None:
 
 
 def test_the_event_page_shows_the_whole_audit_trail(dash: Dash) -> None:
-    ingest(dash.ledger, 77, end_reason="schedule_call_back",
-           question_fields={"callback_time": "tomorrow 3pm"}, transcript=[{"role": "User", "content": "Call me later"}])
+    ingest(
+        dash.ledger,
+        77,
+        end_reason="schedule_call_back",
+        question_fields={"callback_time": "tomorrow 3pm"},
+        transcript=[{"role": "User", "content": "Call me later"}],
+    )
     dash.deliver()
     page = text(dash.get("/events/77"))
     assert "schedule call back" in page and "Call me later" in page
@@ -144,11 +166,19 @@ def test_preview_shows_the_plan_and_stores_nothing(dash: Dash) -> None:
     form = text(dash.get("/preview"))
     token = csrf_token(form)
     assert "schedule_call_back" in form  # a sample payload to start from
-    body = json.dumps({"id": 9, "call": {"end_reason": "do_not_call"}, "record_phone_number": "+14155550100",
-                       "transcript": [{"role": "User", "content": SCRIPT}]})
-    answer = dash.client.post("/dashboard/preview", data={"body": body, "csrf_token": token,
-                                                          "call_time": "2026-11-26T15:04:00-05:00"},
-                              headers=basic())
+    body = json.dumps(
+        {
+            "id": 9,
+            "call": {"end_reason": "do_not_call"},
+            "record_phone_number": "+14155550100",
+            "transcript": [{"role": "User", "content": SCRIPT}],
+        }
+    )
+    answer = dash.client.post(
+        "/dashboard/preview",
+        data={"body": body, "csrf_token": token, "call_time": "2026-11-26T15:04:00-05:00"},
+        headers=basic(),
+    )
     page = text(answer)
     assert answer.status_code == 200 and "Do-not-call: YES" in page and "Event 9 -&gt; rec" in page
     assert SCRIPT not in page
@@ -160,8 +190,11 @@ def test_preview_shows_why_a_payload_has_no_plan(dash: Dash) -> None:
     for body, expected in [("{not json", "invalid_json"), ('{"id": 1, "call": {"duration": -5}}', "call.duration")]:
         page = text(dash.client.post("/dashboard/preview", data={"body": body, "csrf_token": token}, headers=basic()))
         assert "No plan." in page and expected in page
-    bad_time = text(dash.client.post("/dashboard/preview", data={"body": "{}", "csrf_token": token,
-                                                                  "call_time": "yesterday"}, headers=basic()))
+    bad_time = text(
+        dash.client.post(
+            "/dashboard/preview", data={"body": "{}", "csrf_token": token, "call_time": "yesterday"}, headers=basic()
+        )
+    )
     assert "not an ISO date-time" in bad_time
 
 

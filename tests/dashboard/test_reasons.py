@@ -12,27 +12,50 @@ from connector.dashboard.links import HUBSPOT_APP, crm_link
 from connector.dashboard.reasons import delivery_reason, pause_reason, quarantine_reason
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"error_kind": "AuthError", "message": "401 expired"},
-     "The CRM rejected the credentials; the sink is paused until they work again"),
-    ({"error_kind": "PermanentError", "crm_code": "PROPERTY_DOESNT_EXIST",
-      "message": 'Property values were not valid: [{"message":"Property \\"plan_tier\\" does not exist"}]'},
-     "HubSpot has no property “plan_tier”"),
-    ({"error_kind": "PermanentError", "crm_code": "INVALID_FIELD",
-      "message": "No such column 'Budget__c' on sobject of type Task"},
-     "Salesforce has no writable field “Budget__c”"),
-    ({"error_kind": "mapping_error", "message": "hubspot.yaml line 40: 'meta' has no attribute 'campaign'"},
-     "The mapping could not be applied: hubspot.yaml line 40: 'meta' has no attribute 'campaign'"),
-    ({"error_kind": "TransientError", "message": "gave up after 12 attempts: 503 Service Unavailable"},
-     "for 12 attempts over the whole retry schedule"),
-    ({"error_kind": "PermanentError", "status_code": 400, "message": "Property reject_me does not exist"},
-     "The CRM refused the data as invalid"),
-    ({"error_kind": "PermanentError", "crm_code": "AMBIGUOUS_CONTACT", "message": "several"},
-     "Several CRM contacts share this phone number"),
-    ({"error_kind": "RateLimited", "message": "429"}, "rate limit"),
-    ({"status": "held", "error_kind": "hold", "message": "two contacts"}, "human review (two contacts)"),
-    ({"status": "dead", "message": "odd"}, "Delivery stopped"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (
+            {"error_kind": "AuthError", "message": "401 expired"},
+            "The CRM rejected the credentials; the sink is paused until they work again",
+        ),
+        (
+            {
+                "error_kind": "PermanentError",
+                "crm_code": "PROPERTY_DOESNT_EXIST",
+                "message": 'Property values were not valid: [{"message":"Property \\"plan_tier\\" does not exist"}]',
+            },
+            "HubSpot has no property “plan_tier”",
+        ),
+        (
+            {
+                "error_kind": "PermanentError",
+                "crm_code": "INVALID_FIELD",
+                "message": "No such column 'Budget__c' on sobject of type Task",
+            },
+            "Salesforce has no writable field “Budget__c”",
+        ),
+        (
+            {"error_kind": "mapping_error", "message": "hubspot.yaml line 40: 'meta' has no attribute 'campaign'"},
+            "The mapping could not be applied: hubspot.yaml line 40: 'meta' has no attribute 'campaign'",
+        ),
+        (
+            {"error_kind": "TransientError", "message": "gave up after 12 attempts: 503 Service Unavailable"},
+            "for 12 attempts over the whole retry schedule",
+        ),
+        (
+            {"error_kind": "PermanentError", "status_code": 400, "message": "Property reject_me does not exist"},
+            "The CRM refused the data as invalid",
+        ),
+        (
+            {"error_kind": "PermanentError", "crm_code": "AMBIGUOUS_CONTACT", "message": "several"},
+            "Several CRM contacts share this phone number",
+        ),
+        ({"error_kind": "RateLimited", "message": "429"}, "rate limit"),
+        ({"status": "held", "error_kind": "hold", "message": "two contacts"}, "human review (two contacts)"),
+        ({"status": "dead", "message": "odd"}, "Delivery stopped"),
+    ],
+)
 def test_delivery_reasons_in_plain_words(kwargs: dict[str, object], expected: str) -> None:
     reason = delivery_reason(status=kwargs.pop("status", "dead"), **kwargs)  # type: ignore[arg-type]
     assert expected in reason.plain

@@ -54,8 +54,13 @@ def test_replaying_one_dead_letter_requeues_only_it_and_it_then_succeeds(dash: D
 
 def test_replaying_the_ticked_dead_letters(dash: Dash) -> None:
     a, b, c = dead_letters(dash, 1, 2, 3)
-    answer = post(dash, "/dead/replay", "/dead", action="selected",
-                  selected=[str(delivery_id(dash, a)), str(delivery_id(dash, c))])
+    answer = post(
+        dash,
+        "/dead/replay",
+        "/dead",
+        action="selected",
+        selected=[str(delivery_id(dash, a)), str(delivery_id(dash, c))],
+    )
     assert answer.headers["Location"].endswith("requeued=2")
     assert [statuses(dash.ledger, e)[0] for e in (a, b, c)] == ["pending", "dead", "pending"]
 
@@ -83,8 +88,14 @@ def test_held_deliveries_are_listed_and_released(dash: Dash) -> None:
     delivery = delivery_id(dash, "6")
     claimed = dash.ledger.deliveries.claim("w", ["rec"], limit=1, lease_s=30)
     attempt = dash.ledger.deliveries.start_attempt(delivery, 1, "w")
-    dash.ledger.deliveries.finish(claimed[0].id, attempt, "w", status=DeliveryStatus.HELD, outcome="held",
-                                  error={"kind": "hold", "message": "several contacts share this number"})
+    dash.ledger.deliveries.finish(
+        claimed[0].id,
+        attempt,
+        "w",
+        status=DeliveryStatus.HELD,
+        outcome="held",
+        error={"kind": "hold", "message": "several contacts share this number"},
+    )
     page = dash.get("/dead?status=held").get_data(as_text=True)
     assert "holds this call for a human review" in page and "several contacts share this number" in page
     answer = post(dash, "/dead/replay", "/dead?status=held", status="held", action="all")
@@ -105,13 +116,22 @@ def test_the_event_page_replay_button(dash: Dash) -> None:
 def _quarantine_valid_body(dash: Dash, event_id: int) -> int:
     """A body that today's code accepts (as if an older version had refused it)."""
     body = json.dumps(sample_payload(event_id)).encode()
-    return dash.ledger.quarantine(RejectedBody(body, "application/json", 422, "validation_failed",
-                                               "1 field problem(s)", [{"path": "call", "message": "old rule"}]))
+    return dash.ledger.quarantine(
+        RejectedBody(
+            body,
+            "application/json",
+            422,
+            "validation_failed",
+            "1 field problem(s)",
+            [{"path": "call", "message": "old rule"}],
+        )
+    )
 
 
 def _quarantine_by_receiver(dash: Dash, body: bytes) -> None:
-    answer = dash.client.post(dash.settings.receiver.path, data=body,
-                              headers={"Authorization": TOKEN, "Content-Type": "application/json"})
+    answer = dash.client.post(
+        dash.settings.receiver.path, data=body, headers={"Authorization": TOKEN, "Content-Type": "application/json"}
+    )
     assert answer.status_code in (400, 422)
 
 

@@ -115,10 +115,13 @@ def test_phone_search_matches_formatted_number(client: hubspot.Client, value: st
 
 
 def test_phone_or_mobilephone_groups_are_ored(client: hubspot.Client) -> None:
-    request = PublicObjectSearchRequest(filter_groups=[
-        {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+13125550199"}]},
-        {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "+13125550199"}]},
-    ], properties=["mobilephone", "phone"])  # fmt: skip
+    request = PublicObjectSearchRequest(
+        filter_groups=[
+            {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+13125550199"}]},
+            {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "+13125550199"}]},
+        ],
+        properties=["mobilephone", "phone"],
+    )
     found = client.crm.contacts.search_api.do_search(public_object_search_request=request)
     assert [r.properties["mobilephone"] for r in found.results] == ["(312) 555-0199"]
     assert found.results[0].properties["phone"] is None
@@ -133,8 +136,10 @@ def test_search_operators_sorting_and_paging(client: hubspot.Client) -> None:
     between = {"propertyName": "zip", "operator": "BETWEEN", "value": "90001", "highValue": "90003"}
     assert search(client, [*base, between]).total == 3
     assert search(client, [*base, {"propertyName": "hs_lead_status", "operator": "NOT_HAS_PROPERTY"}]).total == 5
-    assert search(client, [{"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "*@example.com"},
-                           *base]).total == 5  # fmt: skip
+    assert (
+        search(client, [{"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "*@example.com"}, *base]).total
+        == 5
+    )
 
     first = search(client, base, sorts=["-createdate"], limit=2)
     assert [r.id for r in first.results] == ids[::-1][:2]
@@ -183,12 +188,24 @@ def test_archive_hides_from_reads_and_search(client: hubspot.Client, emulator: H
 def test_call_with_inline_association(client: hubspot.Client, emulator: HubSpotEmulator) -> None:
     """The sink's main write: a call on the contact's timeline (association type 194), read back through v4."""
     contact = new_contact(client, email=unique_email())
-    call = client.crm.objects.calls.basic_api.create(CallInput(
-        properties={"hs_timestamp": "1714564800000", "hs_call_title": "2X call", "hs_call_duration": 61000,
-                    "hs_call_direction": "OUTBOUND", "hs_call_status": "COMPLETED", "hs_call_body": "<p>Hi</p>"},
-        associations=[{"to": {"id": contact.id},
-                       "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]}],
-    ))  # fmt: skip
+    call = client.crm.objects.calls.basic_api.create(
+        CallInput(
+            properties={
+                "hs_timestamp": "1714564800000",
+                "hs_call_title": "2X call",
+                "hs_call_duration": 61000,
+                "hs_call_direction": "OUTBOUND",
+                "hs_call_status": "COMPLETED",
+                "hs_call_body": "<p>Hi</p>",
+            },
+            associations=[
+                {
+                    "to": {"id": contact.id},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}],
+                }
+            ],
+        )
+    )
     assert call is not None
     assert call.properties["hs_timestamp"] == "2024-05-01T12:00:00Z"  # epoch ms in, ISO out
     assert call.properties["hs_call_duration"] == "61000"
@@ -208,18 +225,33 @@ def test_call_with_inline_association(client: hubspot.Client, emulator: HubSpotE
 
 def test_tasks_found_by_associated_contact(client: hubspot.Client) -> None:
     contact = new_contact(client, email=unique_email())
-    task = client.crm.objects.tasks.basic_api.create(TaskInput(
-        properties={"hs_timestamp": "2030-01-02T10:00:00Z", "hs_task_subject": "Call back", "hs_task_status":
-                    "NOT_STARTED", "hs_task_priority": "HIGH", "hs_task_type": "CALL"},
-        associations=[{"to": {"id": contact.id},
-                       "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}],
-    ))  # fmt: skip
+    task = client.crm.objects.tasks.basic_api.create(
+        TaskInput(
+            properties={
+                "hs_timestamp": "2030-01-02T10:00:00Z",
+                "hs_task_subject": "Call back",
+                "hs_task_status": "NOT_STARTED",
+                "hs_task_priority": "HIGH",
+                "hs_task_type": "CALL",
+            },
+            associations=[
+                {
+                    "to": {"id": contact.id},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}],
+                }
+            ],
+        )
+    )
     from hubspot.crm.objects.tasks import PublicObjectSearchRequest as TaskSearch
 
-    found = client.crm.objects.tasks.search_api.do_search(public_object_search_request=TaskSearch(
-        filter_groups=[{"filters": [{"propertyName": "associations.contact", "operator": "EQ", "value": contact.id}]}],
-        properties=["hs_task_subject"],
-    ))  # fmt: skip
+    found = client.crm.objects.tasks.search_api.do_search(
+        public_object_search_request=TaskSearch(
+            filter_groups=[
+                {"filters": [{"propertyName": "associations.contact", "operator": "EQ", "value": contact.id}]}
+            ],
+            properties=["hs_task_subject"],
+        )
+    )
     assert [r.id for r in found.results] == [task.id]
     assert found.results[0].properties["hs_task_subject"] == "Call back"
 
@@ -229,11 +261,17 @@ def test_inline_association_to_missing_contact_is_rejected(client: hubspot.Clien
 
     before = len(emulator.objects("calls"))
     with pytest.raises(CallsApiException) as caught:
-        client.crm.objects.calls.basic_api.create(CallInput(
-            properties={"hs_timestamp": "2024-05-01T12:00:00Z"},
-            associations=[{"to": {"id": "999999"},
-                           "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]}],
-        ))  # fmt: skip
+        client.crm.objects.calls.basic_api.create(
+            CallInput(
+                properties={"hs_timestamp": "2024-05-01T12:00:00Z"},
+                associations=[
+                    {
+                        "to": {"id": "999999"},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}],
+                    }
+                ],
+            )
+        )
     body = error_of(caught.value, 400)
     assert body["message"] == "One or more associations are invalid"
     assert body["context"] == {"INVALID_OBJECT_IDS": ["CONTACT=999999 is not valid"]}
@@ -249,9 +287,12 @@ def test_v4_default_and_labelled_associations(client: hubspot.Client, emulator: 
 
     task = client.crm.objects.tasks.basic_api.create(TaskInput(properties={"hs_timestamp": "2024-05-01T12:00:00Z"}))
     pair = client.crm.associations.v4.basic_api.create(
-        "tasks", task.id, "contacts", contact.id,
+        "tasks",
+        task.id,
+        "contacts",
+        contact.id,
         [AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=204)],
-    )  # fmt: skip
+    )
     assert pair is not None and pair.to_object_type_id == "0-1" and pair.from_object_type_id == "0-27"
     assert emulator.associations("tasks", task.id, "contacts") == [contact.id]
 
@@ -260,25 +301,38 @@ def test_v4_default_and_labelled_associations(client: hubspot.Client, emulator: 
 
 
 def test_batch_create_update_read_with_partial_errors(client: hubspot.Client) -> None:
-    created = client.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
-        {"properties": {"email": unique_email(), "firstname": "One"}},
-        {"properties": {"email": unique_email(), "firstname": "Two"}},
-    ]))  # fmt: skip
+    created = client.crm.contacts.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                {"properties": {"email": unique_email(), "firstname": "One"}},
+                {"properties": {"email": unique_email(), "firstname": "Two"}},
+            ]
+        )
+    )
     assert created is not None, "batch create must answer 201"
     ids = [r.id for r in created.results]
     assert len(ids) == 2
 
-    updated = client.crm.contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(inputs=[
-        {"id": ids[0], "properties": {"lastname": "Batch"}}, {"id": "987654", "properties": {"lastname": "X"}},
-    ]))  # fmt: skip
+    updated = client.crm.contacts.batch_api.update(
+        BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                {"id": ids[0], "properties": {"lastname": "Batch"}},
+                {"id": "987654", "properties": {"lastname": "X"}},
+            ]
+        )
+    )
     assert updated is not None, "a partial failure is a 207 the SDK maps to ...WithErrors"
     assert [r.id for r in updated.results] == [ids[0]]
     assert updated.num_errors == 1
     assert updated.errors[0].category == "OBJECT_NOT_FOUND" and updated.errors[0].context == {"ids": ["987654"]}
 
-    read = client.crm.contacts.batch_api.read(BatchReadInputSimplePublicObjectId(
-        inputs=[{"id": ids[0]}, {"id": ids[1]}, {"id": "987654"}], properties=["lastname"], properties_with_history=[],
-    ))  # fmt: skip
+    read = client.crm.contacts.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            inputs=[{"id": ids[0]}, {"id": ids[1]}, {"id": "987654"}],
+            properties=["lastname"],
+            properties_with_history=[],
+        )
+    )
     assert sorted((r.id, r.properties["lastname"]) for r in read.results) == sorted([(ids[0], "Batch"), (ids[1], None)])
     assert read.errors[0].context == {"ids": ["987654"]}
 
@@ -289,9 +343,14 @@ def test_batch_rejects_more_than_100_inputs_and_invalid_values(client: hubspot.C
         client.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
     error_of(caught.value, 400)
     with pytest.raises(ApiException) as caught:
-        client.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
-            {"properties": {"email": unique_email()}}, {"properties": {"hs_lead_status": "new"}},
-        ]))  # fmt: skip
+        client.crm.contacts.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[
+                    {"properties": {"email": unique_email()}},
+                    {"properties": {"hs_lead_status": "new"}},
+                ]
+            )
+        )
     assert error_of(caught.value, 400)["errors"][0]["code"] == "INVALID_OPTION"
 
 
@@ -306,14 +365,20 @@ def test_properties_list_create_and_conflict(client: hubspot.Client) -> None:
     assert "twox_do_not_call" not in listed  # created by crm-setup, not seeded
     assert "twox" not in {g.name for g in client.crm.properties.groups_api.get_all("contacts").results}  # a new portal
     client.crm.properties.groups_api.create("contacts", PropertyGroupCreate(name="twox", label="2X calls"))
-    definition = PropertyCreate(name="twox_do_not_call", label="2X: do not call", type="bool",
-                                field_type="booleancheckbox", group_name="no_such_group")  # fmt: skip
+    definition = PropertyCreate(
+        name="twox_do_not_call",
+        label="2X: do not call",
+        type="bool",
+        field_type="booleancheckbox",
+        group_name="no_such_group",
+    )
     with pytest.raises(PropertiesApiException) as caught:
         client.crm.properties.core_api.create("contacts", definition)
     assert error_of(caught.value, 400)["category"] == "VALIDATION_ERROR"
 
-    definition = PropertyCreate(name="twox_do_not_call", label="2X: do not call", type="bool",
-                                field_type="booleancheckbox", group_name="twox")  # fmt: skip
+    definition = PropertyCreate(
+        name="twox_do_not_call", label="2X: do not call", type="bool", field_type="booleancheckbox", group_name="twox"
+    )
     created = client.crm.properties.core_api.create("contacts", definition)
     assert created is not None and created.name == "twox_do_not_call" and created.type == "bool"
     assert client.crm.properties.core_api.get_by_name("contacts", "twox_do_not_call").group_name == "twox"
@@ -354,8 +419,9 @@ def test_contact_rejections(client: hubspot.Client, properties: dict[str, str], 
     assert body["category"] == "VALIDATION_ERROR"
     assert body["message"].startswith("Property values were not valid: [{")
     name = next(iter(properties))
-    assert body["errors"] == [{"message": body["errors"][0]["message"], "code": code,
-                               "context": {"propertyName": [name]}}]  # fmt: skip
+    assert body["errors"] == [
+        {"message": body["errors"][0]["message"], "code": code, "context": {"propertyName": [name]}}
+    ]
     assert text in body["errors"][0]["message"]
     embedded = json.loads(body["message"].removeprefix("Property values were not valid: "))
     assert embedded[0]["error"] == code and embedded[0]["name"] == name and embedded[0]["isValid"] is False
@@ -389,8 +455,12 @@ def test_activity_without_hs_timestamp_is_rejected(client: hubspot.Client) -> No
 
 
 def test_date_property_must_be_midnight_utc(client: hubspot.Client) -> None:
-    client.crm.properties.core_api.create("contacts", PropertyCreate(
-        name="twox_test_date", label="d", type="date", field_type="date", group_name="contactinformation"))
+    client.crm.properties.core_api.create(
+        "contacts",
+        PropertyCreate(
+            name="twox_test_date", label="d", type="date", field_type="date", group_name="contactinformation"
+        ),
+    )
     ok = new_contact(client, email=unique_email(), twox_test_date="1714521600000")
     assert ok.properties["twox_test_date"] == "2024-05-01"
     with pytest.raises(ApiException) as caught:
@@ -545,15 +615,18 @@ def test_seeded_contacts_and_standalone_main() -> None:
     """``python -m connector.emulators.hubspot.server`` serves and prints its URL; the seed has human-typed phones."""
     process = subprocess.Popen(
         [sys.executable, "-m", "connector.emulators.hubspot.server", "--port", "0", "--token", "cli-token"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         url = line.rsplit(" ", 1)[-1].strip()
         assert url.startswith("http://127.0.0.1:")
-        request = urllib.request.Request(f"{url}/crm/v3/objects/contacts?limit=10&properties=phone,mobilephone",
-                                         headers={"Authorization": "Bearer cli-token"})  # fmt: skip
+        request = urllib.request.Request(
+            f"{url}/crm/v3/objects/contacts?limit=10&properties=phone,mobilephone",
+            headers={"Authorization": "Bearer cli-token"},
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
             phones = [r["properties"] for r in json.load(response)["results"]]

@@ -38,8 +38,12 @@ V = f"/services/data/v{VERSION}"
 
 def connect(emulator: SalesforceEmulator, session_id: str | None = None) -> Salesforce:
     """A client configured the way the brief prescribes (CA file on the session; env CA bundles ignored)."""
-    return Salesforce(instance_url=emulator.instance_url, session_id=session_id or emulator.session_id,
-                      session=emulator.client_session(), version=VERSION)
+    return Salesforce(
+        instance_url=emulator.instance_url,
+        session_id=session_id or emulator.session_id,
+        session=emulator.client_session(),
+        version=VERSION,
+    )
 
 
 def error_of(exc_info: pytest.ExceptionInfo[SalesforceError]) -> dict[str, Any]:
@@ -68,13 +72,15 @@ def test_tls_is_verified_against_the_generated_ca(emulator: SalesforceEmulator) 
     with pytest.raises(requests.exceptions.SSLError):
         bare.get(emulator.instance_url + "/services/data/", timeout=5)
     with pytest.raises(requests.exceptions.SSLError):
-        Salesforce(instance_url=emulator.instance_url, session_id=emulator.session_id, version=VERSION,
-                   session=bare).query("SELECT Id FROM Contact")
+        Salesforce(
+            instance_url=emulator.instance_url, session_id=emulator.session_id, version=VERSION, session=bare
+        ).query("SELECT Id FROM Contact")
     assert emulator.client_session().get(emulator.instance_url + "/services/data/", timeout=5).status_code == 200
 
 
-def test_env_ca_bundle_silently_overrides_session_verify(emulator: SalesforceEmulator,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_ca_bundle_silently_overrides_session_verify(
+    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """requests prefers REQUESTS_CA_BUNDLE over ``session.verify`` (psf/requests#3829); sinks must not trust env."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     naive = requests.Session()
@@ -101,16 +107,16 @@ def test_versions_list_needs_no_session_and_is_not_counted(emulator: SalesforceE
 
 # --- sObject rows --------------------------------------------------------------------------------------------
 def test_contact_create_get_update_delete(sf: Salesforce, emulator: SalesforceEmulator) -> None:
-    created = sf.Contact.create({"firstname": "Zed", "LastName": "Quinn", "Phone": "(555) 010-9999",
-                                 "HasOptedOutOfEmail": True})
+    created = sf.Contact.create(
+        {"firstname": "Zed", "LastName": "Quinn", "Phone": "(555) 010-9999", "HasOptedOutOfEmail": True}
+    )
     assert created["success"] is True and created["errors"] == [] and created["id"].startswith("003")
     assert len(created["id"]) == 18
     got = sf.Contact.get(created["id"])
     assert got["attributes"] == {"type": "Contact", "url": f"{V}/sobjects/Contact/{created['id']}"}
     assert (got["Name"], got["FirstName"], got["DoNotCall"]) == ("Zed Quinn", "Zed", False)
     assert got["CreatedDate"].endswith("+0000")
-    assert list(sf.Contact.get(created["id"], params={"fields": "Phone,Name"})) == ["attributes", "Phone", "Name",
-                                                                                    "Id"]
+    assert list(sf.Contact.get(created["id"], params={"fields": "Phone,Name"})) == ["attributes", "Phone", "Name", "Id"]
     assert sf.Contact.get(created["id"][:15])["Id"] == created["id"]  # 15-char ids work too
     assert sf.Contact.update(created["id"], {"Phone": "555-010-0000", "TwoX_Last_Call_Outcome__c": "no_answer"}) == 204
     assert emulator.get("Contact", created["id"])["TwoX_Last_Call_Outcome__c"] == "no_answer"
@@ -121,36 +127,67 @@ def test_contact_create_get_update_delete(sf: Salesforce, emulator: SalesforceEm
     with pytest.raises(SalesforceResourceNotFound) as deleted:
         sf.Contact.delete(created["id"])
     assert error_of(deleted)["errorCode"] == "ENTITY_IS_DELETED"
-    assert sf.query_all(f"SELECT Id, IsDeleted FROM Contact WHERE Id = '{created['id']}'",
-                        include_deleted=True)["records"][0]["IsDeleted"] is True
+    assert (
+        sf.query_all(f"SELECT Id, IsDeleted FROM Contact WHERE Id = '{created['id']}'", include_deleted=True)[
+            "records"
+        ][0]["IsDeleted"]
+        is True
+    )
 
 
 def test_lead_defaults_and_non_restricted_picklists(sf: Salesforce, emulator: SalesforceEmulator) -> None:
-    lead_id = sf.Lead.create({"LastName": "Unknown (2X)", "Company": "[not provided]", "FirstName": "",
-                              "Phone": "+13125550177", "LeadSource": "Phone Inquiry"})["id"]
+    lead_id = sf.Lead.create(
+        {
+            "LastName": "Unknown (2X)",
+            "Company": "[not provided]",
+            "FirstName": "",
+            "Phone": "+13125550177",
+            "LeadSource": "Phone Inquiry",
+        }
+    )["id"]
     lead = emulator.get("Lead", lead_id)
     assert lead is not None
     assert (lead["Status"], lead["IsConverted"], lead["FirstName"], lead["Name"]) == (
-        "Open - Not Contacted", False, None, "Unknown (2X)")  # "" is stored as null, as Salesforce does
+        "Open - Not Contacted",
+        False,
+        None,
+        "Unknown (2X)",
+    )  # "" is stored as null, as Salesforce does
     sf.Lead.update(lead_id, {"Status": "Some Custom Status", "LeadSource": "Carrier pigeon"})  # not restricted
     assert emulator.get("Lead", lead_id)["Status"] == "Some Custom Status"
 
 
 def test_call_task_closes_and_touches_last_activity(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     who = emulator.seed_ids["contact_jane"]
-    task_id = sf.Task.create({
-        "Subject": "Call: Transferred to sales", "TaskSubtype": "Call", "Type": "Call", "Status": "Completed",
-        "Priority": "Normal", "CallType": "Outbound", "CallDurationInSeconds": 33, "CallDisposition": "Transferred",
-        "CallObject": "2x-123", "ActivityDate": "2031-03-04", "Description": "2X agent: Hi\nLead: Hello",
-        "WhoId": who, "ReminderDateTime": "2031-03-04T15:00:00-05:00", "IsReminderSet": True})["id"]
+    task_id = sf.Task.create(
+        {
+            "Subject": "Call: Transferred to sales",
+            "TaskSubtype": "Call",
+            "Type": "Call",
+            "Status": "Completed",
+            "Priority": "Normal",
+            "CallType": "Outbound",
+            "CallDurationInSeconds": 33,
+            "CallDisposition": "Transferred",
+            "CallObject": "2x-123",
+            "ActivityDate": "2031-03-04",
+            "Description": "2X agent: Hi\nLead: Hello",
+            "WhoId": who,
+            "ReminderDateTime": "2031-03-04T15:00:00-05:00",
+            "IsReminderSet": True,
+        }
+    )["id"]
     task = sf.Task.get(task_id)
     assert task["IsClosed"] is True and task["CompletedDateTime"] is not None and task["OwnerId"].startswith("005")
     assert task["ReminderDateTime"] == "2031-03-04T20:00:00.000+0000"
     assert emulator.get("Contact", who)["LastActivityDate"] == "2031-03-04"
     open_task = sf.Task.create({"Subject": "Call back", "WhoId": who[:15]})["id"]
-    assert (sf.Task.get(open_task)["Status"], sf.Task.get(open_task)["Priority"],
-            sf.Task.get(open_task)["TaskSubtype"], sf.Task.get(open_task)["IsClosed"]) == (
-        "Not Started", "Normal", "Task", False)
+    assert (
+        sf.Task.get(open_task)["Status"],
+        sf.Task.get(open_task)["Priority"],
+        sf.Task.get(open_task)["TaskSubtype"],
+        sf.Task.get(open_task)["IsClosed"],
+    ) == ("Not Started", "Normal", "Task", False)
 
 
 def test_describe_reports_what_the_sink_writes(sf: Salesforce) -> None:
@@ -184,38 +221,52 @@ def test_without_custom_fields_writes_to_them_fail() -> None:
         assert "TwoX_Wrong_Number__c" not in {f["name"] for f in client.Contact.describe()["fields"]}
         with pytest.raises(SalesforceMalformedRequest) as exc:
             client.Contact.create({"LastName": "Doe", "TwoX_Wrong_Number__c": True})
-        assert error_of(exc) == {"errorCode": "INVALID_FIELD",
-                                 "message": "No such column 'TwoX_Wrong_Number__c' on sobject of type Contact"}
+        assert error_of(exc) == {
+            "errorCode": "INVALID_FIELD",
+            "message": "No such column 'TwoX_Wrong_Number__c' on sobject of type Contact",
+        }
         assert bare.records("Contact") == []
 
 
 # --- validation errors, as simple-salesforce surfaces them ------------------------------------------------------
-@pytest.mark.parametrize(("sobject", "body", "code", "fields"), [
-    ("Lead", {"FirstName": "No"}, "REQUIRED_FIELD_MISSING", ["LastName", "Company"]),
-    ("Contact", {"LastName": ""}, "REQUIRED_FIELD_MISSING", ["LastName"]),
-    ("Task", {"Subject": "Call", "Foo__c": 1}, "INVALID_FIELD", None),
-    ("Lead", {"LastName": "L", "Company": "C", "IsConverted": True}, "INVALID_FIELD_FOR_INSERT_UPDATE",
-     ["IsConverted"]),
-    ("Task", {"Description": "x" * 32001}, "STRING_TOO_LONG", ["Description"]),
-    ("Task", {"CallObject": "2x-" + "9" * 253}, "STRING_TOO_LONG", ["CallObject"]),
-    ("Task", {"Subject": "s" * 256}, "STRING_TOO_LONG", ["Subject"]),
-    ("Task", {"CallDisposition": "d" * 256}, "STRING_TOO_LONG", ["CallDisposition"]),
-    ("Task", {"CallType": "Sideways"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["CallType"]),
-    ("Task", {"TaskSubtype": "Fax"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["TaskSubtype"]),
-    ("Contact", {"LastName": "D", "DoNotCall": "true"}, "JSON_PARSER_ERROR", None),
-    ("Task", {"CallDurationInSeconds": "33"}, "JSON_PARSER_ERROR", None),
-    ("Task", {"ActivityDate": "2025-01-02T10:00:00Z"}, "JSON_PARSER_ERROR", None),
-    ("Task", {"ReminderDateTime": "2025-01-02 10:00:00"}, "JSON_PARSER_ERROR", None),
-    ("Task", {"ReminderDateTime": "2025-01-02T10:00:00"}, "JSON_PARSER_ERROR", None),
-    ("Task", {"WhoId": "not-an-id"}, "MALFORMED_ID", ["WhoId"]),
-    ("Task", {"WhoId": "003000000000000AAA"}, "INVALID_CROSS_REFERENCE_KEY", ["WhoId"]),
-    ("Task", {"WhoId": "SEED:account_acme"}, "FIELD_INTEGRITY_EXCEPTION", ["WhoId"]),
-    ("Task", {"Id": "00T000000000000AAA"}, "INVALID_FIELD", None),
-])
-def test_create_rejections(sf: Salesforce, emulator: SalesforceEmulator, sobject: str, body: dict[str, Any],
-                           code: str, fields: list[str] | None) -> None:
-    body = {k: emulator.seed_ids[v[5:]] if isinstance(v, str) and v.startswith("SEED:") else v
-            for k, v in body.items()}
+@pytest.mark.parametrize(
+    ("sobject", "body", "code", "fields"),
+    [
+        ("Lead", {"FirstName": "No"}, "REQUIRED_FIELD_MISSING", ["LastName", "Company"]),
+        ("Contact", {"LastName": ""}, "REQUIRED_FIELD_MISSING", ["LastName"]),
+        ("Task", {"Subject": "Call", "Foo__c": 1}, "INVALID_FIELD", None),
+        (
+            "Lead",
+            {"LastName": "L", "Company": "C", "IsConverted": True},
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            ["IsConverted"],
+        ),
+        ("Task", {"Description": "x" * 32001}, "STRING_TOO_LONG", ["Description"]),
+        ("Task", {"CallObject": "2x-" + "9" * 253}, "STRING_TOO_LONG", ["CallObject"]),
+        ("Task", {"Subject": "s" * 256}, "STRING_TOO_LONG", ["Subject"]),
+        ("Task", {"CallDisposition": "d" * 256}, "STRING_TOO_LONG", ["CallDisposition"]),
+        ("Task", {"CallType": "Sideways"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["CallType"]),
+        ("Task", {"TaskSubtype": "Fax"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["TaskSubtype"]),
+        ("Contact", {"LastName": "D", "DoNotCall": "true"}, "JSON_PARSER_ERROR", None),
+        ("Task", {"CallDurationInSeconds": "33"}, "JSON_PARSER_ERROR", None),
+        ("Task", {"ActivityDate": "2025-01-02T10:00:00Z"}, "JSON_PARSER_ERROR", None),
+        ("Task", {"ReminderDateTime": "2025-01-02 10:00:00"}, "JSON_PARSER_ERROR", None),
+        ("Task", {"ReminderDateTime": "2025-01-02T10:00:00"}, "JSON_PARSER_ERROR", None),
+        ("Task", {"WhoId": "not-an-id"}, "MALFORMED_ID", ["WhoId"]),
+        ("Task", {"WhoId": "003000000000000AAA"}, "INVALID_CROSS_REFERENCE_KEY", ["WhoId"]),
+        ("Task", {"WhoId": "SEED:account_acme"}, "FIELD_INTEGRITY_EXCEPTION", ["WhoId"]),
+        ("Task", {"Id": "00T000000000000AAA"}, "INVALID_FIELD", None),
+    ],
+)
+def test_create_rejections(
+    sf: Salesforce,
+    emulator: SalesforceEmulator,
+    sobject: str,
+    body: dict[str, Any],
+    code: str,
+    fields: list[str] | None,
+) -> None:
+    body = {k: emulator.seed_ids[v[5:]] if isinstance(v, str) and v.startswith("SEED:") else v for k, v in body.items()}
     before = len(emulator.records(sobject))
     with pytest.raises(SalesforceMalformedRequest) as exc:
         getattr(sf, sobject).create(body)
@@ -232,7 +283,9 @@ def test_rejection_texts_match_salesforce(sf: Salesforce) -> None:
     assert error_of(missing)["message"] == "Required fields are missing: [LastName, Company]"
     with pytest.raises(SalesforceMalformedRequest) as too_long:
         sf.Task.create({"CallObject": "x" * 256})
-    assert error_of(too_long)["message"] == f"Call Object Identifier: data value too large: {'x' * 256} (max length=255)"
+    assert (
+        error_of(too_long)["message"] == f"Call Object Identifier: data value too large: {'x' * 256} (max length=255)"
+    )
     with pytest.raises(SalesforceMalformedRequest) as picklist:
         sf.Task.create({"CallType": "Sideways"})
     assert error_of(picklist)["message"] == "Call Type: bad value for restricted picklist field: Sideways"
@@ -240,7 +293,8 @@ def test_rejection_texts_match_salesforce(sf: Salesforce) -> None:
         sf.Contact.create({"LastName": "D", "DoNotCall": "yes"})
     assert error_of(parse)["message"].startswith(
         "Cannot deserialize instance of boolean from VALUE_STRING value yes or request may be missing a required "
-        "field at [line:1, column:")
+        "field at [line:1, column:"
+    )
     with pytest.raises(SalesforceMalformedRequest) as who:
         sf.Task.create({"WhoId": "006000000000000AAA"})
     assert error_of(who)["message"] == "Name ID: id value of incorrect type: 006000000000000AAA"
@@ -257,9 +311,12 @@ def test_update_rejections(sf: Salesforce, emulator: SalesforceEmulator) -> None
     assert error_of(required)["errorCode"] == "REQUIRED_FIELD_MISSING"
     with pytest.raises(SalesforceResourceNotFound):
         sf.Task.update("00T000000000000AAA", {"Subject": "x"})
-    raw = emulator.client_session().patch(f"{emulator.instance_url}{V}/sobjects/Task/{task_id}", data="{Subject: x",
-                                          headers={"Authorization": f"Bearer {emulator.session_id}",
-                                                   "Content-Type": "application/json"}, timeout=5)
+    raw = emulator.client_session().patch(
+        f"{emulator.instance_url}{V}/sobjects/Task/{task_id}",
+        data="{Subject: x",
+        headers={"Authorization": f"Bearer {emulator.session_id}", "Content-Type": "application/json"},
+        timeout=5,
+    )
     assert raw.status_code == 400 and raw.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
     assert emulator.get("Task", task_id)["TaskSubtype"] == "Call"
 
@@ -269,39 +326,63 @@ def test_soql_subset(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     john = emulator.seed_ids["contact_john"]
     result = sf.query("SELECT Id, Name, Phone FROM Contact WHERE Phone = '(202) 555-0143'")
     assert result["totalSize"] == 1 and result["done"] is True
-    assert result["records"][0] == {"attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{john}"},
-                                    "Id": john, "Name": "John Doe", "Phone": "(202) 555-0143"}
+    assert result["records"][0] == {
+        "attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{john}"},
+        "Id": john,
+        "Name": "John Doe",
+        "Phone": "(202) 555-0143",
+    }
     assert sf.query(f"select id from contact where phone = '{SAMPLE_PHONE}'")["totalSize"] == 0  # stored verbatim
     assert sf.query("SELECT Id FROM Contact WHERE Phone LIKE '%555-0143'")["totalSize"] == 1
     assert sf.query("SELECT Id FROM Contact WHERE lastname = 'DOE' AND DoNotCall = false")["totalSize"] == 1
-    names = [r["LastName"] for r in sf.query(
-        "SELECT LastName FROM Contact WHERE LastName IN ('Doe', 'Roe', 'Smith') ORDER BY CreatedDate DESC LIMIT 2"
-    )["records"]]
+    names = [
+        r["LastName"]
+        for r in sf.query(
+            "SELECT LastName FROM Contact WHERE LastName IN ('Doe', 'Roe', 'Smith') ORDER BY CreatedDate DESC LIMIT 2"
+        )["records"]
+    ]
     assert names == ["Smith", "Roe"]
     assert sf.query("SELECT Id FROM Lead WHERE IsConverted = true OR Status = 'Closed - Converted'")["totalSize"] == 1
-    assert sf.query("SELECT Id FROM Lead WHERE (IsConverted = false) AND LastName != null AND FirstName != 'x'"
-                    )["totalSize"] >= 1
+    assert (
+        sf.query("SELECT Id FROM Lead WHERE (IsConverted = false) AND LastName != null AND FirstName != 'x'")[
+            "totalSize"
+        ]
+        >= 1
+    )
     assert sf.query(f"SELECT COUNT() FROM Contact WHERE Id = '{john[:15]}'")["totalSize"] == 1
     sf.Lead.create({"LastName": "O'Brien", "Company": "C"})
     assert sf.query(r"SELECT Id FROM Lead WHERE LastName = 'O\'Brien'")["totalSize"] == 1
     assert sf.query("SELECT Id FROM Contact WHERE CreatedDate < 2023-06-01T00:00:00Z")["totalSize"] == 1
-    assert sf.query("SELECT Id FROM Contact WHERE LastActivityDate > 2024-06-01 AND CreatedDate = LAST_N_DAYS:99999"
-                    )["totalSize"] >= 2
+    assert (
+        sf.query("SELECT Id FROM Contact WHERE LastActivityDate > 2024-06-01 AND CreatedDate = LAST_N_DAYS:99999")[
+            "totalSize"
+        ]
+        >= 2
+    )
 
 
-@pytest.mark.parametrize(("soql", "code", "detail"), [
-    ("SELECT Id, Foo__c FROM Task", "INVALID_FIELD", "No such column 'Foo__c' on entity 'Task'."),
-    ("SELECT Id FROM Opportunity", "INVALID_TYPE", "sObject type 'Opportunity' is not supported."),
-    ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY", "unexpected token: <EOF>"),
-    ("SELECT FROM Contact", "MALFORMED_QUERY", "unexpected token: 'FROM'"),
-    ("SELECT Id FROM Contact WHERE LastName = 'a' AND DoNotCall = true OR Phone = 'x'", "MALFORMED_QUERY",
-     "unexpected token: 'OR'"),
-    ("SELECT Id FROM Contact WHERE LastName = 'unterminated", "MALFORMED_QUERY", "unexpected token"),
-    ("SELECT Id FROM Contact WHERE DoNotCall = 'true'", "INVALID_QUERY_FILTER_OPERATOR",
-     "value of filter criterion for field 'DoNotCall' must be of type boolean and should not be enclosed in quotes"),
-    ("SELECT Id FROM Task WHERE Description = 'x'", "INVALID_FIELD", "field 'Description' can not be filtered"),
-    ("SELECT Id FROM Contact WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
-])
+@pytest.mark.parametrize(
+    ("soql", "code", "detail"),
+    [
+        ("SELECT Id, Foo__c FROM Task", "INVALID_FIELD", "No such column 'Foo__c' on entity 'Task'."),
+        ("SELECT Id FROM Opportunity", "INVALID_TYPE", "sObject type 'Opportunity' is not supported."),
+        ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY", "unexpected token: <EOF>"),
+        ("SELECT FROM Contact", "MALFORMED_QUERY", "unexpected token: 'FROM'"),
+        (
+            "SELECT Id FROM Contact WHERE LastName = 'a' AND DoNotCall = true OR Phone = 'x'",
+            "MALFORMED_QUERY",
+            "unexpected token: 'OR'",
+        ),
+        ("SELECT Id FROM Contact WHERE LastName = 'unterminated", "MALFORMED_QUERY", "unexpected token"),
+        (
+            "SELECT Id FROM Contact WHERE DoNotCall = 'true'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "value of filter criterion for field 'DoNotCall' must be of type boolean and should not be enclosed in quotes",
+        ),
+        ("SELECT Id FROM Task WHERE Description = 'x'", "INVALID_FIELD", "field 'Description' can not be filtered"),
+        ("SELECT Id FROM Contact WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
+    ],
+)
 def test_soql_errors(sf: Salesforce, soql: str, code: str, detail: str) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.query(soql)
@@ -312,17 +393,21 @@ def test_soql_errors(sf: Salesforce, soql: str, code: str, detail: str) -> None:
 def test_soql_error_carries_salesforce_position_preamble(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.query("SELECT Id, Foo__c FROM Task")
-    assert error_of(exc)["message"].startswith("\nSELECT Id, Foo__c FROM Task\n           ^\nERROR at Row:1:Column:12\n")
+    assert error_of(exc)["message"].startswith(
+        "\nSELECT Id, Foo__c FROM Task\n           ^\nERROR at Row:1:Column:12\n"
+    )
 
 
 def test_query_pages_at_2000_rows_with_a_path_next_url() -> None:
     with SalesforceEmulator(seed_records=False) as big:
         client = connect(big)
         for start in range(0, 2100, 200):
-            records = [{"attributes": {"type": "Task"}, "Subject": f"T{i}"} for i in range(start, min(start + 200,
-                                                                                                      2100))]
-            assert all(r["success"] for r in client.restful("composite/sobjects", method="POST",
-                                                             json={"records": records}))
+            records = [
+                {"attributes": {"type": "Task"}, "Subject": f"T{i}"} for i in range(start, min(start + 200, 2100))
+            ]
+            assert all(
+                r["success"] for r in client.restful("composite/sobjects", method="POST", json={"records": records})
+            )
         first = client.query("SELECT Id, Subject FROM Task")
         assert (first["totalSize"], first["done"], len(first["records"])) == (2100, False, 2000)
         assert first["nextRecordsUrl"].startswith(f"{V}/query/01g")
@@ -335,8 +420,10 @@ def test_query_pages_at_2000_rows_with_a_path_next_url() -> None:
 
 
 # --- SOSL ----------------------------------------------------------------------------------------------------
-PHONE_SEARCH = ("FIND {{{digits}}} IN PHONE FIELDS RETURNING Contact(Id, Name, Phone, MobilePhone, LastActivityDate), "
-                "Lead(Id, Name, Phone, MobilePhone WHERE IsConverted = false)")
+PHONE_SEARCH = (
+    "FIND {{{digits}}} IN PHONE FIELDS RETURNING Contact(Id, Name, Phone, MobilePhone, LastActivityDate), "
+    "Lead(Id, Name, Phone, MobilePhone WHERE IsConverted = false)"
+)
 
 
 def test_sosl_matches_formatted_phones_by_digits(sf: Salesforce, emulator: SalesforceEmulator) -> None:
@@ -344,7 +431,8 @@ def test_sosl_matches_formatted_phones_by_digits(sf: Salesforce, emulator: Sales
     assert [(r["attributes"]["type"], r["Id"]) for r in by_e164] == [("Contact", emulator.seed_ids["contact_john"])]
     assert sf.search(PHONE_SEARCH.format(digits="2025550143"))["searchRecords"][0]["Phone"] == "(202) 555-0143"
     assert [r["Id"] for r in sf.search(PHONE_SEARCH.format(digits=r"\+12125550188"))["searchRecords"]] == [
-        emulator.seed_ids["contact_ann"]]
+        emulator.seed_ids["contact_ann"]
+    ]
     jane = sf.search(PHONE_SEARCH.format(digits="4155550100"))["searchRecords"]
     assert [r["Id"] for r in jane] == [emulator.seed_ids["contact_jane"]]  # her converted Lead is excluded
     with_converted = sf.search("FIND {4155550100} IN PHONE FIELDS RETURNING Lead(Id, IsConverted)")["searchRecords"]
@@ -377,32 +465,53 @@ def test_sosl_index_lag_hides_new_records() -> None:
 
 
 def test_parameterized_search(sf: Salesforce, emulator: SalesforceEmulator) -> None:
-    found = sf.restful("parameterizedSearch", params={"q": "2025550143", "in": "PHONE", "sobject": "Contact",
-                                                      "Contact.fields": "Id,Phone"})
-    assert [(r["Id"], r["Phone"]) for r in found["searchRecords"]] == [(emulator.seed_ids["contact_john"],
-                                                                        "(202) 555-0143")]
+    found = sf.restful(
+        "parameterizedSearch",
+        params={"q": "2025550143", "in": "PHONE", "sobject": "Contact", "Contact.fields": "Id,Phone"},
+    )
+    assert [(r["Id"], r["Phone"]) for r in found["searchRecords"]] == [
+        (emulator.seed_ids["contact_john"], "(202) 555-0143")
+    ]
 
 
 # --- composite and collections ---------------------------------------------------------------------------------
 def composite(sf: Salesforce, all_or_none: bool, *subrequests: dict[str, Any]) -> list[dict[str, Any]]:
-    answer = sf.restful("composite", method="POST", json={"allOrNone": all_or_none,
-                                                          "compositeRequest": list(subrequests)})
+    answer = sf.restful(
+        "composite", method="POST", json={"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
+    )
     return answer["compositeResponse"]
 
 
 def test_composite_resolves_references_and_counts_once(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     before = emulator.api_calls()
     responses = composite(
-        sf, True,
-        {"method": "POST", "url": f"{V}/sobjects/Lead", "referenceId": "newLead",
-         "body": {"LastName": "Ref", "Company": "Co", "Phone": "(404) 555-0100"}},
-        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "newTask",
-         "body": {"WhoId": "@{newLead.id}", "Subject": "Call", "Status": "Completed", "CallObject": "2x-ref"}},
-        {"method": "PATCH", "url": f"{V}/sobjects/Lead/@{{newLead.id}}", "referenceId": "touch",
-         "body": {"Status": "Working - Contacted"}},
-        {"method": "GET", "url": f"{V}/query/?q=SELECT+Id,WhoId+FROM+Task+WHERE+CallObject='2x-ref'",
-         "referenceId": "find"},
-        {"method": "GET", "url": f"{V}/sobjects/Task/@{{find.records[0].Id}}?fields=Subject", "referenceId": "read"})
+        sf,
+        True,
+        {
+            "method": "POST",
+            "url": f"{V}/sobjects/Lead",
+            "referenceId": "newLead",
+            "body": {"LastName": "Ref", "Company": "Co", "Phone": "(404) 555-0100"},
+        },
+        {
+            "method": "POST",
+            "url": f"{V}/sobjects/Task",
+            "referenceId": "newTask",
+            "body": {"WhoId": "@{newLead.id}", "Subject": "Call", "Status": "Completed", "CallObject": "2x-ref"},
+        },
+        {
+            "method": "PATCH",
+            "url": f"{V}/sobjects/Lead/@{{newLead.id}}",
+            "referenceId": "touch",
+            "body": {"Status": "Working - Contacted"},
+        },
+        {
+            "method": "GET",
+            "url": f"{V}/query/?q=SELECT+Id,WhoId+FROM+Task+WHERE+CallObject='2x-ref'",
+            "referenceId": "find",
+        },
+        {"method": "GET", "url": f"{V}/sobjects/Task/@{{find.records[0].Id}}?fields=Subject", "referenceId": "read"},
+    )
     assert emulator.api_calls() == before + 1
     assert [r["httpStatusCode"] for r in responses] == [201, 201, 204, 200, 200]
     lead_id = responses[0]["body"]["id"]
@@ -415,16 +524,31 @@ def test_composite_resolves_references_and_counts_once(sf: Salesforce, emulator:
 def test_composite_all_or_none_rolls_back(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     leads, tasks = len(emulator.records("Lead")), len(emulator.records("Task"))
     responses = composite(
-        sf, True,
-        {"method": "POST", "url": f"{V}/sobjects/Lead", "referenceId": "lead", "body": {"LastName": "A", "Company": "B"}},
-        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "task",
-         "body": {"WhoId": "@{lead.id}", "Subject": "Call", "CallType": "Sideways"}},
-        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "after", "body": {"Subject": "x"}})
+        sf,
+        True,
+        {
+            "method": "POST",
+            "url": f"{V}/sobjects/Lead",
+            "referenceId": "lead",
+            "body": {"LastName": "A", "Company": "B"},
+        },
+        {
+            "method": "POST",
+            "url": f"{V}/sobjects/Task",
+            "referenceId": "task",
+            "body": {"WhoId": "@{lead.id}", "Subject": "Call", "CallType": "Sideways"},
+        },
+        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "after", "body": {"Subject": "x"}},
+    )
     assert [r["httpStatusCode"] for r in responses] == [400, 400, 400]
     assert responses[1]["body"][0]["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     for halted in (responses[0], responses[2]):
-        assert halted["body"] == [{"errorCode": "PROCESSING_HALTED", "message": (
-            "The transaction was rolled back since another operation in the same transaction failed.")}]
+        assert halted["body"] == [
+            {
+                "errorCode": "PROCESSING_HALTED",
+                "message": ("The transaction was rolled back since another operation in the same transaction failed."),
+            }
+        ]
     assert (len(emulator.records("Lead")), len(emulator.records("Task"))) == (leads, tasks)
 
 
@@ -432,11 +556,22 @@ def test_composite_all_or_none_covers_collection_subrequests(sf: Salesforce, emu
     """A collection answers 200 with a failed record; inside an allOrNone composite that still rolls back all."""
     tasks = len(emulator.records("Task"))
     responses = composite(
-        sf, True,
+        sf,
+        True,
         {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "single", "body": {"Subject": "a"}},
-        {"method": "POST", "url": f"{V}/composite/sobjects", "referenceId": "many", "body": {"allOrNone": False,
-         "records": [{"attributes": {"type": "Task"}, "Subject": "b"},
-                     {"attributes": {"type": "Task"}, "CallType": "Sideways"}]}})
+        {
+            "method": "POST",
+            "url": f"{V}/composite/sobjects",
+            "referenceId": "many",
+            "body": {
+                "allOrNone": False,
+                "records": [
+                    {"attributes": {"type": "Task"}, "Subject": "b"},
+                    {"attributes": {"type": "Task"}, "CallType": "Sideways"},
+                ],
+            },
+        },
+    )
     assert responses[0]["body"][0]["errorCode"] == "PROCESSING_HALTED"
     assert [r["success"] for r in responses[1]["body"]] == [False, False]  # allOrNone forced on the collection
     assert len(emulator.records("Task")) == tasks
@@ -444,15 +579,19 @@ def test_composite_all_or_none_covers_collection_subrequests(sf: Salesforce, emu
 
 def test_composite_without_all_or_none_halts_only_dependents(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     responses = composite(
-        sf, False,
+        sf,
+        False,
         {"method": "POST", "url": f"{V}/sobjects/Lead", "referenceId": "bad", "body": {"LastName": "NoCompany"}},
         {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "dependent", "body": {"WhoId": "@{bad.id}"}},
         {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "independent", "body": {"Subject": "ok"}},
-        {"method": "GET", "url": f"{V}/sobjects/Task/@{{independent.Id}}", "referenceId": "wrongCase"})
+        {"method": "GET", "url": f"{V}/sobjects/Task/@{{independent.Id}}", "referenceId": "wrongCase"},
+    )
     assert [r["httpStatusCode"] for r in responses] == [400, 400, 201, 400]
     assert responses[0]["body"][0]["errorCode"] == "REQUIRED_FIELD_MISSING"
     assert responses[1]["body"][0]["errorCode"] == "PROCESSING_HALTED"
-    assert responses[1]["body"][0]["message"].startswith("Invalid reference specified. No value for bad.id found in bad.")
+    assert responses[1]["body"][0]["message"].startswith(
+        "Invalid reference specified. No value for bad.id found in bad."
+    )
     assert "independent.Id" in responses[3]["body"][0]["message"]  # references are case-sensitive: it's "id"
     assert emulator.get("Task", responses[2]["body"]["id"]) is not None
 
@@ -462,28 +601,59 @@ def test_composite_rejects_bad_reference_ids_and_too_many_subrequests(sf: Salesf
         composite(sf, False, {"method": "GET", "url": f"{V}/limits", "referenceId": "ref[1]"})
     assert error_of(bad_reference)["errorCode"] == "JSON_PARSER_ERROR"
     with pytest.raises(SalesforceMalformedRequest):
-        composite(sf, False, *({"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": f"t{i}",
-                                "body": {"Subject": "x"}} for i in range(26)))
+        composite(
+            sf,
+            False,
+            *(
+                {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": f"t{i}", "body": {"Subject": "x"}}
+                for i in range(26)
+            ),
+        )
 
 
 def test_collections_create_and_update_report_per_record(sf: Salesforce, emulator: SalesforceEmulator) -> None:
-    created = sf.restful("composite/sobjects", method="POST", json={"allOrNone": False, "records": [
-        {"attributes": {"type": "Task"}, "Subject": "Call", "CallObject": "2x-c1"},
-        {"attributes": {"type": "Lead"}, "LastName": "Missing company"},
-        {"attributes": {"type": "Contact"}, "LastName": "Col", "Phone": "(505) 555-0100"}]})
+    created = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Task"}, "Subject": "Call", "CallObject": "2x-c1"},
+                {"attributes": {"type": "Lead"}, "LastName": "Missing company"},
+                {"attributes": {"type": "Contact"}, "LastName": "Col", "Phone": "(505) 555-0100"},
+            ],
+        },
+    )
     assert [r["success"] for r in created] == [True, False, True]
-    assert created[1] == {"success": False, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING",
-                                                        "message": "Required fields are missing: [Company]",
-                                                        "fields": ["Company"]}]}
+    assert created[1] == {
+        "success": False,
+        "errors": [
+            {
+                "statusCode": "REQUIRED_FIELD_MISSING",
+                "message": "Required fields are missing: [Company]",
+                "fields": ["Company"],
+            }
+        ],
+    }
     task_id, contact_id = created[0]["id"], created[2]["id"]
-    updated = sf.restful("composite/sobjects", method="PATCH", json={"records": [
-        {"attributes": {"type": "Task"}, "id": task_id, "Status": "Completed"},
-        {"attributes": {"type": "Contact"}, "id": task_id, "LastName": "Wrong type"},
-        {"attributes": {"type": "Contact"}, "LastName": "No id"},
-        {"attributes": {"type": "Contact"}, "id": contact_id, "TwoX_Wrong_Number__c": True}]})
+    updated = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "records": [
+                {"attributes": {"type": "Task"}, "id": task_id, "Status": "Completed"},
+                {"attributes": {"type": "Contact"}, "id": task_id, "LastName": "Wrong type"},
+                {"attributes": {"type": "Contact"}, "LastName": "No id"},
+                {"attributes": {"type": "Contact"}, "id": contact_id, "TwoX_Wrong_Number__c": True},
+            ]
+        },
+    )
     assert [r["success"] for r in updated] == [True, False, False, True]
-    assert updated[1]["errors"][0] == {"statusCode": "MALFORMED_ID", "fields": ["Id"],
-                                       "message": f"Contact ID: id value of incorrect type: {task_id}"}
+    assert updated[1]["errors"][0] == {
+        "statusCode": "MALFORMED_ID",
+        "fields": ["Id"],
+        "message": f"Contact ID: id value of incorrect type: {task_id}",
+    }
     assert updated[2]["errors"][0]["statusCode"] == "MISSING_ARGUMENT"
     assert emulator.get("Task", task_id)["IsClosed"] is True
     assert emulator.get("Contact", contact_id)["TwoX_Wrong_Number__c"] is True
@@ -491,16 +661,31 @@ def test_collections_create_and_update_report_per_record(sf: Salesforce, emulato
 
 def test_collections_all_or_none_rolls_back(sf: Salesforce, emulator: SalesforceEmulator) -> None:
     before = len(emulator.records("Task"))
-    results = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [
-        {"attributes": {"type": "Task"}, "Subject": "ok"},
-        {"attributes": {"type": "Task"}, "TaskSubtype": "Fax"}]})
+    results = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={
+            "allOrNone": True,
+            "records": [
+                {"attributes": {"type": "Task"}, "Subject": "ok"},
+                {"attributes": {"type": "Task"}, "TaskSubtype": "Fax"},
+            ],
+        },
+    )
     assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
     assert results[1]["errors"][0]["statusCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     assert len(emulator.records("Task")) == before
     with pytest.raises(SalesforceMalformedRequest) as deserialize:  # a type error refuses the whole request
-        sf.restful("composite/sobjects", method="POST", json={"records": [
-            {"attributes": {"type": "Task"}, "Subject": "ok"},
-            {"attributes": {"type": "Task"}, "CallDurationInSeconds": "33"}]})
+        sf.restful(
+            "composite/sobjects",
+            method="POST",
+            json={
+                "records": [
+                    {"attributes": {"type": "Task"}, "Subject": "ok"},
+                    {"attributes": {"type": "Task"}, "CallDurationInSeconds": "33"},
+                ]
+            },
+        )
     assert error_of(deserialize)["errorCode"] == "JSON_PARSER_ERROR"
     assert len(emulator.records("Task")) == before
 
@@ -548,8 +733,11 @@ def test_fail_next_unable_to_lock_row(emulator: SalesforceEmulator, sf: Salesfor
     sf.query("SELECT Id FROM Lead")  # other paths are unaffected
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Lead.update(lead, {"Status": "Working - Contacted"})
-    assert error_of(exc) == {"errorCode": "UNABLE_TO_LOCK_ROW", "fields": [],
-                             "message": f"unable to obtain exclusive access to this record or 1 records: {lead}"}
+    assert error_of(exc) == {
+        "errorCode": "UNABLE_TO_LOCK_ROW",
+        "fields": [],
+        "message": f"unable to obtain exclusive access to this record or 1 records: {lead}",
+    }
     assert sf.Lead.update(lead, {"Status": "Working - Contacted"}) == 204  # the retry succeeds
     emulator.fail_next(2, status=503, error_code="SERVER_UNAVAILABLE")
     for _ in range(2):
@@ -563,19 +751,28 @@ def test_fail_next_inside_composite_triggers_rollback(emulator: SalesforceEmulat
     leads = len(emulator.records("Lead"))
     emulator.fail_next(path_contains="/sobjects/Task")
     responses = composite(
-        sf, True,
-        {"method": "POST", "url": f"{V}/sobjects/Lead", "referenceId": "lead", "body": {"LastName": "A", "Company": "B"}},
-        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "task", "body": {"WhoId": "@{lead.id}"}})
+        sf,
+        True,
+        {
+            "method": "POST",
+            "url": f"{V}/sobjects/Lead",
+            "referenceId": "lead",
+            "body": {"LastName": "A", "Company": "B"},
+        },
+        {"method": "POST", "url": f"{V}/sobjects/Task", "referenceId": "task", "body": {"WhoId": "@{lead.id}"}},
+    )
     assert [r["body"][0]["errorCode"] for r in responses] == ["PROCESSING_HALTED", "UNABLE_TO_LOCK_ROW"]
     assert len(emulator.records("Lead")) == leads
 
 
-def test_unexpected_errors_are_salesforce_shaped(emulator: SalesforceEmulator, sf: Salesforce,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_are_salesforce_shaped(
+    emulator: SalesforceEmulator, sf: Salesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import connector.emulators.salesforce.routes as routes
 
     def boom(org: Any) -> Any:
         raise RuntimeError("internal detail that must not leak")
+
     monkeypatch.setattr(routes, "_limits", boom)
     with pytest.raises(SalesforceGeneralError) as exc:
         sf.limits()
@@ -588,13 +785,20 @@ def test_request_log_records_bodies_and_counts(emulator: SalesforceEmulator, sf:
     sf.Task.create({"Subject": "logged", "CallObject": "2x-log"})
     entry = emulator.request_log[-1]
     assert (entry["method"], entry["path"], entry["status"], entry["counted"]) == (
-        "POST", f"{V}/sobjects/Task/", 201, True)
+        "POST",
+        f"{V}/sobjects/Task/",
+        201,
+        True,
+    )
     assert entry["body"] == {"Subject": "logged", "CallObject": "2x-log"}
 
 
 def test_module_main_prints_connection_details() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "connector.emulators.salesforce.server", "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector.emulators.salesforce.server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(3)]
@@ -608,8 +812,10 @@ def test_module_main_prints_connection_details() -> None:
 
 
 # --- set-up surfaces: Tooling API fields, field-level security, permissions, userinfo ----------------------------
-CHECKBOX = {"FullName": "Contact.TwoX_Wrong_Number__c",
-            "Metadata": {"type": "Checkbox", "label": "2X Wrong Number", "defaultValue": "false"}}
+CHECKBOX = {
+    "FullName": "Contact.TwoX_Wrong_Number__c",
+    "Metadata": {"type": "Checkbox", "label": "2X Wrong Number", "defaultValue": "false"},
+}
 
 
 def test_a_tooling_field_is_invisible_until_a_permission_set_grants_it() -> None:
@@ -620,25 +826,36 @@ def test_a_tooling_field_is_invisible_until_a_permission_set_grants_it() -> None
         with pytest.raises(SalesforceMalformedRequest) as duplicate:
             sf.toolingexecute("sobjects/CustomField/", method="POST", data=CHECKBOX)
         assert error_of(duplicate)["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
-        listed = sf.toolingexecute("query/", params={"q": "SELECT Id, DeveloperName, TableEnumOrId FROM CustomField "
-                                                          "WHERE TableEnumOrId = 'Contact'"})
+        listed = sf.toolingexecute(
+            "query/",
+            params={"q": "SELECT Id, DeveloperName, TableEnumOrId FROM CustomField WHERE TableEnumOrId = 'Contact'"},
+        )
         assert [(r["DeveloperName"], r["TableEnumOrId"]) for r in listed["records"]] == [
-            ("TwoX_Wrong_Number", "Contact")]
+            ("TwoX_Wrong_Number", "Contact")
+        ]
 
         john = bare.seed_ids["contact_john"]  # no field-level security yet: as if the field did not exist
         assert "TwoX_Wrong_Number__c" not in {f["name"] for f in sf.Contact.describe()["fields"]}
         with pytest.raises(SalesforceMalformedRequest) as write:
             sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
-        assert error_of(write) == {"errorCode": "INVALID_FIELD",
-                                   "message": "No such column 'TwoX_Wrong_Number__c' on sobject of type Contact"}
+        assert error_of(write) == {
+            "errorCode": "INVALID_FIELD",
+            "message": "No such column 'TwoX_Wrong_Number__c' on sobject of type Contact",
+        }
         with pytest.raises(SalesforceMalformedRequest) as select:
             sf.query("SELECT TwoX_Wrong_Number__c FROM Contact")
         assert error_of(select)["errorCode"] == "INVALID_FIELD"
         assert "If you are attempting to use a custom field, be sure to append the '__c'" in error_of(select)["message"]
 
         permission_set = sf.PermissionSet.create({"Name": "TwoX_Connector", "Label": "2X Connector"})["id"]
-        grant = sf.FieldPermissions.create({"ParentId": permission_set, "SobjectType": "Contact", "PermissionsRead":
-                                            True, "Field": "Contact.TwoX_Wrong_Number__c"})["id"]
+        grant = sf.FieldPermissions.create(
+            {
+                "ParentId": permission_set,
+                "SobjectType": "Contact",
+                "PermissionsRead": True,
+                "Field": "Contact.TwoX_Wrong_Number__c",
+            }
+        )["id"]
         user = sf.oauth2("userinfo")["user_id"]
         assert user.startswith("005")
         with pytest.raises(SalesforceMalformedRequest):  # granted, but not assigned to the user: still invisible
@@ -647,8 +864,12 @@ def test_a_tooling_field_is_invisible_until_a_permission_set_grants_it() -> None
         with pytest.raises(SalesforceMalformedRequest) as read_only:
             sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
         assert error_of(read_only)["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
-        assert sf.query("SELECT TwoX_Wrong_Number__c FROM Contact WHERE Id = '%s'" % john)["records"][0][
-            "TwoX_Wrong_Number__c"] is False  # readable: existing rows hold the checkbox's default
+        assert (
+            sf.query(f"SELECT TwoX_Wrong_Number__c FROM Contact WHERE Id = '{john}'")["records"][0][
+                "TwoX_Wrong_Number__c"
+            ]
+            is False
+        )  # readable: existing rows hold the checkbox's default
         sf.FieldPermissions.update(grant, {"PermissionsEdit": True})
         sf.Contact.update(john, {"TwoX_Wrong_Number__c": True})
         assert bare.get("Contact", john)["TwoX_Wrong_Number__c"] is True
@@ -670,6 +891,9 @@ def test_a_user_without_setup_permissions_is_refused() -> None:
         assert bare.custom_fields() == [] and bare.records("PermissionSet") == []
         with pytest.raises(SalesforceMalformedRequest) as text_field:  # a Text field needs its length
             bare.set_user_permissions()
-            sf.toolingexecute("sobjects/CustomField/", method="POST", data={
-                "FullName": "Lead.TwoX_Last_Call_Outcome__c", "Metadata": {"type": "Text", "label": "x"}})
+            sf.toolingexecute(
+                "sobjects/CustomField/",
+                method="POST",
+                data={"FullName": "Lead.TwoX_Last_Call_Outcome__c", "Metadata": {"type": "Text", "label": "x"}},
+            )
         assert error_of(text_field)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"

@@ -54,8 +54,10 @@ def test_marks_are_upserted_in_one_transaction_and_read_back_at_once(ledger: Led
     ids = claimed_ids(ledger, 25)
     ledger.deliveries.journal_mark(ids[0], "a:activity", "create_activity", ActionStatus.IN_FLIGHT)
     commits = Commits(ledger)
-    marks = [Mark(d, "a:activity", "create_activity", ActionStatus.SUCCEEDED, f"crm-{d}", {"crm_id": f"crm-{d}"})
-             for d in ids]
+    marks = [
+        Mark(d, "a:activity", "create_activity", ActionStatus.SUCCEEDED, f"crm-{d}", {"crm_id": f"crm-{d}"})
+        for d in ids
+    ]
     marks += [Mark(d, "a:contact", "resolve_contact", ActionStatus.SKIPPED) for d in ids[:5]]
     written = ledger.bulk.write(WORKER, marks=marks)
     assert commits.count == 1 and written.lease_lost == frozenset()
@@ -74,8 +76,9 @@ def test_in_flight_marks_check_the_lease_and_skip_only_the_lost_deliveries(ledge
     assert {c.id for c in reclaimed} == set(other)
     ledger.deliveries.claim(WORKER, ["rec"], limit=4, lease_s=60)  # the rest leased to this worker again
     marks = [Mark(d, "k", "create_activity", ActionStatus.IN_FLIGHT) for d in ids]
-    written = ledger.bulk.write(WORKER, in_flight=marks,
-                                marks=[Mark(ids[0], "earlier", "create_activity", ActionStatus.SUCCEEDED, "x")])
+    written = ledger.bulk.write(
+        WORKER, in_flight=marks, marks=[Mark(ids[0], "earlier", "create_activity", ActionStatus.SUCCEEDED, "x")]
+    )
     assert written.lease_lost == frozenset(other)
     journals = ledger.bulk.journals(ids)
     assert all("k" not in journals[d] for d in other)  # no in-flight mark, so no CRM call may follow
@@ -91,10 +94,26 @@ def test_finish_moves_only_held_deliveries_and_closes_every_attempt(ledger: Ledg
     ledger.deliveries.claim(WORKER, ["rec"], limit=4, lease_s=60)
     due = utcnow() + timedelta(seconds=30)
     finishes = [Finish(d, started[d], DeliveryStatus.SUCCEEDED, "succeeded") for d in ids[:3]]
-    finishes.append(Finish(ids[3], started[ids[3]], DeliveryStatus.RETRY_SCHEDULED, "rate_limited", due_at=due,
-                           error={"kind": "RateLimited", "status": 429, "message": "slow down"}, count_attempt=False))
-    finishes.append(Finish(ids[4], started[ids[4]], DeliveryStatus.DEAD, "dead",
-                           error={"kind": "PermanentError", "status": 400, "code": "INVALID", "message": "bad"}))
+    finishes.append(
+        Finish(
+            ids[3],
+            started[ids[3]],
+            DeliveryStatus.RETRY_SCHEDULED,
+            "rate_limited",
+            due_at=due,
+            error={"kind": "RateLimited", "status": 429, "message": "slow down"},
+            count_attempt=False,
+        )
+    )
+    finishes.append(
+        Finish(
+            ids[4],
+            started[ids[4]],
+            DeliveryStatus.DEAD,
+            "dead",
+            error={"kind": "PermanentError", "status": 400, "code": "INVALID", "message": "bad"},
+        )
+    )
     commits = Commits(ledger)
     written = ledger.bulk.write(WORKER, finishes=finishes)
     assert commits.count == 1
@@ -115,8 +134,11 @@ def test_finish_moves_only_held_deliveries_and_closes_every_attempt(ledger: Ledg
 def test_fields_are_upserted_and_read_back_for_many_contacts(ledger: Ledger) -> None:
     now = utcnow()
     ledger.sinks.record_written("rec", "contact:1", {"outcome": ("old", 1, now - timedelta(hours=1))}, "2x-1")
-    writes = [FieldWrite("rec", f"contact:{i}", prop, value, 2, now, f"2x-{i}")
-              for i in range(1, 40) for prop, value in (("outcome", f"o{i}"), ("dnc", True))]
+    writes = [
+        FieldWrite("rec", f"contact:{i}", prop, value, 2, now, f"2x-{i}")
+        for i in range(1, 40)
+        for prop, value in (("outcome", f"o{i}"), ("dnc", True))
+    ]
     writes.append(FieldWrite("rec", "contact:2", "outcome", "later", 3, now, "2x-99"))  # same row twice: last wins
     commits = Commits(ledger)
     ledger.bulk.write(WORKER, fields=writes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from connector.errors import StoreDataError, StoreError
-from connector.receiver.ingest import content_hash
 from connector.ledger import IngestStatus, Ledger
 from connector.ledger.schema import deliveries, events
 from connector.ledger.store import _DELIVERY_COLUMNS, _EVENT_COLUMNS, _new_delivery
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import SAMPLE_PHONE, sample_payload
 from tests.conftest import make_settings
 
@@ -26,11 +26,16 @@ def _rows(ledger: Ledger, event_id: str) -> tuple[dict[str, Any], list[dict[str,
     """The event and its deliveries as read back, and the event's columns as the driver returns them."""
     with ledger.engine.connect() as connection:
         event = dict(connection.execute(sa.select(events).where(events.c.event_id == event_id)).mappings().one())
-        found = [dict(r) for r in connection.execute(
-            sa.select(deliveries).where(deliveries.c.event_id == event_id).order_by(deliveries.c.sink)).mappings()]
+        found = [
+            dict(r)
+            for r in connection.execute(
+                sa.select(deliveries).where(deliveries.c.event_id == event_id).order_by(deliveries.c.sink)
+            ).mappings()
+        ]
         as_stored = connection.execute(  # no result processors: what the column really holds
-            sa.text("SELECT received_at, body, content_type, normalized, contact_key FROM events "
-                    "WHERE event_id = :id"), {"id": event_id}).one()
+            sa.text("SELECT received_at, body, content_type, normalized, contact_key FROM events WHERE event_id = :id"),
+            {"id": event_id},
+        ).one()
     for row in found:
         row.pop("id")
         row.pop("event_id")
@@ -40,9 +45,17 @@ def _rows(ledger: Ledger, event_id: str) -> tuple[dict[str, Any], list[dict[str,
 
 def _event_row(event_id: str, received_at: datetime) -> dict[str, Any]:
     body = json.dumps(sample_payload("same body")).encode()
-    return {"event_id": event_id, "received_at": received_at, "body": body, "body_sha256": "a" * 64,
-            "content_hash": "b" * 64, "content_type": "application/json; charset=utf-8",
-            "normalized": '{"k": "välue \\u00e9"}', "end_reason": "call_transferred", "contact_key": SAMPLE_PHONE}
+    return {
+        "event_id": event_id,
+        "received_at": received_at,
+        "body": body,
+        "body_sha256": "a" * 64,
+        "content_hash": "b" * 64,
+        "content_type": "application/json; charset=utf-8",
+        "normalized": '{"k": "välue \\u00e9"}',
+        "end_reason": "call_transferred",
+        "contact_key": SAMPLE_PHONE,
+    }
 
 
 def test_stores_exactly_what_sqlalchemy_core_stores(ledger: Ledger) -> None:
@@ -62,12 +75,13 @@ def test_stores_exactly_what_sqlalchemy_core_stores(ledger: Ledger) -> None:
 
 def test_writes_every_column_the_receiver_supplies() -> None:
     assert set(_EVENT_COLUMNS) == set(events.c.keys())
-    assert set(_DELIVERY_COLUMNS) == set(_new_delivery("e", "s", 0, datetime.now(timezone.utc), None))
+    assert set(_DELIVERY_COLUMNS) == set(_new_delivery("e", "s", 0, datetime.now(UTC), None))
 
 
 def test_a_failure_after_the_event_insert_stores_nothing_and_frees_the_connection(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    now = datetime.now(timezone.utc)
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
     monkeypatch.setattr(ledger._events._delivery, "sql", "INSERT INTO no_such_table (x) VALUES (1)")
     with pytest.raises(sa.exc.DBAPIError):  # the driver's error, wrapped as Connection.execute would
         ledger._events.write(_event_row("half", now), [_new_delivery("half", "s", 10, now, None)])
@@ -79,16 +93,22 @@ def test_a_failure_after_the_event_insert_stores_nothing_and_frees_the_connectio
 
 def test_a_locked_sqlite_store_is_a_store_error_without_payload_values(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    opened = Ledger.open(make_settings(f"sqlite:///{path}", store={"url": f"sqlite:///{path}",
-                                                                   "sqlite_busy_timeout_ms": 100}).store)
+    opened = Ledger.open(
+        make_settings(f"sqlite:///{path}", store={"url": f"sqlite:///{path}", "sqlite_busy_timeout_ms": 100}).store
+    )
     document = sample_payload("locked-1")
     event = parse_webhook(document)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreError) as raised:
-            opened.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                                content_hash=content_hash(document), sinks=["s"])
+            opened.record_event(
+                event,
+                body=json.dumps(document).encode(),
+                content_type="application/json",
+                content_hash=content_hash(document),
+                sinks=["s"],
+            )
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -96,8 +116,13 @@ def test_a_locked_sqlite_store_is_a_store_error_without_payload_values(tmp_path:
     chain = f"{raised.value} {raised.value.__cause__}"
     assert "locked" in str(raised.value.__cause__)
     assert SAMPLE_PHONE not in chain and "locked-1" not in chain
-    again = opened.record_event(event, body=json.dumps(document).encode(), content_type="application/json",
-                                content_hash=content_hash(document), sinks=["s"])
+    again = opened.record_event(
+        event,
+        body=json.dumps(document).encode(),
+        content_type="application/json",
+        content_hash=content_hash(document),
+        sinks=["s"],
+    )
     assert again.status is IngestStatus.ACCEPTED  # the pooled connection was left usable
     opened.dispose()
 
@@ -108,7 +133,12 @@ def test_a_value_postgresql_refuses_is_a_data_error_and_nothing_is_stored(store_
     opened = Ledger.open(make_settings(store_url).store)
     document = sample_payload("too-long-sink")
     with pytest.raises(StoreDataError):
-        opened.record_event(parse_webhook(document), body=json.dumps(document).encode(),
-                            content_type="application/json", content_hash=content_hash(document), sinks=["s" * 65])
+        opened.record_event(
+            parse_webhook(document),
+            body=json.dumps(document).encode(),
+            content_type="application/json",
+            content_hash=content_hash(document),
+            sinks=["s" * 65],
+        )
     assert opened.get_event("too-long-sink") is None
     opened.dispose()

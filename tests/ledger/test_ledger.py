@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from connector.receiver.ingest import content_hash
-from connector.ledger import DeliveryStatus, IngestStatus, Ledger, RejectedBody
-from connector.ledger import migrate
+from connector.ledger import DeliveryStatus, IngestStatus, Ledger, RejectedBody, migrate
 from connector.ledger.schema import metadata
 from connector.payload import parse_webhook
+from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
 
 
@@ -53,7 +52,7 @@ def test_accepted_event_keeps_raw_body_normalized_form_and_one_delivery_per_sink
     assert row["end_reason"] == "call_transferred"
     assert row["contact_key"] == normalized["record"]["phone"]["e164"]
     assert row["received_at"].tzinfo is not None
-    assert abs((datetime.now(timezone.utc) - row["received_at"]).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - row["received_at"]).total_seconds()) < 60
 
     found = ledger.deliveries_for("42")
     assert [(d["sink"], d["status"], d["attempts"]) for d in found] == [
@@ -122,8 +121,15 @@ def test_concurrent_inserts_of_one_id_accept_exactly_one(ledger: Ledger) -> None
 def test_quarantine_keeps_the_body_and_why(ledger: Ledger) -> None:
     body = b"\x00\xffnot json at all"
     qid = ledger.quarantine(
-        RejectedBody(body=body, content_type="text/plain", http_status=415, code="unsupported_media_type",
-                     detail="not JSON", errors=[{"path": "<body>", "message": "x"}], truncated=True)
+        RejectedBody(
+            body=body,
+            content_type="text/plain",
+            http_status=415,
+            code="unsupported_media_type",
+            detail="not JSON",
+            errors=[{"path": "<body>", "message": "x"}],
+            truncated=True,
+        )
     )
     row = ledger.get_quarantined(qid)
     assert row is not None

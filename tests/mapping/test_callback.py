@@ -3,7 +3,7 @@ invariant under hypothesis for any call time, lead zone, policy and request text
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,11 +14,19 @@ from pydantic import ValidationError
 
 from connector.mapping.callback import CallbackDue, CallbackPolicy, callback_due
 
-UTC = timezone.utc
+UTC = UTC
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NY = ZoneInfo("America/New_York")
-IANA = ["America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Berlin", "Australia/Sydney",
-        "Asia/Kolkata", "America/St_Johns", "Pacific/Auckland"]
+IANA = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "America/St_Johns",
+    "Pacific/Auckland",
+]
 POLICY = CallbackPolicy()
 THU_CALL = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)  # Thu 14:30 in UTC-05:00, already Fri 01:00 in Kolkata
 
@@ -32,8 +40,9 @@ def fixed(minutes: int) -> timezone:
 EST = fixed(-300)
 
 
-def due(requested: str | None, lead_tz: tzinfo | None = EST, call: datetime = THU_CALL,
-        policy: CallbackPolicy = POLICY) -> CallbackDue:
+def due(
+    requested: str | None, lead_tz: tzinfo | None = EST, call: datetime = THU_CALL, policy: CallbackPolicy = POLICY
+) -> CallbackDue:
     return callback_due(call, lead_tz, requested, policy)
 
 
@@ -45,7 +54,12 @@ def test_tomorrow_3pm_in_the_leads_fixed_offset() -> None:
     assert r.due.isoformat() == "2026-11-27T15:00:00-05:00"
     assert r.due_utc == datetime(2026, 11, 27, 20, 0, tzinfo=UTC) and r.due_utc.tzinfo == UTC
     assert (r.local_date, r.timezone, r.source, r.requested, r.adjusted) == (
-        date(2026, 11, 27), "UTC-05:00", "requested", "tomorrow 3pm", False)
+        date(2026, 11, 27),
+        "UTC-05:00",
+        "requested",
+        "tomorrow 3pm",
+        False,
+    )
     assert r.note == "requested 'tomorrow 3pm' → Fri 27 Nov 15:00 UTC-05:00"
 
 
@@ -81,8 +95,10 @@ def test_early_morning_call_still_defaults_to_the_next_day() -> None:
 def test_saturday_evening_request_moves_to_monday_start() -> None:
     r = due("Saturday 8pm")
     assert r.due.isoformat() == "2026-11-30T09:00:00-05:00" and r.adjusted
-    assert r.note == ("requested 'Saturday 8pm' (Sat 28 Nov 20:00 UTC-05:00) is not on a business day; "
-                      "moved to Mon 30 Nov 09:00 UTC-05:00")
+    assert r.note == (
+        "requested 'Saturday 8pm' (Sat 28 Nov 20:00 UTC-05:00) is not on a business day; "
+        "moved to Mon 30 Nov 09:00 UTC-05:00"
+    )
 
 
 def test_evening_and_early_requests_are_clamped_into_hours() -> None:
@@ -103,8 +119,9 @@ def test_garbage_falls_back_to_default_with_a_reason() -> None:
     r = due("whenever")
     assert (r.source, r.requested, r.adjusted) == ("default", "whenever", False)
     assert r.due.isoformat() == "2026-11-27T10:00:00-05:00"
-    assert r.note == ("no usable request ('whenever': not understood); "
-                      "next business day at 10:00 → Fri 27 Nov 10:00 UTC-05:00")
+    assert r.note == (
+        "no usable request ('whenever': not understood); next business day at 10:00 → Fri 27 Nov 10:00 UTC-05:00"
+    )
 
 
 @pytest.mark.parametrize("text", ["5", "at 3", "Monday at 10", "a", "-1", "x" * 500])
@@ -114,9 +131,14 @@ def test_dateparser_misreadings_are_not_used(text: str) -> None:
     assert r.source == "default" and r.due.isoformat() == "2026-11-27T10:00:00-05:00"
 
 
-@pytest.mark.parametrize(("text", "reason"), [("yesterday", "not after the call"),
-                                              ("2026-11-20T10:00", "not after the call"),
-                                              ("2028-01-05T10:00", "more than a year after the call")])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("yesterday", "not after the call"),
+        ("2026-11-20T10:00", "not after the call"),
+        ("2028-01-05T10:00", "more than a year after the call"),
+    ],
+)
 def test_past_or_far_requests_are_unusable(text: str, reason: str) -> None:
     r = due(text)
     assert r.source == "default" and f"({text!r}: {reason})" in r.note
@@ -133,10 +155,15 @@ def test_naive_iso_is_lead_local() -> None:
     assert due("2026-12-01T10:00", fixed(-210)).due.isoformat() == "2026-12-01T10:00:00-03:30"
 
 
-@pytest.mark.parametrize(("text", "expected"), [("friday", "2026-11-27T10:00:00-05:00"),
-                                                ("2026-12-01", "2026-12-01T10:00:00-05:00"),
-                                                ("next week", "2026-12-03T10:00:00-05:00"),
-                                                ("Monday", "2026-11-30T10:00:00-05:00")])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("friday", "2026-11-27T10:00:00-05:00"),
+        ("2026-12-01", "2026-12-01T10:00:00-05:00"),
+        ("next week", "2026-12-03T10:00:00-05:00"),
+        ("Monday", "2026-11-30T10:00:00-05:00"),
+    ],
+)
 def test_date_only_requests_get_default_hour(text: str, expected: str) -> None:
     r = due(text)
     assert r.due.isoformat() == expected and r.source == "requested" and not r.adjusted
@@ -170,30 +197,34 @@ def test_unknown_lead_zone_uses_the_fallback() -> None:
 
 
 def test_request_in_the_spring_forward_gap_is_normalized() -> None:
-    always = CallbackPolicy(business_start=time(0), business_end=time(23), default_hour=time(1),
-                            weekdays=list(WEEKDAYS))
+    always = CallbackPolicy(
+        business_start=time(0), business_end=time(23), default_hour=time(1), weekdays=list(WEEKDAYS)
+    )
     r = due("2026-03-08T02:30", NY, call=datetime(2026, 3, 7, 17, 0, tzinfo=UTC), policy=always)
     assert r.due.isoformat() == "2026-03-08T03:30:00-04:00" and r.adjusted
     assert "(Sun 8 Mar 02:30) does not exist locally" in r.note
 
 
 def test_business_window_inside_the_gap_skips_that_day() -> None:
-    night = CallbackPolicy(business_start=time(2), business_end=time(3), default_hour=time(2, 30),
-                           weekdays=list(WEEKDAYS))
+    night = CallbackPolicy(
+        business_start=time(2), business_end=time(3), default_hour=time(2, 30), weekdays=list(WEEKDAYS)
+    )
     r = due(None, NY, call=datetime(2026, 3, 7, 17, 0, tzinfo=UTC), policy=night)
     assert r.due.isoformat() == "2026-03-09T02:00:00-04:00"  # 02:00–03:00 never happens on 8 March
 
 
 def test_fall_back_ambiguity_uses_the_first_occurrence() -> None:
-    night = CallbackPolicy(business_start=time(1), business_end=time(2), default_hour=time(1, 30),
-                           weekdays=list(WEEKDAYS))
+    night = CallbackPolicy(
+        business_start=time(1), business_end=time(2), default_hour=time(1, 30), weekdays=list(WEEKDAYS)
+    )
     r = due(None, NY, call=datetime(2026, 10, 31, 16, 0, tzinfo=UTC), policy=night)
     assert r.due.isoformat() == "2026-11-01T01:30:00-04:00"  # EDT, the earlier 01:30
 
 
 def test_second_occurrence_of_an_ambiguous_hour_keeps_its_offset() -> None:
-    night = CallbackPolicy(business_start=time(1), business_end=time(2), default_hour=time(1, 30),
-                           weekdays=list(WEEKDAYS))
+    night = CallbackPolicy(
+        business_start=time(1), business_end=time(2), default_hour=time(1, 30), weekdays=list(WEEKDAYS)
+    )
     r = due("in 5 minutes", NY, call=datetime(2026, 11, 1, 6, 5, tzinfo=UTC), policy=night)  # 01:05 EST
     assert r.due.isoformat() == "2026-11-01T01:20:00-05:00" and r.due.fold == 1
     assert r.due_utc == datetime(2026, 11, 1, 6, 20, tzinfo=UTC)
@@ -201,8 +232,9 @@ def test_second_occurrence_of_an_ambiguous_hour_keeps_its_offset() -> None:
 
 def test_relative_request_into_a_repeated_hour() -> None:
     # Sydney leaves DST at 03:00 AEDT on Sun 5 Apr 2020; "in 2 hours" from 00:59 is the first 02:59.
-    night = CallbackPolicy(business_start=time(0), business_end=time(3), default_hour=time(0),
-                           weekdays=list(WEEKDAYS), min_lead_minutes=0)
+    night = CallbackPolicy(
+        business_start=time(0), business_end=time(3), default_hour=time(0), weekdays=list(WEEKDAYS), min_lead_minutes=0
+    )
     call = datetime(2020, 4, 4, 13, 59, 28, 125000, tzinfo=UTC)
     r = due("in 2 hours", ZoneInfo("Australia/Sydney"), call=call, policy=night)
     assert r.due.isoformat() == "2020-04-05T02:59:00+11:00" and r.due_utc == datetime(2020, 4, 4, 15, 59, tzinfo=UTC)
@@ -216,20 +248,23 @@ def test_naive_call_time_is_rejected() -> None:
 # --- policy validation ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [
-    {"business_start": "17:00", "business_end": "09:00"},
-    {"business_start": "09:00", "business_end": "09:00"},
-    {"default_hour": "08:00"},
-    {"default_hour": "17:00"},
-    {"weekdays": []},
-    {"weekdays": ["mon", "mon"]},
-    {"weekdays": ["monday"]},
-    {"fallback_timezone": "Mars/Olympus"},
-    {"fallback_timezone": "../etc/passwd"},
-    {"min_lead_minutes": -1},
-    {"business_start": "09:00+02:00"},
-    {"callback_field": "x"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"business_start": "17:00", "business_end": "09:00"},
+        {"business_start": "09:00", "business_end": "09:00"},
+        {"default_hour": "08:00"},
+        {"default_hour": "17:00"},
+        {"weekdays": []},
+        {"weekdays": ["mon", "mon"]},
+        {"weekdays": ["monday"]},
+        {"fallback_timezone": "Mars/Olympus"},
+        {"fallback_timezone": "../etc/passwd"},
+        {"min_lead_minutes": -1},
+        {"business_start": "09:00+02:00"},
+        {"callback_field": "x"},
+    ],
+)
 def test_invalid_policies_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         CallbackPolicy.model_validate(bad)
@@ -272,10 +307,39 @@ def _transitions() -> list[datetime]:
 
 
 TRANSITIONS = _transitions()
-PHRASES = ["tomorrow 3pm", "Monday at 10am", "2026-12-01T10:00", "2026-12-01T10:00:00-05:00", "10:30", "friday",
-           "in 2 hours", "whenever", "Saturday 8pm", "tomorrow morning", "tonight", "next week", "now", "today",
-           "yesterday", "noon", "midnight", "in 30 minutes", "in 3 days", "3pm EST", "Dec 1", "tomorrow at 3",
-           "next tuesday 2:30 pm", "12am", "00:00", "2:30am", "Sunday 2:30am", "1:30 am", "asap", "5", "Z"]
+PHRASES = [
+    "tomorrow 3pm",
+    "Monday at 10am",
+    "2026-12-01T10:00",
+    "2026-12-01T10:00:00-05:00",
+    "10:30",
+    "friday",
+    "in 2 hours",
+    "whenever",
+    "Saturday 8pm",
+    "tomorrow morning",
+    "tonight",
+    "next week",
+    "now",
+    "today",
+    "yesterday",
+    "noon",
+    "midnight",
+    "in 30 minutes",
+    "in 3 days",
+    "3pm EST",
+    "Dec 1",
+    "tomorrow at 3",
+    "next tuesday 2:30 pm",
+    "12am",
+    "00:00",
+    "2:30am",
+    "Sunday 2:30am",
+    "1:30 am",
+    "asap",
+    "5",
+    "Z",
+]
 
 call_times = st.one_of(
     st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31, 23, 59), timezones=st.just(UTC)),
@@ -289,12 +353,26 @@ zones = st.one_of(
 )
 iso_requests = st.builds(
     lambda t, q, with_offset: (t.replace(tzinfo=fixed(15 * q)) if with_offset else t).isoformat(),
-    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2036, 12, 31)), st.integers(-48, 56),
-    st.booleans())
-requests = st.one_of(st.none(), st.sampled_from(PHRASES), iso_requests, st.text(max_size=30),
-                     st.builds(lambda a, b: f"{a} {b}", st.sampled_from(PHRASES), st.sampled_from(PHRASES)))
-EDGE_WINDOWS = [(time(2), time(3)), (time(2, 10), time(2, 50)), (time(1), time(2)), (time(0), time(1)),
-                (time(0), time(23, 59)), (time(23), time(23, 59, 59, 999999)), (time(9), time(17))]
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2036, 12, 31)),
+    st.integers(-48, 56),
+    st.booleans(),
+)
+requests = st.one_of(
+    st.none(),
+    st.sampled_from(PHRASES),
+    iso_requests,
+    st.text(max_size=30),
+    st.builds(lambda a, b: f"{a} {b}", st.sampled_from(PHRASES), st.sampled_from(PHRASES)),
+)
+EDGE_WINDOWS = [
+    (time(2), time(3)),
+    (time(2, 10), time(2, 50)),
+    (time(1), time(2)),
+    (time(0), time(1)),
+    (time(0), time(23, 59)),
+    (time(23), time(23, 59, 59, 999999)),
+    (time(9), time(17)),
+]
 
 
 @st.composite
@@ -305,7 +383,9 @@ def policies(draw: st.DrawFn) -> CallbackPolicy:
         start, end = sorted(draw(st.lists(st.times(), min_size=2, max_size=2, unique=True)))
     default = draw(st.times(min_value=start, max_value=end).filter(lambda t: t < end))
     return CallbackPolicy(
-        business_start=start, business_end=end, default_hour=default,
+        business_start=start,
+        business_end=end,
+        default_hour=default,
         weekdays=draw(st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=7, unique=True)),
         fallback_timezone=draw(st.sampled_from(IANA)),
         min_lead_minutes=draw(st.one_of(st.sampled_from([0, 15, 60]), st.integers(0, 7 * 24 * 60))),
@@ -333,9 +413,12 @@ def test_due_is_always_inside_lead_local_business_hours(
 
 
 @settings(max_examples=300, deadline=None)
-@given(call=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.just(UTC)),
-       minutes=st.integers(-48, 56).map(lambda q: 15 * q), days_ahead=st.integers(1, 300),
-       at=st.times(min_value=time(9), max_value=time(16, 59)).map(lambda t: t.replace(second=0, microsecond=0)))
+@given(
+    call=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.just(UTC)),
+    minutes=st.integers(-48, 56).map(lambda q: 15 * q),
+    days_ahead=st.integers(1, 300),
+    at=st.times(min_value=time(9), max_value=time(16, 59)).map(lambda t: t.replace(second=0, microsecond=0)),
+)
 def test_usable_in_hours_requests_are_kept_and_defaults_land_on_default_hour(
     call: datetime, minutes: int, days_ahead: int, at: time
 ) -> None:

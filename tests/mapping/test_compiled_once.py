@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,10 +28,17 @@ def test_planning_many_events_compiles_no_template(crm: str, monkeypatch: pytest
 
     monkeypatch.setattr(Environment, "compile", counting)
     reasons = ["hung_up", "no_answer", "call_transferred", "schedule_call_back", "do_not_call"]
-    plans = [plan_event(parse_webhook(sample_payload(900 + i, end_reason=reasons[i % len(reasons)],
-                                                      record_phone_number=f"+1202555{i:04d}")),
-                        mapping, sink="crm", call_time=datetime(2026, 1, 5, 15, tzinfo=timezone.utc))
-             for i in range(50)]
+    plans = [
+        plan_event(
+            parse_webhook(
+                sample_payload(900 + i, end_reason=reasons[i % len(reasons)], record_phone_number=f"+1202555{i:04d}")
+            ),
+            mapping,
+            sink="crm",
+            call_time=datetime(2026, 1, 5, 15, tzinfo=UTC),
+        )
+        for i in range(50)
+    ]
     assert len(plans) == 50 and all(p.actions for p in plans)
     assert compiled == []
     load_mapping(default_mapping_path(crm))  # the counter does see compilation: loading compiles every template

@@ -4,7 +4,7 @@ checked field by field against the outcome table in docs/mapping-guide.md."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from connector.payload import EndReason, FailureReason, parse_webhook
 from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
 from connector.sample import sample_payload
 
-CALL_TIME = datetime(2026, 11, 26, 19, 30, tzinfo=timezone.utc)  # Thursday 14:30 in UTC-5
+CALL_TIME = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)  # Thursday 14:30 in UTC-5
 HUBSPOT = load_mapping(default_mapping_path("hubspot"))
 SALESFORCE = load_mapping(default_mapping_path("salesforce"))
 GUID = HUBSPOT.spec.constants["dispositions"]
@@ -38,9 +38,20 @@ BY_FAILURE = {
     "number_no_service": ("invalid_number", "UNQUALIFIED", "FAILED", "wrong_number", "Closed - Not Converted"),
     "unreachable": ("unreachable", "ATTEMPTED_TO_CONTACT", "FAILED", "no_answer", "Working - Contacted"),
 }
-RANKS = {"do_not_call": 100, "wrong_number": 90, "invalid_number": 80, "transferred": 50, "callback": 50,
-         "not_interested": 50, "conversation_ended": 50, "hung_up": 20, "voicemail": 10, "voicemail_left": 10,
-         "no_answer": 10, "unreachable": 10}
+RANKS = {
+    "do_not_call": 100,
+    "wrong_number": 90,
+    "invalid_number": 80,
+    "transferred": 50,
+    "callback": 50,
+    "not_interested": 50,
+    "conversation_ended": 50,
+    "hung_up": 20,
+    "voicemail": 10,
+    "voicemail_left": 10,
+    "no_answer": 10,
+    "unreachable": 10,
+}
 COMBINATIONS = list(itertools.product([e.value for e in EndReason], [None, *[f.value for f in FailureReason]]))
 
 
@@ -76,13 +87,18 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     assert plan.outcome.bundle == bundle
     assert plan.outcome.rank == RANKS[bundle]
     assert [type(a).__name__ for a in plan.actions] == (
-        ["ResolveContact", "CreateActivity", "UpdateContact"] + (["CreateTask"] if bundle == "callback" else [])
+        ["ResolveContact", "CreateActivity", "UpdateContact"]
+        + (["CreateTask"] if bundle == "callback" else [])
         + (["CloseCallbacks"] if bundle == "do_not_call" else [])
     )
     resolve = actions(plan, ResolveContact)[0]
     assert [(m.by, getattr(m, "e164", None)) for m in resolve.match] == [("phone", "+12025550143")]
-    assert resolve.create_properties == {"firstname": "John", "lastname": "Doe", "phone": "+12025550143",
-                                         "zip": "12345"}
+    assert resolve.create_properties == {
+        "firstname": "John",
+        "lastname": "Doe",
+        "phone": "+12025550143",
+        "zip": "12345",
+    }
 
     call = actions(plan, CreateActivity)[0]
     assert call.object == "calls" and call.idempotency_key == "2x-4242"
@@ -98,7 +114,8 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     assert props["hs_call_title"] == f"2X call: {label}"
     assert "<strong>Lead:</strong> Hello?" in props["hs_call_body"]
     assert props["hs_call_body"].startswith(
-        "<p><strong>Answers</strong></p><ul><li><strong>case_number:</strong> 8057</li></ul><p><strong>Lead:")
+        "<p><strong>Answers</strong></p><ul><li><strong>case_number:</strong> 8057</li></ul><p><strong>Lead:"
+    )
 
     fields = contact_fields(plan)
     assert fields["hs_lead_status"] == lead_status
@@ -114,7 +131,9 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     closes = actions(plan, CloseCallbacks)
     assert [(c.object, c.idempotency_property, c.set_properties, c.key) for c in closes] == (
         [("tasks", "twox_task_key", {"hs_task_status": "COMPLETED"}, "2x-4242:close-callbacks")]
-        if bundle == "do_not_call" else [])
+        if bundle == "do_not_call"
+        else []
+    )
     rules = {f.property: f.rule for u in actions(plan, UpdateContact) for f in u.fields}
     assert rules["hs_lead_status"] == "ranked"
     assert rules.get("twox_do_not_call", "sticky_true") == "sticky_true"
@@ -140,10 +159,15 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     label = {b.name: b.label for b in SALESFORCE.spec.outcomes}[bundle]
     assert props["CallDisposition"] == label and props["Subject"] == f"Call: {label}"
     assert props["Description"].startswith(
-        "Answers:\n- case_number: 8057\n\nLead: Hello?\n2X agent: Hi, is John available?")
+        "Answers:\n- case_number: 8057\n\nLead: Hello?\n2X agent: Hi, is John available?"
+    )
 
     updates = {f.property: f for u in actions(plan, UpdateContact) for f in u.fields}
-    assert (updates["Status"].value, updates["Status"].objects, updates["Status"].rule) == (lead_status, ["Lead"], "ranked")
+    assert (updates["Status"].value, updates["Status"].objects, updates["Status"].rule) == (
+        lead_status,
+        ["Lead"],
+        "ranked",
+    )
     assert ("DoNotCall" in updates) == (bundle == "do_not_call") == plan.do_not_call
     if plan.do_not_call:
         assert updates["DoNotCall"].value is True and updates["DoNotCall"].rule == "sticky_true"
@@ -153,7 +177,8 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     assert all(t.unless_do_not_call == ["DoNotCall"] for t in follow_ups)
     closes = actions(plan, CloseCallbacks)
     assert [(c.object, c.idempotency_property, c.set_properties, c.close_as) for c in closes] == (
-        [("Task", "CallObject", {"Status": "Completed"}, "completed")] if bundle == "do_not_call" else [])
+        [("Task", "CallObject", {"Status": "Completed"}, "completed")] if bundle == "do_not_call" else []
+    )
 
 
 def test_voicemail_with_a_message_left_is_logged_as_left_voicemail() -> None:
@@ -173,8 +198,9 @@ def test_workflow_end_marks_the_contact_in_both_crms() -> None:
 
 
 def test_callback_task_is_due_when_the_lead_asked_in_their_time_zone() -> None:
-    document = payload("schedule_call_back", None,
-                       question_fields={"callback_time": "tomorrow 3pm"}, record_timezone="UTC-5")
+    document = payload(
+        "schedule_call_back", None, question_fields={"callback_time": "tomorrow 3pm"}, record_timezone="UTC-5"
+    )
     hubspot = plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=CALL_TIME)
     task = actions(hubspot, CreateTask)[0]
     assert task.due.isoformat() == "2026-11-27T15:00:00-05:00"
@@ -191,7 +217,7 @@ def test_callback_task_is_due_when_the_lead_asked_in_their_time_zone() -> None:
 
 
 def test_callback_without_a_usable_request_is_next_business_day_at_ten_lead_time() -> None:
-    friday_evening = datetime(2026, 11, 27, 23, 0, tzinfo=timezone.utc)  # Fri 18:00 in UTC-5
+    friday_evening = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)  # Fri 18:00 in UTC-5
     document = payload("schedule_call_back", None, question_fields={"callback_time": "whenever"})
     plan = plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=friday_evening)
     assert actions(plan, CreateTask)[0].due.isoformat() == "2026-11-30T10:00:00-05:00"
@@ -210,16 +236,19 @@ def test_crm_ids_in_meta_are_tried_first() -> None:
     document = payload("hung_up", None, meta={"hubspot_contact_id": "501", "salesforce_lead_id": "00Q000000000001"})
     hubspot = actions(plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=CALL_TIME), ResolveContact)[0]
     assert [(m.by, getattr(m, "id", None)) for m in hubspot.match] == [("id", "501"), ("phone", None)]
-    salesforce = actions(plan_event(parse_webhook(document), SALESFORCE, sink="s", call_time=CALL_TIME),
-                         ResolveContact)[0]
-    assert [(m.by, getattr(m, "object", None), getattr(m, "id", None)) for m in salesforce.match][0] == \
-        ("id", "Lead", "00Q000000000001")
+    salesforce = actions(
+        plan_event(parse_webhook(document), SALESFORCE, sink="s", call_time=CALL_TIME), ResolveContact
+    )[0]
+    assert [(m.by, getattr(m, "object", None), getattr(m, "id", None)) for m in salesforce.match][0] == (
+        "id",
+        "Lead",
+        "00Q000000000001",
+    )
 
 
 def test_a_lead_without_a_name_gets_the_required_salesforce_fallbacks() -> None:
     document = payload("hung_up", None, record_first_name=None, record_last_name="")
-    resolve = actions(plan_event(parse_webhook(document), SALESFORCE, sink="s", call_time=CALL_TIME),
-                      ResolveContact)[0]
+    resolve = actions(plan_event(parse_webhook(document), SALESFORCE, sink="s", call_time=CALL_TIME), ResolveContact)[0]
     assert resolve.create_properties["LastName"] == "Unknown (2X)"
     assert "FirstName" not in resolve.create_properties
 
@@ -234,8 +263,9 @@ def test_plans_are_deterministic_and_round_trip_json() -> None:
 
 def test_long_transcripts_are_cut_to_the_field_limit_with_a_marker() -> None:
     turns = [{"role": "User", "content": "word " * 2000} for _ in range(10)]
-    plan = plan_event(parse_webhook(payload("hung_up", None, transcript=turns)), SALESFORCE, sink="s",
-                      call_time=CALL_TIME)
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, transcript=turns)), SALESFORCE, sink="s", call_time=CALL_TIME
+    )
     description = actions(plan, CreateActivity)[0].properties["Description"]
     assert len(description) == 32000
     assert description.endswith("characters]") and "truncated" in description[-60:]
@@ -243,18 +273,25 @@ def test_long_transcripts_are_cut_to_the_field_limit_with_a_marker() -> None:
 
 def test_card_numbers_in_transcripts_are_redacted() -> None:
     turns = [{"role": "User", "content": "my card is 4111 1111 1111 1111 and my SSN 123-45-6789"}]
-    plan = plan_event(parse_webhook(payload("hung_up", None, transcript=turns)), HUBSPOT, sink="h",
-                      call_time=CALL_TIME)
+    plan = plan_event(parse_webhook(payload("hung_up", None, transcript=turns)), HUBSPOT, sink="h", call_time=CALL_TIME)
     body = actions(plan, CreateActivity)[0].properties["hs_call_body"]
     assert "4111" not in body and "123-45-6789" not in body
     assert "[REDACTED CARD]" in body and "[REDACTED SSN]" in body
 
 
 def test_question_names_become_valid_distinct_property_names() -> None:
-    answers = {"Preferred Time!": "mornings", "Бюджет": "1000", "Срок": "май", "Budget": "5k", "budget ": "6k",
-               "case_number": 8057, "consent": True}
-    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h",
-                      call_time=CALL_TIME)
+    answers = {
+        "Preferred Time!": "mornings",
+        "Бюджет": "1000",
+        "Срок": "май",
+        "Budget": "5k",
+        "budget ": "6k",
+        "case_number": 8057,
+        "consent": True,
+    }
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h", call_time=CALL_TIME
+    )
     fields = contact_fields(plan)
     questions = {k: v for k, v in fields.items() if k.startswith("twox_q_")}
     assert questions["twox_q_preferred_time"] == "mornings"
@@ -271,10 +308,18 @@ def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
 
     assert sets_do_not_call(parse_webhook(payload("do_not_call", "unreachable")), HUBSPOT)
     assert not sets_do_not_call(parse_webhook(payload("not_interested", None)), HUBSPOT)
-    custom = HUBSPOT.spec.model_copy(update={"outcomes": [
-        b.model_copy(update={"contact": {**b.contact, "twox_do_not_call": True}}) if b.name == "not_interested" else b
-        for b in HUBSPOT.spec.outcomes]})
+    custom = HUBSPOT.spec.model_copy(
+        update={
+            "outcomes": [
+                b.model_copy(update={"contact": {**b.contact, "twox_do_not_call": True}})
+                if b.name == "not_interested"
+                else b
+                for b in HUBSPOT.spec.outcomes
+            ]
+        }
+    )
     from connector.mapping.loader import LoadedMapping
+
     mapping = LoadedMapping(custom, "custom.yaml", "x", {})
     assert sets_do_not_call(parse_webhook(payload("not_interested", None)), mapping)
 
@@ -282,8 +327,12 @@ def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
 def test_long_answers_and_transcripts_keep_the_answers_and_cut_the_transcript() -> None:
     turns = [{"role": "User", "content": "word " * 2000} for _ in range(10)]
     answers = {"case_number": "8057", "budget": "5k\nLead: forged line"}
-    plan = plan_event(parse_webhook(payload("hung_up", None, transcript=turns, question_fields=answers)),
-                      SALESFORCE, sink="s", call_time=CALL_TIME)
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, transcript=turns, question_fields=answers)),
+        SALESFORCE,
+        sink="s",
+        call_time=CALL_TIME,
+    )
     description = actions(plan, CreateActivity)[0].properties["Description"]
     assert len(description) == 32000 and "truncated" in description[-60:]
     assert description.startswith("Answers:\n- case_number: 8057\n- budget: 5k\n    Lead: forged line\n\nLead: word")
@@ -291,16 +340,18 @@ def test_long_answers_and_transcripts_keep_the_answers_and_cut_the_transcript() 
 
 def test_answers_are_escaped_and_redacted_in_hubspot_notes() -> None:
     answers = {"note": "<script>x</script> card 4111 1111 1111 1111"}
-    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h",
-                      call_time=CALL_TIME)
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h", call_time=CALL_TIME
+    )
     body = actions(plan, CreateActivity)[0].properties["hs_call_body"]
     assert "<script>" not in body and "&lt;script&gt;" in body
     assert "4111" not in body and "[REDACTED CARD]" in body
 
 
 def test_a_call_without_answers_has_the_transcript_alone() -> None:
-    plan = plan_event(parse_webhook(payload("hung_up", None, question_fields={})), SALESFORCE, sink="s",
-                      call_time=CALL_TIME)
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, question_fields={})), SALESFORCE, sink="s", call_time=CALL_TIME
+    )
     assert actions(plan, CreateActivity)[0].properties["Description"].startswith("Lead: Hello?")
 
 
@@ -308,14 +359,29 @@ def test_do_not_call_rules_are_configurable() -> None:
     from connector.mapping.loader import LoadedMapping
 
     event = parse_webhook(payload("do_not_call", None))
-    spec = SALESFORCE.spec.model_copy(update={"do_not_call": SALESFORCE.spec.do_not_call.model_copy(
-        update={"close_as": "cancelled", "closed_status": "Cancelled"})})
-    [close] = actions(plan_event(event, LoadedMapping(spec, "x.yaml", "x", {}, SALESFORCE.values), sink="s",
-                                 call_time=CALL_TIME), CloseCallbacks)
+    spec = SALESFORCE.spec.model_copy(
+        update={
+            "do_not_call": SALESFORCE.spec.do_not_call.model_copy(
+                update={"close_as": "cancelled", "closed_status": "Cancelled"}
+            )
+        }
+    )
+    [close] = actions(
+        plan_event(event, LoadedMapping(spec, "x.yaml", "x", {}, SALESFORCE.values), sink="s", call_time=CALL_TIME),
+        CloseCallbacks,
+    )
     assert (close.set_properties, close.subject_property, close.subject_prefix) == (
-        {"Status": "Cancelled"}, "Subject", "Cancelled (do not call): ")
-    off = SALESFORCE.spec.model_copy(update={"do_not_call": SALESFORCE.spec.do_not_call.model_copy(
-        update={"close_open_callbacks": False, "skip_callbacks": False})})
+        {"Status": "Cancelled"},
+        "Subject",
+        "Cancelled (do not call): ",
+    )
+    off = SALESFORCE.spec.model_copy(
+        update={
+            "do_not_call": SALESFORCE.spec.do_not_call.model_copy(
+                update={"close_open_callbacks": False, "skip_callbacks": False}
+            )
+        }
+    )
     mapping = LoadedMapping(off, "x.yaml", "x", {}, SALESFORCE.values)
     assert actions(plan_event(event, mapping, sink="s", call_time=CALL_TIME), CloseCallbacks) == []
     callback = plan_event(parse_webhook(payload("schedule_call_back", None)), mapping, sink="s", call_time=CALL_TIME)
@@ -325,8 +391,14 @@ def test_do_not_call_rules_are_configurable() -> None:
 def test_a_bundle_that_sets_do_not_call_plans_no_callback_task() -> None:
     from connector.mapping.loader import LoadedMapping
 
-    spec = HUBSPOT.spec.model_copy(update={"outcomes": [
-        b.model_copy(update={"tasks": ["callback"]}) if b.name == "do_not_call" else b for b in HUBSPOT.spec.outcomes]})
+    spec = HUBSPOT.spec.model_copy(
+        update={
+            "outcomes": [
+                b.model_copy(update={"tasks": ["callback"]}) if b.name == "do_not_call" else b
+                for b in HUBSPOT.spec.outcomes
+            ]
+        }
+    )
     mapping = LoadedMapping(spec, "x.yaml", "x", {}, HUBSPOT.values)
     plan = plan_event(parse_webhook(payload("do_not_call", None)), mapping, sink="h", call_time=CALL_TIME)
     assert actions(plan, CreateTask) == [] and len(actions(plan, CloseCallbacks)) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,14 +34,27 @@ from connector.mapping.filters import (
 from connector.payload import parse_webhook
 from connector.sample import sample_payload
 
-UTC = timezone.utc
+UTC = UTC
 CALL = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
 LATE = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # 9 pm the day before in New York
 
 
 def test_filters_are_all_exported() -> None:
-    assert set(FILTERS) == {"phone", "local_time", "iso_utc", "iso_local", "epoch_ms", "date_only", "duration",
-                            "transcript", "redact", "truncate_to", "default_if_empty", "yesno", "slug"}
+    assert set(FILTERS) == {
+        "phone",
+        "local_time",
+        "iso_utc",
+        "iso_local",
+        "epoch_ms",
+        "date_only",
+        "duration",
+        "transcript",
+        "redact",
+        "truncate_to",
+        "default_if_empty",
+        "yesno",
+        "slug",
+    }
     assert issubclass(FilterError, ValueError)
 
 
@@ -50,8 +63,13 @@ def test_filters_are_all_exported() -> None:
 
 @pytest.mark.parametrize(
     ("style", "expected"),
-    [("e164", "+12025550143"), ("national", "(202) 555-0143"), ("international", "+1 202-555-0143"),
-     ("digits", "12025550143"), ("rfc3966", "tel:+1-202-555-0143")],
+    [
+        ("e164", "+12025550143"),
+        ("national", "(202) 555-0143"),
+        ("international", "+1 202-555-0143"),
+        ("digits", "12025550143"),
+        ("rfc3966", "tel:+1-202-555-0143"),
+    ],
 )
 def test_phone_styles(style: str, expected: str) -> None:
     assert phone("(202) 555-0143", style) == expected
@@ -235,8 +253,16 @@ def test_duration_none() -> None:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [(-1, "negative"), (-0.5, "negative"), (timedelta(seconds=-1), "negative"), (float("nan"), "finite"),
-     (float("inf"), "finite"), ("65", "expected a number"), (True, "expected a number"), ([1], "expected a number")],
+    [
+        (-1, "negative"),
+        (-0.5, "negative"),
+        (timedelta(seconds=-1), "negative"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        ("65", "expected a number"),
+        (True, "expected a number"),
+        ([1], "expected a number"),
+    ],
 )
 def test_duration_bad_values(value: Any, message: str) -> None:
     with pytest.raises(FilterError, match=f"duration: .*{message}"):
@@ -353,7 +379,9 @@ def test_truncate_properties(text: str, extra: int, marker: str) -> None:
         assert result == text
     else:
         assert len(result) == limit  # no surrogates in st.text(), so always exact
-        kept = next(k for k in range(len(text), -1, -1) if result == text[:k] + marker.replace("{removed}", str(len(text) - k)))
+        kept = next(
+            k for k in range(len(text), -1, -1) if result == text[:k] + marker.replace("{removed}", str(len(text) - k))
+        )
         assert result.startswith(text[:kept])
 
 
@@ -416,9 +444,19 @@ def test_slug_max_len() -> None:
 
 _WEIRD: list[Any] = [object(), ["x"], {"a": 1}, b"bytes", 3.5, True, -7]
 _CALLS: list[tuple[str, tuple[Any, ...]]] = [
-    ("phone", ()), ("local_time", ("UTC",)), ("iso_utc", ()), ("iso_local", ("UTC",)), ("epoch_ms", ()),
-    ("date_only", ("UTC",)), ("duration", ()), ("transcript", ()), ("redact", ()), ("truncate_to", (40,)),
-    ("default_if_empty", ("d",)), ("yesno", ()), ("slug", ()),
+    ("phone", ()),
+    ("local_time", ("UTC",)),
+    ("iso_utc", ()),
+    ("iso_local", ("UTC",)),
+    ("epoch_ms", ()),
+    ("date_only", ("UTC",)),
+    ("duration", ()),
+    ("transcript", ()),
+    ("redact", ()),
+    ("truncate_to", (40,)),
+    ("default_if_empty", ("d",)),
+    ("yesno", ()),
+    ("slug", ()),
 ]
 
 
@@ -461,7 +499,7 @@ def test_weird_arguments_raise_filter_error_or_are_ignored(name: str, args: tupl
         extra = list(args) + [None] * (position + 1 - len(args))
         extra[position] = arg
         try:
-            outcome = _outcome(lambda: FILTERS[name](sample, *extra))
+            outcome = _outcome(lambda extra=extra: FILTERS[name](sample, *extra))
         except TypeError as exc:  # only "too many arguments", which Jinja reports itself
             assert "positional argument" in str(exc)
             continue
@@ -499,8 +537,10 @@ def test_pipeline_transcript_redact_truncate(env: SandboxedEnvironment, context:
     assert out == "<p><strong>Agent:</strong> Hi, is John available?…"
     assert len(out) == 50
     full = env.from_string("{{ transcript | transcript('html') | redact }}").render(context)
-    assert full == ("<p><strong>Agent:</strong> Hi, is John available?</p>\n<p><strong>Lead:</strong> "
-                    "&lt;script&gt;alert(1)&lt;/script&gt; card [REDACTED CARD]</p>")
+    assert full == (
+        "<p><strong>Agent:</strong> Hi, is John available?</p>\n<p><strong>Lead:</strong> "
+        "&lt;script&gt;alert(1)&lt;/script&gt; card [REDACTED CARD]</p>"
+    )
 
 
 @pytest.mark.parametrize(
@@ -516,7 +556,10 @@ def test_pipeline_transcript_redact_truncate(env: SandboxedEnvironment, context:
         ("{{ call_time | date_only(tz) }}", "2026-11-26"),
         ("{{ call.duration_seconds | duration }} / {{ call.duration_seconds | duration('human') }}", "0:00:33 / 33 s"),
         ("{{ call.duration_seconds | duration('ms') }}", "33000"),
-        ("{{ transcript | transcript(labels={'assistant': 'Sarah'}) | truncate_to(40, '…') }}", "Sarah: Hi, is John available?\nLead: <sc…"),
+        (
+            "{{ transcript | transcript(labels={'assistant': 'Sarah'}) | truncate_to(40, '…') }}",
+            "Sarah: Hi, is John available?\nLead: <sc…",
+        ),
         ("{{ 'card 4111-1111-1111-1111, SSN 123-45-6789' | redact }}", "card [REDACTED CARD], SSN [REDACTED SSN]"),
         ("{{ record.zip_code | default_if_empty('unknown') }}", "12345"),
         ("{{ meta.get('missing') | default_if_empty('unknown') }}", "unknown"),
@@ -524,8 +567,9 @@ def test_pipeline_transcript_redact_truncate(env: SandboxedEnvironment, context:
         ("twox_q_{{ 'Case Number' | slug }}", "twox_q_case_number"),
     ],
 )
-def test_each_filter_renders_in_the_sandbox(env: SandboxedEnvironment, context: dict[str, Any], template: str,
-                                            expected: str) -> None:
+def test_each_filter_renders_in_the_sandbox(
+    env: SandboxedEnvironment, context: dict[str, Any], template: str, expected: str
+) -> None:
     assert env.from_string(template).render(context) == expected
 
 
@@ -536,8 +580,7 @@ def test_filter_errors_surface_through_the_sandbox(env: SandboxedEnvironment, co
         env.from_string("{{ 'x' | truncate_to(5) }}").render(context)
 
 
-def test_strict_undefined_still_names_the_missing_variable(env: SandboxedEnvironment,
-                                                           context: dict[str, Any]) -> None:
+def test_strict_undefined_still_names_the_missing_variable(env: SandboxedEnvironment, context: dict[str, Any]) -> None:
     for name in ("phone", "iso_utc", "duration", "redact", "slug", "yesno", "transcript"):
         with pytest.raises(UndefinedError, match="no_such_field"):
             env.from_string(f"{{{{ record.no_such_field | {name} }}}}").render(context)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,7 @@ def test_all_problems_are_reported_together() -> None:
         d["contact"]["if_no_match"] = "maybe"
         d["outcomes"][0]["rank"] = "high"
         d["activity"].pop("object")
+
     found = problems_of(with_changes(edit))
     assert {p.split(" ")[0] for p in found} == {"contact.if_no_match", "outcomes[0].rank", "activity.object"}
 
@@ -57,7 +58,9 @@ def test_all_problems_are_reported_together() -> None:
 def test_template_syntax_errors_name_the_line() -> None:
     text = BASE.replace('hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "2X call: {{ outcome.label }"')
     found = problems_of(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "hs_call_title" in l and "{{ outcome.label }\"" in l)
+    line = next(
+        i for i, row in enumerate(text.splitlines(), 1) if "hs_call_title" in row and '{{ outcome.label }"' in row
+    )
     assert list(found) == [f"activity.properties.hs_call_title (line {line})"]
     assert "syntax error" in next(iter(found.values()))
 
@@ -71,8 +74,12 @@ def test_do_not_call_can_only_be_set_true() -> None:
     def edit(d: dict) -> None:
         d["outcomes"][4]["contact"]["twox_do_not_call"] = False
         d["contact_updates"]["twox_do_not_call"] = "{{ call.answered }}"
+
     found = problems_of(with_changes(edit))
-    assert {p.split(" ")[0] for p in found} == {"outcomes[4].contact.twox_do_not_call", "contact_updates.twox_do_not_call"}
+    assert {p.split(" ")[0] for p in found} == {
+        "outcomes[4].contact.twox_do_not_call",
+        "contact_updates.twox_do_not_call",
+    }
     assert all("never clears do-not-call" in m for m in found.values())
 
 
@@ -80,6 +87,7 @@ def test_non_canonical_end_reasons_are_rejected_with_a_hint() -> None:
     def edit(d: dict) -> None:
         d["outcomes"][4]["when"]["end_reason"] = "transferred"
         d["outcomes"][5]["when"]["end_reason"] = "schedule_callbak"
+
     found = problems_of(with_changes(edit))
     messages = sorted(found.values())
     assert any("use call_transferred" in m for m in messages)
@@ -89,22 +97,24 @@ def test_non_canonical_end_reasons_are_rejected_with_a_hint() -> None:
 def test_a_task_reference_must_exist() -> None:
     def edit(d: dict) -> None:
         d["outcomes"][5]["tasks"] = ["call_me"]
+
     assert any("call_me" in m for m in problems_of(with_changes(edit)).values())
 
 
 def test_a_template_failing_on_one_payload_is_a_mapping_error_naming_the_line(tmp_path: Path) -> None:
-    text = BASE.replace('hs_call_title: "2X call: {{ outcome.label }}"',
-                        'hs_call_title: "2X call for {{ meta.campaign_name }}"')
+    text = BASE.replace(
+        'hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "2X call for {{ meta.campaign_name }}"'
+    )
     mapping = parse_mapping(text, source="custom.yaml")
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "meta.campaign_name" in l)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "meta.campaign_name" in row)
     event = parse_webhook(sample_payload(1))
     with pytest.raises(MappingError) as exc:
-        plan_event(event, mapping, sink="h", call_time=datetime.now(timezone.utc))
+        plan_event(event, mapping, sink="h", call_time=datetime.now(UTC))
     assert f"custom.yaml:{line} (activity.properties.hs_call_title)" in str(exc.value)
     assert "campaign_name" in str(exc.value)
     # The same mapping plans fine for a payload that has the key.
     event = parse_webhook(sample_payload(1, meta={"campaign_name": "fall"}))
-    assert plan_event(event, mapping, sink="h", call_time=datetime.now(timezone.utc)).outcome.bundle
+    assert plan_event(event, mapping, sink="h", call_time=datetime.now(UTC)).outcome.bundle
 
 
 def test_lint_warns_about_uncovered_outcomes_shadowed_dnc_and_unknown_fields() -> None:
@@ -114,6 +124,7 @@ def test_lint_warns_about_uncovered_outcomes_shadowed_dnc_and_unknown_fields() -
         d["outcomes"].remove(dnc)
         d["outcomes"].append(dnc)  # now invalid_number/unreachable win for failed DNC calls
         d["activity"]["properties"]["hs_call_title"] = "{{ recrod.first_name }}"
+
     warnings = lint(parse_mapping(with_changes(edit), source="m.yaml"))
     assert any("end_reason no_answer" in w for w in warnings)
     assert any("do_not_call call" in w and "does not set do-not-call" in w for w in warnings)

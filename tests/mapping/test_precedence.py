@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import FieldUpdate
 
-T0 = datetime(2026, 11, 26, 15, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 EARLIER, LATER = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
 
 
@@ -46,9 +46,11 @@ def test_order_of_arrival_does_not_change_the_result() -> None:
     """Whatever order three calls arrive in, the ranked field ends at the same value."""
     import itertools
 
-    calls = [update("ranked", value="NOT_INTERESTED", rank=50, at=T0),
-             update("ranked", value="ATTEMPTED", rank=10, at=LATER),
-             update("ranked", value="CONNECTED", rank=50, at=EARLIER)]
+    calls = [
+        update("ranked", value="NOT_INTERESTED", rank=50, at=T0),
+        update("ranked", value="ATTEMPTED", rank=10, at=LATER),
+        update("ranked", value="CONNECTED", rank=50, at=EARLIER),
+    ]
     finals = set()
     for order in itertools.permutations(calls):
         state: WrittenField | None = None

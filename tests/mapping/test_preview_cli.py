@@ -32,16 +32,25 @@ def test_preview_of_the_vendor_sample_prints_a_plan_per_default_crm() -> None:
 
 
 def test_preview_text_format_is_readable() -> None:
-    code, out, _ = run("preview", str(EXAMPLES / "do-not-call.json"), "--sink", "salesforce", "--format", "text",
-                       "--call-time", "2026-11-26T19:30:00+0000")
+    code, out, _ = run(
+        "preview",
+        str(EXAMPLES / "do-not-call.json"),
+        "--sink",
+        "salesforce",
+        "--format",
+        "text",
+        "--call-time",
+        "2026-11-26T19:30:00+0000",
+    )
     assert code == 0
     assert "Outcome: do_not_call" in out and "Do-not-call: YES" in out
     assert "DoNotCall = True   [sticky_true, rank 100]" in out
 
 
 def test_preview_with_one_sink_prints_one_plan_and_a_callback_task() -> None:
-    code, out, _ = run("preview", str(EXAMPLES / "callback.json"), "--sink", "hubspot",
-                       "--call-time", "2026-11-26T19:30:00+0000")
+    code, out, _ = run(
+        "preview", str(EXAMPLES / "callback.json"), "--sink", "hubspot", "--call-time", "2026-11-26T19:30:00+0000"
+    )
     plan = json.loads(out)
     task = next(a for a in plan["actions"] if a["kind"] == "create_task")
     assert task["due"] == "2026-11-27T15:00:00-05:00"
@@ -60,8 +69,14 @@ def test_preview_with_a_config_uses_its_sinks_and_mapping_files(tmp_path: Path) 
     custom["outcomes"][4]["contact"]["hs_lead_status"] = "OPEN_DEAL"  # transferred
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(custom))
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
-                                      "sinks": {"crm": {"type": "hubspot", "access_token": "x", "mapping": "mine.yaml"}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": ["t"]}},
+                "sinks": {"crm": {"type": "hubspot", "access_token": "x", "mapping": "mine.yaml"}},
+            }
+        )
+    )
     code, out, _ = run("preview", "--config", str(config), str(EXAMPLES / "vendor-sample.json"))
     assert code == 0
     plan = json.loads(out)
@@ -71,12 +86,22 @@ def test_preview_with_a_config_uses_its_sinks_and_mapping_files(tmp_path: Path) 
 
 
 def test_validate_reports_mapping_errors_and_warnings(tmp_path: Path) -> None:
-    broken = default_mapping_path("hubspot").read_text().replace("rank: 100", "rank: high").replace(
-        "{{ outcome.label }}", "{{ outcome.lable }}")
+    broken = (
+        default_mapping_path("hubspot")
+        .read_text()
+        .replace("rank: 100", "rank: high")
+        .replace("{{ outcome.label }}", "{{ outcome.lable }}")
+    )
     (tmp_path / "broken.yaml").write_text(broken)
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t"]}},
-                                      "sinks": {"crm": {"type": "hubspot", "access_token": "x", "mapping": "broken.yaml"}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": ["t"]}},
+                "sinks": {"crm": {"type": "hubspot", "access_token": "x", "mapping": "broken.yaml"}},
+            }
+        )
+    )
     code, _, err = run("validate", "--offline", "--config", str(config))
     assert code == 1 and "outcomes[0].rank" in err and "(line " in err
 

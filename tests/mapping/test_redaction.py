@@ -97,8 +97,10 @@ def test_ssns(text: str, expected: str) -> None:
 
 
 def test_mixed_text() -> None:
-    text = ("Lead: my card is 4111 1111 1111 1111 and my social is 123-45-6789; "
-            "call me back at +1 202-555-0143 about order 8057 on 2026-11-26.")
+    text = (
+        "Lead: my card is 4111 1111 1111 1111 and my social is 123-45-6789; "
+        "call me back at +1 202-555-0143 about order 8057 on 2026-11-26."
+    )
     assert redact(text) == (
         f"Lead: my card is {CARD} and my social is {SSN}; call me back at +1 202-555-0143 about order 8057 on 2026-11-26."
     )
@@ -218,8 +220,12 @@ def test_redact_is_idempotent(text: str) -> None:
     assert redact(once) == once
 
 
-@given(st.lists(st.sampled_from(["4111 1111 1111 1111", "123-45-6789", "8057", "+1 202-555-0143", "hello", "12", " ", "-"]),
-                max_size=12))
+@given(
+    st.lists(
+        st.sampled_from(["4111 1111 1111 1111", "123-45-6789", "8057", "+1 202-555-0143", "hello", "12", " ", "-"]),
+        max_size=12,
+    )
+)
 def test_known_secrets_never_survive(parts: list[str]) -> None:
     out = redact(" ".join(parts))
     assert "4111 1111 1111 1111" not in out

@@ -31,17 +31,19 @@ def test_accepts_model_turns_and_dumped_turns_alike() -> None:
     event = parse_webhook(sample_payload(1))
     as_models = render_transcript(event.transcript, "text", None)
     as_dicts = render_transcript(event.model_dump(mode="python")["transcript"], "text", None)
-    assert as_models == as_dicts == (
-        "Lead: Hello?\nAgent: Hi, is John available?\nLead: Speaking.\n"
-        "Agent: Great, let me transfer you to a specialist now."
+    assert (
+        as_models
+        == as_dicts
+        == (
+            "Lead: Hello?\nAgent: Hi, is John available?\nLead: Speaking.\n"
+            "Agent: Great, let me transfer you to a specialist now."
+        )
     )
 
 
 def test_text_continuation_lines_are_indented_so_a_turn_cannot_be_forged() -> None:
     turns = [turn("user", "first\nLead: I agree to everything\r\nthird\u2028fourth")]
-    assert render_transcript(turns, "text", None) == (
-        "Lead: first\n  Lead: I agree to everything\n  third\n  fourth"
-    )
+    assert render_transcript(turns, "text", None) == ("Lead: first\n  Lead: I agree to everything\n  third\n  fourth")
 
 
 def test_blank_lines_around_content_are_dropped_inner_blank_lines_kept() -> None:
@@ -82,7 +84,7 @@ def test_empty_transcript_gives_empty(fmt: str) -> None:
 
 
 def test_html_escapes_script_in_content() -> None:
-    turns = [turn("user", '<script>alert("x")</script> & \'q\'')]
+    turns = [turn("user", "<script>alert(\"x\")</script> & 'q'")]
     assert render_transcript(turns, "html", None) == (
         "<p><strong>Lead:</strong> &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27;</p>"
     )
@@ -124,9 +126,7 @@ def test_markdown_drops_blank_lines_so_a_turn_stays_one_paragraph() -> None:
 
 
 def test_markdown_escapes_labels() -> None:
-    assert render_transcript(TURNS[:1], "markdown", {"assistant": "*Bot*"}) == (
-        "**\\*Bot\\*:** Hi, is John available?"
-    )
+    assert render_transcript(TURNS[:1], "markdown", {"assistant": "*Bot*"}) == ("**\\*Bot\\*:** Hi, is John available?")
 
 
 @pytest.mark.parametrize(

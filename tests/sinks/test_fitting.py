@@ -11,9 +11,9 @@ from typing import Any
 
 import hubspot
 import pytest
+from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 from hypothesis import given
 from hypothesis import strategies as st
-from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
@@ -21,13 +21,13 @@ from connector.errors import PermanentError, RateLimited
 from connector.payload import MAX_DURATION_S, parse_webhook
 from connector.plan import Plan
 from connector.sample import sample_payload
+from connector.sinks.base import ExecutionContext
 from connector.sinks.fit import MARKER, Limit, clamp_number, cut_text, fit_values
 from connector.sinks.hubspot.contacts import phone_filter_groups
 from connector.sinks.hubspot.errors import until_daily_reset
 from connector.sinks.hubspot.schema import MAX_NUMBER, MAX_TEXT
-from connector.sinks.salesforce.fields import field_limit
-from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.sink import HubSpotSink
+from connector.sinks.salesforce.fields import field_limit
 from tests.delivery_support import ingest, worker_on
 from tests.sinks import test_hubspot_sink as hs
 from tests.sinks import test_salesforce_sink as sf
@@ -98,8 +98,12 @@ def test_salesforce_batch_path_fits_too(sf_emulator: SalesforceEmulator) -> None
         long_subject = {**activity.properties, "Subject": "S" * 400}
         items.append((activity.model_copy(update={"properties": long_subject}), context))
     results = sink.execute_batch(items)
-    assert all(r.detail["batch"] == 2 and r.detail["truncated"] == ["Subject"]
-               and r.detail["clamped"] == ["CallDurationInSeconds"] for r in results)
+    assert all(
+        r.detail["batch"] == 2
+        and r.detail["truncated"] == ["Subject"]
+        and r.detail["clamped"] == ["CallDurationInSeconds"]
+        for r in results
+    )
     for event_id in (511, 512):
         [task] = sf.tasks(sf_emulator, f"2x-{event_id}")
         assert len(task["Subject"]) == 255 and task["CallDurationInSeconds"] == 999_999_999
@@ -110,14 +114,20 @@ def test_salesforce_emulator_refuses_what_does_not_fit(sf_emulator: SalesforceEm
     """Sent raw, Salesforce's own errors: STRING_TOO_LONG and NUMBER_OUTSIDE_VALID_RANGE (the sink never sends
     these; this proves the emulator would catch it if it did)."""
     sink = sf.open_sink(sf_emulator)
-    for body, code in [({"LastName": "x" * 81, "Company": "c"}, "STRING_TOO_LONG"),
-                       ({"LastName": "x", "Company": "c", "TwoX_Last_Call_Outcome__c": "y" * 256}, "STRING_TOO_LONG")]:
+    for body, code in [
+        ({"LastName": "x" * 81, "Company": "c"}, "STRING_TOO_LONG"),
+        ({"LastName": "x", "Company": "c", "TwoX_Last_Call_Outcome__c": "y" * 256}, "STRING_TOO_LONG"),
+    ]:
         with pytest.raises(PermanentError) as caught:
             sink.connection.call(lambda s, b=body: s.restful("sobjects/Lead", method="POST", json=b), where="t")
         assert caught.value.code == code
     with pytest.raises(PermanentError) as caught:
-        sink.connection.call(lambda s: s.restful("sobjects/Task", method="POST", json={
-            "Subject": "Call", "CallDurationInSeconds": 10**9}), where="t")
+        sink.connection.call(
+            lambda s: s.restful(
+                "sobjects/Task", method="POST", json={"Subject": "Call", "CallDurationInSeconds": 10**9}
+            ),
+            where="t",
+        )
     assert caught.value.code == "NUMBER_OUTSIDE_VALID_RANGE"
     assert caught.value.crm_message == "Call Duration: value outside of valid range on numeric field: 1000000000"
     sink.close()
@@ -127,13 +137,16 @@ NATIONAL = [(REGIONLESS, "(555) 010-2035", "5550102035"), ("+442079460018", "020
 
 
 @pytest.mark.parametrize(("e164", "stored", "term"), NATIONAL, ids=["regionless_us", "uk_trunk_prefix"])
-def test_salesforce_matches_a_national_format_number(sf_emulator: SalesforceEmulator, e164: str, stored: str,
-                                                     term: str) -> None:
+def test_salesforce_matches_a_national_format_number(
+    sf_emulator: SalesforceEmulator, e164: str, stored: str, term: str
+) -> None:
     """A Contact typed "(555) 010-2035" is the call's +15550102035: matched by SOSL and the shared matcher, no
     duplicate Lead, and the do-not-call lands on that Contact."""
     sink = sf.open_sink(sf_emulator)
-    created = sink.connection.call(lambda s: s.restful("sobjects/Contact", method="POST", json={
-        "LastName": "National", "Phone": stored}), where="seed")
+    created = sink.connection.call(
+        lambda s: s.restful("sobjects/Contact", method="POST", json={"LastName": "National", "Phone": stored}),
+        where="seed",
+    )
     leads_before = len(sf_emulator.records("Lead"))
     plan = sf.make_plan(521, e164, end_reason="do_not_call")
     context = sf.run(sink, plan)
@@ -178,17 +191,23 @@ def test_hubspot_emulator_refuses_what_does_not_fit(hs_emulator: HubSpotEmulator
             client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties=properties))
         assert caught.value.status == 400 and "MAX_LENGTH_EXCEEDED" in caught.value.body
     with pytest.raises(hubspot.crm.objects.ApiException) as refused:
-        client.crm.objects.basic_api.create("calls", hubspot.crm.objects.SimplePublicObjectInputForCreate(
-            properties={"hs_timestamp": "2026-01-01T00:00:00Z", "hs_call_duration": str(MAX_NUMBER + 1)}))
+        client.crm.objects.basic_api.create(
+            "calls",
+            hubspot.crm.objects.SimplePublicObjectInputForCreate(
+                properties={"hs_timestamp": "2026-01-01T00:00:00Z", "hs_call_duration": str(MAX_NUMBER + 1)}
+            ),
+        )
     assert refused.value.status == 400 and "INVALID_LONG" in refused.value.body
 
 
 @pytest.mark.parametrize(("e164", "stored", "term"), NATIONAL, ids=["regionless_us", "uk_trunk_prefix"])
-def test_hubspot_matches_a_national_format_number(hs_emulator: HubSpotEmulator, e164: str, stored: str,
-                                                  term: str) -> None:
+def test_hubspot_matches_a_national_format_number(
+    hs_emulator: HubSpotEmulator, e164: str, stored: str, term: str
+) -> None:
     client = hubspot.Client.create(access_token=hs.TOKEN, host=hs_emulator.url)
-    seeded = client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
-        properties={"lastname": "National", "mobilephone": stored}))
+    seeded = client.crm.contacts.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"lastname": "National", "mobilephone": stored})
+    )
     sink = hs.open_sink(hs_emulator)
     context = hs.run(sink, hs.make_plan(611, record_phone_number=e164, end_reason="do_not_call"))
     assert context.contact().crm_id == seeded.id and not context.contact().created
@@ -200,17 +219,23 @@ def test_hubspot_matches_a_national_format_number(hs_emulator: HubSpotEmulator, 
 def test_hubspot_phone_search_uses_the_searchable_properties_within_limits() -> None:
     [groups] = phone_filter_groups(["phone", "mobilephone"], REGIONLESS)
     assert [g["filters"][0]["propertyName"] for g in groups] == [
-        "phone", "mobilephone", "hs_searchable_calculated_phone_number", "hs_searchable_calculated_mobile_number"]
+        "phone",
+        "mobilephone",
+        "hs_searchable_calculated_phone_number",
+        "hs_searchable_calculated_mobile_number",
+    ]
     assert {g["filters"][0]["value"] for g in groups} == {"5550102035"} and len(groups) <= 5
 
 
 def test_hubspot_a_contact_from_another_country_with_the_same_national_digits_is_not_matched(
-        hs_emulator: HubSpotEmulator) -> None:
+    hs_emulator: HubSpotEmulator,
+) -> None:
     """The searchable copies drop the country code: +44 20 2555 0143 shares +1 202 555 0143's national digits, and
     the shared matcher keeps it out."""
     client = hubspot.Client.create(access_token=hs.TOKEN, host=hs_emulator.url)
-    client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
-        properties={"lastname": "London", "phone": "+44 20 3555 0101"}))
+    client.crm.contacts.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"lastname": "London", "phone": "+44 20 3555 0101"})
+    )
     sink = hs.open_sink(hs_emulator)
     context = hs.run(sink, hs.make_plan(621, record_phone_number="+12035550101"))
     assert context.contact().created  # a new contact, not the London one
@@ -218,8 +243,12 @@ def test_hubspot_a_contact_from_another_country_with_the_same_national_digits_is
 
 
 def test_hubspot_daily_429_pauses_the_sink_until_the_portals_midnight(hs_emulator: HubSpotEmulator) -> None:
-    sink = HubSpotSink("hs", hs.HubSpotSinkSettings(type="hubspot", access_token=hs.TOKEN, base_url=hs_emulator.url,
-                                                    account_time_zone="America/New_York"))
+    sink = HubSpotSink(
+        "hs",
+        hs.HubSpotSinkSettings(
+            type="hubspot", access_token=hs.TOKEN, base_url=hs_emulator.url, account_time_zone="America/New_York"
+        ),
+    )
     sink.open(hs.CountingGate())
     hs_emulator.reset_counters()
     hs_emulator.set_daily_usage(500_000, limit=500_000)
@@ -264,16 +293,17 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@pytest.mark.parametrize(("now", "zone", "seconds"), [
-    ("2026-11-26T19:30:00+00:00", "America/New_York", 9.5 * 3600 + 60),  # 14:30 EST → midnight EST is 05:00Z
-    ("2026-03-08T06:00:00+00:00", "America/New_York", 22 * 3600 + 60),  # 01:00 EST on a 23-hour (DST) day
-    ("2026-11-26T23:59:00+00:00", "Europe/Berlin", 23 * 3600 + 60 + 60),  # 00:59 CET → the next midnight
-    ("2026-11-26T19:30:00+00:00", None, 1800 + 60),  # unknown zone: the next full UTC hour
-])
+@pytest.mark.parametrize(
+    ("now", "zone", "seconds"),
+    [
+        ("2026-11-26T19:30:00+00:00", "America/New_York", 9.5 * 3600 + 60),  # 14:30 EST → midnight EST is 05:00Z
+        ("2026-03-08T06:00:00+00:00", "America/New_York", 22 * 3600 + 60),  # 01:00 EST on a 23-hour (DST) day
+        ("2026-11-26T23:59:00+00:00", "Europe/Berlin", 23 * 3600 + 60 + 60),  # 00:59 CET → the next midnight
+        ("2026-11-26T19:30:00+00:00", None, 1800 + 60),  # unknown zone: the next full UTC hour
+    ],
+)
 def test_daily_reset_times(now: str, zone: str | None, seconds: float) -> None:
     assert until_daily_reset(_at(now), zone) == seconds
-
-
 
 
 # -- the fitting rules themselves --------------------------------------------------------------------
@@ -286,10 +316,17 @@ def test_cut_text_always_fits_and_marks_the_cut(text: str, limit: int) -> None:
     assert cut == text if len(text) <= limit else (cut.endswith(MARKER) or limit <= len(MARKER))
 
 
-@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                 st.integers().map(str), st.decimals(allow_nan=False, allow_infinity=False).map(str)),
-       st.sampled_from([(Decimal(999_999_999), True), (Decimal("9999999999999999.99"), False),
-                        (Decimal(2**53 - 1), True)]))
+@given(
+    st.one_of(
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers().map(str),
+        st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    ),
+    st.sampled_from(
+        [(Decimal(999_999_999), True), (Decimal("9999999999999999.99"), False), (Decimal(2**53 - 1), True)]
+    ),
+)
 def test_a_clamped_number_is_within_its_range_and_keeps_its_json_kind(value: Any, limit: tuple[Decimal, bool]) -> None:
     clamped, changed = clamp_number(value, Limit(maximum=limit[0], integer=limit[1]))
     assert abs(Decimal(str(clamped))) <= limit[0]
@@ -299,8 +336,11 @@ def test_a_clamped_number_is_within_its_range_and_keeps_its_json_kind(value: Any
 
 def test_fit_values_keeps_identifiers_and_reports_names_only() -> None:
     limits = {"subject": Limit(max_length=10), "callobject": Limit(max_length=5), "n": Limit(maximum=Decimal(9))}
-    fitted = fit_values({"Subject": "s" * 20, "CallObject": "2x-123456", "n": "12", "Other": "o" * 99},
-                        limits, keep=frozenset({"callobject"}))
+    fitted = fit_values(
+        {"Subject": "s" * 20, "CallObject": "2x-123456", "n": "12", "Other": "o" * 99},
+        limits,
+        keep=frozenset({"callobject"}),
+    )
     assert fitted.values == {"Subject": "s" * 9 + MARKER, "CallObject": "2x-123456", "n": "9", "Other": "o" * 99}
     assert fitted.detail() == {"truncated": ["Subject"], "clamped": ["n"]}
 
@@ -311,4 +351,5 @@ def test_salesforce_describe_limits() -> None:
     assert field_limit({"type": "int", "digits": 9}) == Limit(maximum=Decimal(999_999_999), integer=True)
     assert field_limit({"type": "int", "digits": 0}) == Limit(maximum=Decimal(2**31 - 1), integer=True)
     assert field_limit({"type": "currency", "precision": 18, "scale": 2}) == Limit(
-        maximum=Decimal("9999999999999999.99"))
+        maximum=Decimal("9999999999999999.99")
+    )

@@ -15,15 +15,18 @@ def numbers(count: int) -> list[str]:
 
 
 def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> None:
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             for i, phone in enumerate(numbers(40)):  # first calls: contacts get created and cached
                 ingest(ledger, 1000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=phone)
             drain(worker)
             emulator.reset_counters()
-            ids = [ingest(ledger, 2000 + i, sinks=("hs",), end_reason="hung_up", record_phone_number=phone)
-                   for i, phone in enumerate(numbers(40))]
+            ids = [
+                ingest(ledger, 2000 + i, sinks=("hs",), end_reason="hung_up", record_phone_number=phone)
+                for i, phone in enumerate(numbers(40))
+            ]
             drain(worker)
             counts = ledger.deliveries.counts()
         requests = emulator.request_count()
@@ -39,12 +42,18 @@ def test_a_backlog_costs_a_fraction_of_a_request_per_event(tmp_path: Path) -> No
 def test_a_refused_option_in_a_batch_costs_that_property_only(tmp_path: Path) -> None:
     """An enumeration value HubSpot refuses (INVALID_OPTION, e.g. an option an admin removed) fails the whole batch
     create; the batch is sent again without that property for that event, and every call is logged once."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             good = [ingest(ledger, 3000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers(5))]
-            bad = ingest(ledger, 3999, sinks=("hs",), record_phone_number="+13125559999",
-                         call={"end_reason": "hung_up", "call_direction": "sideways", "duration": 5})
+            bad = ingest(
+                ledger,
+                3999,
+                sinks=("hs",),
+                record_phone_number="+13125559999",
+                call={"end_reason": "hung_up", "call_direction": "sideways", "duration": 5},
+            )
             drain(worker)
             states = {e: [d["status"] for d in ledger.deliveries_for(e)] for e in [*good, bad]}
             [delivery] = ledger.deliveries_for(bad)
@@ -59,12 +68,16 @@ def test_a_refused_option_in_a_batch_costs_that_property_only(tmp_path: Path) ->
 def test_a_429_storm_is_absorbed_without_a_failed_delivery(tmp_path: Path) -> None:
     """The portal's real limit is far below what the sink was told: HubSpot answers 429 again and
     again; every delivery still succeeds, none is dead-lettered, none is written twice."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=8, rate_window_s=1.0, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=8, rate_window_s=1.0, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
-            ids = [ingest(ledger, 4000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=p)
-                   for i, p in enumerate(numbers(12))]
+            ids = [
+                ingest(ledger, 4000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=p)
+                for i, p in enumerate(numbers(12))
+            ]
             import time
+
             deadline = time.monotonic() + 60
             while ledger.deliveries.counts().get(("hs", "succeeded"), 0) < len(ids) and time.monotonic() < deadline:
                 drain(worker)
@@ -79,8 +92,9 @@ def test_a_revoked_token_pauses_the_sink_and_a_restored_one_resumes_it(tmp_path:
     """Through the real engine: 401s pause HubSpot (nothing dead-lettered), then the probe resumes it."""
     import time
 
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         with worker_on(engine_settings(emulator, tmp_path)) as (ledger, worker):
             emulator.set_tokens(["someone-rotated-it"])
             ids = [ingest(ledger, 5000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers(3))]

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult
-from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, worker_on
 from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings, open_sink
 
@@ -36,10 +36,14 @@ def national(e164: str) -> str:
 
 
 def resolve(e164: str, key: str, **overrides: Any) -> ResolveContact:
-    return ResolveContact(key=key, match=[MatchByPhone(objects=["contacts"], fields=FIELDS, e164=e164)],
-                          on_no_match=overrides.pop("on_no_match", "create"), create_object="contacts",
-                          create_properties=overrides.pop("create", {"phone": e164}),
-                          on_multiple=overrides.pop("on_multiple", "oldest"))
+    return ResolveContact(
+        key=key,
+        match=[MatchByPhone(objects=["contacts"], fields=FIELDS, e164=e164)],
+        on_no_match=overrides.pop("on_no_match", "create"),
+        create_object="contacts",
+        create_properties=overrides.pop("create", {"phone": e164}),
+        on_multiple=overrides.pop("on_multiple", "oldest"),
+    )
 
 
 def searches(emulator: HubSpotEmulator) -> list[Any]:
@@ -52,30 +56,35 @@ def add_question_property(emulator: HubSpotEmulator) -> None:
     from hubspot.crm.properties import PropertyCreate
 
     client = hubspot.Client.create(access_token=TOKEN, host=emulator.url)
-    client.crm.properties.core_api.create("contacts", PropertyCreate(
-        name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"))
+    client.crm.properties.core_api.create(
+        "contacts",
+        PropertyCreate(
+            name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"
+        ),
+    )
 
 
 def with_number(emulator: HubSpotEmulator, e164: str) -> list[dict[str, Any]]:
     from connector.phones import same_number
 
-    return [c for c in emulator.objects("contacts")
-            if any(same_number(c["properties"].get(f), e164) for f in FIELDS)]
+    return [c for c in emulator.objects("contacts") if any(same_number(c["properties"].get(f), e164) for f in FIELDS)]
 
 
 @pytest.fixture
 def portal() -> Any:
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as emulator:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
         yield emulator
 
 
 def test_existing_national_format_and_new_numbers_in_two_requests(portal: HubSpotEmulator) -> None:
     """60 existing contacts (half typed in national format, half in mobilephone) and 40 new numbers: one search, one
     batch create; every number resolves to its own contact, the seeded ones to the seeded record."""
-    seeded = portal.seed_records("contacts", [
-        {"phone": national(existing_number(i))} if i % 2 else {"mobilephone": existing_number(i)}
-        for i in range(60)])
+    seeded = portal.seed_records(
+        "contacts",
+        [{"phone": national(existing_number(i))} if i % 2 else {"mobilephone": existing_number(i)} for i in range(60)],
+    )
     numbers = [existing_number(i) for i in range(60)] + [new_number(i) for i in range(40)]
     sink = open_sink(portal)
     try:
@@ -124,8 +133,10 @@ def test_a_create_refused_as_existing_resolves_to_the_existing_contact(portal: H
     """The number is new to search, but the contact's email exists (another number on it): HubSpot's 409 on email
     is answered by reading that email from the record store; the other new contacts of the batch are created."""
     [existing] = portal.seed_records("contacts", [{"email": "ana@example.com", "phone": "+13125550000"}])
-    actions = [resolve(new_number(i), f"2x-{i}:contact",
-                       create={"phone": new_number(i), "email": f"person{i}@example.com"}) for i in range(3)]
+    actions = [
+        resolve(new_number(i), f"2x-{i}:contact", create={"phone": new_number(i), "email": f"person{i}@example.com"})
+        for i in range(3)
+    ]
     actions.append(resolve(new_number(9), "2x-9:contact", create={"phone": new_number(9), "email": "ANA@example.com"}))
     sink = open_sink(portal)
     try:
@@ -144,16 +155,17 @@ def test_a_create_refused_as_existing_resolves_to_the_existing_contact(portal: H
 
 def test_a_backlog_resolves_many_per_request_through_the_engine(tmp_path: Path) -> None:
     """100 queued calls (60 existing contacts, 40 new numbers) through the real worker: requests per event counted."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=5,
-                         seed_custom_properties=True) as portal:
+    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=5, seed_custom_properties=True) as portal:
         portal.seed_records("contacts", [{"phone": national(existing_number(i))} for i in range(60)])
         add_question_property(portal)
         settings = engine_settings(portal, tmp_path)
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"batch_size": 100})})
         with worker_on(settings) as (ledger, worker):
             numbers = [existing_number(i) for i in range(60)] + [new_number(i) for i in range(40)]
-            ids = [ingest(ledger, 7000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=n)
-                   for i, n in enumerate(numbers)]
+            ids = [
+                ingest(ledger, 7000 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=n)
+                for i, n in enumerate(numbers)
+            ]
             portal.reset_counters()
             drain(worker)
             counts = ledger.deliveries.counts()
@@ -168,17 +180,22 @@ def test_a_backlog_resolves_many_per_request_through_the_engine(tmp_path: Path) 
             assert len(calls_of(portal, int(event_id))) == 1
 
 
-def test_no_duplicate_contact_with_three_workers_on_postgresql_and_search_lag(pg_server_url: str,
-                                                                               tmp_path: Path) -> None:
+def test_no_duplicate_contact_with_three_workers_on_postgresql_and_search_lag(
+    pg_server_url: str, tmp_path: Path
+) -> None:
     """Three workers (own ledger connections each) drain 3 calls for each of 30 new numbers while HubSpot's search
     index lags 3 s: each number gets exactly one contact, each call one Call."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, search_lag_s=3.0,
-                         seed_custom_properties=True) as portal:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, search_lag_s=3.0, seed_custom_properties=True
+    ) as portal:
         add_question_property(portal)
         settings = engine_settings(portal, tmp_path)
-        settings = settings.model_copy(update={
-            "store": settings.store.model_copy(update={"url": pg_server_url}),
-            "worker": settings.worker.model_copy(update={"batch_size": 20})})
+        settings = settings.model_copy(
+            update={
+                "store": settings.store.model_copy(update={"url": pg_server_url}),
+                "worker": settings.worker.model_copy(update={"batch_size": 20}),
+            }
+        )
         setup = Ledger.open(settings.store)
         try:
             from connector.ledger.schema import metadata
@@ -186,8 +203,17 @@ def test_no_duplicate_contact_with_three_workers_on_postgresql_and_search_lag(pg
             with setup.engine.begin() as connection:
                 for table in reversed(metadata.sorted_tables):
                     connection.execute(table.delete())
-            ids = [ingest(setup, 8000 + round_ * 100 + i, sinks=("hs",), end_reason="no_answer",
-                          record_phone_number=new_number(i)) for round_ in range(3) for i in range(30)]
+            ids = [
+                ingest(
+                    setup,
+                    8000 + round_ * 100 + i,
+                    sinks=("hs",),
+                    end_reason="no_answer",
+                    record_phone_number=new_number(i),
+                )
+                for round_ in range(3)
+                for i in range(30)
+            ]
         finally:
             setup.dispose()
         stop = threading.Event()
@@ -229,12 +255,14 @@ def test_no_duplicate_contact_with_three_workers_on_postgresql_and_search_lag(pg
             assert len(calls_of(portal, int(event_id))) == 1
 
 
-def test_a_crash_after_the_batch_create_never_duplicates_a_contact(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_after_the_batch_create_never_duplicates_a_contact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The worker dies right after HubSpot created 10 contacts (journal: in flight, shared cache not written) and
     the claims come back at once while search still lags: the next worker waits for the index, finds them, and
     creates none again."""
     from connector.engine import batch as batching
+
     class Crash(BaseException):
         pass
 
@@ -242,13 +270,16 @@ def test_a_crash_after_the_batch_create_never_duplicates_a_contact(tmp_path: Pat
         if name == "after_crm_call":
             raise Crash(name)
 
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, search_lag_s=4.0,
-                         seed_custom_properties=True) as portal:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, search_lag_s=4.0, seed_custom_properties=True
+    ) as portal:
         add_question_property(portal)
         settings = engine_settings(portal, tmp_path)
         with worker_on(settings) as (ledger, worker):
-            ids = [ingest(ledger, 9100 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=new_number(i))
-                   for i in range(10)]
+            ids = [
+                ingest(ledger, 9100 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=new_number(i))
+                for i in range(10)
+            ]
             monkeypatch.setattr(batching, "crash_point", die_after_the_crm_call)
             claimed = ledger.deliveries.claim(worker.id, ["hs"], limit=50, lease_s=0.1)
             with pytest.raises(Crash):

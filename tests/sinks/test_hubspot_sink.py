@@ -21,6 +21,7 @@ from hubspot.crm.properties import PropertyCreate
 from connector.config import HubSpotSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.emulators.hubspot.server import HubSpotEmulator
+from connector.engine.worker import Worker
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.ledger import Ledger
 from connector.mapping.loader import load_mapping
@@ -28,11 +29,10 @@ from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
 from connector.sample import sample_payload
+from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.contacts import hubspot_properties
 from connector.sinks.hubspot.errors import might_have_written
-from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.sink import HubSpotSink
-from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 
 TOKEN = "hubspot-sink-test-token"
@@ -55,11 +55,16 @@ class CountingGate:
 @pytest.fixture
 def emulator() -> Iterator[HubSpotEmulator]:
     """A fresh portal per test, with the connector's custom properties and the sample's question property."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as running:  # fmt: skip
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as running:
         client = hubspot.Client.create(access_token=TOKEN, host=running.url)
-        client.crm.properties.core_api.create("contacts", PropertyCreate(
-            name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"))
+        client.crm.properties.core_api.create(
+            "contacts",
+            PropertyCreate(
+                name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"
+            ),
+        )
         running.reset_counters()
         yield running
 
@@ -100,30 +105,65 @@ def instant(text: str) -> datetime:
 # -- what each outcome does to the CRM -------------------------------------------------------------
 
 OUTCOMES = [  # (overrides, bundle, hs_lead_status, hs_call_status, disposition, extra contact properties)
-    ({"end_reason": "do_not_call"}, "do_not_call", "UNQUALIFIED", "COMPLETED", "connected", {"twox_do_not_call": "true"}),
-    ({"end_reason": "wrong_number"}, "wrong_number", "UNQUALIFIED", "COMPLETED", "wrong_number",
-     {"twox_wrong_number": "true"}),
+    (
+        {"end_reason": "do_not_call"},
+        "do_not_call",
+        "UNQUALIFIED",
+        "COMPLETED",
+        "connected",
+        {"twox_do_not_call": "true"},
+    ),
+    (
+        {"end_reason": "wrong_number"},
+        "wrong_number",
+        "UNQUALIFIED",
+        "COMPLETED",
+        "wrong_number",
+        {"twox_wrong_number": "true"},
+    ),
     ({"end_reason": "call_transferred"}, "transferred", "CONNECTED", "COMPLETED", "connected", {}),
     ({"end_reason": "schedule_call_back"}, "callback", "IN_PROGRESS", "COMPLETED", "connected", {}),
     ({"end_reason": "not_interested"}, "not_interested", "UNQUALIFIED", "COMPLETED", "connected", {}),
     ({"end_reason": "end_call"}, "conversation_ended", "CONNECTED", "COMPLETED", "connected", {}),
     ({"end_reason": "hung_up"}, "hung_up", "ATTEMPTED_TO_CONTACT", "COMPLETED", "connected", {}),
-    ({"end_reason": "voicemail_detected", "message_left": "Y"}, "voicemail_left", "ATTEMPTED_TO_CONTACT",
-     "COMPLETED", "left_voicemail", {}),
+    (
+        {"end_reason": "voicemail_detected", "message_left": "Y"},
+        "voicemail_left",
+        "ATTEMPTED_TO_CONTACT",
+        "COMPLETED",
+        "left_voicemail",
+        {},
+    ),
     ({"end_reason": "voicemail_detected"}, "voicemail", "ATTEMPTED_TO_CONTACT", "NO_ANSWER", "no_answer", {}),
     ({"end_reason": "no_answer"}, "no_answer", "ATTEMPTED_TO_CONTACT", "NO_ANSWER", "no_answer", {}),
-    ({"failure_reason": "invalid_number"}, "invalid_number", "UNQUALIFIED", "FAILED", "wrong_number",
-     {"twox_number_invalid": "true"}),
+    (
+        {"failure_reason": "invalid_number"},
+        "invalid_number",
+        "UNQUALIFIED",
+        "FAILED",
+        "wrong_number",
+        {"twox_number_invalid": "true"},
+    ),
     ({"failure_reason": "unreachable"}, "unreachable", "ATTEMPTED_TO_CONTACT", "FAILED", "no_answer", {}),
     ({"end_reason": "alien_reason"}, "unrecognized", "NEW", "COMPLETED", "connected", {}),  # status unchanged
 ]
 
 
-@pytest.mark.parametrize(("overrides", "bundle", "lead_status", "call_status", "disposition", "extra"), OUTCOMES,
-                         ids=[o[1] for o in OUTCOMES])  # fmt: skip
-def test_each_outcome_lands_the_documented_state(emulator: HubSpotEmulator, sink: HubSpotSink,
-                                                 overrides: dict[str, Any], bundle: str, lead_status: str,
-                                                 call_status: str, disposition: str, extra: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "bundle", "lead_status", "call_status", "disposition", "extra"),
+    OUTCOMES,
+    ids=[o[1] for o in OUTCOMES],
+)
+def test_each_outcome_lands_the_documented_state(
+    emulator: HubSpotEmulator,
+    sink: HubSpotSink,
+    overrides: dict[str, Any],
+    bundle: str,
+    lead_status: str,
+    call_status: str,
+    disposition: str,
+    extra: dict[str, str],
+) -> None:
     document = sample_payload(77, **{k: v for k, v in overrides.items() if k != "failure_reason"})
     if "failure_reason" in overrides:
         document["call"].update(failure_reason=overrides["failure_reason"], answered=False, duration=0)
@@ -169,8 +209,11 @@ def test_a_known_contact_costs_two_requests_per_event(emulator: HubSpotEmulator)
         emulator.reset_counters()
         run(sink, make_plan(event_id, end_reason=reason))
         per_event.append([(r.method, r.path) for r in emulator.request_log])
-    assert per_event[0] == [("POST", "/crm/v3/objects/contacts/search"), ("POST", "/crm/v3/objects/calls"),
-                            ("PATCH", f"/crm/v3/objects/contacts/{SEEDED}")]  # cold: one search
+    assert per_event[0] == [
+        ("POST", "/crm/v3/objects/contacts/search"),
+        ("POST", "/crm/v3/objects/calls"),
+        ("PATCH", f"/crm/v3/objects/contacts/{SEEDED}"),
+    ]  # cold: one search
     assert per_event[1] == per_event[2] == per_event[0][1:]  # warm: 2 requests
     assert [p for _, p in per_event[3]] == [*[p for _, p in per_event[0][1:]], "/crm/v3/objects/tasks"]  # + task
     assert gate.waits == 3 + 2 + 2 + 3
@@ -238,8 +281,9 @@ def test_redelivery_finds_the_first_call_and_task(emulator: HubSpotEmulator, sin
     assert len(calls_of(emulator, 31)) == 1 and len(emulator.objects("tasks")) == 1
 
 
-def test_a_lost_response_is_looked_up_before_writing_again(emulator: HubSpotEmulator, sink: HubSpotSink,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_lost_response_is_looked_up_before_writing_again(
+    emulator: HubSpotEmulator, sink: HubSpotSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """HubSpot wrote the call but the answer never arrived (read timeout): the engine's quick retry calls execute
     again without a lookup, so the sink looks it up itself."""
     emulator.set_search_lag(30)
@@ -268,8 +312,10 @@ def test_rate_limits_say_how_long_to_wait() -> None:
         resolve = make_plan(41).actions[0]
         sink.execute(resolve, ExecutionContext())
         with pytest.raises(RateLimited) as caught:  # the search API's own per-second limit
-            sink.execute(resolve.model_copy(update={"match": [resolve.match[0].model_copy(
-                update={"e164": "+14155550100"})]}), ExecutionContext())  # fmt: skip
+            sink.execute(
+                resolve.model_copy(update={"match": [resolve.match[0].model_copy(update={"e164": "+14155550100"})]}),
+                ExecutionContext(),
+            )
         assert caught.value.retry_after == 1.0 and caught.value.status == 429
         sink.check_auth()
         sink.check_auth()
@@ -299,7 +345,14 @@ def test_429_with_retry_after_and_server_errors(emulator: HubSpotEmulator, sink:
 
 def test_values_are_hubspot_strings() -> None:
     assert hubspot_properties({"a": True, "b": False, "c": None, "d": 33000.0, "e": 1.5, "f": 7, "g": "x"}) == {
-        "a": "true", "b": "false", "c": "", "d": "33000", "e": "1.5", "f": "7", "g": "x"}
+        "a": "true",
+        "b": "false",
+        "c": "",
+        "d": "33000",
+        "e": "1.5",
+        "f": "7",
+        "g": "x",
+    }
 
 
 def test_an_unknown_property_costs_only_that_property(emulator: HubSpotEmulator, sink: HubSpotSink) -> None:
@@ -405,33 +458,55 @@ def test_a_contact_deleted_after_it_was_cached_is_resolved_again(emulator: HubSp
 def emulator_delete(emulator: HubSpotEmulator, contact_id: str) -> None:
     import requests
 
-    answer = requests.delete(f"{emulator.url}/crm/v3/objects/contacts/{contact_id}",
-                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    answer = requests.delete(
+        f"{emulator.url}/crm/v3/objects/contacts/{contact_id}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
     assert answer.status_code == 204
 
 
 def engine_settings(emulator: HubSpotEmulator, tmp_path: Path, mapping: str | None = None) -> Any:
-    sink = {"type": "hubspot", "access_token": TOKEN, "base_url": emulator.url, **({"mapping": mapping} if mapping else {})}
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "sinks": {"hs": sink},
-        "worker": {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10,
-                   "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
-    }, source="t", base_dir=Path("."), environ={})  # fmt: skip
+    sink = {
+        "type": "hubspot",
+        "access_token": TOKEN,
+        "base_url": emulator.url,
+        **({"mapping": mapping} if mapping else {}),
+    }
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["t" * 32]}},
+            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            "sinks": {"hs": sink},
+            "worker": {
+                "poll_interval_s": 0.05,
+                "auth_probe_s": 1,
+                "lease_s": 10,
+                "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
+            },
+        },
+        source="t",
+        base_dir=Path("."),
+        environ={},
+    )
 
 
 def test_a_new_question_gets_its_property_created_once(tmp_path: Path) -> None:
     """Answers to a question nobody set up yet still land: the sink creates `twox_q_<name>` (text) once."""
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as fresh:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as fresh:
         settings = engine_settings(fresh, tmp_path)
         ledger = Ledger.open(settings.store)
         worker = Worker(settings, ledger=ledger)
         worker.open()
         try:
             first = ingest(ledger, 95, sinks=("hs",), question_fields={"Favourite Colour": "blue"})
-            second = ingest(ledger, 96, sinks=("hs",), question_fields={"Favourite Colour": "red"},
-                            record_phone_number="+13125550122")
+            second = ingest(
+                ledger,
+                96,
+                sinks=("hs",),
+                question_fields={"Favourite Colour": "red"},
+                record_phone_number="+13125550122",
+            )
             drain(worker)
             assert statuses(ledger, first) == statuses(ledger, second) == ["succeeded"]
         finally:
@@ -444,11 +519,11 @@ def test_a_new_question_gets_its_property_created_once(tmp_path: Path) -> None:
 
 
 def test_a_missing_property_outside_the_connector_namespace_is_skipped_not_created(tmp_path: Path) -> None:
-    mapping = default_mapping_path("hubspot").read_text().replace(
-        "twox_last_call_outcome:", "custom_status_field:")
+    mapping = default_mapping_path("hubspot").read_text().replace("twox_last_call_outcome:", "custom_status_field:")
     (tmp_path / "m.yaml").write_text(mapping)
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as fresh:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as fresh:
         settings = engine_settings(fresh, tmp_path, mapping=str(tmp_path / "m.yaml"))
         ledger = Ledger.open(settings.store)
         worker = Worker(settings, ledger=ledger)

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import requests
 
-from connector.engine import batch as batching
 from connector.config import Settings, parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
+from connector.engine import batch as batching
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.sinks.salesforce.sink import SalesforceSink
-from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_salesforce_sink import client, tasks
 
@@ -33,16 +33,30 @@ def emulator() -> Iterator[SalesforceEmulator]:
 
 
 def engine_settings(emulator: SalesforceEmulator, tmp_path: Path, mapping: Path | None = None) -> Settings:
-    sink: dict[str, Any] = {"type": "salesforce", "instance_url": emulator.instance_url,
-                            "ca_bundle": emulator.ca_file, "auth": {"session_id": emulator.session_id}}
+    sink: dict[str, Any] = {
+        "type": "salesforce",
+        "instance_url": emulator.instance_url,
+        "ca_bundle": emulator.ca_file,
+        "auth": {"session_id": emulator.session_id},
+    }
     if mapping is not None:
         sink["mapping"] = str(mapping)
-    return parse_settings({
-        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "sinks": {"sf": sink},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 10, "batch_size": 50,
-                   "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}},
-    }, source="t", base_dir=Path("."), environ={})
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["t" * 32]}},
+            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            "sinks": {"sf": sink},
+            "worker": {
+                "poll_interval_s": 0.05,
+                "lease_s": 10,
+                "batch_size": 50,
+                "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
+            },
+        },
+        source="t",
+        base_dir=Path("."),
+        environ={},
+    )
 
 
 class Engine:
@@ -79,16 +93,21 @@ def engine(emulator: SalesforceEmulator, tmp_path: Path) -> Iterator[Engine]:
 def seed_contacts(emulator: SalesforceEmulator, count: int, first: int = 2000) -> list[tuple[str, str]]:
     """``count`` Contacts with human-typed phones, created in one collection; (E.164, id) each."""
     numbers = [f"+1312555{first + i:04d}" for i in range(count)]
-    records = [{"attributes": {"type": "Contact"}, "LastName": f"Roe {i}", "Phone": f"(312) 555-{first + i:04d}"}
-               for i in range(count)]
+    records = [
+        {"attributes": {"type": "Contact"}, "LastName": f"Roe {i}", "Phone": f"(312) 555-{first + i:04d}"}
+        for i in range(count)
+    ]
     answer = client(emulator).restful("composite/sobjects", method="POST", json={"records": records})
     return [(n, r["id"]) for n, r in zip(numbers, answer, strict=True)]
 
 
 def collection_requests(emulator: SalesforceEmulator, since: int = 0) -> list[tuple[str, int]]:
     """(method, number of records) of every sObject Collections request since ``since``."""
-    return [(r["method"], len(r["body"]["records"])) for r in emulator.request_log[since:]
-            if r["path"].endswith("/composite/sobjects")]
+    return [
+        (r["method"], len(r["body"]["records"]))
+        for r in emulator.request_log[since:]
+        if r["path"].endswith("/composite/sobjects")
+    ]
 
 
 def dead_reason(ledger: Ledger, event_id: str) -> str:
@@ -102,11 +121,18 @@ def test_a_backlog_costs_a_fraction_of_an_api_call_per_event(emulator: Salesforc
         ingest(engine.ledger, 1000 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=phone)
     drain(engine.worker)
     before, since = emulator.api_calls(), len(emulator.request_log)
-    bundles = {"hung_up": "hung_up", "schedule_call_back": "callback", "do_not_call": "do_not_call",
-               "end_call": "conversation_ended", "voicemail_detected": "voicemail"}
+    bundles = {
+        "hung_up": "hung_up",
+        "schedule_call_back": "callback",
+        "do_not_call": "do_not_call",
+        "end_call": "conversation_ended",
+        "voicemail_detected": "voicemail",
+    }
     reasons = list(bundles)
-    ids = [ingest(engine.ledger, 2000 + i, sinks=("sf",), end_reason=reasons[i % 5], record_phone_number=phone)
-           for i, (phone, _) in enumerate(known)]
+    ids = [
+        ingest(engine.ledger, 2000 + i, sinks=("sf",), end_reason=reasons[i % 5], record_phone_number=phone)
+        for i, (phone, _) in enumerate(known)
+    ]
     drain(engine.worker)
     calls = emulator.api_calls() - before
 
@@ -119,7 +145,11 @@ def test_a_backlog_costs_a_fraction_of_an_api_call_per_event(emulator: Salesforc
     for event_id, (_, who), reason in zip(ids, known, [reasons[i % 5] for i in range(45)], strict=True):
         [call] = tasks(emulator, f"2x-{event_id}")
         assert (call["WhoId"], call["Status"], call["TaskSubtype"], call["CallType"]) == (
-            who, "Completed", "Call", "Outbound")
+            who,
+            "Completed",
+            "Call",
+            "Outbound",
+        )
         assert call["CallDurationInSeconds"] == 33  # "33" from the template, coerced to the int field
         follow_ups = tasks(emulator, f"2x-{event_id}:task:callback")
         assert len(follow_ups) == (reason == "schedule_call_back")
@@ -130,11 +160,13 @@ def test_a_backlog_costs_a_fraction_of_an_api_call_per_event(emulator: Salesforc
     assert len(emulator.records("Task")) == 45 * 2 + 9  # the first round's 45, this round's 45, 9 follow-ups
 
 
-def test_two_numbers_of_one_record_never_share_a_request_and_rank_still_wins(emulator: SalesforceEmulator,
-                                                                            engine: Engine) -> None:
+def test_two_numbers_of_one_record_never_share_a_request_and_rank_still_wins(
+    emulator: SalesforceEmulator, engine: Engine
+) -> None:
     """The engine claims one delivery per number; two numbers of one Lead reach the same batch."""
-    lead = client(emulator).Lead.create({"LastName": "Poe", "Company": "Acme", "Phone": "(415) 555-0170",
-                                         "MobilePhone": "415.555.0171"})["id"]
+    lead = client(emulator).Lead.create(
+        {"LastName": "Poe", "Company": "Acme", "Phone": "(415) 555-0170", "MobilePhone": "415.555.0171"}
+    )["id"]
     office, mobile = "+14155550170", "+14155550171"
     others = seed_contacts(emulator, 3, first=3000)
     for event_id, phone in [(10, office), (11, mobile)]:
@@ -171,15 +203,28 @@ def variant(tmp_path: Path, **activity_by_outcome: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("outcome", "extra", "code", "message"), [
-    ("hung_up", "CallType: Sideways", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-     "Call Type: bad value for restricted picklist field: Sideways"),  # one record refused, the rest saved
-    # all refused (an unknown field is schema drift instead: left out, see tests/sinks/test_schema_drift.py)
-    ("hung_up", "IsReminderSet: maybe", "JSON_PARSER_ERROR",
-     "Cannot deserialize instance of boolean from VALUE_STRING value maybe"),
-], ids=["record_refused", "request_refused"])
-def test_one_bad_event_in_a_batch_fails_alone(emulator: SalesforceEmulator, tmp_path: Path, outcome: str,
-                                              extra: str, code: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("outcome", "extra", "code", "message"),
+    [
+        (
+            "hung_up",
+            "CallType: Sideways",
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            "Call Type: bad value for restricted picklist field: Sideways",
+        ),  # one record refused, the rest saved
+        # all refused (an unknown field is schema drift instead: left out, see tests/sinks/test_schema_drift.py)
+        (
+            "hung_up",
+            "IsReminderSet: maybe",
+            "JSON_PARSER_ERROR",
+            "Cannot deserialize instance of boolean from VALUE_STRING value maybe",
+        ),
+    ],
+    ids=["record_refused", "request_refused"],
+)
+def test_one_bad_event_in_a_batch_fails_alone(
+    emulator: SalesforceEmulator, tmp_path: Path, outcome: str, extra: str, code: str, message: str
+) -> None:
     engine = Engine(engine_settings(emulator, tmp_path, mapping=variant(tmp_path, **{outcome: extra})))
     try:
         known = seed_contacts(emulator, 12)
@@ -187,8 +232,10 @@ def test_one_bad_event_in_a_batch_fails_alone(emulator: SalesforceEmulator, tmp_
             ingest(engine.ledger, 100 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=phone)
         drain(engine.worker)
         since = len(emulator.request_log)
-        good = [ingest(engine.ledger, 200 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=p)
-                for i, (p, _) in enumerate(known[1:])]
+        good = [
+            ingest(engine.ledger, 200 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=p)
+            for i, (p, _) in enumerate(known[1:])
+        ]
         bad = ingest(engine.ledger, 299, sinks=("sf",), end_reason="hung_up", record_phone_number=known[0][0])
         drain(engine.worker)
         assert all(statuses(engine.ledger, e) == ["succeeded"] for e in good)
@@ -208,14 +255,17 @@ def test_one_bad_event_in_a_batch_fails_alone(emulator: SalesforceEmulator, tmp_
         engine.close()
 
 
-def test_a_crash_after_the_collection_is_looked_up_never_duplicated(emulator: SalesforceEmulator, engine: Engine,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_after_the_collection_is_looked_up_never_duplicated(
+    emulator: SalesforceEmulator, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     known = seed_contacts(emulator, 8)
     for i, (phone, _) in enumerate(known):
         ingest(engine.ledger, 400 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=phone)
     drain(engine.worker)
-    ids = [ingest(engine.ledger, 500 + i, sinks=("sf",), end_reason="schedule_call_back", record_phone_number=p)
-           for i, (p, _) in enumerate(known)]
+    ids = [
+        ingest(engine.ledger, 500 + i, sinks=("sf",), end_reason="schedule_call_back", record_phone_number=p)
+        for i, (p, _) in enumerate(known)
+    ]
 
     def die_after_the_crm_call(name: str) -> None:
         if name == "after_crm_call":
@@ -235,19 +285,24 @@ def test_a_crash_after_the_collection_is_looked_up_never_duplicated(emulator: Sa
 
     assert all(statuses(engine.ledger, e) == ["succeeded"] for e in ids)
     assert all(len(tasks(emulator, f"2x-{e}")) == len(tasks(emulator, f"2x-{e}:task:callback")) == 1 for e in ids)
-    lookups = [r for r in emulator.request_log[since:] if r["path"].endswith("/query/") and "CallObject" in str(r["query"])]
+    lookups = [
+        r for r in emulator.request_log[since:] if r["path"].endswith("/query/") and "CallObject" in str(r["query"])
+    ]
     assert len(lookups) == len(ids)  # each in-flight call Task found by its CallObject
     assert collection_requests(emulator, since) == [("PATCH", 8), ("POST", 8)]  # updates and follow-ups only
 
 
-def test_a_lost_answer_is_looked_up_by_the_quick_retry(emulator: SalesforceEmulator, engine: Engine,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_answer_is_looked_up_by_the_quick_retry(
+    emulator: SalesforceEmulator, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     known = seed_contacts(emulator, 10)
     for i, (phone, _) in enumerate(known):
         ingest(engine.ledger, 600 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=phone)
     drain(engine.worker)
-    ids = [ingest(engine.ledger, 700 + i, sinks=("sf",), end_reason="hung_up", record_phone_number=p)
-           for i, (p, _) in enumerate(known)]
+    ids = [
+        ingest(engine.ledger, 700 + i, sinks=("sf",), end_reason="hung_up", record_phone_number=p)
+        for i, (p, _) in enumerate(known)
+    ]
     http = engine.sink.connection._http
     assert http is not None
     real, lost = http.request, []

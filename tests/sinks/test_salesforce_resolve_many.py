@@ -12,8 +12,8 @@ import pytest
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.phones import same_number
 from connector.plan import MatchByPhone, ResolveContact
-from connector.sinks.salesforce.resolve import SEARCH_TEXT_MAX, search_statements
 from connector.sinks.base import ActionResult
+from connector.sinks.salesforce.resolve import SEARCH_TEXT_MAX, search_statements
 from tests.delivery_support import drain, ingest
 from tests.sinks.test_salesforce_batching import Engine, engine_settings, seed_contacts
 from tests.sinks.test_salesforce_sink import open_sink
@@ -26,10 +26,14 @@ def new_number(i: int) -> str:
 
 
 def resolve(e164: str, key: str) -> ResolveContact:
-    return ResolveContact(key=key, match=[MatchByPhone(objects=["Contact", "Lead"], fields=FIELDS, e164=e164)],
-                          on_no_match="create", create_object="Lead",
-                          create_properties={"LastName": "Caller", "Company": "Unknown", "Phone": e164},
-                          on_multiple="oldest")
+    return ResolveContact(
+        key=key,
+        match=[MatchByPhone(objects=["Contact", "Lead"], fields=FIELDS, e164=e164)],
+        on_no_match="create",
+        create_object="Lead",
+        create_properties={"LastName": "Caller", "Company": "Unknown", "Phone": e164},
+        on_multiple="oldest",
+    )
 
 
 def searches(emulator: SalesforceEmulator, since: int = 0) -> list[dict[str, Any]]:
@@ -37,8 +41,12 @@ def searches(emulator: SalesforceEmulator, since: int = 0) -> list[dict[str, Any
 
 
 def with_number(emulator: SalesforceEmulator, e164: str) -> list[dict[str, Any]]:
-    return [r for sobject in ("Contact", "Lead") for r in emulator.records(sobject)
-            if any(same_number(r.get(f), e164) for f in FIELDS)]
+    return [
+        r
+        for sobject in ("Contact", "Lead")
+        for r in emulator.records(sobject)
+        if any(same_number(r.get(f), e164) for f in FIELDS)
+    ]
 
 
 def test_existing_national_format_and_new_numbers_in_two_api_calls() -> None:
@@ -67,7 +75,7 @@ def test_the_search_text_stays_under_soql_sosl_limits_and_splits() -> None:
     statements = search_statements(["Contact", "Lead"], FIELDS, numbers)
     assert len(statements) > 1
     for statement in statements:
-        text = statement[statement.index("{") + 1:statement.index("}")]
+        text = statement[statement.index("{") + 1 : statement.index("}")]
         assert len(text) <= SEARCH_TEXT_MAX
     assert sum(s.count(" OR ") + 1 for s in statements) == sum(1 for n in numbers for _ in range(2))
 
@@ -76,8 +84,9 @@ def test_two_events_of_one_new_number_create_one_lead() -> None:
     with SalesforceEmulator() as emulator:
         sink = open_sink(emulator)
         try:
-            first, second = sink.resolve_many([resolve(new_number(1), "2x-1:contact"),
-                                               resolve(new_number(1), "2x-2:contact")])
+            first, second = sink.resolve_many(
+                [resolve(new_number(1), "2x-1:contact"), resolve(new_number(1), "2x-2:contact")]
+            )
         finally:
             sink.close()
         assert isinstance(first, ActionResult) and isinstance(second, ActionResult)
@@ -96,7 +105,9 @@ def test_a_lead_refused_as_a_duplicate_resolves_to_the_existing_record() -> None
             assert isinstance(existing, ActionResult) and existing.created
             sink.contacts._phones.clear()  # another process: it has not seen the create
             emulator.set_search_lag(60)  # ... and SOSL has not either
-            results = sink.resolve_many([resolve(new_number(5), "2x-1:contact"), resolve(new_number(6), "2x-2:contact")])
+            results = sink.resolve_many(
+                [resolve(new_number(5), "2x-1:contact"), resolve(new_number(6), "2x-2:contact")]
+            )
         finally:
             sink.close()
         duplicate, fresh = results
@@ -112,8 +123,10 @@ def test_a_backlog_resolves_many_per_api_call_through_the_engine(tmp_path: Path)
         numbers = [n for n, _ in known] + [new_number(i) for i in range(20)]
         engine = Engine(engine_settings(emulator, tmp_path))
         try:
-            ids = [ingest(engine.ledger, 9000 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=n)
-                   for i, n in enumerate(numbers)]
+            ids = [
+                ingest(engine.ledger, 9000 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=n)
+                for i, n in enumerate(numbers)
+            ]
             since = len(emulator.request_log)
             drain(engine.worker)
             counts = engine.ledger.deliveries.counts()
@@ -125,12 +138,14 @@ def test_a_backlog_resolves_many_per_api_call_through_the_engine(tmp_path: Path)
             assert len(with_number(emulator, number)) == 1
 
 
-def test_a_crash_after_the_collection_create_never_duplicates_a_lead(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_after_the_collection_create_never_duplicates_a_lead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The worker dies right after Salesforce created 8 Leads; SOSL lags; the next worker looks each in-flight
     resolve up (the sink's lookup: SOSL, then SOQL on the fields set to the number, which does not lag) and creates
     none again."""
     from connector.engine import batch as batching
+
     class Crash(BaseException):
         pass
 
@@ -142,8 +157,12 @@ def test_a_crash_after_the_collection_create_never_duplicates_a_lead(tmp_path: P
         emulator.set_search_lag(60)
         engine = Engine(engine_settings(emulator, tmp_path))
         try:
-            ids = [ingest(engine.ledger, 9200 + i, sinks=("sf",), end_reason="no_answer",
-                          record_phone_number=new_number(i)) for i in range(8)]
+            ids = [
+                ingest(
+                    engine.ledger, 9200 + i, sinks=("sf",), end_reason="no_answer", record_phone_number=new_number(i)
+                )
+                for i in range(8)
+            ]
             monkeypatch.setattr(batching, "crash_point", die_after_the_crm_call)
             claimed = engine.ledger.deliveries.claim(engine.worker.id, ["sf"], limit=50, lease_s=0.1)
             with pytest.raises(Crash):
@@ -167,8 +186,9 @@ def test_a_refused_batched_sosl_falls_back_to_one_search_per_number() -> None:
         sink = open_sink(emulator)
         try:
             since = len(emulator.request_log)
-            emulator.fail_next(1, status=400, error_code="MALFORMED_SEARCH", message="search too complex",
-                               path_contains="/search")
+            emulator.fail_next(
+                1, status=400, error_code="MALFORMED_SEARCH", message="search too complex", path_contains="/search"
+            )
             results = sink.resolve_many([resolve(n, f"2x-{i}:contact") for i, (n, _) in enumerate(known)])
         finally:
             sink.close()

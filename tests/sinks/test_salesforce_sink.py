@@ -24,6 +24,8 @@ from simple_salesforce import Salesforce
 from connector.config import SalesforceSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
+from connector.engine.replay import replay_event
+from connector.engine.worker import Worker
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.ledger import Ledger
 from connector.ledger.schema import ActionStatus
@@ -31,13 +33,11 @@ from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan
-from connector.engine.replay import replay_event
 from connector.sample import sample_payload
 from connector.sinks import registry
-from connector.sinks.salesforce.fields import coerce
 from connector.sinks.base import ExecutionContext
+from connector.sinks.salesforce.fields import coerce
 from connector.sinks.salesforce.sink import SalesforceSink
-from connector.engine.worker import Worker
 from tests.delivery_support import drain, ingest, statuses
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
@@ -60,8 +60,15 @@ def emulator() -> Iterator[SalesforceEmulator]:
 
 
 def open_sink(emulator: SalesforceEmulator, gate: CountingGate | None = None, **auth: Any) -> SalesforceSink:
-    sink = SalesforceSink("sf", SalesforceSinkSettings(type="salesforce", instance_url=emulator.instance_url,
-                          ca_bundle=emulator.ca_file, auth=auth or {"session_id": emulator.session_id}))
+    sink = SalesforceSink(
+        "sf",
+        SalesforceSinkSettings(
+            type="salesforce",
+            instance_url=emulator.instance_url,
+            ca_bundle=emulator.ca_file,
+            auth=auth or {"session_id": emulator.session_id},
+        ),
+    )
     sink.open(gate or CountingGate())
     return sink
 
@@ -104,19 +111,27 @@ def fails(kind: type[E], call: Callable[..., Any], *args: Any) -> E:
 
 
 def client(emulator: SalesforceEmulator) -> Salesforce:
-    return Salesforce(instance_url=emulator.instance_url, session_id=emulator.session_id,
-                      session=emulator.client_session(), version="62.0")
+    return Salesforce(
+        instance_url=emulator.instance_url,
+        session_id=emulator.session_id,
+        session=emulator.client_session(),
+        version="62.0",
+    )
 
 
 OUTCOMES = [  # (overrides, bundle, contact fields that become true)
     ({"end_reason": "do_not_call"}, "do_not_call", ["DoNotCall"]),
     ({"end_reason": "wrong_number"}, "wrong_number", ["TwoX_Wrong_Number__c"]),
     ({"failure_reason": "invalid_number"}, "invalid_number", ["TwoX_Number_Invalid__c"]),
-    ({"failure_reason": "unreachable"}, "unreachable", []), ({"end_reason": "call_transferred"}, "transferred", []),
-    ({"end_reason": "schedule_call_back"}, "callback", []), ({"end_reason": "not_interested"}, "not_interested", []),
-    ({"end_reason": "end_call"}, "conversation_ended", []), ({"end_reason": "hung_up"}, "hung_up", []),
+    ({"failure_reason": "unreachable"}, "unreachable", []),
+    ({"end_reason": "call_transferred"}, "transferred", []),
+    ({"end_reason": "schedule_call_back"}, "callback", []),
+    ({"end_reason": "not_interested"}, "not_interested", []),
+    ({"end_reason": "end_call"}, "conversation_ended", []),
+    ({"end_reason": "hung_up"}, "hung_up", []),
     ({"end_reason": "voicemail_detected", "message_left": "Y"}, "voicemail_left", []),
-    ({"end_reason": "voicemail_detected"}, "voicemail", []), ({"end_reason": "no_answer"}, "no_answer", []),
+    ({"end_reason": "voicemail_detected"}, "voicemail", []),
+    ({"end_reason": "no_answer"}, "no_answer", []),
     ({"end_reason": "alien_reason"}, "unrecognized", []),
 ]
 FLAGS = ["DoNotCall", "TwoX_Wrong_Number__c", "TwoX_Number_Invalid__c"]
@@ -129,8 +144,9 @@ def shared_org() -> Iterator[tuple[SalesforceEmulator, SalesforceSink]]:
 
 
 @pytest.mark.parametrize(("overrides", "bundle", "flags"), OUTCOMES, ids=[o[1] for o in OUTCOMES])
-def test_each_outcome_lands_the_documented_state(shared_org: tuple[SalesforceEmulator, SalesforceSink],
-                                                 overrides: dict[str, Any], bundle: str, flags: list[str]) -> None:
+def test_each_outcome_lands_the_documented_state(
+    shared_org: tuple[SalesforceEmulator, SalesforceSink], overrides: dict[str, Any], bundle: str, flags: list[str]
+) -> None:
     emulator, sink = shared_org
     n = 100 + [o[1] for o in OUTCOMES].index(bundle)
     who = client(emulator).Contact.create({"LastName": "Roe", "Phone": f"(312) 555-0{n}"})["id"]  # typed by a human
@@ -139,7 +155,10 @@ def test_each_outcome_lands_the_documented_state(shared_org: tuple[SalesforceEmu
     assert (context.contact().crm_id, context.contact().object, context.contact().created) == (who, "Contact", False)
     contact = emulator.get("Contact", who)
     assert [contact[f] for f in ("TwoX_Last_Call_Outcome__c", "TwoX_Workflow_Ended__c", "TwoX_Last_Call_At__c")] == [
-        bundle, True, "2026-11-27T03:30:00.000+0000"]
+        bundle,
+        True,
+        "2026-11-27T03:30:00.000+0000",
+    ]
     assert {f: contact[f] for f in FLAGS} == {f: f in flags for f in FLAGS}
     [call] = tasks(emulator, f"2x-{n}")
     assert (call["WhoId"], call["TaskSubtype"], call["Status"], call["Type"]) == (who, "Call", "Completed", "Call")
@@ -167,7 +186,10 @@ def test_resolution_by_phone(emulator: SalesforceEmulator, sink: SalesforceSink)
     context = run(sink, make_plan(6, end_reason="hung_up"))  # a Contact: Lead Status is never sent (INVALID_FIELD)
     assert context.contact().crm_id == john and emulator.get("Contact", john)["TwoX_Last_Call_Outcome__c"] == "hung_up"
     assert context.results["2x-6:contact-update"].detail["fields"] == [
-        "TwoX_Last_Call_At__c", "TwoX_Last_Call_Outcome__c", "TwoX_Workflow_Ended__c"]
+        "TwoX_Last_Call_At__c",
+        "TwoX_Last_Call_Outcome__c",
+        "TwoX_Workflow_Ended__c",
+    ]
     [search] = [r["query"]["q"][0] for r in emulator.request_log if r["path"].endswith("/search/")][-1:]
     assert search.startswith("FIND {12025550143 OR 2025550143} IN PHONE FIELDS RETURNING Contact(")
     jane, converted = emulator.seed_ids["contact_jane"], emulator.seed_ids["lead_jane_converted"]
@@ -192,7 +214,11 @@ def test_a_new_number_creates_one_lead_despite_search_lag(emulator: SalesforceEm
     first = run(sink, make_plan(9, phone="+13125550199")).contact()
     assert (first.object, first.created) == ("Lead", True)
     assert [emulator.get("Lead", first.crm_id)[f] for f in ("LastName", "Company", "Phone", "Status")] == [
-        "Doe", "[not provided]", "+13125550199", "Working - Contacted"]
+        "Doe",
+        "[not provided]",
+        "+13125550199",
+        "Working - Contacted",
+    ]
     assert run(sink, make_plan(10, phone="+13125550199")).contact().crm_id == first.crm_id  # the sink's cache
     resolve = make_plan(11, phone="+13125550199").actions[0]
     assert open_sink(emulator).lookup(resolve, ExecutionContext()).crm_id == first.crm_id  # crash: exact SOQL
@@ -213,14 +239,16 @@ def test_meta_ids_are_checked_once_and_bad_ones_fall_back(emulator: SalesforceEm
         assert context.contact().crm_id == john and context.contact().detail["matched_by"] == "phone"
 
 
-def test_redelivery_and_lost_answers_never_write_twice(emulator: SalesforceEmulator, sink: SalesforceSink,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redelivery_and_lost_answers_never_write_twice(
+    emulator: SalesforceEmulator, sink: SalesforceSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = make_plan(20, end_reason="schedule_call_back")
     first = run(sink, plan)
     fresh = open_sink(emulator)  # after a crash: another process, nothing in memory
     found = [getattr(fresh.lookup(a, first), "crm_id", None) for a in plan.actions[1:]]  # update: None, runs again
-    assert found == [first.results[a.key].crm_id if isinstance(a, (CreateActivity, CreateTask)) else None
-                     for a in plan.actions[1:]]
+    assert found == [
+        first.results[a.key].crm_id if isinstance(a, (CreateActivity, CreateTask)) else None for a in plan.actions[1:]
+    ]
     assert len(tasks(emulator, "2x-20")) == len(tasks(emulator, "2x-20:task:callback")) == 1
     assert fresh.lookup(make_plan(21).actions[1], first) is None  # never written: the engine writes it
     plan = make_plan(22, end_reason="schedule_call_back")  # a lost answer: Salesforce committed, we timed out
@@ -252,22 +280,29 @@ def test_transient_errors_and_limits(emulator: SalesforceEmulator, sink: Salesfo
     emulator.fail_next(status=403, error_code="REQUEST_LIMIT_EXCEEDED")
     limited = fails(TransientError, run, sink, plan)
     assert isinstance(limited, RateLimited) and (limited.retry_after, limited.crm_message) == (
-        900, "TotalRequests Limit exceeded.")
+        900,
+        "TotalRequests Limit exceeded.",
+    )
     assert [run(sink, plan).results["2x-30:activity"].crm_id] == [t["Id"] for t in tasks(emulator, "2x-30")]
 
 
 REJECTIONS = [  # (Task property, value, errorCode, Salesforce's message); None: a validation rule in the org
     # (text too long is no longer a rejection: the sink cuts it to the describe's length, tests/sinks/test_fitting.py)
     # (an unknown field, INVALID_FIELD, is schema drift: left out, the rest written — tests/sinks/test_schema_drift.py)
-    ("CallType", "Sideways", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-     "Call Type: bad value for restricted picklist field: Sideways"),
+    (
+        "CallType",
+        "Sideways",
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "Call Type: bad value for restricted picklist field: Sideways",
+    ),
     (None, None, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Calls need a result"),
 ]
 
 
 @pytest.mark.parametrize(("field", "value", "code", "message"), REJECTIONS, ids=[r[2] for r in REJECTIONS])
-def test_rejections_roll_everything_back(emulator: SalesforceEmulator, sink: SalesforceSink, field: str | None,
-                                         value: Any, code: str, message: str) -> None:
+def test_rejections_roll_everything_back(
+    emulator: SalesforceEmulator, sink: SalesforceSink, field: str | None, value: Any, code: str, message: str
+) -> None:
     plan = make_plan(31, end_reason="schedule_call_back")
     context = run(sink, plan, upto=1)
     activity = plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, field or "": value}})
@@ -282,15 +317,27 @@ def test_rejections_roll_everything_back(emulator: SalesforceEmulator, sink: Sal
     assert emulator.get("Contact", emulator.seed_ids["contact_john"])["TwoX_Last_Call_Outcome__c"] is None
 
 
-def test_values_are_coerced_and_requests_gated_with_timeouts(emulator: SalesforceEmulator,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    cases = [("int", "33", 33), ("int", 33.0, 33), ("boolean", "TRUE", True), ("date", "", None), ("string", 7, 7),
-             ("double", "2.5", 2.5), ("datetime", " ", None), ("int", "n/a", "n/a")]  # unconvertible: Salesforce says
+def test_values_are_coerced_and_requests_gated_with_timeouts(
+    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [
+        ("int", "33", 33),
+        ("int", 33.0, 33),
+        ("boolean", "TRUE", True),
+        ("date", "", None),
+        ("string", 7, 7),
+        ("double", "2.5", 2.5),
+        ("datetime", " ", None),
+        ("int", "n/a", "n/a"),
+    ]  # unconvertible: Salesforce says
     assert [coerce(kind, value) for kind, value, _ in cases] == [expected for _, _, expected in cases]
     seen: list[Any] = []
     send = requests.adapters.HTTPAdapter.send
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
-                        lambda self, request, **kw: seen.append(kw.get("timeout")) or send(self, request, **kw))
+    monkeypatch.setattr(
+        requests.adapters.HTTPAdapter,
+        "send",
+        lambda self, request, **kw: seen.append(kw.get("timeout")) or send(self, request, **kw),
+    )
     gate = CountingGate()
     sink = open_sink(emulator, gate)
     plan = make_plan(33)
@@ -299,17 +346,20 @@ def test_values_are_coerced_and_requests_gated_with_timeouts(emulator: Salesforc
     sink.execute(plan.actions[1].model_copy(update={"properties": {**plan.actions[1].properties, **strings}}), context)
     [task] = tasks(emulator, "2x-33")
     assert (task["CallDurationInSeconds"], task["IsReminderSet"], task["ReminderDateTime"]) == (33, True, None)
-    describes = [[s["url"] for s in r["subrequests"]] for r in emulator.request_log
-                 if "describe" in json.dumps(r["body"])]
+    describes = [
+        [s["url"] for s in r["subrequests"]] for r in emulator.request_log if "describe" in json.dumps(r["body"])
+    ]
     assert describes == [[f"/services/data/v62.0/sobjects/{o}/describe" for o in ("Task", "Contact", "Lead")]]
     assert gate.waits == len(emulator.request_log) == len(seen) == 3 and set(seen) == {(5.0, 30.0)}  # SOSL+2 composites
 
 
 def soap(body: str) -> str:
     """A SOAP answer of login.salesforce.com (what simple-salesforce's soap_login parses)."""
-    return ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
-            'envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:sf="urn:fault.partner.soap.sforce.com">'
-            f'<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+        'envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:sf="urn:fault.partner.soap.sforce.com">'
+        f"<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
 
 
 def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
@@ -323,10 +373,19 @@ def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) ->
     assert len(emulator.request_log) == 3  # no refresh loop: one request per call
     issued = iter(["sid-1", "sid-2", "sid-3"])
     with responses.RequestsMock(passthru_prefixes=(emulator.instance_url,)) as mock:
-        mock.add_callback(responses.POST, SOAP_URL, callback=lambda request: (200, {"Content-Type": "text/xml"}, soap(
-            f"<loginResponse><result><passwordExpired>false</passwordExpired><serverUrl>{emulator.instance_url}/"
-            f"services/Soap/u/62.0/00D000000000001</serverUrl><sessionId>{next(issued)}</sessionId><userId>"
-            "0058d00000AbCdEAAV</userId></result></loginResponse>")))
+        mock.add_callback(
+            responses.POST,
+            SOAP_URL,
+            callback=lambda request: (
+                200,
+                {"Content-Type": "text/xml"},
+                soap(
+                    f"<loginResponse><result><passwordExpired>false</passwordExpired><serverUrl>{emulator.instance_url}/"
+                    f"services/Soap/u/62.0/00D000000000001</serverUrl><sessionId>{next(issued)}</sessionId><userId>"
+                    "0058d00000AbCdEAAV</userId></result></loginResponse>"
+                ),
+            ),
+        )
         sink = open_sink(emulator, username="ops@acme.example", password="pw", security_token="tok")
         emulator.add_session("sid-1")
         run(sink, make_plan(41))
@@ -339,41 +398,75 @@ def test_expired_sessions(emulator: SalesforceEmulator, sink: SalesforceSink) ->
         assert sink.connection.logins == 3  # exactly one re-login, no loop
         login = next(c.request for c in mock.calls if c.request.url == SOAP_URL)
         assert "<n1:password>pwtok</n1:password>" in login.body and login.headers["SOAPAction"] == "login"
-        mock.replace(responses.POST, SOAP_URL, status=500, content_type="text/xml", body=soap(
-            "<soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><detail><sf:LoginFault><sf:exceptionCode>INVALID_LOGIN"
-            "</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out."
-            "</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"))
+        mock.replace(
+            responses.POST,
+            SOAP_URL,
+            status=500,
+            content_type="text/xml",
+            body=soap(
+                "<soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><detail><sf:LoginFault><sf:exceptionCode>INVALID_LOGIN"
+                "</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out."
+                "</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"
+            ),
+        )
         caught = fails(AuthError, sink.check_auth)
         assert caught.code == "INVALID_LOGIN" and "locked out" in caught.crm_message
 
 
 @pytest.mark.parametrize("flow", ["client_credentials", "jwt"])
 def test_oauth_flows(emulator: SalesforceEmulator, tmp_path: Path, flow: str) -> None:
-    (tmp_path / "k.pem").write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    auth = ({"consumer_key": "ck", "consumer_secret": "cs", "domain": "acme.my"} if flow == "client_credentials"
-            else {"username": "ops@acme.example", "consumer_key": "ck", "private_key_file": str(tmp_path / "k.pem")})
+    (tmp_path / "k.pem").write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    auth = (
+        {"consumer_key": "ck", "consumer_secret": "cs", "domain": "acme.my"}
+        if flow == "client_credentials"
+        else {"username": "ops@acme.example", "consumer_key": "ck", "private_key_file": str(tmp_path / "k.pem")}
+    )
     token_url = f"https://{'acme.my' if flow == 'client_credentials' else 'login'}.salesforce.com/services/oauth2/token"
     emulator.add_session("oauth-token")
     with responses.RequestsMock(passthru_prefixes=(emulator.instance_url,)) as mock:
-        mock.add(responses.POST, token_url, json={
-            "access_token": "oauth-token", "instance_url": emulator.instance_url, "token_type": "Bearer",
-            "id": "https://login.salesforce.com/id/00D000000000001/0058d00000AbCdEAAV", "issued_at": "1764000000000"})
+        mock.add(
+            responses.POST,
+            token_url,
+            json={
+                "access_token": "oauth-token",
+                "instance_url": emulator.instance_url,
+                "token_type": "Bearer",
+                "id": "https://login.salesforce.com/id/00D000000000001/0058d00000AbCdEAAV",
+                "issued_at": "1764000000000",
+            },
+        )
         open_sink(emulator, **auth).check_auth()
         grant = mock.calls[0].request.body
     assert ("grant_type=client_credentials" if flow == "client_credentials" else "jwt-bearer") in grant
 
 
-def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmulator, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_delivers_with_one_api_call_per_event(
+    emulator: SalesforceEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entry = EntryPoint(name="salesforce", value="connector.sinks.salesforce.sink:factory", group=registry.GROUP)
     monkeypatch.setattr(registry, "installed_sink_types", lambda: {"salesforce": entry})
-    settings = parse_settings({
-        "receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "sinks": {"sf": {"type": "salesforce", "instance_url": emulator.instance_url, "ca_bundle": emulator.ca_file,
-                         "auth": {"session_id": emulator.session_id}}},
-        "worker": {"poll_interval_s": 0.05, "lease_s": 10, "retry": {"schedule_s": [0.2], "jitter": 0}},
-    }, source="t", base_dir=Path("."), environ={})
+    settings = parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["t" * 32]}},
+            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            "sinks": {
+                "sf": {
+                    "type": "salesforce",
+                    "instance_url": emulator.instance_url,
+                    "ca_bundle": emulator.ca_file,
+                    "auth": {"session_id": emulator.session_id},
+                }
+            },
+            "worker": {"poll_interval_s": 0.05, "lease_s": 10, "retry": {"schedule_s": [0.2], "jitter": 0}},
+        },
+        source="t",
+        base_dir=Path("."),
+        environ={},
+    )
     ledger = Ledger.open(settings.store)
     (worker := Worker(settings, ledger=ledger)).open()
     try:
@@ -396,7 +489,9 @@ def test_the_engine_delivers_with_one_api_call_per_event(emulator: SalesforceEmu
         drain(worker)
         assert statuses(ledger, ids[1]) == statuses(ledger, ids[0]) == ["succeeded"]
         assert [r["query"]["q"][0].split("IN ")[1] for r in emulator.request_log[before:]] == [
-            "('2x-52') ORDER BY CreatedDate LIMIT 200", "('2x-52:task:callback') ORDER BY CreatedDate LIMIT 200"]
+            "('2x-52') ORDER BY CreatedDate LIMIT 200",
+            "('2x-52:task:callback') ORDER BY CreatedDate LIMIT 200",
+        ]
     finally:
         worker.close()
         ledger.dispose()

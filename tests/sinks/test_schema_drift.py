@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from connector.cli import main
 from connector.config import HubSpotSinkSettings, Settings, parse_settings
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
-from connector.ledger import Ledger
 from connector.engine.worker import Worker
+from connector.ledger import Ledger
 from tests.conftest import Served, _serve
 from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_hubspot_sink import SEEDED, TOKEN, make_plan, run
@@ -30,18 +31,37 @@ from tests.sinks.test_salesforce_batching import seed_contacts
 from tests.sinks.test_salesforce_sink import tasks
 
 MIXED = ["do_not_call", "wrong_number", "schedule_call_back", "no_answer", "hung_up", "end_call"]
-WORKER = {"poll_interval_s": 0.05, "auth_probe_s": 1, "lease_s": 10, "batch_size": 50,
-          "retry": {"schedule_s": [0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01}}
+WORKER = {
+    "poll_interval_s": 0.05,
+    "auth_probe_s": 1,
+    "lease_s": 10,
+    "batch_size": 50,
+    "retry": {"schedule_s": [0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
+}
 
 
 def settings_for(store_url: str, sink: dict[str, Any]) -> Settings:
-    return parse_settings({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
-                           "sinks": {"crm": sink}, "worker": WORKER}, source="t", base_dir=Path("."), environ={})
+    return parse_settings(
+        {
+            "receiver": {"auth": {"tokens": ["t" * 32]}},
+            "store": {"url": store_url},
+            "sinks": {"crm": sink},
+            "worker": WORKER,
+        },
+        source="t",
+        base_dir=Path("."),
+        environ={},
+    )
 
 
 def sf_sink(emulator: SalesforceEmulator, **extra: Any) -> dict[str, Any]:
-    return {"type": "salesforce", "instance_url": emulator.instance_url, "ca_bundle": emulator.ca_file,
-            "auth": {"session_id": emulator.session_id}, **extra}
+    return {
+        "type": "salesforce",
+        "instance_url": emulator.instance_url,
+        "ca_bundle": emulator.ca_file,
+        "auth": {"session_id": emulator.session_id},
+        **extra,
+    }
 
 
 def hs_sink(emulator: HubSpotEmulator, **extra: Any) -> dict[str, Any]:
@@ -67,8 +87,9 @@ def sf() -> Iterator[SalesforceEmulator]:
 
 @pytest.fixture
 def hs() -> Iterator[HubSpotEmulator]:
-    with HubSpotEmulator(tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None,
-                         seed_custom_properties=True) as running:
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as running:
         yield running
 
 
@@ -88,16 +109,21 @@ def recreate_property(emulator: HubSpotEmulator, name: str, type_: str = "string
     from hubspot.crm.properties import PropertyCreate
 
     client = hubspot.Client.create(access_token=TOKEN, host=emulator.url)
-    client.crm.properties.core_api.create("contacts", PropertyCreate(
-        name=name, label=name, type=type_, field_type=field_type, group_name="twox"))
+    client.crm.properties.core_api.create(
+        "contacts", PropertyCreate(name=name, label=name, type=type_, field_type=field_type, group_name="twox")
+    )
 
 
-def surfaces(settings: Settings, ledger: Ledger, tmp_path: Path, store_url: str, sink: dict[str, Any]
-             ) -> tuple[dict[str, Any], dict[str, Any], str]:
+def surfaces(
+    settings: Settings, ledger: Ledger, tmp_path: Path, store_url: str, sink: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """What `connector status`, /readyz and /metrics say about the sink ``crm``."""
     config = tmp_path / "drift.yaml"
-    config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
-                                      "sinks": {"crm": sink}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url}, "sinks": {"crm": sink}}
+        )
+    )
     status = cli("status", "--json", "--config", str(config))["sinks"]["crm"]
     text = CliRunner().invoke(main, ["status", "--config", str(config)], catch_exceptions=False).stdout
     row = next(line for line in text.splitlines() if line.startswith("crm "))
@@ -117,8 +143,9 @@ def surfaces(settings: Settings, ledger: Ledger, tmp_path: Path, store_url: str,
 # -- Salesforce ------------------------------------------------------------------------------------------------
 
 
-def test_salesforce_field_deleted_after_setup_costs_that_field_only(sf: SalesforceEmulator, ledger: Ledger,
-                                                                    store_url: str, tmp_path: Path) -> None:
+def test_salesforce_field_deleted_after_setup_costs_that_field_only(
+    sf: SalesforceEmulator, ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
     sink = sf_sink(sf)
     settings = settings_for(store_url, sink)
     worker = Worker(settings, ledger=ledger)
@@ -130,8 +157,10 @@ def test_salesforce_field_deleted_after_setup_costs_that_field_only(sf: Salesfor
         drain(worker)
         sf.delete_field("Contact", "TwoX_Last_Call_Outcome__c")
 
-        batch = [ingest(ledger, 200 + i, sinks=("crm",), end_reason=MIXED[i % 6], record_phone_number=phone)
-                 for i, (phone, _) in enumerate(known[:6])]
+        batch = [
+            ingest(ledger, 200 + i, sinks=("crm",), end_reason=MIXED[i % 6], record_phone_number=phone)
+            for i, (phone, _) in enumerate(known[:6])
+        ]
         drain(worker)  # a backlog: sObject Collections
         single = []
         for i, (phone, _) in enumerate(known[:6]):  # one at a time: the Composite path
@@ -145,8 +174,10 @@ def test_salesforce_field_deleted_after_setup_costs_that_field_only(sf: Salesfor
         events = batch + single + [older, newer]
         assert all(statuses(ledger, e) == ["succeeded"] for e in events)
         assert all(len(tasks(sf, f"2x-{e}")) == 1 for e in events)  # every call logged once
-        for event_id, reason, (_, contact_id) in [*zip(batch, MIXED, known[:6], strict=True),
-                                                  *zip(single, MIXED, known[:6], strict=True)]:
+        for event_id, reason, (_, contact_id) in [
+            *zip(batch, MIXED, known[:6], strict=True),
+            *zip(single, MIXED, known[:6], strict=True),
+        ]:
             contact = sf.get("Contact", contact_id)
             assert contact is not None and "TwoX_Last_Call_Outcome__c" not in contact
             if reason == "do_not_call":
@@ -185,18 +216,21 @@ def test_salesforce_field_deleted_after_setup_costs_that_field_only(sf: Salesfor
         worker.close()
 
 
-@pytest.mark.parametrize(("deleted", "hold"), [("TwoX_Wrong_Number__c", True), ("DoNotCall", False)],
-                         ids=["hold", "do_not_call_field"])
-def test_salesforce_pauses_instead_of_skipping(sf: SalesforceEmulator, ledger: Ledger, store_url: str,
-                                               deleted: str, hold: bool) -> None:
+@pytest.mark.parametrize(
+    ("deleted", "hold"), [("TwoX_Wrong_Number__c", True), ("DoNotCall", False)], ids=["hold", "do_not_call_field"]
+)
+def test_salesforce_pauses_instead_of_skipping(
+    sf: SalesforceEmulator, ledger: Ledger, store_url: str, deleted: str, hold: bool
+) -> None:
     settings = settings_for(store_url, sf_sink(sf, **({"on_missing_field": "hold"} if hold else {})))
     worker = Worker(settings, ledger=ledger)
     worker.open()
     try:
         [(phone, contact_id)] = seed_contacts(sf, 1)
         sf.delete_field("Contact", deleted)
-        event = ingest(ledger, 500, sinks=("crm",), end_reason="wrong_number" if hold else "do_not_call",
-                       record_phone_number=phone)
+        event = ingest(
+            ledger, 500, sinks=("crm",), end_reason="wrong_number" if hold else "do_not_call", record_phone_number=phone
+        )
         drain(worker, rounds=5)
         state = ledger.sinks.status("crm")
         assert state.paused and f"Contact.{deleted}" in (state.reason or "") and "crm-setup" in (state.reason or "")
@@ -225,8 +259,10 @@ def test_salesforce_missing_task_field_never_costs_the_call_task(sf: SalesforceE
     worker.open()
     try:
         known = seed_contacts(sf, 3)
-        events = [ingest(ledger, 600 + i, sinks=("crm",), end_reason="hung_up", record_phone_number=p)
-                  for i, (p, _) in enumerate(known)]
+        events = [
+            ingest(ledger, 600 + i, sinks=("crm",), end_reason="hung_up", record_phone_number=p)
+            for i, (p, _) in enumerate(known)
+        ]
         drain(worker)  # batch path
         events.append(ingest(ledger, 700, sinks=("crm",), end_reason="hung_up", record_phone_number=known[0][0]))
         drain(worker)  # single path
@@ -243,8 +279,9 @@ def test_salesforce_missing_task_field_never_costs_the_call_task(sf: SalesforceE
 # -- HubSpot ---------------------------------------------------------------------------------------------------
 
 
-def test_hubspot_property_deleted_after_setup_costs_that_property_only(hs: HubSpotEmulator, ledger: Ledger,
-                                                                       store_url: str, tmp_path: Path) -> None:
+def test_hubspot_property_deleted_after_setup_costs_that_property_only(
+    hs: HubSpotEmulator, ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
     sink = hs_sink(hs)
     settings = settings_for(store_url, sink)
     worker = Worker(settings, ledger=ledger)
@@ -256,8 +293,10 @@ def test_hubspot_property_deleted_after_setup_costs_that_property_only(hs: HubSp
         drain(worker)
         archive_property(hs, "twox_last_call_outcome")
 
-        batch = [ingest(ledger, 200 + i, sinks=("crm",), end_reason=MIXED[i], record_phone_number=phone)
-                 for i, phone in enumerate(phones[:6])]
+        batch = [
+            ingest(ledger, 200 + i, sinks=("crm",), end_reason=MIXED[i], record_phone_number=phone)
+            for i, phone in enumerate(phones[:6])
+        ]
         drain(worker)  # a backlog: batch create / batch update
         single = []
         for i, phone in enumerate(phones[:6]):
@@ -273,8 +312,10 @@ def test_hubspot_property_deleted_after_setup_costs_that_property_only(hs: HubSp
         calls = [c["properties"].get("hs_call_external_id") for c in hs.objects("calls")]
         assert all(calls.count(f"2x-{e}") == 1 for e in events)  # every call logged once
         by_phone = {c["properties"].get("phone"): c for c in hs.objects("contacts")}
-        for event_id, reason, phone in [*zip(batch, MIXED, phones[:6], strict=True),
-                                        *zip(single, MIXED, phones[:6], strict=True)]:
+        for event_id, reason, phone in [
+            *zip(batch, MIXED, phones[:6], strict=True),
+            *zip(single, MIXED, phones[:6], strict=True),
+        ]:
             properties = by_phone[phone]["properties"]
             assert properties.get("twox_last_call_outcome") in (None, "", "no_answer")  # the set-up era's value
             if reason == "do_not_call":
@@ -306,11 +347,15 @@ def test_hubspot_property_deleted_after_setup_costs_that_property_only(hs: HubSp
         worker.close()
 
 
-@pytest.mark.parametrize(("deleted", "hold"), [("twox_wrong_number", True), ("twox_do_not_call", False)],
-                         ids=["hold", "do_not_call_property"])
+@pytest.mark.parametrize(
+    ("deleted", "hold"),
+    [("twox_wrong_number", True), ("twox_do_not_call", False)],
+    ids=["hold", "do_not_call_property"],
+)
 def test_hubspot_pauses_instead_of_skipping(hs: HubSpotEmulator, tmp_path: Path, deleted: str, hold: bool) -> None:
-    settings = settings_for(f"sqlite:///{tmp_path / 'l.db'}",
-                            hs_sink(hs, **({"on_missing_field": "hold"} if hold else {})))
+    settings = settings_for(
+        f"sqlite:///{tmp_path / 'l.db'}", hs_sink(hs, **({"on_missing_field": "hold"} if hold else {}))
+    )
     ledger = Ledger.open(settings.store)
     worker = Worker(settings, ledger=ledger)
     worker.open()
@@ -339,8 +384,9 @@ def test_500_question_keys_create_properties_in_one_batch_up_to_the_cap(hs: HubS
     from tests.sinks.test_hubspot_sink import CountingGate
 
     # with on_missing_field: hold, too: answers over the cap are skipped, never a reason to pause
-    sink = HubSpotSink("hs", HubSpotSinkSettings(type="hubspot", access_token=TOKEN, base_url=hs.url,
-                                                 on_missing_field="hold"))
+    sink = HubSpotSink(
+        "hs", HubSpotSinkSettings(type="hubspot", access_token=TOKEN, base_url=hs.url, on_missing_field="hold")
+    )
     sink.open(CountingGate())
     try:
         answers = {f"question {i:03d}": f"answer {i}" for i in range(500)}
@@ -369,8 +415,15 @@ def test_crm_setup_clears_the_warning_once_the_fields_exist(hs: HubSpotEmulator,
         archive_property(hs, "twox_last_call_outcome")
         ledger.sinks.note_missing("crm", {("contacts", "twox_last_call_outcome"): "PROPERTY_DOESNT_EXIST"}, "1")
         config = tmp_path / "setup.yaml"
-        config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": store_url},
-                                          "sinks": {"crm": hs_sink(hs)}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "receiver": {"auth": {"tokens": ["t" * 32]}},
+                    "store": {"url": store_url},
+                    "sinks": {"crm": hs_sink(hs)},
+                }
+            )
+        )
         cli("crm-setup", "--config", str(config), "--sink", "crm", "--no-ledger-questions")
         assert "twox_last_call_outcome" in hs.properties("contacts")
         assert ledger.sinks.missing("crm") == []
@@ -395,7 +448,8 @@ def test_what_drift_costs_in_salesforce_api_calls(sf: SalesforceEmulator) -> Non
             context = sf_run(sink, sf_plan(event_id))
             costs.append(sf.api_calls() - before)
             assert context.results[f"2x-{event_id}:contact-update"].detail["skipped_fields"] == {
-                "TwoX_Last_Call_Outcome__c": "INVALID_FIELD"}
+                "TwoX_Last_Call_Outcome__c": "INVALID_FIELD"
+            }
         sf.restore_field("Contact", "TwoX_Last_Call_Outcome__c")
         before = sf.api_calls()
         sf_run(sink, sf_plan(6))
@@ -410,12 +464,12 @@ def test_what_drift_costs_in_salesforce_api_calls(sf: SalesforceEmulator) -> Non
 
 
 def test_the_warning_tells_a_refused_value_from_a_missing_field() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from connector.ledger.sinkstate import MissingField
     from connector.missing_fields import warning
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     missing = MissingField("crm", "contacts", "twox_wrong_number", "PROPERTY_DOESNT_EXIST", "1", now, now)
     option = MissingField("crm", "calls", "hs_call_direction", "INVALID_OPTION", "2", now, now)
     assert warning("crm", []) is None

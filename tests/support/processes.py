@@ -21,8 +21,14 @@ CONNECTOR = [sys.executable, "-m", "connector"]
 def start(args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `connector ARGS` in its own process group, stdout and stderr appended to `log`."""
     with open(log, "ab") as out:
-        return subprocess.Popen(CONNECTOR + args, cwd=cwd, env={**os.environ, **(env or {})},
-                                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            CONNECTOR + args,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.1) -> Any:
@@ -50,6 +56,7 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout_s
             raise AssertionError(f"server exited ({process.returncode}):\n{log.read_text(errors='replace')}")
         found = readyz(port)
         return found is not None and found["status_code"] == 200
+
     wait_until(ready, timeout_s, "the server to become ready")
 
 
@@ -65,8 +72,9 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s:
 
 
 @contextmanager
-def serving(args: list[str], cwd: Path, port: int, log: Path,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    args: list[str], cwd: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     process = start(args, cwd, log, env)
     try:
         wait_ready(process, port, log)

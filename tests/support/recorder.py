@@ -101,7 +101,7 @@ class Recorder:
         if request.path == "/health":
             return _json(200, {"status": "ok"})
         if request.method == "GET" and request.path.startswith("/actions/"):
-            key = request.path[len("/actions/"):]
+            key = request.path[len("/actions/") :]
             found = self.by_key().get(key)
             return _json(200, {"id": found[0].id}) if found else _json(404, {"message": "no such key"})
         if request.method == "POST" and request.path == "/actions":
@@ -115,13 +115,14 @@ class Recorder:
                     record_id = f"contact-{phones[0]}" if phones else record_id
                 write = Write(body["key"], body["kind"], body["action"], body.get("contact"), time.time(), record_id)
                 self.writes.append(write)
-            return _json(201, {"id": write.id, "object": "contact" if body["kind"] == "resolve_contact" else body["kind"]})
+            return _json(
+                201, {"id": write.id, "object": "contact" if body["kind"] == "resolve_contact" else body["kind"]}
+            )
         return _json(404, {"message": "not found"})
 
     def start(self) -> str:
         self._server = make_server("127.0.0.1", 0, self, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         return self.url

@@ -39,23 +39,31 @@ def _rule(path: str, method: str, endpoint: Callable[..., Any]) -> Rule:
     return Rule(path, methods=[method], endpoint=endpoint)
 
 
-URLS = Map([
-    _rule(_OBJ, "GET", objects.page), _rule(_OBJ, "POST", objects.create),
-    _rule(f"{_OBJ}/search", "POST", objects.do_search),
-    _rule(f"{_OBJ}/batch/<operation>", "POST", objects.batch),
-    _rule(f"{_OBJ}/<object_id>", "GET", objects.get), _rule(f"{_OBJ}/<object_id>", "PATCH", objects.update),
-    _rule(f"{_OBJ}/<object_id>", "DELETE", objects.archive),
-    _rule(_PROP, "GET", props.list_properties), _rule(_PROP, "POST", props.create_property),
-    _rule(f"{_PROP}/groups", "GET", props.list_groups), _rule(f"{_PROP}/groups", "POST", props.create_group),
-    _rule(f"{_PROP}/groups/<group_name>", "GET", props.get_group),
-    _rule(f"{_PROP}/batch/<operation>", "POST", props.batch_properties),
-    _rule(f"{_PROP}/<name>", "GET", props.get_property), _rule(f"{_PROP}/<name>", "DELETE", props.archive_property),
-    _rule(f"{_V4_OBJ}/default/<to_type>/<to_id>", "PUT", assoc.create_default),
-    _rule(f"{_V4_OBJ}/<to_type>/<to_id>", "PUT", assoc.create_labelled),
-    _rule(f"{_V4_OBJ}/<to_type>/<to_id>", "DELETE", assoc.delete_association),
-    _rule(f"{_V4_OBJ}/<to_type>", "GET", assoc.list_associations),
-    _rule("/crm/v4/associations/<from_type>/<to_type>/batch/<path:operation>", "POST", assoc.batch),
-], strict_slashes=False)  # fmt: skip
+URLS = Map(
+    [
+        _rule(_OBJ, "GET", objects.page),
+        _rule(_OBJ, "POST", objects.create),
+        _rule(f"{_OBJ}/search", "POST", objects.do_search),
+        _rule(f"{_OBJ}/batch/<operation>", "POST", objects.batch),
+        _rule(f"{_OBJ}/<object_id>", "GET", objects.get),
+        _rule(f"{_OBJ}/<object_id>", "PATCH", objects.update),
+        _rule(f"{_OBJ}/<object_id>", "DELETE", objects.archive),
+        _rule(_PROP, "GET", props.list_properties),
+        _rule(_PROP, "POST", props.create_property),
+        _rule(f"{_PROP}/groups", "GET", props.list_groups),
+        _rule(f"{_PROP}/groups", "POST", props.create_group),
+        _rule(f"{_PROP}/groups/<group_name>", "GET", props.get_group),
+        _rule(f"{_PROP}/batch/<operation>", "POST", props.batch_properties),
+        _rule(f"{_PROP}/<name>", "GET", props.get_property),
+        _rule(f"{_PROP}/<name>", "DELETE", props.archive_property),
+        _rule(f"{_V4_OBJ}/default/<to_type>/<to_id>", "PUT", assoc.create_default),
+        _rule(f"{_V4_OBJ}/<to_type>/<to_id>", "PUT", assoc.create_labelled),
+        _rule(f"{_V4_OBJ}/<to_type>/<to_id>", "DELETE", assoc.delete_association),
+        _rule(f"{_V4_OBJ}/<to_type>", "GET", assoc.list_associations),
+        _rule("/crm/v4/associations/<from_type>/<to_type>/batch/<path:operation>", "POST", assoc.batch),
+    ],
+    strict_slashes=False,
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,16 @@ class Window:
 class HubSpotApp:
     """WSGI callable. Every request runs under ``store.lock``, so requests are atomic and knobs thread-safe."""
 
-    def __init__(self, store: Store, *, tokens: Iterable[str], rate_limit: int | None, rate_window_s: float,
-                 search_rate_per_s: int | None, search_lag_s: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tokens: Iterable[str],
+        rate_limit: int | None,
+        rate_window_s: float,
+        search_rate_per_s: int | None,
+        search_lag_s: float,
+    ) -> None:
         self.store = store
         self.tokens = set(tokens)
         self.burst = Window(rate_limit, rate_window_s)
@@ -129,8 +145,11 @@ class HubSpotApp:
             failure = err.internal_error()
             status, body, headers = failure.status, failure.body, failure.headers
         with self.store.lock:
-            self.log.append(RequestRecord(request.method, request.path, status, arrived, counted,
-                                          request.query_string.decode("latin-1")))  # fmt: skip
+            self.log.append(
+                RequestRecord(
+                    request.method, request.path, status, arrived, counted, request.query_string.decode("latin-1")
+                )
+            )
         return _render(status, body, headers)(environ, start_response)
 
     def _handle(self, request: Request, arrived: float) -> tuple[int, Any, dict[str, str], bool]:

@@ -28,8 +28,13 @@ def _pair(call: Call, from_type: str, to_type: str) -> tuple[ObjectType, ObjectT
 
 def _labels(from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str) -> dict[str, Any]:
     """LabelsBetweenObjectPair: HUBSPOT_DEFINED default types carry no label."""
-    return {"fromObjectTypeId": from_type.type_id, "fromObjectId": int(from_id), "toObjectTypeId": to_type.type_id,
-            "toObjectId": int(to_id), "labels": []}  # fmt: skip
+    return {
+        "fromObjectTypeId": from_type.type_id,
+        "fromObjectId": int(from_id),
+        "toObjectTypeId": to_type.type_id,
+        "toObjectId": int(to_id),
+        "labels": [],
+    }
 
 
 def _default(store: Store, from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str) -> list[dict]:
@@ -39,11 +44,17 @@ def _default(store: Store, from_type: ObjectType, from_id: str, to_type: ObjectT
     store.link(from_type.name, from_id, to_type.name, to_id, spec)
     reverse = store.default_spec(to_type, from_type)
     return [
-        {"from": {"id": from_id}, "to": {"id": to_id},
-         "associationSpec": {"associationCategory": spec[0], "associationTypeId": spec[1]}},
-        {"from": {"id": to_id}, "to": {"id": from_id},
-         "associationSpec": {"associationCategory": reverse[0], "associationTypeId": reverse[1]}},
-    ]  # fmt: skip
+        {
+            "from": {"id": from_id},
+            "to": {"id": to_id},
+            "associationSpec": {"associationCategory": spec[0], "associationTypeId": spec[1]},
+        },
+        {
+            "from": {"id": to_id},
+            "to": {"id": from_id},
+            "associationSpec": {"associationCategory": reverse[0], "associationTypeId": reverse[1]},
+        },
+    ]
 
 
 def create_default(call: Call, from_type: str, from_id: str, to_type: str, to_id: str) -> Result:
@@ -84,9 +95,11 @@ def list_associations(call: Call, from_type: str, from_id: str, to_type: str) ->
     offset = int(after) if after.isdigit() else 0
     found = list(call.store.targets(source.name, from_id, target.name).items())
     body: dict[str, Any] = {
-        "results": [{"toObjectId": int(to_id), "associationTypes": _association_types(specs)}
-                    for to_id, specs in found[offset:offset + limit]],
-    }  # fmt: skip
+        "results": [
+            {"toObjectId": int(to_id), "associationTypes": _association_types(specs)}
+            for to_id, specs in found[offset : offset + limit]
+        ],
+    }
     if offset + limit < len(found):
         body["paging"] = {"next": {"after": str(offset + limit)}}
     return 200, body
@@ -111,8 +124,10 @@ def batch(call: Call, from_type: str, to_type: str, operation: str) -> Result:
     store = call.store
     if operation == "create":
         inputs = batch_inputs(body, MAX_CREATE)
-        planned = [(_object_id(i.get("from")), _object_id(i.get("to")), _specs(store, source, target, i.get("types")))
-                   for i in inputs]  # fmt: skip
+        planned = [
+            (_object_id(i.get("from")), _object_id(i.get("to")), _specs(store, source, target, i.get("types")))
+            for i in inputs
+        ]
         for from_id, to_id, _ in planned:
             store.require_pair(source, from_id, target, to_id)
         results = []
@@ -135,9 +150,15 @@ def batch(call: Call, from_type: str, to_type: str, operation: str) -> Result:
             from_id = _object_id(item)
             found = store.targets(source.name, from_id, target.name)
             if found:
-                results.append({"from": {"id": from_id}, "to": [
-                    {"toObjectId": int(to_id), "associationTypes": _association_types(specs)}
-                    for to_id, specs in found.items()]})  # fmt: skip
+                results.append(
+                    {
+                        "from": {"id": from_id},
+                        "to": [
+                            {"toObjectId": int(to_id), "associationTypes": _association_types(specs)}
+                            for to_id, specs in found.items()
+                        ],
+                    }
+                )
         return batch_response(results, [], started)
     if operation == "archive":
         for item in batch_inputs(body, MAX_CREATE):

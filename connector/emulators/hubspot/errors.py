@@ -128,8 +128,7 @@ def property_values_invalid(issues: list[PropertyIssue]) -> HubSpotError:
     ]
     message = "Property values were not valid: " + json.dumps(embedded, separators=(",", ":"), ensure_ascii=False)
     errors = [
-        {"message": issue.message, "code": issue.code, "context": {"propertyName": [issue.name]}}
-        for issue in issues
+        {"message": issue.message, "code": issue.code, "context": {"propertyName": [issue.name]}} for issue in issues
     ]
     return validation(message, errors=errors)
 

@@ -72,8 +72,10 @@ def batch_inputs(body: dict[str, Any], maximum: int) -> list[Any]:
     if not isinstance(inputs, list):
         raise err.missing_fields(["inputs"])
     if len(inputs) > maximum:
-        raise err.validation(f"Too many inputs: {len(inputs)}. Batch requests accept at most {maximum} inputs.",
-                             context={"inputs": [str(len(inputs))]})  # fmt: skip
+        raise err.validation(
+            f"Too many inputs: {len(inputs)}. Batch requests accept at most {maximum} inputs.",
+            context={"inputs": [str(len(inputs))]},
+        )
     return inputs
 
 

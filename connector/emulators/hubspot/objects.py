@@ -102,8 +102,13 @@ def do_search(call: Call, object_type: str) -> Result:
 
 def batch(call: Call, object_type: str, operation: str) -> Result:
     otype = call.store.resolve(object_type)
-    handler = {"create": _batch_create, "read": _batch_read, "update": _batch_update, "archive": _batch_archive,
-               "upsert": _batch_upsert}.get(operation)  # fmt: skip
+    handler = {
+        "create": _batch_create,
+        "read": _batch_read,
+        "update": _batch_update,
+        "archive": _batch_archive,
+        "upsert": _batch_upsert,
+    }.get(operation)
     if handler is None:
         raise err.not_found()
     body = call.object_body()

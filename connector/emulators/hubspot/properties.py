@@ -59,17 +59,22 @@ def add_property(store: Store, otype: ObjectType, body: Any) -> dict[str, Any]:
         raise err.invalid_input(f'Cannot deserialize value of type `PropertyType` from String "{type_}"')
     if field_type not in FIELD_TYPES[type_]:
         allowed = ", ".join(sorted(FIELD_TYPES[type_]))
-        raise err.validation(f"Invalid fieldType {field_type} for property type {type_}; expected one of: {allowed}",
-                             context={"fieldType": [field_type]})  # fmt: skip
+        raise err.validation(
+            f"Invalid fieldType {field_type} for property type {type_}; expected one of: {allowed}",
+            context={"fieldType": [field_type]},
+        )
     if not _NAME.fullmatch(name):
-        raise err.validation(f"Property name {name} is invalid: use lower-case letters, numbers and underscores, "
-                             "starting with a letter", context={"name": [name]})  # fmt: skip
+        raise err.validation(
+            f"Property name {name} is invalid: use lower-case letters, numbers and underscores, starting with a letter",
+            context={"name": [name]},
+        )
     if body["groupName"] not in store.groups[otype.name]:
         raise err.validation(f"Property group {body['groupName']} does not exist for object type {otype.type_id}")
     existing = store.properties[otype.name].get(name)
     if existing is not None and not existing["archived"]:
-        raise err.fail(409, f"A property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS",
-                       context={"name": [name]})  # fmt: skip
+        raise err.fail(
+            409, f"A property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS", context={"name": [name]}
+        )
     raw_options = body.get("options") or []
     if not isinstance(raw_options, list) or any(not isinstance(o, dict) or "value" not in o for o in raw_options):
         raise err.missing_fields(["options[].label", "options[].value"])
@@ -86,11 +91,15 @@ def add_property(store: Store, otype: ObjectType, body: Any) -> dict[str, Any]:
         "description": str(body.get("description") or ""),
         "groupName": str(body["groupName"]),
         "options": [
-            {"label": str(o.get("label", o["value"])), "value": str(o["value"]),
-             "displayOrder": int(o.get("displayOrder", index)), "hidden": bool(o.get("hidden", False)),
-             "description": str(o.get("description") or "")}
+            {
+                "label": str(o.get("label", o["value"])),
+                "value": str(o["value"]),
+                "displayOrder": int(o.get("displayOrder", index)),
+                "hidden": bool(o.get("hidden", False)),
+                "description": str(o.get("description") or ""),
+            }
             for index, o in enumerate(raw_options)
-        ],  # fmt: skip
+        ],
         "displayOrder": int(body.get("displayOrder", -1)),
         "calculated": False,
         "externalOptions": bool(body.get("externalOptions", False)),
@@ -131,8 +140,17 @@ def batch_properties(call: Call, object_type: str, operation: str) -> Result:
                 missing.append(name)
             else:
                 found.append(copy.deepcopy(definition))
-        errors = [batch_error("OBJECT_NOT_FOUND", f"Could not find properties {missing} on {otype.type_id}",
-                              {"properties": missing})] if missing else []  # fmt: skip
+        errors = (
+            [
+                batch_error(
+                    "OBJECT_NOT_FOUND",
+                    f"Could not find properties {missing} on {otype.type_id}",
+                    {"properties": missing},
+                )
+            ]
+            if missing
+            else []
+        )
         return batch_response(found, errors, started)
     if operation == "create":
         # "Create a batch of properties using the same rules as when creating an individual property"
@@ -159,8 +177,9 @@ def get_group(call: Call, object_type: str, group_name: str) -> Result:
     otype = call.store.resolve(object_type)
     found = call.store.groups[otype.name].get(group_name)
     if found is None or found["archived"]:
-        raise err.fail(404, f"Unable to find property group {group_name} on object type {otype.type_id}",
-                       "OBJECT_NOT_FOUND")  # fmt: skip
+        raise err.fail(
+            404, f"Unable to find property group {group_name} on object type {otype.type_id}", "OBJECT_NOT_FOUND"
+        )
     return 200, dict(found)
 
 
@@ -172,8 +191,9 @@ def create_group(call: Call, object_type: str) -> Result:
         raise err.missing_fields(missing)
     name = str(body["name"])
     if name in call.store.groups[otype.name]:
-        raise err.fail(409, f"A property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS",
-                       context={"name": [name]})  # fmt: skip
+        raise err.fail(
+            409, f"A property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS", context={"name": [name]}
+        )
     created = group(name, str(body["label"]), int(body.get("displayOrder", -1)))
     call.store.groups[otype.name][name] = created
     return 201, dict(created)

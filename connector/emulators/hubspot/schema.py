@@ -37,21 +37,41 @@ class ObjectType:
 
 
 CONTACTS = ObjectType(
-    "contacts", "0-1", "contact", "CONTACT", "createdate", "lastmodifieddate",
-    ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"), (),
+    "contacts",
+    "0-1",
+    "contact",
+    "CONTACT",
+    "createdate",
+    "lastmodifieddate",
+    ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
+    (),
     ("firstname", "lastname", "email", "phone", "hs_additional_emails", "fax", "mobilephone", "company"),
     "contactinformation",
-)  # fmt: skip
+)
 CALLS = ObjectType(
-    "calls", "0-48", "call", "CALL", "hs_createdate", "hs_lastmodifieddate",
-    ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"), ("hs_timestamp",),
-    ("hs_call_title", "hs_body_preview"), "callinformation",
-)  # fmt: skip
+    "calls",
+    "0-48",
+    "call",
+    "CALL",
+    "hs_createdate",
+    "hs_lastmodifieddate",
+    ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    ("hs_timestamp",),
+    ("hs_call_title", "hs_body_preview"),
+    "callinformation",
+)
 TASKS = ObjectType(
-    "tasks", "0-27", "task", "TASK", "hs_createdate", "hs_lastmodifieddate",
-    ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"), ("hs_timestamp",),
-    ("hs_task_body", "hs_task_subject"), "taskinformation",
-)  # fmt: skip
+    "tasks",
+    "0-27",
+    "task",
+    "TASK",
+    "hs_createdate",
+    "hs_lastmodifieddate",
+    ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    ("hs_timestamp",),
+    ("hs_task_body", "hs_task_subject"),
+    "taskinformation",
+)
 OBJECT_TYPES: dict[str, ObjectType] = {t.name: t for t in (CONTACTS, CALLS, TASKS)}
 _ALIASES = {alias: t for t in OBJECT_TYPES.values() for alias in (t.name, t.singular, t.type_id)}
 
@@ -69,9 +89,7 @@ ASSOCIATION_TYPES: dict[tuple[str, str], list[tuple[str, int, str]]] = {
     ("contacts", "tasks"): [("HUBSPOT_DEFINED", 203, "contact_to_task")],
 }
 TYPE_BY_ID: dict[int, tuple[str, str, str]] = {
-    type_id: (pair[0], pair[1], name)
-    for pair, specs in ASSOCIATION_TYPES.items()
-    for _, type_id, name in specs
+    type_id: (pair[0], pair[1], name) for pair, specs in ASSOCIATION_TYPES.items() for _, type_id, name in specs
 }
 REVERSE_TYPE = {194: 193, 193: 194, 204: 203, 203: 204}
 
@@ -100,10 +118,20 @@ def options(pairs: list[tuple[str, str]] | list[str]) -> list[dict[str, Any]]:
 
 
 def prop(
-    name: str, label: str, type_: str = "string", field_type: str = "text", *, group: str,
-    opts: list[Any] | None = None, read_only: bool = False, calculated: bool = False, external: bool = False,
-    unique: bool = False, hubspot_defined: bool = True, description: str = "",
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    label: str,
+    type_: str = "string",
+    field_type: str = "text",
+    *,
+    group: str,
+    opts: list[Any] | None = None,
+    read_only: bool = False,
+    calculated: bool = False,
+    external: bool = False,
+    unique: bool = False,
+    hubspot_defined: bool = True,
+    description: str = "",
+) -> dict[str, Any]:
     """A property definition in the properties API's JSON shape."""
     return {
         "updatedAt": SEED_TIME,
@@ -140,13 +168,38 @@ def _common(group: str, created: str, modified: str) -> list[dict[str, Any]]:
     ]
 
 
-LEAD_STATUS = ["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED",
-               "BAD_TIMING"]  # fmt: skip
-LIFECYCLE = [("Subscriber", "subscriber"), ("Lead", "lead"), ("Marketing Qualified Lead", "marketingqualifiedlead"),
-             ("Sales Qualified Lead", "salesqualifiedlead"), ("Opportunity", "opportunity"), ("Customer", "customer"),
-             ("Evangelist", "evangelist"), ("Other", "other")]  # fmt: skip
-CALL_STATUS = ["BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING", "FAILED", "IN_PROGRESS",
-               "NO_ANSWER", "QUEUED", "RINGING"]  # fmt: skip
+LEAD_STATUS = [
+    "NEW",
+    "OPEN",
+    "IN_PROGRESS",
+    "OPEN_DEAL",
+    "UNQUALIFIED",
+    "ATTEMPTED_TO_CONTACT",
+    "CONNECTED",
+    "BAD_TIMING",
+]
+LIFECYCLE = [
+    ("Subscriber", "subscriber"),
+    ("Lead", "lead"),
+    ("Marketing Qualified Lead", "marketingqualifiedlead"),
+    ("Sales Qualified Lead", "salesqualifiedlead"),
+    ("Opportunity", "opportunity"),
+    ("Customer", "customer"),
+    ("Evangelist", "evangelist"),
+    ("Other", "other"),
+]
+CALL_STATUS = [
+    "BUSY",
+    "CALLING_CRM_USER",
+    "CANCELED",
+    "COMPLETED",
+    "CONNECTING",
+    "FAILED",
+    "IN_PROGRESS",
+    "NO_ANSWER",
+    "QUEUED",
+    "RINGING",
+]
 
 
 def _contact_properties() -> list[dict[str, Any]]:
@@ -168,23 +221,67 @@ def _contact_properties() -> list[dict[str, Any]]:
         prop("zip", "Postal Code", group=g),
         prop("country", "Country/Region", group=g),
         prop("message", "Message", "string", "textarea", group=g),
-        prop("hs_lead_status", "Lead Status", "enumeration", "select", group=g,
-             opts=[(v.replace("_", " ").title(), v) for v in LEAD_STATUS]),
+        prop(
+            "hs_lead_status",
+            "Lead Status",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[(v.replace("_", " ").title(), v) for v in LEAD_STATUS],
+        ),
         prop("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", group=g, opts=LIFECYCLE),
-        prop("hs_additional_emails", "Additional email addresses", "enumeration", "checkbox", group=g,
-             read_only=True, calculated=True),
+        prop(
+            "hs_additional_emails",
+            "Additional email addresses",
+            "enumeration",
+            "checkbox",
+            group=g,
+            read_only=True,
+            calculated=True,
+        ),
         prop("hs_email_domain", "Email Domain", group=g, read_only=True, calculated=True),
-        prop("hs_searchable_calculated_phone_number", "Phone number (searchable)", group=g, read_only=True,
-             calculated=True),
-        prop("hs_searchable_calculated_mobile_number", "Mobile phone number (searchable)", group=g,
-             read_only=True, calculated=True),
-        prop("notes_last_contacted", "Last Contacted", "datetime", "date", group="sales_properties",
-             read_only=True, calculated=True),
-        prop("notes_last_updated", "Last Activity Date", "datetime", "date", group="sales_properties",
-             read_only=True, calculated=True),
-        prop("num_contacted_notes", "Number of times contacted", "number", "number", group="sales_properties",
-             read_only=True, calculated=True),
-    ]  # fmt: skip
+        prop(
+            "hs_searchable_calculated_phone_number",
+            "Phone number (searchable)",
+            group=g,
+            read_only=True,
+            calculated=True,
+        ),
+        prop(
+            "hs_searchable_calculated_mobile_number",
+            "Mobile phone number (searchable)",
+            group=g,
+            read_only=True,
+            calculated=True,
+        ),
+        prop(
+            "notes_last_contacted",
+            "Last Contacted",
+            "datetime",
+            "date",
+            group="sales_properties",
+            read_only=True,
+            calculated=True,
+        ),
+        prop(
+            "notes_last_updated",
+            "Last Activity Date",
+            "datetime",
+            "date",
+            group="sales_properties",
+            read_only=True,
+            calculated=True,
+        ),
+        prop(
+            "num_contacted_notes",
+            "Number of times contacted",
+            "number",
+            "number",
+            group="sales_properties",
+            read_only=True,
+            calculated=True,
+        ),
+    ]
 
 
 def _call_properties() -> list[dict[str, Any]]:
@@ -196,8 +293,14 @@ def _call_properties() -> list[dict[str, Any]]:
         prop("hs_call_body", "Call notes", "string", "html", group=g),
         prop("hs_body_preview", "Body preview", group=g, read_only=True, calculated=True),
         prop("hs_call_duration", "Call duration (ms)", "number", "number", group=g),
-        prop("hs_call_direction", "Call direction", "enumeration", "select", group=g,
-             opts=[("Inbound", "INBOUND"), ("Outbound", "OUTBOUND")]),
+        prop(
+            "hs_call_direction",
+            "Call direction",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[("Inbound", "INBOUND"), ("Outbound", "OUTBOUND")],
+        ),
         prop("hs_call_status", "Call status", "enumeration", "select", group=g, opts=CALL_STATUS),
         # Takes the outcome's GUID (calls guide); portals define their own outcomes, so any text is accepted.
         prop("hs_call_disposition", "Call outcome", group=g),
@@ -207,11 +310,17 @@ def _call_properties() -> list[dict[str, Any]]:
         prop("hs_call_external_account_id", "External account ID", group=g),
         prop("hs_call_recording_url", "Recording URL", group=g),
         prop("hs_call_has_voicemail", "Has voicemail", "bool", "booleancheckbox", group=g, opts=BOOL_OPTIONS),
-        prop("hs_call_source", "Call source", "enumeration", "select", group=g,
-             opts=[("Integrations platform", "INTEGRATIONS_PLATFORM")]),
+        prop(
+            "hs_call_source",
+            "Call source",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[("Integrations platform", "INTEGRATIONS_PLATFORM")],
+        ),
         prop("hs_activity_type", "Call and meeting type", "enumeration", "select", group=g, external=True),
         prop("hs_attachment_ids", "Attachment IDs", "enumeration", "checkbox", group=g, external=True),
-    ]  # fmt: skip
+    ]
 
 
 def _task_properties() -> list[dict[str, Any]]:
@@ -222,17 +331,39 @@ def _task_properties() -> list[dict[str, Any]]:
         prop("hs_task_subject", "Task Title", group=g),
         prop("hs_task_body", "Notes", "string", "html", group=g),
         prop("hs_body_preview", "Body preview", group=g, read_only=True, calculated=True),
-        prop("hs_task_status", "Task Status", "enumeration", "select", group=g,
-             opts=[("Not started", "NOT_STARTED"), ("Completed", "COMPLETED"), ("In progress", "IN_PROGRESS"),
-                   ("Waiting", "WAITING"), ("Deferred", "DEFERRED")]),
-        prop("hs_task_priority", "Priority", "enumeration", "select", group=g,
-             opts=[("None", "NONE"), ("Low", "LOW"), ("Medium", "MEDIUM"), ("High", "HIGH")]),
-        prop("hs_task_type", "Task Type", "enumeration", "select", group=g,
-             opts=[("Call", "CALL"), ("Email", "EMAIL"), ("To-do", "TODO"), ("LinkedIn", "LINKED_IN")]),
+        prop(
+            "hs_task_status",
+            "Task Status",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[
+                ("Not started", "NOT_STARTED"),
+                ("Completed", "COMPLETED"),
+                ("In progress", "IN_PROGRESS"),
+                ("Waiting", "WAITING"),
+                ("Deferred", "DEFERRED"),
+            ],
+        ),
+        prop(
+            "hs_task_priority",
+            "Priority",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[("None", "NONE"), ("Low", "LOW"), ("Medium", "MEDIUM"), ("High", "HIGH")],
+        ),
+        prop(
+            "hs_task_type",
+            "Task Type",
+            "enumeration",
+            "select",
+            group=g,
+            opts=[("Call", "CALL"), ("Email", "EMAIL"), ("To-do", "TODO"), ("LinkedIn", "LINKED_IN")],
+        ),
         prop("hs_task_reminders", "Reminder", "enumeration", "checkbox", group=g, external=True),
-        prop("hs_task_completion_date", "Completed at", "datetime", "date", group=g, read_only=True,
-             calculated=True),
-    ]  # fmt: skip
+        prop("hs_task_completion_date", "Completed at", "datetime", "date", group=g, read_only=True, calculated=True),
+    ]
 
 
 def standard_properties(object_type: str) -> list[dict[str, Any]]:
@@ -247,11 +378,13 @@ def standard_groups(object_type: str) -> list[dict[str, Any]]:
     """HubSpot's own default groups only: a new portal has no ``twox`` group, ``crm-setup`` creates it (the emulator
     adds it when the custom properties are seeded)."""
     groups = {
-        "contacts": [group("contactinformation", "Contact information", 0),
-                     group("sales_properties", "Sales properties", 1)],
+        "contacts": [
+            group("contactinformation", "Contact information", 0),
+            group("sales_properties", "Sales properties", 1),
+        ],
         "calls": [group("callinformation", "Call information", 0)],
         "tasks": [group("taskinformation", "Task information", 0)],
-    }  # fmt: skip
+    }
     return groups[object_type]
 
 
@@ -277,11 +410,31 @@ def custom_properties() -> dict[str, list[dict[str, Any]]]:
 
 SEED_CONTACTS: list[dict[str, str]] = [
     # Phones typed the way people type them; the first matches the connector's sample number +12025550143.
-    {"firstname": "Maria", "lastname": "Garcia", "email": "maria.garcia@example.com", "phone": "(202) 555-0143",
-     "zip": "20001", "lifecyclestage": "lead", "hs_lead_status": "NEW"},
-    {"firstname": "James", "lastname": "Chen", "email": "james.chen@example.com", "phone": "+1 415 555 0100",
-     "zip": "94103", "lifecyclestage": "lead"},
-    {"firstname": "Priya", "lastname": "Patel", "email": "priya.patel@example.com", "phone": "212.555.0188",
-     "zip": "10001", "lifecyclestage": "opportunity", "hs_lead_status": "OPEN"},
+    {
+        "firstname": "Maria",
+        "lastname": "Garcia",
+        "email": "maria.garcia@example.com",
+        "phone": "(202) 555-0143",
+        "zip": "20001",
+        "lifecyclestage": "lead",
+        "hs_lead_status": "NEW",
+    },
+    {
+        "firstname": "James",
+        "lastname": "Chen",
+        "email": "james.chen@example.com",
+        "phone": "+1 415 555 0100",
+        "zip": "94103",
+        "lifecyclestage": "lead",
+    },
+    {
+        "firstname": "Priya",
+        "lastname": "Patel",
+        "email": "priya.patel@example.com",
+        "phone": "212.555.0188",
+        "zip": "10001",
+        "lifecyclestage": "opportunity",
+        "hs_lead_status": "OPEN",
+    },
     {"firstname": "Sam", "lastname": "Okafor", "mobilephone": "(312) 555-0199", "lifecyclestage": "lead"},
-]  # fmt: skip
+]

@@ -77,8 +77,14 @@ class HubSpotEmulator:
         if seed_contacts:
             for day, properties in enumerate(SEED_CONTACTS):
                 self._store.seed(OBJECT_TYPES["contacts"], properties, SEED_CREATED + timedelta(days=day))
-        self._app = HubSpotApp(self._store, tokens=tokens, rate_limit=rate_limit, rate_window_s=rate_window_s,
-                               search_rate_per_s=search_rate_per_s, search_lag_s=search_lag_s)  # fmt: skip
+        self._app = HubSpotApp(
+            self._store,
+            tokens=tokens,
+            rate_limit=rate_limit,
+            rate_window_s=rate_window_s,
+            search_rate_per_s=search_rate_per_s,
+            search_lag_s=search_lag_s,
+        )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -110,14 +116,16 @@ class HubSpotEmulator:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- knobs ----------------------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, *, status: int = 503, retry_after: float | None = None,
-                  path_contains: str | None = None) -> None:  # fmt: skip
+    def fail_next(
+        self, n: int = 1, *, status: int = 503, retry_after: float | None = None, path_contains: str | None = None
+    ) -> None:
         """Answer the next ``n`` authorized requests (whose path contains ``path_contains``, if given) with
         ``status`` and a HubSpot-shaped body; ``retry_after`` adds a ``Retry-After`` header. Rules queue up."""
         with self._store.lock:
@@ -185,10 +193,11 @@ class HubSpotEmulator:
     def request_count(self, *, path_prefix: str | None = None, method: str | None = None) -> int:
         with self._store.lock:
             return sum(
-                1 for r in self._app.log
+                1
+                for r in self._app.log
                 if (path_prefix is None or r.path.startswith(path_prefix))
                 and (method is None or r.method.upper() == method.upper())
-            )  # fmt: skip
+            )
 
     def reset_counters(self) -> None:
         """Forget the request log and the rate-limit windows (records stay)."""
@@ -208,7 +217,9 @@ class HubSpotEmulator:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve the emulator standalone until interrupted, printing its URL and token."""
-    parser = argparse.ArgumentParser(prog="python -m connector.emulators.hubspot.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m connector.emulators.hubspot.server", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8701)
     parser.add_argument("--token", action="append", help=f"accepted bearer token (repeatable; default {DEFAULT_TOKEN})")
@@ -220,10 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emulator = HubSpotEmulator(
-        tokens=args.token or [DEFAULT_TOKEN], rate_limit=args.rate_limit or None,
-        search_rate_per_s=args.search_rate or None, search_lag_s=args.search_lag, seed_contacts=not args.no_seed,
-        seed_custom_properties=args.custom_properties, host=args.host, port=args.port,
-    )  # fmt: skip
+        tokens=args.token or [DEFAULT_TOKEN],
+        rate_limit=args.rate_limit or None,
+        search_rate_per_s=args.search_rate or None,
+        search_lag_s=args.search_lag,
+        seed_contacts=not args.no_seed,
+        seed_custom_properties=args.custom_properties,
+        host=args.host,
+        port=args.port,
+    )
     url = emulator.start()
     print(f"HubSpot emulator listening on {url}", flush=True)
     print(f"  token: {', '.join(sorted(emulator._app.tokens))}", flush=True)

@@ -29,8 +29,28 @@ from connector.emulators.hubspot.validation import check_properties, format_inst
 
 _TAGS = re.compile(r"<[^>]+>")
 Spec = tuple[str, int]  # (associationCategory, associationTypeId)
-_NOT_EMULATED = frozenset({"companies", "company", "0-2", "deals", "deal", "0-3", "tickets", "ticket", "0-5",
-                           "notes", "note", "0-46", "meetings", "meeting", "0-47", "emails", "email", "0-49"})
+_NOT_EMULATED = frozenset(
+    {
+        "companies",
+        "company",
+        "0-2",
+        "deals",
+        "deal",
+        "0-3",
+        "tickets",
+        "ticket",
+        "0-5",
+        "notes",
+        "note",
+        "0-46",
+        "meetings",
+        "meeting",
+        "0-47",
+        "emails",
+        "email",
+        "0-49",
+    }
+)
 
 
 @dataclass
@@ -140,8 +160,9 @@ class Store:
             if name == "email":
                 raise err.contact_exists(other.id)
             # UNVERIFIED wording for a custom unique property.
-            raise err.fail(409, f"A {otype.singular} with {name} = {value} already exists. Existing ID: {other.id}",
-                           "CONFLICT")  # fmt: skip
+            raise err.fail(
+                409, f"A {otype.singular} with {name} = {value} already exists. Existing ID: {other.id}", "CONFLICT"
+            )
 
     def _write(self, record: Record, values: dict[str, str | None], stamp: datetime, *, created: bool) -> None:
         props = record.properties
@@ -253,10 +274,12 @@ class Store:
         known = TYPE_BY_ID.get(int(type_id)) if str(type_id).isdigit() else None
         label = f"{category}={type_id}"
         if known is None or category != "HUBSPOT_DEFINED":
-            raise err.associations_invalid({
-                "associationSpec": [label],
-                "INVALID_ASSOCIATION_TYPE_ID": [f"{label} is not a valid association definition id"],
-            })  # fmt: skip
+            raise err.associations_invalid(
+                {
+                    "associationSpec": [label],
+                    "INVALID_ASSOCIATION_TYPE_ID": [f"{label} is not a valid association definition id"],
+                }
+            )
         source, target = OBJECT_TYPES[known[0]], OBJECT_TYPES[known[1]]
         if source is not from_type or (to_type is not None and target is not to_type):
             # Observed form for a type id used from the wrong side (secondhand capture).
@@ -272,8 +295,9 @@ class Store:
 
     def require_pair(self, from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str) -> None:
         """Both ends must exist (v4 writes); the same 400 as an invalid inline association."""
-        bad = [f"{t.label}={i} is not valid" for t, i in ((from_type, from_id), (to_type, to_id))
-               if not self._exists(t, i)]  # fmt: skip
+        bad = [
+            f"{t.label}={i} is not valid" for t, i in ((from_type, from_id), (to_type, to_id)) if not self._exists(t, i)
+        ]
         if bad:
             raise err.associations_invalid({"INVALID_OBJECT_IDS": bad})
 

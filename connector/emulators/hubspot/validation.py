@@ -108,8 +108,9 @@ def check_value(definition: dict[str, Any], text: str) -> tuple[str | None, Prop
     """Normalize one non-empty value for its property, or say why it is invalid."""
     name, type_ = definition["name"], definition["type"]
     if type_ not in ("string", "phone_number") and text != text.strip():
-        return None, _issue(name, text, "LEADING_TRAILING_WHITESPACE",
-                            f'"{text}" includes leading or trailing whitespace.')  # fmt: skip
+        return None, _issue(
+            name, text, "LEADING_TRAILING_WHITESPACE", f'"{text}" includes leading or trailing whitespace.'
+        )
     if type_ in ("string", "phone_number"):
         if len(text) > MAX_STRING:
             message = f'Property "{name}" is {len(text)} characters long; the maximum is {MAX_STRING}.'
@@ -125,16 +126,16 @@ def check_value(definition: dict[str, Any], text: str) -> tuple[str | None, Prop
         return text, None
     if type_ == "bool":
         if text.lower() not in ("true", "false"):
-            return None, _issue(name, text, "INVALID_OPTION",
-                                f"{text} was not one of the allowed options: [true, false]")  # fmt: skip
+            return None, _issue(
+                name, text, "INVALID_OPTION", f"{text} was not one of the allowed options: [true, false]"
+            )
         return text.lower(), None
     if type_ in ("datetime", "date"):
         return _check_time(name, type_, text)
     if type_ == "enumeration":
         if name == "hubspot_owner_id":
             if not text.isdigit() or int(text) > _INT32_MAX:
-                return None, _issue(name, text, "INVALID_INTEGER",
-                                    f"{text} was not a valid integer (for owner ID).")  # fmt: skip
+                return None, _issue(name, text, "INVALID_INTEGER", f"{text} was not a valid integer (for owner ID).")
             return text, None
         if definition.get("externalOptions"):
             return text, None
@@ -161,9 +162,7 @@ def _check_time(name: str, type_: str, text: str) -> tuple[str | None, PropertyI
     return parsed.strftime("%Y-%m-%d"), None
 
 
-def check_properties(
-    definitions: dict[str, dict[str, Any]], raw: Any, *, creating: bool
-) -> dict[str, str | None]:
+def check_properties(definitions: dict[str, dict[str, Any]], raw: Any, *, creating: bool) -> dict[str, str | None]:
     """Validate a ``properties`` object against the object type's property definitions.
 
     Returns name → normalized text, or ``None`` where ``""``/null clears the value (on create: leaves it unset).

@@ -54,10 +54,15 @@ _SUB_URL = re.compile(r"^/services/data/v(\d+\.\d)(/[^?]*)$")
 class _Unresolved(Exception):
     def __init__(self, expression: str, reference: str) -> None:
         super().__init__(expression)
-        self.error = SalesforceApiError(400, "PROCESSING_HALTED", (
-            f"Invalid reference specified. No value for {expression} found in {reference}. Provided referenceId "
-            f"('{expression}') must start with a letter or a number, and it can contain only letters, numbers and "
-            "underscores ('_')."))
+        self.error = SalesforceApiError(
+            400,
+            "PROCESSING_HALTED",
+            (
+                f"Invalid reference specified. No value for {expression} found in {reference}. Provided referenceId "
+                f"('{expression}') must start with a letter or a number, and it can contain only letters, numbers and "
+                "underscores ('_')."
+            ),
+        )
 
 
 def _lookup(expression: str, results: dict[str, Any]) -> Any:
@@ -97,6 +102,7 @@ def _resolve(value: Any, results: dict[str, Any]) -> Any:
     def text(match: re.Match[str]) -> str:
         found = _lookup(match[1], results)
         return "" if found is None else ("true" if found is True else "false" if found is False else str(found))
+
     return _REFERENCE.sub(text, value)
 
 
@@ -111,25 +117,33 @@ def composite(org: Org, call: Call, dispatch: Dispatch) -> Result:
     if not isinstance(subrequests, list) or not subrequests:
         raise json_parser_error("compositeRequest: a non-empty list of subrequests is required")  # UNVERIFIED text
     if len(subrequests) > MAX_SUBREQUESTS:  # UNVERIFIED code/text; the limit itself is documented
-        raise SalesforceApiError(400, "LIMIT_EXCEEDED", f"Limit Exceeded: a composite request can have at most "
-                                 f"{MAX_SUBREQUESTS} subrequests")
+        raise SalesforceApiError(
+            400, "LIMIT_EXCEEDED", f"Limit Exceeded: a composite request can have at most {MAX_SUBREQUESTS} subrequests"
+        )
     seen: set[str] = set()
     heavy = 0
     for sub in subrequests:
         reference = sub.get("referenceId") if isinstance(sub, dict) else None
         if not isinstance(reference, str) or not _REFERENCE_ID.match(reference):
-            raise json_parser_error(f"Provided referenceId ('{reference}') must start with a letter or a number, "
-                                    "and it can contain only letters, numbers and underscores ('_').")
+            raise json_parser_error(
+                f"Provided referenceId ('{reference}') must start with a letter or a number, "
+                "and it can contain only letters, numbers and underscores ('_')."
+            )
         if reference in seen:  # UNVERIFIED text
             raise json_parser_error(f"Duplicate referenceId provided in the request: {reference}")
         seen.add(reference)
         if sub.get("method") not in ("GET", "POST", "PATCH", "PUT", "DELETE") or not isinstance(sub.get("url"), str):
-            raise json_parser_error(f"Subrequest '{reference}' needs a method (GET, POST, PATCH, PUT, DELETE) and "
-                                    "a url")  # UNVERIFIED text
+            raise json_parser_error(
+                f"Subrequest '{reference}' needs a method (GET, POST, PATCH, PUT, DELETE) and a url"
+            )  # UNVERIFIED text
         heavy += bool(re.search(r"/(query|queryAll)/?(\?|$)|/composite/sobjects", sub["url"]))
     if heavy > MAX_QUERY_OR_COLLECTION:  # UNVERIFIED code/text; the limit itself is documented
-        raise SalesforceApiError(400, "LIMIT_EXCEEDED", "Limit Exceeded: a composite request can have at most "
-                                 f"{MAX_QUERY_OR_COLLECTION} query or sObject Collections subrequests")
+        raise SalesforceApiError(
+            400,
+            "LIMIT_EXCEEDED",
+            "Limit Exceeded: a composite request can have at most "
+            f"{MAX_QUERY_OR_COLLECTION} query or sObject Collections subrequests",
+        )
 
     all_or_none = bool(body.get("allOrNone", False))
     snapshot = org.store.snapshot() if all_or_none else None
@@ -142,9 +156,16 @@ def composite(org: Org, call: Call, dispatch: Dispatch) -> Result:
             responses.append(_halted(reference))
             continue
         try:
-            status, answer, headers = _run(org, call, dispatch, sub["method"], _resolve(sub["url"], results),
-                                           _resolve(sub.get("body"), results), sub.get("httpHeaders") or {},
-                                           all_or_none)
+            status, answer, headers = _run(
+                org,
+                call,
+                dispatch,
+                sub["method"],
+                _resolve(sub["url"], results),
+                _resolve(sub.get("body"), results),
+                sub.get("httpHeaders") or {},
+                all_or_none,
+            )
         except _Unresolved as exc:
             status, answer, headers = 400, exc.error.body(), {}
         responses.append({"body": answer, "httpHeaders": headers, "httpStatusCode": status, "referenceId": reference})
@@ -158,18 +179,32 @@ def composite(org: Org, call: Call, dispatch: Dispatch) -> Result:
     if failed_at is not None and snapshot is not None:
         org.store.restore(snapshot)
         responses = [r if i == failed_at else _halted(r["referenceId"]) for i, r in enumerate(responses)]
-    call.log["subrequests"] = [{"method": s["method"], "url": s["url"], "status": r["httpStatusCode"]}
-                               for s, r in zip(subrequests, responses)]
+    call.log["subrequests"] = [
+        {"method": s["method"], "url": s["url"], "status": r["httpStatusCode"]}
+        for s, r in zip(subrequests, responses, strict=False)
+    ]
     return Result(200, {"compositeResponse": responses})
 
 
 def _halted(reference: str) -> dict[str, Any]:
-    return {"body": [{"errorCode": "PROCESSING_HALTED", "message": MSG_ROLLED_BACK}], "httpHeaders": {},
-            "httpStatusCode": 400, "referenceId": reference}
+    return {
+        "body": [{"errorCode": "PROCESSING_HALTED", "message": MSG_ROLLED_BACK}],
+        "httpHeaders": {},
+        "httpStatusCode": 400,
+        "referenceId": reference,
+    }
 
 
-def _run(org: Org, parent: Call, dispatch: Dispatch, method: str, url: Any, body: Any,
-         headers: dict[str, str], all_or_none: bool) -> tuple[int, Any, dict[str, str]]:
+def _run(
+    org: Org,
+    parent: Call,
+    dispatch: Dispatch,
+    method: str,
+    url: Any,
+    body: Any,
+    headers: dict[str, str],
+    all_or_none: bool,
+) -> tuple[int, Any, dict[str, str]]:
     """Execute one subrequest through the normal dispatcher (no auth, no API-call count)."""
     try:
         parts = urlsplit(str(url))
@@ -182,8 +217,15 @@ def _run(org: Org, parent: Call, dispatch: Dispatch, method: str, url: Any, body
         fault = org.take_fault(str(url), subrequest=True)
         if fault is not None:
             raise fault
-        sub = Call(method, match[1], rest, MultiDict(parse_qsl(parts.query, keep_blank_values=True)), {**parent.headers, **headers},
-                   body=body if body is not None else _empty(method), all_or_none=all_or_none)
+        sub = Call(
+            method,
+            match[1],
+            rest,
+            MultiDict(parse_qsl(parts.query, keep_blank_values=True)),
+            {**parent.headers, **headers},
+            body=body if body is not None else _empty(method),
+            all_or_none=all_or_none,
+        )
         result = dispatch(org, sub)
         return result.status, result.body, result.headers
     except SalesforceApiError as exc:
@@ -202,19 +244,24 @@ def collections(org: Org, call: Call, rest: list[str]) -> Result:
         if obj is None:
             raise not_found()
         if len(rest) > 1:
-            raise SalesforceApiError(404, "NOT_FOUND", "Provided external ID field does not exist or is not "
-                                     f"accessible: {rest[1]}")
+            raise SalesforceApiError(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {rest[1]}"
+            )
         if call.method not in ("GET", "POST"):
             raise method_not_allowed(call.method, "HEAD,GET,POST")
-        source = call.args if call.method == "GET" else MultiDict(
-            {k: ",".join(v) if isinstance(v, list) else v for k, v in (call.json() or {}).items()})
+        source = (
+            call.args
+            if call.method == "GET"
+            else MultiDict({k: ",".join(v) if isinstance(v, list) else v for k, v in (call.json() or {}).items()})
+        )
         ids = [i for i in (source.get("ids") or "").split(",") if i]
         fields = [f for f in (source.get("fields") or "").split(",") if f]
         if not ids or not fields:
             raise SalesforceApiError(400, "MISSING_ARGUMENT", "ids and fields are required")  # UNVERIFIED text
         names = [n for n in selected_fields(obj, ",".join(fields)) or [] if n != "Id" or "id" in map(str.lower, fields)]
-        return Result(200, [store.serialize(obj, r, call.version, names) if (r := store.get(obj, i)) else None
-                            for i in ids])
+        return Result(
+            200, [store.serialize(obj, r, call.version, names) if (r := store.get(obj, i)) else None for i in ids]
+        )
     if call.method == "DELETE":
         return _delete(org, call)
     if call.method not in ("POST", "PATCH"):
@@ -224,8 +271,11 @@ def collections(org: Org, call: Call, rest: list[str]) -> Result:
     if not isinstance(records, list):
         raise json_parser_error("records: a list of sObjects is required")  # UNVERIFIED text
     if len(records) > MAX_COLLECTION:  # observed code; UNVERIFIED exact text
-        raise SalesforceApiError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than "
-                                 f"{MAX_COLLECTION} records into this call")
+        raise SalesforceApiError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {MAX_COLLECTION} records into this call",
+        )
     creating = call.method == "POST"
     prepared = [_prepare(org, record, creating) for record in records]  # deserialization errors refuse it all
     all_or_none = call.all_or_none or bool(body.get("allOrNone", False))
@@ -248,10 +298,17 @@ def collections(org: Org, call: Call, rest: list[str]) -> Result:
             results.append({"success": False, "errors": [exc.collection_error()]})
     if snapshot is not None and not all(r["success"] for r in results):
         store.restore(snapshot)
-        rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": MSG_COLLECTION_ROLLED_BACK,
-                  "fields": []}
-        results = [r if not r["success"] else ({"id": r["id"]} if not creating else {}) | {
-            "success": False, "errors": [rolled]} for r in results]
+        rolled = {
+            "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+            "message": MSG_COLLECTION_ROLLED_BACK,
+            "fields": [],
+        }
+        results = [
+            r
+            if not r["success"]
+            else ({"id": r["id"]} if not creating else {}) | {"success": False, "errors": [rolled]}
+            for r in results
+        ]
     return Result(200, results)
 
 
@@ -276,8 +333,9 @@ def _prepare(org: Org, record: Any, creating: bool) -> tuple[Any, str | None, di
             return SalesforceApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])
         target = object_for_id(org.store.schema, record_id) if key15(record_id) else None
         if target is not obj:  # documented: "Contact ID: id value of incorrect type: 001xx000003DGb2999"
-            return SalesforceApiError(400, "MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {record_id}",
-                                      ["Id"])
+            return SalesforceApiError(
+                400, "MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {record_id}", ["Id"]
+            )
     deserialize(obj, fields, None, record_id=None if creating else record_id)
     return obj, record_id, fields
 
@@ -286,8 +344,11 @@ def _delete(org: Org, call: Call) -> Result:
     """``DELETE composite/sobjects?ids=…&allOrNone=…`` → DeleteResults in id order."""
     ids = [i for i in (call.args.get("ids") or "").split(",") if i]
     if not ids or len(ids) > MAX_COLLECTION:
-        raise SalesforceApiError(400, "MISSING_ARGUMENT" if not ids else "EXCEEDED_ID_LIMIT",
-                                 "ids: between 1 and 200 record ids are required")  # UNVERIFIED text
+        raise SalesforceApiError(
+            400,
+            "MISSING_ARGUMENT" if not ids else "EXCEEDED_ID_LIMIT",
+            "ids: between 1 and 200 record ids are required",
+        )  # UNVERIFIED text
     all_or_none = call.all_or_none or (call.args.get("allOrNone") or "").lower() == "true"
     snapshot = org.store.snapshot() if all_or_none else None
     results: list[dict[str, Any]] = []
@@ -304,7 +365,10 @@ def _delete(org: Org, call: Call) -> Result:
             results.append({"success": False, "errors": [exc.collection_error()]})
     if snapshot is not None and not all(r["success"] for r in results):
         org.store.restore(snapshot)
-        rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": MSG_COLLECTION_ROLLED_BACK,
-                  "fields": []}
+        rolled = {
+            "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+            "message": MSG_COLLECTION_ROLLED_BACK,
+            "fields": [],
+        }
         results = [{"id": r["id"], "success": False, "errors": [rolled]} if r["success"] else r for r in results]
     return Result(200, results)

@@ -76,7 +76,7 @@ def query_error(error_code: str, text: str, offset: int, detail: str) -> Salesfo
     row = text.count("\n", 0, offset) + 1
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
-    line = text[line_start: len(text) if line_end < 0 else line_end]
+    line = text[line_start : len(text) if line_end < 0 else line_end]
     column = offset - line_start + 1
     message = f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n{detail}"
     return SalesforceApiError(400, error_code, message)

@@ -40,9 +40,14 @@ class SalesforceWsgiApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         raw = request.get_data(as_text=True)
-        entry: dict[str, Any] = {"method": request.method, "path": request.path,
-                                 "query": request.args.to_dict(flat=False), "body": _logged_body(raw),
-                                 "counted": False, "at": time.time()}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.args.to_dict(flat=False),
+            "body": _logged_body(raw),
+            "counted": False,
+            "at": time.time(),
+        }
         with self.org.lock:
             try:
                 result = self._handle(request, raw, entry)
@@ -51,11 +56,24 @@ class SalesforceWsgiApp:
                 result = Result(exc.status, exc.body())
             except Exception:  # the client must never see a Python traceback: Salesforce's 500 shape instead
                 error_id = f"{random.randint(10**8, 10**9)}-{random.randint(10**4, 10**5)}"
-                logger.exception("Salesforce emulator: unexpected error (ErrorId %s) on %s %s", error_id,
-                                 request.method, request.full_path)
-                result = Result(500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": (
-                    "An unexpected error occurred. Please include this ErrorId if you contact support: "
-                    f"{error_id} ({-random.randint(10**8, 10**9)})")}])
+                logger.exception(
+                    "Salesforce emulator: unexpected error (ErrorId %s) on %s %s",
+                    error_id,
+                    request.method,
+                    request.full_path,
+                )
+                result = Result(
+                    500,
+                    [
+                        {
+                            "errorCode": "UNKNOWN_EXCEPTION",
+                            "message": (
+                                "An unexpected error occurred. Please include this ErrorId if you contact support: "
+                                f"{error_id} ({-random.randint(10**8, 10**9)})"
+                            ),
+                        }
+                    ],
+                )
             entry["status"] = result.status
             if result.status >= 400 and isinstance(result.body, list) and result.body:
                 entry["error_code"] = result.body[0].get("errorCode")
@@ -74,8 +92,9 @@ class SalesforceWsgiApp:
             return self._oauth(request, path.removeprefix("/services/oauth2/").strip("/"))
         if path in ("/services/data", "/services/data/"):
             if request.method not in ("GET", "HEAD"):
-                raise SalesforceApiError(405, "METHOD_NOT_ALLOWED",
-                                         f"HTTP Method '{request.method}' not allowed. Allowed are HEAD,GET")
+                raise SalesforceApiError(
+                    405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are HEAD,GET"
+                )
             return Result(200, versions())
         match = _VERSIONED.match(path)
         if not match or match[1] not in SUPPORTED_VERSIONS:
@@ -92,8 +111,7 @@ class SalesforceWsgiApp:
         if fault is not None:
             entry["injected"] = True
             raise fault
-        call = Call(request.method, match[1], match[2] or "/", request.args, dict(request.headers), raw=raw,
-                    log=entry)
+        call = Call(request.method, match[1], match[2] or "/", request.args, dict(request.headers), raw=raw, log=entry)
         return dispatch(org, call)
 
     def _oauth(self, request: Request, endpoint: str) -> Result:
@@ -112,10 +130,20 @@ class SalesforceWsgiApp:
                 return Result(status, body)
             session = f"00D!emulated-{len(org.sessions) + 1}-{random.randint(10**8, 10**9)}"
             org.sessions.add(session)
-            return Result(200, {"access_token": session, "instance_url": host, "id": (
-                f"https://login.salesforce.com/id/{org.security.userinfo(host)['organization_id']}/"
-                f"{org.security.userinfo(host)['user_id']}"), "token_type": "Bearer", "scope": "api",
-                "issued_at": str(int(time.time() * 1000))})
+            return Result(
+                200,
+                {
+                    "access_token": session,
+                    "instance_url": host,
+                    "id": (
+                        f"https://login.salesforce.com/id/{org.security.userinfo(host)['organization_id']}/"
+                        f"{org.security.userinfo(host)['user_id']}"
+                    ),
+                    "token_type": "Bearer",
+                    "scope": "api",
+                    "issued_at": str(int(time.time() * 1000)),
+                },
+            )
         if endpoint == "userinfo":
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() not in ("bearer", "oauth") or token.strip() not in org.sessions:

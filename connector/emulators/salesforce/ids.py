@@ -22,7 +22,7 @@ def checksum_suffix(id15: str) -> str:
     suffix = ""
     for chunk in range(3):
         bits = 0
-        for position, char in enumerate(id15[chunk * 5: chunk * 5 + 5]):
+        for position, char in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
             if "A" <= char <= "Z":
                 bits |= 1 << position
         suffix += _SUFFIX_ALPHABET[bits]

@@ -24,8 +24,12 @@ from connector.emulators.salesforce.store import Store
 
 UNSET: Any = object()
 # Default messages for injected faults. UNABLE_TO_LOCK_ROW is the observed text (with the locked record's id).
-_FAULT_MESSAGES = {"SERVER_UNAVAILABLE": "Server temporarily unavailable", "REQUEST_LIMIT_EXCEEDED": MSG_LIMIT,
-                   "INVALID_SESSION_ID": MSG_SESSION, "UNKNOWN_EXCEPTION": "An unexpected error occurred."}
+_FAULT_MESSAGES = {
+    "SERVER_UNAVAILABLE": "Server temporarily unavailable",
+    "REQUEST_LIMIT_EXCEEDED": MSG_LIMIT,
+    "INVALID_SESSION_ID": MSG_SESSION,
+    "UNKNOWN_EXCEPTION": "An unexpected error occurred.",
+}
 
 
 @dataclass
@@ -60,8 +64,10 @@ class Call:
                 self.body = json.loads(self.raw)
             except json.JSONDecodeError as exc:
                 found = self.raw[exc.pos] if exc.pos < len(self.raw) else "EOF"
-                raise json_parser_error(f"Unexpected character ('{found}' (code {ord(found) if len(found) == 1 else -1}"
-                                        f")): {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]") from None
+                raise json_parser_error(
+                    f"Unexpected character ('{found}' (code {ord(found) if len(found) == 1 else -1}"
+                    f")): {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]"
+                ) from None
         return self.body
 
 
@@ -80,19 +86,25 @@ class FaultRule:
         if message is None and self.error_code == "UNABLE_TO_LOCK_ROW":
             ids = find_ids(target)
             message = f"unable to obtain exclusive access to this record or 1 records: {ids[0] if ids else fallback_id}"
-        return SalesforceApiError(self.status, self.error_code, message or _FAULT_MESSAGES.get(
-            self.error_code, self.error_code.replace("_", " ").lower()), [])
+        return SalesforceApiError(
+            self.status,
+            self.error_code,
+            message or _FAULT_MESSAGES.get(self.error_code, self.error_code.replace("_", " ").lower()),
+            [],
+        )
 
 
 class Org:
     """Everything one emulator instance knows."""
 
-    def __init__(self, *, session_ids: Iterable[str], daily_limit: int, seed_records: bool,
-                 with_custom_fields: bool) -> None:
+    def __init__(
+        self, *, session_ids: Iterable[str], daily_limit: int, seed_records: bool, with_custom_fields: bool
+    ) -> None:
         self.lock = threading.RLock()
         self.ids = IdGenerator()
-        self.store = Store({**build_schema(with_custom_fields=with_custom_fields), **security_objects()}, self.ids,
-                           self.now)
+        self.store = Store(
+            {**build_schema(with_custom_fields=with_custom_fields), **security_objects()}, self.ids, self.now
+        )
         self.tooling = Store(tooling_objects(), self.ids, self.now)
         self.security = Security(self.store, self.tooling)
         self.security.register_existing_custom_fields()

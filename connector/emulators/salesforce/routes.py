@@ -45,8 +45,13 @@ def dispatch(org: Org, call: Call) -> Result:
     if not parts:
         _allow(call, "GET")
         base = f"/services/data/v{call.version}"
-        return Result(200, {name: f"{base}/{name}" for name in (
-            "sobjects", "query", "queryAll", "search", "parameterizedSearch", "composite", "limits")})
+        return Result(
+            200,
+            {
+                name: f"{base}/{name}"
+                for name in ("sobjects", "query", "queryAll", "search", "parameterizedSearch", "composite", "limits")
+            },
+        )
     head = parts[0]
     if head == "limits" and len(parts) == 1:
         _allow(call, "GET")
@@ -64,18 +69,27 @@ def dispatch(org: Org, call: Call) -> Result:
         return Result(200, search(org.store, text, call.version, now=org.now(), lag=org.search_lag))
     if head == "parameterizedSearch" and len(parts) == 1:
         _allow(call, "GET")
-        return Result(200, parameterized_search(org.store, call.args, call.version, now=org.now(),
-                                                lag=org.search_lag))
+        return Result(200, parameterized_search(org.store, call.args, call.version, now=org.now(), lag=org.search_lag))
     if parts == ["chatter", "users", "me"]:
         _allow(call, "GET")  # Connect REST API: the running user (only the fields set-up reads, UNVERIFIED rest)
         from connector.emulators.salesforce.security import USERNAME
-        return Result(200, {"id": USER_ID, "username": USERNAME, "type": "User", "url": (
-            f"/services/data/v{call.version}/chatter/users/{USER_ID}")})
+
+        return Result(
+            200,
+            {
+                "id": USER_ID,
+                "username": USERNAME,
+                "type": "User",
+                "url": (f"/services/data/v{call.version}/chatter/users/{USER_ID}"),
+            },
+        )
     if head == "tooling":
         from connector.emulators.salesforce.security import tooling
+
         return tooling(org, call, parts[1:])
     if head == "composite":
         from connector.emulators.salesforce.composite import collections, composite
+
         if len(parts) == 1:
             return composite(org, call, dispatch)
         if parts[1] == "sobjects":
@@ -91,19 +105,35 @@ def _allow(call: Call, *methods: str) -> None:
 def _limits(org: Org) -> dict[str, Any]:
     """``GET limits/`` — DailyApiRequests is live; the other allocations are a Developer-Edition-like constant."""
     remaining = max(0, org.daily_limit - org.used)
-    fixed = {"DailyAsyncApexExecutions": 250000, "DailyBulkApiBatches": 15000, "DailyBulkV2QueryJobs": 10000,
-             "DailyStreamingApiEvents": 10000, "DataStorageMB": 5, "FileStorageMB": 20, "SingleEmail": 15,
-             "HourlyTimeBasedWorkflow": 50, "ConcurrentAsyncGetReportInstances": 200}
-    return {"DailyApiRequests": {"Max": org.daily_limit, "Remaining": remaining},
-            **{name: {"Max": value, "Remaining": value} for name, value in fixed.items()}}
+    fixed = {
+        "DailyAsyncApexExecutions": 250000,
+        "DailyBulkApiBatches": 15000,
+        "DailyBulkV2QueryJobs": 10000,
+        "DailyStreamingApiEvents": 10000,
+        "DataStorageMB": 5,
+        "FileStorageMB": 20,
+        "SingleEmail": 15,
+        "HourlyTimeBasedWorkflow": 50,
+        "ConcurrentAsyncGetReportInstances": 200,
+    }
+    return {
+        "DailyApiRequests": {"Max": org.daily_limit, "Remaining": remaining},
+        **{name: {"Max": value, "Remaining": value} for name, value in fixed.items()},
+    }
 
 
 def _sobjects(org: Org, call: Call, rest: list[str]) -> Result:
     store = org.store
     if not rest:
         _allow(call, "GET")
-        return Result(200, {"encoding": "UTF-8", "maxBatchSize": 200,
-                            "sobjects": [o.summary(call.version) for o in store.schema.values()]})
+        return Result(
+            200,
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": 200,
+                "sobjects": [o.summary(call.version) for o in store.schema.values()],
+            },
+        )
     obj = store.object(rest[0])
     if obj is None:
         raise not_found()
@@ -131,8 +161,12 @@ def _sobjects(org: Org, call: Call, rest: list[str]) -> Result:
         return Result(200, store.serialize(obj, found, call.version, selected_fields(obj, call.args.get("fields"))))
     if len(rest) == 3:
         definition = obj.field(rest[1])
-        raise SalesforceApiError(404, "NOT_FOUND", "Provided external ID field does not exist or is not "
-                                 f"accessible: {definition.name if definition else rest[1]}")
+        raise SalesforceApiError(
+            404,
+            "NOT_FOUND",
+            "Provided external ID field does not exist or is not "
+            f"accessible: {definition.name if definition else rest[1]}",
+        )
     raise not_found()
 
 
@@ -148,10 +182,14 @@ def selected_fields(obj: ObjectDef, fields: str | None) -> list[str] | None:
     for name in (f.strip() for f in fields.split(",") if f.strip()):
         definition = obj.field(name)
         if definition is None:
-            raise SalesforceApiError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{obj.name}'. If you "
-                                     "are attempting to use a custom field, be sure to append the '__c' after the "
-                                     "custom field name. Please reference your WSDL or the describe call for the "
-                                     "appropriate names.")
+            raise SalesforceApiError(
+                400,
+                "INVALID_FIELD",
+                f"No such column '{name}' on entity '{obj.name}'. If you "
+                "are attempting to use a custom field, be sure to append the '__c' after the "
+                "custom field name. Please reference your WSDL or the describe call for the "
+                "appropriate names.",
+            )
         names.append(definition.name)
     return names + ([] if "Id" in names else ["Id"])
 
@@ -175,12 +213,13 @@ def _query(org: Org, call: Call, rest: list[str], *, include_deleted: bool) -> R
     return Result(200, _page(org, call, endpoint, records, 0, None))
 
 
-def _page(org: Org, call: Call, endpoint: str, records: list[dict[str, Any]], offset: int,
-          cursor: str | None) -> dict[str, Any]:
+def _page(
+    org: Org, call: Call, endpoint: str, records: list[dict[str, Any]], offset: int, cursor: str | None
+) -> dict[str, Any]:
     options = next((v for k, v in call.headers.items() if k.lower() == "sforce-query-options"), "")
     match = _BATCH.search(options)
     batch = min(2000, max(200, int(match[1]))) if match else 2000
-    chunk = records[offset: offset + batch]
+    chunk = records[offset : offset + batch]
     body: dict[str, Any] = {"totalSize": len(records), "done": offset + batch >= len(records)}
     if not body["done"]:
         cursor = cursor or org.new_cursor(records)

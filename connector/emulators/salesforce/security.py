@@ -53,40 +53,77 @@ _FIELD_TYPES = {"Checkbox": "boolean", "Text": "string", "DateTime": "datetime",
 def security_objects() -> dict[str, ObjectDef]:
     """PermissionSet, FieldPermissions and PermissionSetAssignment (standard sObjects of every org)."""
     permission_set = ObjectDef("PermissionSet", "Permission Set", "Permission Sets", "0PS")
-    permission_set.add(*_system_fields(owner=False),
-                       FieldDef("Name", "Name", "string", 80, nillable=False, name_field=True),
-                       FieldDef("Label", "Label", "string", 80, nillable=False),
-                       FieldDef("Description", "Description", "textarea", 255),
-                       FieldDef("IsOwnedByProfile", "Is Owned by Profile", "boolean", nillable=False, defaulted=True,
-                                default=False, createable=False, updateable=False))
+    permission_set.add(
+        *_system_fields(owner=False),
+        FieldDef("Name", "Name", "string", 80, nillable=False, name_field=True),
+        FieldDef("Label", "Label", "string", 80, nillable=False),
+        FieldDef("Description", "Description", "textarea", 255),
+        FieldDef(
+            "IsOwnedByProfile",
+            "Is Owned by Profile",
+            "boolean",
+            nillable=False,
+            defaulted=True,
+            default=False,
+            createable=False,
+            updateable=False,
+        ),
+    )
     field_permissions = ObjectDef("FieldPermissions", "Field Permissions", "Field Permissions", "01k")
-    field_permissions.add(*_system_fields(owner=False),
-                          FieldDef("ParentId", "Parent ID", "reference", 18, nillable=False, updateable=False,
-                                   reference_to=("PermissionSet",), relationship="Parent"),
-                          FieldDef("SobjectType", "Sobject Type Name", "string", 40, nillable=False, updateable=False),
-                          FieldDef("Field", "Field Name", "string", 80, nillable=False, updateable=False),
-                          FieldDef("PermissionsRead", "Read Access", "boolean", nillable=False, defaulted=True,
-                                   default=False),
-                          FieldDef("PermissionsEdit", "Edit Access", "boolean", nillable=False, defaulted=True,
-                                   default=False))
-    assignment = ObjectDef("PermissionSetAssignment", "Permission Set Assignment", "Permission Set Assignments",
-                           "0Pa")
-    assignment.add(*_system_fields(owner=False),
-                   FieldDef("AssigneeId", "Assignee ID", "reference", 18, nillable=False, updateable=False,
-                            reference_to=("User",), relationship="Assignee"),
-                   FieldDef("PermissionSetId", "Permission Set ID", "reference", 18, nillable=False,
-                            updateable=False, reference_to=("PermissionSet",), relationship="PermissionSet"))
+    field_permissions.add(
+        *_system_fields(owner=False),
+        FieldDef(
+            "ParentId",
+            "Parent ID",
+            "reference",
+            18,
+            nillable=False,
+            updateable=False,
+            reference_to=("PermissionSet",),
+            relationship="Parent",
+        ),
+        FieldDef("SobjectType", "Sobject Type Name", "string", 40, nillable=False, updateable=False),
+        FieldDef("Field", "Field Name", "string", 80, nillable=False, updateable=False),
+        FieldDef("PermissionsRead", "Read Access", "boolean", nillable=False, defaulted=True, default=False),
+        FieldDef("PermissionsEdit", "Edit Access", "boolean", nillable=False, defaulted=True, default=False),
+    )
+    assignment = ObjectDef("PermissionSetAssignment", "Permission Set Assignment", "Permission Set Assignments", "0Pa")
+    assignment.add(
+        *_system_fields(owner=False),
+        FieldDef(
+            "AssigneeId",
+            "Assignee ID",
+            "reference",
+            18,
+            nillable=False,
+            updateable=False,
+            reference_to=("User",),
+            relationship="Assignee",
+        ),
+        FieldDef(
+            "PermissionSetId",
+            "Permission Set ID",
+            "reference",
+            18,
+            nillable=False,
+            updateable=False,
+            reference_to=("PermissionSet",),
+            relationship="PermissionSet",
+        ),
+    )
     return {o.name.lower(): o for o in (permission_set, field_permissions, assignment)}
 
 
 def tooling_objects() -> dict[str, ObjectDef]:
     """The Tooling API's CustomField, as far as ``tooling/query`` selects it."""
     custom_field = ObjectDef("CustomField", "Custom Field", "Custom Fields", "00N")
-    custom_field.add(*_system_fields(owner=False),
-                     FieldDef("DeveloperName", "Developer Name", "string", 40, nillable=False),
-                     FieldDef("TableEnumOrId", "Table Enum or ID", "string", 40, nillable=False),
-                     FieldDef("NamespacePrefix", "Namespace Prefix", "string", 15),
-                     FieldDef("FullName", "Full Name", "string", 255))
+    custom_field.add(
+        *_system_fields(owner=False),
+        FieldDef("DeveloperName", "Developer Name", "string", 40, nillable=False),
+        FieldDef("TableEnumOrId", "Table Enum or ID", "string", 40, nillable=False),
+        FieldDef("NamespacePrefix", "Namespace Prefix", "string", 15),
+        FieldDef("FullName", "Full Name", "string", 255),
+    )
     return {"customfield": custom_field}
 
 
@@ -121,8 +158,14 @@ class Security:
         for obj in list(self.store.schema.values()):
             for definition in obj.fields.values():
                 if definition.custom:
-                    self.tooling.insert(table, {"DeveloperName": definition.name[:-3], "TableEnumOrId": obj.name,
-                                                "FullName": f"{obj.name}.{definition.name}"})
+                    self.tooling.insert(
+                        table,
+                        {
+                            "DeveloperName": definition.name[:-3],
+                            "TableEnumOrId": obj.name,
+                            "FullName": f"{obj.name}.{definition.name}",
+                        },
+                    )
 
     # --- permission checks (Store.write_guard) ------------------------------------------------------------
     def guard(self, obj: ObjectDef, values: dict[str, Any], record: dict[str, Any] | None) -> None:
@@ -135,18 +178,32 @@ class Security:
         if obj.name == "FieldPermissions":
             if merged.get("PermissionsEdit") and not merged.get("PermissionsRead"):
                 # UNVERIFIED text: Edit depends on Read, as the permission set editor enforces.
-                raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION",
-                                         "Permission Edit depends on permission(s): Read", ["PermissionsEdit"])
+                raise SalesforceApiError(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "Permission Edit depends on permission(s): Read",
+                    ["PermissionsEdit"],
+                )
             field = str(merged.get("Field") or "")
             if field.split(".")[0].lower() != str(merged.get("SobjectType") or "").lower():
-                raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", "Field Name: the field's object "
-                                         "does not match Sobject Type Name", ["Field"])  # UNVERIFIED text
-        keys = {"PermissionSet": ("Name",), "FieldPermissions": ("ParentId", "Field"),
-                "PermissionSetAssignment": ("PermissionSetId", "AssigneeId")}[obj.name]
+                raise SalesforceApiError(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "Field Name: the field's object does not match Sobject Type Name",
+                    ["Field"],
+                )  # UNVERIFIED text
+        keys = {
+            "PermissionSet": ("Name",),
+            "FieldPermissions": ("ParentId", "Field"),
+            "PermissionSetAssignment": ("PermissionSetId", "AssigneeId"),
+        }[obj.name]
         if record is None:
             for row in self.store.rows(obj):
-                if all(str(row.get(k) or "").lower()[:15 if k.endswith("Id") else None]
-                       == str(merged.get(k) or "").lower()[:15 if k.endswith("Id") else None] for k in keys):
+                if all(
+                    str(row.get(k) or "").lower()[: 15 if k.endswith("Id") else None]
+                    == str(merged.get(k) or "").lower()[: 15 if k.endswith("Id") else None]
+                    for k in keys
+                ):
                     raise SalesforceApiError(400, "DUPLICATE_VALUE", MSG_DUPLICATE_VALUE, [])
 
     # --- Tooling API ---------------------------------------------------------------------------------------
@@ -163,32 +220,40 @@ class Security:
             # UNVERIFIED text; INVALID_FIELD for a malformed full name
             raise SalesforceApiError(400, "INVALID_FIELD", f"Invalid full name: {full_name}", ["FullName"])
         if not isinstance(metadata, dict):
-            raise SalesforceApiError(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Metadata]",
-                                     ["Metadata"])
+            raise SalesforceApiError(
+                400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Metadata]", ["Metadata"]
+            )
         key = (obj.name.lower(), field_name.lower())
         if obj.field(field_name) is not None or key in self.hidden_until_granted:
-            raise SalesforceApiError(400, "DUPLICATE_DEVELOPER_NAME",
-                                     MSG_DUPLICATE_FIELD.format(name=field_name[:-3], obj=obj.name), [])
+            raise SalesforceApiError(
+                400, "DUPLICATE_DEVELOPER_NAME", MSG_DUPLICATE_FIELD.format(name=field_name[:-3], obj=obj.name), []
+            )
         definition = _field_from_metadata(field_name, metadata)
         self.hidden_until_granted[key] = definition
         table = self.tooling.object("CustomField")
         assert table is not None
-        return self.tooling.insert(table, {"DeveloperName": field_name[:-3], "TableEnumOrId": obj.name,
-                                           "FullName": f"{obj.name}.{field_name}"})
+        return self.tooling.insert(
+            table, {"DeveloperName": field_name[:-3], "TableEnumOrId": obj.name, "FullName": f"{obj.name}.{field_name}"}
+        )
 
     # --- field-level security ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Put each Tooling-created field into its object's describe as the user's permission sets grant it."""
         assignments, grants = self.store.object("PermissionSetAssignment"), self.store.object("FieldPermissions")
         assert assignments is not None and grants is not None
-        assigned = {r["PermissionSetId"][:15] for r in self.store.rows(assignments)
-                    if str(r.get("AssigneeId") or "")[:15] == USER_ID[:15]}
+        assigned = {
+            r["PermissionSetId"][:15]
+            for r in self.store.rows(assignments)
+            if str(r.get("AssigneeId") or "")[:15] == USER_ID[:15]
+        }
         access: dict[str, tuple[bool, bool]] = {}
         for row in self.store.rows(grants):
             if str(row.get("ParentId") or "")[:15] in assigned:
                 read, edit = access.get(str(row["Field"]).lower(), (False, False))
-                access[str(row["Field"]).lower()] = (read or bool(row["PermissionsRead"]),
-                                                     edit or bool(row["PermissionsEdit"]))
+                access[str(row["Field"]).lower()] = (
+                    read or bool(row["PermissionsRead"]),
+                    edit or bool(row["PermissionsEdit"]),
+                )
         for (obj_name, field_name), definition in self.hidden_until_granted.items():
             obj = self.store.object(obj_name)
             assert obj is not None
@@ -205,12 +270,25 @@ class Security:
         """GET /services/oauth2/userinfo: the OpenID Connect claims of the token's user; ``user_id`` is what set-up
         assigns the permission set to [docs: https://help.salesforce.com/s/articleView?id=
         xcloud.remoteaccess_using_userinfo_endpoint.htm]."""
-        return {"sub": f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}", "user_id": USER_ID,
-                "organization_id": ORG_ID, "preferred_username": USERNAME, "nickname": "integration",
-                "name": "Integration User", "email": USERNAME, "email_verified": True, "active": True,
-                "user_type": "STANDARD", "language": "en_US", "locale": "en_US", "utcOffset": 0,
-                "urls": {"rest": f"{instance_url}/services/data/v{{version}}/",
-                         "tooling_rest": f"{instance_url}/services/data/v{{version}}/tooling/"}}
+        return {
+            "sub": f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}",
+            "user_id": USER_ID,
+            "organization_id": ORG_ID,
+            "preferred_username": USERNAME,
+            "nickname": "integration",
+            "name": "Integration User",
+            "email": USERNAME,
+            "email_verified": True,
+            "active": True,
+            "user_type": "STANDARD",
+            "language": "en_US",
+            "locale": "en_US",
+            "utcOffset": 0,
+            "urls": {
+                "rest": f"{instance_url}/services/data/v{{version}}/",
+                "tooling_rest": f"{instance_url}/services/data/v{{version}}/tooling/",
+            },
+        }
 
     def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, Any], str | None]:
         """POST /services/oauth2/token for the client-credentials and JWT bearer grants: (status, body, session).
@@ -276,8 +354,9 @@ def _field_from_metadata(name: str, metadata: dict[str, Any]) -> FieldDef:
     if kind not in _FIELD_TYPES:
         raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", f"Invalid type: {kind}", ["type"])
     if not isinstance(label, str) or not label.strip() or len(label) > 40:
-        raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", "Field Label: You must enter a value "
-                                 "(at most 40 characters)", ["label"])
+        raise SalesforceApiError(
+            400, "FIELD_INTEGRITY_EXCEPTION", "Field Label: You must enter a value (at most 40 characters)", ["label"]
+        )
     ftype, length = _FIELD_TYPES[kind], 0
     if kind == "Text":
         length = metadata.get("length") if isinstance(metadata.get("length"), int) else 0
@@ -285,13 +364,15 @@ def _field_from_metadata(name: str, metadata: dict[str, Any]) -> FieldDef:
             raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", "Length: must be between 1 and 255", ["length"])
     if kind == "Checkbox":
         if str(metadata.get("defaultValue")).lower() not in ("true", "false"):
-            raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", "Default Value: a checkbox needs true or "
-                                     "false", ["defaultValue"])
+            raise SalesforceApiError(
+                400, "FIELD_INTEGRITY_EXCEPTION", "Default Value: a checkbox needs true or false", ["defaultValue"]
+            )
         default = str(metadata["defaultValue"]).lower() == "true"
         return FieldDef(name, label, "boolean", nillable=False, defaulted=True, default=default, custom=True)
     if kind == "Number" and not (isinstance(metadata.get("precision"), int) and isinstance(metadata.get("scale"), int)):
-        raise SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", "Number fields need precision and scale",
-                                 ["precision"])
+        raise SalesforceApiError(
+            400, "FIELD_INTEGRITY_EXCEPTION", "Number fields need precision and scale", ["precision"]
+        )
     return FieldDef(name, label, ftype, length, custom=True)
 
 
@@ -314,8 +395,25 @@ def tooling(org: Org, call: Call, rest: list[str]) -> Result:
         query = parse_soql(text, org.tooling.schema, org.now().date())
         rows = query.run(org.tooling.rows(query.obj))
         records = [org.tooling.serialize(query.obj, r, call.version, query.fields) for r in rows]
-        records = [{**r, "attributes": {**r["attributes"], "url": r["attributes"]["url"].replace(
-            "/sobjects/", "/tooling/sobjects/")}} for r in records]
-        return Result(200, {"size": len(records), "totalSize": len(records), "done": True, "queryLocator": None,
-                            "entityTypeName": query.obj.name, "records": [] if query.count else records})
+        records = [
+            {
+                **r,
+                "attributes": {
+                    **r["attributes"],
+                    "url": r["attributes"]["url"].replace("/sobjects/", "/tooling/sobjects/"),
+                },
+            }
+            for r in records
+        ]
+        return Result(
+            200,
+            {
+                "size": len(records),
+                "totalSize": len(records),
+                "done": True,
+                "queryLocator": None,
+                "entityTypeName": query.obj.name,
+                "records": [] if query.count else records,
+            },
+        )
     raise not_found()

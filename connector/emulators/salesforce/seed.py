@@ -27,27 +27,80 @@ def seed(store: Store) -> dict[str, str]:
     account, contact, lead = store.object("Account"), store.object("Contact"), store.object("Lead")
     assert account and contact and lead
     ids: dict[str, str] = {}
-    ids["account_acme"] = store.insert(account, {"Name": "Acme Corporation", "Phone": "(202) 555-0100",
-                                                 "BillingPostalCode": "20001"}, created=_at(2022, 9, 1))["Id"]
-    ids["contact_john"] = store.insert(contact, {
-        "FirstName": "John", "LastName": "Doe", "Phone": "(202) 555-0143", "AccountId": ids["account_acme"],
-        "MailingPostalCode": "12345", "LeadSource": "Web", "Email": "john.doe@example.com",
-        "LastActivityDate": date(2024, 5, 10)}, created=_at(2023, 3, 1))["Id"]
-    ids["contact_jane"] = store.insert(contact, {
-        "FirstName": "Jane", "LastName": "Roe", "MobilePhone": "415.555.0100", "AccountId": ids["account_acme"],
-        "MailingPostalCode": "94105", "LeadSource": "Phone Inquiry", "Email": "jane.roe@example.com",
-        "LastActivityDate": date(2024, 9, 1)}, created=_at(2023, 6, 15))["Id"]
-    ids["contact_ann"] = store.insert(contact, {
-        "FirstName": "Ann", "LastName": "Smith", "Phone": "+1 212 555 0188", "AccountId": ids["account_acme"],
-        "DoNotCall": True, "HasOptedOutOfEmail": True, "LastActivityDate": date(2024, 11, 15)},
-        created=_at(2024, 1, 20))["Id"]
-    ids["lead_bob"] = store.insert(lead, {
-        "FirstName": "Bob", "LastName": "Lee", "Company": "Lee Consulting", "Phone": "(646) 555-0123",
-        "PostalCode": "10001", "Status": "Open - Not Contacted", "LeadSource": "Purchased List",
-        "LastActivityDate": date(2024, 6, 3)}, created=_at(2024, 2, 2))["Id"]
-    ids["lead_jane_converted"] = store.insert(lead, {
-        "FirstName": "Jane", "LastName": "Roe", "Company": "Acme Corporation", "MobilePhone": "415.555.0100",
-        "Status": "Closed - Converted", "LeadSource": "Phone Inquiry", "IsConverted": True,
-        "ConvertedDate": date(2023, 6, 15), "ConvertedContactId": ids["contact_jane"],
-        "ConvertedAccountId": ids["account_acme"]}, created=_at(2023, 5, 30))["Id"]
+    ids["account_acme"] = store.insert(
+        account,
+        {"Name": "Acme Corporation", "Phone": "(202) 555-0100", "BillingPostalCode": "20001"},
+        created=_at(2022, 9, 1),
+    )["Id"]
+    ids["contact_john"] = store.insert(
+        contact,
+        {
+            "FirstName": "John",
+            "LastName": "Doe",
+            "Phone": "(202) 555-0143",
+            "AccountId": ids["account_acme"],
+            "MailingPostalCode": "12345",
+            "LeadSource": "Web",
+            "Email": "john.doe@example.com",
+            "LastActivityDate": date(2024, 5, 10),
+        },
+        created=_at(2023, 3, 1),
+    )["Id"]
+    ids["contact_jane"] = store.insert(
+        contact,
+        {
+            "FirstName": "Jane",
+            "LastName": "Roe",
+            "MobilePhone": "415.555.0100",
+            "AccountId": ids["account_acme"],
+            "MailingPostalCode": "94105",
+            "LeadSource": "Phone Inquiry",
+            "Email": "jane.roe@example.com",
+            "LastActivityDate": date(2024, 9, 1),
+        },
+        created=_at(2023, 6, 15),
+    )["Id"]
+    ids["contact_ann"] = store.insert(
+        contact,
+        {
+            "FirstName": "Ann",
+            "LastName": "Smith",
+            "Phone": "+1 212 555 0188",
+            "AccountId": ids["account_acme"],
+            "DoNotCall": True,
+            "HasOptedOutOfEmail": True,
+            "LastActivityDate": date(2024, 11, 15),
+        },
+        created=_at(2024, 1, 20),
+    )["Id"]
+    ids["lead_bob"] = store.insert(
+        lead,
+        {
+            "FirstName": "Bob",
+            "LastName": "Lee",
+            "Company": "Lee Consulting",
+            "Phone": "(646) 555-0123",
+            "PostalCode": "10001",
+            "Status": "Open - Not Contacted",
+            "LeadSource": "Purchased List",
+            "LastActivityDate": date(2024, 6, 3),
+        },
+        created=_at(2024, 2, 2),
+    )["Id"]
+    ids["lead_jane_converted"] = store.insert(
+        lead,
+        {
+            "FirstName": "Jane",
+            "LastName": "Roe",
+            "Company": "Acme Corporation",
+            "MobilePhone": "415.555.0100",
+            "Status": "Closed - Converted",
+            "LeadSource": "Phone Inquiry",
+            "IsConverted": True,
+            "ConvertedDate": date(2023, 6, 15),
+            "ConvertedContactId": ids["contact_jane"],
+            "ConvertedAccountId": ids["account_acme"],
+        },
+        created=_at(2023, 5, 30),
+    )["Id"]
     return ids

@@ -66,13 +66,24 @@ class _QuietHandler(WSGIRequestHandler):
 class SalesforceEmulator:
     """One emulated org served over HTTPS on loopback; every knob and inspection method is thread-safe."""
 
-    def __init__(self, *, session_ids: Iterable[str] = (DEFAULT_SESSION_ID,), daily_limit: int = 100_000,
-                 seed_records: bool = True, with_custom_fields: bool = True, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        session_ids: Iterable[str] = (DEFAULT_SESSION_ID,),
+        daily_limit: int = 100_000,
+        seed_records: bool = True,
+        with_custom_fields: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         session_list = list(session_ids)
         self._first_session = session_list[0] if session_list else DEFAULT_SESSION_ID
-        self._org = Org(session_ids=session_list, daily_limit=daily_limit, seed_records=seed_records,
-                        with_custom_fields=with_custom_fields)
+        self._org = Org(
+            session_ids=session_list,
+            daily_limit=daily_limit,
+            seed_records=seed_records,
+            with_custom_fields=with_custom_fields,
+        )
         self._host, self._port = host, port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,8 +106,9 @@ class SalesforceEmulator:
         ca.cert_pem.write_to_path(self._ca_file)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         certificate.configure_cert(context)
-        server = make_server(self._host, self._port, SalesforceWsgiApp(self._org), threaded=True,
-                             request_handler=_QuietHandler)
+        server = make_server(
+            self._host, self._port, SalesforceWsgiApp(self._org), threaded=True, request_handler=_QuietHandler
+        )
         # Wrapped here rather than by werkzeug so the handshake happens in each connection's own thread on first
         # read (do_handshake_on_connect=False), not in the accept loop, where one silent client would block all.
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
@@ -125,8 +137,9 @@ class SalesforceEmulator:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -177,8 +190,15 @@ class SalesforceEmulator:
         with self._org.lock:
             self._org.sessions.add(session_id)
 
-    def fail_next(self, n: int = 1, *, status: int = 400, error_code: str = "UNABLE_TO_LOCK_ROW",
-                  message: str | None = None, path_contains: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 400,
+        error_code: str = "UNABLE_TO_LOCK_ROW",
+        message: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
         """The next ``n`` API requests (whose path+query contain ``path_contains``, if given) fail with this error.
 
         The failures are counted API calls. With ``path_contains``, composite subrequests whose URL matches fail
@@ -201,14 +221,22 @@ class SalesforceEmulator:
         with self._org.lock:
             self._org.security.userinfo_allowed = not refused
 
-    def register_oauth_client(self, consumer_key: str, *, consumer_secret: str | None = None,
-                              certificate_pem: bytes | None = None, username: str = USERNAME,
-                              audience: str = "https://login.salesforce.com") -> None:
+    def register_oauth_client(
+        self,
+        consumer_key: str,
+        *,
+        consumer_secret: str | None = None,
+        certificate_pem: bytes | None = None,
+        username: str = USERNAME,
+        audience: str = "https://login.salesforce.com",
+    ) -> None:
         """A connected app for ``/services/oauth2/token``: client credentials with ``consumer_secret`` (running as
         ``username``), JWT bearer with the X.509 ``certificate_pem`` whose key signs the assertion."""
         with self._org.lock:
-            self._org.security.oauth_clients[consumer_key] = OAuthClient(consumer_key, consumer_secret,
-                                                                         certificate_pem, username, audience)
+            self._org.security.oauth_clients[consumer_key] = OAuthClient(
+                consumer_key, consumer_secret, certificate_pem, username, audience
+            )
+
     def delete_field(self, sobject: str, field: str) -> None:
         """Delete a field after set-up (schema drift): writes naming it get 400 INVALID_FIELD; ``restore_field``
         creates it again."""
@@ -278,17 +306,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-seed", action="store_true", help="start with an empty org")
     parser.add_argument("--no-custom-fields", action="store_true", help="omit the TwoX_*__c custom fields")
     args = parser.parse_args(argv)
-    emulator = SalesforceEmulator(session_ids=args.session_ids or (DEFAULT_SESSION_ID,), daily_limit=args.daily_limit,
-                                  seed_records=not args.no_seed, with_custom_fields=not args.no_custom_fields,
-                                  host=args.host, port=args.port)
+    emulator = SalesforceEmulator(
+        session_ids=args.session_ids or (DEFAULT_SESSION_ID,),
+        daily_limit=args.daily_limit,
+        seed_records=not args.no_seed,
+        with_custom_fields=not args.no_custom_fields,
+        host=args.host,
+        port=args.port,
+    )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())  # a clean stop removes the CA directory
     with emulator:
         print(f"instance_url: {emulator.instance_url}")
         print(f"ca_file:      {emulator.ca_file}")
         print(f"session_id:   {emulator.session_id}")
-        print("Trust the CA (requests: session.verify = ca_file and session.trust_env = False, or "
-              "REQUESTS_CA_BUNDLE=ca_file). Ctrl-C stops.", flush=True)
+        print(
+            "Trust the CA (requests: session.verify = ca_file and session.trust_env = False, or "
+            "REQUESTS_CA_BUNDLE=ca_file). Ctrl-C stops.",
+            flush=True,
+        )
         try:
             stopped.wait()
         except KeyboardInterrupt:

@@ -29,7 +29,8 @@ from connector.emulators.salesforce.ids import key15
 from connector.emulators.salesforce.schema import ID_TYPES, STRING_TYPES, FieldDef, ObjectDef
 from connector.emulators.salesforce.values import parse_date, parse_datetime
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<string>'(?:[^'\\]|\\.)*')
   | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))
@@ -38,15 +39,50 @@ _TOKEN = re.compile(r"""
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*(?::\d+)?)
   | (?P<op>!=|<>|<=|>=|=|<|>)
   | (?P<punct>[(),])
-""", re.VERBOSE)
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f",
-            "%": "%", "_": "_"}
-KEYWORDS = frozenset(["select", "from", "where", "and", "or", "not", "in", "like", "order", "by", "limit", "offset", "asc", "desc", "nulls", "first", "last", "true", "false", "null", "includes", "excludes", "group", "having", "with", "for", "returning"])
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "%": "%", "_": "_"}
+KEYWORDS = frozenset(
+    [
+        "select",
+        "from",
+        "where",
+        "and",
+        "or",
+        "not",
+        "in",
+        "like",
+        "order",
+        "by",
+        "limit",
+        "offset",
+        "asc",
+        "desc",
+        "nulls",
+        "first",
+        "last",
+        "true",
+        "false",
+        "null",
+        "includes",
+        "excludes",
+        "group",
+        "having",
+        "with",
+        "for",
+        "returning",
+    ]
+)
 _UNSUPPORTED = frozenset({"group", "having", "with", "includes", "excludes"})
-_CUSTOM_FIELD_HINT = ("If you are attempting to use a custom field, be sure to append the '__c' after the custom "
-                      "field name. Please reference your WSDL or the describe call for the appropriate names.")
-_CUSTOM_OBJECT_HINT = ("If you are attempting to use a custom object, be sure to append the '__c' after the entity "
-                       "name. Please reference your WSDL or the describe call for the appropriate names.")
+_CUSTOM_FIELD_HINT = (
+    "If you are attempting to use a custom field, be sure to append the '__c' after the custom "
+    "field name. Please reference your WSDL or the describe call for the appropriate names."
+)
+_CUSTOM_OBJECT_HINT = (
+    "If you are attempting to use a custom object, be sure to append the '__c' after the entity "
+    "name. Please reference your WSDL or the describe call for the appropriate names."
+)
 Predicate = Callable[[dict[str, Any]], bool]
 
 
@@ -86,8 +122,12 @@ def unescape(token: Token, text: str, code: str) -> str:
         if char == "\\":
             escaped = body[index + 1] if index + 1 < len(body) else ""
             if escaped not in _ESCAPES:
-                raise query_error(code, text, token.start, f"Invalid string literal '{body}'. Illegal character "
-                                  f"sequence '\\{escaped}' in string literal.")
+                raise query_error(
+                    code,
+                    text,
+                    token.start,
+                    f"Invalid string literal '{body}'. Illegal character sequence '\\{escaped}' in string literal.",
+                )
             out.append(_ESCAPES[escaped])
             index += 2
         else:
@@ -142,27 +182,33 @@ class Query:
         """Filter, sort, offset and limit raw records."""
         selected = [r for r in rows if self.where is None or self.where(r)]
         for definition, descending, nulls_first in reversed(self.order):
-            present = sorted((r for r in selected if r.get(definition.name) is not None),
-                             key=_sort_key(definition.name), reverse=descending)
+            present = sorted(
+                (r for r in selected if r.get(definition.name) is not None),
+                key=_sort_key(definition.name),
+                reverse=descending,
+            )
             missing = [r for r in selected if r.get(definition.name) is None]
             selected = missing + present if nulls_first else present + missing
-        selected = selected[self.offset:]
+        selected = selected[self.offset :]
         return selected if self.limit is None else selected[: self.limit]
 
 
 def _sort_key(name: str) -> Callable[[dict[str, Any]], Any]:
     """Sort by one field; strings case-insensitively, as SOQL orders text."""
+
     def key(record: dict[str, Any]) -> Any:
         value = record[name]
         return value.casefold() if isinstance(value, str) else value
+
     return key
 
 
 class Parser:
     """Recursive-descent parser over ``tokens`` of ``text``, resolving names against the org's schema."""
 
-    def __init__(self, text: str, tokens: list[Token], schema: dict[str, ObjectDef], today: date,
-                 code: str = "MALFORMED_QUERY") -> None:
+    def __init__(
+        self, text: str, tokens: list[Token], schema: dict[str, ObjectDef], today: date, code: str = "MALFORMED_QUERY"
+    ) -> None:
         self.text, self.tokens, self.schema, self.today, self.code = text, tokens, schema, today, code
         self.index = 0
 
@@ -298,8 +344,11 @@ class Parser:
                 values.append(self.literal(definition))
             self.expect_punct(")")
             tests = [_comparator(definition, "=", v) for v in values]
-            return (lambda r: not any(t(r.get(name)) for t in tests)) if negate else (
-                lambda r: any(t(r.get(name)) for t in tests))
+            return (
+                (lambda r: not any(t(r.get(name)) for t in tests))
+                if negate
+                else (lambda r: any(t(r.get(name)) for t in tests))
+            )
         if self.accept("like"):
             token = self.next()
             if token.kind != "string":
@@ -318,8 +367,17 @@ class Parser:
         kind = definition.type
         if token.kw("null"):
             return None
-        expected = ("boolean" if kind == "boolean" else "date" if kind == "date" else "dateTime" if kind == "datetime"
-                    else "number" if kind in ("int", "double") else "string")
+        expected = (
+            "boolean"
+            if kind == "boolean"
+            else "date"
+            if kind == "date"
+            else "dateTime"
+            if kind == "datetime"
+            else "number"
+            if kind in ("int", "double")
+            else "string"
+        )
         ok: Any = _MISSING
         if token.kind == "string" and expected == "string":
             ok = unescape(token, self.text, self.code)
@@ -338,9 +396,12 @@ class Parser:
         if ok is _MISSING or ok is None:
             if token.kind in ("string", "number", "date", "datetime") or token.kw("true", "false"):
                 quotes = "be enclosed in quotes" if expected == "string" else "not be enclosed in quotes"
-                raise SalesforceApiError(400, "INVALID_QUERY_FILTER_OPERATOR",
-                                         f"value of filter criterion for field '{definition.name}' must be of type "
-                                         f"{expected} and should {quotes}")
+                raise SalesforceApiError(
+                    400,
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    f"value of filter criterion for field '{definition.name}' must be of type "
+                    f"{expected} and should {quotes}",
+                )
             raise self.unexpected(token)
         return ok
 
@@ -350,8 +411,12 @@ class Parser:
             raise self.unexpected(token)
         obj = self.schema.get(token.text.lower())
         if obj is None:
-            raise query_error("INVALID_TYPE", self.text, token.start,
-                              f"sObject type '{token.text}' is not supported. {_CUSTOM_OBJECT_HINT}")
+            raise query_error(
+                "INVALID_TYPE",
+                self.text,
+                token.start,
+                f"sObject type '{token.text}' is not supported. {_CUSTOM_OBJECT_HINT}",
+            )
         return obj
 
     def resolve_field(self, obj: ObjectDef, token: Token, purpose: str | None = None) -> FieldDef:
@@ -359,18 +424,30 @@ class Parser:
             raise self.unexpected(token)
         if "." in token.text:
             relation = token.text.split(".")[0]
-            raise query_error("INVALID_FIELD", self.text, token.start,
-                              f"Didn't understand relationship '{relation}' in field path. If you are attempting "
-                              "to use a custom relationship, be sure to append the '__r' after the custom "
-                              "relationship name. Please reference your WSDL or the describe call for the "
-                              "appropriate names. (Relationship paths are not supported by this emulator.)")
+            raise query_error(
+                "INVALID_FIELD",
+                self.text,
+                token.start,
+                f"Didn't understand relationship '{relation}' in field path. If you are attempting "
+                "to use a custom relationship, be sure to append the '__r' after the custom "
+                "relationship name. Please reference your WSDL or the describe call for the "
+                "appropriate names. (Relationship paths are not supported by this emulator.)",
+            )
         definition = obj.field(token.text)
         if definition is None:
-            raise query_error("INVALID_FIELD", self.text, token.start,
-                              f"No such column '{token.text}' on entity '{obj.name}'. {_CUSTOM_FIELD_HINT}")
+            raise query_error(
+                "INVALID_FIELD",
+                self.text,
+                token.start,
+                f"No such column '{token.text}' on entity '{obj.name}'. {_CUSTOM_FIELD_HINT}",
+            )
         if purpose and not definition.filterable:
-            raise query_error("INVALID_FIELD", self.text, token.start,
-                              f"field '{definition.name}' can not be {purpose} in a query call")
+            raise query_error(
+                "INVALID_FIELD",
+                self.text,
+                token.start,
+                f"field '{definition.name}' can not be {purpose} in a query call",
+            )
         return definition
 
 
@@ -392,14 +469,15 @@ def _comparator(definition: FieldDef, op: str, literal: Any) -> Callable[[Any], 
         def normalize(value: Any) -> Any:
             return value.casefold() if isinstance(value, str) else value
     else:
+
         def normalize(value: Any) -> Any:
             return value
+
     if op == "=":
         return lambda v: bool(normalize(v) == literal)
     if op == "!=":
         return lambda v: bool(normalize(v) != literal)
-    compare: Callable[[Any, Any], bool] = {"<": operator.lt, ">": operator.gt, "<=": operator.le,
-                                           ">=": operator.ge}[op]
+    compare: Callable[[Any, Any], bool] = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}[op]
     return lambda v: v is not None and literal is not None and compare(normalize(v), literal)
 
 
@@ -416,8 +494,13 @@ def _range_comparator(definition: FieldDef, op: str, bounds: tuple[date, date]) 
         return bool(start <= value < end)
 
     tests: dict[str, Callable[[Any], bool]] = {
-        "=": inside, "!=": lambda v: not inside(v), "<": lambda v: bool(v < start), ">": lambda v: bool(v >= end),
-        "<=": lambda v: bool(v < end), ">=": lambda v: bool(v >= start)}
+        "=": inside,
+        "!=": lambda v: not inside(v),
+        "<": lambda v: bool(v < start),
+        ">": lambda v: bool(v >= end),
+        "<=": lambda v: bool(v < end),
+        ">=": lambda v: bool(v >= start),
+    }
     test = tests[op]
     return lambda v: (op == "!=") if v is None else test(v)
 

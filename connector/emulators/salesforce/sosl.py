@@ -33,7 +33,7 @@ _RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
 # Unescaped in a term: wildcards, phrase quotes, grouping parentheses and hyphens are tolerated (UNVERIFIED); any
 # other reserved character is refused like Salesforce refuses '|' (observed: "mismatched character '|' expecting
 # '}'"), so a sink that forgets to escape a leading '+' of an E.164 number finds out here.
-_TOLERATED = frozenset("*?\"()-")
+_TOLERATED = frozenset('*?"()-')
 _SCOPES = {"all": None, "name": "NAME", "email": "EMAIL", "phone": "PHONE", "sidebar": None}
 DEFAULT_SEARCH_OBJECTS = ("Contact", "Lead", "Account")
 _CODE = "MALFORMED_SEARCH"
@@ -65,8 +65,7 @@ class Term:
     def matches(self, obj: ObjectDef, record: dict[str, Any], scope: str | None) -> bool:
         fields = [d for d in obj.fields.values() if d.search_scope and (scope is None or d.search_scope == scope)]
         if self._numbers is not None and scope == "PHONE":
-            return any(_digits(value) in self._numbers for d in fields
-                       if isinstance(value := record.get(d.name), str))
+            return any(_digits(value) in self._numbers for d in fields if isinstance(value := record.get(d.name), str))
         return any(all(self._word_matches(word, record, fields) for word in group) for group in self.groups)
 
     @staticmethod
@@ -95,8 +94,12 @@ def _split_term(text: str) -> tuple[str, int]:
         raise query_error(_CODE, text, 0, f"unexpected token: '{text.strip()[:4] or '<EOF>'}'")
     position = match.end()
     if position >= len(text) or text[position] not in "{'\"":
-        raise query_error(_CODE, text, position, "unexpected token: <EOF>" if position >= len(text)
-                          else f"unexpected token: '{text[position]}'")
+        raise query_error(
+            _CODE,
+            text,
+            position,
+            "unexpected token: <EOF>" if position >= len(text) else f"unexpected token: '{text[position]}'",
+        )
     closing = "}" if text[position] == "{" else text[position]
     out, index = [], position + 1
     while index < len(text):
@@ -149,14 +152,16 @@ def search(store: Store, text: str, version: str, *, now: datetime, lag: float) 
     return {"searchRecords": run(store, term, scope, clauses, version, now=now, lag=lag)[:overall]}
 
 
-def run(store: Store, term: Term, scope: str | None, clauses: list[Query], version: str, *,
-        now: datetime, lag: float) -> list[dict[str, Any]]:
+def run(
+    store: Store, term: Term, scope: str | None, clauses: list[Query], version: str, *, now: datetime, lag: float
+) -> list[dict[str, Any]]:
     """Matching records of each clause, serialized with their selected fields."""
     indexed_before = now - timedelta(seconds=lag)
     found: list[dict[str, Any]] = []
     for query in clauses:
-        candidates = [r for r in store.rows(query.obj)
-                      if r["CreatedDate"] <= indexed_before and term.matches(query.obj, r, scope)]
+        candidates = [
+            r for r in store.rows(query.obj) if r["CreatedDate"] <= indexed_before and term.matches(query.obj, r, scope)
+        ]
         found += [store.serialize(query.obj, r, version, query.fields) for r in query.run(candidates)]
     return found
 

@@ -88,8 +88,14 @@ class Store:
         if "OwnerId" in record:
             record["OwnerId"] = USER_ID
         record.update(values)
-        record.update(Id=self.ids.next(obj.key_prefix), CreatedDate=now, LastModifiedDate=now,
-                      SystemModstamp=now, CreatedById=USER_ID, IsDeleted=False)
+        record.update(
+            Id=self.ids.next(obj.key_prefix),
+            CreatedDate=now,
+            LastModifiedDate=now,
+            SystemModstamp=now,
+            CreatedById=USER_ID,
+            IsDeleted=False,
+        )
         self._derive(obj, record, previous=None, now=now)
         self.tables[obj.name.lower()][record["Id"][:15]] = record
         self._touch_activity(obj, record)
@@ -136,18 +142,19 @@ class Store:
         self.tables = snapshot
 
     # --- rendering ---------------------------------------------------------------------------------------
-    def serialize(self, obj: ObjectDef, record: dict[str, Any], version: str,
-                  fields: Iterable[str] | None = None) -> dict[str, Any]:
+    def serialize(
+        self, obj: ObjectDef, record: dict[str, Any], version: str, fields: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         """A record as REST returns it: ``attributes`` first, then the fields asked for (all by default)."""
-        out: dict[str, Any] = {"attributes": {"type": obj.name,
-                                              "url": f"/services/data/v{version}/sobjects/{obj.name}/{record['Id']}"}}
+        out: dict[str, Any] = {
+            "attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{record['Id']}"}
+        }
         for name in fields if fields is not None else (d.name for d in obj.fields.values()):
             out[name] = render(record.get(name))
         return out
 
     # --- derived fields ----------------------------------------------------------------------------------
-    def _derive(self, obj: ObjectDef, record: dict[str, Any], previous: dict[str, Any] | None,
-                now: datetime) -> None:
+    def _derive(self, obj: ObjectDef, record: dict[str, Any], previous: dict[str, Any] | None, now: datetime) -> None:
         if "Name" in record and obj.name in ("Contact", "Lead"):
             record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p) or None
         if obj.name == "Task":

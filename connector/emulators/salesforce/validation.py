@@ -28,8 +28,10 @@ NUMERIC_RANGE = {"int": 10**9 - 1, "double": 10**18 - 1}
 """Largest magnitude per type: describe says ``digits: 9`` for int and ``precision: 18, scale: 0`` for double here."""
 # Observed text of the REST create error when the body carries an Id (UNVERIFIED for updates).
 MSG_ID_IN_BODY = "The Id field should not be specified in the sobject data."
-_READ_ONLY_HINT = ("Please check the security settings of this field and verify that it is read/write for your "
-                   "profile or permission set.")
+_READ_ONLY_HINT = (
+    "Please check the security settings of this field and verify that it is read/write for your "
+    "profile or permission set."
+)
 
 
 def deserialize(obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | None = None) -> dict[str, Any]:
@@ -37,8 +39,10 @@ def deserialize(obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | 
     creating = record_id is None
     if not isinstance(body, dict):
         token, text = jackson_token(body)
-        raise json_parser_error(f"Cannot deserialize instance of {obj.name.lower()} from {token} value {text} or "
-                                "request may be missing a required field at [line:1, column:1]")
+        raise json_parser_error(
+            f"Cannot deserialize instance of {obj.name.lower()} from {token} value {text} or "
+            "request may be missing a required field at [line:1, column:1]"
+        )
     values: dict[str, Any] = {}
     for key, value in body.items():
         if key == "attributes" and isinstance(value, dict):
@@ -57,44 +61,73 @@ def deserialize(obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | 
     return values
 
 
-def validate_write(store: Store, obj: ObjectDef, body: Any, raw: str | None, *,
-                   record_id: str | None = None) -> dict[str, Any]:
+def validate_write(
+    store: Store, obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | None = None
+) -> dict[str, Any]:
     """The typed values to write (canonical field names); ``record_id`` set means an update."""
     creating = record_id is None
     values = deserialize(obj, body, raw, record_id=record_id)
 
-    blocked = [name for name in values
-               if not (obj.fields[name.lower()].createable if creating else obj.fields[name.lower()].updateable)]
+    blocked = [
+        name
+        for name in values
+        if not (obj.fields[name.lower()].createable if creating else obj.fields[name.lower()].updateable)
+    ]
     if blocked:
-        raise SalesforceApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE",
-                                 f"Unable to create/update fields: {', '.join(blocked)}. {_READ_ONLY_HINT}", blocked)
+        raise SalesforceApiError(
+            400,
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            f"Unable to create/update fields: {', '.join(blocked)}. {_READ_ONLY_HINT}",
+            blocked,
+        )
 
     if creating:
         for definition in obj.fields.values():
             if definition.createable and definition.defaulted and definition.name not in values:
                 values[definition.name] = USER_ID if definition.name == "OwnerId" else definition.default
-    missing = [d.name for d in obj.fields.values()
-               if not d.nillable and (d.createable if creating else d.updateable)
-               and (values.get(d.name) is None if creating else (d.name in values and values[d.name] is None))]
+    missing = [
+        d.name
+        for d in obj.fields.values()
+        if not d.nillable
+        and (d.createable if creating else d.updateable)
+        and (values.get(d.name) is None if creating else (d.name in values and values[d.name] is None))
+    ]
     if missing:
-        raise SalesforceApiError(400, "REQUIRED_FIELD_MISSING",
-                                 f"Required fields are missing: [{', '.join(missing)}]", missing)
+        raise SalesforceApiError(
+            400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+        )
 
     for name, value in values.items():
         definition = obj.fields[name.lower()]
         if isinstance(value, str) and definition.length and len(value) > definition.length:
-            raise SalesforceApiError(400, "STRING_TOO_LONG", f"{definition.label}: data value too large: {value} "
-                                     f"(max length={definition.length})", [name])
-        if definition.type in NUMERIC_RANGE and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and abs(value) > NUMERIC_RANGE[definition.type]:
+            raise SalesforceApiError(
+                400,
+                "STRING_TOO_LONG",
+                f"{definition.label}: data value too large: {value} (max length={definition.length})",
+                [name],
+            )
+        if (
+            definition.type in NUMERIC_RANGE
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and abs(value) > NUMERIC_RANGE[definition.type]
+        ):
             # Observed: "NUMBER_OUTSIDE_VALID_RANGE:Normalized Score: value outside of valid range on numeric field:
             # 100.0" (https://dfc-org-production.force.com/forums/ForumsMain?id=9060G000000BfsuQAC); the range is the
             # describe's digits (int) or precision - scale (double), as this emulator's describe reports them.
-            raise SalesforceApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{definition.label}: value outside of valid "
-                                     f"range on numeric field: {value}", [name])
+            raise SalesforceApiError(
+                400,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{definition.label}: value outside of valid range on numeric field: {value}",
+                [name],
+            )
         if definition.restricted and value is not None and value not in definition.picklist:
-            raise SalesforceApiError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                                     f"{definition.label}: bad value for restricted picklist field: {value}", [name])
+            raise SalesforceApiError(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{definition.label}: bad value for restricted picklist field: {value}",
+                [name],
+            )
         if definition.type == "reference" and value is not None:
             values[name] = _check_reference(store, obj, name, value)
     return values

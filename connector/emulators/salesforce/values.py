@@ -24,9 +24,7 @@ from connector.emulators.salesforce.errors import json_parser_error
 from connector.emulators.salesforce.schema import STRING_TYPES, FieldDef
 
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
-)
+_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$")
 _JACKSON_TYPE = {"boolean": "boolean", "int": "int", "double": "double", "date": "date", "datetime": "datetime"}
 
 
@@ -55,8 +53,9 @@ def parse_datetime(text: str) -> datetime | None:
             sign = 1 if zone[0] == "+" else -1
             hours, minutes = int(zone[1:3]), int(zone[-2:])
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        value = datetime(int(match[1]), int(match[2]), int(match[3]), int(match[4]), int(match[5]),
-                         int(match[6]), micros, tzinfo=tz)
+        value = datetime(
+            int(match[1]), int(match[2]), int(match[3]), int(match[4]), int(match[5]), int(match[6]), micros, tzinfo=tz
+        )
     except ValueError:
         return None
     return value.astimezone(UTC)
@@ -107,8 +106,10 @@ def deserialize_error(kind: str, value: Any, raw: str | None, key: str) -> Excep
     """JSON_PARSER_ERROR in the observed Jackson wording."""
     token, text = jackson_token(value)
     line, column = locate(raw, key)
-    return json_parser_error(f"Cannot deserialize instance of {kind} from {token} value {text} or request may be "
-                             f"missing a required field at [line:{line}, column:{column}]")
+    return json_parser_error(
+        f"Cannot deserialize instance of {kind} from {token} value {text} or request may be "
+        f"missing a required field at [line:{line}, column:{column}]"
+    )
 
 
 def coerce(definition: FieldDef, value: Any, raw: str | None, key: str) -> Any:
@@ -128,8 +129,11 @@ def coerce(definition: FieldDef, value: Any, raw: str | None, key: str) -> Any:
             raise deserialize_error("boolean", value, raw, key)
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not value.is_integer()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())
+        ):
             raise deserialize_error("int", value, raw, key)
         return int(value)
     if kind == "double":

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.errors import PermanentError, SinkError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.hubspot.contacts import hubspot_properties
-from connector.sinks.base import ActionResult, ExecutionContext
 
 if TYPE_CHECKING:
     from connector.sinks.hubspot.sink import HubSpotSink
@@ -34,8 +34,12 @@ def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]
     updates: dict[str, list[int]] = {}
     for index, (action, context) in enumerate(items):
         contact = context.contact()
-        batchable_create = isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property \
-            and action.key not in sink.uncertain_keys and (not action.associate_with_contact or _usable(contact))
+        batchable_create = (
+            isinstance(action, (CreateActivity, CreateTask))
+            and action.idempotency_property
+            and action.key not in sink.uncertain_keys
+            and (not action.associate_with_contact or _usable(contact))
+        )
         if batchable_create:
             creates.setdefault(action.object, []).append(index)
         elif isinstance(action, UpdateContact) and _usable(contact) and action.fields:
@@ -63,8 +67,13 @@ def _single(sink: HubSpotSink, action: Action, context: ExecutionContext) -> Out
         return exc
 
 
-def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
-                 results: list[Outcome | None]) -> None:
+def _create_many(
+    sink: HubSpotSink,
+    object_type: str,
+    indexes: list[int],
+    items: list[tuple[Action, ExecutionContext]],
+    results: list[Outcome | None],
+) -> None:
     inputs, by_key, fitted = [], {}, {}
     for index in indexes:
         action, context = items[index]
@@ -78,8 +87,9 @@ def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         inputs.append({"properties": properties, "associations": associations})
         by_key[action.idempotency_key] = index
     try:
-        records, skipped = _send_dropping(sink, object_type, indexes, items, inputs,
-                                          lambda sent: sink.api.batch_create(object_type, sent))
+        records, skipped = _send_dropping(
+            sink, object_type, indexes, items, inputs, lambda sent: sink.api.batch_create(object_type, sent)
+        )
     except PermanentError:
         for index in indexes:  # one bad input fails the whole batch: find it by sending them one by one
             results[index] = _single(sink, *items[index])
@@ -91,16 +101,24 @@ def _create_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         for name in names:
             index = by_property.get((name, properties.get(name)))
             if index is not None:
-                results[index] = ActionResult(crm_id=str(record.id), object=object_type, created=True,
-                                              detail=skipped_detail({"batch": len(indexes), **fitted[index]},
-                                                                    skipped[index]))
+                results[index] = ActionResult(
+                    crm_id=str(record.id),
+                    object=object_type,
+                    created=True,
+                    detail=skipped_detail({"batch": len(indexes), **fitted[index]}, skipped[index]),
+                )
     for index in indexes:
         if results[index] is None:  # not in the answer: write it on its own (looked up first if uncertain)
             results[index] = _single(sink, *items[index])
 
 
-def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
-                 results: list[Outcome | None]) -> None:
+def _update_many(
+    sink: HubSpotSink,
+    object_type: str,
+    indexes: list[int],
+    items: list[tuple[Action, ExecutionContext]],
+    results: list[Outcome | None],
+) -> None:
     ids = Counter(items[i][1].contact().crm_id for i in indexes)  # type: ignore[union-attr]
     batched = [i for i in indexes if ids[items[i][1].contact().crm_id] == 1]  # type: ignore[union-attr]
     for index in indexes:
@@ -115,12 +133,22 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         assert isinstance(action, UpdateContact)
         fit = sink.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
         fitted[index] = fit.detail()  # fitting: every value fits its property
-        inputs.append({"id": context.contact().crm_id,  # type: ignore[union-attr]
-                       "properties": fit.values})
+        inputs.append(
+            {
+                "id": context.contact().crm_id,  # type: ignore[union-attr]
+                "properties": fit.values,
+            }
+        )
     try:
-        (_, errors), skipped = _send_dropping(sink, object_type, batched, items, inputs,
-                                              lambda sent: sink.api.batch_update(object_type, sent),
-                                              questions_go_single=True)
+        (_, errors), skipped = _send_dropping(
+            sink,
+            object_type,
+            batched,
+            items,
+            inputs,
+            lambda sent: sink.api.batch_update(object_type, sent),
+            questions_go_single=True,
+        )
     except PermanentError:
         for index in batched:  # e.g. a new question's property: the single path creates it
             results[index] = _single(sink, *items[index])
@@ -130,13 +158,25 @@ def _update_many(sink: HubSpotSink, object_type: str, indexes: list[int], items:
         if sent["id"] in failed_ids:
             results[index] = _single(sink, *items[index])  # gone or refused: the single path says which
         else:
-            results[index] = ActionResult(crm_id=sent["id"], object=object_type, detail=skipped_detail(
-                {"fields": sorted(sent["properties"]), "batch": len(batched), **fitted[index]}, skipped[index]))
+            results[index] = ActionResult(
+                crm_id=sent["id"],
+                object=object_type,
+                detail=skipped_detail(
+                    {"fields": sorted(sent["properties"]), "batch": len(batched), **fitted[index]}, skipped[index]
+                ),
+            )
 
 
-def _send_dropping(sink: HubSpotSink, object_type: str, indexes: list[int], items: list[tuple[Action, ExecutionContext]],
-                   inputs: list[dict[str, Any]], send: Callable[[list[dict[str, Any]]], T], *,
-                   questions_go_single: bool = False) -> tuple[T, dict[int, dict[str, str]]]:
+def _send_dropping(
+    sink: HubSpotSink,
+    object_type: str,
+    indexes: list[int],
+    items: list[tuple[Action, ExecutionContext]],
+    inputs: list[dict[str, Any]],
+    send: Callable[[list[dict[str, Any]]], T],
+    *,
+    questions_go_single: bool = False,
+) -> tuple[T, dict[int, dict[str, str]]]:
     """One batch request; when HubSpot refuses it for properties the portal lacks (one missing property fails the
     whole batch, listing each in ``errors[].context.propertyName``), the same batch again without them.
 
@@ -146,17 +186,24 @@ def _send_dropping(sink: HubSpotSink, object_type: str, indexes: list[int], item
     """
     skipped: dict[int, dict[str, str]] = {index: {} for index in indexes}
     while True:
-        sent = [{**entry, "properties": {k: v for k, v in entry["properties"].items() if k not in skipped[index]}}
-                for index, entry in zip(indexes, inputs, strict=True)]
+        sent = [
+            {**entry, "properties": {k: v for k, v in entry["properties"].items() if k not in skipped[index]}}
+            for index, entry in zip(indexes, inputs, strict=True)
+        ]
         try:
             return send(sent), skipped
         except PermanentError as exc:
             found = refusals(exc)
-            hits = {index: refused_in(found, entry["properties"], object_type)
-                    for index, entry in zip(indexes, sent, strict=True)}
+            hits = {
+                index: refused_in(found, entry["properties"], object_type)
+                for index, entry in zip(indexes, sent, strict=True)
+            }
             hits = {index: refused for index, refused in hits.items() if refused}
-            if not hits or (questions_go_single and sink.settings.auto_create_question_properties and any(
-                    name.startswith(QUESTION_PREFIX) for refused in hits.values() for name in refused)):
+            if not hits or (
+                questions_go_single
+                and sink.settings.auto_create_question_properties
+                and any(name.startswith(QUESTION_PREFIX) for refused in hits.values() for name in refused)
+            ):
                 raise
             for index, refused in hits.items():
                 sink.drift.check(object_type, refused, protected_fields(items[index][0]))

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import TransientError
 from connector.plan import CloseCallbacks, CreateTask
-from connector.sinks.hubspot.contacts import hubspot_properties
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.hubspot.contacts import hubspot_properties
 
 if TYPE_CHECKING:
     from connector.sinks.hubspot.sink import HubSpotSink
@@ -88,13 +88,14 @@ def close_callbacks(sink: HubSpotSink, action: CloseCallbacks, context: Executio
         inputs.append({"id": str(record.id), "properties": update})
     closed: list[str] = []
     for start in range(0, len(inputs), BATCH_MAX):
-        chunk = inputs[start:start + BATCH_MAX]
+        chunk = inputs[start : start + BATCH_MAX]
         results, errors = sink.api.batch_update(action.object, chunk)
         closed += [str(r.id) for r in results]
         if errors:  # a task deleted meanwhile, a status the portal refuses: the retry reads afresh
             raise TransientError(f"HubSpot refused closing {len(errors)} of {len(chunk)} {action.object}")
-    return ActionResult(crm_id=contact.crm_id, object=contact.object, detail={"reason": action.reason,
-                                                                            "closed": sorted(closed)})
+    return ActionResult(
+        crm_id=contact.crm_id, object=contact.object, detail={"reason": action.reason, "closed": sorted(closed)}
+    )
 
 
 def _ours(key: Any, action: CloseCallbacks) -> bool:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.errors import PermanentError, TransientError
-from connector.sinks.hubspot.errors import translated_errors
 from connector.sinks.base import RateGate
+from connector.sinks.hubspot.errors import translated_errors
 
 REQUEST_TIMEOUT = (5.0, 30.0)
 """(connect, read) seconds for every request."""
@@ -50,8 +50,16 @@ class HubSpotApi:
         import hubspot
         from urllib3.util.retry import Retry
 
-        no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
-                           respect_retry_after_header=False, raise_on_status=False)  # fmt: skip
+        no_retries = Retry(
+            total=0,
+            connect=0,
+            read=0,
+            redirect=0,
+            status=0,
+            other=0,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        )
         client = hubspot.Client.create(access_token=access_token, host=base_url.rstrip("/"), retry=no_retries)
         self._basic = client.crm.objects.basic_api
         self._search = client.crm.objects.search_api
@@ -67,8 +75,15 @@ class HubSpotApi:
         self._last_search = 0.0
 
     def close(self) -> None:
-        for api in (self._basic, self._search, self._batch, self._associations, self._properties, self._groups,
-                    self._property_batch):
+        for api in (
+            self._basic,
+            self._search,
+            self._batch,
+            self._associations,
+            self._properties,
+            self._groups,
+            self._property_batch,
+        ):
             api.api_client.close()
             api.api_client.rest_client.pool_manager.clear()
 
@@ -110,34 +125,54 @@ class HubSpotApi:
         body = SimplePublicObjectInput(properties=properties)
         return self._call(self._basic.update, object_type, object_id, simple_public_object_input=body)
 
-    def search(self, object_type: str, filter_groups: list[dict[str, Any]], properties: list[str], *,
-               sort: str | None = None, limit: int = 100) -> list[Any]:  # fmt: skip
+    def search(
+        self,
+        object_type: str,
+        filter_groups: list[dict[str, Any]],
+        properties: list[str],
+        *,
+        sort: str | None = None,
+        limit: int = 100,
+    ) -> list[Any]:
         """Records matching any of the filter groups (one page: callers ask narrow questions)."""
         return self.search_page(object_type, filter_groups, properties, sort=sort, limit=limit)[0]
 
-    def search_all(self, object_type: str, filter_groups: list[dict[str, Any]], properties: list[str], *,
-                   sort: str | None = None) -> list[Any]:  # fmt: skip
+    def search_all(
+        self, object_type: str, filter_groups: list[dict[str, Any]], properties: list[str], *, sort: str | None = None
+    ) -> list[Any]:
         """Every record matching any of the filter groups, ``SEARCH_PAGE_MAX`` per request (a batched phone search
         asks about 100 numbers at once; a page rarely runs over), at most HubSpot's 10,000 search results."""
         found: list[Any] = []
         after: str | None = None
         while len(found) < SEARCH_RESULTS_MAX:
-            page, after = self.search_page(object_type, filter_groups, properties, sort=sort,
-                                           limit=SEARCH_PAGE_MAX, after=after)  # fmt: skip
+            page, after = self.search_page(
+                object_type, filter_groups, properties, sort=sort, limit=SEARCH_PAGE_MAX, after=after
+            )
             found += page
             if not after or int(after) + SEARCH_PAGE_MAX > SEARCH_RESULTS_MAX:
                 break
         return found
 
-    def search_page(self, object_type: str, filter_groups: list[dict[str, Any]], properties: list[str], *,
-                    sort: str | None = None, limit: int = 100, after: str | None = None) -> tuple[list[Any], str | None]:
+    def search_page(
+        self,
+        object_type: str,
+        filter_groups: list[dict[str, Any]],
+        properties: list[str],
+        *,
+        sort: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[Any], str | None]:
         """One page of a search and the ``after`` of the next page (None on the last)."""
         from hubspot.crm.objects import PublicObjectSearchRequest
 
         request = PublicObjectSearchRequest(
-            filter_groups=filter_groups, properties=properties, limit=limit,
-            sorts=[{"propertyName": sort, "direction": "ASCENDING"}] if sort else None, after=after,
-        )  # fmt: skip
+            filter_groups=filter_groups,
+            properties=properties,
+            limit=limit,
+            sorts=[{"propertyName": sort, "direction": "ASCENDING"}] if sort else None,
+            after=after,
+        )
         with self._search_lock:
             pause = self._last_search + SEARCH_SPACING_S - time.monotonic()
             if pause > 0:
@@ -153,8 +188,9 @@ class HubSpotApi:
     def find_by_property(self, object_type: str, name: str, value: str) -> list[Any]:
         """Records whose ``name`` equals ``value``, oldest first."""
         group = {"filters": [{"propertyName": name, "operator": "EQ", "value": value}]}
-        return self.search(object_type, [group], [name], sort="createdate" if object_type == "contacts"
-                           else "hs_createdate")  # fmt: skip
+        return self.search(
+            object_type, [group], [name], sort="createdate" if object_type == "contacts" else "hs_createdate"
+        )
 
     def associated_ids(self, object_type: str, object_id: str, to_type: str) -> list[str]:
         """Ids of the ``to_type`` records associated with one record, read from the record store (not the search
@@ -178,21 +214,23 @@ class HubSpotApi:
         from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
 
         for start in range(0, len(ids), BATCH_READ_MAX):
-            chunk = ids[start:start + BATCH_READ_MAX]
+            chunk = ids[start : start + BATCH_READ_MAX]
             body = BatchReadInputSimplePublicObjectId(properties=properties, inputs=[{"id": i} for i in chunk])
             page = self._call(self._batch.read, object_type, batch_read_input_simple_public_object_id=body)
             yield from (page.results or []) if page is not None else []
 
-    def batch_read_by(self, object_type: str, id_property: str, values: list[str],
-                      properties: list[str]) -> list[Any]:  # fmt: skip
+    def batch_read_by(self, object_type: str, id_property: str, values: list[str], properties: list[str]) -> list[Any]:
         """Records by a unique property (``idProperty``, e.g. email), 100 per request, from the record store: a
         contact written a moment ago is found, unlike by search. Values no record holds are left out."""
         from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
 
         found: list[Any] = []
         for start in range(0, len(values), BATCH_READ_MAX):
-            body = BatchReadInputSimplePublicObjectId(properties=properties, id_property=id_property,
-                                                      inputs=[{"id": v} for v in values[start:start + BATCH_READ_MAX]])
+            body = BatchReadInputSimplePublicObjectId(
+                properties=properties,
+                id_property=id_property,
+                inputs=[{"id": v} for v in values[start : start + BATCH_READ_MAX]],
+            )
             page = self._call(self._batch.read, object_type, batch_read_input_simple_public_object_id=body)
             found += list(page.results or []) if page is not None else []
         return found
@@ -203,30 +241,35 @@ class HubSpotApi:
         from hubspot.crm.objects import BatchInputSimplePublicObjectBatchInputForCreate
 
         body = BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
-        status, page = self._call_json(self._batch.create, object_type,
-                                       batch_input_simple_public_object_batch_input_for_create=body)
+        status, page = self._call_json(
+            self._batch.create, object_type, batch_input_simple_public_object_batch_input_for_create=body
+        )
         # The statuses the SDK maps to a body (hubspot-api-python v12, hubspot/crm/objects/api/batch_api.py,
         # `_response_types_map` of create: 201, 207; of update: 200, 207); any other 2xx it answered with None.
         if status not in (201, 207):
             raise TransientError(f"HubSpot answered an unexpected success status to a batch create of {object_type}")
         return [BatchRecord.of(r) for r in page.get("results") or []]
 
-    def batch_update(self, object_type: str, inputs: list[dict[str, Any]]) -> tuple[list[BatchRecord],
-                                                                                    list[BatchError]]:
+    def batch_update(
+        self, object_type: str, inputs: list[dict[str, Any]]
+    ) -> tuple[list[BatchRecord], list[BatchError]]:
         """Up to 100 updates {"id", "properties"}; returns (results, errors) — a 207 lists per-id errors."""
         from hubspot.crm.objects import BatchInputSimplePublicObjectBatchInput
 
         body = BatchInputSimplePublicObjectBatchInput(inputs=inputs)
-        status, page = self._call_json(self._batch.update, object_type,
-                                       batch_input_simple_public_object_batch_input=body)
+        status, page = self._call_json(
+            self._batch.update, object_type, batch_input_simple_public_object_batch_input=body
+        )
         if status not in (200, 207):
             return [], []
-        return ([BatchRecord.of(r) for r in page.get("results") or []],
-                [BatchError(e.get("context") or {}, e.get("category"), e.get("message"))
-                 for e in page.get("errors") or []])
+        return (
+            [BatchRecord.of(r) for r in page.get("results") or []],
+            [BatchError(e.get("context") or {}, e.get("category"), e.get("message")) for e in page.get("errors") or []],
+        )
 
-    def create_text_properties(self, object_type: str, properties: list[tuple[str, str]], group: str,
-                               group_label: str) -> None:
+    def create_text_properties(
+        self, object_type: str, properties: list[tuple[str, str]], group: str, group_label: str
+    ) -> None:
         """Create single-line text properties ``(name, label)`` in ``group`` (created when missing), 100 per
         ``POST /crm/v3/properties/{type}/batch/create`` (the SDK's properties ``batch_api.create``), instead of one
         request each. A batch refused because one of them exists already (another worker won the race: 409) is
@@ -237,13 +280,16 @@ class HubSpotApi:
             return PropertyCreate(name=name, label=label, type="string", field_type="text", group_name=group)
 
         try:
-            self._call(self._groups.create, object_type,
-                       property_group_create=PropertyGroupCreate(name=group, label=group_label))
+            self._call(
+                self._groups.create,
+                object_type,
+                property_group_create=PropertyGroupCreate(name=group, label=group_label),
+            )
         except PermanentError as exc:
             if exc.status != 409:
                 raise
         for start in range(0, len(properties), PROPERTY_BATCH_MAX):
-            chunk = properties[start:start + PROPERTY_BATCH_MAX]
+            chunk = properties[start : start + PROPERTY_BATCH_MAX]
             body = BatchInputPropertyCreate(inputs=[create(name, label) for name, label in chunk])
             try:
                 self._call(self._property_batch.create, object_type, batch_input_property_create=body)

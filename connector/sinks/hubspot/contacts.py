@@ -62,8 +62,7 @@ class ContactCache:
                 del self._items[key]
 
 
-SEARCHABLE = {"phone": "hs_searchable_calculated_phone_number",
-              "mobilephone": "hs_searchable_calculated_mobile_number"}
+SEARCHABLE = {"phone": "hs_searchable_calculated_phone_number", "mobilephone": "hs_searchable_calculated_mobile_number"}
 """HubSpot's calculated, search-only copies of the two standard phone properties: area code + number, no country
 code and no formatting (search guide, "Limits": search phone numbers without the country code,
 https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm; the property names as integrations
@@ -77,7 +76,7 @@ def phone_filter_groups(fields: Sequence[str], e164: str) -> list[list[dict[str,
     digits = national_digits(e164)
     names = list(dict.fromkeys([*fields, *(SEARCHABLE[f] for f in fields if f in SEARCHABLE)]))
     groups = [{"filters": [{"propertyName": name, "operator": "EQ", "value": digits}]} for name in names]
-    return [groups[i:i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
+    return [groups[i : i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
 
 
 def search_properties(fields: Sequence[str]) -> list[str]:
@@ -88,8 +87,7 @@ def search_properties(fields: Sequence[str]) -> list[str]:
 def same_number_records(records: list[Any], fields: Sequence[str], e164: str) -> list[Any]:
     """The search hits whose phone fields really hold ``e164`` (the shared matcher, ``connector.phones``): the
     searchable copies drop the country code, so +44 20 7946 0018 and +1 207 946 0018 would otherwise collide."""
-    return [r for r in records if any(same_number((getattr(r, "properties", None) or {}).get(f), e164)
-                                      for f in fields)]
+    return [r for r in records if any(same_number((getattr(r, "properties", None) or {}).get(f), e164) for f in fields)]
 
 
 def _instant(record: Any, *names: str) -> datetime:
@@ -115,14 +113,20 @@ def choose(records: list[Any], on_multiple: str) -> Any:
     if on_multiple == "hold":
         ids = ", ".join(sorted((str(r.id) for r in records), key=int)[:10])
         raise PermanentError(
-            "several contacts share this phone number", code="AMBIGUOUS_CONTACT",
+            "several contacts share this phone number",
+            code="AMBIGUOUS_CONTACT",
             crm_message=f"{len(records)} contacts match the lead's phone number (ids {ids}); merge the duplicates "
-                        "in HubSpot, then replay the event",
-        )  # fmt: skip
+            "in HubSpot, then replay the event",
+        )
     if on_multiple == "most_recently_active":
         # Newest activity first; ties go to the older record (lower id), which is stable across retries.
-        return max(records, key=lambda r: (_instant(r, "notes_last_contacted", "lastmodifieddate",
-                                                    "hs_lastmodifieddate", "createdate"), -int(r.id)))  # fmt: skip
+        return max(
+            records,
+            key=lambda r: (
+                _instant(r, "notes_last_contacted", "lastmodifieddate", "hs_lastmodifieddate", "createdate"),
+                -int(r.id),
+            ),
+        )
     return min(records, key=lambda r: (_instant(r, "createdate"), int(r.id)))
 
 

@@ -48,8 +48,14 @@ def api_exception_types() -> tuple[type[BaseException], ...]:
     from hubspot.crm.objects.tasks import ApiException as TasksApiException
     from hubspot.crm.properties import ApiException as PropertiesApiException
 
-    return (ObjectsApiException, AssociationsApiException, ContactsApiException, CallsApiException,
-            TasksApiException, PropertiesApiException)  # fmt: skip
+    return (
+        ObjectsApiException,
+        AssociationsApiException,
+        ContactsApiException,
+        CallsApiException,
+        TasksApiException,
+        PropertiesApiException,
+    )
 
 
 @contextlib.contextmanager
@@ -63,8 +69,9 @@ def translated_errors(account_zone: str | None = None) -> Iterator[None]:
         raise
     except api_exception_types() as exc:
         status = int(getattr(exc, "status", 0) or 0)
-        raise classify(status, getattr(exc, "body", None), getattr(exc, "headers", None),
-                       account_zone=account_zone) from exc
+        raise classify(
+            status, getattr(exc, "body", None), getattr(exc, "headers", None), account_zone=account_zone
+        ) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise TransientError(f"HubSpot unreachable: {_transport_kind(exc)}") from exc
 
@@ -77,8 +84,12 @@ def classify(status: int, raw_body: Any, headers: Any, *, account_zone: str | No
     message = (f"{message} ({'; '.join(details)})" if details else message)[:4000]
     code = _code(body)
     summary = f"HubSpot answered {status}" + (f" {code}" if code else "")
-    kwargs: dict[str, Any] = {"status": status or None, "code": code, "crm_message": message,
-                              "details": _error_items(body)}
+    kwargs: dict[str, Any] = {
+        "status": status or None,
+        "code": code,
+        "crm_message": message,
+        "details": _error_items(body),
+    }
     if status in (401, 403):
         # 403 is MISSING_SCOPES (or a portal without access to the object): a configuration problem that retrying
         # cannot fix but that fails every event alike, so pause the sink instead of dead-lettering them all.
@@ -160,8 +171,13 @@ def _error_items(body: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         context = item.get("context") if isinstance(item.get("context"), dict) else {}
         names = context.get("propertyName") or []
-        found.append({"code": str(item.get("code") or ""), "message": str(item.get("message") or ""),
-                      "fields": [str(n) for n in (names if isinstance(names, list) else [names])]})
+        found.append(
+            {
+                "code": str(item.get("code") or ""),
+                "message": str(item.get("message") or ""),
+                "fields": [str(n) for n in (names if isinstance(names, list) else [names])],
+            }
+        )
     return found
 
 
@@ -171,8 +187,11 @@ def _context_details(body: dict[str, Any]) -> list[str]:
     context = body.get("context")
     if not isinstance(context, dict):
         return []
-    return [f"{key}: {', '.join(str(v) for v in values[:10])}" for key, values in context.items()
-            if key.isupper() and isinstance(values, list)]  # fmt: skip
+    return [
+        f"{key}: {', '.join(str(v) for v in values[:10])}"
+        for key, values in context.items()
+        if key.isupper() and isinstance(values, list)
+    ]
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.phones import national_digits, numbers_held, one_per_number, same_number
 from connector.plan import MatchByPhone, ResolveContact
+from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.hubspot.contacts import SEARCHABLE, choose, hubspot_properties, search_properties
 from connector.sinks.hubspot.errors import existing_id, might_have_written
-from connector.sinks.base import ActionResult, ExecutionContext
 
 if TYPE_CHECKING:
     from connector.sinks.hubspot.sink import HubSpotSink
@@ -87,8 +87,9 @@ def _single(sink: HubSpotSink, action: ResolveContact) -> Outcome:
 # -- finding existing contacts ------------------------------------------------------------------------------
 
 
-def _find(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int],
-          results: list[Outcome | None]) -> None:
+def _find(
+    sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+) -> None:
     """The sink's in-process cache first, then one search per 100 numbers per (object, phone fields)."""
     depth = max((len(_rule(actions[i]).objects) for i in indexes), default=0)
     for level in range(depth):  # a rule's objects in order: the first that has the number wins
@@ -100,16 +101,19 @@ def _find(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[in
             object_type = rule.objects[level]
             cached = sink.cache.get((object_type, tuple(rule.fields), rule.e164))
             if cached is not None:
-                results[index] = ActionResult(crm_id=cached, object=object_type,
-                                              detail={"matched_by": "phone", "cached": True})
+                results[index] = ActionResult(
+                    crm_id=cached, object=object_type, detail={"matched_by": "phone", "cached": True}
+                )
                 continue
             groups.setdefault((object_type, tuple(rule.fields)), []).append(index)
         for (object_type, fields), members in groups.items():
             try:
                 found = search_numbers(sink, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
             except PermanentError as exc:  # the portal refused the batched form: one number per search, as before
-                log.warning("batched contact search refused; resolving one by one",
-                            extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status})
+                log.warning(
+                    "batched contact search refused; resolving one by one",
+                    extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status},
+                )
                 for index in members:
                     results[index] = _single(sink, actions[index])
                 continue
@@ -126,8 +130,11 @@ def _find(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[in
                 crm_id = str(chosen.id)
                 sink.cache.put((object_type, fields, rule.e164), crm_id)
                 sink.cache.put((object_type, "id", crm_id), crm_id)
-                results[index] = ActionResult(crm_id=crm_id, object=object_type, detail={
-                    "matched_by": "phone", "candidates": len(records), "batch": len(members)})
+                results[index] = ActionResult(
+                    crm_id=crm_id,
+                    object=object_type,
+                    detail={"matched_by": "phone", "candidates": len(records), "batch": len(members)},
+                )
 
 
 def _rule(action: ResolveContact) -> MatchByPhone:
@@ -141,7 +148,7 @@ def filter_groups(fields: Sequence[str], values: list[str]) -> list[list[dict[st
     chunked to 5 groups per search."""
     names = list(dict.fromkeys([*fields, *(SEARCHABLE[f] for f in fields if f in SEARCHABLE)]))
     groups = [{"filters": [{"propertyName": name, "operator": "IN", "values": values}]} for name in names]
-    return [groups[i:i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
+    return [groups[i : i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
 
 
 def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbers: list[str]) -> dict[str, list[Any]]:
@@ -153,7 +160,7 @@ def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbe
     found: dict[str, dict[str, Any]] = {}
     nationals = list(by_national)
     for start in range(0, len(nationals), IN_VALUES_MAX):
-        chunk = nationals[start:start + IN_VALUES_MAX]
+        chunk = nationals[start : start + IN_VALUES_MAX]
         records: dict[str, Any] = {}
         for groups in filter_groups(fields, chunk):
             for record in sink.api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
@@ -167,11 +174,13 @@ def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbe
 # -- creating missing contacts --------------------------------------------------------------------------------
 
 
-def _create(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int],
-            results: list[Outcome | None]) -> None:
+def _create(
+    sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+) -> None:
     """One contact per distinct (object, number), in batch creates; followers of a number share its leader's."""
     leaders, followers = one_per_number(
-        indexes, lambda index: (actions[index].create_object or "contacts", _rule(actions[index]).e164))
+        indexes, lambda index: (actions[index].create_object or "contacts", _rule(actions[index]).e164)
+    )
     plain: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     with_email: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     for (object_type, e164), index in leaders.items():
@@ -184,16 +193,26 @@ def _create(sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[
     for groups in (plain, with_email):
         for object_type, entries in groups.items():
             for start in range(0, len(entries), BATCH_CREATE_MAX):
-                _create_chunk(sink, object_type, actions, entries[start:start + BATCH_CREATE_MAX], results)
+                _create_chunk(sink, object_type, actions, entries[start : start + BATCH_CREATE_MAX], results)
     for leader, members in followers.items():
         outcome = results[leader]
         for index in members:
-            results[index] = outcome if not isinstance(outcome, ActionResult) else outcome.model_copy(
-                update={"created": False, "detail": {**outcome.detail, "matched_by": "created_in_batch"}})
+            results[index] = (
+                outcome
+                if not isinstance(outcome, ActionResult)
+                else outcome.model_copy(
+                    update={"created": False, "detail": {**outcome.detail, "matched_by": "created_in_batch"}}
+                )
+            )
 
 
-def _create_chunk(sink: HubSpotSink, object_type: str, actions: Sequence[ResolveContact],
-                  entries: list[tuple[int, dict[str, str], dict[str, Any]]], results: list[Outcome | None]) -> None:
+def _create_chunk(
+    sink: HubSpotSink,
+    object_type: str,
+    actions: Sequence[ResolveContact],
+    entries: list[tuple[int, dict[str, str], dict[str, Any]]],
+    results: list[Outcome | None],
+) -> None:
     pending = list(entries)
     while pending:
         keys = [actions[i].key for i, _, _ in pending]
@@ -215,13 +234,19 @@ def _create_chunk(sink: HubSpotSink, object_type: str, actions: Sequence[Resolve
         return
 
 
-def _existing_by_email(sink: HubSpotSink, object_type: str, pending: list[tuple[int, dict[str, str], dict[str, Any]]],
-                       results: list[Outcome | None]) -> list[tuple[int, dict[str, str], dict[str, Any]]]:
+def _existing_by_email(
+    sink: HubSpotSink,
+    object_type: str,
+    pending: list[tuple[int, dict[str, str], dict[str, Any]]],
+    results: list[Outcome | None],
+) -> list[tuple[int, dict[str, str], dict[str, Any]]]:
     """After a 409: the inputs whose email a contact holds now resolve to it (record store, no search lag); the
     rest are left to create. Raises when no input was resolved (nothing would change on a resend)."""
     emails = [p["email"] for _, p, _ in pending]
-    found = {str((r.properties or {}).get("email", "")).casefold(): str(r.id)
-             for r in sink.api.batch_read_by(object_type, "email", emails, ["email"])}
+    found = {
+        str((r.properties or {}).get("email", "")).casefold(): str(r.id)
+        for r in sink.api.batch_read_by(object_type, "email", emails, ["email"])
+    }
     left = []
     for index, properties, fitted in pending:
         crm_id = found.get(properties["email"].casefold())
@@ -229,16 +254,22 @@ def _existing_by_email(sink: HubSpotSink, object_type: str, pending: list[tuple[
             left.append((index, properties, fitted))
             continue
         sink.cache.put((object_type, "id", crm_id), crm_id)
-        results[index] = ActionResult(crm_id=crm_id, object=object_type, created=False,
-                                      detail={"matched_by": "existing_email", **fitted})
+        results[index] = ActionResult(
+            crm_id=crm_id, object=object_type, created=False, detail={"matched_by": "existing_email", **fitted}
+        )
     if len(left) == len(pending):
         raise TransientError("HubSpot refused a batch of contacts as existing, yet none of their emails was found")
     return left
 
 
-def _match_created(sink: HubSpotSink, object_type: str, actions: Sequence[ResolveContact],
-                   pending: list[tuple[int, dict[str, str], dict[str, Any]]], records: list[Any],
-                   results: list[Outcome | None]) -> None:
+def _match_created(
+    sink: HubSpotSink,
+    object_type: str,
+    actions: Sequence[ResolveContact],
+    pending: list[tuple[int, dict[str, str], dict[str, Any]]],
+    records: list[Any],
+    results: list[Outcome | None],
+) -> None:
     by_number = {_rule(actions[i]).e164: (i, fitted) for i, _, fitted in pending}
     by_national: dict[str, list[str]] = {}
     for e164 in by_number:
@@ -252,8 +283,12 @@ def _match_created(sink: HubSpotSink, object_type: str, actions: Sequence[Resolv
                 rule = _rule(actions[index])
                 sink.cache.put((object_type, tuple(rule.fields), e164), crm_id)  # read-your-writes, this process
                 sink.cache.put((object_type, "id", crm_id), crm_id)
-                results[index] = ActionResult(crm_id=crm_id, object=object_type, created=True,
-                                              detail={"matched_by": "created", "batch": len(pending), **fitted})
+                results[index] = ActionResult(
+                    crm_id=crm_id,
+                    object=object_type,
+                    created=True,
+                    detail={"matched_by": "created", "batch": len(pending), **fitted},
+                )
                 break
     unmatched = [actions[i].key for i, _, _ in pending if results[i] is None]
     if unmatched:  # created or not, HubSpot did not say: treat as unknown, the single path settles it

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from connector.hints import command
 from connector.config import HubSpotSinkSettings
+from connector.hints import command
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.writes import WrittenProperty, wanted_properties
 from connector.sinks.hubspot.setup_api import AlreadyExists, HubSpotSchemaApi
 from connector.sinks.setup import (
     Finding,
@@ -32,9 +34,6 @@ from connector.sinks.setup import (
     SetupPlan,
     SetupReport,
 )
-from connector.mapping.loader import LoadedMapping
-from connector.mapping.planner import property_name
-from connector.mapping.writes import WrittenProperty, mapping_writes, wanted_properties
 
 OWNED_PREFIX = "twox_"
 GROUP_NAME = "twox"
@@ -60,28 +59,39 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 def _question_of(written: WrittenProperty) -> str | None:
     for place in written.places:
         if place.startswith("question_fields.wildcard ("):
-            return place[len("question_fields.wildcard ("):-1]
+            return place[len("question_fields.wildcard (") : -1]
     return None
 
 
 def _spec_for(written: WrittenProperty) -> PropertySpec:
     type_, field_type = HUBSPOT_TYPES[written.kind]
     question = _question_of(written)
-    label = f"2X answer: {question}" if question else "2X: " + written.name[len(OWNED_PREFIX):].replace("_", " ")
+    label = f"2X answer: {question}" if question else "2X: " + written.name[len(OWNED_PREFIX) :].replace("_", " ")
     origin = f"the answer to the 2X question {question!r}" if question else ", ".join(written.places[:3])
     return PropertySpec(
-        object=written.object, name=written.name, label=label[:100], type=type_, field_type=field_type,
-        group=GROUP_NAME, description=f"Written by the 2X call connector: {origin}."[:500],
-        options=BOOL_OPTIONS if written.kind == "bool" else (), places=tuple(written.places),
-    )  # fmt: skip
+        object=written.object,
+        name=written.name,
+        label=label[:100],
+        type=type_,
+        field_type=field_type,
+        group=GROUP_NAME,
+        description=f"Written by the 2X call connector: {origin}."[:500],
+        options=BOOL_OPTIONS if written.kind == "bool" else (),
+        places=tuple(written.places),
+    )
 
 
 # -- planning ---------------------------------------------------------------------------------------
 
 
-def plan_hubspot_setup(mapping: LoadedMapping, properties_by_object: dict[str, list[dict[str, Any]]], *,
-                       extra_questions: Sequence[str] = (), groups_by_object: dict[str, set[str]] | None = None,
-                       sink: str = "hubspot") -> SetupPlan:  # fmt: skip
+def plan_hubspot_setup(
+    mapping: LoadedMapping,
+    properties_by_object: dict[str, list[dict[str, Any]]],
+    *,
+    extra_questions: Sequence[str] = (),
+    groups_by_object: dict[str, set[str]] | None = None,
+    sink: str = "hubspot",
+) -> SetupPlan:
     """What the portal lacks for ``mapping`` (pure: no requests).
 
     ``properties_by_object``: the properties API's JSON per object (only ``name`` and ``type`` are read).
@@ -101,10 +111,16 @@ def plan_hubspot_setup(mapping: LoadedMapping, properties_by_object: dict[str, l
         if not owned:
             plan.problems.append(_missing(written, existing, sink))
         elif not _VALID_NAME.fullmatch(written.name):
-            plan.problems.append(Finding("error", written.object, written.name,
-                                         "not a valid HubSpot property name (lower-case letters, digits and "
-                                         "underscores, starting with a letter): fix it in the mapping",
-                                         tuple(written.places)))  # fmt: skip
+            plan.problems.append(
+                Finding(
+                    "error",
+                    written.object,
+                    written.name,
+                    "not a valid HubSpot property name (lower-case letters, digits and "
+                    "underscores, starting with a letter): fix it in the mapping",
+                    tuple(written.places),
+                )
+            )
         else:
             plan.create.append(_spec_for(written))
     for obj in sorted({spec.object for spec in plan.create}):
@@ -116,14 +132,23 @@ def plan_hubspot_setup(mapping: LoadedMapping, properties_by_object: dict[str, l
 def _missing(written: WrittenProperty, existing: dict[str, Any], sink: str) -> Finding:
     places = tuple(written.places)
     if written.name.startswith(OWNED_PREFIX):
-        return Finding("error", written.object, written.name,
-                       f"does not exist in the portal: run `{command('crm-setup', '--sink', sink)}`", places)  # fmt: skip
+        return Finding(
+            "error",
+            written.object,
+            written.name,
+            f"does not exist in the portal: run `{command('crm-setup', '--sink', sink)}`",
+            places,
+        )
     close = difflib.get_close_matches(written.name, list(existing), n=1, cutoff=0.8)
     hint = f"did you mean {close[0]}? " if close else ""
-    return Finding("error", written.object, written.name,
-                   f"does not exist on {written.object} in the portal: {hint}crm-setup creates only the connector's "
-                   f"own {OWNED_PREFIX}* properties; fix the name in the mapping or create the property in HubSpot",
-                   places)  # fmt: skip
+    return Finding(
+        "error",
+        written.object,
+        written.name,
+        f"does not exist on {written.object} in the portal: {hint}crm-setup creates only the connector's "
+        f"own {OWNED_PREFIX}* properties; fix the name in the mapping or create the property in HubSpot",
+        places,
+    )
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -133,8 +158,14 @@ def _api(settings: HubSpotSinkSettings, sink: str) -> HubSpotSchemaApi:
     return HubSpotSchemaApi(settings.access_token.get_secret_value(), settings.base_url, sink=sink)
 
 
-def run_hubspot_setup(settings: HubSpotSinkSettings, mapping: LoadedMapping, *, extra_questions: Sequence[str] = (),
-                      dry_run: bool = False, sink: str = "hubspot") -> SetupReport:  # fmt: skip
+def run_hubspot_setup(
+    settings: HubSpotSinkSettings,
+    mapping: LoadedMapping,
+    *,
+    extra_questions: Sequence[str] = (),
+    dry_run: bool = False,
+    sink: str = "hubspot",
+) -> SetupReport:
     """Create the ``twox`` group(s) and the missing connector-owned properties; idempotent.
 
     Requests: one GET per object the mapping writes (plus one GET of the groups per object that needs a property),
@@ -149,8 +180,9 @@ def run_hubspot_setup(settings: HubSpotSinkSettings, mapping: LoadedMapping, *, 
         plan = plan_hubspot_setup(mapping, properties, extra_questions=extra_questions, sink=sink)
         if plan.create:
             groups = {obj: api.group_names(obj) for obj in plan.groups}
-            plan = plan_hubspot_setup(mapping, properties, extra_questions=extra_questions, groups_by_object=groups,
-                                      sink=sink)  # fmt: skip
+            plan = plan_hubspot_setup(
+                mapping, properties, extra_questions=extra_questions, groups_by_object=groups, sink=sink
+            )
         report.already_present, report.problems = list(plan.present), list(plan.problems)
         if dry_run:
             report.created_groups = list(plan.groups)
@@ -179,8 +211,9 @@ def run_hubspot_setup(settings: HubSpotSinkSettings, mapping: LoadedMapping, *, 
 # -- checking the mapping against the portal ----------------------------------------------------------
 
 
-def validate_against_hubspot(settings: HubSpotSinkSettings, mapping: LoadedMapping, *, sink: str = "hubspot",
-                             question_names: Sequence[str] = ()) -> list[Finding]:  # fmt: skip
+def validate_against_hubspot(
+    settings: HubSpotSinkSettings, mapping: LoadedMapping, *, sink: str = "hubspot", question_names: Sequence[str] = ()
+) -> list[Finding]:
     """Every problem HubSpot would raise when the mapping writes: missing or read-only properties, values of the
     wrong type, enumeration literals that are not options. Never raises: an unreachable portal gives one warning
     (validating a config offline must still work); a rejected token gives one error."""
@@ -201,9 +234,16 @@ def validate_against_hubspot(settings: HubSpotSinkSettings, mapping: LoadedMappi
             continue
         metadata = definition.get("modificationMetadata") or {}
         if metadata.get("readOnlyValue") or definition.get("calculated"):
-            findings.append(Finding("error", written.object, written.name,
-                                    "is read-only in HubSpot (calculated or set by HubSpot itself): the connector "
-                                    "cannot write it; remove it from the mapping", tuple(written.places)))  # fmt: skip
+            findings.append(
+                Finding(
+                    "error",
+                    written.object,
+                    written.name,
+                    "is read-only in HubSpot (calculated or set by HubSpot itself): the connector "
+                    "cannot write it; remove it from the mapping",
+                    tuple(written.places),
+                )
+            )
             continue
         findings += _type_findings(written, definition)
     return findings
@@ -232,8 +272,10 @@ def _type_findings(written: WrittenProperty, definition: dict[str, Any]) -> list
                 same = [o for o in options if o.lower() == literal.lower()]
                 hint = f" (did you mean {same[0]}? option values are case-sensitive)" if same else ""
                 shown = ", ".join(options[:25]) + (", …" if len(options) > 25 else "")
-                add("error", f"{literal!r} is not an option of {written.object}.{written.name}{hint}; "
-                             f"its options are: {shown}")  # fmt: skip
+                add(
+                    "error",
+                    f"{literal!r} is not an option of {written.object}.{written.name}{hint}; its options are: {shown}",
+                )
         if kind in ("number", "date", "datetime") and not literals:
             add("warning", f"a {kind} value is written to an enumeration property: it must be one of its options")
     elif htype == "bool":
@@ -250,8 +292,11 @@ def _type_findings(written: WrittenProperty, definition: dict[str, Any]) -> list
         elif kind == "string" and not literals:
             add("warning", f"a text value is written to a {htype} property: it must render as {wanted}")
         elif kind == "datetime" and htype == "date":
-            add("warning", "a date-time is written to a date property: HubSpot takes only midnight UTC there "
-                           "(use `| date_only(tz)`)")  # fmt: skip
+            add(
+                "warning",
+                "a date-time is written to a date property: HubSpot takes only midnight UTC there "
+                "(use `| date_only(tz)`)",
+            )
     elif kind == "bool":  # string, phone_number
         add("warning", f"true/false is written to a {htype} property: it is stored as the text 'true'/'false'")
     return found

@@ -17,10 +17,10 @@ from typing import Any, Self
 
 import urllib3.exceptions
 
-from connector.sinks.setup import PropertySpec, SchemaAccessError
 from connector.errors import AuthError, RateLimited
 from connector.sinks.hubspot.client import REQUEST_TIMEOUT
 from connector.sinks.hubspot.errors import classify
+from connector.sinks.setup import PropertySpec, SchemaAccessError
 
 RATE_LIMIT_RETRIES = 3
 MAX_RATE_WAIT_S = 10.0
@@ -38,8 +38,16 @@ class HubSpotSchemaApi:
         import hubspot
         from urllib3.util.retry import Retry
 
-        no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
-                           respect_retry_after_header=False, raise_on_status=False)  # fmt: skip
+        no_retries = Retry(
+            total=0,
+            connect=0,
+            read=0,
+            redirect=0,
+            status=0,
+            other=0,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        )
         client = hubspot.Client.create(access_token=access_token, host=base_url.rstrip("/"), retry=no_retries)
         self._core = client.crm.properties.core_api
         self._groups = client.crm.properties.groups_api
@@ -80,11 +88,20 @@ class HubSpotSchemaApi:
         """Create a property; AlreadyExists on 409."""
         from hubspot.crm.properties import OptionInput, PropertyCreate
 
-        options = [OptionInput(label=label, value=value, display_order=index, hidden=False)
-                   for index, (label, value) in enumerate(spec.options)]  # fmt: skip
-        body = PropertyCreate(name=spec.name, label=spec.label, type=spec.type, field_type=spec.field_type,
-                              group_name=spec.group, description=spec.description or None,
-                              options=options or None, form_field=False)  # fmt: skip
+        options = [
+            OptionInput(label=label, value=value, display_order=index, hidden=False)
+            for index, (label, value) in enumerate(spec.options)
+        ]
+        body = PropertyCreate(
+            name=spec.name,
+            label=spec.label,
+            type=spec.type,
+            field_type=spec.field_type,
+            group_name=spec.group,
+            description=spec.description or None,
+            options=options or None,
+            form_field=False,
+        )
         self._call(self._core.create, spec.object, property_create=body, conflict_ok=True)
 
     def _call(self, method: Callable[..., Any], *args: Any, conflict_ok: bool = False, **kwargs: Any) -> Any:
@@ -105,8 +122,7 @@ class HubSpotSchemaApi:
                 raise SchemaAccessError(self._explain(status, error), status=status or None) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 detail = f"{self.base_url}: {_transport_kind(exc)}"
-                raise SchemaAccessError(f"HubSpot not reachable ({detail})", unreachable=True,
-                                        detail=detail) from exc  # fmt: skip
+                raise SchemaAccessError(f"HubSpot not reachable ({detail})", unreachable=True, detail=detail) from exc
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _explain(self, status: int, error: Any) -> str:
@@ -115,8 +131,10 @@ class HubSpotSchemaApi:
         if status == 401:
             return f"HubSpot token rejected (401): check sinks.{self.sink}.access_token{said}"
         if status == 403 or isinstance(error, AuthError):
-            return (f"HubSpot refused the request (403 {error.code or ''}): the private app needs the "
-                    f"crm.schemas.*.read and crm.schemas.*.write scopes for contacts, calls and tasks{said}")
+            return (
+                f"HubSpot refused the request (403 {error.code or ''}): the private app needs the "
+                f"crm.schemas.*.read and crm.schemas.*.write scopes for contacts, calls and tasks{said}"
+            )
         if isinstance(error, RateLimited):
             return f"HubSpot rate limit hit (429); try again in {error.retry_after or 10:.0f} s{said}"
         return f"HubSpot answered {status or 'a failed TLS handshake'} {error.code or ''}".rstrip() + said

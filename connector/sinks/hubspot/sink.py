@@ -51,7 +51,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
-from connector.sinks.hubspot.callbacks import close_callbacks, do_not_call_many, do_not_call_set
+from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 from connector.sinks.drift import (
     DriftPolicy,
     probe_held,
@@ -59,6 +59,7 @@ from connector.sinks.drift import (
     send_without_refused,
     skipped_detail,
 )
+from connector.sinks.hubspot.callbacks import close_callbacks, do_not_call_many, do_not_call_set
 from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import (
     ContactCache,
@@ -70,13 +71,15 @@ from connector.sinks.hubspot.contacts import (
 )
 from connector.sinks.hubspot.errors import existing_id, might_have_written
 from connector.sinks.hubspot.schema import PropertySchema
-from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
 log = logging.getLogger(__name__)
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
-    ("calls", "contacts"): 194, ("tasks", "contacts"): 204, ("notes", "contacts"): 202,
-    ("meetings", "contacts"): 200, ("emails", "contacts"): 198,
-}  # fmt: skip
+    ("calls", "contacts"): 194,
+    ("tasks", "contacts"): 204,
+    ("notes", "contacts"): 202,
+    ("meetings", "contacts"): 200,
+    ("emails", "contacts"): 198,
+}
 """HUBSPOT_DEFINED association type ids, activity → contact (associations guide)."""
 CREATE_SETTLE_S = 10.0
 """After an unconfirmed contact create, how long the search index is given before a contact is created again."""
@@ -96,8 +99,11 @@ class HubSpotSink:
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name
-        self.settings = settings if isinstance(settings, HubSpotSinkSettings) else \
-            HubSpotSinkSettings.model_validate(settings.model_dump())  # fmt: skip
+        self.settings = (
+            settings
+            if isinstance(settings, HubSpotSinkSettings)
+            else HubSpotSinkSettings.model_validate(settings.model_dump())
+        )
         self.cache = ContactCache()
         self.schema = PropertySchema(lambda object_type: self.api.properties(object_type))
         """Property definitions, read at first need, for fitting values (``hubspot.schema``)."""
@@ -109,8 +115,12 @@ class HubSpotSink:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def open(self, gate: RateGate) -> None:
-        self._api = HubSpotApi(self.settings.access_token.get_secret_value(), self.settings.base_url, gate,
-                               account_zone=self.settings.account_time_zone)
+        self._api = HubSpotApi(
+            self.settings.access_token.get_secret_value(),
+            self.settings.base_url,
+            gate,
+            account_zone=self.settings.account_time_zone,
+        )
 
     def close(self) -> None:
         if self._api is not None:
@@ -194,8 +204,9 @@ class HubSpotSink:
                 return found
         since = self._uncertain.get(action.key)
         if since is not None and (remaining := since + CREATE_SETTLE_S - time.monotonic()) > 0:
-            raise TransientError("waiting for HubSpot's search index after an unconfirmed contact create",
-                                 retry_after=remaining)  # fmt: skip
+            raise TransientError(
+                "waiting for HubSpot's search index after an unconfirmed contact create", retry_after=remaining
+            )
         if action.on_no_match == "skip":
             return ActionResult(skipped=True, detail={"reason": "no_match"})
         return self._create_contact(action)
@@ -235,8 +246,9 @@ class HubSpotSink:
             crm_id = str(chosen.id)
             self.cache.put(key, crm_id)
             self.cache.put((object_type, "id", crm_id), crm_id)
-            return ActionResult(crm_id=crm_id, object=object_type,
-                                detail={"matched_by": "phone", "candidates": len(records)})  # fmt: skip
+            return ActionResult(
+                crm_id=crm_id, object=object_type, detail={"matched_by": "phone", "candidates": len(records)}
+            )
         return None
 
     def _create_contact(self, action: ResolveContact) -> ActionResult:
@@ -255,9 +267,12 @@ class HubSpotSink:
             if isinstance(rule, MatchByPhone) and object_type in rule.objects:
                 self.cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
         self.cache.put((object_type, "id", crm_id), crm_id)
-        return ActionResult(crm_id=crm_id, object=object_type, created=created,
-                            detail={"matched_by": "created" if created else "existing_email",
-                                    **fitted.detail()})  # fmt: skip
+        return ActionResult(
+            crm_id=crm_id,
+            object=object_type,
+            created=created,
+            detail={"matched_by": "created" if created else "existing_email", **fitted.detail()},
+        )
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -281,16 +296,24 @@ class HubSpotSink:
         try:
             record, skipped = send_without_refused(
                 lambda body: self._write(action.key, lambda: self.api.create(action.object, body, associations)),
-                properties, sobject=action.object, protected=protected_fields(action), policy=self.drift)
+                properties,
+                sobject=action.object,
+                protected=protected_fields(action),
+                policy=self.drift,
+            )
         except StaleContact:
             if contact is not None and contact.crm_id:
                 self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
         if record is None:
-            return ActionResult(object=action.object, skipped=True,
-                                detail=skipped_detail({"reason": "no_field_left", **fitted.detail()}, skipped))
-        return ActionResult(crm_id=str(record.id), object=action.object, created=True,
-                            detail=skipped_detail(fitted.detail(), skipped))
+            return ActionResult(
+                object=action.object,
+                skipped=True,
+                detail=skipped_detail({"reason": "no_field_left", **fitted.detail()}, skipped),
+            )
+        return ActionResult(
+            crm_id=str(record.id), object=action.object, created=True, detail=skipped_detail(fitted.detail(), skipped)
+        )
 
     def _update_contact(self, action: UpdateContact, context: ExecutionContext) -> ActionResult:
         contact = context.contact()
@@ -304,17 +327,26 @@ class HubSpotSink:
         properties = fitted.values  # fitting: every value fits its property
         try:
             written, skipped = send_without_refused(
-                lambda body: self.api.update(object_type, crm_id, body), properties, sobject=object_type,
-                protected=protected_fields(action), policy=self.drift,
-                fix=self.question_property_creator(object_type))
+                lambda body: self.api.update(object_type, crm_id, body),
+                properties,
+                sobject=object_type,
+                protected=protected_fields(action),
+                policy=self.drift,
+                fix=self.question_property_creator(object_type),
+            )
         except PermanentError as exc:
             if exc.status != 404:
                 raise
             self.cache.forget_value(crm_id)
-            raise StaleContact(f"contact {crm_id} no longer exists", status=404, code=exc.code,
-                               crm_message=exc.crm_message) from exc
-        return ActionResult(crm_id=crm_id, object=object_type, skipped=written is None,
-                            detail=skipped_detail({"fields": sorted(properties), **fitted.detail()}, skipped))
+            raise StaleContact(
+                f"contact {crm_id} no longer exists", status=404, code=exc.code, crm_message=exc.crm_message
+            ) from exc
+        return ActionResult(
+            crm_id=crm_id,
+            object=object_type,
+            skipped=written is None,
+            detail=skipped_detail({"fields": sorted(properties), **fitted.detail()}, skipped),
+        )
 
     def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], dict[str, str | None]]:
         """For one event: create the missing `twox_q_*` properties (connector-owned) among refused ones, up to
@@ -329,17 +361,21 @@ class HubSpotSink:
         def create(refused: dict[str, str]) -> dict[str, str | None]:
             if not self.settings.auto_create_question_properties:
                 return {}
-            missing = sorted(n for n, code in refused.items()
-                             if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX))
-            names, over = missing[:budget[0]], missing[budget[0]:]
+            missing = sorted(
+                n for n, code in refused.items() if code == "PROPERTY_DOESNT_EXIST" and n.startswith(QUESTION_PREFIX)
+            )
+            names, over = missing[: budget[0]], missing[budget[0] :]
             capped: dict[str, str | None] = {n: OVER_QUESTION_CAP for n in over}  # skipped, never held or fatal
             if not names:
                 return capped
             budget[0] -= len(names)
             try:
                 self.api.create_text_properties(
-                    object_type, [(n, "2X answer: " + n[len(QUESTION_PREFIX):].replace("_", " ")) for n in names],
-                    "twox", "2X calls")
+                    object_type,
+                    [(n, "2X answer: " + n[len(QUESTION_PREFIX) :].replace("_", " ")) for n in names],
+                    "twox",
+                    "2X calls",
+                )
             except (PermanentError, AuthError) as exc:
                 if isinstance(exc, AuthError) and exc.status != 403:
                     raise
@@ -403,10 +439,13 @@ def _association(object_type: str, contact: ActionResult) -> dict[str, Any]:
     target = contact.object or "contacts"
     type_id = ASSOCIATION_TYPE_IDS.get((object_type, target))
     if type_id is None:
-        raise PermanentError(f"no HubSpot association type from {object_type} to {target}",
-                             code="UNSUPPORTED_ASSOCIATION")  # fmt: skip
-    return {"to": {"id": contact.crm_id},
-            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}  # fmt: skip
+        raise PermanentError(
+            f"no HubSpot association type from {object_type} to {target}", code="UNSUPPORTED_ASSOCIATION"
+        )
+    return {
+        "to": {"id": contact.crm_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
 
 
 def _recovered(action: Engagement, record: Any, how: str) -> ActionResult:

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import SKIPPED, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.salesforce.errors import classify
-from connector.sinks.base import ActionResult, ExecutionContext
 
 if TYPE_CHECKING:
     from connector.sinks.salesforce.sink import Prepared, SalesforceSink
@@ -59,8 +59,13 @@ def execute_batch(sink: SalesforceSink, items: list[Item]) -> list[Outcome]:
     try:
         _run(sink, items, results)
     except BaseException:
-        sink.unsettle([items[i][0].key for i, r in enumerate(results)
-                       if isinstance(r, ActionResult) and isinstance(items[i][0], _Write)])
+        sink.unsettle(
+            [
+                items[i][0].key
+                for i, r in enumerate(results)
+                if isinstance(r, ActionResult) and isinstance(items[i][0], _Write)
+            ]
+        )
         raise
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
@@ -99,7 +104,7 @@ def _single(sink: SalesforceSink, action: Action, context: ExecutionContext) -> 
 
 def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 # -- creates --------------------------------------------------------------------------------------------------
@@ -132,8 +137,9 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
         ordered = sorted(chunk, key=lambda r: r[1].sobject.lower())  # one chunk per type (≤ 10 allowed)
         keys = [items[i][0].key for i, _ in ordered]
         try:
-            answers, skipped = _send_collection(sink, "POST", [(i, items[i][0], p) for i, p in ordered], keys,
-                                                where="create (sObject Collections)")
+            answers, skipped = _send_collection(
+                sink, "POST", [(i, items[i][0], p) for i, p in ordered], keys, where="create (sObject Collections)"
+            )
         except PermanentError:  # refused as a whole: find the bad record by sending them one by one
             for index, _ in ordered:
                 results[index] = _single(sink, *items[index])
@@ -142,9 +148,12 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
         for (index, prepared), answer in zip(ordered, answers, strict=True):
             key = items[index][0].key
             if answer.get("success") and answer.get("id"):
-                results[index] = ActionResult(crm_id=str(answer["id"]), object=prepared.sobject, created=True,
-                                              detail=skipped_detail({"batch": len(ordered), **prepared.fitted},
-                                                                    skipped[index]))
+                results[index] = ActionResult(
+                    crm_id=str(answer["id"]),
+                    object=prepared.sobject,
+                    created=True,
+                    detail=skipped_detail({"batch": len(ordered), **prepared.fitted}, skipped[index]),
+                )
             elif answer.get("success"):  # saved, but we do not know its id: look it up on the retry
                 sink.unsettle([key])
                 results[index] = TransientError(f"Salesforce saved {key} without answering its id")
@@ -178,8 +187,12 @@ def _update(sink: SalesforceSink, indexes: list[int], items: list[Item], results
             assert isinstance(action, UpdateContact)
             allowed = _after(action, written.get(record, {}))
             if not allowed.fields:
-                results[index] = ActionResult(crm_id=record_crm_id(context), object=_object_of(action, context),
-                                              skipped=True, detail={"reason": "superseded_in_batch"})
+                results[index] = ActionResult(
+                    crm_id=record_crm_id(context),
+                    object=_object_of(action, context),
+                    skipped=True,
+                    detail={"reason": "superseded_in_batch"},
+                )
                 continue
             try:
                 prepared = sink.prepare_write(allowed, context.contact())
@@ -207,12 +220,18 @@ def _after(action: UpdateContact, earlier: dict[str, WrittenField]) -> UpdateCon
     return action if len(fields) == len(action.fields) else action.model_copy(update={"fields": fields})
 
 
-def _send_updates(sink: SalesforceSink, chunk: list[tuple[Record, int, UpdateContact, Prepared]], items: list[Item],
-                  results: list[Outcome | None], written: dict[Record, dict[str, WrittenField]]) -> None:
+def _send_updates(
+    sink: SalesforceSink,
+    chunk: list[tuple[Record, int, UpdateContact, Prepared]],
+    items: list[Item],
+    results: list[Outcome | None],
+    written: dict[Record, dict[str, WrittenField]],
+) -> None:
     ordered = sorted(chunk, key=lambda r: r[3].sobject.lower())
     try:
-        answers, skipped = _send_collection(sink, "PATCH", [(i, a, p) for _, i, a, p in ordered], [],
-                                            where="update (sObject Collections)")
+        answers, skipped = _send_collection(
+            sink, "PATCH", [(i, a, p) for _, i, a, p in ordered], [], where="update (sObject Collections)"
+        )
     except PermanentError:  # refused as a whole (e.g. a field the org lacks): one by one, each its own error
         for record, index, allowed, _ in ordered:
             results[index] = outcome = _single(sink, allowed, items[index][1])
@@ -232,21 +251,28 @@ def _send_updates(sink: SalesforceSink, chunk: list[tuple[Record, int, UpdateCon
         superseded = sorted({f.property for f in action.fields} - {f.property for f in allowed.fields})
         if superseded:
             detail["superseded_in_batch"] = superseded
-        results[index] = ActionResult(crm_id=prepared.record_id, object=prepared.sobject,
-                                      detail=skipped_detail(detail, skipped[index]))
+        results[index] = ActionResult(
+            crm_id=prepared.record_id, object=prepared.sobject, detail=skipped_detail(detail, skipped[index])
+        )
         _remember(written, record, allowed, action.key, skipped[index])
 
 
-def _remember(written: dict[Record, dict[str, WrittenField]], record: Record, update: UpdateContact,
-              key: str, skipped: dict[str, str]) -> None:
+def _remember(
+    written: dict[Record, dict[str, WrittenField]],
+    record: Record,
+    update: UpdateContact,
+    key: str,
+    skipped: dict[str, str],
+) -> None:
     state = written.setdefault(record, {})
     for field in update.fields:
         if field.property not in skipped:  # refused by the org: not written, so it does not supersede anything
             state[field.property] = WrittenField(field.value, field.rank, field.call_time, key)
 
 
-def _send_collection(sink: SalesforceSink, method: str, chunk: list[tuple[int, Action, Prepared]], keys: list[str],
-                     *, where: str) -> tuple[list[dict[str, Any]], dict[int, dict[str, str]]]:
+def _send_collection(
+    sink: SalesforceSink, method: str, chunk: list[tuple[int, Action, Prepared]], keys: list[str], *, where: str
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, str]]]:
     """One sObject Collections request; when the org refuses it as a whole for fields it lacks (INVALID_FIELD
     is a deserialization error, so no record is saved), the same request again without them, in this delivery.
 
@@ -255,8 +281,14 @@ def _send_collection(sink: SalesforceSink, method: str, chunk: list[tuple[int, A
     """
     skipped: dict[int, dict[str, str]] = {index: {} for index, _, _ in chunk}
     while True:
-        records = [{"attributes": {"type": p.sobject}, **({"id": p.record_id} if p.record_id else {}),
-                    **{k: v for k, v in p.body.items() if k not in skipped[i]}} for i, _, p in chunk]
+        records = [
+            {
+                "attributes": {"type": p.sobject},
+                **({"id": p.record_id} if p.record_id else {}),
+                **{k: v for k, v in p.body.items() if k not in skipped[i]},
+            }
+            for i, _, p in chunk
+        ]
         try:
             return sink.collection(method, records, keys, where=where), skipped
         except PermanentError as exc:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import PermanentError, SinkError
 from connector.plan import CloseCallbacks, CreateTask
-from connector.sinks.salesforce.errors import classify, identifier, record_id, soql_string
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.salesforce.errors import classify, identifier, record_id, soql_string
 
 if TYPE_CHECKING:
     from connector.sinks.salesforce.sink import SalesforceSink
@@ -64,13 +64,17 @@ def do_not_call_many(sink: SalesforceSink, items: list[tuple[CreateTask, Executi
             groups.setdefault((identifier(contact.object, "object"), fields), []).append(index)
     for (sobject, fields), indexes in groups.items():
         for start in range(0, len(indexes), MAX_RECORDS):
-            chunk = indexes[start:start + MAX_RECORDS]
+            chunk = indexes[start : start + MAX_RECORDS]
             ids = {_id15(record_id(items[i][1].contact().crm_id or "")) for i in chunk}  # type: ignore[union-attr]
-            soql = (f"SELECT Id, {', '.join(dict.fromkeys(fields))} FROM {sobject} "
-                    f"WHERE Id IN ({', '.join(soql_string(i) for i in sorted(ids))})")
+            soql = (
+                f"SELECT Id, {', '.join(dict.fromkeys(fields))} FROM {sobject} "
+                f"WHERE Id IN ({', '.join(soql_string(i) for i in sorted(ids))})"
+            )
             try:
-                answer = sink.connection.call(lambda sf, q=soql: sf.query_all(q),  # type: ignore[misc]
-                                              where=f"query {sobject} do-not-call")
+                answer = sink.connection.call(
+                    lambda sf, q=soql: sf.query_all(q),  # type: ignore[misc]
+                    where=f"query {sobject} do-not-call",
+                )
             except PermanentError:
                 for index in chunk:
                     answers[index] = do_not_call_set(sink, *items[index])
@@ -100,12 +104,22 @@ def close_callbacks_many(sink: SalesforceSink, items: list[Item]) -> list[Outcom
         if contact is None or contact.skipped or not contact.crm_id:
             results[index] = ActionResult(skipped=True, detail={"reason": "no_contact"})
             continue
-        shape = json.dumps([action.object, action.idempotency_property, action.key_prefix, action.key_marker,
-                            action.set_properties, action.subject_property, action.subject_prefix], sort_keys=True)
+        shape = json.dumps(
+            [
+                action.object,
+                action.idempotency_property,
+                action.key_prefix,
+                action.key_marker,
+                action.set_properties,
+                action.subject_property,
+                action.subject_prefix,
+            ],
+            sort_keys=True,
+        )
         groups.setdefault(shape, []).append(index)
     for indexes in groups.values():
         for start in range(0, len(indexes), MAX_RECORDS):
-            _close_group(sink, items, indexes[start:start + MAX_RECORDS], results)
+            _close_group(sink, items, indexes[start : start + MAX_RECORDS], results)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
@@ -124,15 +138,20 @@ def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], re
         by_who.setdefault(_id15(record_id(contact.crm_id)), []).append(index)
     pattern = soql_string(f"{action.key_prefix}%{action.key_marker}%")
     selected = ", ".join(dict.fromkeys(["Id", "WhoId", field, *([subject] if subject else [])]))
-    soql = (f"SELECT {selected} FROM {sobject} WHERE WhoId IN ({', '.join(soql_string(w) for w in sorted(by_who))}) "
-            f"AND IsClosed = false AND {field} LIKE {pattern} ORDER BY CreatedDate")
+    soql = (
+        f"SELECT {selected} FROM {sobject} WHERE WhoId IN ({', '.join(soql_string(w) for w in sorted(by_who))}) "
+        f"AND IsClosed = false AND {field} LIKE {pattern} ORDER BY CreatedDate"
+    )
     answer = sink.connection.call(lambda sf: sf.query_all(soql), where=f"query open {sobject}")
-    records = [r for r in (answer or {}).get("records") or [] if _ours(r.get(field), action)
-               and _id15(str(r.get("WhoId"))) in by_who]
+    records = [
+        r
+        for r in (answer or {}).get("records") or []
+        if _ours(r.get(field), action) and _id15(str(r.get("WhoId"))) in by_who
+    ]
     closed: dict[str, list[str]] = {who: [] for who in by_who}
     failed: dict[str, SinkError] = {}
     for start in range(0, len(records), MAX_RECORDS):
-        chunk = records[start:start + MAX_RECORDS]
+        chunk = records[start : start + MAX_RECORDS]
         bodies = [_body(sobject, r, action, subject) for r in chunk]
         answers = sink.collection("PATCH", bodies, [], where=f"close {sobject} (sObject Collections)")
         for record, saved in zip(chunk, answers, strict=True):
@@ -145,8 +164,10 @@ def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], re
     for who, members in by_who.items():
         for index in members:
             results[index] = failed.get(who) or ActionResult(
-                crm_id=items[index][1].contact().crm_id, object=sobject,  # type: ignore[union-attr]
-                detail={"reason": action.reason, "closed": sorted(closed[who])})
+                crm_id=items[index][1].contact().crm_id,
+                object=sobject,  # type: ignore[union-attr]
+                detail={"reason": action.reason, "closed": sorted(closed[who])},
+            )
 
 
 def _body(sobject: str, record: dict[str, Any], action: CloseCallbacks, subject: str | None) -> dict[str, Any]:

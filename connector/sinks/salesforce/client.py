@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 
 from connector.errors import ConfigError, ConfigProblem
-from connector.sinks.salesforce.errors import classify, translated_errors
 from connector.sinks.base import RateGate
+from connector.sinks.salesforce.errors import classify, translated_errors
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
@@ -94,6 +94,7 @@ def login_flow(auth: SalesforceAuthSettings, name: str) -> Login | None:
     Domain [docs: https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm;
     simple-salesforce 1.12 login.py builds ``'aud': f'https://{domain}.salesforce.com'``].
     """
+
     def secret(value: Any) -> str | None:
         return value.get_secret_value() if value is not None else None
 
@@ -101,12 +102,24 @@ def login_flow(auth: SalesforceAuthSettings, name: str) -> Login | None:
     if auth.session_id is not None:
         return None
     if auth.username and auth.password and auth.security_token:
-        return _salesforce_login({"username": auth.username, "password": secret(auth.password),
-                                  "security_token": secret(auth.security_token), "domain": domain})
+        return _salesforce_login(
+            {
+                "username": auth.username,
+                "password": secret(auth.password),
+                "security_token": secret(auth.security_token),
+                "domain": domain,
+            }
+        )
     if auth.username and auth.password and auth.consumer_key and auth.consumer_secret:
-        return _salesforce_login({"username": auth.username, "password": secret(auth.password),
-                                  "consumer_key": auth.consumer_key, "consumer_secret": secret(auth.consumer_secret),
-                                  "domain": domain})
+        return _salesforce_login(
+            {
+                "username": auth.username,
+                "password": secret(auth.password),
+                "consumer_key": auth.consumer_key,
+                "consumer_secret": secret(auth.consumer_secret),
+                "domain": domain,
+            }
+        )
     token_url = auth.token_url or f"https://{domain}.salesforce.com/services/oauth2/token"
     if auth.username and auth.consumer_key and auth.private_key_file:
         sandbox = domain == "test" or ".sandbox." in f".{domain}."
@@ -114,15 +127,31 @@ def login_flow(auth: SalesforceAuthSettings, name: str) -> Login | None:
         return _jwt_bearer(token_url, auth.consumer_key, auth.username, auth.private_key_file, audience, domain)
     if auth.consumer_key and auth.consumer_secret:
         if domain in ("login", "test") and auth.token_url is None:
-            raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth.domain", "the client-credentials flow "
-                                                         "needs your My Domain (e.g. acme.my), not login or test")])
+            raise ConfigError(
+                "<config>",
+                [
+                    ConfigProblem(
+                        f"sinks.{name}.auth.domain",
+                        "the client-credentials flow needs your My Domain (e.g. acme.my), not login or test",
+                    )
+                ],
+            )
         return _client_credentials(token_url, auth.consumer_key, secret(auth.consumer_secret) or "", domain)
     if auth.username and auth.password:
         return _salesforce_login({"username": auth.username, "password": secret(auth.password), "domain": domain})
-    raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.auth", (
-        "give session_id; or username, consumer_key and private_key_file (JWT bearer); or consumer_key, "
-        "consumer_secret and a My Domain (client credentials); or username, password and security_token (SOAP "
-        "login, retired by Salesforce); or username, password, consumer_key and consumer_secret"))])
+    raise ConfigError(
+        "<config>",
+        [
+            ConfigProblem(
+                f"sinks.{name}.auth",
+                (
+                    "give session_id; or username, consumer_key and private_key_file (JWT bearer); or consumer_key, "
+                    "consumer_secret and a My Domain (client credentials); or username, password and security_token (SOAP "
+                    "login, retired by Salesforce); or username, password, consumer_key and consumer_secret"
+                ),
+            )
+        ],
+    )
 
 
 def _salesforce_login(arguments: dict[str, Any]) -> Login:
@@ -131,13 +160,14 @@ def _salesforce_login(arguments: dict[str, Any]) -> Login:
 
         session_id, instance = SalesforceLogin(session=session, sf_version=version, **arguments)
         return str(session_id), str(instance)
+
     return login
 
 
-def _jwt_bearer(token_url: str, consumer_key: str, username: str, key_file: str, audience: str,
-                domain: str) -> Login:
+def _jwt_bearer(token_url: str, consumer_key: str, username: str, key_file: str, audience: str, domain: str) -> Login:
     """OAuth 2.0 JWT bearer: an RS256 assertion with iss, sub, aud and exp, posted as
     ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` (the claims simple-salesforce signs)."""
+
     def login(session: requests.Session, version: str) -> tuple[str, str]:
         import jwt
         from simple_salesforce.login import token_login
@@ -147,6 +177,7 @@ def _jwt_bearer(token_url: str, consumer_key: str, username: str, key_file: str,
         data = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
         session_id, instance = token_login(token_url, data, domain, consumer_key, None, None, session)
         return str(session_id), str(instance)
+
     return login
 
 
@@ -154,13 +185,22 @@ def _client_credentials(token_url: str, consumer_key: str, consumer_secret: str,
     """OAuth 2.0 client credentials against the My Domain token endpoint, key and secret in a Basic header
     [docs: https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_client_credentials_flow.htm;
     simple-salesforce's SalesforceLogin sends the same request]."""
+
     def login(session: requests.Session, version: str) -> tuple[str, str]:
         from simple_salesforce.login import token_login
 
         basic = base64.b64encode(f"{consumer_key}:{consumer_secret}".encode()).decode()
-        session_id, instance = token_login(token_url, {"grant_type": "client_credentials"}, domain, consumer_key,
-                                           {"Authorization": f"Basic {basic}"}, None, session)
+        session_id, instance = token_login(
+            token_url,
+            {"grant_type": "client_credentials"},
+            domain,
+            consumer_key,
+            {"Authorization": f"Basic {basic}"},
+            None,
+            session,
+        )
         return str(session_id), str(instance)
+
     return login
 
 
@@ -172,16 +212,23 @@ def login_findings(settings: SalesforceSinkSettings, name: str) -> list[tuple[st
     a warning, or an error when ``api_version`` is already 65.0 or later (the login cannot work).
     """
     auth = settings.auth
-    soap = auth.session_id is None and bool(auth.username and auth.password) and not (
-        auth.consumer_key and auth.consumer_secret)
+    soap = (
+        auth.session_id is None
+        and bool(auth.username and auth.password)
+        and not (auth.consumer_key and auth.consumer_secret)
+    )
     if not soap:
         return []
     gone = float(settings.api_version) >= float(SOAP_LOGIN_GONE)
-    message = (f"sinks.{name}.auth: username + password" + (" + security_token" if auth.security_token else "")
-               + " logs in with the SOAP API login(), which Salesforce does not offer from API version 65.0 and "
-               "retires in Summer '27" + (f" (api_version is {settings.api_version}: this login fails)" if gone
-                                          else "") + "; use the JWT bearer flow (username, consumer_key, "
-               "private_key_file) or client credentials (consumer_key, consumer_secret, domain: your My Domain)")
+    message = (
+        f"sinks.{name}.auth: username + password"
+        + (" + security_token" if auth.security_token else "")
+        + " logs in with the SOAP API login(), which Salesforce does not offer from API version 65.0 and "
+        "retires in Summer '27"
+        + (f" (api_version is {settings.api_version}: this login fails)" if gone else "")
+        + "; use the JWT bearer flow (username, consumer_key, "
+        "private_key_file) or client credentials (consumer_key, consumer_secret, domain: your My Domain)"
+    )
     return [("error" if gone else "warning", message)]
 
 
@@ -262,8 +309,12 @@ class SalesforceConnection:
         if self._login is None:
             secret = self.settings.auth.session_id
             assert secret is not None
-            return Salesforce(instance_url=self.settings.instance_url, session_id=secret.get_secret_value(),
-                              session=self._http, version=version)
+            return Salesforce(
+                instance_url=self.settings.instance_url,
+                session_id=secret.get_secret_value(),
+                session=self._http,
+                version=version,
+            )
         with translated_errors("login"):
             session_id, instance = self._login(self._http, version)
         self.logins += 1

@@ -21,15 +21,16 @@ from typing import Any
 from connector.errors import PermanentError, SinkError
 from connector.phones import number_forms, same_number
 from connector.plan import MatchById, MatchByPhone, ResolveContact
+from connector.sinks.base import ActionResult
 from connector.sinks.salesforce.client import SalesforceConnection
 from connector.sinks.salesforce.errors import RECORD_ID, identifier, soql_string, sosl_term
 from connector.sinks.salesforce.fields import FieldTypes
-from connector.sinks.base import ActionResult
 
 CACHE_TTL_S = 3600.0
 CACHE_SIZE = 10_000
-_MISSING = frozenset({"NOT_FOUND", "MALFORMED_ID", "INVALID_ID_FIELD", "INVALID_CROSS_REFERENCE_KEY",
-                      "ENTITY_IS_DELETED"})
+_MISSING = frozenset(
+    {"NOT_FOUND", "MALFORMED_ID", "INVALID_ID_FIELD", "INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"}
+)
 _ORDER = ("CreatedDate", "LastActivityDate", "LastModifiedDate")
 
 
@@ -58,7 +59,8 @@ def phone_search(rule: MatchByPhone) -> str:
     fields = ", ".join(["Id", *_ORDER, *(identifier(f, "field") for f in rule.fields)])
     returning = ", ".join(
         f"{identifier(o, 'object')}({fields}{' WHERE IsConverted = false' if o.lower() == 'lead' else ''})"
-        for o in rule.objects)
+        for o in rule.objects
+    )
     return f"FIND {{{' OR '.join(sosl_term(f) for f in forms)}}} IN PHONE FIELDS RETURNING {returning}"
 
 
@@ -67,10 +69,14 @@ def choose(records: list[dict[str, Any]], policy: str, sobject: str) -> dict[str
     if len(records) == 1:
         return records[0]
     if policy == "hold":
-        raise PermanentError(f"{len(records)} {sobject} records share the call's number and the mapping says hold",
-                             code="AMBIGUOUS_CONTACT", crm_message=(
-                                 f"{len(records)} {sobject} records match the number (if_several: hold); merge them "
-                                 "or set the CRM id in meta, then replay the event"))
+        raise PermanentError(
+            f"{len(records)} {sobject} records share the call's number and the mapping says hold",
+            code="AMBIGUOUS_CONTACT",
+            crm_message=(
+                f"{len(records)} {sobject} records match the number (if_several: hold); merge them "
+                "or set the CRM id in meta, then replay the event"
+            ),
+        )
     if policy == "most_recently_active":
         return max(records, key=lambda r: (r.get("LastActivityDate") or "", r.get("LastModifiedDate") or ""))
     return min(records, key=lambda r: (r.get("CreatedDate") or "9999", r.get("Id") or ""))
@@ -127,8 +133,9 @@ class ContactResolver:
         if cached is not None:
             return ActionResult(crm_id=cached, object=sobject, detail={**detail, "verified": "cached"})
         try:
-            record = self._connection.call(lambda sf: sf.restful(f"sobjects/{sobject}/{rule.id}",
-                                                                 params={"fields": "Id"}), where=f"get {sobject}")
+            record = self._connection.call(
+                lambda sf: sf.restful(f"sobjects/{sobject}/{rule.id}", params={"fields": "Id"}), where=f"get {sobject}"
+            )
         except SinkError as exc:
             if isinstance(exc, PermanentError) and (exc.status == 404 or exc.code in _MISSING):
                 return None
@@ -143,19 +150,26 @@ class ContactResolver:
         with self._lock:
             cached = self._phones.get_fresh(rule.e164)
         if cached is not None and cached[0].lower() in allowed:
-            return ActionResult(crm_id=cached[1], object=cached[0], detail={"matched_by": "phone",
-                                                                            "resolved_by": "sink_cache"})
+            return ActionResult(
+                crm_id=cached[1], object=cached[0], detail={"matched_by": "phone", "resolved_by": "sink_cache"}
+            )
         statement = phone_search(rule)
         answer = self._connection.call(lambda sf: sf.search(statement), where="search (SOSL)")
         records = [r for r in (answer or {}).get("searchRecords", []) if isinstance(r, dict)]
         for sobject in rule.objects:
-            matching = [r for r in records if _type_of(r) == sobject.lower()
-                        and any(same_number(r.get(f), rule.e164) for f in rule.fields)]
+            matching = [
+                r
+                for r in records
+                if _type_of(r) == sobject.lower() and any(same_number(r.get(f), rule.e164) for f in rule.fields)
+            ]
             if matching:
                 chosen = choose(matching, action.on_multiple, sobject)
                 self.remember(rule.e164, sobject, str(chosen["Id"]))
-                return ActionResult(crm_id=str(chosen["Id"]), object=sobject,
-                                    detail={"matched_by": "phone", "candidates": len(matching)})
+                return ActionResult(
+                    crm_id=str(chosen["Id"]),
+                    object=sobject,
+                    detail={"matched_by": "phone", "candidates": len(matching)},
+                )
         return None
 
     def _phone_rule(self, action: ResolveContact) -> MatchByPhone | None:
@@ -166,14 +180,16 @@ class ContactResolver:
         self._types.ensure([sobject])
         fitted = self._types.fit_body(sobject, dict(action.create_properties))
         body = fitted.values
-        answer = self._connection.call(lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", json=body),
-                                       where=f"create {sobject}")
+        answer = self._connection.call(
+            lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", json=body), where=f"create {sobject}"
+        )
         crm_id = str((answer or {}).get("id"))
         rule = self._phone_rule(action)
         if rule is not None:
             self.remember(rule.e164, sobject, crm_id)
-        return ActionResult(crm_id=crm_id, object=sobject, created=True,
-                            detail={"matched_by": "created", **fitted.detail()})
+        return ActionResult(
+            crm_id=crm_id, object=sobject, created=True, detail={"matched_by": "created", **fitted.detail()}
+        )
 
     def _find_created(self, action: ResolveContact) -> ActionResult | None:
         """The record an earlier create of this action wrote (SOQL: exact, and not subject to search lag)."""
@@ -192,5 +208,6 @@ class ContactResolver:
             return None
         crm_id = str(records[0]["Id"])
         self.remember(rule.e164, sobject, crm_id)
-        return ActionResult(crm_id=crm_id, object=sobject, created=True, detail={"matched_by": "created",
-                                                                                 "found_by": "query"})
+        return ActionResult(
+            crm_id=crm_id, object=sobject, created=True, detail={"matched_by": "created", "found_by": "query"}
+        )

@@ -26,10 +26,18 @@ DAILY_LIMIT_WAIT_S = 900.0
 every delivery would hit it, so the whole sink waits 15 minutes instead of burning each event's retry schedule."""
 CONCURRENCY_WAIT_S = 30.0
 """REQUEST_LIMIT_EXCEEDED for concurrent long-running requests ("ConcurrentPerOrgLongTxn"): clears in seconds."""
-TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG",
-                             "UNKNOWN_EXCEPTION"})
-AUTH_CODES = frozenset({"INVALID_SESSION_ID", "INVALID_AUTH_HEADER", "API_DISABLED_FOR_ORG",
-                        "API_CURRENTLY_DISABLED", "INVALID_OPERATION_WITH_EXPIRED_PASSWORD"})
+TRANSIENT_CODES = frozenset(
+    {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG", "UNKNOWN_EXCEPTION"}
+)
+AUTH_CODES = frozenset(
+    {
+        "INVALID_SESSION_ID",
+        "INVALID_AUTH_HEADER",
+        "API_DISABLED_FOR_ORG",
+        "API_CURRENTLY_DISABLED",
+        "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+    }
+)
 """Codes that fail every event alike until someone fixes the credentials or the org: pause, never dead-letter."""
 HALTED = "PROCESSING_HALTED"
 _FAILED_BEFORE_WRITING = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
@@ -49,8 +57,13 @@ def errors_of(content: Any) -> list[dict[str, Any]]:
     found = []
     for item in items:
         if isinstance(item, dict) and (item.get("errorCode") or item.get("statusCode")):
-            found.append({"errorCode": item.get("errorCode") or item.get("statusCode"),
-                          "message": str(item.get("message") or ""), "fields": list(item.get("fields") or [])})
+            found.append(
+                {
+                    "errorCode": item.get("errorCode") or item.get("statusCode"),
+                    "message": str(item.get("message") or ""),
+                    "fields": list(item.get("fields") or []),
+                }
+            )
     return found
 
 
@@ -61,11 +74,22 @@ def classify(status: int, content: Any, *, where: str) -> SinkError:
     code = first["errorCode"] if first else None
     message = (first["message"] if first else (content if isinstance(content, str) else "")) or f"HTTP {status}"
     fields = first["fields"] if first else []
-    summary = (f"Salesforce answered {status}" + (f" {code}" if code else "") + f" to {where}"
-               + (f" (fields: {', '.join(fields)})" if fields else ""))
-    kwargs: dict[str, Any] = {"status": status, "code": code, "crm_message": message[:4000],
-                              "details": [{"code": e["errorCode"], "message": e["message"], "fields": e["fields"]}
-                                          for e in errors if e["errorCode"] != HALTED]}
+    summary = (
+        f"Salesforce answered {status}"
+        + (f" {code}" if code else "")
+        + f" to {where}"
+        + (f" (fields: {', '.join(fields)})" if fields else "")
+    )
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "crm_message": message[:4000],
+        "details": [
+            {"code": e["errorCode"], "message": e["message"], "fields": e["fields"]}
+            for e in errors
+            if e["errorCode"] != HALTED
+        ],
+    }
     if code == "REQUEST_LIMIT_EXCEEDED":
         wait = CONCURRENCY_WAIT_S if "Concurrent" in message else DAILY_LIMIT_WAIT_S
         return RateLimited(summary, retry_after=wait, **kwargs)
@@ -98,8 +122,7 @@ def raise_for_composite(answer: Any, *, where: str) -> list[dict[str, Any]]:
         raise TransientError(f"Salesforce answered {where} without compositeResponse")
     failed = [r for r in responses if int(r.get("httpStatusCode") or 0) >= 300]
     if failed:
-        cause = next((r for r in failed if any(e["errorCode"] != HALTED for e in errors_of(r.get("body")))),
-                     failed[0])
+        cause = next((r for r in failed if any(e["errorCode"] != HALTED for e in errors_of(r.get("body")))), failed[0])
         raise classify(int(cause["httpStatusCode"]), cause.get("body"), where=f"{where} [{cause.get('referenceId')}]")
     return responses
 
@@ -117,13 +140,18 @@ def translated_errors(where: str) -> Iterator[None]:
         code = getattr(exc, "code", None)
         status = code if isinstance(code, int) else None
         kind = TransientError if status is not None and status >= 500 else AuthError
-        raise kind(f"Salesforce login failed ({code})", status=status, code=str(code) if code else None,
-                   crm_message=str(getattr(exc, "auth_message", "") or "")[:4000]) from exc
+        raise kind(
+            f"Salesforce login failed ({code})",
+            status=status,
+            code=str(code) if code else None,
+            crm_message=str(getattr(exc, "auth_message", "") or "")[:4000],
+        ) from exc
     except SalesforceError as exc:
         error = classify(int(exc.status), exc.content, where=where)
         if int(exc.status) >= 500 and type(error) is TransientError and error.code not in _FAILED_BEFORE_WRITING:
-            raise OutcomeUnknown(str(error), status=error.status, code=error.code,
-                                 crm_message=error.crm_message) from exc  # a 5xx may follow a commit
+            raise OutcomeUnknown(
+                str(error), status=error.status, code=error.code, crm_message=error.crm_message
+            ) from exc  # a 5xx may follow a commit
         raise error from exc
     except requests.ConnectTimeout as exc:
         raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
@@ -142,8 +170,14 @@ def might_have_written(exc: BaseException) -> bool:
 
 def soql_string(value: str) -> str:
     """A SOQL string literal (quotes and backslashes escaped, as the SOQL reference lists)."""
-    escaped = (value.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace("'", "\\'")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
     return f"'{escaped}'"
 
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
-
 from decimal import Decimal
+from typing import Any
 
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.sinks.fit import Fitted, Limit, fit_values
@@ -90,8 +89,7 @@ def _number(text: str) -> int | float | None:
         return None
 
 
-def describe_objects(connection: SalesforceConnection,
-                     names: list[str]) -> tuple[dict[str, Any], dict[str, SinkError]]:
+def describe_objects(connection: SalesforceConnection, names: list[str]) -> tuple[dict[str, Any], dict[str, SinkError]]:
     """``sobjects/{T}/describe`` of up to 25 objects in ONE API call: (bodies by name, failures by name).
 
     A failure of the whole request (outage, expired credentials) raises; a failure of one object (it does not
@@ -102,11 +100,20 @@ def describe_objects(connection: SalesforceConnection,
         body = connection.call(lambda sf: sf.restful(f"sobjects/{name}/describe"), where=f"describe {name}")
         return {name: body}, {}
     base = connection.base_path()
-    payload = {"allOrNone": False, "compositeRequest": [
-        {"method": "GET", "url": f"{base}/sobjects/{identifier(name, 'object')}/describe", "referenceId": f"describe{i}"}
-        for i, name in enumerate(names)]}
-    answer = connection.call(lambda sf: sf.restful("composite", method="POST", json=payload),
-                             where="describe (composite)")
+    payload = {
+        "allOrNone": False,
+        "compositeRequest": [
+            {
+                "method": "GET",
+                "url": f"{base}/sobjects/{identifier(name, 'object')}/describe",
+                "referenceId": f"describe{i}",
+            }
+            for i, name in enumerate(names)
+        ],
+    }
+    answer = connection.call(
+        lambda sf: sf.restful("composite", method="POST", json=payload), where="describe (composite)"
+    )
     described: dict[str, Any] = {}
     failures: dict[str, SinkError] = {}
     for name, sub in zip(names, (answer or {}).get("compositeResponse", []), strict=False):
@@ -129,11 +136,15 @@ class FieldTypes:
         """Lower-case object name → {lower-case field name: what it accepts}."""
         self._lock = threading.Lock()
 
-    def forget(self, sobject: str | None = None) -> None:
-        """Drop one object's cached describe (all when None): the next ``ensure`` describes it afresh. For callers
-        that learn the org changed (a field added, lengthened or removed: INVALID_FIELD)."""
+    def forget(self, sobject: str | None = None, fields: Iterable[str] = ()) -> None:
+        """Drop an object's cached describe (every object's when None), so the next ``ensure`` describes it afresh:
+        the org changed (a field added, lengthened or removed: INVALID_FIELD). With ``fields`` (the ones the org
+        refused as missing), only while the cached describe still lists one of them: it may be fresh already."""
         with self._lock:
             for name in [sobject.lower()] if sobject else list(self._types):
+                known = self._types.get(name)
+                if known is not None and fields and not any(f.lower() in known for f in fields):
+                    continue  # already described since the field went away
                 self._types.pop(name, None)
                 self._limits.pop(name, None)
 
@@ -162,8 +173,9 @@ class FieldTypes:
             for name, body in described.items():
                 fields = body.get("fields") if isinstance(body, dict) else None
                 self._types[name.lower()] = {str(f["name"]).lower(): str(f["type"]) for f in fields or []}
-                self._limits[name.lower()] = {str(f["name"]).lower(): limit for f in fields or []
-                                              if (limit := field_limit(f)) is not None}
+                self._limits[name.lower()] = {
+                    str(f["name"]).lower(): limit for f in fields or [] if (limit := field_limit(f)) is not None
+                }
             for name in extra:
                 if isinstance(failures.get(name), PermanentError):
                     self._types.setdefault(name.lower(), None)  # not ours to fail on; send its values unchanged
@@ -172,15 +184,6 @@ class FieldTypes:
                 raise failures[name]
             if name not in described:
                 raise TransientError(f"Salesforce answered describe {name} without its result")
-
-    def forget(self, sobject: str, fields: Iterable[str] = ()) -> None:
-        """Drop one object's types when they still list one of ``fields`` (all of them when none is given): the org
-        refused those fields as missing (schema drift), so the next write describes the object afresh."""
-        with self._lock:
-            known = self._types.get(sobject.lower())
-            if known is not None and fields and not any(f.lower() in known for f in fields):
-                return  # already described since the field went away
-            self._types.pop(sobject.lower(), None)
 
     def coerce_body(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
         """``values`` converted to their fields' types (unknown fields untouched: Salesforce's error names them)."""

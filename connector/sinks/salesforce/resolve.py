@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.phones import national_digits, number_forms, numbers_held, one_per_number
 from connector.plan import MatchByPhone, ResolveContact
+from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.salesforce.contacts import _ORDER, choose
 from connector.sinks.salesforce.errors import classify, identifier, sosl_term
-from connector.sinks.base import ActionResult, ExecutionContext
 
 if TYPE_CHECKING:
     from connector.sinks.salesforce.sink import SalesforceSink
@@ -79,24 +79,28 @@ def _single(sink: SalesforceSink, action: ResolveContact) -> Outcome:
 # -- finding existing records ---------------------------------------------------------------------------------
 
 
-def _find(sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int],
-          results: list[Outcome | None]) -> None:
+def _find(
+    sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+) -> None:
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
     for index in indexes:
         action, rule = actions[index], _rule(actions[index])
         cached = sink.contacts.cached(rule.e164)
         allowed = {o.lower() for o in rule.objects} | {(action.create_object or "").lower()}
         if cached is not None and cached[0].lower() in allowed:
-            results[index] = ActionResult(crm_id=cached[1], object=cached[0],
-                                          detail={"matched_by": "phone", "resolved_by": "sink_cache"})
+            results[index] = ActionResult(
+                crm_id=cached[1], object=cached[0], detail={"matched_by": "phone", "resolved_by": "sink_cache"}
+            )
             continue
         groups.setdefault((tuple(rule.objects), tuple(rule.fields)), []).append(index)
     for (objects, fields), members in groups.items():
         try:
             found = search_numbers(sink, list(objects), list(fields), [_rule(actions[i]).e164 for i in members])
         except PermanentError as exc:  # the org refused the batched SOSL: one search per number, as before
-            log.warning("batched SOSL refused; resolving one by one",
-                        extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status})
+            log.warning(
+                "batched SOSL refused; resolving one by one",
+                extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status},
+            )
             for index in members:
                 results[index] = _single(sink, actions[index])
             continue
@@ -104,8 +108,14 @@ def _find(sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list
             _pick(sink, actions[index], found, len(members), results, index)
 
 
-def _pick(sink: SalesforceSink, action: ResolveContact, found: dict[str, list[dict[str, Any]]], size: int,
-          results: list[Outcome | None], index: int) -> None:
+def _pick(
+    sink: SalesforceSink,
+    action: ResolveContact,
+    found: dict[str, list[dict[str, Any]]],
+    size: int,
+    results: list[Outcome | None],
+    index: int,
+) -> None:
     rule = _rule(action)
     records = found.get(rule.e164, [])
     for sobject in rule.objects:
@@ -118,8 +128,11 @@ def _pick(sink: SalesforceSink, action: ResolveContact, found: dict[str, list[di
             results[index] = exc
             return
         sink.contacts.remember(rule.e164, sobject, str(chosen["Id"]))
-        results[index] = ActionResult(crm_id=str(chosen["Id"]), object=sobject,
-                                      detail={"matched_by": "phone", "candidates": len(matching), "batch": size})
+        results[index] = ActionResult(
+            crm_id=str(chosen["Id"]),
+            object=sobject,
+            detail={"matched_by": "phone", "candidates": len(matching), "batch": size},
+        )
         return
 
 
@@ -132,7 +145,8 @@ def search_statements(objects: Sequence[str], fields: Sequence[str], numbers: Se
     columns = ", ".join(["Id", *_ORDER, *(identifier(f, "field") for f in fields)])
     returning = ", ".join(
         f"{identifier(o, 'object')}({columns}{' WHERE IsConverted = false' if o.lower() == 'lead' else ''})"
-        for o in objects)
+        for o in objects
+    )
     statements, terms = [], []
     for e164 in dict.fromkeys(numbers):
         forms = [sosl_term(f) for f in number_forms(e164)]
@@ -145,8 +159,9 @@ def search_statements(objects: Sequence[str], fields: Sequence[str], numbers: Se
     return [f"FIND {{{' OR '.join(t)}}} IN PHONE FIELDS RETURNING {returning}" for t in statements]
 
 
-def search_numbers(sink: SalesforceSink, objects: list[str], fields: list[str],
-                   numbers: list[str]) -> dict[str, list[dict[str, Any]]]:
+def search_numbers(
+    sink: SalesforceSink, objects: list[str], fields: list[str], numbers: list[str]
+) -> dict[str, list[dict[str, Any]]]:
     """E.164 → the records whose phone fields hold it (shared matcher), by as few SOSL searches as the limits let."""
     wanted = [n for n in dict.fromkeys(numbers) if number_forms(n)]
     by_national: dict[str, list[str]] = {}
@@ -158,11 +173,13 @@ def search_numbers(sink: SalesforceSink, objects: list[str], fields: list[str],
         part = queue.pop()
         records: list[dict[str, Any]] = []
         for statement in search_statements(objects, fields, part):
-            answer = sink.connection.call(lambda sf, q=statement: sf.search(q),  # type: ignore[misc]
-                                          where="search (SOSL, batched)")
+            answer = sink.connection.call(
+                lambda sf, q=statement: sf.search(q),  # type: ignore[misc]
+                where="search (SOSL, batched)",
+            )
             records += [r for r in (answer or {}).get("searchRecords", []) if isinstance(r, dict)]
         if len(records) >= SOSL_ROWS_MAX and len(part) > 1:  # maybe cut off: ask again in halves
-            queue += [part[:len(part) // 2], part[len(part) // 2:]]
+            queue += [part[: len(part) // 2], part[len(part) // 2 :]]
             continue
         for record in records:
             for e164 in numbers_held(record, fields, by_national):
@@ -173,26 +190,39 @@ def search_numbers(sink: SalesforceSink, objects: list[str], fields: list[str],
 # -- creating missing records -----------------------------------------------------------------------------------
 
 
-def _create(sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int],
-            results: list[Outcome | None]) -> None:
+def _create(
+    sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+) -> None:
     leaders, followers = one_per_number(
-        indexes, lambda index: (identifier(actions[index].create_object or "Lead", "object"), _rule(actions[index]).e164))
+        indexes,
+        lambda index: (identifier(actions[index].create_object or "Lead", "object"), _rule(actions[index]).e164),
+    )
     by_object: dict[str, list[int]] = {}
     for (sobject, _), index in leaders.items():
         by_object.setdefault(sobject, []).append(index)
     for sobject, members in by_object.items():
         sink.types.ensure([sobject])
         for start in range(0, len(members), COLLECTION_MAX):
-            _create_chunk(sink, sobject, actions, members[start:start + COLLECTION_MAX], results)
+            _create_chunk(sink, sobject, actions, members[start : start + COLLECTION_MAX], results)
     for leader, members in followers.items():
         outcome = results[leader]
         for index in members:
-            results[index] = outcome if not isinstance(outcome, ActionResult) else outcome.model_copy(
-                update={"created": False, "detail": {**outcome.detail, "matched_by": "created_in_batch"}})
+            results[index] = (
+                outcome
+                if not isinstance(outcome, ActionResult)
+                else outcome.model_copy(
+                    update={"created": False, "detail": {**outcome.detail, "matched_by": "created_in_batch"}}
+                )
+            )
 
 
-def _create_chunk(sink: SalesforceSink, sobject: str, actions: Sequence[ResolveContact], members: list[int],
-                  results: list[Outcome | None]) -> None:
+def _create_chunk(
+    sink: SalesforceSink,
+    sobject: str,
+    actions: Sequence[ResolveContact],
+    members: list[int],
+    results: list[Outcome | None],
+) -> None:
     fitted = {i: sink.types.fit_body(sobject, dict(actions[i].create_properties)) for i in members}
     records = [{"attributes": {"type": sobject}, **fitted[i].values} for i in members]
     keys = [actions[i].key for i in members]
@@ -204,8 +234,12 @@ def _create_chunk(sink: SalesforceSink, sobject: str, actions: Sequence[ResolveC
         if answer.get("success") and answer.get("id"):
             crm_id = str(answer["id"])
             sink.contacts.remember(rule.e164, sobject, crm_id)
-            results[index] = ActionResult(crm_id=crm_id, object=sobject, created=True, detail={
-                "matched_by": "created", "batch": len(members), **fitted[index].detail()})
+            results[index] = ActionResult(
+                crm_id=crm_id,
+                object=sobject,
+                created=True,
+                detail={"matched_by": "created", "batch": len(members), **fitted[index].detail()},
+            )
         elif answer.get("success"):
             sink.unsettle([actions[index].key])
             results[index] = TransientError(f"Salesforce saved {actions[index].key} without answering its id")
@@ -219,18 +253,26 @@ def _create_chunk(sink: SalesforceSink, sobject: str, actions: Sequence[ResolveC
         _resolve_duplicates(sink, sobject, actions, duplicates, results)
 
 
-def _resolve_duplicates(sink: SalesforceSink, sobject: str, actions: Sequence[ResolveContact], indexes: list[int],
-                        results: list[Outcome | None]) -> None:
+def _resolve_duplicates(
+    sink: SalesforceSink,
+    sobject: str,
+    actions: Sequence[ResolveContact],
+    indexes: list[int],
+    results: list[Outcome | None],
+) -> None:
     """Records a duplicate rule refused: the existing record with the number, found the single path's way for a
     lookup (SOSL, then a SOQL on the fields the create sets to the number: exact, and not subject to search lag),
     one by one (rare); else the refusal stands (the rule matched on something else than the number)."""
     for index in indexes:
         found = sink.contacts.resolve(actions[index], create=False)
         if found is not None and found.crm_id:
-            results[index] = found.model_copy(update={"created": False,
-                                                      "detail": {**found.detail, "matched_by": "duplicate_rule"}})
+            results[index] = found.model_copy(
+                update={"created": False, "detail": {**found.detail, "matched_by": "duplicate_rule"}}
+            )
             continue
         results[index] = PermanentError(
             f"Salesforce refused the new {sobject} as a duplicate, and no record with the call's number was found",
-            code=DUPLICATE, crm_message="a duplicate rule blocked the record the call needs; see the org's duplicate "
-                                        "rules, then replay the event")
+            code=DUPLICATE,
+            crm_message="a duplicate rule blocked the record the call needs; see the org's duplicate "
+            "rules, then replay the event",
+        )

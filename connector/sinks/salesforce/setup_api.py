@@ -45,15 +45,18 @@ class SalesforceSetupApi:
         CustomField: DeveloperName has no ``__c``; TableEnumOrId is the name of a standard object."""
         names = ", ".join(soql_string(identifier(o, "sObject")) for o in objects)
         soql = f"SELECT Id, DeveloperName, TableEnumOrId FROM CustomField WHERE TableEnumOrId IN ({names})"
-        answer = self.connection.call(lambda sf: sf.toolingexecute("query/", params={"q": soql}),
-                                      where="crm-setup: tooling query CustomField")
+        answer = self.connection.call(
+            lambda sf: sf.toolingexecute("query/", params={"q": soql}), where="crm-setup: tooling query CustomField"
+        )
         return {f"{r['TableEnumOrId']}.{r['DeveloperName']}__c".lower() for r in (answer or {}).get("records") or []}
 
     def create_field(self, full_name: str, metadata: dict[str, Any]) -> None:
         """Create one custom field (Tooling API); raises the SinkError Salesforce's refusal maps to."""
         body = {"FullName": full_name, "Metadata": metadata}
-        self.connection.call(lambda sf: sf.toolingexecute("sobjects/CustomField/", method="POST", data=body),
-                             where=f"crm-setup: create field {full_name}")
+        self.connection.call(
+            lambda sf: sf.toolingexecute("sobjects/CustomField/", method="POST", data=body),
+            where=f"crm-setup: create field {full_name}",
+        )
 
     def permission_set_id(self, name: str) -> str | None:
         soql = f"SELECT Id FROM PermissionSet WHERE Name = {soql_string(name)}"
@@ -62,28 +65,39 @@ class SalesforceSetupApi:
 
     def create_permission_set(self, name: str, label: str, description: str) -> str:
         body = {"Name": name, "Label": label, "Description": description}
-        answer = self.connection.call(lambda sf: sf.PermissionSet.create(body),
-                                      where="crm-setup: create permission set")
+        answer = self.connection.call(
+            lambda sf: sf.PermissionSet.create(body), where="crm-setup: create permission set"
+        )
         return str(answer["id"])
 
     def field_grants(self, permission_set_id: str) -> dict[str, FieldGrant]:
         """The set's field permissions by ``Object.Field`` (lower case)."""
-        soql = ("SELECT Id, Field, PermissionsRead, PermissionsEdit FROM FieldPermissions WHERE ParentId = "
-                f"{soql_string(record_id(permission_set_id))}")
+        soql = (
+            "SELECT Id, Field, PermissionsRead, PermissionsEdit FROM FieldPermissions WHERE ParentId = "
+            f"{soql_string(record_id(permission_set_id))}"
+        )
         records = self.connection.call(lambda sf: sf.query_all(soql), where="crm-setup: read field permissions")
-        return {str(r["Field"]).lower(): FieldGrant(str(r["Id"]), bool(r["PermissionsRead"]),
-                                                   bool(r["PermissionsEdit"])) for r in records["records"]}
+        return {
+            str(r["Field"]).lower(): FieldGrant(str(r["Id"]), bool(r["PermissionsRead"]), bool(r["PermissionsEdit"]))
+            for r in records["records"]
+        }
 
     def grant_field(self, permission_set_id: str, sobject: str, field: str) -> None:
         """Read and edit access to ``sobject.field`` in the set (field-level security)."""
-        body = {"ParentId": permission_set_id, "SobjectType": sobject, "Field": f"{sobject}.{field}",
-                "PermissionsRead": True, "PermissionsEdit": True}
+        body = {
+            "ParentId": permission_set_id,
+            "SobjectType": sobject,
+            "Field": f"{sobject}.{field}",
+            "PermissionsRead": True,
+            "PermissionsEdit": True,
+        }
         self.connection.call(lambda sf: sf.FieldPermissions.create(body), where="crm-setup: grant field access")
 
     def fix_grant(self, grant: FieldGrant) -> None:
         body = {"PermissionsRead": True, "PermissionsEdit": True}
-        self.connection.call(lambda sf: sf.FieldPermissions.update(record_id(grant.id), body),
-                             where="crm-setup: fix field access")
+        self.connection.call(
+            lambda sf: sf.FieldPermissions.update(record_id(grant.id), body), where="crm-setup: fix field access"
+        )
 
     def own_user_id(self) -> str:
         """The id of the user the connector's credentials act as: ``userinfo`` needs an OAuth token with an
@@ -98,12 +112,15 @@ class SalesforceSetupApi:
             return record_id(str((me or {}).get("id") or ""))
 
     def is_assigned(self, permission_set_id: str, user_id: str) -> bool:
-        soql = ("SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = "
-                f"{soql_string(record_id(permission_set_id))} AND AssigneeId = {soql_string(record_id(user_id))}")
+        soql = (
+            "SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = "
+            f"{soql_string(record_id(permission_set_id))} AND AssigneeId = {soql_string(record_id(user_id))}"
+        )
         answer = self.connection.call(lambda sf: sf.query(soql), where="crm-setup: find assignment")
         return bool(answer["records"])
 
     def assign(self, permission_set_id: str, user_id: str) -> None:
         body = {"PermissionSetId": permission_set_id, "AssigneeId": user_id}
-        self.connection.call(lambda sf: sf.PermissionSetAssignment.create(body),
-                             where="crm-setup: assign permission set")
+        self.connection.call(
+            lambda sf: sf.PermissionSetAssignment.create(body), where="crm-setup: assign permission set"
+        )

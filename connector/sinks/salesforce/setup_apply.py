@@ -19,12 +19,14 @@ login, the rate limit or an unreachable org stop set-up with SchemaAccessError, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from connector.config import SalesforceSinkSettings
-from connector.sinks.setup import Finding
-from connector.sinks.salesforce.setup_api import SalesforceSetupApi
+from connector.errors import PermanentError, SinkError
+from connector.mapping.loader import LoadedMapping
+from connector.mapping.writes import named_by_questions, wanted_properties
 from connector.sinks.salesforce.setup import (
     OWNED,
     PERMISSION_SET,
@@ -40,9 +42,8 @@ from connector.sinks.salesforce.setup import (
     permission_set_steps,
     write_package,
 )
-from connector.errors import PermanentError, SinkError
-from connector.mapping.loader import LoadedMapping
-from connector.mapping.writes import named_by_questions, wanted_properties
+from connector.sinks.salesforce.setup_api import SalesforceSetupApi
+from connector.sinks.setup import Finding
 
 _DUPLICATE = frozenset({"DUPLICATE_DEVELOPER_NAME", "DUPLICATE_VALUE"})
 
@@ -51,13 +52,20 @@ def not_allowed(exc: SinkError) -> bool:
     """Salesforce said this user lacks the permission (INSUFFICIENT_ACCESS_OR_READONLY and its siblings, or a 403
     that is not the API limit) [docs: StatusCode list, https://developer.salesforce.com/docs/atlas.en-us.api.meta/
     api/sforce_api_calls_concepts_core_data_objects.htm#statuscode]."""
-    return isinstance(exc, PermanentError) and (str(exc.code or "").startswith("INSUFFICIENT_ACCESS")
-                                                or exc.status == 403)
+    return isinstance(exc, PermanentError) and (
+        str(exc.code or "").startswith("INSUFFICIENT_ACCESS") or exc.status == 403
+    )
 
 
-def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMapping, *, sink: str = "salesforce",
-                         dry_run: bool = False, out: Path | None = None,
-                         questions: Sequence[str] = ()) -> SalesforceSetupReport:
+def run_salesforce_setup(
+    settings: SalesforceSinkSettings,
+    mapping: LoadedMapping,
+    *,
+    sink: str = "salesforce",
+    dry_run: bool = False,
+    out: Path | None = None,
+    questions: Sequence[str] = (),
+) -> SalesforceSetupReport:
     """Create the missing ``TwoX_*__c`` fields the mapping writes, and the custom fields its question section names
     (``question_fields.map``, and ``wildcard`` for each of ``questions``), grant the connector's user read and edit
     on them and report what is left; ``dry_run`` only reads. Raises SchemaAccessError when the org cannot be
@@ -73,8 +81,11 @@ def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMappin
             existing = api.existing_custom_fields(sorted(described)) if described else set()
         except PermanentError:  # no Tooling API access: what describe shows is all we know
             existing = {f"{o}.{n}" for o in described for n in _fields(org[o]) if n.endswith("__c")}
-        owned = {(w.object, w.name): w for w in wanted if w.object in described
-                 and (OWNED.match(w.name) or (named_by_questions(w) and w.name.endswith("__c")))}
+        owned = {
+            (w.object, w.name): w
+            for w in wanted
+            if w.object in described and (OWNED.match(w.name) or (named_by_questions(w) and w.name.endswith("__c")))
+        }
         missing: list[CustomFieldSpec] = []
         needs_access: list[str] = []
         for (obj, name), written in sorted(owned.items()):
@@ -95,10 +106,12 @@ def run_salesforce_setup(settings: SalesforceSinkSettings, mapping: LoadedMappin
         if report.changed and not dry_run:
             org = describe_on(connection, objects)  # check the result the way a delivery will see it
         handled = {tuple(f.split(".", 1)) for f in [*report.created, *report.granted]} | {
-            (s.object, s.name) for s in report.fields}
+            (s.object, s.name) for s in report.fields
+        }
         if dry_run or report.fields or report.manual:
-            report.problems += [f for f in _findings(mapping, wanted, org, sink)
-                                if (f.object, f.property) not in handled]
+            report.problems += [
+                f for f in _findings(mapping, wanted, org, sink) if (f.object, f.property) not in handled
+            ]
         else:
             report.problems += _findings(mapping, wanted, org, sink)
     return report
@@ -118,8 +131,9 @@ def _create_field(api: SalesforceSetupApi, spec: CustomFieldSpec, report: Salesf
         if exc.code in _DUPLICATE:  # created meanwhile (another run, an admin)
             report.already_present.append(spec.full_name)
             return True
-        report.problems.append(Finding("error", spec.object, spec.name, f"not created: {exc} "
-                                       f"({exc.crm_message or ''})", spec.places))
+        report.problems.append(
+            Finding("error", spec.object, spec.name, f"not created: {exc} ({exc.crm_message or ''})", spec.places)
+        )
         return False
     report.created.append(spec.full_name)
     return True
@@ -134,8 +148,11 @@ def _grant_access(api: SalesforceSetupApi, fields: list[str], report: Salesforce
             report.granted += fields
             report.assigned = True
             return
-        created = _allowed(lambda: api.create_permission_set(PERMISSION_SET, PERMISSION_SET_LABEL,
-                                                              "Lets the 2X call connector read and write its fields."))
+        created = _allowed(
+            lambda: api.create_permission_set(
+                PERMISSION_SET, PERMISSION_SET_LABEL, "Lets the 2X call connector read and write its fields."
+            )
+        )
         if created is None:
             report.created_permission_set = False
             report.manual += permission_set_steps(fields, create=True, assign=True)
@@ -148,8 +165,11 @@ def _grant_access(api: SalesforceSetupApi, fields: list[str], report: Salesforce
         if grant is not None and grant.read and grant.edit:
             continue
         obj, name = full_name.split(".", 1)
-        if report.dry_run or _allowed(lambda: api.fix_grant(grant) if grant else api.grant_field(permission_set, obj,
-                                                                                                   name)) is not None:
+        if (
+            report.dry_run
+            or _allowed(partial(api.fix_grant, grant) if grant else partial(api.grant_field, permission_set, obj, name))
+            is not None
+        ):
             report.granted.append(full_name)
         else:
             denied.append(full_name)

@@ -36,19 +36,13 @@ import logging
 import time
 from dataclasses import dataclass
 from dataclasses import field as _field
+from functools import partial
 from typing import Any, ClassVar
 
 from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.plan import Action, CloseCallbacks, CreateActivity, CreateTask, ResolveContact, UpdateContact
-from connector.sinks.salesforce.callbacks import (
-    close_callbacks,
-    close_callbacks_many,
-    do_not_call_many,
-    do_not_call_set,
-)
-from connector.sinks.salesforce.client import SalesforceConnection
-from connector.sinks.salesforce.contacts import ContactResolver
+from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 from connector.sinks.drift import (
     DriftPolicy,
     probe_held,
@@ -57,6 +51,14 @@ from connector.sinks.drift import (
     refused_in,
     skipped_detail,
 )
+from connector.sinks.salesforce.callbacks import (
+    close_callbacks,
+    close_callbacks_many,
+    do_not_call_many,
+    do_not_call_set,
+)
+from connector.sinks.salesforce.client import SalesforceConnection
+from connector.sinks.salesforce.contacts import ContactResolver
 from connector.sinks.salesforce.errors import (
     HALTED,
     OutcomeUnknown,
@@ -69,7 +71,6 @@ from connector.sinks.salesforce.errors import (
     soql_string,
 )
 from connector.sinks.salesforce.fields import FieldTypes, describe_objects
-from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 
 log = logging.getLogger(__name__)
 MAX_SUBREQUESTS = 25
@@ -94,13 +95,17 @@ class Prepared:
 class SalesforceSink:
     """Executes plans against a Salesforce org through simple-salesforce (see the module docstring)."""
 
-    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(requests_per_window=None, combine_actions=True,
-                                                                max_batch=200)
+    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(
+        requests_per_window=None, combine_actions=True, max_batch=200
+    )
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name
-        self.settings = (settings if isinstance(settings, SalesforceSinkSettings)
-                         else SalesforceSinkSettings.model_validate(settings.model_dump()))
+        self.settings = (
+            settings
+            if isinstance(settings, SalesforceSinkSettings)
+            else SalesforceSinkSettings.model_validate(settings.model_dump())
+        )
         self.connection = SalesforceConnection(name, self.settings)
         self.types = FieldTypes(self.connection)
         self.contacts = ContactResolver(self.connection, self.types)
@@ -143,9 +148,10 @@ class SalesforceSink:
                     self._uncertain.pop(action.key, None)
         pending = [(i, a) for i, a in enumerate(actions) if results[i] is None]
         for start in range(0, len(pending), MAX_SUBREQUESTS):
-            chunk = pending[start:start + MAX_SUBREQUESTS]
-            for index, result in zip([i for i, _ in chunk], self._composite([a for _, a in chunk], context),
-                                     strict=True):
+            chunk = pending[start : start + MAX_SUBREQUESTS]
+            for index, result in zip(
+                [i for i, _ in chunk], self._composite([a for _, a in chunk], context), strict=True
+            ):
                 results[index] = result
         return [r for r in results if r is not None]
 
@@ -197,8 +203,9 @@ class SalesforceSink:
     # -- resolving -----------------------------------------------------------------------------------------------
 
     def _resolve(self, action: ResolveContact) -> ActionResult:
-        result = self.contacts.resolve(action, create=action.on_no_match == "create",
-                                       recheck=self._is_uncertain(action.key))
+        result = self.contacts.resolve(
+            action, create=action.on_no_match == "create", recheck=self._is_uncertain(action.key)
+        )
         assert result is not None
         self._uncertain.pop(action.key, None)
         return result
@@ -208,9 +215,14 @@ class SalesforceSink:
     def _composite(self, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
         contact = context.contact()
         contact_object = contact.object if contact and contact.crm_id else None
-        self.types.ensure(o for o in (*(a.object for a in actions if isinstance(a, _Write)),
-                                      *(a.object or contact_object for a in actions if isinstance(a, UpdateContact)))
-                          if o)
+        self.types.ensure(
+            o
+            for o in (
+                *(a.object for a in actions if isinstance(a, _Write)),
+                *(a.object or contact_object for a in actions if isinstance(a, UpdateContact)),
+            )
+            if o
+        )
         results: list[ActionResult | None] = []
         ready: dict[str, tuple[int, Action, Prepared]] = {}
         for index, action in enumerate(actions):
@@ -221,20 +233,26 @@ class SalesforceSink:
         skipped: dict[str, dict[str, str]] = {reference: {} for reference in ready}
         keys = [a.key for a in actions]
         while ready:
-            subrequests = {reference: self._subrequest(prepared, reference, skipped[reference])
-                           for reference, (_, _, prepared) in ready.items()}
+            subrequests = {
+                reference: self._subrequest(prepared, reference, skipped[reference])
+                for reference, (_, _, prepared) in ready.items()
+            }
             for reference in [r for r, sub in subrequests.items() if not sub["body"]]:  # every field refused
                 index, action, prepared = ready.pop(reference)
-                results[index] = ActionResult(crm_id=prepared.record_id, object=prepared.sobject, skipped=True,
-                                              detail=skipped_detail({"reason": "no_field_left", **prepared.fitted},
-                                                                    skipped[reference]))
+                results[index] = ActionResult(
+                    crm_id=prepared.record_id,
+                    object=prepared.sobject,
+                    skipped=True,
+                    detail=skipped_detail({"reason": "no_field_left", **prepared.fitted}, skipped[reference]),
+                )
                 del subrequests[reference]
             if not subrequests:
                 break
-            payload = {"allOrNone": True, "collateSubrequests": False,
-                       "compositeRequest": list(subrequests.values())}
-            answer = self._guarded(keys, lambda: self.connection.call(
-                lambda sf: sf.restful("composite", method="POST", json=payload), where="composite"))
+            payload = {"allOrNone": True, "collateSubrequests": False, "compositeRequest": list(subrequests.values())}
+            answer = self._guarded(
+                keys,
+                partial(self.connection.call, partial(_post_composite, payload=payload), where="composite"),
+            )
             drift = self._refused_in_composite(answer, subrequests)
             if drift is not None:  # allOrNone rolled everything back: send it again without the refused fields
                 reference, refused = drift
@@ -247,15 +265,15 @@ class SalesforceSink:
             for key in keys:
                 self._uncertain.pop(key, None)
             for reference, (index, action, prepared) in ready.items():
-                result = self._result(action, contact, subrequests[reference]["body"],
-                                      responses.get(reference) or {}, skipped[reference])
+                result = self._result(
+                    action, contact, subrequests[reference]["body"], responses.get(reference) or {}, skipped[reference]
+                )
                 results[index] = with_fit(result, prepared.fitted)  # fitting: what was cut or clamped
             break
         return [r if r is not None else ActionResult(skipped=True) for r in results]
 
     @staticmethod
-    def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]
-                              ) -> tuple[str, dict[str, str]] | None:
+    def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
         """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields
         the org lacks (or may not write); None for any other answer, which ``raise_for_composite`` judges."""
         responses = answer.get("compositeResponse") if isinstance(answer, dict) else None
@@ -305,31 +323,45 @@ class SalesforceSink:
             sobject = identifier(action.object or contact.object, "object")
             # The engine already drops fields meant for the other object (Lead Status on a Contact); so does this,
             # because sending one is INVALID_FIELD and would roll the whole composite back.
-            fields = {identifier(f.property, "field"): f.value for f in action.fields
-                      if not f.objects or sobject.lower() in (o.lower() for o in f.objects)}
+            fields = {
+                identifier(f.property, "field"): f.value
+                for f in action.fields
+                if not f.objects or sobject.lower() in (o.lower() for o in f.objects)
+            }
             if not fields:
-                return ActionResult(crm_id=contact.crm_id, object=sobject, skipped=True,
-                                    detail={"reason": "no_fields_for_object"})
+                return ActionResult(
+                    crm_id=contact.crm_id, object=sobject, skipped=True, detail={"reason": "no_fields_for_object"}
+                )
             fit = self.types.fit_body(sobject, fields)  # fitting: every value fits its field
             return Prepared(sobject, record_id(contact.crm_id), fit.values, fit.detail())
         raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     @staticmethod
-    def _result(action: Action, contact: ActionResult | None, sent: dict[str, Any],
-                response: dict[str, Any], skipped: dict[str, str]) -> ActionResult:
+    def _result(
+        action: Action,
+        contact: ActionResult | None,
+        sent: dict[str, Any],
+        response: dict[str, Any],
+        skipped: dict[str, str],
+    ) -> ActionResult:
         if isinstance(action, UpdateContact):
             assert contact is not None
-            return ActionResult(crm_id=contact.crm_id, object=action.object or contact.object,
-                                detail=skipped_detail({"fields": sorted(sent)}, skipped))
+            return ActionResult(
+                crm_id=contact.crm_id,
+                object=action.object or contact.object,
+                detail=skipped_detail({"fields": sorted(sent)}, skipped),
+            )
         body = response.get("body") if isinstance(response.get("body"), dict) else {}
         crm_id = (body or {}).get("id")
         if not crm_id:
             raise TransientError(f"Salesforce answered the composite without the id of {action.key}")
-        return ActionResult(crm_id=str(crm_id), object=getattr(action, "object", None), created=True,
-                            detail=skipped_detail({}, skipped))
+        return ActionResult(
+            crm_id=str(crm_id), object=getattr(action, "object", None), created=True, detail=skipped_detail({}, skipped)
+        )
 
-    def collection(self, method: str, records: list[dict[str, Any]], keys: list[str], *,
-                   where: str) -> list[dict[str, Any]]:
+    def collection(
+        self, method: str, records: list[dict[str, Any]], keys: list[str], *, where: str
+    ) -> list[dict[str, Any]]:
         """``POST``/``PATCH composite/sobjects`` with ``allOrNone: false``: one SaveResult per record, in order.
 
         ``keys``: the creates among the records; they become uncertain when the answer is lost (or unreadable,
@@ -338,10 +370,14 @@ class SalesforceSink:
         payload = {"allOrNone": False, "records": records}
 
         def send() -> list[dict[str, Any]]:
-            answer = self.connection.call(lambda sf: sf.restful("composite/sobjects", method=method, json=payload),
-                                          where=where)
-            if not isinstance(answer, list) or len(answer) != len(records) or not all(
-                    isinstance(a, dict) for a in answer):
+            answer = self.connection.call(
+                lambda sf: sf.restful("composite/sobjects", method=method, json=payload), where=where
+            )
+            if (
+                not isinstance(answer, list)
+                or len(answer) != len(records)
+                or not all(isinstance(a, dict) for a in answer)
+            ):
                 raise OutcomeUnknown(f"Salesforce answered {where} without one result per record")
             return answer
 
@@ -382,8 +418,9 @@ class SalesforceSink:
             for record in (answer or {}).get("records") or []:
                 for action in group:
                     if record.get(field) == action.idempotency_key and action.key not in found:
-                        found[action.key] = ActionResult(crm_id=str(record["Id"]), object=sobject,
-                                                         detail={"found_by": field})
+                        found[action.key] = ActionResult(
+                            crm_id=str(record["Id"]), object=sobject, detail={"found_by": field}
+                        )
         return found
 
     # -- answers that may have been lost ---------------------------------------------------------------------
@@ -407,6 +444,11 @@ class SalesforceSink:
 def with_fit(result: ActionResult, fitted: dict[str, list[str]] | None) -> ActionResult:
     """The result with the names of the fields that were cut or clamped to fit (audit trail)."""
     return result.model_copy(update={"detail": {**result.detail, **fitted}}) if fitted else result
+
+
+def _post_composite(sf: Any, *, payload: dict[str, Any]) -> Any:
+    """One Composite request (allOrNone) on a simple-salesforce connection."""
+    return sf.restful("composite", method="POST", json=payload)
 
 
 def factory(name: str, settings: Any) -> SalesforceSink:

@@ -20,8 +20,13 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-_WIDENED = [("events", "event_id", 128), ("events", "end_reason", 64), ("deliveries", "event_id", 128),
-            ("quarantine", "event_id", 128), ("field_state", "event_id", 128)]
+_WIDENED = [
+    ("events", "event_id", 128),
+    ("events", "end_reason", 64),
+    ("deliveries", "event_id", 128),
+    ("quarantine", "event_id", 128),
+    ("field_state", "event_id", 128),
+]
 
 
 def upgrade() -> None:
