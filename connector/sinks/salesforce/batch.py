@@ -26,17 +26,16 @@ before either was written, so without this a lower-ranked outcome could overwrit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.mapping.precedence import WrittenField, may_write
-from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
+from connector.plan import Action, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import SKIPPED, protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import classify
-
-if TYPE_CHECKING:
-    from connector.sinks.salesforce.sink import Prepared, SalesforceSink
+from connector.sinks.salesforce.records import Prepared, Write
 
 Outcome = ActionResult | SinkError
 Item = tuple[Action, ExecutionContext]
@@ -47,23 +46,22 @@ MAX_RECORDS = 200
 """sObject Collections' limit per request."""
 LOOKUP_KEYS = 100
 """Keys per SOQL lookup: keeps the query URL short and its LIMIT 200 above any plausible number of matches."""
-_Write = CreateActivity | CreateTask
 
 
-def execute_batch(sink: SalesforceSink, items: list[Item]) -> list[Outcome]:
+def execute_batch(parts: Collaborators, items: list[Item]) -> list[Outcome]:
     """One result, or a per-item SinkError, for each (action, context), in order.
 
     Raises a SinkError other than PermanentError (outage, rate limit, expired credentials) for the whole batch.
     """
     results: list[Outcome | None] = [None] * len(items)
     try:
-        _run(sink, items, results)
+        _run(parts, items, results)
     except BaseException:
-        sink.unsettle(
+        parts.uncertain.mark(
             [
                 items[i][0].key
                 for i, r in enumerate(results)
-                if isinstance(r, ActionResult) and isinstance(items[i][0], _Write)
+                if isinstance(r, ActionResult) and isinstance(items[i][0], Write)
             ]
         )
         raise
@@ -71,33 +69,33 @@ def execute_batch(sink: SalesforceSink, items: list[Item]) -> list[Outcome]:
     return results  # type: ignore[return-value]
 
 
-def _run(sink: SalesforceSink, items: list[Item], results: list[Outcome | None]) -> None:
-    creates = [i for i, (a, _) in enumerate(items) if isinstance(a, _Write)]
+def _run(parts: Collaborators, items: list[Item], results: list[Outcome | None]) -> None:
+    creates = [i for i, (a, _) in enumerate(items) if isinstance(a, Write)]
     updates = [i for i, (a, _) in enumerate(items) if isinstance(a, UpdateContact)]
     for index in set(range(len(items))) - set(creates) - set(updates):
-        results[index] = _single(sink, *items[index])
+        results[index] = _single(parts, *items[index])
     try:
-        sink.types.ensure(o for o in (_object_of(*items[i]) for i in creates + updates) if o)
+        parts.types.ensure(o for o in (_object_of(*items[i]) for i in creates + updates) if o)
     except PermanentError:  # the mapping names an object the org lacks: the single path says which item fails
         for index in creates + updates:
-            results[index] = _single(sink, *items[index])
+            results[index] = _single(parts, *items[index])
         return
-    _recheck(sink, [i for i in creates if sink.is_uncertain(items[i][0].key)], items, results)
-    _create(sink, [i for i in creates if results[i] is None], items, results)
-    _update(sink, updates, items, results)
+    _recheck(parts, [i for i in creates if items[i][0].key in parts.uncertain], items, results)
+    _create(parts, [i for i in creates if results[i] is None], items, results)
+    _update(parts, updates, items, results)
 
 
 def _object_of(action: Action, context: ExecutionContext) -> str | None:
-    if isinstance(action, _Write):
+    if isinstance(action, Write):
         return action.object
     contact = context.contact()
     return getattr(action, "object", None) or (contact.object if contact else None)
 
 
-def _single(sink: SalesforceSink, action: Action, context: ExecutionContext) -> Outcome:
+def _single(parts: Collaborators, action: Action, context: ExecutionContext) -> Outcome:
     """The single, looked-up Composite path for one item; its PermanentError is that item's result."""
     try:
-        return sink.execute(action, context)
+        return parts.execute_one(action, context)
     except PermanentError as exc:
         return exc
 
@@ -110,24 +108,24 @@ def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
 # -- creates --------------------------------------------------------------------------------------------------
 
 
-def _recheck(sink: SalesforceSink, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
+def _recheck(parts: Collaborators, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
     """Creates this process may have written without hearing back: found ones are answered, the rest are known
     to be absent and are written with the others."""
     for chunk in _chunks(indexes, LOOKUP_KEYS):
         actions = [items[i][0] for i in chunk]
-        found = sink.find_written([a for a in actions if isinstance(a, _Write)])
+        found = parts.find_written([a for a in actions if isinstance(a, Write)])
         for index, action in zip(chunk, actions, strict=True):
             if action.key in found:
                 results[index] = found[action.key]
-        sink.settle([a.key for a in actions])
+        parts.uncertain.settle([a.key for a in actions])
 
 
-def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
+def _create(parts: Collaborators, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
     ready: list[tuple[int, Prepared]] = []
     for index in indexes:
         action, context = items[index]
         try:
-            prepared = sink.prepare_write(action, context.contact())
+            prepared = parts.prepare(action, context.contact())
         except PermanentError as exc:
             results[index] = exc
             continue
@@ -138,13 +136,13 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
         keys = [items[i][0].key for i, _ in ordered]
         try:
             answers, skipped = _send_collection(
-                sink, "POST", [(i, items[i][0], p) for i, p in ordered], keys, where="create (sObject Collections)"
+                parts, "POST", [(i, items[i][0], p) for i, p in ordered], keys, where="create (sObject Collections)"
             )
         except PermanentError:  # refused as a whole: find the bad record by sending them one by one
             for index, _ in ordered:
-                results[index] = _single(sink, *items[index])
+                results[index] = _single(parts, *items[index])
             continue
-        sink.settle(keys)
+        parts.uncertain.settle(keys)
         for (index, prepared), answer in zip(ordered, answers, strict=True):
             key = items[index][0].key
             if answer.get("success") and answer.get("id"):
@@ -155,24 +153,24 @@ def _create(sink: SalesforceSink, indexes: list[int], items: list[Item], results
                     detail=skipped_detail({"batch": len(ordered), **prepared.fitted}, skipped[index]),
                 )
             elif answer.get("success"):  # saved, but we do not know its id: look it up on the retry
-                sink.unsettle([key])
+                parts.uncertain.mark([key])
                 results[index] = TransientError(f"Salesforce saved {key} without answering its id")
             else:
                 error = classify(400, answer.get("errors"), where=f"create {prepared.sobject} [{key}]")
                 # refused for a field alone (e.g. field-level security): the single path leaves that field out
-                results[index] = _single(sink, *items[index]) if refusals(error) else error
+                results[index] = _single(parts, *items[index]) if refusals(error) else error
 
 
 # -- updates --------------------------------------------------------------------------------------------------
 
 
-def _update(sink: SalesforceSink, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
+def _update(parts: Collaborators, indexes: list[int], items: list[Item], results: list[Outcome | None]) -> None:
     """Updates in rounds: round n holds the n-th update of each record, so no request names a record twice."""
     queues: dict[Record, list[int]] = {}
     for index in indexes:
         contact = items[index][1].contact()
         if contact is None or not contact.crm_id or not contact.object:
-            results[index] = _single(sink, *items[index])  # NO_CONTACT, as the single path says
+            results[index] = _single(parts, *items[index])  # NO_CONTACT, as the single path says
             continue
         queues.setdefault((contact.object.lower(), contact.crm_id[:15]), []).append(index)
     written: dict[Record, dict[str, WrittenField]] = {}
@@ -195,7 +193,7 @@ def _update(sink: SalesforceSink, indexes: list[int], items: list[Item], results
                 )
                 continue
             try:
-                prepared = sink.prepare_write(allowed, context.contact())
+                prepared = parts.prepare(allowed, context.contact())
             except PermanentError as exc:
                 results[index] = exc
                 continue
@@ -204,7 +202,7 @@ def _update(sink: SalesforceSink, indexes: list[int], items: list[Item], results
                 continue
             ready.append((record, index, allowed, prepared))
         for chunk in _chunks(ready, MAX_RECORDS):
-            _send_updates(sink, chunk, items, results, written)
+            _send_updates(parts, chunk, items, results, written)
 
 
 def record_crm_id(context: ExecutionContext) -> str | None:
@@ -221,7 +219,7 @@ def _after(action: UpdateContact, earlier: dict[str, WrittenField]) -> UpdateCon
 
 
 def _send_updates(
-    sink: SalesforceSink,
+    parts: Collaborators,
     chunk: list[tuple[Record, int, UpdateContact, Prepared]],
     items: list[Item],
     results: list[Outcome | None],
@@ -230,11 +228,11 @@ def _send_updates(
     ordered = sorted(chunk, key=lambda r: r[3].sobject.lower())
     try:
         answers, skipped = _send_collection(
-            sink, "PATCH", [(i, a, p) for _, i, a, p in ordered], [], where="update (sObject Collections)"
+            parts, "PATCH", [(i, a, p) for _, i, a, p in ordered], [], where="update (sObject Collections)"
         )
     except PermanentError:  # refused as a whole (e.g. a field the org lacks): one by one, each its own error
         for record, index, allowed, _ in ordered:
-            results[index] = outcome = _single(sink, allowed, items[index][1])
+            results[index] = outcome = _single(parts, allowed, items[index][1])
             if isinstance(outcome, ActionResult):
                 _remember(written, record, allowed, items[index][0].key, outcome.detail.get(SKIPPED) or {})
         return
@@ -242,7 +240,7 @@ def _send_updates(
         action = items[index][0]
         if not answer.get("success"):
             error = classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]")
-            results[index] = outcome = _single(sink, allowed, items[index][1]) if refusals(error) else error
+            results[index] = outcome = _single(parts, allowed, items[index][1]) if refusals(error) else error
             if isinstance(outcome, ActionResult):
                 _remember(written, record, allowed, action.key, outcome.detail.get(SKIPPED) or {})
             continue
@@ -271,7 +269,7 @@ def _remember(
 
 
 def _send_collection(
-    sink: SalesforceSink, method: str, chunk: list[tuple[int, Action, Prepared]], keys: list[str], *, where: str
+    parts: Collaborators, method: str, chunk: list[tuple[int, Action, Prepared]], keys: list[str], *, where: str
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, str]]]:
     """One sObject Collections request; when the org refuses it as a whole for fields it lacks (INVALID_FIELD
     is a deserialization error, so no record is saved), the same request again without them, in this delivery.
@@ -290,7 +288,7 @@ def _send_collection(
             for i, _, p in chunk
         ]
         try:
-            return sink.collection(method, records, keys, where=where), skipped
+            return parts.collection(method, records, keys, where=where), skipped
         except PermanentError as exc:
             found = refusals(exc)
             hits = {i: refused_in(found, [k for k in p.body if k not in skipped[i]], p.sobject) for i, _, p in chunk}
@@ -299,8 +297,8 @@ def _send_collection(
                 raise
             for index, action, prepared in chunk:
                 if index in hits:
-                    sink.drift.check(prepared.sobject, hits[index], protected_fields(action))
+                    parts.drift.check(prepared.sobject, hits[index], protected_fields(action))
             for index, _, prepared in chunk:
                 if index in hits:
                     skipped[index].update(hits[index])
-                    sink.types.forget(prepared.sobject, hits[index])
+                    parts.types.forget(prepared.sobject, hits[index])

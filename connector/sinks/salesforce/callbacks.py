@@ -19,15 +19,16 @@ https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resourc
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from simple_salesforce.format import format_soql
 
 from connector.errors import PermanentError, SinkError
 from connector.plan import CloseCallbacks, CreateTask
 from connector.sinks.base import ActionResult, ExecutionContext
-from connector.sinks.salesforce.errors import classify, identifier, record_id, soql_string
-
-if TYPE_CHECKING:
-    from connector.sinks.salesforce.sink import SalesforceSink
+from connector.sinks.salesforce.client import SalesforceConnection
+from connector.sinks.salesforce.collaborators import Collaborators
+from connector.sinks.salesforce.errors import classify, identifier, record_id
 
 MAX_RECORDS = 200
 """sObject Collections' limit per request; also how many ids go into one ``IN (…)``."""
@@ -37,7 +38,7 @@ Item = tuple[Any, ExecutionContext]
 Outcome = ActionResult | SinkError
 
 
-def do_not_call_set(sink: SalesforceSink, action: CreateTask, context: ExecutionContext) -> str | None:
+def do_not_call_set(connection: SalesforceConnection, action: CreateTask, context: ExecutionContext) -> str | None:
     """The first of the task's do-not-call fields that is true on the contact's record in Salesforce, else None.
 
     Reads the whole record (``GET sobjects/<object>/<id>``): asking for named fields with ``?fields=`` would fail
@@ -48,11 +49,13 @@ def do_not_call_set(sink: SalesforceSink, action: CreateTask, context: Execution
         return None
     sobject = identifier(contact.object, "object")
     path = f"sobjects/{sobject}/{record_id(contact.crm_id)}"
-    record = sink.connection.call(lambda sf: sf.restful(path), where=f"read {sobject}") or {}
+    record = connection.call(lambda sf: sf.restful(path), where=f"read {sobject}") or {}
     return _true_field(record, action.unless_do_not_call)
 
 
-def do_not_call_many(sink: SalesforceSink, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+def do_not_call_many(
+    connection: SalesforceConnection, items: list[tuple[CreateTask, ExecutionContext]]
+) -> list[str | None]:
     """``do_not_call_set`` for many callback Tasks: one SOQL per contact object and 200 ids. A field the object
     lacks makes SOQL fail as a whole (INVALID_FIELD): then each item is read on its own, which never fails so."""
     answers: list[str | None] = [None] * len(items)
@@ -66,18 +69,20 @@ def do_not_call_many(sink: SalesforceSink, items: list[tuple[CreateTask, Executi
         for start in range(0, len(indexes), MAX_RECORDS):
             chunk = indexes[start : start + MAX_RECORDS]
             ids = {_id15(record_id(items[i][1].contact().crm_id or "")) for i in chunk}  # type: ignore[union-attr]
-            soql = (
-                f"SELECT Id, {', '.join(dict.fromkeys(fields))} FROM {sobject} "
-                f"WHERE Id IN ({', '.join(soql_string(i) for i in sorted(ids))})"
+            soql = format_soql(
+                "SELECT Id, {fields:literal} FROM {sobject:literal} WHERE Id IN {ids}",
+                fields=", ".join(dict.fromkeys(fields)),
+                sobject=sobject,
+                ids=sorted(ids),
             )
             try:
-                answer = sink.connection.call(
+                answer = connection.call(
                     lambda sf, q=soql: sf.query_all(q),  # type: ignore[misc]
                     where=f"query {sobject} do-not-call",
                 )
             except PermanentError:
                 for index in chunk:
-                    answers[index] = do_not_call_set(sink, *items[index])
+                    answers[index] = do_not_call_set(connection, *items[index])
                 continue
             by_id = {_id15(str(r.get("Id"))): r for r in (answer or {}).get("records") or []}
             for index in chunk:
@@ -86,15 +91,15 @@ def do_not_call_many(sink: SalesforceSink, items: list[tuple[CreateTask, Executi
     return answers
 
 
-def close_callbacks(sink: SalesforceSink, action: CloseCallbacks, context: ExecutionContext) -> ActionResult:
+def close_callbacks(parts: Collaborators, action: CloseCallbacks, context: ExecutionContext) -> ActionResult:
     """Close every open Task the connector created for the contact (see the module docstring)."""
-    [outcome] = close_callbacks_many(sink, [(action, context)])
+    [outcome] = close_callbacks_many(parts, [(action, context)])
     if isinstance(outcome, SinkError):
         raise outcome
     return outcome
 
 
-def close_callbacks_many(sink: SalesforceSink, items: list[Item]) -> list[Outcome]:
+def close_callbacks_many(parts: Collaborators, items: list[Item]) -> list[Outcome]:
     """``close_callbacks`` for many do-not-call events at once: one SOQL and one Collections PATCH per 200
     contacts. A Task Salesforce refuses to close fails only its own event's action."""
     results: list[Outcome | None] = [None] * len(items)
@@ -119,12 +124,12 @@ def close_callbacks_many(sink: SalesforceSink, items: list[Item]) -> list[Outcom
         groups.setdefault(shape, []).append(index)
     for indexes in groups.values():
         for start in range(0, len(indexes), MAX_RECORDS):
-            _close_group(sink, items, indexes[start : start + MAX_RECORDS], results)
+            _close_group(parts, items, indexes[start : start + MAX_RECORDS], results)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
 
-def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], results: list[Outcome | None]) -> None:
+def _close_group(parts: Collaborators, items: list[Item], indexes: list[int], results: list[Outcome | None]) -> None:
     action: CloseCallbacks = items[indexes[0]][0]
     sobject = identifier(action.object, "object")
     field = identifier(action.idempotency_property, "field")
@@ -136,13 +141,17 @@ def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], re
         contact = items[index][1].contact()
         assert contact is not None and contact.crm_id
         by_who.setdefault(_id15(record_id(contact.crm_id)), []).append(index)
-    pattern = soql_string(f"{action.key_prefix}%{action.key_marker}%")
-    selected = ", ".join(dict.fromkeys(["Id", "WhoId", field, *([subject] if subject else [])]))
-    soql = (
-        f"SELECT {selected} FROM {sobject} WHERE WhoId IN ({', '.join(soql_string(w) for w in sorted(by_who))}) "
-        f"AND IsClosed = false AND {field} LIKE {pattern} ORDER BY CreatedDate"
+    soql = format_soql(
+        "SELECT {selected:literal} FROM {sobject:literal} WHERE WhoId IN {who} "
+        "AND IsClosed = false AND {field:literal} LIKE '{prefix:like}%{marker:like}%' ORDER BY CreatedDate",
+        selected=", ".join(dict.fromkeys(["Id", "WhoId", field, *([subject] if subject else [])])),
+        sobject=sobject,
+        who=sorted(by_who),
+        field=field,
+        prefix=action.key_prefix,
+        marker=action.key_marker,
     )
-    answer = sink.connection.call(lambda sf: sf.query_all(soql), where=f"query open {sobject}")
+    answer = parts.connection.call(lambda sf: sf.query_all(soql), where=f"query open {sobject}")
     records = [
         r
         for r in (answer or {}).get("records") or []
@@ -153,7 +162,7 @@ def _close_group(sink: SalesforceSink, items: list[Item], indexes: list[int], re
     for start in range(0, len(records), MAX_RECORDS):
         chunk = records[start : start + MAX_RECORDS]
         bodies = [_body(sobject, r, action, subject) for r in chunk]
-        answers = sink.collection("PATCH", bodies, [], where=f"close {sobject} (sObject Collections)")
+        answers = parts.collection("PATCH", bodies, [], where=f"close {sobject} (sObject Collections)")
         for record, saved in zip(chunk, answers, strict=True):
             who = _id15(str(record.get("WhoId")))
             errors = saved.get("errors") or []

@@ -8,22 +8,25 @@ matcher ``connector.phones.same_number`` (SOSL also searches Fax, AssistantPhone
 
 Why two in-process caches: SOSL's index is asynchronous, so a Lead created seconds ago is not found and a second
 call would create it again (E.164 → record; the engine also caches across processes in the ledger); and a ``meta``
-id verified once need not cost a GET per event (object+id → verified). Both expire after ``CACHE_TTL_S``.
+id verified once need not cost a GET per event (object+id → verified). Both are ``cachetools.TTLCache``s: an
+entry expires ``CACHE_TTL_S`` after it was stored, and the least recently used goes first beyond ``CACHE_SIZE``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
+
+from cachetools import TTLCache
+from simple_salesforce.format import format_soql
 
 from connector.errors import PermanentError, SinkError
 from connector.phones import number_forms, same_number
 from connector.plan import MatchById, MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult
 from connector.sinks.salesforce.client import SalesforceConnection
-from connector.sinks.salesforce.errors import RECORD_ID, identifier, soql_string, sosl_term
+from connector.sinks.salesforce.errors import RECORD_ID, identifier, sosl_term
 from connector.sinks.salesforce.fields import FieldTypes
 
 CACHE_TTL_S = 3600.0
@@ -34,21 +37,9 @@ _MISSING = frozenset(
 _ORDER = ("CreatedDate", "LastActivityDate", "LastModifiedDate")
 
 
-class _Expiring(OrderedDict[Any, Any]):
-    """A small LRU map whose entries expire: stale ids must not live as long as the process."""
-
-    def get_fresh(self, key: Any) -> Any:
-        entry = self.get(key)
-        if entry is None or time.monotonic() - entry[1] > CACHE_TTL_S:
-            return None
-        self.move_to_end(key)
-        return entry[0]
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = (value, time.monotonic())
-        self.move_to_end(key)
-        while len(self) > CACHE_SIZE:
-            self.popitem(last=False)
+def _expiring() -> TTLCache[Any, Any]:
+    """A bounded map whose entries expire: stale ids must not live as long as the process."""
+    return TTLCache(maxsize=CACHE_SIZE, ttl=CACHE_TTL_S, timer=time.monotonic)
 
 
 def phone_search(rule: MatchByPhone) -> str:
@@ -92,9 +83,12 @@ class ContactResolver:
     def __init__(self, connection: SalesforceConnection, types: FieldTypes) -> None:
         self._connection = connection
         self._types = types
-        self._phones = _Expiring()
-        self._verified = _Expiring()
+        self._phones: TTLCache[str, tuple[str, str]] = _expiring()
+        """E.164 → (object, id) this process resolved or created."""
+        self._verified: TTLCache[tuple[str, str], str] = _expiring()
+        """(lower-case object, 15-character id) → the id as Salesforce answered it, verified by a GET."""
         self._lock = threading.Lock()
+        """TTLCache is not thread-safe; batch workers share a sink."""
 
     def resolve(self, action: ResolveContact, *, create: bool, recheck: bool = False) -> ActionResult | None:
         """The contact; None when nothing matched and ``create`` is False (a lookup).
@@ -116,12 +110,11 @@ class ContactResolver:
     def cached(self, e164: str) -> tuple[str, str] | None:
         """(object, id) this process resolved or created for the number within the cache's lifetime."""
         with self._lock:
-            found: tuple[str, str] | None = self._phones.get_fresh(e164)
-        return found
+            return self._phones.get(e164)
 
     def remember(self, e164: str, sobject: str, crm_id: str) -> None:
         with self._lock:
-            self._phones.put(e164, (sobject, crm_id))
+            self._phones[e164] = (sobject, crm_id)
 
     def _by_id(self, rule: MatchById) -> ActionResult | None:
         if not RECORD_ID.match(rule.id):
@@ -129,7 +122,7 @@ class ContactResolver:
         sobject = identifier(rule.object, "object")
         detail = {"matched_by": "id", "source": rule.source}
         with self._lock:
-            cached = self._verified.get_fresh((sobject.lower(), rule.id[:15]))
+            cached = self._verified.get((sobject.lower(), rule.id[:15]))
         if cached is not None:
             return ActionResult(crm_id=cached, object=sobject, detail={**detail, "verified": "cached"})
         try:
@@ -142,13 +135,13 @@ class ContactResolver:
             raise
         crm_id = str((record or {}).get("Id") or rule.id)
         with self._lock:
-            self._verified.put((sobject.lower(), rule.id[:15]), crm_id)
+            self._verified[(sobject.lower(), rule.id[:15])] = crm_id
         return ActionResult(crm_id=crm_id, object=sobject, detail=detail)
 
     def _by_phone(self, action: ResolveContact, rule: MatchByPhone) -> ActionResult | None:
         allowed = {o.lower() for o in rule.objects} | {(action.create_object or "").lower()}
         with self._lock:
-            cached = self._phones.get_fresh(rule.e164)
+            cached = self._phones.get(rule.e164)
         if cached is not None and cached[0].lower() in allowed:
             return ActionResult(
                 crm_id=cached[1], object=cached[0], detail={"matched_by": "phone", "resolved_by": "sink_cache"}
@@ -200,8 +193,12 @@ class ContactResolver:
         fields = [identifier(k, "field") for k, v in action.create_properties.items() if v == rule.e164]
         if not fields:
             return None
-        where = " OR ".join(f"{f} = {soql_string(rule.e164)}" for f in fields)
-        soql = f"SELECT Id FROM {sobject} WHERE ({where}) ORDER BY CreatedDate DESC LIMIT 1"
+        where = " OR ".join(format_soql("{field:literal} = {number}", field=f, number=rule.e164) for f in fields)
+        soql = format_soql(
+            "SELECT Id FROM {sobject:literal} WHERE ({where:literal}) ORDER BY CreatedDate DESC LIMIT 1",
+            sobject=sobject,
+            where=where,
+        )
         answer = self._connection.call(lambda sf: sf.query(soql), where=f"query {sobject}")
         records = (answer or {}).get("records") or []
         if not records:

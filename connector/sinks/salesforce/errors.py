@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from connector.errors import AuthError, PermanentError, RateLimited, SinkError, TransientError
+from connector.errors import AuthError, OutcomeUnknown, PermanentError, RateLimited, SinkError, TransientError
 
 DAILY_LIMIT_WAIT_S = 900.0
 """403 REQUEST_LIMIT_EXCEEDED "TotalRequests": the rolling 24-hour allocation is used up. Nothing frees it soon and
@@ -43,12 +43,6 @@ HALTED = "PROCESSING_HALTED"
 _FAILED_BEFORE_WRITING = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-
-
-class OutcomeUnknown(TransientError):
-    """Transient, and the request may have been carried out: its answer was lost (read timeout, dropped
-    connection) or was a 5xx. A write must be looked up before it is sent again. (A failed Composite subrequest
-    is never this: allOrNone rolled the whole request back.)"""
 
 
 def errors_of(content: Any) -> list[dict[str, Any]]:
@@ -163,30 +157,17 @@ def translated_errors(where: str) -> Iterator[None]:
         raise TransientError(f"Salesforce answered {where} with an unreadable body") from exc
 
 
-def might_have_written(exc: BaseException) -> bool:
-    """Whether a failed write may nevertheless have been committed (its answer was lost)."""
-    return isinstance(exc, OutcomeUnknown)
-
-
-def soql_string(value: str) -> str:
-    """A SOQL string literal (quotes and backslashes escaped, as the SOQL reference lists)."""
-    escaped = (
-        value.replace("\\", "\\\\")
-        .replace("'", "\\'")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f"'{escaped}'"
-
-
-_SOSL_RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
+SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
+"""SOSL's reserved characters, "? & | ! { } [ ] ( ) ^ ~ * : \\ \" ' + -", which must be backslash-escaped in a
+FIND search term [docs: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/
+sforce_api_calls_sosl_find.htm]. SOQL quoting (``simple_salesforce.format_soql``) is a different set: it escapes
+for a quoted string literal, and SOSL terms are not one."""
 
 
 def sosl_term(value: str) -> str:
-    """A SOSL search word with every reserved character backslash-escaped."""
-    return "".join("\\" + c if c in _SOSL_RESERVED else c for c in value)
+    """A SOSL search word with every reserved character (``SOSL_RESERVED``) backslash-escaped; the one SOSL
+    escaper (SOQL values go through ``simple_salesforce.format_soql``)."""
+    return "".join("\\" + c if c in SOSL_RESERVED else c for c in value)
 
 
 def identifier(name: str, what: str) -> str:

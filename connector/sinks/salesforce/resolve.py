@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.phones import national_digits, number_forms, numbers_held, one_per_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.contacts import _ORDER, choose
 from connector.sinks.salesforce.errors import classify, identifier, sosl_term
-
-if TYPE_CHECKING:
-    from connector.sinks.salesforce.sink import SalesforceSink
 
 log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
@@ -43,17 +41,17 @@ COLLECTION_MAX = 200
 DUPLICATE = "DUPLICATES_DETECTED"
 
 
-def resolve_many(sink: SalesforceSink, actions: Sequence[ResolveContact]) -> list[Outcome]:
+def resolve_many(parts: Collaborators, actions: Sequence[ResolveContact]) -> list[Outcome]:
     """One result (or this action's own error) per action, in order; an outage or rate limit raises for all."""
     results: list[Outcome | None] = [None] * len(actions)
-    batched = [i for i, a in enumerate(actions) if _phone_rule(a) is not None and not sink.is_uncertain(a.key)]
+    batched = [i for i, a in enumerate(actions) if _phone_rule(a) is not None and a.key not in parts.uncertain]
     for index in sorted(set(range(len(actions))) - set(batched)):
-        results[index] = _single(sink, actions[index])
-    _find(sink, actions, batched, results)
+        results[index] = _single(parts, actions[index])
+    _find(parts, actions, batched, results)
     for index in batched:
         if results[index] is None and actions[index].on_no_match == "skip":
             results[index] = ActionResult(skipped=True, detail={"reason": "no_match"})
-    _create(sink, actions, [i for i in batched if results[i] is None], results)
+    _create(parts, actions, [i for i in batched if results[i] is None], results)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
@@ -69,9 +67,9 @@ def _rule(action: ResolveContact) -> MatchByPhone:
     return rule
 
 
-def _single(sink: SalesforceSink, action: ResolveContact) -> Outcome:
+def _single(parts: Collaborators, action: ResolveContact) -> Outcome:
     try:
-        return sink.execute(action, ExecutionContext())
+        return parts.execute_one(action, ExecutionContext())
     except PermanentError as exc:
         return exc
 
@@ -80,12 +78,12 @@ def _single(sink: SalesforceSink, action: ResolveContact) -> Outcome:
 
 
 def _find(
-    sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+    parts: Collaborators, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
 ) -> None:
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
     for index in indexes:
         action, rule = actions[index], _rule(actions[index])
-        cached = sink.contacts.cached(rule.e164)
+        cached = parts.contacts.cached(rule.e164)
         allowed = {o.lower() for o in rule.objects} | {(action.create_object or "").lower()}
         if cached is not None and cached[0].lower() in allowed:
             results[index] = ActionResult(
@@ -95,21 +93,21 @@ def _find(
         groups.setdefault((tuple(rule.objects), tuple(rule.fields)), []).append(index)
     for (objects, fields), members in groups.items():
         try:
-            found = search_numbers(sink, list(objects), list(fields), [_rule(actions[i]).e164 for i in members])
+            found = search_numbers(parts, list(objects), list(fields), [_rule(actions[i]).e164 for i in members])
         except PermanentError as exc:  # the org refused the batched SOSL: one search per number, as before
             log.warning(
                 "batched SOSL refused; resolving one by one",
-                extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status},
+                extra={"sink": parts.name, "crm_code": exc.code, "status": exc.status},
             )
             for index in members:
-                results[index] = _single(sink, actions[index])
+                results[index] = _single(parts, actions[index])
             continue
         for index in members:
-            _pick(sink, actions[index], found, len(members), results, index)
+            _pick(parts, actions[index], found, len(members), results, index)
 
 
 def _pick(
-    sink: SalesforceSink,
+    parts: Collaborators,
     action: ResolveContact,
     found: dict[str, list[dict[str, Any]]],
     size: int,
@@ -127,7 +125,7 @@ def _pick(
         except PermanentError as exc:
             results[index] = exc
             return
-        sink.contacts.remember(rule.e164, sobject, str(chosen["Id"]))
+        parts.contacts.remember(rule.e164, sobject, str(chosen["Id"]))
         results[index] = ActionResult(
             crm_id=str(chosen["Id"]),
             object=sobject,
@@ -160,7 +158,7 @@ def search_statements(objects: Sequence[str], fields: Sequence[str], numbers: Se
 
 
 def search_numbers(
-    sink: SalesforceSink, objects: list[str], fields: list[str], numbers: list[str]
+    parts: Collaborators, objects: list[str], fields: list[str], numbers: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """E.164 → the records whose phone fields hold it (shared matcher), by as few SOSL searches as the limits let."""
     wanted = [n for n in dict.fromkeys(numbers) if number_forms(n)]
@@ -173,7 +171,7 @@ def search_numbers(
         part = queue.pop()
         records: list[dict[str, Any]] = []
         for statement in search_statements(objects, fields, part):
-            answer = sink.connection.call(
+            answer = parts.connection.call(
                 lambda sf, q=statement: sf.search(q),  # type: ignore[misc]
                 where="search (SOSL, batched)",
             )
@@ -191,7 +189,7 @@ def search_numbers(
 
 
 def _create(
-    sink: SalesforceSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+    parts: Collaborators, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
 ) -> None:
     leaders, followers = one_per_number(
         indexes,
@@ -201,9 +199,9 @@ def _create(
     for (sobject, _), index in leaders.items():
         by_object.setdefault(sobject, []).append(index)
     for sobject, members in by_object.items():
-        sink.types.ensure([sobject])
+        parts.types.ensure([sobject])
         for start in range(0, len(members), COLLECTION_MAX):
-            _create_chunk(sink, sobject, actions, members[start : start + COLLECTION_MAX], results)
+            _create_chunk(parts, sobject, actions, members[start : start + COLLECTION_MAX], results)
     for leader, members in followers.items():
         outcome = results[leader]
         for index in members:
@@ -217,23 +215,23 @@ def _create(
 
 
 def _create_chunk(
-    sink: SalesforceSink,
+    parts: Collaborators,
     sobject: str,
     actions: Sequence[ResolveContact],
     members: list[int],
     results: list[Outcome | None],
 ) -> None:
-    fitted = {i: sink.types.fit_body(sobject, dict(actions[i].create_properties)) for i in members}
+    fitted = {i: parts.types.fit_body(sobject, dict(actions[i].create_properties)) for i in members}
     records = [{"attributes": {"type": sobject}, **fitted[i].values} for i in members]
     keys = [actions[i].key for i in members]
-    answers = sink.collection("POST", records, keys, where=f"create {sobject} (batch)")
-    sink.settle(keys)
+    answers = parts.collection("POST", records, keys, where=f"create {sobject} (batch)")
+    parts.uncertain.settle(keys)
     duplicates: list[int] = []
     for index, answer in zip(members, answers, strict=True):
         rule = _rule(actions[index])
         if answer.get("success") and answer.get("id"):
             crm_id = str(answer["id"])
-            sink.contacts.remember(rule.e164, sobject, crm_id)
+            parts.contacts.remember(rule.e164, sobject, crm_id)
             results[index] = ActionResult(
                 crm_id=crm_id,
                 object=sobject,
@@ -241,20 +239,20 @@ def _create_chunk(
                 detail={"matched_by": "created", "batch": len(members), **fitted[index].detail()},
             )
         elif answer.get("success"):
-            sink.unsettle([actions[index].key])
+            parts.uncertain.mark([actions[index].key])
             results[index] = TransientError(f"Salesforce saved {actions[index].key} without answering its id")
         else:
             error = classify(400, answer.get("errors"), where=f"create {sobject} [{actions[index].key}]")
             if error.code == DUPLICATE:
                 duplicates.append(index)
             else:
-                results[index] = _single(sink, actions[index])  # it reports its own error (or drops a field)
+                results[index] = _single(parts, actions[index])  # it reports its own error (or drops a field)
     if duplicates:
-        _resolve_duplicates(sink, sobject, actions, duplicates, results)
+        _resolve_duplicates(parts, sobject, actions, duplicates, results)
 
 
 def _resolve_duplicates(
-    sink: SalesforceSink,
+    parts: Collaborators,
     sobject: str,
     actions: Sequence[ResolveContact],
     indexes: list[int],
@@ -264,7 +262,7 @@ def _resolve_duplicates(
     lookup (SOSL, then a SOQL on the fields the create sets to the number: exact, and not subject to search lag),
     one by one (rare); else the refusal stands (the rule matched on something else than the number)."""
     for index in indexes:
-        found = sink.contacts.resolve(actions[index], create=False)
+        found = parts.contacts.resolve(actions[index], create=False)
         if found is not None and found.crm_id:
             results[index] = found.model_copy(
                 update={"created": False, "detail": {**found.detail, "matched_by": "duplicate_rule"}}

@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from simple_salesforce.format import format_soql
+
 from connector.errors import AuthError, PermanentError
 from connector.sinks.salesforce.client import SalesforceConnection
-from connector.sinks.salesforce.errors import identifier, record_id, soql_string
+from connector.sinks.salesforce.errors import identifier, record_id
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class SalesforceSetupApi:
         """``object.field__c`` (lower case) of every custom field on these objects, whether this user can see it
         or not (describe shows only fields the user has field-level security for). Tooling API query on
         CustomField: DeveloperName has no ``__c``; TableEnumOrId is the name of a standard object."""
-        names = ", ".join(soql_string(identifier(o, "sObject")) for o in objects)
-        soql = f"SELECT Id, DeveloperName, TableEnumOrId FROM CustomField WHERE TableEnumOrId IN ({names})"
+        soql = format_soql(
+            "SELECT Id, DeveloperName, TableEnumOrId FROM CustomField WHERE TableEnumOrId IN {names}",
+            names=[identifier(o, "sObject") for o in objects],
+        )
         answer = self.connection.call(
             lambda sf: sf.toolingexecute("query/", params={"q": soql}), where="crm-setup: tooling query CustomField"
         )
@@ -59,7 +63,7 @@ class SalesforceSetupApi:
         )
 
     def permission_set_id(self, name: str) -> str | None:
-        soql = f"SELECT Id FROM PermissionSet WHERE Name = {soql_string(name)}"
+        soql = format_soql("SELECT Id FROM PermissionSet WHERE Name = {name}", name=name)
         records = self.connection.call(lambda sf: sf.query(soql), where="crm-setup: find permission set")["records"]
         return str(records[0]["Id"]) if records else None
 
@@ -72,9 +76,9 @@ class SalesforceSetupApi:
 
     def field_grants(self, permission_set_id: str) -> dict[str, FieldGrant]:
         """The set's field permissions by ``Object.Field`` (lower case)."""
-        soql = (
-            "SELECT Id, Field, PermissionsRead, PermissionsEdit FROM FieldPermissions WHERE ParentId = "
-            f"{soql_string(record_id(permission_set_id))}"
+        soql = format_soql(
+            "SELECT Id, Field, PermissionsRead, PermissionsEdit FROM FieldPermissions WHERE ParentId = {parent}",
+            parent=record_id(permission_set_id),
         )
         records = self.connection.call(lambda sf: sf.query_all(soql), where="crm-setup: read field permissions")
         return {
@@ -112,9 +116,10 @@ class SalesforceSetupApi:
             return record_id(str((me or {}).get("id") or ""))
 
     def is_assigned(self, permission_set_id: str, user_id: str) -> bool:
-        soql = (
-            "SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = "
-            f"{soql_string(record_id(permission_set_id))} AND AssigneeId = {soql_string(record_id(user_id))}"
+        soql = format_soql(
+            "SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = {parent} AND AssigneeId = {user}",
+            parent=record_id(permission_set_id),
+            user=record_id(user_id),
         )
         answer = self.connection.call(lambda sf: sf.query(soql), where="crm-setup: find assignment")
         return bool(answer["records"])
