@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from connector.errors import AuthError, OutcomeUnknown, PermanentError, RateLimited, SinkError, TransientError
 
@@ -149,12 +150,24 @@ def translated_errors(where: str) -> Iterator[None]:
         raise error from exc
     except requests.ConnectTimeout as exc:
         raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
-    except (requests.Timeout, requests.ConnectionError) as exc:  # the request may have been processed
+    except requests.ConnectionError as exc:
+        if _never_connected(exc):  # refused, no route, DNS: the request never left
+            raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
         raise OutcomeUnknown(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
+    except requests.Timeout as exc:  # the request may have been processed
+        raise OutcomeUnknown(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
+    except (requests.JSONDecodeError, ValueError) as exc:
+        # a 2xx whose body is not JSON (a proxy's page): the request was carried out, its result is unknown
+        raise OutcomeUnknown(f"Salesforce answered {where} with an unreadable body") from exc
     except requests.RequestException as exc:
         raise TransientError(f"Salesforce request failed ({where}): {exc.__class__.__name__}") from exc
-    except ValueError as exc:  # a 2xx whose body is not JSON (a proxy's page): worth another try
-        raise TransientError(f"Salesforce answered {where} with an unreadable body") from exc
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """Whether the connection was never opened (requests wraps urllib3's NewConnectionError in a MaxRetryError)."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
