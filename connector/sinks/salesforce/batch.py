@@ -1,26 +1,10 @@
-"""Batched writes for the Salesforce sink under a backlog: the Tasks, or the Contact/Lead updates, of up to 200
-events in ONE sObject Collections request (``POST``/``PATCH composite/sobjects``) instead of one Composite each.
+"""Batched writes under a backlog: the Tasks, or the Contact/Lead updates, of up to 200 events in ONE sObject
+Collections request (``allOrNone: false``) instead of one Composite each.
 
-Why Collections with ``allOrNone: false``: Salesforce answers one SaveResult per record, in input order, and a
-record it refuses (a restricted picklist value, a string too long, a deleted WhoId) fails alone; its
-``statusCode`` errors are classified exactly like a Composite subrequest's, so only that event's delivery is
-retried or dead-lettered. A request Salesforce refuses as a whole for a field it lacks (INVALID_FIELD, schema drift)
-is sent again without that field in the records that carry it (``skipped_fields``, see ``_drift``); refused as a
-whole for anything else (a value of the wrong JSON type in ANY record), it is sent again item by item through the
-single Composite path, so the bad event fails alone there too. Records are grouped by sObject type inside a request because Salesforce processes a
-mixed list in chunks of contiguous types and refuses more than 10 chunks.
-
-Exactly once:
-- a create whose earlier answer was lost in this process is looked up first (one SOQL for up to 100 keys) and
-  written only when absent — what the single path does, batched;
-- when this call fails after some creates were committed (a later request raised), those keys are marked
-  uncertain before the error leaves, because the engine's quick retry calls ``execute_batch`` again with the same
-  items and no lookup of its own.
-
-Two updates of the same record (two numbers of one Contact; the engine claims one delivery per number) never
-share a request: the second goes in a second request, after the first succeeded, and only with the fields the
-engine's precedence rules (``may_write``) let it write over the first — both passed precedence against the ledger
-before either was written, so without this a lower-ranked outcome could overwrite a higher-ranked one.
+Why: one API call for many events, while a record Salesforce refuses still fails only its own event (one
+SaveResult per record). A create whose earlier answer was lost is looked up first; creates committed before this
+call fails are marked uncertain. Two updates of one record never share a request (precedence). Design notes:
+docs/salesforce-design.md "Under a backlog".
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""Do-not-call and callback Tasks on Salesforce: read a contact's DoNotCall before a callback Task is created,
-and close the open callback Tasks the connector created when the contact becomes do-not-call.
+"""Do-not-call and callback Tasks on Salesforce: read a contact's DoNotCall before a callback Task is created, and
+close the open callback Tasks the connector created when the contact becomes do-not-call.
 
-Requests (measured in tests/test_callbacks_dnc.py and tests/sinks/test_salesforce_batching.py):
-- guard, single path: one ``GET sobjects/<Contact|Lead>/<id>`` per callback Task (only callback outcomes pay it);
-  under a backlog: one SOQL ``SELECT Id, DoNotCall FROM <object> WHERE Id IN (…)`` for up to 200 callback Tasks;
-- close: one SOQL query, plus one ``PATCH composite/sobjects`` when something is open (0 otherwise); under a
-  backlog the same two requests serve up to 200 do-not-call events (``WhoId IN (…)``).
-
-The open Tasks are found with SOQL on the record store (no search index, so a Task written a moment ago is
-there): ``WhoId = <contact> AND IsClosed = false AND CallObject LIKE '2x-%:task:%'``. ``IsClosed`` is the Task's
-read-only flag derived from its Status, and ``LIKE`` with ``%`` is SOQL's wildcard comparison:
-https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_comparisonoperators.htm
-https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_task.htm
-The update goes through sObject Collections (``allOrNone: false``, one SaveResult per record):
-https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+Why SOQL on the record store to find open Tasks (``WhoId … AND IsClosed = false AND CallObject LIKE '2x-%:task:%'``):
+no search index, so a Task written a moment ago is there. Under a backlog one SOQL and one sObject Collections
+``PATCH`` serve up to 200 events. Design notes: docs/salesforce-design.md "Under a backlog".
 """
 
 from __future__ import annotations

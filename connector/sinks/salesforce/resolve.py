@@ -1,21 +1,9 @@
-"""Many events' contacts resolved together under a backlog (Salesforce): one SOSL for many numbers, one sObject
-Collections create for the new ones, instead of one SOSL (and one create) per event.
+"""Many events' contacts resolved together under a backlog: one SOSL for many numbers (``FIND {a OR b OR …}``,
+kept under SOSL's 4,000-character and 2,000-row limits), one sObject Collections create for the new ones.
 
-- **Search**: ``FIND {t1 OR t2 OR …} IN PHONE FIELDS RETURNING Contact(…), Lead(… WHERE IsConverted = false)``
-  with every digit form of every number (``connector.phones.number_forms``, as the one-number search). The search
-  text is kept under 4,000 characters: "If the SearchQuery string is longer than 10,000 characters, no result rows
-  are returned. If SearchQuery is longer than 4,000 characters, any logical operators are removed" (SOSL syntax,
-  https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_sosl_syntax.htm),
-  and ``OR`` is what makes it one search for many numbers. A search returns at most 2,000 records ("SOSL Limits on
-  Objects", https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_sosl_limits.htm):
-  an answer that reaches it is split in two and asked again. Every hit is confirmed by the shared matcher on the
-  mapping's phone fields (SOSL also matches Fax, AssistantPhone, …).
-- **Create**: missing records through ``POST composite/sobjects`` (``allOrNone: false``, 200 records, one
-  SaveResult each in order; ``salesforce.batch``), one per distinct number, so two events of one new number in a
-  batch create one record. A record refused as a duplicate (``DUPLICATES_DETECTED``, an active duplicate rule that
-  blocks) is the existing record: it is searched for again and resolved to it.
-- Anything else goes the single path (``execute``): ``meta`` id rules, creates of this process with an unknown
-  outcome (they are looked up by SOQL first), a record refused for any other reason (it reports its own error).
+Why: one search per event would cost the daily allocation as much as the writes. A record refused as a duplicate
+is the existing one; anything unusual takes the single path (``execute_one``). Design notes and the Salesforce
+limits quoted: docs/salesforce-design.md "Under a backlog".
 """
 
 from __future__ import annotations
@@ -35,7 +23,7 @@ from connector.sinks.salesforce.errors import classify, identifier, sosl_term
 log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
 SEARCH_TEXT_MAX = 4_000
-"""Characters of the FIND text: above this, SOSL drops the logical operators (see the module docstring)."""
+"""Characters of the FIND text: above this, SOSL drops the logical operators (docs/salesforce-design.md)."""
 SOSL_ROWS_MAX = 2_000
 COLLECTION_MAX = 200
 DUPLICATE = "DUPLICATES_DETECTED"
