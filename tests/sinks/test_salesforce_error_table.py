@@ -34,6 +34,7 @@ from connector.errors import (
     PermanentError,
     RateLimited,
     SinkError,
+    StaleContact,
     TransientError,
 )
 from connector.plan import CreateActivity
@@ -420,3 +421,31 @@ def test_a_failed_subrequest(
     before = queries(fake)
     write(sink)
     assert queries(fake) == before  # rolled back: nothing to look up
+
+
+WHO_GONE = [  # a create whose WhoId names a contact Salesforce no longer has: the engine resolves the number again
+    (
+        "INVALID_CROSS_REFERENCE_KEY on WhoId",
+        errors("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["WhoId"]),
+        StaleContact,
+    ),
+    ("ENTITY_IS_DELETED on WhoId", errors("ENTITY_IS_DELETED", "entity is deleted", ["WhoId"]), StaleContact),
+    (
+        "INVALID_CROSS_REFERENCE_KEY elsewhere",
+        errors("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["WhatId"]),
+        PermanentError,
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "kind"), [r[1:] for r in WHO_GONE], ids=[r[0] for r in WHO_GONE])
+def test_a_task_for_a_contact_that_is_gone(
+    org: tuple[FakeOrg, SalesforceSink], body: list[dict[str, Any]], kind: type[SinkError]
+) -> None:
+    fake, sink = org
+    context = ExecutionContext()
+    context.results["2x-7:contact"] = ActionResult(crm_id="003000000000001AAA", object="Contact")
+    fake.script.append(subresponse(400, body))
+    with pytest.raises(SinkError) as caught:
+        sink.execute_many([ACTIVITY.model_copy(update={"associate_with_contact": True})], context)
+    assert type(caught.value) is kind and caught.value.code == body[0]["errorCode"]

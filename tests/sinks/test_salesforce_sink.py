@@ -26,7 +26,7 @@ from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.replay import replay_event
 from connector.engine.worker import Worker
-from connector.errors import AuthError, PermanentError, RateLimited, TransientError
+from connector.errors import AuthError, PermanentError, RateLimited, StaleContact, TransientError
 from connector.ledger import Ledger
 from connector.ledger.schema import ActionStatus
 from connector.mapping.loader import load_mapping
@@ -207,6 +207,24 @@ def test_resolution_by_phone(emulator: SalesforceEmulator, sink: SalesforceSink)
     held = resolve.model_copy(update={"on_multiple": "hold"})
     caught = fails(PermanentError, open_sink(emulator).execute, held, ExecutionContext())
     assert caught.code == "AMBIGUOUS_CONTACT" and "2 Contact records" in caught.crm_message
+
+
+def test_a_contact_deleted_in_salesforce_is_resolved_again(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:
+    """The engine (and the sink, for an hour) keep a number's contact; once Salesforce deleted it, a write says
+    StaleContact, so the engine forgets it and resolves again, instead of dead-lettering every later event."""
+    cached = run(sink, make_plan(40, end_reason="hung_up")).contact()
+    assert cached.crm_id == emulator.seed_ids["contact_john"]
+    client(emulator).Contact.delete(cached.crm_id)
+    plan = make_plan(41, end_reason="hung_up")
+    context = ExecutionContext()
+    context.results[plan.actions[0].key] = cached  # what the engine's contact cache answers
+    single = fails(StaleContact, sink.execute_many, plan.actions[1:], context)
+    batched = sink.execute_batch([(action, context) for action in plan.actions[1:]])  # the backlog path
+    assert single.code in ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")
+    assert [type(r) for r in batched] == [StaleContact, StaleContact] and tasks(emulator, "2x-41") == []
+    again = run(sink, plan)  # the engine resolves again: the sink forgot the dead id too
+    assert again.contact().crm_id != cached.crm_id and again.contact().created
+    assert tasks(emulator, "2x-41")[0]["WhoId"] == again.contact().crm_id
 
 
 def test_a_new_number_creates_one_lead_despite_search_lag(emulator: SalesforceEmulator, sink: SalesforceSink) -> None:

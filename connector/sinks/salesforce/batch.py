@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from connector.errors import PermanentError, SinkError, TransientError
+from connector.errors import PermanentError, SinkError, StaleContact, TransientError
 from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import Action, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
@@ -20,6 +20,7 @@ from connector.sinks.drift import SKIPPED, protected_fields, refusals, refused_i
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import classify
 from connector.sinks.salesforce.records import Prepared, Write
+from connector.sinks.salesforce.stale import stale_contact
 
 Outcome = ActionResult | SinkError
 Item = tuple[Action, ExecutionContext]
@@ -77,11 +78,22 @@ def _object_of(action: Action, context: ExecutionContext) -> str | None:
 
 
 def _single(parts: Collaborators, action: Action, context: ExecutionContext) -> Outcome:
-    """The single, looked-up Composite path for one item; its PermanentError is that item's result."""
+    """The single, looked-up Composite path for one item; its PermanentError (or StaleContact: that event's
+    contact is gone) is that item's result."""
     try:
         return parts.execute_one(action, context)
-    except PermanentError as exc:
+    except (PermanentError, StaleContact) as exc:
         return exc
+
+
+def _judged(parts: Collaborators, error: SinkError, prepared: Prepared, context: ExecutionContext) -> SinkError:
+    """A record's refusal, as StaleContact when it says the event's contact no longer exists."""
+    contact = context.contact()
+    stale = stale_contact(error, prepared, contact)
+    if stale is None or contact is None or not contact.crm_id:
+        return error
+    parts.contacts.forget(contact.crm_id)
+    return stale
 
 
 def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
@@ -140,7 +152,12 @@ def _create(parts: Collaborators, indexes: list[int], items: list[Item], results
                 parts.uncertain.mark([key])
                 results[index] = TransientError(f"Salesforce saved {key} without answering its id")
             else:
-                error = classify(400, answer.get("errors"), where=f"create {prepared.sobject} [{key}]")
+                error = _judged(
+                    parts,
+                    classify(400, answer.get("errors"), where=f"create {prepared.sobject} [{key}]"),
+                    prepared,
+                    items[index][1],
+                )
                 # refused for a field alone (e.g. field-level security): the single path leaves that field out
                 results[index] = _single(parts, *items[index]) if refusals(error) else error
 
@@ -223,7 +240,12 @@ def _send_updates(
     for (record, index, allowed, prepared), answer in zip(ordered, answers, strict=True):
         action = items[index][0]
         if not answer.get("success"):
-            error = classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]")
+            error = _judged(
+                parts,
+                classify(400, answer.get("errors"), where=f"update {prepared.sobject} [{action.key}]"),
+                prepared,
+                items[index][1],
+            )
             results[index] = outcome = _single(parts, allowed, items[index][1]) if refusals(error) else error
             if isinstance(outcome, ActionResult):
                 _remember(written, record, allowed, action.key, outcome.detail.get(SKIPPED) or {})

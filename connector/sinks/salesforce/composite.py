@@ -11,13 +11,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from connector.errors import TransientError
+from connector.errors import PermanentError, TransientError
 from connector.plan import Action, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import HALTED, classify, errors_of, raise_for_composite
 from connector.sinks.salesforce.records import Prepared, Write, with_fit
+from connector.sinks.salesforce.stale import stale_contact
 
 MAX_SUBREQUESTS = 25
 """Composite's limit per request; plans have 1–3 actions after resolve_contact."""
@@ -73,7 +74,16 @@ def write_composite(parts: Collaborators, actions: list[Action], context: Execut
             skipped[reference].update(refused)
             parts.types.forget(prepared.sobject, refused)
             continue
-        responses = {r.get("referenceId"): r for r in raise_for_composite(answer, where="composite")}
+        try:
+            responses = {r.get("referenceId"): r for r in raise_for_composite(answer, where="composite")}
+        except PermanentError as exc:
+            cause = _cause(answer)
+            reference = str((cause or {}).get("referenceId"))
+            stale = stale_contact(exc, ready[reference][2], contact) if reference in ready else None
+            if stale is None or contact is None or not contact.crm_id:
+                raise
+            parts.contacts.forget(contact.crm_id)
+            raise stale from exc
         parts.uncertain.settle(keys)
         for reference, (index, action, prepared) in ready.items():
             result = _result(
@@ -87,19 +97,26 @@ def write_composite(parts: Collaborators, actions: list[Action], context: Execut
 def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
     """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields
     the org lacks (or may not write); None for any other answer, which ``raise_for_composite`` judges."""
+    response = _cause(answer)
+    if response is None:
+        return None
+    status, body = int(response.get("httpStatusCode") or 0), response.get("body")
+    reference = str(response.get("referenceId"))
+    sub = subrequests.get(reference)
+    if sub is None:
+        return None
+    sobject = sub["url"].split("/sobjects/", 1)[1].split("/", 1)[0]
+    refused = refused_in(refusals(classify(status, body, where="composite")), sub["body"], sobject)
+    return (reference, refused) if refused else None
+
+
+def _cause(answer: Any) -> dict[str, Any] | None:
+    """The subresponse that failed a Composite (the others report PROCESSING_HALTED), or None."""
     responses = answer.get("compositeResponse") if isinstance(answer, dict) else None
     for response in responses if isinstance(responses, list) else []:
         status = int(response.get("httpStatusCode") or 0)
-        body = response.get("body")
-        if status < 300 or not any(e["errorCode"] != HALTED for e in errors_of(body)):
-            continue
-        reference = str(response.get("referenceId"))
-        sub = subrequests.get(reference)
-        if sub is None:
-            return None
-        sobject = sub["url"].split("/sobjects/", 1)[1].split("/", 1)[0]
-        refused = refused_in(refusals(classify(status, body, where="composite")), sub["body"], sobject)
-        return (reference, refused) if refused else None
+        if status >= 300 and any(e["errorCode"] != HALTED for e in errors_of(response.get("body"))):
+            return dict(response)
     return None
 
 

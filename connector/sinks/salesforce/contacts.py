@@ -116,6 +116,16 @@ class ContactResolver:
         with self._lock:
             self._phones[e164] = (sobject, crm_id)
 
+    def forget(self, crm_id: str) -> None:
+        """Drop every cached entry naming this record: Salesforce says it no longer exists."""
+        short = crm_id[:15]
+        with self._lock:
+            for e164, (_, cached) in list(self._phones.items()):
+                if cached[:15] == short:
+                    self._phones.pop(e164, None)
+            for key in [k for k in list(self._verified) if k[1] == short]:
+                self._verified.pop(key, None)
+
     def _by_id(self, rule: MatchById) -> ActionResult | None:
         if not RECORD_ID.match(rule.id):
             return None  # Salesforce would answer MALFORMED_ID/404: not worth an API call
