@@ -222,6 +222,9 @@ def test_a_contact_deleted_in_salesforce_is_resolved_again(emulator: SalesforceE
     batched = sink.execute_batch([(action, context) for action in plan.actions[1:]])  # the backlog path
     assert single.code in ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")
     assert [type(r) for r in batched] == [StaleContact, StaleContact] and tasks(emulator, "2x-41") == []
+    callback = make_plan(42, end_reason="schedule_call_back").actions[-1]
+    assert isinstance(callback, CreateTask) and callback.unless_do_not_call
+    fails(StaleContact, sink.do_not_call_set, callback, context)  # the do-not-call read before a callback Task
     again = run(sink, plan)  # the engine resolves again: the sink forgot the dead id too
     assert again.contact().crm_id != cached.crm_id and again.contact().created
     assert tasks(emulator, "2x-41")[0]["WhoId"] == again.contact().crm_id

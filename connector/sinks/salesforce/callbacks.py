@@ -13,12 +13,13 @@ from typing import Any
 
 from simple_salesforce.format import format_soql
 
-from connector.errors import PermanentError, SinkError
+from connector.errors import PermanentError, SinkError, StaleContact
 from connector.plan import CloseCallbacks, CreateTask
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.salesforce.client import SalesforceConnection
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import classify, identifier, record_id
+from connector.sinks.salesforce.stale import GONE
 
 MAX_RECORDS = 200
 """sObject Collections' limit per request; also how many ids go into one ``IN (…)``."""
@@ -39,7 +40,17 @@ def do_not_call_set(connection: SalesforceConnection, action: CreateTask, contex
         return None
     sobject = identifier(contact.object, "object")
     path = f"sobjects/{sobject}/{record_id(contact.crm_id)}"
-    record = connection.call(lambda sf: sf.restful(path), where=f"read {sobject}") or {}
+    try:
+        record = connection.call(lambda sf: sf.restful(path), where=f"read {sobject}") or {}
+    except PermanentError as exc:
+        if exc.status == 404 or exc.code in GONE:  # deleted or merged away: the engine resolves the number again
+            raise StaleContact(
+                f"the {sobject} {contact.crm_id} no longer exists in Salesforce ({exc.code})",
+                status=exc.status,
+                code=exc.code,
+                crm_message=exc.crm_message,
+            ) from exc
+        raise
     return _true_field(record, action.unless_do_not_call)
 
 

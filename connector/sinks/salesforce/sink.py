@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from connector.config import SalesforceSinkSettings
-from connector.errors import PermanentError, SinkError
+from connector.errors import PermanentError, SinkError, StaleContact
 from connector.plan import Action, CloseCallbacks, CreateTask, ResolveContact, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 from connector.sinks.drift import DriftPolicy, probe_held
@@ -110,7 +110,11 @@ class SalesforceSink:
 
     def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
         """Which do-not-call field is true on the contact in Salesforce now (read before a callback Task)."""
-        return callbacks.do_not_call_set(self.connection, action, context)
+        try:
+            return callbacks.do_not_call_set(self.connection, action, context)
+        except StaleContact:
+            self._parts.contacts.forget(context.contact().crm_id or "")  # type: ignore[union-attr]
+            raise
 
     def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
         """``do_not_call_set`` for many callback Tasks in one SOQL per object (the engine's backlog path)."""
