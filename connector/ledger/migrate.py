@@ -1,14 +1,13 @@
 """Brings a store's schema to the newest revision with Alembic, safely from several processes at once.
 
 Every process that opens the ledger may call `upgrade()`: PostgreSQL serializes them with an
-advisory lock, SQLite with an exclusive lock file beside the database, so two gunicorn workers
+advisory lock, SQLite with a lock file beside the database (filelock), so two gunicorn workers
 starting together never run the same migration twice.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,13 +65,8 @@ def _exclusive(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    lock_path = Path(f"{database}.migrate.lock")
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(f"{database}.migrate.lock"):  # waits as long as another process migrates
+        yield
 
 
 def _pg_lock(connection: Connection) -> None:
