@@ -18,6 +18,8 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
 
+from connector.ledger._errors import translating
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x2C0_2EC7  # arbitrary constant shared by every connector process
 
@@ -37,13 +39,13 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the store is at, or None for an empty store."""
-    with engine.connect() as connection:
+    with translating("read the schema revision"), engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
     """Migrate the store to the head revision (no-op when already there)."""
-    with _exclusive(engine), engine.connect() as connection:
+    with translating("migrate the schema"), _exclusive(engine), engine.connect() as connection:
         config = _alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
