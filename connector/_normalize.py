@@ -22,7 +22,8 @@ MAX_DEPTH = 64
 """Deepest container nesting accepted anywhere in a document (root object = 1).
 
 The normalized event must survive ``model_dump_json``/``model_validate_json``, whose JSON parser
-stops at about 200 levels; real call records are a handful of levels deep.
+stops at about 200 levels; real call records are a handful of levels deep. The one limit for both
+the receiver's check of a body's text (``nested_too_deep``) and the check of a parsed value (``check_json``).
 """
 
 MAX_LISTED_PROBLEMS = 100
@@ -84,6 +85,34 @@ def _has_surrogate(text: str) -> bool:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return True
+    return False
+
+
+def nested_too_deep(text: str) -> bool:
+    """Whether a JSON text nests containers deeper than MAX_DEPTH, read without parsing it.
+
+    The receiver asks before ``json.loads`` so a hostile body is refused cheaply; it counts
+    brackets outside strings without recursion. Few brackets in all: no need to scan.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
     return False
 
 

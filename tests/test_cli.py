@@ -216,8 +216,13 @@ def test_reading_the_ledger_needs_no_secret_in_the_environment(
     assert code == 0 and "hs" in json.loads(out)["sinks"], err
     code, out, err = run("quarantine", "list", "--config", config)
     assert code == 0 and json.loads(out)[0]["code"] == "validation_failed", err
-    code, _, err = run("validate", "--offline", "--config", config)  # what does use the secrets still refuses
-    assert code == 1 and "CLI_TEST_WEBHOOK_TOKEN is not set" in err
+    code, out, err = run("quarantine", "show", "--config", config, str(json.loads(out)[0]["id"]))
+    assert code == 0 and json.loads(out)["code"] == "validation_failed", err
+    for command in (("validate", "--offline"), ("serve",)):  # what does use the secrets still refuses
+        code, _, err = run(*command, "--config", config)
+        assert code == 1, command
+        assert "receiver.auth.tokens[0]: environment variable CLI_TEST_WEBHOOK_TOKEN is not set" in err, command
+        assert "sinks.hs.access_token: environment variable CLI_TEST_HUBSPOT_TOKEN is not set" in err, command
 
 
 def test_an_empty_secret_is_one_clear_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

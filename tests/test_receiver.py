@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import requests
 
+from connector._normalize import MAX_DEPTH, nested_too_deep
+from connector.errors import PayloadError
 from connector.payload import EndReason, FailureReason
+from connector.receiver.ingest import decode_json
 from connector.sample import VENDOR_SAMPLE_VERBATIM, sample_payload
 from tests.conftest import Served
 
@@ -311,3 +314,17 @@ def test_allowed_sources_must_be_networks() -> None:
             base_dir=Path("."),
             environ={},
         )
+
+
+def test_the_one_depth_limit_is_read_from_the_text_before_parsing() -> None:
+    """decode_json and check_json share MAX_DEPTH; brackets inside strings do not count."""
+    at_limit = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    assert decode_json(at_limit.encode()) is not None
+    assert not nested_too_deep(at_limit)
+    assert nested_too_deep("[" + at_limit + "]")
+    with pytest.raises(PayloadError, match=f"deeper than {MAX_DEPTH} levels") as refused:
+        decode_json(("[" + at_limit + "]").encode())
+    assert (refused.value.status, refused.value.code) == (400, "too_deeply_nested")
+    in_strings = json.dumps({"note": "[{" * 500, "escaped": '\\"[[[' * 100})
+    assert not nested_too_deep(in_strings)
+    assert decode_json(in_strings.encode()) == json.loads(in_strings)

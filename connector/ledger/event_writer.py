@@ -12,7 +12,8 @@ tables for the engine's dialect, values go through each column type's own bind p
 datetime is stored exactly as `Connection.execute` would store it), the connection comes from
 the engine's pool (its pragmas, pre-ping and reset-on-return unchanged), and driver errors are
 wrapped into SQLAlchemy's exception classes (`IntegrityError` for a taken id, `DataError`,
-`OperationalError` …), a dropped connection being invalidated as SQLAlchemy does.
+`OperationalError` …), a dropped connection being invalidated as SQLAlchemy does; they then leave
+`write` as StoreError, like every ledger failure, except `IntegrityError` (the id is taken).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
+from connector.ledger._errors import guard_public_methods, translating
 from connector.ledger.schema import deliveries, events
 
 
@@ -50,6 +52,7 @@ class _Insert:
         return tuple(values[name] for name in self.names) if self.positional else values
 
 
+@guard_public_methods
 class EventWriter:
     """Inserts an event and its deliveries in one committed transaction (BEGIN IMMEDIATE on SQLite)."""
 
@@ -61,7 +64,11 @@ class EventWriter:
         self._delivery = _Insert(deliveries, delivery_columns, engine)
 
     def write(self, event_row: dict[str, Any], delivery_rows: list[dict[str, Any]]) -> None:
-        """Commit both inserts or neither; raises SQLAlchemy's exceptions (IntegrityError for a taken id)."""
+        """Commit both inserts or neither; IntegrityError for a taken id, StoreError for any other failure."""
+        with translating("store the event"):
+            self._write(event_row, delivery_rows)
+
+    def _write(self, event_row: dict[str, Any], delivery_rows: list[dict[str, Any]]) -> None:
         # Values are prepared before the transaction: on SQLite nothing but the inserts runs under the write lock.
         event_values = self._event.parameters(event_row)
         delivery_values = [self._delivery.parameters(row) for row in delivery_rows]

@@ -1,14 +1,13 @@
 """Brings a store's schema to the newest revision with Alembic, safely from several processes at once.
 
 Every process that opens the ledger may call `upgrade()`: PostgreSQL serializes them with an
-advisory lock, SQLite with an exclusive lock file beside the database, so two gunicorn workers
+advisory lock, SQLite with a lock file beside the database (filelock), so two gunicorn workers
 starting together never run the same migration twice.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
+
+from connector.ledger._errors import translating
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x2C0_2EC7  # arbitrary constant shared by every connector process
@@ -37,13 +39,13 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the store is at, or None for an empty store."""
-    with engine.connect() as connection:
+    with translating("read the schema revision"), engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
     """Migrate the store to the head revision (no-op when already there)."""
-    with _exclusive(engine), engine.connect() as connection:
+    with translating("migrate the schema"), _exclusive(engine), engine.connect() as connection:
         config = _alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
@@ -65,13 +67,8 @@ def _exclusive(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    lock_path = Path(f"{database}.migrate.lock")
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(f"{database}.migrate.lock"):  # waits as long as another process migrates
+        yield
 
 
 def _pg_lock(connection: Connection) -> None:

@@ -14,14 +14,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from connector.config import StoreSettings
 from connector.errors import StoreError
 from connector.hints import command
 from connector.ledger import migrate
 from connector.ledger._clock import utcnow
-from connector.ledger._errors import guard_public_methods, translated
+from connector.ledger._errors import guard_public_methods, translating
 from connector.ledger.bulk import BulkStore
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.engine import make_engine, writer
@@ -121,38 +121,33 @@ class Ledger:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
-        try:
+        with translating("migrate", unavailable="cannot migrate the store"):  # OSError: the SQLite lock file
             migrate.upgrade(self.engine)
-        except (SQLAlchemyError, OSError) as exc:  # OSError: the migration lock file beside a SQLite store
-            raise StoreError(f"cannot migrate the store: {exc.__class__.__name__}") from exc
 
     def ping(self) -> None:
         """Raise StoreError unless the store answers and its schema is current."""
-        try:
+        with translating("ping", unavailable="store unreachable"):
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             if migrate.current_revision(self.engine) != migrate.head_revision():
                 raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store unreachable: {exc.__class__.__name__}") from exc
 
     def probe(self, name: str) -> None:
         """Raise StoreError unless the store takes a real write (a full disk, a read-only server or
         a held lock fail here, where `SELECT 1` would pass) and its schema is current."""
         try:
-            if migrate.current_revision(self.engine) != migrate.head_revision():
-                raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
-            now = utcnow()
-            with self._writes.begin() as connection:
-                changed = connection.execute(
-                    store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
-                ).rowcount
-                if not changed:
-                    connection.execute(store_probe.insert().values(name=name, probed_at=now))
+            with translating("probe", unavailable="store cannot take a write"):
+                if migrate.current_revision(self.engine) != migrate.head_revision():
+                    raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
+                now = utcnow()
+                with self._writes.begin() as connection:
+                    changed = connection.execute(
+                        store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
+                    ).rowcount
+                    if not changed:
+                        connection.execute(store_probe.insert().values(name=name, probed_at=now))
         except IntegrityError:
             return  # another process inserted the same name meanwhile: the store took a write
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store cannot take a write: {exc.__class__.__name__}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -199,20 +194,15 @@ class Ledger:
             return IngestResult(IngestStatus.ACCEPTED, event.id)
         except IntegrityError:
             pass  # the id exists: decide duplicate vs conflict below
-        except SQLAlchemyError as exc:
-            raise translated(exc, "store the event") from exc
         return self._settle_existing(event.id, body, content_type, content_hash, keep_conflicting_body)
 
     def _settle_existing(
         self, event_id: str, body: bytes, content_type: str | None, content_hash: str, keep_body: bool
     ) -> IngestResult:
-        try:
-            with self.engine.connect() as connection:
-                existing = connection.execute(
-                    select(events.c.content_hash).where(events.c.event_id == event_id)
-                ).scalar_one()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the stored event: {exc.__class__.__name__}") from exc
+        with translating("read the stored event"), self.engine.connect() as connection:
+            existing = connection.execute(
+                select(events.c.content_hash).where(events.c.event_id == event_id)
+            ).scalar_one()
         if existing == content_hash:
             return IngestResult(IngestStatus.DUPLICATE, event_id)
         if not keep_body:
@@ -244,12 +234,9 @@ class Ledger:
             "content_type": _header(rejected.content_type),
             "event_id": rejected.event_id,
         }
-        try:
-            with self._writes.begin() as connection:
-                result = connection.execute(quarantine.insert().values(row))
-                return int(result.inserted_primary_key[0])
-        except SQLAlchemyError as exc:
-            raise translated(exc, "quarantine the body") from exc
+        with translating("quarantine the body"), self._writes.begin() as connection:
+            result = connection.execute(quarantine.insert().values(row))
+            return int(result.inserted_primary_key[0])
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector._normalize import MAX_DEPTH, nested_too_deep
 from connector.errors import PayloadError, StoreDataError
 from connector.ledger import IngestStatus, Ledger, RejectedBody
 from connector.mapping.loader import LoadedMapping
@@ -20,10 +21,6 @@ from connector.mapping.priority import sets_do_not_call
 from connector.payload import CallEvent, parse_webhook
 
 log = logging.getLogger(__name__)
-
-MAX_JSON_DEPTH = 64
-"""Deeper documents are refused: no real call record nests past a handful of levels, and deep
-nesting is a classic way to exhaust a parser's stack."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,8 @@ def decode_json(body: bytes) -> object:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError(400, "invalid_encoding", "the body is not UTF-8 encoded JSON (RFC 8259 §8.1)") from None
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth_exceeds(text, MAX_JSON_DEPTH):
-        raise PayloadError(400, "too_deeply_nested", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if nested_too_deep(text):  # before parsing: deep nesting is a classic way to exhaust a parser's stack
+        raise PayloadError(400, "too_deeply_nested", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -57,28 +54,6 @@ def decode_json(body: bytes) -> object:
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth_exceeds(text: str, limit: int) -> bool:
-    """Nesting depth of brackets outside strings, computed without recursion."""
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def content_hash(document: object) -> str:

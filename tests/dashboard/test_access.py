@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from connector.dashboard import DashboardSettings, init_app
-from connector.dashboard.security import Credentials, is_loopback
+from connector.dashboard.security import CSRF_MAX_AGE_S, Credentials, is_loopback
 from connector.errors import ConfigError
 from connector.ledger import Ledger
 from connector.receiver.app import create_app
@@ -165,11 +166,30 @@ def test_a_forged_expired_or_foreign_token_is_400(dash: Dash) -> None:
         csrf.issue("someone-else"),
         csrf.issue(USER, now=time.time() - 13 * 3600),
         csrf.issue(USER, now=time.time() + 3600),
+        _tampered(csrf.issue(USER)),
+        URLSafeTimedSerializer(csrf.key, salt="another-purpose").dumps(USER),
     ]:
         answer = dash.client.post(
             "/dashboard/dead/replay", data={"action": "all", "csrf_token": token}, headers=basic()
         )
         assert answer.status_code == 400, token
+
+
+def _tampered(token: str) -> str:
+    """The same token with one character of its payload changed."""
+    first = "B" if token[0] != "B" else "C"
+    return first + token[1:]
+
+
+def test_csrf_token_lifetime_and_binding() -> None:
+    csrf = Credentials.of(USER, PASSWORD).csrf()
+    issued = time.time()
+    token = csrf.issue(USER, now=issued)
+    assert csrf.valid(USER, token, now=issued + CSRF_MAX_AGE_S - 60)
+    assert not csrf.valid(USER, token, now=issued + CSRF_MAX_AGE_S + 60)
+    assert not csrf.valid("someone-else", token, now=issued)
+    assert not csrf.valid(USER, None)
+    assert not Credentials.of(USER, "another-password").csrf().valid(USER, token, now=issued)
 
 
 def test_a_page_token_works_and_a_foreign_origin_is_refused(dash: Dash) -> None:

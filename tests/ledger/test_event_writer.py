@@ -83,8 +83,11 @@ def test_a_failure_after_the_event_insert_stores_nothing_and_frees_the_connectio
 ) -> None:
     now = datetime.now(UTC)
     monkeypatch.setattr(ledger._events._delivery, "sql", "INSERT INTO no_such_table (x) VALUES (1)")
-    with pytest.raises(sa.exc.DBAPIError):  # the driver's error, wrapped as Connection.execute would
+    with pytest.raises(StoreError) as raised:
         ledger._events.write(_event_row("half", now), [_new_delivery("half", "s", 10, now, None)])
+    assert isinstance(
+        raised.value.__cause__, sa.exc.DBAPIError
+    )  # the driver's error, wrapped as Connection.execute would
     monkeypatch.undo()
     assert ledger.get_event("half") is None  # the event insert was rolled back with it
     ledger._events.write(_event_row("half", now), [_new_delivery("half", "s", 10, now, None)])  # lock released
