@@ -1,0 +1,88 @@
+"""The sink contract (connector.testing.contract) against the built-in ``http`` sink and a loopback endpoint.
+
+This harness is the worked example of docs/sinks.md, "Contract tests".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connector.default_mappings import default_mapping_path
+from connector.testing.contract import SinkContract
+from connector.testing.endpoint import ActionEndpoint
+from connector.testing.harness import SinkHarness, event_marker
+from connector.testing.wsgi_faults import writes_to
+
+
+class HttpHarness(SinkHarness):
+    optional_field = "twox_last_call_outcome"  # written by the default HubSpot mapping's contact update
+
+    def __init__(self, endpoint: ActionEndpoint) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    def sink_config(self) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "url": self.endpoint.url,
+            "headers": {"Authorization": f"Bearer {self.endpoint.token}"},
+            "mapping": str(default_mapping_path("hubspot")),
+        }
+
+    def reject_auth(self) -> None:
+        self.endpoint.token = "rotated-token"
+
+    def rate_limit(self, retry_after_s: float) -> float | None:
+        self.endpoint.fail_next(429, "rate limit reached", retry_after=retry_after_s)
+        return retry_after_s
+
+    def fail_permanently(self) -> str:
+        self.endpoint.fail_next(422, "owner_id must be a number")
+        return "owner_id must be a number"
+
+    def refuse_event(self, event_id: str) -> str:
+        assert self.endpoint.faults is not None
+        self.endpoint.faults.refuse(event_marker(event_id), 422, {"message": "event refused by the endpoint"})
+        return "event refused by the endpoint"
+
+    def drop_field(self, name: str) -> None:
+        self.endpoint.drop_field(name)
+
+    def crash_after_request(self) -> None:
+        assert self.endpoint.faults is not None
+        self.endpoint.faults.drop_answers(writes_to("/actions"))
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        return [
+            {"id": r["id"], "fields": r["action"].get("properties", {})}
+            for r in self.endpoint.records
+            if r["kind"] == kind
+        ]
+
+
+LOST_ANSWER_DUPLICATES = (
+    "connector/sinks/http.py: execute() POSTs again after a lost answer without looking the key up, and the http "
+    "sink's endpoint contract does not require the endpoint to deduplicate by key, so the engine's quick retry (or "
+    "a redelivery) writes the action twice; fix in the http sink (look up before re-sending, or document that the "
+    "endpoint must treat `key` as an idempotency key)"
+)
+
+
+class TestHttpSinkContract(SinkContract):
+    @pytest.fixture
+    def harness(self) -> Iterator[HttpHarness]:
+        with ActionEndpoint() as endpoint:
+            harness = HttpHarness(endpoint)
+            yield harness
+            harness.close()
+
+    @pytest.mark.xfail(reason=LOST_ANSWER_DUPLICATES, strict=True)
+    def test_a_retry_after_a_lost_answer_writes_once(self, harness: SinkHarness) -> None:
+        super().test_a_retry_after_a_lost_answer_writes_once(harness)
+
+    @pytest.mark.xfail(reason=LOST_ANSWER_DUPLICATES, strict=True)
+    def test_the_same_plan_twice_leaves_one_activity(self, harness: SinkHarness) -> None:
+        super().test_the_same_plan_twice_leaves_one_activity(harness)
