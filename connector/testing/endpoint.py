@@ -1,7 +1,8 @@
 """A loopback endpoint for the ``http`` sink (connector/sinks/http.py), with the contract's fault knobs.
 
 It keeps what a plain HTTP service would: every ``POST /actions`` is one record, and it does NOT deduplicate by
-``key`` (a service is not required to), so the records show every double write. ``GET /actions/<key>`` finds the
+``key`` (a service is not required to), so the records show every double write; only a ``resolve_contact`` finds
+the number's contact when it exists (one record per number, as a CRM). ``GET /actions/<key>`` finds the
 first record of a key, ``GET /health`` checks the token. Served by werkzeug behind a
 :class:`~connector.testing.wsgi_faults.FaultInjector` (lost answers, refused records).
 """
@@ -85,12 +86,15 @@ class ActionEndpoint:
                 if missing:
                     return _json(400, {"message": f"Property {missing[0]} does not exist"})
                 record = {
-                    "id": f"{body['kind']}-{next(self._ids)}",
+                    "id": _contact_id(body["action"]) or f"{body['kind']}-{next(self._ids)}",
                     "key": body["key"],
                     "kind": body["kind"],
                     "action": body["action"],
                     "contact": body.get("contact"),
                 }
+                known = next((r for r in self.records if r["id"] == record["id"]), None)
+                if known is not None:  # a number's contact exists once, like in a CRM
+                    return _json(200, {"id": known["id"], "object": known["kind"]})
                 self.records.append(record)
             return _json(201, {"id": record["id"], "object": record["kind"]})
         return _json(404, {"message": "not found"})
@@ -117,6 +121,14 @@ class ActionEndpoint:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _contact_id(action: dict[str, Any]) -> str | None:
+    """A resolve_contact's record id: one contact per phone number (its first phone rule)."""
+    if action.get("kind") != "resolve_contact":
+        return None
+    phones = [m["e164"] for m in action.get("match") or [] if m.get("e164")]
+    return f"contact-{phones[0]}" if phones else None
 
 
 def _properties(action: dict[str, Any]) -> set[str]:

@@ -111,8 +111,8 @@ class SinkHarness(ABC):
 
     @abstractmethod
     def fail_permanently(self) -> str:
-        """The CRM refuses the next request as invalid (a validation error). Returns a fragment of the CRM's own
-        message, which the PermanentError must carry for the dead-letter reason."""
+        """The CRM refuses the plan's next request, or its next write, as invalid (a validation error). Returns a
+        fragment of the CRM's own message, which the PermanentError must carry for the dead-letter reason."""
 
     @abstractmethod
     def refuse_event(self, event_id: str) -> str:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-RequestMatch = Callable[[str, str], bool]
-"""``(method, path) -> bool``: which requests a fault applies to."""
+RequestMatch = Callable[[str, str, bytes], bool]
+"""``(method, path, body) -> bool``: which requests a fault applies to."""
 
 
 @dataclass
@@ -69,7 +69,9 @@ class FaultInjector:
         with self._lock:
             refusal = next((r for r in self._refusals if raw and r.marker in raw), None)
             drop = (
-                None if refusal else next((d for d in self._drops if d.remaining > 0 and d.match(method, path)), None)
+                None
+                if refusal
+                else next((d for d in self._drops if d.remaining > 0 and d.match(method, path, raw)), None)
             )
             if drop is not None:
                 drop.remaining -= 1
@@ -111,6 +113,12 @@ def install(server: Any) -> FaultInjector:
     return injector
 
 
-def writes_to(*paths: str) -> RequestMatch:
-    """A RequestMatch for writes (POST, PATCH, PUT) whose path ends with one of ``paths``."""
-    return lambda method, path: method in ("POST", "PATCH", "PUT") and path.rstrip("/").endswith(paths)
+def writes_to(*paths: str, containing: str = "") -> RequestMatch:
+    """A RequestMatch for writes (POST, PATCH, PUT) whose path ends with one of ``paths`` and whose body contains
+    ``containing`` (e.g. a field name: a Composite request that reads schema is not the write)."""
+    wanted = containing.encode()
+
+    def match(method: str, path: str, body: bytes) -> bool:
+        return method in ("POST", "PATCH", "PUT") and path.rstrip("/").endswith(paths) and wanted in body
+
+    return match

@@ -65,9 +65,9 @@ class HttpHarness(SinkHarness):
 
 LOST_ANSWER_DUPLICATES = (
     "connector/sinks/http.py: execute() POSTs again after a lost answer without looking the key up, and the http "
-    "sink's endpoint contract does not require the endpoint to deduplicate by key, so the engine's quick retry (or "
-    "a redelivery) writes the action twice; fix in the http sink (look up before re-sending, or document that the "
-    "endpoint must treat `key` as an idempotency key)"
+    "sink's endpoint contract does not require the endpoint to deduplicate by key, so the engine's quick retry "
+    "writes the action twice; fix in the http sink (remember the lost key and look it up before re-sending, as the "
+    "HubSpot and Salesforce sinks do, or document that the endpoint must treat `key` as an idempotency key)"
 )
 
 
@@ -82,7 +82,3 @@ class TestHttpSinkContract(SinkContract):
     @pytest.mark.xfail(reason=LOST_ANSWER_DUPLICATES, strict=True)
     def test_a_retry_after_a_lost_answer_writes_once(self, harness: SinkHarness) -> None:
         super().test_a_retry_after_a_lost_answer_writes_once(harness)
-
-    @pytest.mark.xfail(reason=LOST_ANSWER_DUPLICATES, strict=True)
-    def test_the_same_plan_twice_leaves_one_activity(self, harness: SinkHarness) -> None:
-        super().test_the_same_plan_twice_leaves_one_activity(harness)
