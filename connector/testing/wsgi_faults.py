@@ -50,6 +50,8 @@ class FaultInjector:
         self._refusals: list[Refusal] = []
         self.dropped = 0
         """How many answers were dropped after the request was carried out."""
+        self.refused: list[str] = []
+        """``METHOD path`` of every refused request, in order (which path a sink took: batch or single)."""
 
     def drop_answers(self, match: RequestMatch, n: int = 1) -> None:
         """The next ``n`` requests ``match`` accepts are carried out, then their connection is closed unanswered."""
@@ -76,6 +78,8 @@ class FaultInjector:
             if drop is not None:
                 drop.remaining -= 1
                 self.dropped += 1
+            if refusal is not None:
+                self.refused.append(f"{method} {path}")
         if refusal is not None:
             payload = json.dumps(refusal.body).encode()
             start_response(

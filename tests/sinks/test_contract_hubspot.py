@@ -4,6 +4,7 @@ loopback HTTP against the HubSpot emulator, with lost answers and refused events
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hubspot
@@ -81,3 +82,10 @@ class TestHubSpotSinkContract(SinkContract):
             harness = HubSpotHarness(emulator)
             yield harness
             harness.close()
+
+    def test_one_refused_event_fails_alone_through_the_engine(self, harness: SinkHarness, tmp_path: Path) -> None:
+        """The contract's scenario, and proof that it ran HubSpot's batch path: the refused batch create of calls
+        carried the bad event among the others, and the sink then sent the others on their own."""
+        super().test_one_refused_event_fails_alone_through_the_engine(harness, tmp_path)
+        assert isinstance(harness, HubSpotHarness)
+        assert harness.faults.refused[0] == "POST /crm/v3/objects/calls/batch/create", harness.faults.refused

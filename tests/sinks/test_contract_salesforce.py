@@ -4,6 +4,7 @@ loopback HTTPS against the Salesforce emulator, with lost answers and refused ev
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,10 @@ class TestSalesforceSinkContract(SinkContract):
             harness = SalesforceHarness(emulator)
             yield harness
             harness.close()
+
+    def test_one_refused_event_fails_alone_through_the_engine(self, harness: SinkHarness, tmp_path: Path) -> None:
+        """The contract's scenario, and proof that it ran Salesforce's batch path: the refused sObject Collections
+        create carried the bad event among the others, and the sink then sent the others on their own."""
+        super().test_one_refused_event_fails_alone_through_the_engine(harness, tmp_path)
+        assert isinstance(harness, SalesforceHarness)
+        assert harness.faults.refused[0] == "POST /services/data/v62.0/composite/sobjects", harness.faults.refused
