@@ -5,7 +5,9 @@ This harness is the worked example of docs/sinks.md, "Contract tests".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +84,14 @@ class TestHttpSinkContract(SinkContract):
     @pytest.mark.xfail(reason=LOST_ANSWER_DUPLICATES, strict=True)
     def test_a_retry_after_a_lost_answer_writes_once(self, harness: SinkHarness) -> None:
         super().test_a_retry_after_a_lost_answer_writes_once(harness)
+
+
+def test_the_documented_example_is_this_harness() -> None:
+    """docs/sinks.md, "Contract tests", shows this file's harness: every code block there is verbatim here."""
+    docs = (Path(__file__).parents[2] / "docs" / "sinks.md").read_text()
+    section = docs.split("## Contract tests", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    source = Path(__file__).read_text()
+    for block in blocks:
+        assert block in source, block.splitlines()[0]
