@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from connector.default_mappings import default_mapping_path
+from connector.errors import PermanentError, TransientError
+from connector.sinks import http as http_sink
+from connector.sinks.http import HttpSink
 from connector.testing.contract import SinkContract
 from connector.testing.endpoint import ActionEndpoint
 from connector.testing.harness import SinkHarness, event_marker
@@ -95,3 +98,39 @@ def test_the_documented_example_is_this_harness() -> None:
     source = Path(__file__).read_text()
     for block in blocks:
         assert block in source, block.splitlines()[0]
+
+
+# -- the contract can fail: sinks broken on purpose ------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoint_harness() -> Iterator[HttpHarness]:
+    with ActionEndpoint() as endpoint:
+        harness = HttpHarness(endpoint)
+        yield harness
+        harness.close()
+
+
+def test_a_sink_whose_lookup_finds_nothing_fails_the_contract(
+    endpoint_harness: HttpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HttpSink, "lookup", lambda self, action, context: None)
+    with pytest.raises(AssertionError):
+        SinkContract().test_a_write_whose_answer_was_lost_is_found_by_lookup(endpoint_harness)
+
+
+def test_a_sink_that_retries_everything_fails_the_contract(
+    endpoint_harness: HttpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sink that calls every failure transient would retry revoked credentials and invalid data forever."""
+    monkeypatch.setattr(http_sink, "_classify", lambda answer: TransientError(f"HTTP {answer.status_code}"))
+    with pytest.raises(TransientError):
+        SinkContract().test_rejected_credentials_raise_auth_error(endpoint_harness)
+
+
+def test_a_sink_that_drops_the_crm_message_fails_the_contract(
+    endpoint_harness: HttpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_sink, "_classify", lambda answer: PermanentError(f"HTTP {answer.status_code}"))
+    with pytest.raises(AssertionError):
+        SinkContract().test_a_validation_error_raises_permanent_error_with_the_crm_message(endpoint_harness)
