@@ -84,6 +84,15 @@ class SinkContract:
         [record] = _one(harness.records("create_activity"))
         assert context.results[activity_of(plan).key].crm_id == record["id"]
 
+    def test_every_request_waits_for_the_shared_rate_budget(self, harness: SinkHarness) -> None:
+        """The budget is shared by every worker of a store: a request the gate did not see can overrun it."""
+        before = harness.requests_seen()
+        if before is None:
+            pytest.skip("the harness cannot count the CRM's requests (SinkHarness.requests_seen)")
+        run_plan(harness.build_sink(), harness.plan(9010, record_phone_number=NEW_PHONES[1]))
+        sent = (harness.requests_seen() or 0) - before
+        assert sent > 0 and harness.gates[-1].waits >= sent, (sent, harness.gates[-1].waits)
+
     def test_a_plan_delivered_again_leaves_one_contact_and_one_activity(self, harness: SinkHarness) -> None:
         """The whole plan was written, then the process died before the journal said so: a new process looks each
         action up and executes only what it does not find (connector.engine.single). A new number's contact,

@@ -55,6 +55,8 @@ class SinkHarness(ABC):
 
     def __init__(self) -> None:
         self._opened: list[Sink] = []
+        self.gates: list[CountingGate] = []
+        """The rate gate handed to each sink :meth:`build_sink` opened, in order."""
 
     # -- building --------------------------------------------------------------------------------------------
 
@@ -81,7 +83,8 @@ class SinkHarness(ABC):
         """A new, opened sink (a new process, as far as the sink knows), built through the ``connector.sinks``
         entry points like the worker builds it. Closed by :meth:`close`."""
         sink = build_sink(self.name, self.settings().sinks[self.name])
-        sink.open(CountingGate())
+        self.gates.append(CountingGate())
+        sink.open(self.gates[-1])
         self._opened.append(sink)
         return sink
 
@@ -137,6 +140,11 @@ class SinkHarness(ABC):
 
     def count(self, kind: str) -> int:
         return len(self.records(kind))
+
+    def requests_seen(self) -> int | None:
+        """How many API requests the CRM has answered so far (each counted once against its rate limit); None
+        when the harness cannot tell (the rate-budget scenario is then skipped)."""
+        return None
 
     # -- running ---------------------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class FaultInjector:
         self._refusals: list[Refusal] = []
         self.dropped = 0
         """How many answers were dropped after the request was carried out."""
+        self.seen = 0
+        """Requests received (answered, refused or dropped)."""
         self.refused: list[str] = []
         """``METHOD path`` of every refused request, in order (which path a sink took: batch or single)."""
 
@@ -69,6 +71,7 @@ class FaultInjector:
         environ["wsgi.input"] = io.BytesIO(raw)
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
         with self._lock:
+            self.seen += 1
             refusal = next((r for r in self._refusals if raw and r.marker in raw), None)
             drop = (
                 None

@@ -18,7 +18,7 @@ from connector.sinks import http as http_sink
 from connector.sinks.http import HttpSink
 from connector.testing.contract import SinkContract
 from connector.testing.endpoint import ActionEndpoint
-from connector.testing.harness import SinkHarness, event_marker
+from connector.testing.harness import CountingGate, SinkHarness, event_marker
 from connector.testing.wsgi_faults import writes_to
 
 
@@ -59,6 +59,10 @@ class HttpHarness(SinkHarness):
     def crash_after_request(self) -> None:
         assert self.endpoint.faults is not None
         self.endpoint.faults.drop_answers(writes_to("/actions"))
+
+    def requests_seen(self) -> int | None:
+        assert self.endpoint.faults is not None
+        return self.endpoint.faults.seen
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         return [
@@ -134,3 +138,16 @@ def test_a_sink_that_drops_the_crm_message_fails_the_contract(
     monkeypatch.setattr(http_sink, "_classify", lambda answer: PermanentError(f"HTTP {answer.status_code}"))
     with pytest.raises(AssertionError):
         SinkContract().test_a_validation_error_raises_permanent_error_with_the_crm_message(endpoint_harness)
+
+
+def test_a_sink_that_bypasses_the_rate_gate_fails_the_contract(
+    endpoint_harness: HttpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = HttpSink.open
+
+    def open_with_a_private_gate(self: HttpSink, gate: Any) -> None:
+        opened(self, CountingGate())  # a gate of its own: the shared budget never hears of its requests
+
+    monkeypatch.setattr(HttpSink, "open", open_with_a_private_gate)
+    with pytest.raises(AssertionError):
+        SinkContract().test_every_request_waits_for_the_shared_rate_budget(endpoint_harness)

@@ -62,6 +62,9 @@ class HubSpotHarness(SinkHarness):
     def crash_after_request(self) -> None:
         self.faults.drop_answers(writes_to("/crm/v3/objects/calls", "/crm/v3/objects/calls/batch/create"))
 
+    def requests_seen(self) -> int | None:
+        return len(self.emulator.request_log)
+
     def records(self, kind: str) -> list[dict[str, Any]]:
         return [{"id": r["id"], "fields": r["properties"]} for r in self.emulator.objects(KINDS[kind])]
 

@@ -68,6 +68,9 @@ class SalesforceHarness(SinkHarness):
             writes_to("/composite", "/composite/sobjects", "/sobjects/Task", containing="CallObject")
         )
 
+    def requests_seen(self) -> int | None:
+        return len(self.emulator.request_log)
+
     def records(self, kind: str) -> list[dict[str, Any]]:
         if kind == "resolve_contact":
             found = self.emulator.records("Contact") + self.emulator.records("Lead")
