@@ -136,7 +136,8 @@ class SinkHarness(ABC):
     @abstractmethod
     def records(self, kind: str) -> list[dict[str, Any]]:
         """What the CRM holds for an action kind: ``{"id": <the id the sink reports as crm_id>, "fields": {...}}``
-        per record, oldest first."""
+        per record, oldest first; for activities and tasks also ``"contact"`` (the id of the contact the record is
+        associated with) when the harness can tell."""
 
     def count(self, kind: str) -> int:
         return len(self.records(kind))

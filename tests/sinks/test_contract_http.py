@@ -66,7 +66,7 @@ class HttpHarness(SinkHarness):
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         return [
-            {"id": r["id"], "fields": r["action"].get("properties", {})}
+            {"id": r["id"], "fields": r["action"].get("properties", {}), "contact": r["contact"]}
             for r in self.endpoint.records
             if r["kind"] == kind
         ]

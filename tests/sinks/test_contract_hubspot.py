@@ -66,7 +66,14 @@ class HubSpotHarness(SinkHarness):
         return len(self.emulator.request_log)
 
     def records(self, kind: str) -> list[dict[str, Any]]:
-        return [{"id": r["id"], "fields": r["properties"]} for r in self.emulator.objects(KINDS[kind])]
+        return [
+            {
+                "id": r["id"],
+                "fields": r["properties"],
+                "contact": (r.get("associations", {}).get("contacts") or [None])[0],
+            }
+            for r in self.emulator.objects(KINDS[kind])
+        ]
 
 
 class TestHubSpotSinkContract(SinkContract):

@@ -81,7 +81,7 @@ class SalesforceHarness(SinkHarness):
                 for r in self.emulator.records("Task")
                 if r.get("CallObject") and (":task:" in r["CallObject"]) == follow_up
             ]
-        return [{"id": r["Id"], "fields": r} for r in found]
+        return [{"id": r["Id"], "fields": r, "contact": r.get("WhoId")} for r in found]
 
 
 class TestSalesforceSinkContract(SinkContract):
