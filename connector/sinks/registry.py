@@ -1,17 +1,22 @@
-"""Finds sink factories through the `connector.sinks` entry-point group (built-ins included)."""
+"""Finds sink types through the `connector.sinks` entry-point group (built-ins included): each one's settings model
+(``connector.config`` validates a sink section with it) and its factory, whose sinks are checked once, when built,
+for what they declare (``SinkAbilities``)."""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pydantic import BaseModel
+
 from connector.errors import ConfigError, ConfigProblem
-from connector.sinks.base import Sink, SinkFactory
+from connector.sinks.base import Sink, SinkAbilities, SinkDeclarationError, SinkFactory
+from connector.sinks.settings import PluginSinkSettings
 
 GROUP = "connector.sinks"
 
 
-def installed_sink_types() -> dict[str, Any]:
+def installed_sink_types() -> dict[str, EntryPoint]:
     """Sink type name → entry point, for every installed package that provides one."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
@@ -28,9 +33,31 @@ def sink_factory(sink_type: str) -> SinkFactory:
     return factory  # type: ignore[no-any-return]
 
 
+def settings_model(sink_type: str) -> type[BaseModel]:
+    """The pydantic model a sink type declares for its config section (``settings_model`` on what its entry point
+    names); PluginSinkSettings (common keys checked, the rest kept for the factory) when it declares none or is not
+    installed."""
+    entry = installed_sink_types().get(sink_type)
+    if entry is None:
+        return PluginSinkSettings
+    model = getattr(entry.load(), "settings_model", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else PluginSinkSettings
+
+
+def sink_inspector(sink_type: str) -> Any:
+    """The type's schema inspection (``SchemaInspection``: `validate` and `crm-setup`), or None when it has none."""
+    entry = installed_sink_types().get(sink_type)
+    return getattr(entry.load(), "inspection", None) if entry is not None else None
+
+
 def build_sink(name: str, settings: Any) -> Sink:
-    """Instantiate the configured sink `name` (not yet opened)."""
+    """Instantiate the configured sink `name` (not yet opened); refuse a sink whose declarations contradict what it
+    implements (e.g. ``max_batch > 1`` without ``execute_batch``)."""
     sink = sink_factory(settings.type)(name, settings)
     if not isinstance(sink, Sink):
         raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.type", "the factory did not return a Sink")])
+    try:
+        SinkAbilities.of(sink)
+    except SinkDeclarationError as exc:
+        raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.type", str(exc))]) from None
     return sink

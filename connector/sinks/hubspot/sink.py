@@ -39,7 +39,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from connector.config import HubSpotSinkSettings
 from connector.errors import AuthError, PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
@@ -71,6 +70,7 @@ from connector.sinks.hubspot.contacts import (
 )
 from connector.sinks.hubspot.errors import existing_id, might_have_written
 from connector.sinks.hubspot.schema import PropertySchema
+from connector.sinks.hubspot.settings import HubSpotSinkSettings
 
 log = logging.getLogger(__name__)
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {

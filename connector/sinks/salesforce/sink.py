@@ -39,7 +39,6 @@ from dataclasses import field as _field
 from functools import partial
 from typing import Any, ClassVar
 
-from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError, TransientError
 from connector.plan import Action, CloseCallbacks, CreateActivity, CreateTask, ResolveContact, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
@@ -71,6 +70,7 @@ from connector.sinks.salesforce.errors import (
     soql_string,
 )
 from connector.sinks.salesforce.fields import FieldTypes, describe_objects
+from connector.sinks.salesforce.settings import SalesforceSinkSettings
 
 log = logging.getLogger(__name__)
 MAX_SUBREQUESTS = 25
