@@ -33,7 +33,7 @@ from connector.errors import AuthError, ConfigError, ConnectorError, SinkError, 
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed
-from connector.ledger.schema import DeliveryStatus
+from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
 from connector.receiver.metrics import process_metrics
@@ -228,7 +228,7 @@ class Worker:
                     "mapping changed but does not load; keeping the previous one:\n%s", error, extra={"sink": name}
                 )
                 continue
-            self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
+            self._runtimes[name] = SinkRuntime(runtime.sink, mapping, runtime.abilities)
             log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
             self._mapping_fixed(name, path)
 
@@ -299,7 +299,7 @@ class Worker:
                 attempt,
                 self.id,
                 status=DeliveryStatus.PENDING,
-                outcome="released",
+                outcome=DeliveryOutcome.RELEASED,
                 due_at=utcnow(),
                 count_attempt=False,
             )

@@ -94,8 +94,11 @@ Engagement = CreateActivity | CreateTask
 class HubSpotSink:
     """Executes plans against one HubSpot portal (see the module docstring for the design)."""
 
-    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(requests_per_window=190, window_s=10.0, max_batch=100)
-    """190 requests / 10 s: HubSpot's Professional/Enterprise private-app burst limit (`rate_limit` overrides)."""
+    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(
+        requests_per_window=190, window_s=10.0, max_batch=100, rate_limited_wait_s=10.0
+    )
+    """190 requests / 10 s: HubSpot's Professional/Enterprise private-app burst limit (`rate_limit` overrides);
+    HubSpot does not promise a Retry-After with a 429: wait out its 10-second window."""
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name
