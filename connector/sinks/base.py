@@ -187,8 +187,8 @@ class WriteSettling(Protocol):
 @runtime_checkable
 class SchemaInspection(Protocol):
     """A sink TYPE's schema check and set-up (``inspection`` on what its entry point names), for `connector
-    validate` (findings) and `connector crm-setup` (creating the connector's own fields). Works from the
-    validated settings; never needs an opened sink."""
+    validate` (credential and schema findings) and `connector crm-setup` (creating the connector's own fields).
+    Works from the validated settings; never needs an opened sink. Without it both commands skip the type."""
 
     def schema_findings(self, name: str, settings: Any, mapping: LoadedMapping) -> list[Finding]: ...
 
@@ -202,6 +202,10 @@ class SchemaInspection(Protocol):
         dry_run: bool,
         out: Any = None,
     ) -> SetupReport: ...
+
+    def credential_findings(self, name: str, settings: Any) -> list[tuple[str, str]]:
+        """(level, message) pairs about the configured credentials, checked offline by `validate`."""
+        ...
 
 
 class SinkDeclarationError(ValueError):

@@ -33,5 +33,21 @@ class HubSpotInspection:
 
         return run_hubspot_setup(settings, mapping, extra_questions=questions, dry_run=dry_run, sink=name)
 
+    def credential_findings(self, name: str, settings: Any) -> list[tuple[str, str]]:
+        """Nothing to check offline: a private-app token is validated by its first request."""
+        return []
+
 
 inspection = HubSpotInspection()
+
+_PUBLIC = ("plan_hubspot_setup", "run_hubspot_setup", "validate_against_hubspot")
+
+
+def __getattr__(name: str) -> Any:
+    """The set-up functions themselves (``from connector.sinks.hubspot.inspection import run_hubspot_setup``),
+    loaded on first use like the methods above."""
+    if name in _PUBLIC:
+        from connector.sinks.hubspot import setup
+
+        return getattr(setup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,5 +33,11 @@ class SalesforceInspection:
 
         return run_salesforce_setup(settings, mapping, sink=name, dry_run=dry_run, out=out, questions=questions)
 
+    def credential_findings(self, name: str, settings: Any) -> list[tuple[str, str]]:
+        """(level, message) about the configured login flow, checked offline (e.g. a JWT key file missing)."""
+        from connector.sinks.salesforce.client import login_findings
+
+        return login_findings(settings, name)
+
 
 inspection = SalesforceInspection()
