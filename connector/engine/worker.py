@@ -37,7 +37,7 @@ from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
 from connector.receiver.metrics import process_metrics
-from connector.sinks.registry import build_sink
+from connector.sinks.registry import build_sink_with_abilities
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,12 @@ class Worker:
         worker_settings = self.settings.worker
         for name, mapping in mappings.items():
             config = self.settings.sinks[name]
-            sink = build_sink(name, config)
+            sink, abilities = build_sink_with_abilities(name, config)
             limit = config.rate_limit
             requests = limit.requests if limit else sink.capabilities.requests_per_window
             window = limit.window_s if limit else sink.capabilities.window_s
             sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
-            self._runtimes[name] = SinkRuntime(sink, mapping)
+            self._runtimes[name] = SinkRuntime(sink, mapping, abilities)
         self._runner = BatchingRunner(
             self.ledger,
             self.id,

@@ -53,11 +53,17 @@ def sink_inspector(sink_type: str) -> Any:
 def build_sink(name: str, settings: Any) -> Sink:
     """Instantiate the configured sink `name` (not yet opened); refuse a sink whose declarations contradict what it
     implements (e.g. ``max_batch > 1`` without ``execute_batch``)."""
+    return build_sink_with_abilities(name, settings)[0]
+
+
+def build_sink_with_abilities(name: str, settings: Any) -> tuple[Sink, SinkAbilities]:
+    """``build_sink``, with the abilities it checked: the worker hands them to the engine, which never probes the
+    sink again."""
     sink = sink_factory(settings.type)(name, settings)
     if not isinstance(sink, Sink):
         raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.type", "the factory did not return a Sink")])
     try:
-        SinkAbilities.of(sink)
+        abilities = SinkAbilities.of(sink)
     except SinkDeclarationError as exc:
         raise ConfigError("<config>", [ConfigProblem(f"sinks.{name}.type", str(exc))]) from None
-    return sink
+    return sink, abilities
