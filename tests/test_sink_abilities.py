@@ -96,6 +96,7 @@ TYPES = {
     "acme-combine": "overpromising_combine",
     "acme-batching": "batching",
     "acme-http": "batching_http",
+    "acme-broken": "no_such_name",
 }
 
 
@@ -168,6 +169,13 @@ def test_a_third_party_settings_model_validates_its_section_through_the_registry
     section = settings.sinks["crm"]
     assert type(section).__name__ == "AcmeSettings" and section.retries == 3  # type: ignore[attr-defined]
     assert build_sink("crm", section).settings is section  # type: ignore[attr-defined]
+
+
+def test_a_sink_type_that_cannot_be_loaded_is_a_problem_at_its_section(acme: None) -> None:
+    with pytest.raises(ConfigError) as exc:
+        sinks_config(crm={"type": "acme-broken"}, web={"type": "http", "url": "http://127.0.0.1:1"})
+    [problem] = exc.value.problems
+    assert problem.path == "sinks.crm" and "sink type 'acme-broken' cannot be loaded" in problem.message
 
 
 def test_builtin_types_declare_their_models_and_unknown_types_keep_their_keys() -> None:

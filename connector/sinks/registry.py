@@ -36,18 +36,27 @@ def sink_factory(sink_type: str) -> SinkFactory:
 def settings_model(sink_type: str) -> type[BaseModel]:
     """The pydantic model a sink type declares for its config section (``settings_model`` on what its entry point
     names); PluginSinkSettings (common keys checked, the rest kept for the factory) when it declares none or is not
-    installed."""
+    installed; ValueError when its package fails to import."""
     entry = installed_sink_types().get(sink_type)
     if entry is None:
         return PluginSinkSettings
-    model = getattr(entry.load(), "settings_model", None)
+    try:
+        loaded = entry.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is a config problem at its section, not a crash
+        raise ValueError(f"sink type {sink_type!r} cannot be loaded: {exc.__class__.__name__}: {exc}") from None
+    model = getattr(loaded, "settings_model", None)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else PluginSinkSettings
 
 
 def sink_inspector(sink_type: str) -> Any:
     """The type's schema inspection (``SchemaInspection``: `validate` and `crm-setup`), or None when it has none."""
     entry = installed_sink_types().get(sink_type)
-    return getattr(entry.load(), "inspection", None) if entry is not None else None
+    if entry is None:
+        return None
+    try:
+        return getattr(entry.load(), "inspection", None)
+    except Exception:  # noqa: BLE001 - a broken plugin has nothing to inspect (config validation names it)
+        return None
 
 
 def build_sink(name: str, settings: Any) -> Sink:
