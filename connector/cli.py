@@ -93,7 +93,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
     from connector.errors import ConfigError
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
-    from connector.ops.crm_checks import schema_findings
+    from connector.ops.crm_checks import credential_findings, schema_findings
     from connector.ops.preflight import sink_problems
 
     settings = _settings(config_path)
@@ -103,12 +103,9 @@ def validate(config_path: Path | None, offline: bool) -> None:
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
     errors = 0
     for name, sink in sorted(settings.sinks.items()):
-        if sink.type == "salesforce":
-            from connector.sinks.salesforce.client import login_findings
-
-            for level, message in login_findings(sink, name):
-                click.echo(f"{level}: {message}", err=True)
-                errors += level == "error"
+        for level, message in credential_findings(name, sink):
+            click.echo(f"{level}: {message}", err=True)
+            errors += level == "error"
     for name, mapping in mappings.items():
         for warning in lint(mapping):
             click.echo(f"warning: sinks.{name}: {warning}", err=True)
@@ -164,18 +161,19 @@ def crm_setup(
     """Create the custom CRM properties (HubSpot) or fields with their field-level security (Salesforce)
     the mappings need; safe to re-run. Exit 1 with manual steps for what the credentials may not do."""
     from connector.mapping.sinks import load_sink_mappings
-    from connector.ops.crm_checks import SETUP_TYPES, run_setup
+    from connector.ops.crm_checks import run_setup, setup_types
     from connector.ops.crm_setup import stored_question_names
 
     settings = _settings(config_path)
-    names = list(sink_names) or [n for n in settings.enabled_sinks() if settings.sinks[n].type in SETUP_TYPES]
+    supported = setup_types()
+    names = list(sink_names) or [n for n in settings.enabled_sinks() if settings.sinks[n].type in supported]
     if not names:
-        raise click.UsageError("no hubspot or salesforce sink in the config; name one with --sink")
+        raise click.UsageError(f"no {' or '.join(supported)} sink in the config; name one with --sink")
     for name in names:
         if name not in settings.sinks:
             raise click.UsageError(f"no sink named {name!r}; configured: {', '.join(sorted(settings.sinks))}")
-        if settings.sinks[name].type not in SETUP_TYPES:
-            raise click.ClickException(f"sinks.{name}: crm-setup supports {', '.join(SETUP_TYPES)} sinks")
+        if settings.sinks[name].type not in supported:
+            raise click.ClickException(f"sinks.{name}: crm-setup supports {', '.join(supported)} sinks")
     mappings = load_sink_mappings(settings, names)
     seen: list[str] = []
     if not no_ledger_questions:

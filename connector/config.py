@@ -12,16 +12,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
+    PlainValidator,
     SecretStr,
-    Tag,
     ValidationError,
     field_validator,
 )
@@ -31,6 +29,41 @@ from connector.dashboard.settings import DashboardSettings
 from connector.engine.retry import RetryPolicy
 from connector.errors import ConfigError, ConfigProblem
 from connector.hints import remember_config
+from connector.sinks.registry import settings_model
+from connector.sinks.settings import PluginSinkSettings, RateLimitSettings, SinkSettingsBase
+
+__all__ = [
+    "AuthSettings",
+    "LoggingSettings",
+    "PhoneSettings",
+    "PluginSinkSettings",
+    "RateLimitSettings",
+    "ReceiverSettings",
+    "ServeSettings",
+    "Settings",
+    "SinkSettings",
+    "StoreSettings",
+    "WorkerSettings",
+    "load_settings",
+    "parse_settings",
+]
+
+_MOVED = {
+    "HubSpotSinkSettings": "connector.sinks.hubspot.settings",
+    "SalesforceSinkSettings": "connector.sinks.salesforce.settings",
+    "SalesforceAuthSettings": "connector.sinks.salesforce.settings",
+}
+"""Sink settings models now owned by their sink packages, still importable from here (loaded on first use, so
+this module imports no concrete sink)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -179,139 +212,21 @@ class LoggingSettings(_Model):
     json_lines: bool = Field(False, alias="json", description="One JSON object per line instead of plain text.")
 
 
-class RateLimitSettings(_Model):
-    """A request budget shared by every worker of a store."""
-
-    requests: int = Field(ge=1, description="Requests allowed per window.")
-    window_s: float = Field(10.0, gt=0, description="Window length in seconds.")
-
-
-_ON_MISSING_FIELD = (
-    "When the CRM refuses a field as missing or not writable: `skip` writes the rest of the event "
-    "and warns; `hold` pauses the sink until crm-setup. A missing do-not-call field always pauses."
-)
-
-
-class _SinkBase(_Model):
-    enabled: bool = Field(True, description="A disabled sink keeps its config but receives no new deliveries.")
-    mapping: str | None = Field(
-        None,
-        description="Mapping YAML file, relative to the config file "
-        "(default: the packaged mapping for the sink's type).",
-    )
-    rate_limit: RateLimitSettings | None = Field(None, description="Override the sink's default request budget.")
-
-
-class HubSpotSinkSettings(_SinkBase):
-    """A HubSpot portal reached through a private-app token."""
-
-    type: Literal["hubspot"]
-    access_token: SecretStr = Field(description="Private-app access token (Bearer).")
-
-    @field_validator("access_token")
-    @classmethod
-    def _token_not_blank(cls, token: SecretStr) -> SecretStr:
-        if not token.get_secret_value().strip():
-            raise ValueError("the access token is empty")
-        return token
-
-    base_url: str = Field("https://api.hubapi.com", description="API host; point it at the emulator or a proxy.")
-    auto_create_question_properties: bool = Field(
-        True,
-        description="Create a missing `twox_q_<question>` contact property (text) the first time an answer "
-        "to a new script question arrives (needs the crm.schemas.contacts.write scope).",
-    )
-    account_time_zone: str | None = Field(
-        None,
-        description="The portal's time zone (IANA name, e.g. America/New_York, as set in HubSpot's account "
-        "defaults). HubSpot resets the daily API limit at midnight there: after a daily 429 the "
-        "sink pauses until then. Unset: it looks again at the next full hour.",
-    )
-
-    @field_validator("account_time_zone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)") from exc
-        return value
-
-    max_question_properties_per_event: int = Field(
-        100,
-        ge=0,
-        le=1000,
-        description="At most this many `twox_q_*` properties are created for one event (in "
-        "batches of 100); answers beyond it are skipped and recorded, never fatal.",
-    )
-    on_missing_field: Literal["skip", "hold"] = Field("skip", description=_ON_MISSING_FIELD)
-
-
-class SalesforceAuthSettings(_Model):
-    """One of: session id; username + password + security token; client credentials; JWT bearer."""
-
-    session_id: SecretStr | None = Field(
-        None, description="An existing session (no re-login possible when it expires)."
-    )
-    username: str | None = Field(None, description="Integration user (password, JWT bearer).")
-    password: SecretStr | None = Field(None, description="With username and security_token: SOAP login.")
-    security_token: SecretStr | None = Field(None, description="The user's security token.")
-    domain: str | None = Field(None, description="login, test, or a My Domain prefix such as acme.my")
-    consumer_key: str | None = Field(None, description="Connected app key (client credentials, JWT bearer).")
-    consumer_secret: SecretStr | None = Field(None, description="Connected app secret (client credentials).")
-    private_key_file: str | None = Field(None, description="PEM key for the JWT bearer flow.")
-    jwt_audience: Literal["https://login.salesforce.com", "https://test.salesforce.com"] | None = Field(
-        None,
-        description="JWT bearer: the aud claim; default https://test.salesforce.com when domain is test or a "
-        "sandbox My Domain (*.sandbox.my), else https://login.salesforce.com.",
-    )
-    token_url: str | None = Field(
-        None,
-        pattern=r"^https://",
-        description=(
-            "OAuth token endpoint for JWT bearer and client credentials; default https://<domain>.salesforce.com/"
-            "services/oauth2/token (set domain to your My Domain, e.g. acme.my). Override only for a proxy or the "
-            "emulator."
-        ),
-    )
-
-
-class SalesforceSinkSettings(_SinkBase):
-    """A Salesforce org reached over its REST API."""
-
-    type: Literal["salesforce"]
-    instance_url: str = Field(description="https://<my-domain>.my.salesforce.com, or the emulator.")
-    api_version: str = Field("62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
-    auth: SalesforceAuthSettings = Field(description="Credentials; see the configuration reference.")
-    ca_bundle: str | None = Field(None, description="CA file to trust for TLS to instance_url (emulator, proxy).")
-    on_missing_field: Literal["skip", "hold"] = Field("skip", description=_ON_MISSING_FIELD)
-
-
-class PluginSinkSettings(BaseModel):
-    """A sink provided by another package through the `connector.sinks` entry-point group.
-
-    Its own keys are validated by the plugin when the sink is opened.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    type: str
-    enabled: bool = True
-    mapping: str | None = None
-    rate_limit: RateLimitSettings | None = None
-
-
-def _sink_tag(value: Any) -> str:
+def _registered_sink(value: Any) -> SinkSettingsBase | PluginSinkSettings:
+    """A sink section, validated by the settings model its type declares in the registry (errors keep their place,
+    e.g. ``sinks.hs.access_token``); an undeclared or uninstalled type keeps its keys for the plugin (preflight
+    then names the installed types)."""
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("hubspot", "salesforce") else "plugin"
+    model = settings_model(kind) if isinstance(kind, str) else PluginSinkSettings
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True, exclude_unset=True)
+    return model.model_validate(value)
 
 
-SinkSettings = Annotated[
-    Annotated[HubSpotSinkSettings, Tag("hubspot")]
-    | Annotated[SalesforceSinkSettings, Tag("salesforce")]
-    | Annotated[PluginSinkSettings, Tag("plugin")],
-    Discriminator(_sink_tag),
-]
+SinkSettings = Annotated[SinkSettingsBase | PluginSinkSettings, PlainValidator(_registered_sink)]
+"""A `sinks.<name>` section: an instance of its type's ``settings_model`` (connector.sinks.settings)."""
 
 
 class Settings(_Model):
@@ -387,8 +302,6 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("hubspot", "salesforce", "plugin") and path.startswith("sinks."):
-            continue  # discriminator tags are not part of the user's YAML
         else:
             path = _join(path, str(part))
     return path or "<root>"

@@ -130,3 +130,36 @@ def test_the_configuration_reference_is_current() -> None:
 
     committed = (REPO / "docs" / "configuration.md").read_text()
     assert committed == render(), "run: python -m connector.ops.config_reference > docs/configuration.md"
+
+
+def test_config_imports_no_concrete_sink_and_keeps_the_moved_names() -> None:
+    """Each sink owns its settings model; connector.config asks the registry, and re-exports the moved models
+    lazily (a fresh interpreter: importing the config loads no sink package)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, connector.config as c\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('connector.sinks.hubspot', 'connector.sinks.salesforce'))))\n"
+        "from connector.sinks.salesforce.settings import SalesforceAuthSettings\n"
+        "print(c.SalesforceAuthSettings is SalesforceAuthSettings)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    source = (REPO / "connector" / "config.py").read_text()
+    assert '"hubspot"' not in source and '"salesforce"' not in source  # no switch on type names
+
+
+def test_each_sink_section_is_validated_by_its_types_model_with_its_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+receiver: {auth: {tokens: ["t"]}}
+sinks:
+  hubspot: {type: hubspot, access_tokn: "x"}
+  web: {type: http, url: "http://127.0.0.1:1", timeout_s: 0}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert set(problems(exc)) == {"sinks.hubspot.access_token", "sinks.hubspot.access_tokn", "sinks.web.timeout_s"}

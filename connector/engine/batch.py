@@ -31,12 +31,19 @@ from connector.engine.single import DeliveryRunner, _contact_ref, cacheable_phon
 from connector.errors import LeaseLost, MappingError, PermanentError, SinkError, StoreError, TransientError
 from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
-from connector.ledger.schema import ActionStatus, DeliveryStatus
+from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import WrittenField
 from connector.payload import CallEvent
 from connector.plan import Action, CreateTask, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
-from connector.sinks.base import ActionResult, ExecutionContext, Sink
+from connector.sinks.base import (
+    ActionResult,
+    BulkContactResolution,
+    ExecutionContext,
+    Sink,
+    SinkAbilities,
+    WriteSettling,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +93,13 @@ class BatchingRunner(DeliveryRunner):
 
     def run_many(self, claimed: list[Claimed]) -> list[str]:
         """Run deliveries of ONE sink together; returns each one's outcome (same order not promised)."""
-        sink = self._sinks[claimed[0].sink].sink
-        if len(claimed) == 1 or sink.capabilities.max_batch <= 1 or not hasattr(sink, "execute_batch"):
+        runtime = self._sinks[claimed[0].sink]
+        batch = runtime.abilities.batch
+        if len(claimed) == 1 or runtime.sink.capabilities.max_batch <= 1 or batch is None:
             return [self.run(c) for c in claimed]
         self._pending = _Pending()
         try:
-            return self._run_batch(claimed, sink)
+            return self._run_batch(claimed, runtime.sink)
         finally:
             self._pending = self._stage_written = self._stage_asked = self._contacts = None
 
@@ -99,8 +107,9 @@ class BatchingRunner(DeliveryRunner):
         outcomes: list[str] = []
         group = self._start_all(claimed, outcomes)
         self._contacts = self._read_contact_cache(group)
-        if hasattr(sink, "resolve_many"):
-            self._resolve_group(group, sink, outcomes)
+        resolver = self._abilities(claimed[0]).resolve_many
+        if resolver is not None:
+            self._resolve_group(group, sink, resolver, outcomes)
         else:
             for item in group:
                 self._resolve(item, sink, outcomes)
@@ -108,9 +117,13 @@ class BatchingRunner(DeliveryRunner):
             self._stage(kind, [i for i in group if not i.failed], sink, outcomes)
         done = [i for i in group if not i.failed]
         written = self._flush(
-            finishes=[Finish(i.claimed.id, i.attempt_id, DeliveryStatus.SUCCEEDED, "succeeded") for i in done]
+            finishes=[
+                Finish(i.claimed.id, i.attempt_id, DeliveryStatus.SUCCEEDED, DeliveryOutcome.SUCCEEDED) for i in done
+            ]
         )
-        outcomes += [self._report(i.claimed, "succeeded", i.claimed.id in written.finished, None) for i in done]
+        outcomes += [
+            self._report(i.claimed, DeliveryOutcome.SUCCEEDED, i.claimed.id in written.finished, None) for i in done
+        ]
         return outcomes
 
     def _start_all(self, claimed: list[Claimed], outcomes: list[str]) -> list[_InProgress]:
@@ -151,7 +164,11 @@ class BatchingRunner(DeliveryRunner):
         if isinstance(plan, MappingError):
             outcomes.append(
                 self._finish(
-                    claimed, attempt_id, DeliveryStatus.DEAD, "dead", {"kind": "mapping_error", "message": str(plan)}
+                    claimed,
+                    attempt_id,
+                    DeliveryStatus.DEAD,
+                    DeliveryOutcome.DEAD,
+                    {"kind": "mapping_error", "message": str(plan)},
                 )
             )
             return None
@@ -161,7 +178,13 @@ class BatchingRunner(DeliveryRunner):
         hold = next((a for a in plan.actions if isinstance(a, HoldForReview)), None)
         if hold is not None:
             outcomes.append(
-                self._finish(claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": hold.reason})
+                self._finish(
+                    claimed,
+                    attempt_id,
+                    DeliveryStatus.HELD,
+                    DeliveryOutcome.HELD,
+                    {"kind": "hold", "message": hold.reason},
+                )
             )
             return None
         return _InProgress(claimed, attempt_id, plan, ExecutionContext(contact_key=claimed.contact_key), journal)
@@ -184,33 +207,38 @@ class BatchingRunner(DeliveryRunner):
                 item.failed = True
                 outcomes.append(self._fail(item.claimed, item.attempt_id, TransientError(repr(exc))))
 
-    def _resolve_group(self, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
+    def _abilities(self, claimed: Claimed) -> SinkAbilities:
+        return self._sinks[claimed.sink].abilities
+
+    def _resolve_group(
+        self, group: list[_InProgress], sink: Sink, resolver: BulkContactResolution, outcomes: list[str]
+    ) -> None:
         """Every contact of the group at once: the shared contact cache read in one query, the rest through the
         sink's ``resolve_many`` (one search per 100 numbers, one batch create per 100 new ones), each action
         journaled in flight before and succeeded after, and the cache written in one transaction."""
         pending = self._runnable("resolve_contact", group, sink, outcomes)  # the cache was read for the batch
+        settling = self._abilities(group[0].claimed).settling if group else None
         for item, action, _ in pending:
             assert isinstance(action, ResolveContact)
-            if action.key not in self._resolving:
-                self._recheck_if_interrupted(item, action, sink)
+            if action.key not in self._resolving and settling is not None:
+                self._recheck_if_interrupted(item, action, settling)
         if pending:
-            self._resolve_pending(pending, sink, outcomes)
+            self._resolve_pending(pending, resolver, outcomes)
 
     @staticmethod
-    def _recheck_if_interrupted(item: _InProgress, action: ResolveContact, sink: Sink) -> None:
+    def _recheck_if_interrupted(item: _InProgress, action: ResolveContact, settling: WriteSettling) -> None:
         """A resolve another process left in flight (it died) may have created its contact, and the CRM's search may
         not show it yet: the sink treats it as an unconfirmed create (HubSpot waits for its index, Salesforce asks
         SOQL), as it does for its own lost answers, instead of creating the contact again."""
         entry = item.journal.get(action.key)
-        unsettle = getattr(sink, "unsettle", None)
-        if entry is not None and entry.status == ActionStatus.IN_FLIGHT.value and unsettle is not None:
-            unsettle([action.key])
+        if entry is not None and entry.status == ActionStatus.IN_FLIGHT.value:
+            settling.unsettle([action.key])
 
     def _resolve_pending(
-        self, pending: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]
+        self, pending: list[tuple[_InProgress, Action, Action]], resolver: BulkContactResolution, outcomes: list[str]
     ) -> None:
         crash_point("before_crm_call")
-        resolve_many = sink.resolve_many
+        resolve_many = resolver.resolve_many
         try:
             for item, action, _ in pending:
                 self._ledger.deliveries.journal_mark(
@@ -265,13 +293,13 @@ class BatchingRunner(DeliveryRunner):
     def _stage(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
         """Every pending action of one kind, across the group, in batches of max_batch."""
         self._read_written(kind, group)
-        self._dnc_known = self._read_do_not_call(group, sink) if kind == "create_task" else None
+        self._dnc_known = self._read_do_not_call(group) if kind == "create_task" else None
         try:
             self._stage_actions(kind, group, sink, outcomes)
         finally:
             self._dnc_known = self._stage_written = self._stage_asked = None
 
-    def _read_do_not_call(self, group: list[_InProgress], sink: Sink) -> dict[str, str | None]:
+    def _read_do_not_call(self, group: list[_InProgress]) -> dict[str, str | None]:
         """Read the CRM's do-not-call of every contact about to get a callback task, in one go (see dnc_guard)."""
         done = (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value)
         pairs = [
@@ -280,7 +308,10 @@ class BatchingRunner(DeliveryRunner):
             for action in item.plan.actions
             if isinstance(action, CreateTask) and getattr(item.journal.get(action.key), "status", None) not in done
         ]
-        return prefetch(self._ledger, group[0].claimed.sink, sink, pairs, self._written) if pairs else {}
+        if not pairs:
+            return {}
+        bulk = self._abilities(group[0].claimed).do_not_call_many
+        return prefetch(self._ledger, group[0].claimed.sink, bulk, pairs, self._written)
 
     def _read_written(self, kind: str, group: list[_InProgress]) -> None:
         """The precedence bookkeeping this stage consults (contact fields, do-not-call flags), in one query."""
@@ -344,7 +375,9 @@ class BatchingRunner(DeliveryRunner):
         chunk = [entry for entry in chunk if not entry[0].failed]
         if not chunk:
             return
-        execute_batch = sink.execute_batch
+        batch = self._abilities(chunk[0][0].claimed).batch
+        assert batch is not None, "run_many batches only sinks with execute_batch"
+        execute_batch = batch.execute_batch
         try:
             results = self._quick_retries()(execute_batch, [(runnable, item.context) for item, _, runnable in chunk])
         except SinkError as exc:

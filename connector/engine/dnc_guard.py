@@ -5,10 +5,10 @@ Both engine paths (connector.engine.single, connector.engine.batch) ask `blocked
 
 1. the ledger's precedence bookkeeping: a do-not-call the connector itself wrote to this contact (sticky,
    so its last written value is true once set) — no CRM request;
-2. the CRM, read by the sink right before the write (`Sink.do_not_call_set`, optional): a do-not-call set
+2. the CRM, read by the sink right before the write (the optional `DoNotCallGuard`): a do-not-call set
    by a rep, another tool, or an older connector release. A callback is the rare outcome, so one extra
    read per callback task is cheap (measured in tests/test_callbacks_dnc.py). Under a backlog the batch
-   runner reads them all at once first (`prefetch`, the sink's optional `do_not_call_many`): one request
+   runner reads them all at once first (`prefetch`, the optional `BulkDoNotCallGuard`): one request
    per stage instead of one per callback.
 
 The other half — a later do-not-call closing the tasks created before it — is the `close_callbacks`
@@ -18,13 +18,12 @@ action the planner adds to do-not-call plans.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from connector.errors import SinkError
 from connector.ledger import Ledger
 from connector.mapping.precedence import WrittenField
 from connector.plan import CreateTask
-from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.base import ActionResult, BulkDoNotCallGuard, DoNotCallGuard, ExecutionContext
 
 SKIP_REASON = "do_not_call"
 
@@ -36,7 +35,7 @@ what it read for the whole stage at once."""
 def blocked_task(
     ledger: Ledger,
     sink_name: str,
-    sink: Any,
+    guard: DoNotCallGuard | None,
     action: CreateTask,
     context: ExecutionContext,
     known: dict[str, str | None] | None = None,
@@ -44,7 +43,8 @@ def blocked_task(
 ) -> ActionResult | None:
     """The skipped result when this task must not be created because the contact is do-not-call; else None.
 
-    ``known``: CRM answers already read for these action keys (``prefetch``); others are read now.
+    ``known``: CRM answers already read for these action keys (``prefetch``); others are read now through
+    ``guard`` (the sink's ``SinkAbilities.do_not_call``; None: only the connector's own writes count).
     """
     if not _guarded(action, context):
         return None
@@ -54,27 +54,28 @@ def blocked_task(
     if known is not None and action.key in known:
         prop = known[action.key]
     else:
-        read = getattr(sink, "do_not_call_set", None)
-        prop = read(action, context) if read is not None else None
+        prop = guard.do_not_call_set(action, context) if guard is not None else None
     return _skipped(prop, "crm") if prop else None
 
 
 def prefetch(
     ledger: Ledger,
     sink_name: str,
-    sink: Any,
+    guard: BulkDoNotCallGuard | None,
     pairs: list[tuple[CreateTask, ExecutionContext]],
     written: WrittenReader | None = None,
 ) -> dict[str, str | None]:
     """The CRM's do-not-call answer for each guarded task the ledger does not already settle, read in one go
-    when the sink can (`do_not_call_many`); {} when it cannot or the read fails (then each is read alone)."""
-    read_many = getattr(sink, "do_not_call_many", None)
+    when the sink can (``guard``: its ``SinkAbilities.do_not_call_many``); {} when it cannot or the read fails (then
+    each is read alone)."""
+    if guard is None:
+        return {}
     reader = written or ledger.sinks.written
     wanted = [(a, c) for a, c in pairs if _guarded(a, c) and _written_by_connector(reader, sink_name, a, c) is None]
-    if read_many is None or not wanted:
+    if not wanted:
         return {}
     try:
-        answers = read_many(wanted)
+        answers = guard.do_not_call_many(wanted)
     except SinkError:
         return {}
     return {action.key: answer for (action, _), answer in zip(wanted, answers, strict=True)}

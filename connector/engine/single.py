@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ from connector.errors import (
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed, JournalEntry
-from connector.ledger.schema import ActionStatus, DeliveryStatus
+from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
 from connector.mapping.precedence import WrittenField, may_write
@@ -57,7 +58,7 @@ from connector.plan import (
     contact_action_key,
 )
 from connector.receiver.metrics import Metrics
-from connector.sinks.base import ActionResult, ExecutionContext, Sink
+from connector.sinks.base import ActionResult, CombinedExecution, ExecutionContext, Sink, SinkAbilities
 from connector.sinks.drift import SKIPPED
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,19 @@ NOT_WRITTEN_DETAIL = "superseded_in_batch"
 """ActionResult.detail key listing fields a sink deliberately did not send (a newer or higher-ranked
 value for the same record went in the same batch); they are not recorded as written."""
 
-RATE_LIMIT_DEFAULT_WAIT_S = 10.0
-"""HubSpot does not promise a Retry-After: wait out its 10-second window."""
-
 
 @dataclass(frozen=True)
 class SinkRuntime:
-    """An open sink with its mapping, as the runner needs them."""
+    """An open sink with its mapping and its optional abilities, as the runner needs them."""
 
     sink: Sink
     mapping: LoadedMapping
+    abilities: SinkAbilities = field(default=None)  # type: ignore[assignment]
+    """Checked once (``SinkAbilities.of``) when not given; the runners ask it, never the sink's attributes."""
+
+    def __post_init__(self) -> None:
+        if self.abilities is None:
+            object.__setattr__(self, "abilities", SinkAbilities.of(self.sink))
 
 
 class DeliveryRunner:
@@ -121,12 +125,16 @@ class DeliveryRunner:
             if any(isinstance(a, HoldForReview) for a in plan.actions):
                 reason = next(a.reason for a in plan.actions if isinstance(a, HoldForReview))
                 return self._finish(
-                    claimed, attempt_id, DeliveryStatus.HELD, "held", {"kind": "hold", "message": reason}
+                    claimed, attempt_id, DeliveryStatus.HELD, DeliveryOutcome.HELD, {"kind": "hold", "message": reason}
                 )
             self._execute(claimed, plan, runtime.sink)
         except MappingError as exc:
             return self._finish(
-                claimed, attempt_id, DeliveryStatus.DEAD, "dead", {"kind": "mapping_error", "message": str(exc)}
+                claimed,
+                attempt_id,
+                DeliveryStatus.DEAD,
+                DeliveryOutcome.DEAD,
+                {"kind": "mapping_error", "message": str(exc)},
             )
         except SinkError as exc:
             return self._fail(claimed, attempt_id, exc)
@@ -135,7 +143,7 @@ class DeliveryRunner:
         except Exception as exc:  # noqa: BLE001 - unknown failures retry, bounded by the schedule
             log.exception("delivery failed unexpectedly", extra={"event_id": claimed.event_id, "sink": claimed.sink})
             return self._fail(claimed, attempt_id, TransientError(f"unexpected {exc.__class__.__name__}: {exc}"))
-        return self._finish(claimed, attempt_id, DeliveryStatus.SUCCEEDED, "succeeded", None)
+        return self._finish(claimed, attempt_id, DeliveryStatus.SUCCEEDED, DeliveryOutcome.SUCCEEDED, None)
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -155,17 +163,18 @@ class DeliveryRunner:
     def _execute(self, claimed: Claimed, plan: Plan, sink: Sink) -> None:
         journal = self._ledger.deliveries.journal(claimed.id)
         context = ExecutionContext(contact_key=claimed.contact_key)
+        combine = self._sinks[claimed.sink].abilities.combined if sink.capabilities.combine_actions else None
         combined: list[tuple[Action, Action]] = []
         for action in plan.actions:
             runnable = self._prepare(claimed, action, journal, context, sink)
             if runnable is None:
                 continue
-            if sink.capabilities.combine_actions and not isinstance(action, (ResolveContact, CloseCallbacks)):
+            if combine is not None and not isinstance(action, (ResolveContact, CloseCallbacks)):
                 combined.append((action, runnable))
                 continue
             self._run_one(claimed, action, runnable, context, sink)
-        if combined:
-            self._execute_combined(claimed, sink, combined, context)
+        if combine is not None and combined:
+            self._execute_combined(claimed, combine, combined, context)
 
     def _prepare(
         self, claimed: Claimed, action: Action, journal: dict[str, JournalEntry], context: ExecutionContext, sink: Sink
@@ -210,7 +219,15 @@ class DeliveryRunner:
                 self._mark(claimed, action, ActionStatus.SUCCEEDED, found, context, written=runnable)
                 return None
         blocked = (
-            blocked_task(self._ledger, claimed.sink, sink, action, context, self._dnc_known, self._written)
+            blocked_task(
+                self._ledger,
+                claimed.sink,
+                self._sinks[claimed.sink].abilities.do_not_call,
+                action,
+                context,
+                self._dnc_known,
+                self._written,
+            )
             if isinstance(action, CreateTask)
             else None
         )
@@ -240,7 +257,7 @@ class DeliveryRunner:
         crash_point("after_action")
 
     def _execute_combined(
-        self, claimed: Claimed, sink: Sink, actions: list[tuple[Action, Action]], context: ExecutionContext
+        self, claimed: Claimed, sink: CombinedExecution, actions: list[tuple[Action, Action]], context: ExecutionContext
     ) -> None:
         """All remaining actions in one sink call (all or none), journaled as one step."""
         crash_point("before_crm_call")
@@ -248,8 +265,7 @@ class DeliveryRunner:
             self._ledger.deliveries.journal_mark(
                 claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT, owner=self._worker
             )
-        execute_many = sink.execute_many
-        results = self._call_many(execute_many, [runnable for _, runnable in actions], context)
+        results = self._call_many(sink.execute_many, [runnable for _, runnable in actions], context)
         crash_point("after_crm_call")
         for (action, runnable), result in zip(actions, results, strict=True):
             self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
@@ -266,7 +282,12 @@ class DeliveryRunner:
     def _call(self, sink: Sink, action: Action, context: ExecutionContext) -> ActionResult:
         return self._quick_retries()(sink.execute, action, context)
 
-    def _call_many(self, execute_many: Any, actions: list[Action], context: ExecutionContext) -> list[ActionResult]:
+    def _call_many(
+        self,
+        execute_many: Callable[[list[Action], ExecutionContext], Sequence[ActionResult]],
+        actions: list[Action],
+        context: ExecutionContext,
+    ) -> list[ActionResult]:
         return list(self._quick_retries()(execute_many, actions, context))
 
     def _cached_contact(self, sink: str, action: ResolveContact) -> ActionResult | None:
@@ -361,23 +382,34 @@ class DeliveryRunner:
                 "sink paused: the CRM lacks fields it must not skip",
                 extra={"sink": claimed.sink, "event_id": claimed.event_id, "fields": sorted(exc.fields)},
             )
-            return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
+            return self._finish(
+                claimed, attempt_id, DeliveryStatus.PENDING, DeliveryOutcome.PAUSED, error, due=now, count=False
+            )
         if isinstance(exc, AuthError):
             self._ledger.sinks.pause(
                 claimed.sink, f"credentials rejected: {error['message']}", probe_in_s=self._auth_probe_s
             )
             log.error("sink paused: credentials rejected", extra={"sink": claimed.sink, "event_id": claimed.event_id})
-            return self._finish(claimed, attempt_id, DeliveryStatus.PENDING, "paused", error, due=now, count=False)
+            return self._finish(
+                claimed, attempt_id, DeliveryStatus.PENDING, DeliveryOutcome.PAUSED, error, due=now, count=False
+            )
         if isinstance(exc, RateLimited):
             if self._metrics is not None:
                 self._metrics.rate_limited.labels(sink=claimed.sink).inc()
-            until = now + timedelta(seconds=exc.retry_after or RATE_LIMIT_DEFAULT_WAIT_S)
+            wait_s = exc.retry_after or self._sinks[claimed.sink].sink.capabilities.rate_limited_wait_s
+            until = now + timedelta(seconds=wait_s)
             self._ledger.sinks.block_until(claimed.sink, until)
             return self._finish(
-                claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "rate_limited", error, due=until, count=False
+                claimed,
+                attempt_id,
+                DeliveryStatus.RETRY_SCHEDULED,
+                DeliveryOutcome.RATE_LIMITED,
+                error,
+                due=until,
+                count=False,
             )
         if isinstance(exc, PermanentError):
-            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
+            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, DeliveryOutcome.DEAD, error)
         if isinstance(exc, StaleContact):
             if claimed.contact_key:
                 self._ledger.sinks.forget_contact(claimed.sink, claimed.contact_key)
@@ -385,9 +417,14 @@ class DeliveryRunner:
         delay = self._policy.next_delay(claimed.attempts, exc.retry_after)
         if delay is None:
             error["message"] = f"gave up after {claimed.attempts} attempts: {error['message']}"
-            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, "dead", error)
+            return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, DeliveryOutcome.DEAD, error)
         return self._finish(
-            claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, "retry", error, due=now + timedelta(seconds=delay)
+            claimed,
+            attempt_id,
+            DeliveryStatus.RETRY_SCHEDULED,
+            DeliveryOutcome.RETRY,
+            error,
+            due=now + timedelta(seconds=delay),
         )
 
     def _finish(
@@ -395,7 +432,7 @@ class DeliveryRunner:
         claimed: Claimed,
         attempt_id: int,
         status: DeliveryStatus,
-        outcome: str,
+        outcome: DeliveryOutcome,
         error: dict[str, Any] | None,
         *,
         due: Any = None,
@@ -413,13 +450,14 @@ class DeliveryRunner:
         )
         return self._report(claimed, outcome, kept, error)
 
-    def _report(self, claimed: Claimed, outcome: str, kept: bool, error: dict[str, Any] | None) -> str:
+    def _report(self, claimed: Claimed, outcome: DeliveryOutcome, kept: bool, error: dict[str, Any] | None) -> str:
         """Metrics and the log line of a finished attempt; returns its outcome (lease_lost when not kept)."""
+        final = outcome if kept else DeliveryOutcome.LEASE_LOST
         if self._metrics is not None:
-            self._metrics.attempts.labels(sink=claimed.sink, outcome=outcome if kept else "lease_lost").inc()
+            self._metrics.attempts.labels(sink=claimed.sink, outcome=final.value).inc()
         log.info(
             "delivery %s",
-            outcome if kept else "lease_lost",
+            final.value,
             extra={
                 "event_id": claimed.event_id,
                 "sink": claimed.sink,
@@ -427,7 +465,7 @@ class DeliveryRunner:
                 **({"error_kind": error.get("kind"), "crm_code": error.get("code")} if error else {}),
             },
         )
-        return outcome if kept else "lease_lost"
+        return final
 
 
 def cacheable_phone(action: ResolveContact) -> str | None:

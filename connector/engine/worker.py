@@ -33,11 +33,11 @@ from connector.errors import AuthError, ConfigError, ConnectorError, SinkError, 
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed
-from connector.ledger.schema import DeliveryStatus
+from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
 from connector.receiver.metrics import process_metrics
-from connector.sinks.registry import build_sink
+from connector.sinks.registry import build_sink_with_abilities
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,12 @@ class Worker:
         worker_settings = self.settings.worker
         for name, mapping in mappings.items():
             config = self.settings.sinks[name]
-            sink = build_sink(name, config)
+            sink, abilities = build_sink_with_abilities(name, config)
             limit = config.rate_limit
             requests = limit.requests if limit else sink.capabilities.requests_per_window
             window = limit.window_s if limit else sink.capabilities.window_s
             sink.open(make_gate(self.ledger, name, requests, window, worker_settings.redis_url))
-            self._runtimes[name] = SinkRuntime(sink, mapping)
+            self._runtimes[name] = SinkRuntime(sink, mapping, abilities)
         self._runner = BatchingRunner(
             self.ledger,
             self.id,
@@ -228,7 +228,7 @@ class Worker:
                     "mapping changed but does not load; keeping the previous one:\n%s", error, extra={"sink": name}
                 )
                 continue
-            self._runtimes[name] = SinkRuntime(runtime.sink, mapping)
+            self._runtimes[name] = SinkRuntime(runtime.sink, mapping, runtime.abilities)
             log.info("mapping reloaded", extra={"sink": name, "mapping": str(path)})
             self._mapping_fixed(name, path)
 
@@ -299,7 +299,7 @@ class Worker:
                 attempt,
                 self.id,
                 status=DeliveryStatus.PENDING,
-                outcome="released",
+                outcome=DeliveryOutcome.RELEASED,
                 due_at=utcnow(),
                 count_attempt=False,
             )

@@ -80,6 +80,28 @@ class DeliveryStatus(StrEnum):
     """The mapping asked for a human review; replay releases it."""
 
 
+class DeliveryOutcome(StrEnum):
+    """How one delivery attempt ended (attempts.outcome, metrics' `outcome` label, the worker's log line).
+
+    The values are stored: never rename one."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    """A transient failure: tried again on the retry schedule."""
+    RATE_LIMITED = "rate_limited"
+    """The CRM's budget is spent: the whole sink waits; no attempt counted."""
+    DEAD = "dead"
+    """Dead-lettered: a permanent error, a mapping error, or the retry schedule ran out."""
+    PAUSED = "paused"
+    """Credentials rejected, or the CRM lacks a field it must not skip: the sink pauses; no attempt counted."""
+    HELD = "held"
+    """The mapping asked for a human review."""
+    RELEASED = "released"
+    """The worker stopped (or its lease was taken back) before the attempt finished."""
+    LEASE_LOST = "lease_lost"
+    """This worker's lease was released meanwhile: its result was not recorded."""
+
+
 class ActionStatus(StrEnum):
     """One planned action's state in the journal."""
 

@@ -16,13 +16,9 @@ from pydantic_core import PydanticUndefined
 
 from connector.config import (
     AuthSettings,
-    HubSpotSinkSettings,
     LoggingSettings,
     PhoneSettings,
-    RateLimitSettings,
     ReceiverSettings,
-    SalesforceAuthSettings,
-    SalesforceSinkSettings,
     ServeSettings,
     Settings,
     StoreSettings,
@@ -30,6 +26,9 @@ from connector.config import (
 )
 from connector.dashboard.settings import DashboardSettings
 from connector.engine.retry import RetryPolicy
+from connector.sinks.hubspot.settings import HubSpotSinkSettings
+from connector.sinks.salesforce.settings import SalesforceAuthSettings, SalesforceSinkSettings
+from connector.sinks.settings import RateLimitSettings
 
 _PIPE = "\\|"
 """A pipe inside a Markdown table cell."""

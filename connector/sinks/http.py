@@ -15,29 +15,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from connector.errors import AuthError, PermanentError, RateLimited, TransientError
 from connector.plan import Action
-from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
+from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities, SinkType
 from connector.sinks.retry_after import retry_after_header
+from connector.sinks.settings import SinkSettingsBase
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 
 
-class HttpSinkSettings(BaseModel):
+class HttpSinkSettings(SinkSettingsBase):
     """Config of a `type: http` sink."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: str = "http"
-    enabled: bool = True
-    mapping: str | None = None
-    rate_limit: Any = None
+    type: Literal["http"] = "http"
     url: str = Field(description="Base URL of the endpoint.")
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request (e.g. auth).")
     timeout_s: float = Field(READ_TIMEOUT_S, gt=0)
@@ -50,7 +47,11 @@ class HttpSink:
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name
-        self.settings = HttpSinkSettings.model_validate(settings.model_dump())
+        self.settings = (
+            settings
+            if isinstance(settings, HttpSinkSettings)
+            else HttpSinkSettings.model_validate(settings.model_dump())
+        )
         self._session: requests.Session | None = None
         self._gate: RateGate | None = None
 
@@ -130,6 +131,5 @@ def _classify(answer: requests.Response) -> Exception:
     return PermanentError(f"HTTP {status}", status=status, crm_message=message)
 
 
-def factory(name: str, settings: Any) -> HttpSink:
-    """Entry point of the `http` sink type."""
-    return HttpSink(name, settings)
+factory = SinkType(settings_model=HttpSinkSettings, build=HttpSink)
+"""Entry point of the `http` sink type: its settings model and its factory (no optional abilities)."""

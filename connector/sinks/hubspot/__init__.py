@@ -1,10 +1,20 @@
 """The HubSpot sink: client, errors, contacts, batch, callbacks, schema, settings and set-up."""
 
+from __future__ import annotations
 
-def __getattr__(name: str) -> object:
-    """``connector.sinks.hubspot:factory`` (the entry point) without importing the sink with every submodule."""
-    if name == "factory":
-        from connector.sinks.hubspot.sink import factory
+from typing import Any
 
-        return factory
-    raise AttributeError(name)
+from connector.sinks.base import Sink, SinkType
+from connector.sinks.hubspot.inspection import inspection
+from connector.sinks.hubspot.settings import HubSpotSinkSettings
+
+
+def _build(name: str, settings: Any) -> Sink:
+    """The sink module (and the HubSpot SDK) is imported only when a sink is built, not with every submodule."""
+    from connector.sinks.hubspot.sink import factory as build
+
+    return build(name, settings)
+
+
+factory = SinkType(settings_model=HubSpotSinkSettings, build=_build, inspection=inspection)
+"""``connector.sinks.hubspot:factory``, the `hubspot` entry point: its settings model, factory and inspection."""

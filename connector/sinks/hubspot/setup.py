@@ -21,10 +21,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from connector.config import HubSpotSinkSettings
 from connector.hints import command
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.writes import WrittenProperty, wanted_properties
+from connector.sinks.hubspot.settings import HubSpotSinkSettings
 from connector.sinks.hubspot.setup_api import AlreadyExists, HubSpotSchemaApi
 from connector.sinks.setup import (
     Finding,

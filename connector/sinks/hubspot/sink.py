@@ -39,7 +39,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from connector.config import HubSpotSinkSettings
 from connector.errors import AuthError, PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
@@ -71,6 +70,7 @@ from connector.sinks.hubspot.contacts import (
 )
 from connector.sinks.hubspot.errors import existing_id, might_have_written
 from connector.sinks.hubspot.schema import PropertySchema
+from connector.sinks.hubspot.settings import HubSpotSinkSettings
 
 log = logging.getLogger(__name__)
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
@@ -94,8 +94,11 @@ Engagement = CreateActivity | CreateTask
 class HubSpotSink:
     """Executes plans against one HubSpot portal (see the module docstring for the design)."""
 
-    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(requests_per_window=190, window_s=10.0, max_batch=100)
-    """190 requests / 10 s: HubSpot's Professional/Enterprise private-app burst limit (`rate_limit` overrides)."""
+    capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(
+        requests_per_window=190, window_s=10.0, max_batch=100, rate_limited_wait_s=10.0
+    )
+    """190 requests / 10 s: HubSpot's Professional/Enterprise private-app burst limit (`rate_limit` overrides);
+    HubSpot does not promise a Retry-After with a 429: wait out its 10-second window."""
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name

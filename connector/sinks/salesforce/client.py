@@ -29,7 +29,7 @@ from connector.sinks.salesforce.errors import classify, translated_errors
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
 
-    from connector.config import SalesforceAuthSettings, SalesforceSinkSettings
+    from connector.sinks.salesforce.settings import SalesforceAuthSettings, SalesforceSinkSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from connector.config import SalesforceSinkSettings
 from connector.errors import AuthError, ConfigError, PermanentError, RateLimited, SinkError
 from connector.hints import command
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.writes import WrittenProperty, mapping_writes
 from connector.sinks.salesforce.client import SalesforceConnection
 from connector.sinks.salesforce.fields import coerce, describe_objects
+from connector.sinks.salesforce.settings import SalesforceSinkSettings
 from connector.sinks.setup import Finding, Level, SchemaAccessError, SetupReport
 
 OWNED = re.compile(r"^TwoX_\w+__c$")

@@ -23,10 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.writes import named_by_questions, wanted_properties
+from connector.sinks.salesforce.settings import SalesforceSinkSettings
 from connector.sinks.salesforce.setup import (
     OWNED,
     PERMISSION_SET,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connector.config import SalesforceSinkSettings
 from connector.errors import PermanentError, SinkError, StaleContact
 from connector.plan import Action, CloseCallbacks, CreateTask, ResolveContact, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
@@ -22,6 +21,7 @@ from connector.sinks.salesforce.composite import MAX_SUBREQUESTS, write_composit
 from connector.sinks.salesforce.contacts import ContactResolver
 from connector.sinks.salesforce.fields import FieldTypes, describe_objects
 from connector.sinks.salesforce.records import Write
+from connector.sinks.salesforce.settings import SalesforceSinkSettings
 from connector.sinks.uncertain import UncertainWrites
 
 
