@@ -8,7 +8,9 @@ the reference example of the extension point (docs/sinks.md). The endpoint contr
 - ``GET {url}/health`` → 2xx when the credentials work.
 
 Errors: 401/403 pause the sink; 429 (with ``Retry-After``) rate-limits it; 408, 5xx, timeouts and
-connection errors retry; other 4xx dead-letter with the endpoint's message.
+connection errors retry; other 4xx dead-letter with the endpoint's message. A POST whose answer was lost (read
+timeout, dropped connection, 5xx) may have been applied: the sink looks its key up before sending it again, so the
+endpoint need not deduplicate by key.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from urllib.parse import quote
 import requests
 from pydantic import Field
 
-from connector.errors import AuthError, PermanentError, RateLimited, TransientError
+from connector.errors import AuthError, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from connector.plan import Action
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities, SinkType
 from connector.sinks.retry_after import retry_after_header
 from connector.sinks.settings import SinkSettingsBase
+from connector.sinks.uncertain import UncertainWrites, never_connected
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
@@ -54,6 +57,7 @@ class HttpSink:
         )
         self._session: requests.Session | None = None
         self._gate: RateGate | None = None
+        self._uncertain = UncertainWrites()
 
     def open(self, gate: RateGate) -> None:
         self._gate = gate
@@ -65,6 +69,11 @@ class HttpSink:
             self._session.close()
 
     def execute(self, action: Action, context: ExecutionContext) -> ActionResult:
+        if action.key in self._uncertain:
+            written = self.lookup(action, context)
+            self._uncertain.settle([action.key])
+            if written is not None:
+                return written
         contact = context.contact()
         body = {
             "key": action.key,
@@ -72,8 +81,16 @@ class HttpSink:
             "action": action.model_dump(mode="json"),
             "contact": contact.crm_id if contact else None,
         }
-        answer = self._request("POST", "/actions", json=body)
-        payload = answer.json() if answer.content else {}
+        try:
+            answer = self._request("POST", "/actions", json=body, may_write=True)
+            payload = answer.json() if answer.content else {}
+        except OutcomeUnknown:
+            self._uncertain.mark([action.key])
+            raise
+        except requests.JSONDecodeError as exc:  # a 2xx that is not JSON: written, but we cannot tell its id
+            self._uncertain.mark([action.key])
+            raise OutcomeUnknown("the endpoint answered the POST with an unreadable body") from exc
+        self._uncertain.settle([action.key])
         return ActionResult(
             crm_id=str(payload.get("id")) if payload.get("id") is not None else None,
             object=payload.get("object", action.kind),
@@ -90,10 +107,13 @@ class HttpSink:
     def check_auth(self) -> None:
         self._request("GET", "/health")
 
-    def _request(self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, allow: tuple[int, ...] = (), may_write: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        """One request; ``may_write``: a lost answer or a 5xx may follow a write (OutcomeUnknown)."""
         assert self._session is not None and self._gate is not None, "open() first"
         self._gate.wait()
-        with _translated_errors():
+        with _translated_errors(may_write):
             answer = self._session.request(
                 method,
                 self.settings.url.rstrip("/") + path,
@@ -102,26 +122,32 @@ class HttpSink:
             )
         if answer.ok or answer.status_code in allow:
             return answer
-        raise _classify(answer)
+        raise _classify(answer, may_write)
 
 
 @contextlib.contextmanager
-def _translated_errors() -> Iterator[None]:
+def _translated_errors(may_write: bool) -> Iterator[None]:
     try:
         yield
-    except requests.Timeout as exc:
-        raise TransientError(f"timeout: {exc.__class__.__name__}") from exc
-    except requests.ConnectionError as exc:
-        raise TransientError(f"connection failed: {exc.__class__.__name__}") from exc
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        what = "timeout" if isinstance(exc, requests.Timeout) else "connection failed"
+        message = f"{what}: {exc.__class__.__name__}"
+        if may_write and not never_connected(exc):
+            raise OutcomeUnknown(message) from exc
+        raise TransientError(message) from exc
 
 
-def _classify(answer: requests.Response) -> Exception:
+def _classify(answer: requests.Response, may_write: bool = False) -> Exception:
     status = answer.status_code
     message = answer.text[:1000]
     if status in (401, 403):
         return AuthError(f"HTTP {status}", status=status, crm_message=message)
     if status == 429:
         return RateLimited(
+            f"HTTP {status}", status=status, crm_message=message, retry_after=retry_after_header(answer.headers)
+        )
+    if status >= 500 and may_write:
+        return OutcomeUnknown(
             f"HTTP {status}", status=status, crm_message=message, retry_after=retry_after_header(answer.headers)
         )
     if status == 408 or status >= 500:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+import urllib3
 from cachetools import TTLCache
 
 DEFAULT_TTL_S = 3600.0
@@ -53,3 +54,12 @@ class UncertainWrites:
         """A snapshot of the uncertain keys."""
         with self._lock:
             return set(self._since)
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether a failed request never reached the CRM (refused, no route, DNS, connect timeout), so it cannot
+    have been applied. requests wraps urllib3's reason in a MaxRetryError; urllib3 clients raise it directly."""
+    reason: object = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    never = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+    return isinstance(exc, never) or isinstance(reason, never)

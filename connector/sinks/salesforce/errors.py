@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-import urllib3
 
 from connector.errors import AuthError, OutcomeUnknown, PermanentError, RateLimited, SinkError, TransientError
+from connector.sinks.uncertain import never_connected
 
 DAILY_LIMIT_WAIT_S = 900.0
 """403 REQUEST_LIMIT_EXCEEDED "TotalRequests": the rolling 24-hour allocation is used up. Nothing frees it soon and
@@ -151,7 +151,7 @@ def translated_errors(where: str) -> Iterator[None]:
     except requests.ConnectTimeout as exc:
         raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
     except requests.ConnectionError as exc:
-        if _never_connected(exc):  # refused, no route, DNS: the request never left
+        if never_connected(exc):  # refused, no route, DNS: the request never left
             raise TransientError(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
         raise OutcomeUnknown(f"Salesforce unreachable ({where}): {exc.__class__.__name__}") from exc
     except requests.Timeout as exc:  # the request may have been processed
@@ -161,13 +161,6 @@ def translated_errors(where: str) -> Iterator[None]:
         raise OutcomeUnknown(f"Salesforce answered {where} with an unreadable body") from exc
     except requests.RequestException as exc:
         raise TransientError(f"Salesforce request failed ({where}): {exc.__class__.__name__}") from exc
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """Whether the connection was never opened (requests wraps urllib3's NewConnectionError in a MaxRetryError)."""
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
