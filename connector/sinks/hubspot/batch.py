@@ -94,7 +94,7 @@ def _create_many(
         return
     by_property = {(items[i][0].idempotency_property, key): i for key, i in by_key.items()}  # type: ignore[union-attr]
     names = {name for name, _ in by_property}
-    for record in records:  # matched by key through a dict: a scan of the batch per record cost 10,000 comparisons
+    for record in records:  # matched by key through a dict: a scan of the batch per record is quadratic
         properties = record.properties or {}
         for name in names:
             index = by_property.get((name, properties.get(name)))

@@ -1,19 +1,11 @@
 """Do-not-call and callback tasks on HubSpot: read the contact's do-not-call property before a callback task is
 created, and close the open callback tasks the connector created when the contact becomes do-not-call.
 
-Requests (measured in tests/test_callbacks_dnc.py):
-- guard: one ``GET /crm/v3/objects/contacts/<id>?properties=<do-not-call>`` per callback task; under a backlog
-  one ``POST /crm/v3/objects/contacts/batch/read`` per 100 callback tasks;
-- close: one associations read (v4, contact → tasks) + one batch read per 100 tasks, plus one batch update per
-  100 open connector tasks (none when nothing is open).
-
-Record-store reads on purpose: HubSpot's search index lags writes by seconds, so a callback task written a moment
-before the do-not-call could be missed by a search; associations and batch read see it at once.
-https://developers.hubspot.com/docs/api/crm/associations (v4 ``GET .../associations/{toObjectType}``),
-https://developers.hubspot.com/docs/api/crm/understanding-the-crm (batch read/update, up to 100 inputs).
-``hs_task_status``: the tasks guide documents "either COMPLETED or NOT_STARTED" (its example also sends WAITING),
-https://developers.hubspot.com/docs/api/crm/tasks ; COMPLETED is the closed one. IN_PROGRESS and DEFERRED as open
-values: UNVERIFIED.
+Record-store reads on purpose (v4 associations, batch read/update of up to 100): HubSpot's search index lags writes
+by seconds, so a callback task written a moment before the do-not-call could be missed by a search. Design:
+docs/hubspot.md, "Callbacks and do-not-call". ``hs_task_status``: the tasks guide documents "either COMPLETED or
+NOT_STARTED" (https://developers.hubspot.com/docs/api/crm/tasks); COMPLETED is the closed one. IN_PROGRESS and
+DEFERRED as open values: UNVERIFIED.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Why a cache: HubSpot's search index lags writes by "a few moments" (search guide), so a contact created for a new
 number is invisible to the next event's phone search; searching again would create a duplicate. The cache also
-takes the search (and the GET of a ``meta`` contact id) off the path of every later event for a known contact,
-which is what brings a known contact to two HubSpot calls per event.
+takes the search (and the GET of a ``meta`` contact id) off the path of every later event for a known contact
+(docs/hubspot.md, "Contacts").
 """
 
 from __future__ import annotations

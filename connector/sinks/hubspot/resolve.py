@@ -1,32 +1,10 @@
 """Many events' contacts resolved together under a backlog (HubSpot), instead of one search (and one create) each.
 
-Why: HubSpot allows 5 searches per second per account, so resolving one number per search caps a backlog of calls
-for new or uncached numbers at ~4 events/s. Here the numbers of up to 100 deliveries go into one search, and the
-contacts missing for new numbers into one batch create:
-
-- **Search**: one filter group per phone property and per searchable copy of it (``phone``, ``mobilephone``,
-  ``hs_searchable_calculated_phone_number``, ``hs_searchable_calculated_mobile_number``), each one ``IN`` filter
-  holding up to ``IN_VALUES_MAX`` national numbers (groups are ORed): 4 groups and 4 filters, within the search
-  guide's 5 groups / 6 filters per group / 18 filters (https://developers.hubspot.com/docs/api-reference/latest/
-  crm/search-the-crm, "Limits"). ``IN`` takes a ``values`` list (same guide, "Filter search results"; the SDK's
-  ``Filter.values``). What ``IN`` does on phone properties is UNVERIFIED: the guide documents it for text (lower-cased
-  stored values) and enumerations; the values sent are digits only (case does not arise) and every hit is
-  confirmed by the shared matcher (``connector.phones.same_number``) whatever the index returned, exactly as the
-  one-number search (``EQ``) does. The emulator applies its phone reduction to ``IN`` as to ``EQ``.
-- **Create**: missing contacts through ``POST /crm/v3/objects/{type}/batch/create`` (100 inputs), one input per
-  distinct number, so two events of one new number in a batch create one contact. Results are matched back to
-  their numbers by the phone property the create sets (HubSpot does not promise input order). Creates carrying an
-  email go in their own batches: a 409 ("Contact already exists. Existing ID") there is answered by reading those
-  emails from the record store (batch read with ``idProperty=email``), which resolves each to the existing
-  contact; the others are created again. Email-less creates cannot meet a 409 on email.
-- Anything the batch path cannot decide safely goes through the sink's single path (``execute``): plans with a
-  ``meta`` id rule, creates of this process whose outcome is unknown (they wait for the search index), creates
-  without a phone property to match results by, a batch HubSpot refused as invalid (one input at a time then
-  names the bad one), and a batched search HubSpot refused (a 4xx: the ``IN`` form is the unverified part, so a
-  refusal falls back to one ``EQ`` search per number instead of failing the deliveries).
-
-Read-your-writes across workers stays the engine's: it reads and writes the shared contact cache around this call
-(``connector.engine.batch``), and one contact is in one delivery at a time (``contact_key`` leases).
+Why: HubSpot allows 5 searches per second per account, so one number per search caps a backlog of new or uncached
+numbers at a few events per second. Here up to 100 numbers go into one search (an ``IN`` filter per phone property),
+and the contacts missing for new numbers into one batch create; whatever the batch path cannot decide safely goes
+through the sink's single path (``SinkParts.execute_one``). Read-your-writes across workers stays the engine's
+(``connector.engine.batch``). Design and HubSpot's limits: docs/hubspot.md, "Contacts".
 """
 
 from __future__ import annotations
