@@ -17,6 +17,7 @@ from connector.errors import OutcomeUnknown, PermanentError, SinkError, Transien
 from connector.phones import national_digits, numbers_held, one_per_number, same_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import SEARCHABLE, choose, hubspot_properties, search_properties
 from connector.sinks.hubspot.errors import existing_id
 from connector.sinks.hubspot.parts import SinkParts
@@ -84,7 +85,7 @@ def _find(
             groups.setdefault((object_type, tuple(rule.fields)), []).append(index)
         for (object_type, fields), members in groups.items():
             try:
-                found = search_numbers(parts, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
+                found = search_numbers(parts.api, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
             except PermanentError as exc:  # the portal refused the batched form: one number per search, as before
                 log.warning(
                     "batched contact search refused; resolving one by one",
@@ -127,7 +128,7 @@ def filter_groups(fields: Sequence[str], values: list[str]) -> list[list[dict[st
     return [groups[i : i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
 
 
-def search_numbers(parts: SinkParts, object_type: str, fields: list[str], numbers: list[str]) -> dict[str, list[Any]]:
+def search_numbers(api: HubSpotApi, object_type: str, fields: list[str], numbers: list[str]) -> dict[str, list[Any]]:
     """E.164 → the records whose phone fields hold that number (confirmed by the shared matcher)."""
     wanted = list(dict.fromkeys(numbers))
     by_national: dict[str, list[str]] = {}
@@ -139,7 +140,7 @@ def search_numbers(parts: SinkParts, object_type: str, fields: list[str], number
         chunk = nationals[start : start + IN_VALUES_MAX]
         records: dict[str, Any] = {}
         for groups in filter_groups(fields, chunk):
-            for record in parts.api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
+            for record in api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
                 records.setdefault(str(record.id), record)
         for record in records.values():
             for e164 in numbers_held(getattr(record, "properties", None) or {}, fields, by_national):
