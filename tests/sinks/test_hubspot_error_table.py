@@ -52,7 +52,8 @@ class Script:
 
     status: int = 200
     body: bytes | Callable[[dict[str, Any]], bytes] = b"{}"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | Callable[[], str]] = field(default_factory=dict)
+    """Values, or callables giving them when the request comes (an HTTP date relative to now)."""
     mode: str = "answer"
     content_type: str = "application/json;charset=utf-8"
 
@@ -88,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = script.body(json.loads(raw or b"{}")) if callable(script.body) else script.body
         self.send_response(script.status)
         for name, value in {"Content-Type": script.content_type, **script.headers}.items():
-            self.send_header(name, value)
+            self.send_header(name, value() if callable(value) else value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -134,8 +135,9 @@ def missing_property(request: dict[str, Any]) -> bytes:
     return body(hs.property_values_invalid([issue]))
 
 
-def in_seconds(seconds: int) -> str:
-    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+def in_seconds(seconds: int) -> Callable[[], str]:
+    """An HTTP date ``seconds`` after the moment the server answers."""
+    return lambda: format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
 
 
 # (id, script, error class (exact), status, code, retry_after: a number, a (low, high) range, or None)
