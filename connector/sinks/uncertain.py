@@ -58,8 +58,10 @@ class UncertainWrites:
 
 def never_connected(exc: BaseException) -> bool:
     """Whether a failed request never reached the CRM (refused, no route, DNS, connect timeout), so it cannot
-    have been applied. requests wraps urllib3's reason in a MaxRetryError; urllib3 clients raise it directly."""
-    reason: object = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
+    have been applied; a read timeout or a dropped connection after that leaves the outcome unknown. requests wraps
+    urllib3's MaxRetryError (whose ``reason`` says why); urllib3-based clients raise it directly."""
     never = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
-    return isinstance(exc, never) or isinstance(reason, never)
+    for candidate in (exc, exc.args[0] if exc.args else None):
+        if isinstance(candidate, never) or isinstance(getattr(candidate, "reason", None), never):
+            return True
+    return False

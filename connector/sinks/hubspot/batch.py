@@ -11,23 +11,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from connector.errors import PermanentError, SinkError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.hubspot.associations import association
 from connector.sinks.hubspot.contacts import hubspot_properties
-
-if TYPE_CHECKING:
-    from connector.sinks.hubspot.sink import HubSpotSink
+from connector.sinks.hubspot.parts import QUESTION_PREFIX, SinkParts
 
 Outcome = ActionResult | SinkError
 T = TypeVar("T")
-QUESTION_PREFIX = "twox_q_"
 
 
-def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]]) -> list[Outcome]:
+def execute_batch(parts: SinkParts, items: list[tuple[Action, ExecutionContext]]) -> list[Outcome]:
     """One result (or per-item error) for each (action, context), in order."""
     results: list[Outcome | None] = [None] * len(items)
     creates: dict[str, list[int]] = {}
@@ -37,7 +35,7 @@ def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]
         batchable_create = (
             isinstance(action, (CreateActivity, CreateTask))
             and action.idempotency_property
-            and action.key not in sink.uncertain_keys
+            and action.key not in parts.uncertain
             and (not action.associate_with_contact or _usable(contact))
         )
         if batchable_create:
@@ -45,11 +43,11 @@ def execute_batch(sink: HubSpotSink, items: list[tuple[Action, ExecutionContext]
         elif isinstance(action, UpdateContact) and _usable(contact) and action.fields:
             updates.setdefault(action.object or contact.object or "contacts", []).append(index)
         else:
-            results[index] = _single(sink, action, context)
+            results[index] = _single(parts, action, context)
     for object_type, indexes in creates.items():
-        _create_many(sink, object_type, indexes, items, results)
+        _create_many(parts, object_type, indexes, items, results)
     for object_type, indexes in updates.items():
-        _update_many(sink, object_type, indexes, items, results)
+        _update_many(parts, object_type, indexes, items, results)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
@@ -58,9 +56,9 @@ def _usable(contact: ActionResult | None) -> bool:
     return contact is not None and not contact.skipped and bool(contact.crm_id)
 
 
-def _single(sink: HubSpotSink, action: Action, context: ExecutionContext) -> Outcome:
+def _single(parts: SinkParts, action: Action, context: ExecutionContext) -> Outcome:
     try:
-        return sink.execute(action, context)
+        return parts.execute_one(action, context)
     except SinkError as exc:
         if not isinstance(exc, PermanentError):
             raise  # an outage or rate limit concerns the whole batch
@@ -68,7 +66,7 @@ def _single(sink: HubSpotSink, action: Action, context: ExecutionContext) -> Out
 
 
 def _create_many(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     indexes: list[int],
     items: list[tuple[Action, ExecutionContext]],
@@ -80,23 +78,23 @@ def _create_many(
         assert isinstance(action, (CreateActivity, CreateTask)) and action.idempotency_property
         properties = hubspot_properties(action.properties)
         properties.setdefault(action.idempotency_property, action.idempotency_key)
-        fit = sink.schema.fit(object_type, properties, keep=[action.idempotency_property])  # fitting
+        fit = parts.schema.fit(object_type, properties, keep=[action.idempotency_property])  # fitting
         properties, fitted[index] = fit.values, fit.detail()
         contact = context.contact()
-        associations = [sink.association(action.object, contact)] if action.associate_with_contact and contact else []
+        associations = [association(action.object, contact)] if action.associate_with_contact and contact else []
         inputs.append({"properties": properties, "associations": associations})
         by_key[action.idempotency_key] = index
     try:
         records, skipped = _send_dropping(
-            sink, object_type, indexes, items, inputs, lambda sent: sink.api.batch_create(object_type, sent)
+            parts, object_type, indexes, items, inputs, lambda sent: parts.api.batch_create(object_type, sent)
         )
     except PermanentError:
         for index in indexes:  # one bad input fails the whole batch: find it by sending them one by one
-            results[index] = _single(sink, *items[index])
+            results[index] = _single(parts, *items[index])
         return
     by_property = {(items[i][0].idempotency_property, key): i for key, i in by_key.items()}  # type: ignore[union-attr]
     names = {name for name, _ in by_property}
-    for record in records:  # matched by key through a dict: a scan of the batch per record cost 10,000 comparisons
+    for record in records:  # matched by key through a dict: a scan of the batch per record is quadratic
         properties = record.properties or {}
         for name in names:
             index = by_property.get((name, properties.get(name)))
@@ -109,11 +107,11 @@ def _create_many(
                 )
     for index in indexes:
         if results[index] is None:  # not in the answer: write it on its own (looked up first if uncertain)
-            results[index] = _single(sink, *items[index])
+            results[index] = _single(parts, *items[index])
 
 
 def _update_many(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     indexes: list[int],
     items: list[tuple[Action, ExecutionContext]],
@@ -123,7 +121,7 @@ def _update_many(
     batched = [i for i in indexes if ids[items[i][1].contact().crm_id] == 1]  # type: ignore[union-attr]
     for index in indexes:
         if index not in batched:  # HubSpot refuses a batch naming one record twice
-            results[index] = _single(sink, *items[index])
+            results[index] = _single(parts, *items[index])
     if not batched:
         return
     inputs: list[dict[str, Any]] = []
@@ -131,7 +129,7 @@ def _update_many(
     for index in batched:
         action, context = items[index]
         assert isinstance(action, UpdateContact)
-        fit = sink.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
+        fit = parts.schema.fit(object_type, hubspot_properties({f.property: f.value for f in action.fields}))
         fitted[index] = fit.detail()  # fitting: every value fits its property
         inputs.append(
             {
@@ -141,22 +139,22 @@ def _update_many(
         )
     try:
         (_, errors), skipped = _send_dropping(
-            sink,
+            parts,
             object_type,
             batched,
             items,
             inputs,
-            lambda sent: sink.api.batch_update(object_type, sent),
+            lambda sent: parts.api.batch_update(object_type, sent),
             questions_go_single=True,
         )
     except PermanentError:
         for index in batched:  # e.g. a new question's property: the single path creates it
-            results[index] = _single(sink, *items[index])
+            results[index] = _single(parts, *items[index])
         return
     failed_ids = {str(i) for error in errors for i in (getattr(error, "context", None) or {}).get("ids", [])}
     for index, sent in zip(batched, inputs, strict=True):
         if sent["id"] in failed_ids:
-            results[index] = _single(sink, *items[index])  # gone or refused: the single path says which
+            results[index] = _single(parts, *items[index])  # gone or refused: the single path says which
         else:
             results[index] = ActionResult(
                 crm_id=sent["id"],
@@ -168,7 +166,7 @@ def _update_many(
 
 
 def _send_dropping(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     indexes: list[int],
     items: list[tuple[Action, ExecutionContext]],
@@ -201,11 +199,11 @@ def _send_dropping(
             hits = {index: refused for index, refused in hits.items() if refused}
             if not hits or (
                 questions_go_single
-                and sink.settings.auto_create_question_properties
+                and parts.auto_create_questions
                 and any(name.startswith(QUESTION_PREFIX) for refused in hits.values() for name in refused)
             ):
                 raise
             for index, refused in hits.items():
-                sink.drift.check(object_type, refused, protected_fields(items[index][0]))
+                parts.drift.check(object_type, refused, protected_fields(items[index][0]))
             for index, refused in hits.items():
                 skipped[index].update(refused)

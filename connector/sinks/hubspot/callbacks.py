@@ -1,39 +1,29 @@
 """Do-not-call and callback tasks on HubSpot: read the contact's do-not-call property before a callback task is
 created, and close the open callback tasks the connector created when the contact becomes do-not-call.
 
-Requests (measured in tests/test_callbacks_dnc.py):
-- guard: one ``GET /crm/v3/objects/contacts/<id>?properties=<do-not-call>`` per callback task; under a backlog
-  one ``POST /crm/v3/objects/contacts/batch/read`` per 100 callback tasks;
-- close: one associations read (v4, contact → tasks) + one batch read per 100 tasks, plus one batch update per
-  100 open connector tasks (none when nothing is open).
-
-Record-store reads on purpose: HubSpot's search index lags writes by seconds, so a callback task written a moment
-before the do-not-call could be missed by a search; associations and batch read see it at once.
-https://developers.hubspot.com/docs/api/crm/associations (v4 ``GET .../associations/{toObjectType}``),
-https://developers.hubspot.com/docs/api/crm/understanding-the-crm (batch read/update, up to 100 inputs).
-``hs_task_status``: the tasks guide documents "either COMPLETED or NOT_STARTED" (its example also sends WAITING),
-https://developers.hubspot.com/docs/api/crm/tasks ; COMPLETED is the closed one. IN_PROGRESS and DEFERRED as open
-values: UNVERIFIED.
+Record-store reads on purpose (v4 associations, batch read/update of up to 100): HubSpot's search index lags writes
+by seconds, so a callback task written a moment before the do-not-call could be missed by a search. Design:
+docs/hubspot.md, "Callbacks and do-not-call". ``hs_task_status``: the tasks guide documents "either COMPLETED or
+NOT_STARTED" (https://developers.hubspot.com/docs/api/crm/tasks); COMPLETED is the closed one. IN_PROGRESS and
+DEFERRED as open values: UNVERIFIED.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.errors import TransientError
 from connector.plan import CloseCallbacks, CreateTask
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import hubspot_properties
-
-if TYPE_CHECKING:
-    from connector.sinks.hubspot.sink import HubSpotSink
 
 BATCH_MAX = 100
 """HubSpot batch update's limit per request."""
 SUBJECT_MAX = 65_536
 
 
-def do_not_call_set(sink: HubSpotSink, action: CreateTask, context: ExecutionContext) -> str | None:
+def do_not_call_set(api: HubSpotApi, action: CreateTask, context: ExecutionContext) -> str | None:
     """The first of the task's do-not-call properties that is true on the contact in HubSpot, else None.
 
     HubSpot answers booleans as the strings "true"/"false" (properties are strings on the wire); an unknown
@@ -42,12 +32,12 @@ def do_not_call_set(sink: HubSpotSink, action: CreateTask, context: ExecutionCon
     contact = context.contact()
     if contact is None or contact.skipped or not contact.crm_id:
         return None
-    record = sink.api.get(contact.object or "contacts", contact.crm_id, list(action.unless_do_not_call))
+    record = api.get(contact.object or "contacts", contact.crm_id, list(action.unless_do_not_call))
     properties = getattr(record, "properties", None) or {}
     return next((p for p in action.unless_do_not_call if str(properties.get(p)).lower() == "true"), None)
 
 
-def do_not_call_many(sink: HubSpotSink, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+def do_not_call_many(api: HubSpotApi, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
     """``do_not_call_set`` for many callback tasks: one batch read per contact object and 100 ids."""
     answers: list[str | None] = [None] * len(items)
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
@@ -57,14 +47,14 @@ def do_not_call_many(sink: HubSpotSink, items: list[tuple[CreateTask, ExecutionC
             groups.setdefault((contact.object or "contacts", tuple(action.unless_do_not_call)), []).append(index)
     for (object_type, names), indexes in groups.items():
         ids = list(dict.fromkeys(str(items[i][1].contact().crm_id) for i in indexes))  # type: ignore[union-attr]
-        found = {str(r.id): r.properties or {} for r in sink.api.batch_read(object_type, ids, list(names))}
+        found = {str(r.id): r.properties or {} for r in api.batch_read(object_type, ids, list(names))}
         for index in indexes:
             properties = found.get(str(items[index][1].contact().crm_id), {})  # type: ignore[union-attr]
             answers[index] = next((p for p in names if str(properties.get(p)).lower() == "true"), None)
     return answers
 
 
-def close_callbacks(sink: HubSpotSink, action: CloseCallbacks, context: ExecutionContext) -> ActionResult:
+def close_callbacks(api: HubSpotApi, action: CloseCallbacks, context: ExecutionContext) -> ActionResult:
     """Close every open task the connector created on the contact (see the module docstring)."""
     contact = context.contact()
     if contact is None or contact.skipped or not contact.crm_id:
@@ -72,9 +62,9 @@ def close_callbacks(sink: HubSpotSink, action: CloseCallbacks, context: Executio
     wanted = hubspot_properties(action.set_properties)
     subject = action.subject_property if action.subject_prefix else None
     names = list(dict.fromkeys([action.idempotency_property, *wanted, *([subject] if subject else [])]))
-    linked = sink.api.associated_ids(contact.object or "contacts", contact.crm_id, action.object)
+    linked = api.associated_ids(contact.object or "contacts", contact.crm_id, action.object)
     inputs: list[dict[str, Any]] = []
-    for record in sink.api.batch_read(action.object, linked, names):
+    for record in api.batch_read(action.object, linked, names):
         properties = record.properties or {}
         if not _ours(properties.get(action.idempotency_property), action):
             continue
@@ -89,7 +79,7 @@ def close_callbacks(sink: HubSpotSink, action: CloseCallbacks, context: Executio
     closed: list[str] = []
     for start in range(0, len(inputs), BATCH_MAX):
         chunk = inputs[start : start + BATCH_MAX]
-        results, errors = sink.api.batch_update(action.object, chunk)
+        results, errors = api.batch_update(action.object, chunk)
         closed += [str(r.id) for r in results]
         if errors:  # a task deleted meanwhile, a status the portal refuses: the retry reads afresh
             raise TransientError(f"HubSpot refused closing {len(errors)} of {len(chunk)} {action.object}")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.errors import PermanentError, TransientError
+from connector.errors import OutcomeUnknown, PermanentError
 from connector.sinks.base import RateGate
 from connector.sinks.hubspot.errors import translated_errors
 
@@ -116,7 +116,7 @@ class HubSpotApi:
         created = self._call(self._basic.create, object_type, simple_public_object_input_for_create=body)
         if created is None:
             # The SDK returns None for a 2xx other than 201: something may have been written, we cannot tell what.
-            raise TransientError(f"HubSpot answered an unexpected success status creating {object_type}")
+            raise OutcomeUnknown(f"HubSpot answered an unexpected success status creating {object_type}")
         return created
 
     def update(self, object_type: str, object_id: str, properties: dict[str, str]) -> Any:
@@ -247,7 +247,7 @@ class HubSpotApi:
         # The statuses the SDK maps to a body (hubspot-api-python v12, hubspot/crm/objects/api/batch_api.py,
         # `_response_types_map` of create: 201, 207; of update: 200, 207); any other 2xx it answered with None.
         if status not in (201, 207):
-            raise TransientError(f"HubSpot answered an unexpected success status to a batch create of {object_type}")
+            raise OutcomeUnknown(f"HubSpot answered an unexpected success status to a batch create of {object_type}")
         return [BatchRecord.of(r) for r in page.get("results") or []]
 
     def batch_update(

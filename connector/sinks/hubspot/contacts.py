@@ -2,18 +2,19 @@
 
 Why a cache: HubSpot's search index lags writes by "a few moments" (search guide), so a contact created for a new
 number is invisible to the next event's phone search; searching again would create a duplicate. The cache also
-takes the search (and the GET of a ``meta`` contact id) off the path of every later event for a known contact,
-which is what brings a known contact to two HubSpot calls per event.
+takes the search (and the GET of a ``meta`` contact id) off the path of every later event for a known contact
+(docs/hubspot.md, "Contacts").
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from cachetools import TTLCache
 
 from connector.errors import PermanentError
 from connector.phones import national_digits, same_number
@@ -30,36 +31,28 @@ MAX_GROUPS = 5
 
 
 class ContactCache:
-    """A small thread-safe LRU with expiry: (object, E.164) → id for phones, (object, "id", id) → id for ids seen."""
+    """Thread-safe, size-bound, expiring: (object, phone fields, E.164) → id for phones, (object, "id", id) → id for
+    ids seen. One per sink instance, shared by the threads that use it; least recently read entries go first when
+    full, and an entry expires ``ttl_s`` after it was written (a read does not extend it)."""
 
     def __init__(self, ttl_s: float = CACHE_TTL_S, size: int = CACHE_SIZE) -> None:
         self.ttl_s, self.size = ttl_s, size
-        self._items: OrderedDict[Hashable, tuple[float, str]] = OrderedDict()
+        self._items: TTLCache[Hashable, str] = TTLCache(maxsize=size, ttl=ttl_s, timer=time.monotonic)
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> str | None:
         with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if time.monotonic() - item[0] > self.ttl_s:
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return item[1]
+            return self._items.get(key)
 
     def put(self, key: Hashable, value: str) -> None:
         with self._lock:
-            self._items[key] = (time.monotonic(), value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._items[key] = value
 
     def forget_value(self, value: str) -> None:
         """Drop every entry pointing at a contact HubSpot no longer has (deleted, merged away)."""
         with self._lock:
-            for key in [k for k, (_, v) in self._items.items() if v == value]:
-                del self._items[key]
+            for key in [k for k, v in self._items.items() if v == value]:
+                self._items.pop(key, None)
 
 
 SEARCHABLE = {"phone": "hs_searchable_calculated_phone_number", "mobilephone": "hs_searchable_calculated_mobile_number"}

@@ -8,6 +8,9 @@ hubspot-api-client v12 facts this relies on (see the HubSpot emulator tests): ev
 OWN ``ApiException`` tree with no shared base class (``hubspot.crm.objects.ApiException`` is not
 ``hubspot.crm.associations.v4.ApiException``), each carrying ``.status``, ``.body`` (a str) and ``.headers``;
 network failures are not wrapped and surface as urllib3 exceptions.
+
+A failure after which HubSpot may have applied the write (a lost answer, a 5xx) is ``OutcomeUnknown``, the model
+every sink shares (``connector.sinks.uncertain``); a request that never left or was refused is never that.
 """
 
 from __future__ import annotations
@@ -17,14 +20,23 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import urllib3.exceptions
 
-from connector.errors import AuthError, PermanentError, RateLimited, SinkError, StaleContact, TransientError
+from connector.errors import (
+    AuthError,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    SinkError,
+    StaleContact,
+    TransientError,
+)
+from connector.sinks.retry_after import retry_after_header
+from connector.sinks.uncertain import never_connected
 
 DEFAULT_WINDOW_S = 10.0
 """HubSpot's burst window when a 429 says nothing else (X-HubSpot-RateLimit-Interval-Milliseconds = 10000)."""
@@ -73,7 +85,8 @@ def translated_errors(account_zone: str | None = None) -> Iterator[None]:
             status, getattr(exc, "body", None), getattr(exc, "headers", None), account_zone=account_zone
         ) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise TransientError(f"HubSpot unreachable: {_transport_kind(exc)}") from exc
+        kind = TransientError if never_connected(exc) else OutcomeUnknown
+        raise kind(f"HubSpot unreachable: {_transport_kind(exc)}") from exc
 
 
 def classify(status: int, raw_body: Any, headers: Any, *, account_zone: str | None = None) -> SinkError:
@@ -99,27 +112,14 @@ def classify(status: int, raw_body: Any, headers: Any, *, account_zone: str | No
     if code == "INVALID_OBJECT_IDS" and "CONTACT" in message.upper():
         # An association to a contact that no longer exists (deleted or merged after we cached its id).
         return StaleContact(summary, **kwargs)
-    if status == 0 or status in _TRANSIENT or status >= 500:
-        wait = _retry_after(headers)
+    if status in _TRANSIENT:  # refused before any write
+        wait = retry_after_header(headers)
         if wait is None and status == 423:
             wait = LOCKED_WAIT_S
         return TransientError(summary, retry_after=wait, **kwargs)
+    if status == 0 or status >= 500:  # 502/504 are gateway timeouts: HubSpot may have written
+        return OutcomeUnknown(summary, retry_after=retry_after_header(headers), **kwargs)
     return PermanentError(summary, **kwargs)
-
-
-def might_have_written(error: SinkError) -> bool:
-    """Whether a failed write may nevertheless have been applied by HubSpot (then look it up before writing again).
-
-    Rate limits, 423/477 and 4xx answers were refused before any write; a connection that was never opened wrote
-    nothing. Timeouts, dropped connections and 5xx (502/504 are gateway timeouts) leave the outcome unknown.
-    """
-    if isinstance(error, (RateLimited, PermanentError, AuthError)) or not isinstance(error, TransientError):
-        return False
-    if error.status in (408, 423, 477):
-        return False
-    cause = error.__cause__
-    reason = getattr(cause, "reason", None) if isinstance(cause, urllib3.exceptions.MaxRetryError) else cause
-    return not isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def existing_id(error: SinkError) -> str | None:
@@ -206,24 +206,6 @@ def _header(headers: Any, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _retry_after(headers: Any) -> float | None:
-    """``Retry-After`` as seconds (a number or an HTTP date), or None."""
-    value = _header(headers, "Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 def until_daily_reset(now: datetime, account_zone: str | None) -> float:
     """Seconds until HubSpot resets the daily limit, plus a margin.
 
@@ -248,7 +230,7 @@ def _rate_limit_wait(body: dict[str, Any], headers: Any, account_zone: str | Non
     """Retry-After when sent (HubSpot does not promise one); else by policy: the search limit is per second, the
     daily quota until its reset (``until_daily_reset``), the burst limit one window
     (``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s)."""
-    explicit = _retry_after(headers)
+    explicit = retry_after_header(headers)
     if explicit is not None:
         return explicit
     policy = str(body.get("policyName") or "").upper()

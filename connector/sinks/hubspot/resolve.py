@@ -1,49 +1,26 @@
 """Many events' contacts resolved together under a backlog (HubSpot), instead of one search (and one create) each.
 
-Why: HubSpot allows 5 searches per second per account, so resolving one number per search caps a backlog of calls
-for new or uncached numbers at ~4 events/s. Here the numbers of up to 100 deliveries go into one search, and the
-contacts missing for new numbers into one batch create:
-
-- **Search**: one filter group per phone property and per searchable copy of it (``phone``, ``mobilephone``,
-  ``hs_searchable_calculated_phone_number``, ``hs_searchable_calculated_mobile_number``), each one ``IN`` filter
-  holding up to ``IN_VALUES_MAX`` national numbers (groups are ORed): 4 groups and 4 filters, within the search
-  guide's 5 groups / 6 filters per group / 18 filters (https://developers.hubspot.com/docs/api-reference/latest/
-  crm/search-the-crm, "Limits"). ``IN`` takes a ``values`` list (same guide, "Filter search results"; the SDK's
-  ``Filter.values``). What ``IN`` does on phone properties is UNVERIFIED: the guide documents it for text (lower-cased
-  stored values) and enumerations; the values sent are digits only (case does not arise) and every hit is
-  confirmed by the shared matcher (``connector.phones.same_number``) whatever the index returned, exactly as the
-  one-number search (``EQ``) does. The emulator applies its phone reduction to ``IN`` as to ``EQ``.
-- **Create**: missing contacts through ``POST /crm/v3/objects/{type}/batch/create`` (100 inputs), one input per
-  distinct number, so two events of one new number in a batch create one contact. Results are matched back to
-  their numbers by the phone property the create sets (HubSpot does not promise input order). Creates carrying an
-  email go in their own batches: a 409 ("Contact already exists. Existing ID") there is answered by reading those
-  emails from the record store (batch read with ``idProperty=email``), which resolves each to the existing
-  contact; the others are created again. Email-less creates cannot meet a 409 on email.
-- Anything the batch path cannot decide safely goes through the sink's single path (``execute``): plans with a
-  ``meta`` id rule, creates of this process whose outcome is unknown (they wait for the search index), creates
-  without a phone property to match results by, a batch HubSpot refused as invalid (one input at a time then
-  names the bad one), and a batched search HubSpot refused (a 4xx: the ``IN`` form is the unverified part, so a
-  refusal falls back to one ``EQ`` search per number instead of failing the deliveries).
-
-Read-your-writes across workers stays the engine's: it reads and writes the shared contact cache around this call
-(``connector.engine.batch``), and one contact is in one delivery at a time (``contact_key`` leases).
+Why: HubSpot allows 5 searches per second per account, so one number per search caps a backlog of new or uncached
+numbers at a few events per second. Here up to 100 numbers go into one search (an ``IN`` filter per phone property),
+and the contacts missing for new numbers into one batch create; whatever the batch path cannot decide safely goes
+through the sink's single path (``SinkParts.execute_one``). Read-your-writes across workers stays the engine's
+(``connector.engine.batch``). Design and HubSpot's limits: docs/hubspot.md, "Contacts".
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connector.errors import PermanentError, SinkError, TransientError
+from connector.errors import OutcomeUnknown, PermanentError, SinkError, TransientError
 from connector.phones import national_digits, numbers_held, one_per_number, same_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult, ExecutionContext
+from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import SEARCHABLE, choose, hubspot_properties, search_properties
-from connector.sinks.hubspot.errors import existing_id, might_have_written
-
-if TYPE_CHECKING:
-    from connector.sinks.hubspot.sink import HubSpotSink
+from connector.sinks.hubspot.errors import existing_id
+from connector.sinks.hubspot.parts import SinkParts
 
 log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
@@ -55,18 +32,18 @@ BATCH_CREATE_MAX = 100
 """Inputs per batch create (HubSpot's batch endpoints take up to 100)."""
 
 
-def resolve_many(sink: HubSpotSink, actions: Sequence[ResolveContact]) -> list[Outcome]:
+def resolve_many(parts: SinkParts, actions: Sequence[ResolveContact]) -> list[Outcome]:
     """One result (or this action's own error) per action, in order; an outage or rate limit raises for all."""
     results: list[Outcome | None] = [None] * len(actions)
-    batched = [i for i, a in enumerate(actions) if _phone_rule(a) is not None and a.key not in sink.uncertain_keys]
+    batched = [i for i, a in enumerate(actions) if _phone_rule(a) is not None and a.key not in parts.uncertain]
     for index in set(range(len(actions))) - set(batched):
-        results[index] = _single(sink, actions[index])
-    _find(sink, actions, batched, results)
+        results[index] = _single(parts, actions[index])
+    _find(parts, actions, batched, results)
     missing = [i for i in batched if results[i] is None]
     for index in missing:
         if actions[index].on_no_match == "skip":
             results[index] = ActionResult(skipped=True, detail={"reason": "no_match"})
-    _create(sink, actions, [i for i in missing if results[i] is None], results)
+    _create(parts, actions, [i for i in missing if results[i] is None], results)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
@@ -77,9 +54,9 @@ def _phone_rule(action: ResolveContact) -> MatchByPhone | None:
     return rule if isinstance(rule, MatchByPhone) else None
 
 
-def _single(sink: HubSpotSink, action: ResolveContact) -> Outcome:
+def _single(parts: SinkParts, action: ResolveContact) -> Outcome:
     try:
-        return sink.execute(action, ExecutionContext())
+        return parts.execute_one(action, ExecutionContext())
     except PermanentError as exc:  # this action's own problem; an outage or rate limit concerns the whole batch
         return exc
 
@@ -88,7 +65,7 @@ def _single(sink: HubSpotSink, action: ResolveContact) -> Outcome:
 
 
 def _find(
-    sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+    parts: SinkParts, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
 ) -> None:
     """The sink's in-process cache first, then one search per 100 numbers per (object, phone fields)."""
     depth = max((len(_rule(actions[i]).objects) for i in indexes), default=0)
@@ -99,7 +76,7 @@ def _find(
             if results[index] is not None or level >= len(rule.objects):
                 continue
             object_type = rule.objects[level]
-            cached = sink.cache.get((object_type, tuple(rule.fields), rule.e164))
+            cached = parts.cache.get((object_type, tuple(rule.fields), rule.e164))
             if cached is not None:
                 results[index] = ActionResult(
                     crm_id=cached, object=object_type, detail={"matched_by": "phone", "cached": True}
@@ -108,14 +85,14 @@ def _find(
             groups.setdefault((object_type, tuple(rule.fields)), []).append(index)
         for (object_type, fields), members in groups.items():
             try:
-                found = search_numbers(sink, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
+                found = search_numbers(parts.api, object_type, list(fields), [_rule(actions[i]).e164 for i in members])
             except PermanentError as exc:  # the portal refused the batched form: one number per search, as before
                 log.warning(
                     "batched contact search refused; resolving one by one",
-                    extra={"sink": sink.name, "crm_code": exc.code, "status": exc.status},
+                    extra={"sink": parts.name, "crm_code": exc.code, "status": exc.status},
                 )
                 for index in members:
-                    results[index] = _single(sink, actions[index])
+                    results[index] = _single(parts, actions[index])
                 continue
             for index in members:
                 action, rule = actions[index], _rule(actions[index])
@@ -128,8 +105,8 @@ def _find(
                     results[index] = exc
                     continue
                 crm_id = str(chosen.id)
-                sink.cache.put((object_type, fields, rule.e164), crm_id)
-                sink.cache.put((object_type, "id", crm_id), crm_id)
+                parts.cache.put((object_type, fields, rule.e164), crm_id)
+                parts.cache.put((object_type, "id", crm_id), crm_id)
                 results[index] = ActionResult(
                     crm_id=crm_id,
                     object=object_type,
@@ -151,7 +128,7 @@ def filter_groups(fields: Sequence[str], values: list[str]) -> list[list[dict[st
     return [groups[i : i + MAX_GROUPS] for i in range(0, len(groups), MAX_GROUPS)]
 
 
-def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbers: list[str]) -> dict[str, list[Any]]:
+def search_numbers(api: HubSpotApi, object_type: str, fields: list[str], numbers: list[str]) -> dict[str, list[Any]]:
     """E.164 → the records whose phone fields hold that number (confirmed by the shared matcher)."""
     wanted = list(dict.fromkeys(numbers))
     by_national: dict[str, list[str]] = {}
@@ -163,7 +140,7 @@ def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbe
         chunk = nationals[start : start + IN_VALUES_MAX]
         records: dict[str, Any] = {}
         for groups in filter_groups(fields, chunk):
-            for record in sink.api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
+            for record in api.search_all(object_type, groups, search_properties(fields), sort="createdate"):
                 records.setdefault(str(record.id), record)
         for record in records.values():
             for e164 in numbers_held(getattr(record, "properties", None) or {}, fields, by_national):
@@ -175,7 +152,7 @@ def search_numbers(sink: HubSpotSink, object_type: str, fields: list[str], numbe
 
 
 def _create(
-    sink: HubSpotSink, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
+    parts: SinkParts, actions: Sequence[ResolveContact], indexes: list[int], results: list[Outcome | None]
 ) -> None:
     """One contact per distinct (object, number), in batch creates; followers of a number share its leader's."""
     leaders, followers = one_per_number(
@@ -184,16 +161,16 @@ def _create(
     plain: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     with_email: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
     for (object_type, e164), index in leaders.items():
-        fitted = sink.schema.fit(object_type, hubspot_properties(actions[index].create_properties))  # fitting
+        fitted = parts.schema.fit(object_type, hubspot_properties(actions[index].create_properties))  # fitting
         if not any(same_number(v, e164) for v in fitted.values.values()):
-            results[index] = _single(sink, actions[index])  # nothing to match a batch answer by
+            results[index] = _single(parts, actions[index])  # nothing to match a batch answer by
             continue
         target = with_email if fitted.values.get("email") else plain
         target.setdefault(object_type, []).append((index, fitted.values, fitted.detail()))
     for groups in (plain, with_email):
         for object_type, entries in groups.items():
             for start in range(0, len(entries), BATCH_CREATE_MAX):
-                _create_chunk(sink, object_type, actions, entries[start : start + BATCH_CREATE_MAX], results)
+                _create_chunk(parts, object_type, actions, entries[start : start + BATCH_CREATE_MAX], results)
     for leader, members in followers.items():
         outcome = results[leader]
         for index in members:
@@ -207,7 +184,7 @@ def _create(
 
 
 def _create_chunk(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     actions: Sequence[ResolveContact],
     entries: list[tuple[int, dict[str, str], dict[str, Any]]],
@@ -217,25 +194,27 @@ def _create_chunk(
     while pending:
         keys = [actions[i].key for i, _, _ in pending]
         try:
-            records = sink.api.batch_create(object_type, [{"properties": p, "associations": []} for _, p, _ in pending])
+            records = parts.api.batch_create(
+                object_type, [{"properties": p, "associations": []} for _, p, _ in pending]
+            )
         except SinkError as exc:
-            if might_have_written(exc):
-                sink.unsettle(keys)  # the next attempt waits for the search index before creating again
+            if isinstance(exc, OutcomeUnknown):
+                parts.uncertain.mark(keys)  # the next attempt waits for the search index before creating again
                 raise
             if not isinstance(exc, PermanentError):
                 raise
             if existing_id(exc) is None or not all(p.get("email") for _, p, _ in pending):
                 for index, _, _ in pending:  # refused as invalid before anything was written: one by one
-                    results[index] = _single(sink, actions[index])
+                    results[index] = _single(parts, actions[index])
                 return
-            pending = _existing_by_email(sink, object_type, pending, results)
+            pending = _existing_by_email(parts, object_type, pending, results)
             continue
-        _match_created(sink, object_type, actions, pending, records, results)
+        _match_created(parts, object_type, actions, pending, records, results)
         return
 
 
 def _existing_by_email(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     pending: list[tuple[int, dict[str, str], dict[str, Any]]],
     results: list[Outcome | None],
@@ -245,7 +224,7 @@ def _existing_by_email(
     emails = [p["email"] for _, p, _ in pending]
     found = {
         str((r.properties or {}).get("email", "")).casefold(): str(r.id)
-        for r in sink.api.batch_read_by(object_type, "email", emails, ["email"])
+        for r in parts.api.batch_read_by(object_type, "email", emails, ["email"])
     }
     left = []
     for index, properties, fitted in pending:
@@ -253,7 +232,7 @@ def _existing_by_email(
         if crm_id is None:
             left.append((index, properties, fitted))
             continue
-        sink.cache.put((object_type, "id", crm_id), crm_id)
+        parts.cache.put((object_type, "id", crm_id), crm_id)
         results[index] = ActionResult(
             crm_id=crm_id, object=object_type, created=False, detail={"matched_by": "existing_email", **fitted}
         )
@@ -263,7 +242,7 @@ def _existing_by_email(
 
 
 def _match_created(
-    sink: HubSpotSink,
+    parts: SinkParts,
     object_type: str,
     actions: Sequence[ResolveContact],
     pending: list[tuple[int, dict[str, str], dict[str, Any]]],
@@ -281,8 +260,8 @@ def _match_created(
             if results[index] is None:
                 crm_id = str(record.id)
                 rule = _rule(actions[index])
-                sink.cache.put((object_type, tuple(rule.fields), e164), crm_id)  # read-your-writes, this process
-                sink.cache.put((object_type, "id", crm_id), crm_id)
+                parts.cache.put((object_type, tuple(rule.fields), e164), crm_id)  # read-your-writes, this process
+                parts.cache.put((object_type, "id", crm_id), crm_id)
                 results[index] = ActionResult(
                     crm_id=crm_id,
                     object=object_type,
@@ -292,7 +271,7 @@ def _match_created(
                 break
     unmatched = [actions[i].key for i, _, _ in pending if results[i] is None]
     if unmatched:  # created or not, HubSpot did not say: treat as unknown, the single path settles it
-        sink.unsettle(unmatched)
+        parts.uncertain.mark(unmatched)
         for index, _, _ in pending:
             if results[index] is None:
                 results[index] = TransientError("HubSpot's batch create answered without this contact")

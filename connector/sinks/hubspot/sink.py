@@ -1,45 +1,19 @@
 """The HubSpot sink: a planned call lands on a HubSpot contact through hubspot-api-client v12.
 
 Per event: resolve the contact (meta id, else phone search, else create), log the call as a HubSpot Call associated
-to the contact in the same request, PATCH the contact's properties, and create a callback Task when planned.
-
-Design decisions (each exists because of a HubSpot behaviour):
-
-- **Read-your-writes contact cache** (per sink instance, in-process, 15 min): HubSpot's search index lags writes by
-  seconds, so the second event for a number we just created a contact for would not find it and would create a
-  duplicate. Every resolved or created contact is cached by (object, phone fields, E.164), and ids seen by a GET by
-  (object, id). A known contact then costs no read at all: **2 requests per event** (create call + patch contact),
-  3 with a callback task. Across worker processes the engine's shared contact cache in the ledger
-  (``DeliveryRunner._cached_contact``) does the same for phone-only plans; this in-process cache also covers
-  plans with a ``meta`` id rule, which the engine always hands to the sink.
-- **A ``meta`` contact id is verified by a GET** the first time (then cached): a wrong id falls back to the phone
-  rule, as the mapping says, instead of dead-lettering when the call's inline association is refused; and a
-  wrong id must never be journaled as the contact, because a replay keeps the journal's resolve result.
-- **Lookups read the record store, not the search index** when the activity is associated with a contact: the
-  contact's associated calls (v4 associations) are batch-read for the idempotency property. A call written a
-  moment ago (crash right after the POST, retry within the search lag) is therefore found, in any process, with no
-  timing assumption. Unassociated activities fall back to a search retried over ~3 s.
-- **Unconfirmed writes are remembered**: a create that timed out or got a 5xx may have been applied. The engine's
-  quick retries call ``execute`` again without a lookup, so ``execute`` looks the action up first when this process
-  saw such a failure for its key; for a contact (no idempotency key) it waits for the search index to settle.
-- **A property the portal lacks costs that property only** (schema drift, ``_drift``): HubSpot refuses the whole
-  write and names each property in ``errors[].context.propertyName``; the sink sends the rest again in the same
-  delivery and reports ``skipped_fields``. A missing ``twox_q_*`` question property is created instead (batch
-  create, at most ``max_question_properties_per_event`` per event). A missing do-not-call or idempotency property
-  raises MissingFields (the engine pauses the sink), as does any with ``on_missing_field: hold``.
-- Errors are translated in one place (``hubspot.errors.translated_errors``); every request passes the rate gate,
-  a (5, 30) s timeout, and no urllib3 retries (``hubspot.client``).
+to the contact in the same request, PATCH the contact's properties, and create a callback Task when planned. Why it
+caches contacts, verifies ``meta`` ids, looks writes up in the record store, remembers unconfirmed writes and skips
+only the properties a portal lacks: docs/hubspot.md.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from connector.errors import AuthError, PermanentError, SinkError, StaleContact, TransientError
+from connector.errors import AuthError, OutcomeUnknown, PermanentError, SinkError, StaleContact, TransientError
 from connector.plan import (
     Action,
     CloseCallbacks,
@@ -58,7 +32,8 @@ from connector.sinks.drift import (
     send_without_refused,
     skipped_detail,
 )
-from connector.sinks.hubspot.callbacks import close_callbacks, do_not_call_many, do_not_call_set
+from connector.sinks.hubspot import batch, callbacks, resolve
+from connector.sinks.hubspot.associations import association
 from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import (
     ContactCache,
@@ -68,23 +43,15 @@ from connector.sinks.hubspot.contacts import (
     same_number_records,
     search_properties,
 )
-from connector.sinks.hubspot.errors import existing_id, might_have_written
+from connector.sinks.hubspot.errors import existing_id
+from connector.sinks.hubspot.parts import QUESTION_PREFIX, SinkParts
 from connector.sinks.hubspot.schema import PropertySchema
 from connector.sinks.hubspot.settings import HubSpotSinkSettings
+from connector.sinks.uncertain import UncertainWrites
 
 log = logging.getLogger(__name__)
-ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
-    ("calls", "contacts"): 194,
-    ("tasks", "contacts"): 204,
-    ("notes", "contacts"): 202,
-    ("meetings", "contacts"): 200,
-    ("emails", "contacts"): 198,
-}
-"""HUBSPOT_DEFINED association type ids, activity → contact (associations guide)."""
 CREATE_SETTLE_S = 10.0
 """After an unconfirmed contact create, how long the search index is given before a contact is created again."""
-UNCERTAIN_KEPT = 1_000
-"""Unconfirmed writes remembered before hour-old ones are forgotten."""
 LOOKUP_SEARCH_RETRIES_S = (1.0, 2.0)
 """Pauses between searches when a lookup can only use the (lagging) search index."""
 
@@ -92,7 +59,7 @@ Engagement = CreateActivity | CreateTask
 
 
 class HubSpotSink:
-    """Executes plans against one HubSpot portal (see the module docstring for the design)."""
+    """Executes plans against one HubSpot portal (design: docs/hubspot.md)."""
 
     capabilities: ClassVar[SinkCapabilities] = SinkCapabilities(
         requests_per_window=190, window_s=10.0, max_batch=100, rate_limited_wait_s=10.0
@@ -107,13 +74,13 @@ class HubSpotSink:
             if isinstance(settings, HubSpotSinkSettings)
             else HubSpotSinkSettings.model_validate(settings.model_dump())
         )
-        self.cache = ContactCache()
+        self._cache = ContactCache()
         self.schema = PropertySchema(lambda object_type: self.api.properties(object_type))
         """Property definitions, read at first need, for fitting values (``hubspot.schema``)."""
         self._api: HubSpotApi | None = None
-        self._uncertain: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.drift = DriftPolicy(name, hold=self.settings.on_missing_field == "hold")
+        self._parts: SinkParts | None = None
+        self._uncertain = UncertainWrites()
+        self._drift = DriftPolicy(name, hold=self.settings.on_missing_field == "hold")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -124,8 +91,19 @@ class HubSpotSink:
             gate,
             account_zone=self.settings.account_time_zone,
         )
+        self._parts = SinkParts(
+            name=self.name,
+            api=self._api,
+            cache=self._cache,
+            schema=self.schema,
+            uncertain=self._uncertain,
+            drift=self._drift,
+            auto_create_questions=self.settings.auto_create_question_properties,
+            execute_one=self.execute,
+        )
 
     def close(self) -> None:
+        self._parts = None
         if self._api is not None:
             self._api.close()
             self._api = None
@@ -135,12 +113,17 @@ class HubSpotSink:
         assert self._api is not None, "open() first"
         return self._api
 
+    @property
+    def _collaborators(self) -> SinkParts:
+        assert self._parts is not None, "open() first"
+        return self._parts
+
     def check_auth(self) -> None:
         """One cheap authenticated read; AuthError on 401/403. Paused for properties the portal lacked: MissingFields
         until they exist again."""
         self.api.probe()
-        if self.drift.held:
-            probe_held(self.drift, lambda obj, names: {n for n in names if not self.api.property_exists(obj, n)})
+        if self._drift.held:
+            probe_held(self._drift, lambda obj, names: {n for n in names if not self.api.property_exists(obj, n)})
 
     # -- the Sink protocol ------------------------------------------------------------------------
 
@@ -152,44 +135,29 @@ class HubSpotSink:
         if isinstance(action, UpdateContact):
             return self._update_contact(action, context)
         if isinstance(action, CloseCallbacks):
-            return close_callbacks(self, action, context)
+            return callbacks.close_callbacks(self.api, action, context)
         raise PermanentError(f"the HubSpot sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
     def execute_batch(self, items: list[tuple[Action, ExecutionContext]]) -> list[ActionResult | SinkError]:
         """Several events' actions of one kind in as few requests as HubSpot allows (see hubspot.batch)."""
-        from connector.sinks.hubspot.batch import execute_batch
-
-        return execute_batch(self, items)
+        return batch.execute_batch(self._collaborators, items)
 
     def resolve_many(self, actions: list[ResolveContact]) -> list[ActionResult | SinkError]:
         """Many events' contacts in one search per 100 numbers and one batch create per 100 new ones (backlog path,
         see hubspot.resolve); results in order, an action's own failure as its item."""
-        from connector.sinks.hubspot.resolve import resolve_many
-
-        return resolve_many(self, actions)
+        return resolve.resolve_many(self._collaborators, actions)
 
     def unsettle(self, keys: list[str]) -> None:
         """Treat these writes as possibly done: the next attempt looks (or waits for the index) before writing."""
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._uncertain.setdefault(key, now)
-
-    @property
-    def uncertain_keys(self) -> set[str]:
-        """Writes whose outcome this process does not know: they go the single, looked-up path."""
-        return set(self._uncertain)
-
-    def association(self, object_type: str, contact: ActionResult) -> dict[str, Any]:
-        return _association(object_type, contact)
+        self._uncertain.mark(keys)
 
     def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
         """Which do-not-call property is true on the contact in HubSpot now (read before a callback task)."""
-        return do_not_call_set(self, action, context)
+        return callbacks.do_not_call_set(self.api, action, context)
 
     def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
         """``do_not_call_set`` for many callback tasks in one batch read per 100 contacts (backlog path)."""
-        return do_not_call_many(self, items)
+        return callbacks.do_not_call_many(self.api, items)
 
     def lookup(self, action: Action, context: ExecutionContext) -> ActionResult | None:
         """Find a Call/Task an interrupted attempt wrote. Contact resolution and updates are safe to re-run."""
@@ -203,9 +171,9 @@ class HubSpotSink:
         for rule in action.match:
             found = self._by_id(rule) if isinstance(rule, MatchById) else self._by_phone(rule, action.on_multiple)
             if found is not None:
-                self._settled(action.key)
+                self._uncertain.settle([action.key])
                 return found
-        since = self._uncertain.get(action.key)
+        since = self._uncertain.since(action.key)
         if since is not None and (remaining := since + CREATE_SETTLE_S - time.monotonic()) > 0:
             raise TransientError(
                 "waiting for HubSpot's search index after an unconfirmed contact create", retry_after=remaining
@@ -215,7 +183,7 @@ class HubSpotSink:
         return self._create_contact(action)
 
     def _by_id(self, rule: MatchById) -> ActionResult | None:
-        cached = self.cache.get((rule.object, "id", rule.id))
+        cached = self._cache.get((rule.object, "id", rule.id))
         if cached is not None:
             return ActionResult(crm_id=cached, object=rule.object, detail={"matched_by": "id", "cached": True})
         if not rule.id.isdigit():
@@ -228,13 +196,13 @@ class HubSpotSink:
             raise
         # Use the id HubSpot answers with (it may differ for a merged-away contact id: UNVERIFIED, harmless).
         crm_id = str(getattr(record, "id", None) or rule.id)
-        self.cache.put((rule.object, "id", rule.id), crm_id)
+        self._cache.put((rule.object, "id", rule.id), crm_id)
         return ActionResult(crm_id=crm_id, object=rule.object, detail={"matched_by": "id"})
 
     def _by_phone(self, rule: MatchByPhone, on_multiple: str) -> ActionResult | None:
         for object_type in rule.objects:
             key = _phone_key(object_type, rule)
-            cached = self.cache.get(key)
+            cached = self._cache.get(key)
             if cached is not None:
                 return ActionResult(crm_id=cached, object=object_type, detail={"matched_by": "phone", "cached": True})
             records: dict[str, Any] = {}
@@ -247,8 +215,8 @@ class HubSpotSink:
             records = {str(r.id): r for r in confirmed}
             chosen = choose(confirmed, on_multiple)
             crm_id = str(chosen.id)
-            self.cache.put(key, crm_id)
-            self.cache.put((object_type, "id", crm_id), crm_id)
+            self._cache.put(key, crm_id)
+            self._cache.put((object_type, "id", crm_id), crm_id)
             return ActionResult(
                 crm_id=crm_id, object=object_type, detail={"matched_by": "phone", "candidates": len(records)}
             )
@@ -268,8 +236,8 @@ class HubSpotSink:
             crm_id, created = existing, False
         for rule in action.match:
             if isinstance(rule, MatchByPhone) and object_type in rule.objects:
-                self.cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
-        self.cache.put((object_type, "id", crm_id), crm_id)
+                self._cache.put(_phone_key(object_type, rule), crm_id)  # read-your-writes for the next event
+        self._cache.put((object_type, "id", crm_id), crm_id)
         return ActionResult(
             crm_id=crm_id,
             object=object_type,
@@ -285,11 +253,11 @@ class HubSpotSink:
         if action.associate_with_contact:
             if contact is None or contact.skipped or not contact.crm_id:
                 return ActionResult(skipped=True, detail={"reason": "no_contact"})
-            associations = [_association(action.object, contact)]
+            associations = [association(action.object, contact)]
         if action.key in self._uncertain:  # an earlier attempt in this process may have written it
             found = self.lookup(action, context)
             if found is not None:
-                self._settled(action.key)
+                self._uncertain.settle([action.key])
                 return found
         properties = hubspot_properties(action.properties)
         if action.idempotency_property:
@@ -302,11 +270,11 @@ class HubSpotSink:
                 properties,
                 sobject=action.object,
                 protected=protected_fields(action),
-                policy=self.drift,
+                policy=self._drift,
             )
         except StaleContact:
             if contact is not None and contact.crm_id:
-                self.cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
+                self._cache.forget_value(contact.crm_id)  # deleted or merged in HubSpot: resolve afresh next time
             raise
         if record is None:
             return ActionResult(
@@ -334,13 +302,13 @@ class HubSpotSink:
                 properties,
                 sobject=object_type,
                 protected=protected_fields(action),
-                policy=self.drift,
-                fix=self.question_property_creator(object_type),
+                policy=self._drift,
+                fix=self._question_property_creator(object_type),
             )
         except PermanentError as exc:
             if exc.status != 404:
                 raise
-            self.cache.forget_value(crm_id)
+            self._cache.forget_value(crm_id)
             raise StaleContact(
                 f"contact {crm_id} no longer exists", status=404, code=exc.code, crm_message=exc.crm_message
             ) from exc
@@ -351,7 +319,7 @@ class HubSpotSink:
             detail=skipped_detail({"fields": sorted(properties), **fitted.detail()}, skipped),
         )
 
-    def question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], dict[str, str | None]]:
+    def _question_property_creator(self, object_type: str) -> Callable[[dict[str, str]], dict[str, str | None]]:
         """For one event: create the missing `twox_q_*` properties (connector-owned) among refused ones, up to
         ``max_question_properties_per_event``, and say which exist now; the rest stay refused (skipped).
 
@@ -389,24 +357,15 @@ class HubSpotSink:
 
         return create
 
-    def _write(self, key: str, write: Any) -> Any:
+    def _write(self, key: str, write: Callable[[], Any]) -> Any:
         """Run one create; remember the key when the failure leaves its outcome unknown."""
         try:
             result = write()
-        except SinkError as exc:
-            if might_have_written(exc):
-                now = time.monotonic()
-                with self._lock:
-                    if len(self._uncertain) > UNCERTAIN_KEPT:  # keys whose delivery never came back
-                        self._uncertain = {k: t for k, t in self._uncertain.items() if now - t < 3600}
-                    self._uncertain.setdefault(key, now)
+        except OutcomeUnknown:
+            self._uncertain.mark([key])
             raise
-        self._settled(key)
+        self._uncertain.settle([key])
         return result
-
-    def _settled(self, key: str) -> None:
-        with self._lock:
-            self._uncertain.pop(key, None)
 
     # -- finding what an interrupted attempt wrote --------------------------------------------------
 
@@ -428,7 +387,6 @@ class HubSpotSink:
         return None
 
 
-QUESTION_PREFIX = "twox_q_"
 OVER_QUESTION_CAP = "MAX_QUESTION_PROPERTIES"
 """skipped_fields code of an answer whose property was not created: the event had more new questions than
 ``max_question_properties_per_event``."""
@@ -436,19 +394,6 @@ OVER_QUESTION_CAP = "MAX_QUESTION_PROPERTIES"
 
 def _phone_key(object_type: str, rule: MatchByPhone) -> tuple[str, tuple[str, ...], str]:
     return object_type, tuple(rule.fields), rule.e164
-
-
-def _association(object_type: str, contact: ActionResult) -> dict[str, Any]:
-    target = contact.object or "contacts"
-    type_id = ASSOCIATION_TYPE_IDS.get((object_type, target))
-    if type_id is None:
-        raise PermanentError(
-            f"no HubSpot association type from {object_type} to {target}", code="UNSUPPORTED_ASSOCIATION"
-        )
-    return {
-        "to": {"id": contact.crm_id},
-        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
-    }
 
 
 def _recovered(action: Engagement, record: Any, how: str) -> ActionResult:
