@@ -33,9 +33,9 @@ from connector.engine.process import EXIT_CONFIG
 from connector.errors import ConfigError, ConnectorError, StoreError
 from connector.ledger import Ledger
 from connector.logs import setup_logging
+from connector.metrics import MULTIPROC_ENV
 from connector.receiver.app import create_app
 from connector.receiver.ingest import warm_up
-from connector.receiver.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
