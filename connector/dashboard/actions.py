@@ -13,7 +13,7 @@ from flask import Blueprint, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from connector.dashboard import queries
-from connector.dashboard.blueprint import state
+from connector.dashboard.context import state
 from connector.errors import ConnectorError
 from connector.ledger import DeliveryStatus
 from connector.ledger.schema import MAX_ROW_ID
