@@ -227,13 +227,43 @@ def forbidden_edges(
     return found
 
 
-def _format(cycles: list[list[str]]) -> str:
-    return "\n".join(" → ".join(chain) for chain in cycles)
+def _format(cycles: list[list[str]], graph: Mapping[str, Iterable[str]]) -> str:
+    """Each cycle as a chain, then every import that keeps its modules tangled (all edges inside the component)."""
+    lines = []
+    for chain in cycles:
+        members = set(chain)
+        component = _component(chain[0], graph)
+        lines.append(" → ".join(chain))
+        for module in sorted(component):
+            inside = sorted(set(graph.get(module, ())) & component)
+            if inside and (module not in members or len(component) > len(members)):
+                lines.append(f"    {module} → {', '.join(inside)}")
+    return "\n".join(lines)
+
+
+def _component(start: str, graph: Mapping[str, Iterable[str]]) -> set[str]:
+    """The modules on some cycle through `start` (reachable from it and reaching it)."""
+
+    def reach(edges: Mapping[str, Iterable[str]]) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for child in edges.get(todo.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        return seen
+
+    reverse: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        for target in targets:
+            reverse.setdefault(target, set()).add(module)
+    return reach(graph) & reach(reverse)
 
 
 def test_no_import_cycles() -> None:
-    cycles = find_cycles(import_graph())
-    assert not cycles, "import cycles among connector modules:\n" + _format(cycles)
+    graph = import_graph()
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles among connector modules:\n" + _format(cycles, graph)
 
 
 def test_layers_import_only_in_the_pipeline_direction() -> None:
