@@ -62,7 +62,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Override serve.workers.")
 def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the webhook receiver on gunicorn."""
-    from connector.ops.serving import serve as run_server
+    from connector.serving import serve as run_server
 
     emulators = None
     extra: list[str] = []

@@ -35,8 +35,7 @@ LAYER_OF_MODULE: dict[str, str] = {
     "connector.__main__": "entry",
     "connector.app": "entry",
     "connector.cli": "entry",
-    "connector.receiver.app": "entry",  # the Flask factory: mounts the webhook, /readyz and the dashboard
-    "connector.ops.serving": "entry",  # `connector serve`: gunicorn running that app, plus the worker
+    "connector.serving": "entry",  # `connector serve`: gunicorn running connector.app, plus the worker
     # The health model: read from the ledger, shown by /readyz, /metrics, `connector status` and the dashboard.
     "connector.sink_health": "health",
     "connector.missing_fields": "health",
