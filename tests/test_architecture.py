@@ -40,13 +40,10 @@ LAYER_OF_MODULE: dict[str, str] = {
     "connector.sink_health": "health",
     "connector.missing_fields": "health",
     "connector.metrics": "health",
-    # Shared pure leaves that live beside the code they describe but are composed further down the pipeline:
-    # config composes the dashboard's and the retry settings, the plan and the ledger use the key and precedence
-    # rules. As core they may import nothing but core, which the direction check below enforces.
+    # config composes each part's settings model; those models stay beside the code they configure, as leaves:
+    # core, so they may import nothing but core (which the direction check enforces).
     "connector.dashboard.settings": CORE,
     "connector.engine.retry": CORE,
-    "connector.mapping.keys": CORE,
-    "connector.mapping.precedence": CORE,
 }
 LAYERS = ("entry", "ops", "dashboard", "receiver", "engine", "health", "mapping", "ledger", "sinks", "emulators", CORE)
 

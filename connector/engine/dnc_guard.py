@@ -22,8 +22,8 @@ from typing import Any
 
 from connector.errors import SinkError
 from connector.ledger import Ledger
-from connector.mapping.precedence import WrittenField
 from connector.plan import CreateTask
+from connector.precedence import WrittenField
 from connector.sinks.base import ActionResult, ExecutionContext
 
 SKIP_REASON = "do_not_call"

@@ -42,7 +42,6 @@ from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
-from connector.mapping.precedence import WrittenField, may_write
 from connector.metrics import Metrics
 from connector.missing_fields import MissingFieldTracker
 from connector.payload import CallEvent
@@ -57,6 +56,7 @@ from connector.plan import (
     UpdateContact,
     contact_action_key,
 )
+from connector.precedence import WrittenField, may_write
 from connector.sinks.base import ActionResult, ExecutionContext, Sink
 from connector.sinks.drift import SKIPPED
 
