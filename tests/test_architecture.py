@@ -12,8 +12,9 @@ package itself or a name the `__init__` defines or re-exports. So `pkg/__init__`
 `pkg.a` imports `from pkg import b` is not a cycle (both edges go to real modules), while `pkg.a` importing
 a name from `pkg`'s `__init__` that the `__init__` gets from `pkg.a` is one, and is reported: it only works
 while the `__init__`'s lines stay in a lucky order. The implicit import of parent packages (importing
-`connector.a.b` runs `connector/a/__init__`) is not an edge: `__init__` files are kept to re-exports of
-their own package, so it would only repeat edges that are already there.
+`connector.a.b` runs `connector/a/__init__`) is not an edge: the package `__init__`s here are empty or
+re-export their own package (the dashboard's imports its blueprint lazily, and the config only for type
+hints), so counting it would only add false cycles such as config → dashboard.settings → dashboard → config.
 """
 
 from __future__ import annotations
