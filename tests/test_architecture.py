@@ -57,8 +57,9 @@ def _all_but(*allowed: str) -> frozenset[str]:
 # engine → ledger, mapping (which makes the plan), sinks; sinks → plan (core) and nothing further back. The ledger
 # stores and knows nothing of who reads it. The health model reads the ledger and the sinks' shared records.
 # The emulators stand for the CRM on the far side of the wire: they share nothing with the connector but core's
-# pure helpers, so they behave like HubSpot and Salesforce rather than like our own client. Operator code (ops,
-# dashboard) may read every stage; only the entry points may import the operator code that assembles the server.
+# pure helpers, so they behave like HubSpot and Salesforce rather than like our own client (only ops' sandbox
+# starts them). Operator code reads the stages; the dashboard calls ops and never ops the dashboard, and neither
+# imports the entry points (app, serving, cli) that assemble the server around them.
 FORBIDDEN: dict[str, frozenset[str]] = {
     "entry": frozenset(),
     "ops": frozenset({"entry", "dashboard"}),
@@ -343,6 +344,21 @@ def test_checker_flags_a_forbidden_direction() -> None:
     }
     assert forbidden_edges(graph) == ["connector.ledger.store (ledger) → connector.engine.worker (engine)"]
     assert find_cycles(graph) == [["connector.engine.worker", "connector.ledger.store", "connector.engine.worker"]]
+
+
+def test_checker_flags_a_forbidden_direction_in_a_package(tmp_path: Path) -> None:
+    package = _write(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "plan.py": "",
+            "sinks/__init__.py": "",
+            "sinks/crm.py": "from connector import plan\n\n\ndef lazy():\n    from ..ledger import store\n",
+            "ledger/__init__.py": "",
+            "ledger/store.py": "",
+        },
+    )
+    assert forbidden_edges(import_graph(package)) == ["connector.sinks.crm (sinks) → connector.ledger.store (ledger)"]
 
 
 @pytest.mark.parametrize(
