@@ -32,9 +32,9 @@ from typing import Any
 
 import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
 
+from connector.app import create_app
 from connector.config import parse_settings
 from connector.logs import setup_logging
-from connector.receiver.app import create_app
 from connector.sample import sample_payload
 
 TOKEN = "profile-token"

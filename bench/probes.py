@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from connector.app import create_app
 from connector.config import parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
-from connector.receiver.app import create_app
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Override serve.workers.")
 def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the webhook receiver on gunicorn."""
-    from connector.ops.serving import serve as run_server
+    from connector.serving import serve as run_server
 
     emulators = None
     extra: list[str] = []
@@ -262,7 +262,7 @@ def replay(
     config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool, sink: str | None
 ) -> None:
     """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated."""
-    from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
+    from connector.ops.replay import replay_dead_letters, replay_event, replay_quarantine
 
     if sum([event_id is not None, dead_letter, from_quarantine]) != 1:
         raise click.UsageError("give exactly one of --event ID, --dead-letter, --quarantine")

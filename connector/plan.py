@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.keys import crm_key
+
 JsonScalar = str | int | float | bool | None
 
 
 def contact_action_key(event_id: str) -> str:
     """The key of a plan's resolve_contact action (the engine needs it to forget a stale contact)."""
-    from connector.mapping.keys import crm_key
-
     return f"{crm_key(event_id)}:contact"
 
 

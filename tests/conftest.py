@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
+from connector.app import create_app
 from connector.config import Settings, parse_settings
 from connector.ledger import Ledger
-from connector.receiver.app import create_app
 
 PG_ADMIN_URL = os.environ.get("CONNECTOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 """A PostgreSQL server the tests may create and drop databases on (trust auth on loopback)."""

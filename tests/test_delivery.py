@@ -9,11 +9,11 @@ from datetime import timedelta
 import yaml
 
 from connector.default_mappings import default_mapping_path
-from connector.engine.replay import replay_dead_letters, replay_event
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, deliveries, events
+from connector.ops.replay import replay_dead_letters, replay_event
 from tests.delivery_support import drain, engine_settings, ingest, statuses
 from tests.support.recorder import Recorder
 

@@ -236,8 +236,8 @@ def test_health_and_readiness(served: Served) -> None:
 
 
 def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
+    from connector.app import create_app
     from connector.ledger import Ledger
-    from connector.receiver.app import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}")
@@ -274,8 +274,8 @@ def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
 
 
 def test_an_allow_list_refuses_other_sources_before_auth(tmp_path) -> None:
+    from connector.app import create_app
     from connector.ledger import Ledger
-    from connector.receiver.app import create_app
     from tests.conftest import TOKEN, make_settings
 
     def client(allowed: list[str], hops: int = 0):

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
+from connector.app import create_app
 from connector.ledger import Ledger
-from connector.receiver.app import create_app
 from connector.sample import sample_payload
 from tests.conftest import TOKEN, make_settings
 

@@ -169,7 +169,7 @@ def test_states_carry_the_command_that_fixes_them(setup: tuple) -> None:
 
 def test_attempts_are_numbered_across_a_replay(setup: tuple, recorder: Recorder) -> None:
     settings, ledger, mapping, config = setup
-    from connector.engine.replay import replay_event
+    from connector.ops.replay import replay_event
     from tests.delivery_support import ingest
 
     event_id = ingest(ledger, 1)

@@ -71,7 +71,7 @@ def test_every_ledger_module_raises_store_error_while_postgresql_is_down_and_rec
 
 
 def test_readyz_probes_a_write_so_a_locked_sqlite_store_is_not_ready(tmp_path: Path) -> None:
-    from connector.receiver.app import create_app
+    from connector.app import create_app
 
     path = tmp_path / "locked.db"
     settings = make_settings(f"sqlite:///{path}", store={"url": f"sqlite:///{path}", "sqlite_busy_timeout_ms": 200})
@@ -256,7 +256,7 @@ def test_an_idle_worker_survives_a_quick_restart_and_a_read_only_server(
 ) -> None:
     """The two cases users saw kill `connector worker`: a 0.24 s `pg_ctl restart` while it was idle,
     and a server that turned read-only (then /readyz said "store ok", since it only ran SELECT 1)."""
-    from connector.receiver.app import create_app
+    from connector.app import create_app
 
     settings = make_settings(private_pg.url, sinks={})
     ledger = Ledger.open(settings.store)

@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 
-from connector.mapping.keys import KEY_MAX_LEN, crm_key
+from connector.keys import KEY_MAX_LEN, crm_key
 from connector.sample import sample_payload
 from tests.conftest import Served
 

@@ -13,11 +13,11 @@ from flask import Blueprint, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from connector.dashboard import queries
-from connector.dashboard.blueprint import state
-from connector.engine.replay import replay_dead_letters, replay_event, replay_quarantine
+from connector.dashboard.context import state
 from connector.errors import ConnectorError
 from connector.ledger import DeliveryStatus
 from connector.ledger.schema import MAX_ROW_ID
+from connector.ops.replay import replay_dead_letters, replay_event, replay_quarantine
 from connector.ops.reports import replay_quarantined
 
 log = logging.getLogger(__name__)

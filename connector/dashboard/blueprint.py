@@ -5,40 +5,20 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask import Blueprint, Flask, Response, g, render_template, request
 
 from connector.config import Settings
-from connector.dashboard import security
+from connector.dashboard import actions, security, views
+from connector.dashboard.context import EXTENSION_KEY, DashboardState, state
 from connector.dashboard.settings import DashboardSettings
 from connector.dashboard.throttle import LoginThrottle
 from connector.errors import ConfigError, ConfigProblem, StoreError
 from connector.ledger import Ledger
 
 log = logging.getLogger(__name__)
-
-EXTENSION_KEY = "connector_dashboard"
-
-
-@dataclass
-class DashboardState:
-    """What the dashboard views need, attached to the app."""
-
-    settings: Settings
-    ledger: Ledger
-    dashboard: DashboardSettings
-    credentials: security.Credentials
-    csrf: security.Csrf
-    throttle: LoginThrottle
-    capabilities: dict[str, tuple[int | None, float]] = field(default_factory=dict)
-    """sink → (requests per window, window seconds) of its rate budget, filled lazily."""
-
-
-def state() -> DashboardState:
-    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
 
 
 def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: DashboardSettings) -> bool:
@@ -91,8 +71,6 @@ def password_problems(settings: Settings, dashboard: DashboardSettings) -> list[
 
 
 def _blueprint() -> Blueprint:
-    from connector.dashboard import actions, views
-
     bp = Blueprint(
         "dashboard", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
     )

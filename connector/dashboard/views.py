@@ -10,7 +10,7 @@ from flask import Blueprint, render_template, request
 
 from connector.dashboard import queries
 from connector.dashboard.audit import event_detail
-from connector.dashboard.blueprint import state
+from connector.dashboard.context import state
 from connector.dashboard.overview import STATUS_ORDER, sink_health, totals
 from connector.dashboard.reasons import delivery_reason, quarantine_reason
 from connector.default_mappings import KNOWN

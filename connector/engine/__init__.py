@@ -1,1 +1,1 @@
-"""The delivery engine: the worker, the single-event and batch runners, retry, rate budget, replay."""
+"""The delivery engine: the worker, the single-event and batch runners, retry, rate budget."""

@@ -33,9 +33,9 @@ from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.planner import plan_event
-from connector.mapping.precedence import WrittenField
 from connector.payload import CallEvent
 from connector.plan import Action, CreateTask, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
+from connector.precedence import WrittenField
 from connector.sinks.base import (
     ActionResult,
     BulkContactResolution,

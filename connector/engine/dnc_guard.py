@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from connector.errors import SinkError
 from connector.ledger import Ledger
-from connector.mapping.precedence import WrittenField
 from connector.plan import CreateTask
+from connector.precedence import WrittenField
 from connector.sinks.base import ActionResult, BulkDoNotCallGuard, DoNotCallGuard, ExecutionContext
 
 SKIP_REASON = "do_not_call"

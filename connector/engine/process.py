@@ -1,5 +1,5 @@
 """The embedded delivery worker's process: `python -m connector.engine.process`, settings pickled on
-stdin by `connector serve` (see connector.ops.serving.DeliveryProcess).
+stdin by `connector serve` (see connector.serving.DeliveryProcess).
 
 A plain subprocess rather than multiprocessing: gunicorn's forked receiver workers would inherit a
 multiprocessing child and try to join it at exit ("can only join a child process").

@@ -43,7 +43,7 @@ from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.planner import plan_event
-from connector.mapping.precedence import WrittenField, may_write
+from connector.metrics import Metrics
 from connector.missing_fields import MissingFieldTracker
 from connector.payload import CallEvent
 from connector.plan import (
@@ -57,7 +57,7 @@ from connector.plan import (
     UpdateContact,
     contact_action_key,
 )
-from connector.receiver.metrics import Metrics
+from connector.precedence import WrittenField, may_write
 from connector.sinks.base import ActionResult, CombinedExecution, ExecutionContext, Sink, SinkAbilities
 from connector.sinks.drift import SKIPPED
 

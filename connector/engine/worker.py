@@ -36,7 +36,7 @@ from connector.ledger.deliveries import Claimed
 from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
-from connector.receiver.metrics import process_metrics
+from connector.metrics import process_metrics
 from connector.sinks.registry import build_sink_with_abilities
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from connector.ledger.schema import (
     events,
     field_state,
 )
-from connector.mapping.precedence import WrittenField
+from connector.precedence import WrittenField
 
 _IN_CHUNK = 500
 """Ids per `IN (…)` list: far below SQLite's 32,766 host parameters and PostgreSQL's 65,535."""

@@ -3,7 +3,7 @@
 Claims are serialized (PostgreSQL: a transaction-scoped advisory lock plus `FOR UPDATE SKIP
 LOCKED`; SQLite: `BEGIN IMMEDIATE`), which makes one rule cheap to keep exactly: at most one
 delivery per (sink, contact) is leased at any time, so two workers never race to create the same
-new contact. Precedence rules (connector.mapping.precedence) make the order of a contact's calls
+new contact. Precedence rules (connector.precedence) make the order of a contact's calls
 irrelevant to its final state, so claims need not wait for older calls of the same contact.
 """
 

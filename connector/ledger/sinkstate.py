@@ -17,7 +17,7 @@ from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.liveness import host_key, pid_is_gone
 from connector.ledger.schema import contact_cache, field_state, missing_fields, rate_buckets, sink_state, workers
-from connector.mapping.precedence import WrittenField
+from connector.precedence import WrittenField
 
 
 @dataclass(frozen=True)

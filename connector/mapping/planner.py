@@ -14,11 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connector.errors import MappingError
+from connector.keys import crm_key
 from connector.mapping.answers import render_answers
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.filters import slug, truncate_to
-from connector.mapping.keys import crm_key
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.redaction import DEFAULT_RULES, redact
 from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
@@ -70,7 +70,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         matched_by=matched_by,
         also=[a.name for _, a in also],
     )
-    prefix = crm_key(event.id)  # "2x-<id>"; bounded for long ids (connector.mapping.keys)
+    prefix = crm_key(event.id)  # "2x-<id>"; bounded for long ids (connector.keys)
     resolve = _resolve_contact(event, mapping, context, prefix, warnings)
     if bundle.hold:
         actions: list[Any] = [HoldForReview(key=f"{prefix}:hold", reason=f"outcome {bundle.name} is held for review")]

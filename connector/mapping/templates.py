@@ -20,8 +20,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from connector.errors import MappingError
+from connector.keys import crm_key
 from connector.mapping.filters import FILTERS
-from connector.mapping.keys import crm_key
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 

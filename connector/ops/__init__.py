@@ -1,1 +1,1 @@
-"""Operator tools: status reports, preview, serving, the sandbox, crm-setup orchestration."""
+"""Operator tools: replay, status reports, preview, start-up checks, the sandbox, crm-setup orchestration."""

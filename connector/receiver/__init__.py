@@ -1,1 +1,1 @@
-"""The HTTP front: the app factory, the webhook endpoint, ingest into the ledger, health and metrics."""
+"""The HTTP front: the webhook endpoint, ingest into the ledger, the health and metrics endpoints."""

@@ -75,6 +75,6 @@ def readyz() -> Response:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format: answers by status, attempts, latencies, backlog, oldest due, paused sinks."""
-    from connector.receiver.metrics import exposition
+    from connector.metrics import exposition
 
     return Response(exposition(state().metrics_registry), mimetype="text/plain; version=0.0.4")

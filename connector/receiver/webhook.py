@@ -17,8 +17,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from connector.config import Settings
 from connector.errors import PayloadError, StoreError
 from connector.ledger import Ledger
+from connector.metrics import process_metrics
 from connector.receiver.ingest import Reply, ingest, reject
-from connector.receiver.metrics import process_metrics
 
 log = logging.getLogger(__name__)
 

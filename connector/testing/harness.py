@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.config import Settings, parse_settings
+from connector.keys import crm_key
 from connector.ledger import Ledger
-from connector.mapping.keys import crm_key
 from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook

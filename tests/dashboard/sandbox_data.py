@@ -214,7 +214,7 @@ def _ingest(ledger: Ledger, settings: Settings, payload: dict[str, Any], minutes
 
 def _quarantine(settings: Settings, ledger: Ledger) -> None:
     """Two refused bodies, posted to the real receiver: 2X's own unparseable sample and a wrong type."""
-    from connector.receiver.app import create_app
+    from connector.app import create_app
     from connector.sample import VENDOR_SAMPLE_VERBATIM
 
     client = create_app(settings, ledger=ledger).test_client()

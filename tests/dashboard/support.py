@@ -19,10 +19,10 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import make_server
 
+from connector.app import create_app
 from connector.config import Settings
 from connector.dashboard import DashboardSettings, init_app
 from connector.ledger import Ledger
-from connector.receiver.app import create_app
 
 USER = "admin"
 PASSWORD = "dashboard-test-password"

@@ -13,11 +13,11 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import ValidationError
 
+from connector.app import create_app
 from connector.dashboard import DashboardSettings, init_app
 from connector.dashboard.security import CSRF_MAX_AGE_S, Credentials, is_loopback
 from connector.errors import ConfigError
 from connector.ledger import Ledger
-from connector.receiver.app import create_app
 from tests.conftest import TOKEN, make_settings
 from tests.dashboard.conftest import Dash
 from tests.dashboard.support import PASSWORD, USER, basic, dashboard_app

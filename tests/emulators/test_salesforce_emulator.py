@@ -768,12 +768,12 @@ def test_fail_next_inside_composite_triggers_rollback(emulator: SalesforceEmulat
 def test_unexpected_errors_are_salesforce_shaped(
     emulator: SalesforceEmulator, sf: Salesforce, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connector.emulators.salesforce.routes as routes
+    import connector.emulators.salesforce.rest as rest
 
     def boom(org: Any) -> Any:
         raise RuntimeError("internal detail that must not leak")
 
-    monkeypatch.setattr(routes, "_limits", boom)
+    monkeypatch.setattr(rest, "limits", boom)
     with pytest.raises(SalesforceGeneralError) as exc:
         sf.limits()
     assert exc.value.status == 500

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import FieldUpdate
+from connector.precedence import WrittenField, may_write
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 EARLIER, LATER = T0 - timedelta(hours=1), T0 + timedelta(hours=1)

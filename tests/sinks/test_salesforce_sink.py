@@ -24,13 +24,13 @@ from simple_salesforce import Salesforce
 from connector.config import SalesforceSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
-from connector.engine.replay import replay_event
 from connector.engine.worker import Worker
 from connector.errors import AuthError, PermanentError, RateLimited, StaleContact, TransientError
 from connector.ledger import Ledger
 from connector.ledger.schema import ActionStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
+from connector.ops.replay import replay_event
 from connector.payload import parse_webhook
 from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan
 from connector.sample import sample_payload

@@ -20,7 +20,8 @@ deserializer refuses (wrong value type, unknown field) refuses the whole request
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from werkzeug.datastructures import MultiDict
@@ -35,12 +36,12 @@ from connector.emulators.salesforce.errors import (
 )
 from connector.emulators.salesforce.ids import key15
 from connector.emulators.salesforce.org import UNSET, Call, Org, Result
-from connector.emulators.salesforce.routes import SUPPORTED_VERSIONS, selected_fields
+from connector.emulators.salesforce.rest import SUPPORTED_VERSIONS, selected_fields
 from connector.emulators.salesforce.schema import object_for_id
 from connector.emulators.salesforce.validation import deserialize
 
-if TYPE_CHECKING:
-    from connector.emulators.salesforce.routes import Dispatch
+Dispatch = Callable[[Org, Call], Result]
+"""The router (routes.dispatch), passed in: a composite subrequest is answered like any other call."""
 
 MAX_SUBREQUESTS = 25
 MAX_QUERY_OR_COLLECTION = 5

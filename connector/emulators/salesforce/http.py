@@ -24,7 +24,8 @@ from werkzeug.wrappers import Request, Response
 
 from connector.emulators.salesforce.errors import MSG_LIMIT, MSG_SESSION, SalesforceApiError, not_found
 from connector.emulators.salesforce.org import Call, Org, Result
-from connector.emulators.salesforce.routes import SUPPORTED_VERSIONS, dispatch, versions
+from connector.emulators.salesforce.rest import SUPPORTED_VERSIONS, versions
+from connector.emulators.salesforce.routes import dispatch
 
 logger = logging.getLogger("connector.emulators.salesforce.server")
 _VERSIONED = re.compile(r"^/services/data/v(\d+\.\d)(/.*)?$")

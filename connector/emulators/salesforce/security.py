@@ -30,7 +30,6 @@ from connector.emulators.salesforce.ids import checksum_suffix
 from connector.emulators.salesforce.schema import USER_ID, FieldDef, ObjectDef, _system_fields
 
 if TYPE_CHECKING:
-    from connector.emulators.salesforce.org import Call, Org, Result
     from connector.emulators.salesforce.store import Store
 
 PERMISSIONS = frozenset({"CustomizeApplication", "ManageUsers"})
@@ -374,46 +373,3 @@ def _field_from_metadata(name: str, metadata: dict[str, Any]) -> FieldDef:
             400, "FIELD_INTEGRITY_EXCEPTION", "Number fields need precision and scale", ["precision"]
         )
     return FieldDef(name, label, ftype, length, custom=True)
-
-
-def tooling(org: Org, call: Call, rest: list[str]) -> Result:
-    """``tooling/sobjects/CustomField`` (POST) and ``tooling/query/?q=`` (CustomField rows)."""
-    from connector.emulators.salesforce.errors import not_found
-    from connector.emulators.salesforce.org import Result
-    from connector.emulators.salesforce.routes import _allow
-    from connector.emulators.salesforce.soql import parse_soql
-
-    if rest == ["sobjects", "CustomField"] or rest == ["sobjects", "customfield"]:
-        _allow(call, "POST")
-        record = org.security.create_custom_field(call.json())
-        return Result(201, {"id": record["Id"], "success": True, "errors": [], "warnings": [], "infos": []})
-    if rest == ["query"]:
-        _allow(call, "GET")
-        text = call.args.get("q")
-        if text is None:
-            raise SalesforceApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        query = parse_soql(text, org.tooling.schema, org.now().date())
-        rows = query.run(org.tooling.rows(query.obj))
-        records = [org.tooling.serialize(query.obj, r, call.version, query.fields) for r in rows]
-        records = [
-            {
-                **r,
-                "attributes": {
-                    **r["attributes"],
-                    "url": r["attributes"]["url"].replace("/sobjects/", "/tooling/sobjects/"),
-                },
-            }
-            for r in records
-        ]
-        return Result(
-            200,
-            {
-                "size": len(records),
-                "totalSize": len(records),
-                "done": True,
-                "queryLocator": None,
-                "entityTypeName": query.obj.name,
-                "records": [] if query.count else records,
-            },
-        )
-    raise not_found()

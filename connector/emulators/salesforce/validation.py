@@ -14,15 +14,12 @@ a well-formed id of no live record → ``INVALID_CROSS_REFERENCE_KEY`` "invalid 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connector.emulators.salesforce.errors import SalesforceApiError, json_parser_error
 from connector.emulators.salesforce.ids import key15, to18
 from connector.emulators.salesforce.schema import USER_ID, ObjectDef, object_for_id
 from connector.emulators.salesforce.values import coerce, jackson_token
-
-if TYPE_CHECKING:
-    from connector.emulators.salesforce.store import Store
 
 NUMERIC_RANGE = {"int": 10**9 - 1, "double": 10**18 - 1}
 """Largest magnitude per type: describe says ``digits: 9`` for int and ``precision: 18, scale: 0`` for double here."""
@@ -61,8 +58,16 @@ def deserialize(obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | 
     return values
 
 
+class Records(Protocol):
+    """What a lookup check reads of the org's records (the store, which calls `validate_write`, is one)."""
+
+    schema: dict[str, ObjectDef]
+
+    def get(self, obj: ObjectDef, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None: ...
+
+
 def validate_write(
-    store: Store, obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | None = None
+    store: Records, obj: ObjectDef, body: Any, raw: str | None, *, record_id: str | None = None
 ) -> dict[str, Any]:
     """The typed values to write (canonical field names); ``record_id`` set means an update."""
     creating = record_id is None
@@ -133,7 +138,7 @@ def validate_write(
     return values
 
 
-def _check_reference(store: Store, obj: ObjectDef, name: str, value: str) -> str:
+def _check_reference(store: Records, obj: ObjectDef, name: str, value: str) -> str:
     """The 18-char id of a valid lookup value, or the error Salesforce gives for it."""
     definition = obj.fields[name.lower()]
     incorrect = f"{definition.label}: id value of incorrect type: {value}"

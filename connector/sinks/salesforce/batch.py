@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from connector.errors import PermanentError, SinkError, StaleContact, TransientError
-from connector.mapping.precedence import WrittenField, may_write
 from connector.plan import Action, UpdateContact
+from connector.precedence import WrittenField, may_write
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.drift import SKIPPED, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.salesforce.collaborators import Collaborators

@@ -28,14 +28,14 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from connector.app import create_app
 from connector.config import Settings
 from connector.engine.process import EXIT_CONFIG
 from connector.errors import ConfigError, ConnectorError, StoreError
 from connector.ledger import Ledger
 from connector.logs import setup_logging
-from connector.receiver.app import create_app
+from connector.metrics import MULTIPROC_ENV
 from connector.receiver.ingest import warm_up
-from connector.receiver.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
