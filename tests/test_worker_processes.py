@@ -15,9 +15,10 @@ import yaml
 
 from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
-from tests.conftest import TOKEN, _truncate_all, make_settings
-from tests.delivery_support import ingest
+from tests.support.delivery import ingest
+from tests.support.ledger import truncate_all
 from tests.support.recorder import Recorder
+from tests.support.settings import TOKEN, make_settings
 
 pytestmark = pytest.mark.slow
 WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
@@ -65,7 +66,7 @@ def start_worker(config: Path, **env: str) -> subprocess.Popen:
 
 def fresh_ledger(store_url: str) -> Ledger:
     ledger = Ledger.open(make_settings(store_url).store)
-    _truncate_all(ledger)
+    truncate_all(ledger)
     return ledger
 
 

@@ -33,7 +33,7 @@ from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.contacts import hubspot_properties
 from connector.sinks.hubspot.errors import might_have_written
 from connector.sinks.hubspot.sink import HubSpotSink
-from tests.delivery_support import drain, ingest, statuses
+from tests.support.delivery import drain, ingest, statuses
 
 TOKEN = "hubspot-sink-test-token"
 MAPPING = load_mapping(default_mapping_path("hubspot"))

@@ -18,8 +18,8 @@ from connector.engine import batch as batching
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.sinks.salesforce.sink import SalesforceSink
-from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_salesforce_sink import client, tasks
+from tests.support.delivery import drain, ingest, statuses
 
 
 class Crash(BaseException):

@@ -38,7 +38,7 @@ from connector.sinks import registry
 from connector.sinks.base import ExecutionContext
 from connector.sinks.salesforce.fields import coerce
 from connector.sinks.salesforce.sink import SalesforceSink
-from tests.delivery_support import drain, ingest, statuses
+from tests.support.delivery import drain, ingest, statuses
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
 CALL_TIME = datetime(2026, 11, 27, 3, 30, tzinfo=UTC)  # 22:30 on Thu 26 Nov in the sample's UTC-5

@@ -24,11 +24,11 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.conftest import Served, _serve
-from tests.delivery_support import drain, ingest, statuses
 from tests.sinks.test_hubspot_sink import SEEDED, TOKEN, make_plan, run
 from tests.sinks.test_salesforce_batching import seed_contacts
 from tests.sinks.test_salesforce_sink import tasks
+from tests.support.delivery import drain, ingest, statuses
+from tests.support.serving import Served, serve
 
 MIXED = ["do_not_call", "wrong_number", "schedule_call_back", "no_answer", "hung_up", "end_call"]
 WORKER = {
@@ -129,7 +129,7 @@ def surfaces(
     row = next(line for line in text.splitlines() if line.startswith("crm "))
     if status["warning"] and not status["paused"]:
         assert "missing fields" in row and status["warning"] in row, text  # the table says it too
-    serving = _serve(settings, ledger)
+    serving = serve(settings, ledger)
     served: Served = next(serving)
     try:
         ready = requests.get(served.base_url + "/readyz", timeout=5)

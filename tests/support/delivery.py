@@ -15,7 +15,7 @@ from connector.ledger import Ledger
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
-from tests.conftest import TOKEN
+from tests.support.settings import TOKEN
 
 
 def engine_settings(
