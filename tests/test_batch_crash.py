@@ -20,8 +20,8 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.engine import batch as batching
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.sinks.test_hubspot_sink import TOKEN
 from tests.support.delivery import drain, ingest
+from tests.support.hubspot import TOKEN
 from tests.support.ledger import truncate_all
 
 REASONS = ["schedule_call_back", "hung_up", "no_answer", "call_transferred"]

@@ -31,7 +31,7 @@ from tests.support.ledger import truncate_all
 from tests.support.net import free_port
 from tests.support.recorder import Recorder
 from tests.support.settings import TOKEN, make_settings
-from tests.test_worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
+from tests.support.worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
 
 
 def _dead_pid() -> int:
