@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from connector.config import Settings
 from connector.dashboard import DashboardSettings, init_app
@@ -108,19 +106,6 @@ def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "the page has no CSRF field"
     return found.group(1)
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """Serve `app` on a free loopback port in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def chromium_missing_reason() -> str | None:

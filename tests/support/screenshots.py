@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.support.dashboard import browser_page, chromium_missing_reason, dashboard_app, serving
+from tests.support.dashboard import browser_page, chromium_missing_reason, dashboard_app
+from tests.support.serving import serving
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PAGES = ("overview", "events", "event", "dead", "quarantine", "preview")

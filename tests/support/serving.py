@@ -1,11 +1,13 @@
-"""The real receiver app served over real HTTP on loopback, in a thread, for the length of a test."""
+"""Real apps served over real HTTP on loopback, in a thread, for the length of a test."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from flask import Flask
 from werkzeug.serving import make_server
 
 from connector.config import Settings
@@ -25,15 +27,20 @@ class Served:
     settings: Settings
 
 
-def serve(settings: Settings, ledger: Ledger) -> Iterator[Served]:
-    """Serve the app on a threaded Werkzeug server on a free loopback port until the generator is closed."""
-    app = create_app(settings, ledger=ledger)
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve `app` on a threaded Werkzeug server on a free loopback port; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield Served(base, base + settings.receiver.path, TOKEN, ledger, settings)
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def serve(settings: Settings, ledger: Ledger) -> Iterator[Served]:
+    """The receiver app for `settings` served on loopback until the generator is closed."""
+    with serving(create_app(settings, ledger=ledger)) as base:
+        yield Served(base, base + settings.receiver.path, TOKEN, ledger, settings)
