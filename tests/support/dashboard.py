@@ -53,6 +53,7 @@ CHROMIUM_FLAGS = [
 
 
 def dashboard_settings(**overrides: Any) -> DashboardSettings:
+    """Dashboard settings with the test password."""
     return DashboardSettings.model_validate({"password": PASSWORD, **overrides})
 
 
@@ -64,6 +65,7 @@ def dashboard_app(settings: Settings, ledger: Ledger, **overrides: Any) -> Flask
 
 
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    """An HTTP Basic header for the dashboard."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
 

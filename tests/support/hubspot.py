@@ -61,12 +61,14 @@ class CountingGate:
 
 
 def open_sink(emulator: HubSpotEmulator, token: str = TOKEN, gate: CountingGate | None = None) -> HubSpotSink:
+    """An opened sink on the emulator."""
     sink = HubSpotSink("hs", HubSpotSinkSettings(type="hubspot", access_token=token, base_url=emulator.url))
     sink.open(gate or CountingGate())
     return sink
 
 
 def make_plan(event_id: int, **overrides: Any) -> Plan:
+    """The default mapping's plan for the sample event, at CALL_TIME."""
     return plan_event(parse_webhook(sample_payload(event_id, **overrides)), MAPPING, sink="hs", call_time=CALL_TIME)
 
 
@@ -79,10 +81,12 @@ def run(sink: HubSpotSink, plan: Plan, context: ExecutionContext | None = None) 
 
 
 def calls_of(emulator: HubSpotEmulator, event_id: int) -> list[dict[str, Any]]:
+    """The calls the portal holds for one event."""
     return [c for c in emulator.objects("calls") if c["properties"].get("hs_call_external_id") == f"2x-{event_id}"]
 
 
 def engine_settings(emulator: HubSpotEmulator, tmp_path: Path, mapping: str | None = None) -> Settings:
+    """Settings with one `hubspot` sink (`hs`) on the emulator and a SQLite ledger in `tmp_path`."""
     sink = {
         "type": "hubspot",
         "access_token": TOKEN,

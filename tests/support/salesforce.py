@@ -31,6 +31,8 @@ CALL_TIME = datetime(2026, 11, 27, 3, 30, tzinfo=UTC)  # 22:30 on Thu 26 Nov in 
 
 
 class CountingGate:
+    """Stands in for the shared rate budget; counts waits."""
+
     waits = 0
 
     def wait(self, cost: int = 1) -> None:
@@ -38,6 +40,7 @@ class CountingGate:
 
 
 def open_sink(emulator: SalesforceEmulator, gate: CountingGate | None = None, **auth: Any) -> SalesforceSink:
+    """An opened sink on the emulator (its session id unless `auth` names another way in)."""
     sink = SalesforceSink(
         "sf",
         SalesforceSinkSettings(
@@ -52,6 +55,7 @@ def open_sink(emulator: SalesforceEmulator, gate: CountingGate | None = None, **
 
 
 def make_plan(event_id: int, phone: str | None = None, **overrides: Any) -> Plan:
+    """The default mapping's plan for the sample event, at CALL_TIME."""
     document = sample_payload(event_id, **({"record_phone_number": phone} if phone else {}), **overrides)
     if "failure_reason" in overrides:
         document["call"].update(failure_reason=document.pop("failure_reason"), answered=False, duration=0)
@@ -73,10 +77,12 @@ def run(sink: SalesforceSink, plan: Plan, upto: int | None = None) -> ExecutionC
 
 
 def tasks(emulator: SalesforceEmulator, key: str) -> list[dict[str, Any]]:
+    """The Tasks the emulator holds for one call key."""
     return [t for t in emulator.records("Task") if t["CallObject"] == key]
 
 
 def client(emulator: SalesforceEmulator) -> Salesforce:
+    """A simple-salesforce client on the emulator, to seed or read records as an admin would."""
     return Salesforce(
         instance_url=emulator.instance_url,
         session_id=emulator.session_id,
@@ -86,6 +92,7 @@ def client(emulator: SalesforceEmulator) -> Salesforce:
 
 
 def engine_settings(emulator: SalesforceEmulator, tmp_path: Path, mapping: Path | None = None) -> Settings:
+    """Settings with one `salesforce` sink (`sf`) on the emulator and a SQLite ledger in `tmp_path`."""
     sink: dict[str, Any] = {
         "type": "salesforce",
         "instance_url": emulator.instance_url,

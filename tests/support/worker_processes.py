@@ -22,6 +22,7 @@ WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
 
 
 def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: object) -> Path:
+    """A worker config with one `http` sink (`rec`) aimed at `recorder`; extra `sink` keys override."""
     config = folder / "worker.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -51,6 +52,7 @@ def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: objec
 
 
 def start_worker(config: Path, **env: str) -> subprocess.Popen:
+    """`connector worker --config CONFIG` in its own process group (stderr piped for the failure message)."""
     return subprocess.Popen(
         WORKER + [str(config)],
         env={**os.environ, **env},
@@ -62,6 +64,7 @@ def start_worker(config: Path, **env: str) -> subprocess.Popen:
 
 
 def wait_delivered(ledger: Ledger, expected: int, timeout_s: float = 90) -> None:
+    """Wait until `expected` deliveries to `rec` succeeded."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         counts = ledger.deliveries.counts()
@@ -72,12 +75,14 @@ def wait_delivered(ledger: Ledger, expected: int, timeout_s: float = 90) -> None
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group and wait for it to exit (a worker that hangs fails the test)."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
 
 
 def ingest_many(ledger: Ledger, count: int, *, start: int = 10_000) -> list[str]:
+    """`count` events for `rec` with varied outcomes and phones; their ids."""
     reasons = ["call_transferred", "schedule_call_back", "no_answer", "hung_up", "do_not_call"]
     return [
         ingest(
