@@ -4,30 +4,20 @@ real HTTP, and a clean environment for every test."""
 from __future__ import annotations
 
 import os
-import secrets
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
-from connector.app import create_app
-from connector.config import Settings, parse_settings
 from connector.ledger import Ledger
-
-PG_ADMIN_URL = os.environ.get("CONNECTOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-"""A PostgreSQL server the tests may create and drop databases on (trust auth on loopback)."""
-
-TOKEN = "test-token-" + "x" * 20
-
-
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "", None}
+from tests.support.ledger import truncate_all
+from tests.support.net import is_loopback
+from tests.support.recorder import Recorder
+from tests.support.serving import Served, serve
+from tests.support.settings import PG_ADMIN_URL, make_settings
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +27,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
         name = host.decode() if isinstance(host, bytes) else host
-        if name not in _LOOPBACK_NAMES and not str(name).startswith("127."):
+        if not is_loopback(name):
             raise OSError(f"test tried to reach {name!r}: only loopback is allowed")
         return real_getaddrinfo(host, *args, **kwargs)
 
@@ -77,24 +67,6 @@ def pg_server_url() -> Iterator[str]:
     admin.dispose()
 
 
-def make_settings(store_url: str, **sections: Any) -> Settings:
-    """Settings for tests: a known token, the given store, optional extra sections."""
-    document: dict[str, Any] = {
-        "receiver": {"auth": {"header": "Authorization", "tokens": [TOKEN]}, "max_body_bytes": 64_000},
-        "store": {"url": store_url},
-        **sections,
-    }
-    return parse_settings(document, source="<test>", base_dir=Path("."), environ={})
-
-
-def _truncate_all(ledger: Ledger) -> None:
-    from connector.ledger.schema import metadata
-
-    with ledger.engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL on each backend: a new SQLite file, or the session's PostgreSQL database."""
@@ -107,27 +79,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def ledger(store_url: str) -> Iterator[Ledger]:
     """A migrated, empty ledger on each backend."""
     opened = Ledger.open(make_settings(store_url).store)
-    _truncate_all(opened)
+    truncate_all(opened)
     yield opened
     opened.dispose()
-
-
-@dataclass
-class Served:
-    """A receiver served over real HTTP on loopback."""
-
-    base_url: str
-    url: str
-    token: str
-    ledger: Ledger
-    settings: Settings
 
 
 @pytest.fixture
 def served(ledger: Ledger, store_url: str) -> Iterator[Served]:
     """The app on a threaded Werkzeug server on a free loopback port, one per test."""
     settings = make_settings(store_url, sinks={})
-    yield from _serve(settings, ledger)
+    yield from serve(settings, ledger)
 
 
 @pytest.fixture
@@ -135,38 +96,13 @@ def served_sqlite(tmp_path: Path) -> Iterator[Served]:
     """Like `served`, SQLite only (for tests about HTTP, not about the backend)."""
     settings = make_settings(f"sqlite:///{tmp_path / 'served.db'}")
     opened = Ledger.open(settings.store)
-    yield from _serve(settings, opened)
+    yield from serve(settings, opened)
     opened.dispose()
 
 
-def _serve(settings: Settings, ledger: Ledger) -> Iterator[Served]:
-    app = create_app(settings, ledger=ledger)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    try:
-        yield Served(base, base + settings.receiver.path, TOKEN, ledger, settings)
-    finally:
-        server.shutdown()
-        thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def random_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
 @pytest.fixture
-def recorder() -> Iterator[Any]:
+def recorder() -> Iterator[Recorder]:
     """A recording HTTP endpoint for the `http` sink (tests/support/recorder.py)."""
-    from tests.support.recorder import Recorder
-
     server = Recorder()
     server.start()
     yield server

@@ -20,9 +20,9 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.engine import batch as batching
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.conftest import _truncate_all
-from tests.delivery_support import drain, ingest
-from tests.sinks.test_hubspot_sink import TOKEN
+from tests.support.delivery import drain, ingest
+from tests.support.hubspot import TOKEN
+from tests.support.ledger import truncate_all
 
 REASONS = ["schedule_call_back", "hung_up", "no_answer", "call_transferred"]
 
@@ -90,7 +90,7 @@ def test_a_batch_killed_at_a_crash_point_loses_nothing_and_duplicates_nothing(
         tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
     ) as emulator:
         ledger = Ledger.open(settings(emulator, store_url).store)
-        _truncate_all(ledger)
+        truncate_all(ledger)
         numbers = phones(30)
         first_pass = point == "after_action"  # only contact resolution by the CRM passes there (once per batch:
         # resolve_many resolves the whole group, then its marks wait for the next transaction)

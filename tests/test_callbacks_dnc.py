@@ -20,11 +20,11 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.delivery_support import drain, ingest
-from tests.sinks.test_hubspot_sink import TOKEN as HS_TOKEN
-from tests.sinks.test_hubspot_sink import engine_settings as hubspot_settings
-from tests.sinks.test_salesforce_batching import engine_settings as salesforce_settings
-from tests.sinks.test_salesforce_sink import client as salesforce_client
+from tests.support.delivery import drain, ingest
+from tests.support.hubspot import TOKEN as HS_TOKEN
+from tests.support.hubspot import engine_settings as hubspot_settings
+from tests.support.salesforce import client as salesforce_client
+from tests.support.salesforce import engine_settings as salesforce_settings
 
 NEW_PHONES = ["+13125550101", "+13125550102"]
 """Numbers neither emulator knows: the first call creates the contact (HubSpot) or Lead (Salesforce)."""

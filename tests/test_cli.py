@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.sample import sample_payload
-from tests.conftest import Served
+from tests.support.serving import Served
 
 JSON = "application/json"
 

@@ -25,11 +25,13 @@ from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, DeliveryStatus, workers
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, _truncate_all, free_port, make_settings
-from tests.delivery_support import engine_settings, ingest
 from tests.support import processes
+from tests.support.delivery import engine_settings, ingest
+from tests.support.ledger import truncate_all
+from tests.support.net import free_port
 from tests.support.recorder import Recorder
-from tests.test_worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
+from tests.support.settings import TOKEN, make_settings
+from tests.support.worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
 
 
 def _dead_pid() -> int:
@@ -110,7 +112,7 @@ def test_a_live_but_slow_worker_is_never_declared_dead(tmp_path: Path, store_url
     """One CRM call longer than DEAD_AFTER_S: the heartbeat thread keeps the worker alive, so a
     second worker never takes its delivery over and nothing is written twice."""
     ledger = Ledger.open(make_settings(store_url).store)
-    _truncate_all(ledger)
+    truncate_all(ledger)
     ids = ingest_many(ledger, 2)
     recorder.slow_s = DEAD_AFTER_S + 4
     config = write_config(tmp_path, store_url, recorder)
@@ -184,7 +186,7 @@ def test_serve_killed_twice_mid_backlog_delivers_everything_once_within_seconds(
     tmp_path: Path, store_url: str, recorder: Recorder
 ) -> None:
     ledger = Ledger.open(make_settings(store_url).store)
-    _truncate_all(ledger)
+    truncate_all(ledger)
     port = free_port()
     config = _serve_config(tmp_path, store_url, recorder, port)
     log = tmp_path / "serve.log"

@@ -30,8 +30,9 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.payload import MAX_DURATION_S
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, free_port
+from tests.support.net import free_port
 from tests.support.processes import CONNECTOR, serving, stop, wait_until
+from tests.support.settings import TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -285,9 +286,9 @@ def test_day_one_crm_setup_then_serve_delivers_a_mixed_batch_to_both_crms(
 
 def empty_store(store_url: str) -> None:
     """The PostgreSQL database is shared by the test session: start from empty tables."""
-    from tests.test_serve import _empty_store
+    from tests.support.ledger import empty_store
 
-    _empty_store(store_url)
+    empty_store(store_url)
 
 
 def post_all(port: int, documents: list[dict[str, Any]]) -> None:

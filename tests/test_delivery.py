@@ -14,7 +14,7 @@ from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.schema import ActionStatus, deliveries, events
 from connector.ops.replay import replay_dead_letters, replay_event
-from tests.delivery_support import drain, engine_settings, ingest, statuses
+from tests.support.delivery import drain, engine_settings, ingest, statuses
 from tests.support.recorder import Recorder
 
 
@@ -269,13 +269,13 @@ def test_the_receiver_prioritises_do_not_call_as_the_mapping_defines_it(
     import requests
 
     from connector.sample import sample_payload
-    from tests.conftest import _serve
+    from tests.support.serving import serve
 
     mapping = yaml.safe_load(default_mapping_path("hubspot").read_text())
     next(b for b in mapping["outcomes"] if b["name"] == "not_interested")["contact"]["twox_do_not_call"] = True
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping))
     settings = engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))
-    serving = _serve(settings, ledger)
+    serving = serve(settings, ledger)
     served = next(serving)
     try:
         for event_id, reason in ((1, "not_interested"), (2, "hung_up")):

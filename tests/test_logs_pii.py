@@ -12,8 +12,8 @@ import requests
 from connector.engine.worker import Worker
 from connector.logs import JsonFormatter, PlainFormatter, mask_phone
 from connector.sample import sample_payload
-from tests.conftest import Served
-from tests.delivery_support import drain, engine_settings
+from tests.support.delivery import drain, engine_settings
+from tests.support.serving import Served
 
 PHONE = "+12025550199"
 SECRETS = [

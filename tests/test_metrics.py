@@ -12,8 +12,8 @@ from connector.config import Settings
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from tests.conftest import Served, _serve
-from tests.delivery_support import drain, engine_settings, ingest
+from tests.support.delivery import drain, engine_settings, ingest
+from tests.support.serving import Served, serve
 
 
 def samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -28,7 +28,7 @@ def samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 
 def scrape(settings: Settings, ledger: Ledger) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """/metrics of an app served with these settings for one request."""
-    serving = _serve(settings, ledger)
+    serving = serve(settings, ledger)
     served = next(serving)
     try:
         return samples(served.base_url)

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.conftest import Served, _serve
-from tests.delivery_support import drain, engine_settings, ingest
+from tests.support.delivery import drain, engine_settings, ingest
 from tests.support.recorder import Recorder
+from tests.support.serving import Served, serve
 
 
 def config_file(tmp_path: Path, store_url: str, recorder: Recorder) -> Path:
@@ -95,7 +95,7 @@ def test_a_paused_sink_shows_in_status_and_readyz(
     assert header.split() == ["SINK", "STATE", "BACKLOG", "DEAD", "OLDEST", "DUE", "NOTE"]
     assert row.split()[:4] == ["rec", "paused", "1", "0"] and "credentials rejected" in row
     assert "Delivery workers alive: 1" in text
-    serving = _serve(settings, ledger)
+    serving = serve(settings, ledger)
     served: Served = next(serving)
     ready = requests.get(served.base_url + "/readyz", timeout=5).json()
     serving.close()
@@ -106,7 +106,7 @@ def test_a_paused_sink_shows_in_status_and_readyz(
 def test_readyz_is_503_without_a_live_worker_when_sinks_are_configured(
     ledger: Ledger, store_url: str, recorder: Recorder
 ) -> None:
-    serving = _serve(engine_settings(store_url, recorder.url), ledger)
+    serving = serve(engine_settings(store_url, recorder.url), ledger)
     served: Served = next(serving)
     answer = requests.get(served.base_url + "/readyz", timeout=5)
     serving.close()

@@ -13,7 +13,7 @@ from connector.errors import PayloadError
 from connector.payload import EndReason, FailureReason
 from connector.receiver.ingest import decode_json
 from connector.sample import VENDOR_SAMPLE_VERBATIM, sample_payload
-from tests.conftest import Served
+from tests.support.serving import Served
 
 JSON = "application/json"
 
@@ -238,7 +238,7 @@ def test_health_and_readiness(served: Served) -> None:
 def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
     from connector.app import create_app
     from connector.ledger import Ledger
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}")
     rotated = settings.model_copy(
@@ -276,7 +276,7 @@ def test_two_tokens_are_accepted_while_rotating(tmp_path) -> None:
 def test_an_allow_list_refuses_other_sources_before_auth(tmp_path) -> None:
     from connector.app import create_app
     from connector.ledger import Ledger
-    from tests.conftest import TOKEN, make_settings
+    from tests.support.settings import TOKEN, make_settings
 
     def client(allowed: list[str], hops: int = 0):
         settings = make_settings(f"sqlite:///{tmp_path / 'a.db'}")

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from connector.app import create_app
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, make_settings
+from tests.support.settings import TOKEN, make_settings
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -23,7 +23,9 @@ import yaml
 from connector.config import load_settings
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, free_port
+from tests.support.ledger import empty_store
+from tests.support.net import free_port
+from tests.support.settings import TOKEN
 
 pytestmark = pytest.mark.slow
 CONNECTOR = [sys.executable, "-m", "connector"]
@@ -94,7 +96,7 @@ def test_concurrent_posts_of_one_id_accept_exactly_one(
     served_config: tuple[Path, int], tmp_path: Path, store_url: str
 ) -> None:
     config, port = served_config
-    _empty_store(store_url)
+    empty_store(store_url)
     document = sample_payload(5150)
     with running(["serve", "--config", str(config)], tmp_path, port, {"BENCH_TOKEN": TOKEN}):
         with ThreadPoolExecutor(16) as pool:
@@ -110,7 +112,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(
     served_config: tuple[Path, int], tmp_path: Path, store_url: str
 ) -> None:
     config, port = served_config
-    _empty_store(store_url)
+    empty_store(store_url)
     acknowledged: list[str] = []
 
     def send(i: int) -> None:
@@ -215,15 +217,6 @@ def _wait_ready(port: int) -> None:
     raise AssertionError("sandbox never became ready")
 
 
-def _empty_store(store_url: str) -> None:
-    """The PostgreSQL database is shared by the session: start each serve test from empty tables."""
-    from tests.conftest import _truncate_all, make_settings
-
-    ledger = Ledger.open(make_settings(store_url).store)
-    _truncate_all(ledger)
-    ledger.dispose()
-
-
 def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknowledged_call_once(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -236,7 +229,7 @@ def test_kill_9_of_receiver_and_embedded_worker_under_load_delivers_every_acknow
     recorder.start()
     try:
         port = free_port()
-        _empty_store(store_url)
+        empty_store(store_url)
         config = tmp_path / "serve.yaml"
         config.write_text(
             yaml.safe_dump(

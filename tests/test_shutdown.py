@@ -16,9 +16,10 @@ import yaml
 
 from connector.default_mappings import default_mapping_path
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, free_port
 from tests.support import processes
+from tests.support.net import free_port
 from tests.support.recorder import Recorder
+from tests.support.settings import TOKEN
 
 pytestmark = pytest.mark.slow
 NOISE = ("Traceback", "AssertionError", "can only join a child process", "KeyboardInterrupt")
@@ -82,7 +83,7 @@ def test_worker_stops_without_a_traceback(tmp_path: Path, recorder: Recorder, si
     worker = processes.start(["worker", "--config", str(config)], tmp_path, log)
     try:
         from connector.ledger import Ledger
-        from tests.conftest import make_settings
+        from tests.support.settings import make_settings
 
         ledger = Ledger.open(make_settings(f"sqlite:///{tmp_path / 'stop.db'}").store)
         processes.wait_until(lambda: ledger.sinks.live_workers(within_s=10), 30, "the worker's heartbeat")

@@ -28,7 +28,7 @@ from connector.sinks.http import HttpSink
 from connector.sinks.hubspot.settings import HubSpotSinkSettings
 from connector.sinks.registry import build_sink, settings_model
 from connector.sinks.settings import PluginSinkSettings
-from tests.delivery_support import drain, engine_settings, ingest, statuses, worker_on
+from tests.support.delivery import drain, engine_settings, ingest, statuses, worker_on
 from tests.support.recorder import Recorder
 
 PLUGIN = """

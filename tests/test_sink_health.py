@@ -21,10 +21,11 @@ from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.sink_health import assess
-from tests.conftest import TOKEN, _truncate_all
-from tests.dashboard.support import basic, dashboard_app
-from tests.delivery_support import drain, engine_settings
+from tests.support.dashboard import basic, dashboard_app
+from tests.support.delivery import drain, engine_settings
+from tests.support.ledger import truncate_all
 from tests.support.recorder import Recorder
+from tests.support.settings import TOKEN
 
 
 def _broken(text: str) -> str:
@@ -50,7 +51,7 @@ def setup(tmp_path: Path, store_url: str, recorder: Recorder) -> Iterator[tuple]
         )
     )
     ledger = Ledger.open(settings.store)
-    _truncate_all(ledger)
+    truncate_all(ledger)
     yield settings, ledger, mapping, config
     ledger.dispose()
 
@@ -170,7 +171,7 @@ def test_states_carry_the_command_that_fixes_them(setup: tuple) -> None:
 def test_attempts_are_numbered_across_a_replay(setup: tuple, recorder: Recorder) -> None:
     settings, ledger, mapping, config = setup
     from connector.ops.replay import replay_event
-    from tests.delivery_support import ingest
+    from tests.support.delivery import ingest
 
     event_id = ingest(ledger, 1)
     recorder.fail_next(1, status=400)  # a permanent refusal: dead after one attempt

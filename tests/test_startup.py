@@ -10,7 +10,7 @@ import pytest
 from connector.config import parse_settings
 from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_display
 from connector.sink_health import Condition, SinkCondition
-from tests.conftest import TOKEN
+from tests.support.settings import TOKEN
 
 
 def _settings(store_url: str, **extra: object):

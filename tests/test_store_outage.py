@@ -20,11 +20,12 @@ from connector.default_mappings import default_mapping_path
 from connector.errors import StoreDataError, StoreError
 from connector.ledger import Ledger
 from connector.sample import sample_payload
-from tests.conftest import TOKEN, free_port, make_settings
-from tests.delivery_support import ingest
 from tests.support import pg_instance, processes
+from tests.support.delivery import ingest
+from tests.support.net import free_port
 from tests.support.recorder import Recorder
-from tests.test_worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
+from tests.support.settings import TOKEN, make_settings
+from tests.support.worker_processes import expected_keys, ingest_many, start_worker, stop, wait_delivered, write_config
 
 pytestmark = pytest.mark.slow
 

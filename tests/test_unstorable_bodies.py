@@ -11,7 +11,7 @@ import requests
 
 from connector.keys import KEY_MAX_LEN, crm_key
 from connector.sample import sample_payload
-from tests.conftest import Served
+from tests.support.serving import Served
 
 
 def _post(served: Served, document: dict) -> requests.Response:
@@ -75,8 +75,8 @@ def test_a_long_id_reaches_salesforce_within_callobject(tmp_path) -> None:
     from connector.emulators.salesforce.server import DEFAULT_SESSION_ID, SalesforceEmulator
     from connector.engine.worker import Worker
     from connector.ledger import Ledger
-    from tests.conftest import make_settings
-    from tests.delivery_support import drain, ingest
+    from tests.support.delivery import drain, ingest
+    from tests.support.settings import make_settings
 
     emulator = SalesforceEmulator()
     emulator.start()

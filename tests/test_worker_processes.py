@@ -5,111 +5,31 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from connector.default_mappings import default_mapping_path
 from connector.ledger import Ledger
-from tests.conftest import TOKEN, _truncate_all, make_settings
-from tests.delivery_support import ingest
+from tests.support.ledger import truncate_all
 from tests.support.recorder import Recorder
+from tests.support.settings import make_settings
+from tests.support.worker_processes import (
+    expected_keys,
+    ingest_many,
+    start_worker,
+    stop,
+    wait_delivered,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
-WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
-
-
-def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: object) -> Path:
-    config = folder / "worker.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "receiver": {"auth": {"tokens": [TOKEN]}},
-                "store": {"url": store_url},
-                "sinks": {
-                    "rec": {
-                        "type": "http",
-                        "url": recorder.url,
-                        "mapping": str(default_mapping_path("hubspot")),
-                        "headers": {"Authorization": f"Bearer {recorder.token}"},
-                        **sink,
-                    }
-                },
-                "worker": {
-                    "poll_interval_s": 0.05,
-                    "lease_s": 5,
-                    "batch_size": 10,
-                    "retry": {"schedule_s": [0.5, 1, 1, 2], "jitter": 0.1, "quick_retries": 1, "quick_wait_s": 0.05},
-                },
-                "logging": {"level": "WARNING"},
-            }
-        )
-    )
-    return config
-
-
-def start_worker(config: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        WORKER + [str(config)],
-        env={**os.environ, **env},
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def fresh_ledger(store_url: str) -> Ledger:
     ledger = Ledger.open(make_settings(store_url).store)
-    _truncate_all(ledger)
+    truncate_all(ledger)
     return ledger
-
-
-def wait_delivered(ledger: Ledger, expected: int, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        counts = ledger.deliveries.counts()
-        if counts.get(("rec", "succeeded"), 0) == expected:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not delivered in time: {ledger.deliveries.counts()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-
-
-def ingest_many(ledger: Ledger, count: int, *, start: int = 10_000) -> list[str]:
-    reasons = ["call_transferred", "schedule_call_back", "no_answer", "hung_up", "do_not_call"]
-    return [
-        ingest(
-            ledger,
-            start + i,
-            end_reason=reasons[i % len(reasons)],
-            record_phone_number=f"+1202{5550000 + (i % 97):07d}",
-        )
-        for i in range(count)
-    ]
-
-
-def expected_keys(ledger: Ledger, ids: list[str]) -> int:
-    """Writes that must happen exactly once: every action of every plan that reached the endpoint
-    (not the skipped ones, nor contacts answered from the shared contact cache)."""
-    total = 0
-    for event_id in ids:
-        for delivery in ledger.deliveries_for(event_id):
-            total += sum(
-                1
-                for e in ledger.deliveries.journal(delivery["id"]).values()
-                if e.status == "succeeded" and (e.result or {}).get("detail", {}).get("resolved_by") != "contact_cache"
-            )
-    return total
 
 
 @pytest.mark.parametrize("point", ["before_crm_call", "after_crm_call", "after_action"])

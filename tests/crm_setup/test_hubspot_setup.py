@@ -33,7 +33,7 @@ from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.setup import GROUP_LABEL, GROUP_NAME
 from connector.sinks.hubspot.sink import HubSpotSink
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 TOKEN = "crm-setup-test-token"
 MAPPING = load_mapping(default_mapping_path("hubspot"))

@@ -27,7 +27,7 @@ from connector.sinks.base import ExecutionContext
 from connector.sinks.salesforce.setup import METADATA_NS, PERMISSION_SET, validate_against_salesforce
 from connector.sinks.salesforce.setup_apply import run_salesforce_setup
 from connector.sinks.salesforce.sink import SalesforceSink
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 MAPPING = load_mapping(default_mapping_path("salesforce"))
 TWOX_FIELDS = {  # what the default mapping writes on Contact and Lead, with the type to create

@@ -18,9 +18,8 @@ from connector.dashboard import DashboardSettings, init_app
 from connector.dashboard.security import CSRF_MAX_AGE_S, Credentials, is_loopback
 from connector.errors import ConfigError
 from connector.ledger import Ledger
-from tests.conftest import TOKEN, make_settings
-from tests.dashboard.conftest import Dash
-from tests.dashboard.support import PASSWORD, USER, basic, dashboard_app
+from tests.support.dashboard import PASSWORD, USER, Dash, basic, csrf_token, dashboard_app
+from tests.support.settings import TOKEN, make_settings
 
 PAGES = ["/", "/events", "/dead", "/dead?status=held", "/quarantine", "/quarantine?all=1", "/preview"]
 HEADERS = {
@@ -29,12 +28,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-def csrf_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
 
 
 @pytest.mark.parametrize("page", PAGES)

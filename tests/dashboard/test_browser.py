@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.conftest import Dash
-from tests.dashboard.support import browser_page, chromium_missing_reason, serving
-from tests.delivery_support import ingest, statuses
+from tests.support.dashboard import Dash, browser_page, chromium_missing_reason
+from tests.support.delivery import ingest, statuses
+from tests.support.serving import serving
 
 
 @pytest.fixture(scope="module", autouse=True)

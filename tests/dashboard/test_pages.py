@@ -7,10 +7,8 @@ import json
 
 from connector.ledger import RejectedBody
 from connector.ledger._clock import utcnow
-from tests.dashboard.conftest import Dash
-from tests.dashboard.support import basic
-from tests.dashboard.test_access import csrf_token
-from tests.delivery_support import ingest
+from tests.support.dashboard import Dash, basic, csrf_token
+from tests.support.delivery import ingest
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'

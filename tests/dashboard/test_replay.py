@@ -7,11 +7,9 @@ from typing import Any
 
 from connector.ledger import DeliveryStatus, RejectedBody
 from connector.sample import sample_payload
-from tests.conftest import TOKEN
-from tests.dashboard.conftest import Dash
-from tests.dashboard.support import basic
-from tests.dashboard.test_access import csrf_token
-from tests.delivery_support import ingest, statuses
+from tests.support.dashboard import Dash, basic, csrf_token
+from tests.support.delivery import ingest, statuses
+from tests.support.settings import TOKEN
 
 
 def post(dash: Dash, path: str, page: str, **form: Any) -> Any:

@@ -13,7 +13,7 @@ from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.bulk import FieldWrite, Finish, Mark
 from connector.ledger.schema import ActionStatus, DeliveryStatus
-from tests.delivery_support import ingest
+from tests.support.delivery import ingest
 
 WORKER = "worker-a"
 

@@ -19,7 +19,7 @@ from connector.ledger.store import _DELIVERY_COLUMNS, _EVENT_COLUMNS, _new_deliv
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import SAMPLE_PHONE, sample_payload
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def _rows(ledger: Ledger, event_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], tuple[Any, ...]]:

@@ -149,7 +149,7 @@ def test_quarantine_keeps_the_body_and_why(ledger: Ledger) -> None:
 def test_ping_reports_a_store_that_is_not_migrated(tmp_path) -> None:
     from connector.errors import StoreError
     from connector.ledger.engine import make_engine
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     bare = Ledger(make_engine(make_settings(f"sqlite:///{tmp_path / 'empty.db'}").store))
     try:
@@ -161,7 +161,7 @@ def test_ping_reports_a_store_that_is_not_migrated(tmp_path) -> None:
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path) -> None:
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     opened = Ledger.open(make_settings(f"sqlite:///{tmp_path / 'w.db'}").store)
     with opened.engine.connect() as connection:

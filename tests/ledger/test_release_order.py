@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from connector.ledger import Ledger
-from tests.delivery_support import ingest
+from tests.support.delivery import ingest
 
 
 def test_released_and_swept_claims_are_claimed_before_the_rest_of_the_backlog(ledger: Ledger) -> None:

@@ -28,11 +28,9 @@ from connector.sinks.hubspot.errors import until_daily_reset
 from connector.sinks.hubspot.schema import MAX_NUMBER, MAX_TEXT
 from connector.sinks.hubspot.sink import HubSpotSink
 from connector.sinks.salesforce.fields import field_limit
-from tests.delivery_support import ingest, worker_on
-from tests.sinks import test_hubspot_sink as hs
-from tests.sinks import test_salesforce_sink as sf
-from tests.sinks.test_hubspot_sink import emulator as hubspot_emulator  # noqa: F401  (fixture)
-from tests.sinks.test_salesforce_sink import emulator as salesforce_emulator  # noqa: F401  (fixture)
+from tests.support import hubspot as hs
+from tests.support import salesforce as sf
+from tests.support.delivery import ingest, worker_on
 
 LONG_FIRST = "Maximiliana-Alexandrina " * 3  # 72 characters: FirstName holds 40
 LONG_LAST = "Featherstonehaugh-" * 5  # 90 characters: LastName holds 80

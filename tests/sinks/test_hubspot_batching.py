@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.emulators.hubspot.server import HubSpotEmulator
-from tests.delivery_support import drain, ingest, worker_on
-from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings
+from tests.support.delivery import drain, ingest, worker_on
+from tests.support.hubspot import TOKEN, calls_of, engine_settings
 
 
 def numbers(count: int) -> list[str]:

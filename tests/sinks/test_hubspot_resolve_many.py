@@ -16,8 +16,8 @@ from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult
-from tests.delivery_support import drain, ingest, worker_on
-from tests.sinks.test_hubspot_sink import TOKEN, calls_of, engine_settings, open_sink
+from tests.support.delivery import drain, ingest, worker_on
+from tests.support.hubspot import TOKEN, calls_of, engine_settings, open_sink
 
 FIELDS = ["phone", "mobilephone"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,12 @@ import hubspot
 import pytest
 import urllib3
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
-from hubspot.crm.properties import PropertyCreate
 
-from connector.config import HubSpotSinkSettings, parse_settings
 from connector.default_mappings import default_mapping_path
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.engine.worker import Worker
 from connector.errors import AuthError, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from connector.ledger import Ledger
-from connector.mapping.loader import load_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
 from connector.plan import CreateActivity, CreateTask, Plan, ResolveContact, UpdateContact
@@ -32,46 +29,29 @@ from connector.sample import sample_payload
 from connector.sinks.base import ExecutionContext
 from connector.sinks.hubspot.contacts import hubspot_properties
 from connector.sinks.hubspot.sink import HubSpotSink
-from tests.delivery_support import drain, ingest, statuses
+from tests.support.delivery import drain, ingest, statuses
+from tests.support.hubspot import (
+    CALL_TIME,
+    MAPPING,
+    SEEDED,
+    TOKEN,
+    CountingGate,
+    calls_of,
+    engine_settings,
+    make_plan,
+    open_sink,
+    run,
+    seeded_portal,
+)
 
-TOKEN = "hubspot-sink-test-token"
-MAPPING = load_mapping(default_mapping_path("hubspot"))
 GUID = MAPPING.spec.constants["dispositions"]
-CALL_TIME = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)  # a Thursday, 14:30 in the sample's UTC-5
-SEEDED = "1001"  # Maria Garcia, phone typed "(202) 555-0143" = the sample's +12025550143
-
-
-class CountingGate:
-    """Stands in for the shared rate budget; counts waits to prove one per request."""
-
-    def __init__(self) -> None:
-        self.waits = 0
-
-    def wait(self, cost: int = 1) -> None:
-        self.waits += cost
 
 
 @pytest.fixture
 def emulator() -> Iterator[HubSpotEmulator]:
-    """A fresh portal per test, with the connector's custom properties and the sample's question property."""
-    with HubSpotEmulator(
-        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
-    ) as running:
-        client = hubspot.Client.create(access_token=TOKEN, host=running.url)
-        client.crm.properties.core_api.create(
-            "contacts",
-            PropertyCreate(
-                name="twox_q_case_number", label="2X: case number", type="string", field_type="text", group_name="twox"
-            ),
-        )
-        running.reset_counters()
+    """A fresh portal per test (tests.support.hubspot.seeded_portal)."""
+    with seeded_portal() as running:
         yield running
-
-
-def open_sink(emulator: HubSpotEmulator, token: str = TOKEN, gate: CountingGate | None = None) -> HubSpotSink:
-    sink = HubSpotSink("hs", HubSpotSinkSettings(type="hubspot", access_token=token, base_url=emulator.url))
-    sink.open(gate or CountingGate())
-    return sink
 
 
 @pytest.fixture
@@ -79,22 +59,6 @@ def sink(emulator: HubSpotEmulator) -> Iterator[HubSpotSink]:
     opened = open_sink(emulator)
     yield opened
     opened.close()
-
-
-def make_plan(event_id: int, **overrides: Any) -> Plan:
-    return plan_event(parse_webhook(sample_payload(event_id, **overrides)), MAPPING, sink="hs", call_time=CALL_TIME)
-
-
-def run(sink: HubSpotSink, plan: Plan, context: ExecutionContext | None = None) -> ExecutionContext:
-    """What the engine does, minus journaling and precedence: each action in order, results kept by key."""
-    context = context or ExecutionContext()
-    for action in plan.actions:
-        context.results[action.key] = sink.execute(action, context)
-    return context
-
-
-def calls_of(emulator: HubSpotEmulator, event_id: int) -> list[dict[str, Any]]:
-    return [c for c in emulator.objects("calls") if c["properties"].get("hs_call_external_id") == f"2x-{event_id}"]
 
 
 def instant(text: str) -> datetime:
@@ -461,31 +425,6 @@ def emulator_delete(emulator: HubSpotEmulator, contact_id: str) -> None:
         f"{emulator.url}/crm/v3/objects/contacts/{contact_id}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
     )
     assert answer.status_code == 204
-
-
-def engine_settings(emulator: HubSpotEmulator, tmp_path: Path, mapping: str | None = None) -> Any:
-    sink = {
-        "type": "hubspot",
-        "access_token": TOKEN,
-        "base_url": emulator.url,
-        **({"mapping": mapping} if mapping else {}),
-    }
-    return parse_settings(
-        {
-            "receiver": {"auth": {"tokens": ["t" * 32]}},
-            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-            "sinks": {"hs": sink},
-            "worker": {
-                "poll_interval_s": 0.05,
-                "auth_probe_s": 1,
-                "lease_s": 10,
-                "retry": {"schedule_s": [0.2, 0.2, 0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
-            },
-        },
-        source="t",
-        base_dir=Path("."),
-        environ={},
-    )
 
 
 def test_a_new_question_gets_its_property_created_once(tmp_path: Path) -> None:

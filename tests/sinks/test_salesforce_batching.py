@@ -11,15 +11,11 @@ from typing import Any
 import pytest
 import requests
 
-from connector.config import Settings, parse_settings
-from connector.default_mappings import default_mapping_path
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine import batch as batching
-from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from connector.sinks.salesforce.sink import SalesforceSink
-from tests.delivery_support import drain, ingest, statuses
-from tests.sinks.test_salesforce_sink import client, tasks
+from tests.support.delivery import drain, ingest, statuses
+from tests.support.salesforce import Engine, client, engine_settings, seed_contacts, tasks, variant
 
 
 class Crash(BaseException):
@@ -32,73 +28,10 @@ def emulator() -> Iterator[SalesforceEmulator]:
         yield running
 
 
-def engine_settings(emulator: SalesforceEmulator, tmp_path: Path, mapping: Path | None = None) -> Settings:
-    sink: dict[str, Any] = {
-        "type": "salesforce",
-        "instance_url": emulator.instance_url,
-        "ca_bundle": emulator.ca_file,
-        "auth": {"session_id": emulator.session_id},
-    }
-    if mapping is not None:
-        sink["mapping"] = str(mapping)
-    return parse_settings(
-        {
-            "receiver": {"auth": {"tokens": ["t" * 32]}},
-            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-            "sinks": {"sf": sink},
-            "worker": {
-                "poll_interval_s": 0.05,
-                "lease_s": 10,
-                "batch_size": 50,
-                "retry": {"schedule_s": [0.2], "jitter": 0, "quick_retries": 1, "quick_wait_s": 0.01},
-            },
-        },
-        source="t",
-        base_dir=Path("."),
-        environ={},
-    )
-
-
-class Engine:
-    """A ledger and a worker on it; ``restart`` is a new process: nothing the old sink knew survives."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.ledger = Ledger.open(settings.store)
-        self.worker = Worker(settings, ledger=self.ledger)
-        self.worker.open()
-
-    @property
-    def sink(self) -> SalesforceSink:
-        sink = self.worker._runtimes["sf"].sink
-        assert isinstance(sink, SalesforceSink)
-        return sink
-
-    def restart(self) -> None:
-        self.worker.close()
-        self.worker = Worker(self.settings, ledger=self.ledger)
-        self.worker.open()
-
-    def close(self) -> None:
-        self.worker.close()
-        self.ledger.dispose()
-
-
 @pytest.fixture
 def engine(emulator: SalesforceEmulator, tmp_path: Path) -> Iterator[Engine]:
     yield (running := Engine(engine_settings(emulator, tmp_path)))
     running.close()
-
-
-def seed_contacts(emulator: SalesforceEmulator, count: int, first: int = 2000) -> list[tuple[str, str]]:
-    """``count`` Contacts with human-typed phones, created in one collection; (E.164, id) each."""
-    numbers = [f"+1312555{first + i:04d}" for i in range(count)]
-    records = [
-        {"attributes": {"type": "Contact"}, "LastName": f"Roe {i}", "Phone": f"(312) 555-{first + i:04d}"}
-        for i in range(count)
-    ]
-    answer = client(emulator).restful("composite/sobjects", method="POST", json={"records": records})
-    return [(n, r["id"]) for n, r in zip(numbers, answer, strict=True)]
 
 
 def collection_requests(emulator: SalesforceEmulator, since: int = 0) -> list[tuple[str, int]]:
@@ -189,18 +122,6 @@ def test_two_numbers_of_one_record_never_share_a_request_and_rank_still_wins(
     update = engine.ledger.deliveries.journal(delivery["id"])["2x-13:contact-update"]
     assert update.result["detail"]["superseded_in_batch"] == ["Status"]
     assert all(len(tasks(emulator, f"2x-{e}")) == 1 for e in [10, 11, 12, 13, 20, 21, 22])
-
-
-def variant(tmp_path: Path, **activity_by_outcome: str) -> Path:
-    """The default mapping with an extra activity property in some outcomes (a customer's edit)."""
-    text = default_mapping_path("salesforce").read_text()
-    for outcome, extra in activity_by_outcome.items():
-        anchor = f"  - name: {outcome}\n"
-        head, tail = text.split(anchor)
-        block_end = tail.index("\n\n")
-        text = head + anchor + tail[:block_end] + f"\n    activity: {{{extra}}}" + tail[block_end:]
-    (path := tmp_path / "variant.yaml").write_text(text)
-    return path
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,8 @@ from connector.phones import same_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult
 from connector.sinks.salesforce.resolve import SEARCH_TEXT_MAX, search_statements
-from tests.delivery_support import drain, ingest
-from tests.sinks.test_salesforce_batching import Engine, engine_settings, seed_contacts
-from tests.sinks.test_salesforce_sink import open_sink
+from tests.support.delivery import drain, ingest
+from tests.support.salesforce import Engine, engine_settings, open_sink, seed_contacts
 
 FIELDS = ["Phone", "MobilePhone"]
 

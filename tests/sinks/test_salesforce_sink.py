@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,38 +18,24 @@ import requests
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from simple_salesforce import Salesforce
 
-from connector.config import SalesforceSinkSettings, parse_settings
-from connector.default_mappings import default_mapping_path
+from connector.config import parse_settings
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.errors import AuthError, PermanentError, RateLimited, StaleContact, TransientError
 from connector.ledger import Ledger
 from connector.ledger.schema import ActionStatus
-from connector.mapping.loader import load_mapping
-from connector.mapping.planner import plan_event
 from connector.ops.replay import replay_event
-from connector.payload import parse_webhook
-from connector.plan import CloseCallbacks, CreateActivity, CreateTask, Plan
-from connector.sample import sample_payload
+from connector.plan import CreateActivity, CreateTask
 from connector.sinks import registry
 from connector.sinks.base import ExecutionContext
 from connector.sinks.salesforce.fields import coerce
 from connector.sinks.salesforce.sink import SalesforceSink
-from tests.delivery_support import drain, ingest, statuses
+from tests.support.delivery import drain, ingest, statuses
+from tests.support.salesforce import CountingGate, client, make_plan, open_sink, run, tasks
 
-MAPPING = load_mapping(default_mapping_path("salesforce"))
-CALL_TIME = datetime(2026, 11, 27, 3, 30, tzinfo=UTC)  # 22:30 on Thu 26 Nov in the sample's UTC-5
 SOAP_URL = "https://login.salesforce.com/services/Soap/u/62.0"
 E = TypeVar("E", bound=Exception)
-
-
-class CountingGate:
-    waits = 0
-
-    def wait(self, cost: int = 1) -> None:
-        self.waits += cost
 
 
 @pytest.fixture
@@ -59,64 +44,16 @@ def emulator() -> Iterator[SalesforceEmulator]:
         yield running
 
 
-def open_sink(emulator: SalesforceEmulator, gate: CountingGate | None = None, **auth: Any) -> SalesforceSink:
-    sink = SalesforceSink(
-        "sf",
-        SalesforceSinkSettings(
-            type="salesforce",
-            instance_url=emulator.instance_url,
-            ca_bundle=emulator.ca_file,
-            auth=auth or {"session_id": emulator.session_id},
-        ),
-    )
-    sink.open(gate or CountingGate())
-    return sink
-
-
 @pytest.fixture
 def sink(emulator: SalesforceEmulator) -> Iterator[SalesforceSink]:
     yield (opened := open_sink(emulator))
     opened.close()
 
 
-def make_plan(event_id: int, phone: str | None = None, **overrides: Any) -> Plan:
-    document = sample_payload(event_id, **({"record_phone_number": phone} if phone else {}), **overrides)
-    if "failure_reason" in overrides:
-        document["call"].update(failure_reason=document.pop("failure_reason"), answered=False, duration=0)
-    return plan_event(parse_webhook(document), MAPPING, sink="sf", call_time=CALL_TIME)
-
-
-def run(sink: SalesforceSink, plan: Plan, upto: int | None = None) -> ExecutionContext:
-    """As the engine does: resolve via execute, close_callbacks via execute, everything else in one execute_many;
-    results by key."""
-    context = ExecutionContext()
-    context.results[plan.actions[0].key] = sink.execute(plan.actions[0], context)
-    rest = [] if context.contact().skipped else plan.actions[1:upto]
-    for action in [a for a in rest if isinstance(a, CloseCallbacks)]:
-        context.results[action.key] = sink.execute(action, context)
-    rest = [a for a in rest if not isinstance(a, CloseCallbacks)]
-    for action, result in zip(rest, sink.execute_many(rest, context), strict=True):
-        context.results[action.key] = result
-    return context
-
-
-def tasks(emulator: SalesforceEmulator, key: str) -> list[dict[str, Any]]:
-    return [t for t in emulator.records("Task") if t["CallObject"] == key]
-
-
 def fails(kind: type[E], call: Callable[..., Any], *args: Any) -> E:
     with pytest.raises(kind) as caught:
         call(*args)
     return caught.value
-
-
-def client(emulator: SalesforceEmulator) -> Salesforce:
-    return Salesforce(
-        instance_url=emulator.instance_url,
-        session_id=emulator.session_id,
-        session=emulator.client_session(),
-        version="62.0",
-    )
 
 
 OUTCOMES = [  # (overrides, bundle, contact fields that become true)

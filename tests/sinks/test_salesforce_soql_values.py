@@ -19,7 +19,7 @@ from connector.plan import CreateActivity
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.salesforce.errors import SOSL_RESERVED, sosl_term
 from connector.sinks.salesforce.sink import SalesforceSink
-from tests.sinks.test_salesforce_sink import client, open_sink
+from tests.support.salesforce import client, open_sink
 
 VALUES = {
     "quote": "2x-O'Brien",

@@ -24,11 +24,10 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.conftest import Served, _serve
-from tests.delivery_support import drain, ingest, statuses
-from tests.sinks.test_hubspot_sink import SEEDED, TOKEN, make_plan, run
-from tests.sinks.test_salesforce_batching import seed_contacts
-from tests.sinks.test_salesforce_sink import tasks
+from tests.support.delivery import drain, ingest, statuses
+from tests.support.hubspot import SEEDED, TOKEN, make_plan, run
+from tests.support.salesforce import seed_contacts, tasks
+from tests.support.serving import Served, serve
 
 MIXED = ["do_not_call", "wrong_number", "schedule_call_back", "no_answer", "hung_up", "end_call"]
 WORKER = {
@@ -129,7 +128,7 @@ def surfaces(
     row = next(line for line in text.splitlines() if line.startswith("crm "))
     if status["warning"] and not status["paused"]:
         assert "missing fields" in row and status["warning"] in row, text  # the table says it too
-    serving = _serve(settings, ledger)
+    serving = serve(settings, ledger)
     served: Served = next(serving)
     try:
         ready = requests.get(served.base_url + "/readyz", timeout=5)
@@ -250,7 +249,7 @@ def test_salesforce_pauses_instead_of_skipping(
 
 def test_salesforce_missing_task_field_never_costs_the_call_task(sf: SalesforceEmulator, tmp_path: Path) -> None:
     mapping = tmp_path / "m.yaml"
-    from tests.sinks.test_salesforce_batching import variant
+    from tests.support.salesforce import variant
 
     mapping = variant(tmp_path, hung_up="TwoX_Call_Score__c: 7")  # a custom Task field nobody created
     settings = settings_for(f"sqlite:///{tmp_path / 'l.db'}", sf_sink(sf, mapping=str(mapping)))
@@ -381,7 +380,7 @@ def test_hubspot_pauses_instead_of_skipping(hs: HubSpotEmulator, tmp_path: Path,
 def test_500_question_keys_create_properties_in_one_batch_up_to_the_cap(hs: HubSpotEmulator) -> None:
     from connector.plan import UpdateContact
     from connector.sinks.hubspot.sink import HubSpotSink
-    from tests.sinks.test_hubspot_sink import CountingGate
+    from tests.support.hubspot import CountingGate
 
     # with on_missing_field: hold, too: answers over the cap are skipped, never a reason to pause
     sink = HubSpotSink(
@@ -434,9 +433,9 @@ def test_crm_setup_clears_the_warning_once_the_fields_exist(hs: HubSpotEmulator,
 def test_what_drift_costs_in_salesforce_api_calls(sf: SalesforceEmulator) -> None:
     """Measured: a drifted write is the refused Composite plus the one sent again (2 calls instead of 1); the event
     after the first refusal also describes the object afresh (once), later ones do not."""
-    from tests.sinks.test_salesforce_sink import make_plan as sf_plan
-    from tests.sinks.test_salesforce_sink import open_sink
-    from tests.sinks.test_salesforce_sink import run as sf_run
+    from tests.support.salesforce import make_plan as sf_plan
+    from tests.support.salesforce import open_sink
+    from tests.support.salesforce import run as sf_run
 
     sink = open_sink(sf)
     try:

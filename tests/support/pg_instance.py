@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 
 def _bin_dir() -> Path | None:

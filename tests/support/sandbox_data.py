@@ -24,7 +24,7 @@ from connector.ops.sandbox import Emulators
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
-from tests.delivery_support import drain
+from tests.support.delivery import drain
 
 WEBHOOK_TOKEN = "sandbox-webhook-token-for-screenshots"
 

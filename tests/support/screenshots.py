@@ -1,6 +1,6 @@
-"""Screenshots of the dashboard's main pages for the README: `python -m tests.dashboard.screenshots`.
+"""Screenshots of the dashboard's main pages for the README: `python -m tests.support.screenshots`.
 
-Builds realistic sandbox data (tests/dashboard/sandbox_data.py: the CRM emulators, a real worker,
+Builds realistic sandbox data (tests/support/sandbox_data.py: the CRM emulators, a real worker,
 a dead letter, quarantined bodies, a paused sink), serves the real app on loopback and saves PNGs
 taken by headless Chromium to docs/screenshots/ (or --out DIR). Nothing leaves this machine.
 """
@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.dashboard.support import browser_page, chromium_missing_reason, dashboard_app, serving
+from tests.support.dashboard import browser_page, chromium_missing_reason, dashboard_app
+from tests.support.serving import serving
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PAGES = ("overview", "events", "event", "dead", "quarantine", "preview")
@@ -27,7 +28,7 @@ def _shoot(page: Any, path: Path, *, full_page: bool = True) -> None:
 
 def take(out: Path) -> list[Path]:
     """Render every main page and save it under `out`; returns the files written."""
-    from tests.dashboard.sandbox_data import build
+    from tests.support.sandbox_data import build
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

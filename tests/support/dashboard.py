@@ -1,4 +1,5 @@
-"""Helpers for the dashboard tests: an app with the dashboard, served on loopback, and a real Chromium.
+"""Helpers for the dashboard tests: an app with the dashboard (and `Dash`, what the `dash` fixture yields),
+served on loopback, and a real Chromium.
 
 The browser is Debian's `chromium` driven by Playwright (`executable_path`, never `playwright
 install`). Without /usr/bin/chromium the browser tests skip, except under CI=true, where they fail:
@@ -9,20 +10,27 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from flask import Flask
-from werkzeug.serving import make_server
+from flask.testing import FlaskClient
 
 from connector.app import create_app
 from connector.config import Settings
 from connector.dashboard import DashboardSettings, init_app
+from connector.default_mappings import default_mapping_path
+from connector.engine.worker import Worker
 from connector.ledger import Ledger
+from tests.support.delivery import drain
+from tests.support.recorder import Recorder
 
 USER = "admin"
 PASSWORD = "dashboard-test-password"
@@ -45,6 +53,7 @@ CHROMIUM_FLAGS = [
 
 
 def dashboard_settings(**overrides: Any) -> DashboardSettings:
+    """Dashboard settings with the test password."""
     return DashboardSettings.model_validate({"password": PASSWORD, **overrides})
 
 
@@ -56,21 +65,49 @@ def dashboard_app(settings: Settings, ledger: Ledger, **overrides: Any) -> Flask
 
 
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    """An HTTP Basic header for the dashboard."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
 
 
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """Serve `app` on a free loopback port in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
+@dataclass
+class Dash:
+    """The app with the dashboard, its ledger and settings, and a way to run the worker."""
+
+    app: Flask
+    client: FlaskClient
+    ledger: Ledger
+    settings: Settings
+    recorder: Recorder
+    mapping: Path
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get("/dashboard" + path, headers=basic(), **kwargs)
+
+    def break_mapping(self) -> None:
+        """A mapping writing a property the endpoint refuses: deliveries dead-letter at once (400)."""
+        document = yaml.safe_load(default_mapping_path("hubspot").read_text())
+        document["activity"]["properties"]["reject_me"] = True
+        self.mapping.write_text(yaml.safe_dump(document))
+
+    def fix_mapping(self) -> None:
+        self.mapping.write_text(default_mapping_path("hubspot").read_text())
+
+    def deliver(self) -> int:
+        """Run a worker with the mapping as it is now until nothing is due."""
+        worker = Worker(self.settings, ledger=self.ledger)
+        worker.open()
+        try:
+            return drain(worker)
+        finally:
+            worker.close()
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the form on a dashboard page (a POST without it is refused)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
 
 
 def chromium_missing_reason() -> str | None:

@@ -15,7 +15,7 @@ from connector.ledger import Ledger
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
-from tests.conftest import TOKEN
+from tests.support.settings import TOKEN
 
 
 def engine_settings(
@@ -28,6 +28,7 @@ def engine_settings(
     retry: dict[str, Any] | None = None,
     **worker: Any,
 ) -> Settings:
+    """Settings with one `http` sink (`rec`) aimed at `recorder_url`, fast retries; `worker` keys override."""
     sink: dict[str, Any] = {
         "type": "http",
         "url": recorder_url,
@@ -52,6 +53,7 @@ def engine_settings(
 
 
 def ingest(ledger: Ledger, event_id: int, *, sinks: tuple[str, ...] = ("rec",), **overrides: Any) -> str:
+    """Record the sample event `event_id` for `sinks` as the receiver would; its id."""
     document = sample_payload(event_id, **overrides)
     event = parse_webhook(document)
     ledger.record_event(
@@ -95,4 +97,5 @@ def drain(worker: Worker, rounds: int = 200) -> int:
 
 
 def statuses(ledger: Ledger, event_id: str) -> list[str]:
+    """The status of each delivery of one event."""
     return [d["status"] for d in ledger.deliveries_for(event_id)]
