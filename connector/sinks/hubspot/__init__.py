@@ -1,4 +1,9 @@
-"""The HubSpot sink: client, errors, contacts, batch, callbacks, schema, settings and set-up."""
+"""The HubSpot sink (design: docs/hubspot.md).
+
+sink (the engine-facing object) builds ``parts.SinkParts`` once and hands it to batch, resolve and callbacks,
+which never import the sink; client (hubspot-api-client calls), errors (HubSpot answer → error class), contacts,
+associations, schema (property types), settings, inspection (validate/crm-setup checks), setup and setup_api.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""The Salesforce sink: client, errors, contacts, batch, callbacks, fields, settings and set-up."""
+"""The Salesforce sink (design: docs/salesforce-design.md; operations: docs/salesforce.md).
+
+sink (the engine-facing object) builds ``collaborators.Collaborators`` once and hands it to batch, resolve and
+callbacks, which never import the sink; composite (one event in one Composite request), records (record bodies),
+stale (deleted contacts), client (simple-salesforce session), errors (Salesforce answer → error class), contacts,
+fields (describe), settings, inspection (validate/crm-setup checks), setup, setup_apply and setup_api.
+"""
 
 from __future__ import annotations
 
