@@ -1,4 +1,4 @@
-"""The Salesforce sink (design: docs/salesforce-design.md; operations: docs/salesforce.md).
+"""The Salesforce sink (design and operations: docs/salesforce.md).
 
 sink (the engine-facing object) builds ``collaborators.Collaborators`` once and hands it to batch, resolve and
 callbacks, which never import the sink; composite (one event in one Composite request), records (record bodies),

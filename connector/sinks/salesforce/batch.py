@@ -4,7 +4,7 @@ Collections request (``allOrNone: false``) instead of one Composite each.
 Why: one API call for many events, while a record Salesforce refuses still fails only its own event (one
 SaveResult per record). A create whose earlier answer was lost is looked up first; creates committed before this
 call fails are marked uncertain. Two updates of one record never share a request (precedence). Design notes:
-docs/salesforce-design.md "Under a backlog".
+docs/salesforce.md "Under a backlog".
 """
 
 from __future__ import annotations

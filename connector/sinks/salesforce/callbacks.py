@@ -3,7 +3,7 @@ close the open callback Tasks the connector created when the contact becomes do-
 
 Why SOQL on the record store to find open Tasks (``WhoId … AND IsClosed = false AND CallObject LIKE '2x-%:task:%'``):
 no search index, so a Task written a moment ago is there. Under a backlog one SOQL and one sObject Collections
-``PATCH`` serve up to 200 events. Design notes: docs/salesforce-design.md "Under a backlog".
+``PATCH`` serve up to 200 events. Design notes: docs/salesforce.md "Under a backlog".
 """
 
 from __future__ import annotations

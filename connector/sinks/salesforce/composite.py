@@ -3,7 +3,7 @@ request with ``allOrNone: true``: one API call, and either everything is written
 
 One exception, schema drift: when the org refuses a field it lacks or may not write (INVALID_FIELD…), the
 Composite, rolled back, is sent again without that field in the same delivery and the field is reported in
-``skipped_fields``. Design notes: docs/salesforce-design.md.
+``skipped_fields``. Design notes: docs/salesforce.md "Design".
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ kept under SOSL's 4,000-character and 2,000-row limits), one sObject Collections
 
 Why: one search per event would cost the daily allocation as much as the writes. A record refused as a duplicate
 is the existing one; anything unusual takes the single path (``execute_one``). Design notes and the Salesforce
-limits quoted: docs/salesforce-design.md "Under a backlog".
+limits quoted: docs/salesforce.md "Under a backlog".
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from connector.sinks.salesforce.errors import classify, identifier, sosl_term
 log = logging.getLogger(__name__)
 Outcome = ActionResult | SinkError
 SEARCH_TEXT_MAX = 4_000
-"""Characters of the FIND text: above this, SOSL drops the logical operators (docs/salesforce-design.md)."""
+"""Characters of the FIND text: above this, SOSL drops the logical operators (docs/salesforce.md "Design")."""
 SOSL_ROWS_MAX = 2_000
 COLLECTION_MAX = 200
 DUPLICATE = "DUPLICATES_DETECTED"

@@ -3,7 +3,7 @@
 The engine-facing methods live here; the work is done by narrow modules that never see this object: ``composite``
 (one event's writes), ``batch``/``resolve``/``callbacks`` (many events at once, under a backlog), ``contacts``
 (which record a call belongs to). They share one ``Collaborators`` bundle built in ``__init__``. Why the requests
-are shaped as they are (API calls per event, idempotency, the rate budget): docs/salesforce-design.md.
+are shaped as they are (API calls per event, idempotency, the rate budget): docs/salesforce.md "Design".
 """
 
 from __future__ import annotations
