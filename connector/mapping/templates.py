@@ -68,7 +68,9 @@ class CompiledValue:
         template = self._template
         assert template is not None
         try:
-            scope = template.new_context({**self._globals, **context}, shared=True)
+            scope = template.environment.context_class(
+                template.environment, {**self._globals, **context}, template.name, template.blocks, self._globals
+            )
             if self.kind == "expression":
                 for _ in template.root_render_func(scope):
                     pass
