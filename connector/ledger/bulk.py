@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.deliveries import JournalEntry
@@ -33,9 +34,6 @@ from connector.ledger.schema import (
     field_state,
 )
 from connector.mapping.precedence import WrittenField
-
-_IN_CHUNK = 500
-"""Ids per `IN (…)` list: far below SQLite's 32,766 host parameters and PostgreSQL's 65,535."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,9 @@ class BulkStore:
         """event id → {"normalized", "received_at"}, for the events that exist."""
         found: dict[str, dict[str, Any]] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(sorted(set(event_ids))):
+            for condition in among(connection, events.c.event_id, set(event_ids)):
                 for row in connection.execute(
-                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(
-                        events.c.event_id.in_(chunk)
-                    )
+                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(condition)
                 ):
                     found[row.event_id] = {"normalized": row.normalized, "received_at": row.received_at}
         return found
@@ -113,8 +109,8 @@ class BulkStore:
         ids = sorted(set(delivery_ids))
         found: dict[int, dict[str, JournalEntry]] = {i: {} for i in ids}
         with self._engine.connect() as connection:
-            for chunk in _chunks(ids):
-                for r in connection.execute(select(action_journal).where(action_journal.c.delivery_id.in_(chunk))):
+            for condition in among(connection, action_journal.c.delivery_id, ids):
+                for r in connection.execute(select(action_journal).where(condition)):
                     found[r.delivery_id][r.action_key] = JournalEntry(
                         r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None
                     )
@@ -123,16 +119,15 @@ class BulkStore:
     def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:
         """(contact ref, property) → what the connector last wrote there, for the wanted refs and properties.
 
-        Asked as `contact_ref IN (…) AND property IN (…)` (the primary key's prefix) and filtered here: a list
-        of (ref, property) pairs is planned far slower by PostgreSQL."""
+        Asked as `contact_ref ∈ refs AND property ∈ properties` (the primary key's prefix) and filtered here: a
+        list of (ref, property) pairs is planned far slower by PostgreSQL."""
         properties = sorted(set().union(*wanted.values())) if wanted else []
         found: dict[tuple[str, str], WrittenField] = {}
         f = field_state
         with self._engine.connect() as connection:
-            for chunk in _chunks(sorted(wanted), _IN_CHUNK):
-                rows = connection.execute(
-                    select(f).where(f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties))
-                )
+            asked = one_condition(connection, f.c.property, properties, "properties")
+            for refs in among(connection, f.c.contact_ref, wanted, "refs"):
+                rows = connection.execute(select(f).where(f.c.sink == sink, refs, asked))
                 found.update(
                     {
                         (r.contact_ref, r.property): WrittenField(
@@ -197,11 +192,6 @@ class BulkStore:
         return Written(frozenset(lost), frozenset(finished))
 
 
-def _chunks(items: list[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _last_per_key(items: Iterable[Any], key: Any) -> list[Any]:
     """One row per key, the last given winning: PostgreSQL refuses an upsert that touches a row twice."""
     return list({key(item): item for item in items}.values())
@@ -211,9 +201,9 @@ def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -
     """Which of these deliveries this worker leases, locked (PostgreSQL) until the transaction ends, so a worker
     declaring it dead meanwhile waits for this transaction and then releases them."""
     held: set[int] = set()
-    for chunk in _chunks(sorted(delivery_ids)):
+    for condition in among(connection, deliveries.c.id, delivery_ids):
         query = select(deliveries.c.id).where(
-            deliveries.c.id.in_(chunk),
+            condition,
             deliveries.c.lease_owner == worker,
             deliveries.c.status == DeliveryStatus.LEASED.value,
         )
