@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
+from connector.ledger._upsert import upsert_many
 from connector.ledger.deliveries import JournalEntry
 from connector.ledger.schema import (
     ActionStatus,
@@ -181,10 +181,10 @@ class BulkStore:
                 in_flight = [m for m in in_flight if m.delivery_id not in lost]
             journal_rows = _last_per_key([*(marks or []), *(in_flight or [])], lambda m: (m.delivery_id, m.action_key))
             if journal_rows:
-                connection.execute(_journal_upsert(connection), [_journal_row(m, now) for m in journal_rows])
+                upsert_many(connection, action_journal, [_journal_row(m, now) for m in journal_rows], *_JOURNAL_UPSERT)
             field_rows = _last_per_key(fields or [], lambda w: (w.sink, w.contact_ref, w.property))
             if field_rows:
-                connection.execute(_fields_upsert(connection), [_field_row(w) for w in field_rows])
+                upsert_many(connection, field_state, [_field_row(w) for w in field_rows], *_FIELDS_UPSERT)
             finished: set[int] = set()
             if finishes:
                 finished = _still_leased(connection, worker, {f.delivery_id for f in finishes})
@@ -213,16 +213,8 @@ def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -
     return held
 
 
-def _insert(connection: Connection, table: Any) -> Any:
-    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _journal_upsert(connection: Connection) -> Insert:
-    statement = _insert(connection, action_journal)
-    return statement.on_conflict_do_update(
-        index_elements=[action_journal.c.delivery_id, action_journal.c.action_key],
-        set_={c: statement.excluded[c] for c in ("status", "crm_id", "result", "updated_at")},
-    )
+_JOURNAL_UPSERT = (("delivery_id", "action_key"), ("status", "crm_id", "result", "updated_at"))
+"""A journal row's key and the columns a new mark overwrites."""
 
 
 def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
@@ -237,12 +229,8 @@ def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
     }
 
 
-def _fields_upsert(connection: Connection) -> Insert:
-    statement = _insert(connection, field_state)
-    return statement.on_conflict_do_update(
-        index_elements=[field_state.c.sink, field_state.c.contact_ref, field_state.c.property],
-        set_={c: statement.excluded[c] for c in ("value", "rank", "call_time", "event_id")},
-    )
+_FIELDS_UPSERT = (("sink", "contact_ref", "property"), ("value", "rank", "call_time", "event_id"))
+"""A contact field's key and the columns a new write overwrites."""
 
 
 def _field_row(write: FieldWrite) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""connector.ledger._upsert on both backends: new rows inserted, existing keys updated, in one statement on
+PostgreSQL; the columns' own bind rules (aware datetimes only) still apply to the arrays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.exc import StatementError
+
+from connector.ledger import Ledger
+from connector.ledger._upsert import upsert_many
+from connector.ledger.schema import field_state
+
+KEY, UPDATE = ("sink", "contact_ref", "property"), ("value", "rank", "call_time", "event_id")
+
+
+def row(ref: int, value: str, when: datetime = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)) -> dict[str, Any]:
+    return {
+        "sink": "rec",
+        "contact_ref": f"contact:{ref}",
+        "property": "outcome",
+        "value": value,
+        "rank": ref,
+        "call_time": when,
+        "event_id": f"2x-{ref}",
+    }
+
+
+def test_inserts_new_keys_and_updates_existing_ones(ledger: Ledger) -> None:
+    statements: list[bool] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(args[-1])  # executemany
+
+    with ledger.engine.begin() as connection:
+        upsert_many(connection, field_state, [row(i, "first") for i in range(3)], KEY, UPDATE)
+        event.listen(ledger.engine, "before_cursor_execute", seen)
+        upsert_many(connection, field_state, [row(i, "second") for i in range(2, 150)], KEY, UPDATE)
+        event.remove(ledger.engine, "before_cursor_execute", seen)
+        rows = {r.contact_ref: r for r in connection.execute(select(field_state))}
+    assert len(rows) == 150
+    assert rows["contact:0"].value == "first" and rows["contact:2"].value == "second"
+    assert rows["contact:149"].rank == 149 and rows["contact:149"].call_time == row(0, "")["call_time"]
+    assert statements == ([False] if ledger.engine.dialect.name == "postgresql" else [True])
+
+
+def test_naive_datetimes_are_refused_as_by_any_ledger_write(ledger: Ledger) -> None:
+    with pytest.raises((StatementError, ValueError), match="naive datetime"), ledger.engine.begin() as connection:
+        upsert_many(connection, field_state, [row(1, "x", datetime(2025, 1, 2))], KEY, UPDATE)  # noqa: DTZ001
+
+
+def test_nothing_to_write_runs_nothing(ledger: Ledger) -> None:
+    with ledger.engine.begin() as connection:
+        upsert_many(connection, field_state, [], KEY, UPDATE)
+        assert connection.execute(select(field_state)).all() == []
