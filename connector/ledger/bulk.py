@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, select
 
 from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
-from connector.ledger._upsert import upsert_many
+from connector.ledger._upsert import update_many, upsert_many
 from connector.ledger.deliveries import JournalEntry
 from connector.ledger.schema import (
     ActionStatus,
@@ -154,11 +154,7 @@ class BulkStore:
                     rows,
                 )
                 started = {r.delivery_id: int(r.id) for r in inserted}
-            if plans:
-                connection.execute(
-                    update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(plan=bindparam("b_plan")),
-                    [{"b_id": d, "b_plan": p} for d, p in plans.items()],
-                )
+            update_many(connection, deliveries, [{"id": d, "plan": p} for d, p in plans.items()], "id")
         return started
 
     def write(
@@ -247,7 +243,7 @@ def _field_row(write: FieldWrite) -> dict[str, Any]:
 
 def _finish_all(connection: Connection, worker: str, finishes: list[Finish], held: set[int], now: datetime) -> None:
     """DeliveryStore.finish for many: one UPDATE per shape of values (in a batch nearly all are 'succeeded'),
-    then every attempt closed in one executemany."""
+    then every attempt closed in one more (connector.ledger._upsert.update_many)."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     counted: dict[tuple[str, ...], bool] = {}
     for finish in finishes:
@@ -255,46 +251,33 @@ def _finish_all(connection: Connection, worker: str, finishes: list[Finish], hel
             continue
         values = _finish_values(finish, now)
         shape = (*sorted(values), str(finish.count_attempt))
-        shapes.setdefault(shape, []).append({"b_id": finish.delivery_id, **{f"v_{k}": v for k, v in values.items()}})
+        shapes.setdefault(shape, []).append({"id": finish.delivery_id, **values})
         counted[shape] = finish.count_attempt
     for shape, rows in shapes.items():
-        names = [k for k in rows[0] if k != "b_id"]
-        values: dict[str, Any] = {name[2:]: bindparam(name) for name in names}
-        if not counted[shape]:
-            values["attempts"] = deliveries.c.attempts - 1
-        connection.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == bindparam("b_id"),
-                deliveries.c.lease_owner == worker,
-                deliveries.c.status == DeliveryStatus.LEASED.value,
-            )
-            .values(values),
+        update_many(
+            connection,
+            deliveries,
             rows,
+            "id",
+            where={"lease_owner": worker, "status": DeliveryStatus.LEASED.value},
+            decrement=None if counted[shape] else "attempts",
         )
-    connection.execute(
-        update(attempts)
-        .where(attempts.c.id == bindparam("b_id"))
-        .values(
-            finished_at=bindparam("v_finished_at"),
-            outcome=bindparam("v_outcome"),
-            error_kind=bindparam("v_kind"),
-            status_code=bindparam("v_status"),
-            crm_code=bindparam("v_code"),
-            message=bindparam("v_message"),
-        ),
+    update_many(
+        connection,
+        attempts,
         [
             {
-                "b_id": f.attempt_id,
-                "v_finished_at": now,
-                "v_outcome": f.outcome if f.delivery_id in held else "lease_lost",
-                "v_kind": (f.error or {}).get("kind"),
-                "v_status": (f.error or {}).get("status"),
-                "v_code": (f.error or {}).get("code"),
-                "v_message": (f.error or {}).get("message"),
+                "id": f.attempt_id,
+                "finished_at": now,
+                "outcome": f.outcome if f.delivery_id in held else "lease_lost",
+                "error_kind": (f.error or {}).get("kind"),
+                "status_code": (f.error or {}).get("status"),
+                "crm_code": (f.error or {}).get("code"),
+                "message": (f.error or {}).get("message"),
             }
             for f in finishes
         ],
+        "id",
     )
 
 

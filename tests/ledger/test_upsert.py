@@ -56,3 +56,34 @@ def test_nothing_to_write_runs_nothing(ledger: Ledger) -> None:
     with ledger.engine.begin() as connection:
         upsert_many(connection, field_state, [], KEY, UPDATE)
         assert connection.execute(select(field_state)).all() == []
+
+
+def test_update_many_sets_only_rows_meeting_the_conditions_in_one_statement(ledger: Ledger) -> None:
+    from connector.ledger._upsert import update_many
+    from connector.ledger.schema import deliveries
+    from tests.ledger.test_bulk import WORKER, claimed_ids
+
+    ids = claimed_ids(ledger, 5)
+    statements: list[bool] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(args[-1])
+
+    event.listen(ledger.engine, "before_cursor_execute", seen)
+    with ledger.engine.begin() as connection:
+        changed = update_many(
+            connection,
+            deliveries,
+            [{"id": d, "last_error": f"e{d}"} for d in [*ids[:4], 10**12]],
+            "id",
+            where={"lease_owner": WORKER},
+            decrement="attempts",
+        )
+        update_many(connection, deliveries, [{"id": ids[4], "last_error": "no"}], "id", where={"lease_owner": "other"})
+    event.remove(ledger.engine, "before_cursor_execute", seen)
+    rows = {r.id: r for r in ledger.engine.connect().execute(select(deliveries))}
+    assert [rows[d].last_error for d in ids] == [f"e{d}" for d in ids[:4]] + [None]
+    assert [rows[d].attempts for d in ids] == [0, 0, 0, 0, 1]
+    assert changed == 4
+    if ledger.engine.dialect.name == "postgresql":
+        assert statements == [False, False]  # one statement each, however many rows
