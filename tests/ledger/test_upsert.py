@@ -11,8 +11,9 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import StatementError
 
 from connector.ledger import Ledger
-from connector.ledger._upsert import upsert_many
-from connector.ledger.schema import field_state
+from connector.ledger._upsert import update_many, upsert_many
+from connector.ledger.schema import deliveries, field_state
+from tests.ledger.test_bulk import WORKER, claimed_ids
 
 KEY, UPDATE = ("sink", "contact_ref", "property"), ("value", "rank", "call_time", "event_id")
 
@@ -59,9 +60,6 @@ def test_nothing_to_write_runs_nothing(ledger: Ledger) -> None:
 
 
 def test_update_many_sets_only_rows_meeting_the_conditions_in_one_statement(ledger: Ledger) -> None:
-    from connector.ledger._upsert import update_many
-    from connector.ledger.schema import deliveries
-    from tests.ledger.test_bulk import WORKER, claimed_ids
 
     ids = claimed_ids(ledger, 5)
     statements: list[bool] = []
@@ -81,7 +79,8 @@ def test_update_many_sets_only_rows_meeting_the_conditions_in_one_statement(ledg
         )
         update_many(connection, deliveries, [{"id": ids[4], "last_error": "no"}], "id", where={"lease_owner": "other"})
     event.remove(ledger.engine, "before_cursor_execute", seen)
-    rows = {r.id: r for r in ledger.engine.connect().execute(select(deliveries))}
+    with ledger.engine.connect() as connection:
+        rows = {r.id: r for r in connection.execute(select(deliveries))}
     assert [rows[d].last_error for d in ids] == [f"e{d}" for d in ids[:4]] + [None]
     assert [rows[d].attempts for d in ids] == [0, 0, 0, 0, 1]
     assert changed == 4
