@@ -5,10 +5,14 @@
 An SQLAlchemy `commit` listener on every engine of the process (the worker's and its rate gate's) counts committed
 transactions; reads end in a rollback and are not counted. The count goes to COUNT_FILE every 0.2 s and at exit
 (written to a temporary file and renamed, so a reader never sees half a number).
+
+With `BENCH_PROFILE=DIR` in the environment the worker runs under cProfile and writes `DIR/worker-<pid>.prof` at
+exit (`python -m pstats` or snakeviz to read it): where a worker's time goes on a backlog.
 """
 
 from __future__ import annotations
 
+import cProfile
 import os
 import sys
 import threading
@@ -47,9 +51,16 @@ def main() -> None:
     threading.Thread(target=_every, args=(path, stop), daemon=True).start()
     from connector.cli import main as connector_main
 
+    profile_dir = os.environ.get("BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile_dir else None
     try:
+        if profiler is not None:
+            profiler.enable()
         connector_main(sys.argv[2:], prog_name="connector")
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(Path(profile_dir or ".") / f"worker-{os.getpid()}.prof"))
         stop.set()
         _dump(path)
 

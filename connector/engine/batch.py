@@ -238,15 +238,15 @@ class BatchingRunner(DeliveryRunner):
         self, pending: list[tuple[_InProgress, Action, Action]], resolver: BulkContactResolution, outcomes: list[str]
     ) -> None:
         crash_point("before_crm_call")
+        pending = self._in_flight(pending, outcomes)  # one transaction; a delivery whose lease was lost drops out
+        if not pending:
+            return
+        for _, action, _ in pending:
+            if len(self._resolving) >= RESOLVING_KEPT:
+                self._resolving.clear()  # forgetting only costs a recheck (a wait), never a duplicate
+            self._resolving.add(action.key)
         resolve_many = resolver.resolve_many
         try:
-            for item, action, _ in pending:
-                self._ledger.deliveries.journal_mark(
-                    item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT, owner=self._worker
-                )
-                if len(self._resolving) >= RESOLVING_KEPT:
-                    self._resolving.clear()  # forgetting only costs a recheck (a wait), never a duplicate
-                self._resolving.add(action.key)
             results = self._quick_retries()(resolve_many, [runnable for _, _, runnable in pending])
         except SinkError as exc:
             self._fail_all([item for item, _, _ in pending], exc, outcomes)
@@ -362,17 +362,7 @@ class BatchingRunner(DeliveryRunner):
 
     def _send(self, chunk: list[tuple[_InProgress, Action, Action]], sink: Sink, outcomes: list[str]) -> None:
         crash_point("before_crm_call")
-        written = self._flush(
-            in_flight=[
-                Mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT) for item, action, _ in chunk
-            ]
-        )
-        for item in {id(i): i for i, _, _ in chunk if i.claimed.id in written.lease_lost}.values():
-            item.failed = True  # released as dead meanwhile: another worker may be making this call
-            outcomes.append(
-                self._fail(item.claimed, item.attempt_id, LeaseLost("this worker's lease on the delivery was released"))
-            )
-        chunk = [entry for entry in chunk if not entry[0].failed]
+        chunk = self._in_flight(chunk, outcomes)
         if not chunk:
             return
         batch = self._abilities(chunk[0][0].claimed).batch
@@ -396,6 +386,23 @@ class BatchingRunner(DeliveryRunner):
             self._mark(item.claimed, action, ActionStatus.SUCCEEDED, _as_result(result), item.context, written=runnable)
 
     # -- the batch's store work (see the module docstring) -------------------------------------------
+
+    def _in_flight(
+        self, chunk: list[tuple[_InProgress, Action, Action]], outcomes: list[str]
+    ) -> list[tuple[_InProgress, Action, Action]]:
+        """Journal the chunk's actions in flight in one transaction (with what is pending), for the deliveries this
+        worker still leases; the others fail (LeaseLost) and are left out of the CRM call that follows."""
+        written = self._flush(
+            in_flight=[
+                Mark(item.claimed.id, action.key, action.kind, ActionStatus.IN_FLIGHT) for item, action, _ in chunk
+            ]
+        )
+        for item in {id(i): i for i, _, _ in chunk if i.claimed.id in written.lease_lost}.values():
+            item.failed = True  # released as dead meanwhile: another worker may be making this call
+            outcomes.append(
+                self._fail(item.claimed, item.attempt_id, LeaseLost("this worker's lease on the delivery was released"))
+            )
+        return [entry for entry in chunk if not entry[0].failed]
 
     def _flush(self, *, in_flight: list[Mark] | None = None, finishes: list[Finish] | None = None) -> Written:
         """One transaction: what is pending, plus these in-flight marks (lease-checked) and finishes."""

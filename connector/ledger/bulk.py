@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
+from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
+from connector.ledger._upsert import update_many, upsert_many
 from connector.ledger.deliveries import JournalEntry
 from connector.ledger.schema import (
     ActionStatus,
+    DeliveryOutcome,
     DeliveryStatus,
     action_journal,
     attempts,
@@ -33,9 +35,6 @@ from connector.ledger.schema import (
     field_state,
 )
 from connector.precedence import WrittenField
-
-_IN_CHUNK = 500
-"""Ids per `IN (…)` list: far below SQLite's 32,766 host parameters and PostgreSQL's 65,535."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +98,9 @@ class BulkStore:
         """event id → {"normalized", "received_at"}, for the events that exist."""
         found: dict[str, dict[str, Any]] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(sorted(set(event_ids))):
+            for condition in among(connection, events.c.event_id, set(event_ids)):
                 for row in connection.execute(
-                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(
-                        events.c.event_id.in_(chunk)
-                    )
+                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(condition)
                 ):
                     found[row.event_id] = {"normalized": row.normalized, "received_at": row.received_at}
         return found
@@ -113,8 +110,8 @@ class BulkStore:
         ids = sorted(set(delivery_ids))
         found: dict[int, dict[str, JournalEntry]] = {i: {} for i in ids}
         with self._engine.connect() as connection:
-            for chunk in _chunks(ids):
-                for r in connection.execute(select(action_journal).where(action_journal.c.delivery_id.in_(chunk))):
+            for condition in among(connection, action_journal.c.delivery_id, ids):
+                for r in connection.execute(select(action_journal).where(condition)):
                     found[r.delivery_id][r.action_key] = JournalEntry(
                         r.action_key, r.kind, r.status, r.crm_id, json.loads(r.result) if r.result else None
                     )
@@ -123,16 +120,15 @@ class BulkStore:
     def written(self, sink: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], WrittenField]:
         """(contact ref, property) → what the connector last wrote there, for the wanted refs and properties.
 
-        Asked as `contact_ref IN (…) AND property IN (…)` (the primary key's prefix) and filtered here: a list
-        of (ref, property) pairs is planned far slower by PostgreSQL."""
+        Asked as `contact_ref ∈ refs AND property ∈ properties` (the primary key's prefix) and filtered here: a
+        list of (ref, property) pairs is planned far slower by PostgreSQL."""
         properties = sorted(set().union(*wanted.values())) if wanted else []
         found: dict[tuple[str, str], WrittenField] = {}
         f = field_state
         with self._engine.connect() as connection:
-            for chunk in _chunks(sorted(wanted), _IN_CHUNK):
-                rows = connection.execute(
-                    select(f).where(f.c.sink == sink, f.c.contact_ref.in_(chunk), f.c.property.in_(properties))
-                )
+            asked = one_condition(connection, f.c.property, properties, "properties")
+            for refs in among(connection, f.c.contact_ref, wanted, "refs"):
+                rows = connection.execute(select(f).where(f.c.sink == sink, refs, asked))
                 found.update(
                     {
                         (r.contact_ref, r.property): WrittenField(
@@ -159,7 +155,7 @@ class BulkStore:
                     rows,
                 )
                 started = {r.delivery_id: int(r.id) for r in inserted}
-            if plans:
+            if plans:  # an executemany: as one array, a hundred JSON plans cost more to quote and parse
                 connection.execute(
                     update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(plan=bindparam("b_plan")),
                     [{"b_id": d, "b_plan": p} for d, p in plans.items()],
@@ -186,20 +182,15 @@ class BulkStore:
                 in_flight = [m for m in in_flight if m.delivery_id not in lost]
             journal_rows = _last_per_key([*(marks or []), *(in_flight or [])], lambda m: (m.delivery_id, m.action_key))
             if journal_rows:
-                connection.execute(_journal_upsert(connection), [_journal_row(m, now) for m in journal_rows])
+                upsert_many(connection, action_journal, [_journal_row(m, now) for m in journal_rows], *_JOURNAL_UPSERT)
             field_rows = _last_per_key(fields or [], lambda w: (w.sink, w.contact_ref, w.property))
             if field_rows:
-                connection.execute(_fields_upsert(connection), [_field_row(w) for w in field_rows])
+                upsert_many(connection, field_state, [_field_row(w) for w in field_rows], *_FIELDS_UPSERT)
             finished: set[int] = set()
             if finishes:
                 finished = _still_leased(connection, worker, {f.delivery_id for f in finishes})
                 _finish_all(connection, worker, finishes, finished, now)
         return Written(frozenset(lost), frozenset(finished))
-
-
-def _chunks(items: list[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _last_per_key(items: Iterable[Any], key: Any) -> list[Any]:
@@ -211,9 +202,9 @@ def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -
     """Which of these deliveries this worker leases, locked (PostgreSQL) until the transaction ends, so a worker
     declaring it dead meanwhile waits for this transaction and then releases them."""
     held: set[int] = set()
-    for chunk in _chunks(sorted(delivery_ids)):
+    for condition in among(connection, deliveries.c.id, delivery_ids):
         query = select(deliveries.c.id).where(
-            deliveries.c.id.in_(chunk),
+            condition,
             deliveries.c.lease_owner == worker,
             deliveries.c.status == DeliveryStatus.LEASED.value,
         )
@@ -223,16 +214,8 @@ def _still_leased(connection: Connection, worker: str, delivery_ids: set[int]) -
     return held
 
 
-def _insert(connection: Connection, table: Any) -> Any:
-    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _journal_upsert(connection: Connection) -> Insert:
-    statement = _insert(connection, action_journal)
-    return statement.on_conflict_do_update(
-        index_elements=[action_journal.c.delivery_id, action_journal.c.action_key],
-        set_={c: statement.excluded[c] for c in ("status", "crm_id", "result", "updated_at")},
-    )
+_JOURNAL_UPSERT = (("delivery_id", "action_key"), ("status", "crm_id", "result", "updated_at"))
+"""A journal row's key and the columns a new mark overwrites."""
 
 
 def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
@@ -247,12 +230,8 @@ def _journal_row(mark: Mark, now: datetime) -> dict[str, Any]:
     }
 
 
-def _fields_upsert(connection: Connection) -> Insert:
-    statement = _insert(connection, field_state)
-    return statement.on_conflict_do_update(
-        index_elements=[field_state.c.sink, field_state.c.contact_ref, field_state.c.property],
-        set_={c: statement.excluded[c] for c in ("value", "rank", "call_time", "event_id")},
-    )
+_FIELDS_UPSERT = (("sink", "contact_ref", "property"), ("value", "rank", "call_time", "event_id"))
+"""A contact field's key and the columns a new write overwrites."""
 
 
 def _field_row(write: FieldWrite) -> dict[str, Any]:
@@ -269,7 +248,7 @@ def _field_row(write: FieldWrite) -> dict[str, Any]:
 
 def _finish_all(connection: Connection, worker: str, finishes: list[Finish], held: set[int], now: datetime) -> None:
     """DeliveryStore.finish for many: one UPDATE per shape of values (in a batch nearly all are 'succeeded'),
-    then every attempt closed in one executemany."""
+    then every attempt closed in one more (connector.ledger._upsert.update_many)."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     counted: dict[tuple[str, ...], bool] = {}
     for finish in finishes:
@@ -277,46 +256,33 @@ def _finish_all(connection: Connection, worker: str, finishes: list[Finish], hel
             continue
         values = _finish_values(finish, now)
         shape = (*sorted(values), str(finish.count_attempt))
-        shapes.setdefault(shape, []).append({"b_id": finish.delivery_id, **{f"v_{k}": v for k, v in values.items()}})
+        shapes.setdefault(shape, []).append({"id": finish.delivery_id, **values})
         counted[shape] = finish.count_attempt
     for shape, rows in shapes.items():
-        names = [k for k in rows[0] if k != "b_id"]
-        values: dict[str, Any] = {name[2:]: bindparam(name) for name in names}
-        if not counted[shape]:
-            values["attempts"] = deliveries.c.attempts - 1
-        connection.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == bindparam("b_id"),
-                deliveries.c.lease_owner == worker,
-                deliveries.c.status == DeliveryStatus.LEASED.value,
-            )
-            .values(values),
+        update_many(
+            connection,
+            deliveries,
             rows,
+            "id",
+            where={"lease_owner": worker, "status": DeliveryStatus.LEASED.value},
+            decrement=None if counted[shape] else "attempts",
         )
-    connection.execute(
-        update(attempts)
-        .where(attempts.c.id == bindparam("b_id"))
-        .values(
-            finished_at=bindparam("v_finished_at"),
-            outcome=bindparam("v_outcome"),
-            error_kind=bindparam("v_kind"),
-            status_code=bindparam("v_status"),
-            crm_code=bindparam("v_code"),
-            message=bindparam("v_message"),
-        ),
+    update_many(
+        connection,
+        attempts,
         [
             {
-                "b_id": f.attempt_id,
-                "v_finished_at": now,
-                "v_outcome": f.outcome if f.delivery_id in held else "lease_lost",
-                "v_kind": (f.error or {}).get("kind"),
-                "v_status": (f.error or {}).get("status"),
-                "v_code": (f.error or {}).get("code"),
-                "v_message": (f.error or {}).get("message"),
+                "id": f.attempt_id,
+                "finished_at": now,
+                "outcome": f.outcome if f.delivery_id in held else DeliveryOutcome.LEASE_LOST,
+                "error_kind": (f.error or {}).get("kind"),
+                "status_code": (f.error or {}).get("status"),
+                "crm_code": (f.error or {}).get("code"),
+                "message": (f.error or {}).get("message"),
             }
             for f in finishes
         ],
+        "id",
     )
 
 

@@ -17,10 +17,12 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 
 from connector.errors import LeaseLost
+from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.schema import (
     ActionStatus,
+    DeliveryOutcome,
     DeliveryStatus,
     UTCDateTime,
     action_journal,
@@ -113,7 +115,7 @@ class DeliveryStore:
             if chosen:
                 connection.execute(
                     update(d)
-                    .where(d.c.id.in_([c.id for c in chosen]))
+                    .where(one_condition(connection, d.c.id, [c.id for c in chosen]))
                     .values(
                         status=DeliveryStatus.LEASED.value,
                         lease_owner=worker,
@@ -129,17 +131,20 @@ class DeliveryStore:
         if not delivery_ids:
             return 0
         now = utcnow()
+        held = 0
         with self._writes.begin() as connection:
-            result = connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_(delivery_ids),
-                    deliveries.c.lease_owner == worker,
-                    deliveries.c.status == DeliveryStatus.LEASED.value,
+            for condition in among(connection, deliveries.c.id, delivery_ids):
+                result = connection.execute(
+                    update(deliveries)
+                    .where(
+                        condition,
+                        deliveries.c.lease_owner == worker,
+                        deliveries.c.status == DeliveryStatus.LEASED.value,
+                    )
+                    .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
                 )
-                .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
-            )
-            return int(result.rowcount or 0)
+                held += int(result.rowcount or 0)
+        return held
 
     def sweep_expired(self) -> int:
         """Return deliveries whose worker died (lease expired) to due; the journal decides lookups.
@@ -307,7 +312,7 @@ class DeliveryStore:
                 .where(attempts.c.id == attempt_id)
                 .values(
                     finished_at=now,
-                    outcome=outcome if moved else "lease_lost",
+                    outcome=outcome if moved else DeliveryOutcome.LEASE_LOST,
                     error_kind=error.get("kind"),
                     status_code=error.get("status"),
                     crm_code=error.get("code"),

@@ -9,10 +9,12 @@ transactions both try to upgrade; read-only transactions stay deferred and never
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
 from connector.config import StoreSettings
@@ -42,7 +44,37 @@ def make_engine(store: StoreSettings) -> Engine:
     """Create an engine for `store.url`; call it after fork, never share one across processes."""
     if store.url.startswith("sqlite"):
         return _sqlite_engine(store)
-    return create_engine(store.url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(store.url, pool_size=5, max_overflow=5)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled connection unused for longer is pinged before it is handed out; one used more recently is not."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """`pool_pre_ping`, but only for connections idle more than PING_AFTER_IDLE_S.
+
+    Under a backlog a worker checks out a connection a dozen times per batch, milliseconds apart; pinging each
+    time was a round trip per transaction. A connection that worked a second ago and broke since (the server
+    restarted in that second) fails its statement instead: the pool is invalidated and the caller gets the
+    StoreError any outage gives, which it already handles (the worker backs off and retries)."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["connector_idle_since"] = time.monotonic()  # a new connection needs no ping either
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("connector_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool replaces the connection and retries
+            raise DisconnectionError(f"store connection failed its ping: {exc!r}") from exc
 
 
 def _sqlite_engine(store: StoreSettings) -> Engine:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 
+from connector.ledger._among import among
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.liveness import host_key, pid_is_gone
@@ -254,17 +255,14 @@ class SinkStateStore:
                 connection.execute(contact_cache.insert().values(sink=sink, contact_key=contact_key, **values))
 
     def cached_contacts(self, sink: str, contact_keys: list[str], *, max_age_s: float) -> dict[str, tuple[str, str]]:
-        """``cached_contact`` for many numbers in one query per 500 (the batch runner's resolve stage)."""
+        """``cached_contact`` for many numbers in one query (per 500 on SQLite; the batch runner's resolve stage)."""
         cutoff = utcnow() - timedelta(seconds=max_age_s)
         found: dict[str, tuple[str, str]] = {}
-        keys = sorted(set(contact_keys))
         with self._engine.connect() as connection:
-            for start in range(0, len(keys), 500):
+            for condition in among(connection, contact_cache.c.contact_key, set(contact_keys)):
                 rows = connection.execute(
                     select(contact_cache.c.contact_key, contact_cache.c.object, contact_cache.c.crm_id).where(
-                        contact_cache.c.sink == sink,
-                        contact_cache.c.contact_key.in_(keys[start : start + 500]),
-                        contact_cache.c.updated_at >= cutoff,
+                        contact_cache.c.sink == sink, condition, contact_cache.c.updated_at >= cutoff
                     )
                 )
                 found.update({row.contact_key: (row.object, row.crm_id) for row in rows})

@@ -13,10 +13,10 @@ an empty string silently written to a CRM.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from connector.errors import MappingError
@@ -48,24 +48,37 @@ class Where:
 
 @dataclass(frozen=True)
 class CompiledValue:
-    """One mapping value, ready to render against an event's context."""
+    """One mapping value, ready to render against an event's context.
+
+    Rendered straight from the compiled template (`root_render_func`) in a context built from one plain copy of
+    the template's globals taken at compile time: Jinja's own `render` and `TemplateExpression.__call__` copy
+    the context and walk the globals' ChainMap on every call, a third of the planning time under a backlog.
+    """
 
     where: Where
     kind: Literal["literal", "expression", "template"]
     text: Any
-    _compiled: Any = None
+    _template: Template | None = None
+    _globals: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def render(self, context: dict[str, Any]) -> Any:
         """The value for this event; MappingError (with file, line and path) when it cannot be computed."""
         if self.kind == "literal":
             return self.text
+        template = self._template
+        assert template is not None
         try:
+            scope = template.environment.context_class(
+                template.environment, {**self._globals, **context}, template.name, template.blocks, self._globals
+            )
             if self.kind == "expression":
-                result = self._compiled(**context)
+                for _ in template.root_render_func(scope):
+                    pass
+                result = scope.vars["result"]
                 if isinstance(result, Undefined):
                     result._fail_with_undefined_error()
                 return result
-            return self._compiled.render(context)
+            return "".join(template.root_render_func(scope))
         except MappingError:
             raise
         except Exception as exc:  # noqa: BLE001 - any template failure becomes a recorded mapping error
@@ -83,9 +96,11 @@ def compile_value(environment: SandboxedEnvironment, value: Any, where: Where) -
     try:
         single = _SINGLE_EXPRESSION.match(value)
         if single:
-            expression = single.group("expr")
-            return CompiledValue(where, "expression", value, environment.compile_expression(expression, False))
-        return CompiledValue(where, "template", value, environment.from_string(value))
+            # compile_expression's checks and its `result = <expression>` template, rendered like the others.
+            template = environment.compile_expression(single.group("expr"), False)._template
+            return CompiledValue(where, "expression", value, template, dict(template.globals))
+        template = environment.from_string(value)
+        return CompiledValue(where, "template", value, template, dict(template.globals))
     except TemplateSyntaxError as exc:
         raise MappingError(f"{where}: template syntax error: {exc.message}") from None
 

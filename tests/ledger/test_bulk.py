@@ -14,16 +14,7 @@ from connector.ledger._clock import utcnow
 from connector.ledger.bulk import FieldWrite, Finish, Mark
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from tests.support.delivery import ingest
-
-WORKER = "worker-a"
-
-
-def claimed_ids(ledger: Ledger, count: int, *, worker: str = WORKER) -> list[int]:
-    for i in range(count):
-        ingest(ledger, 500 + i, record_phone_number=f"+1202555{1000 + i:04d}")
-    claimed = ledger.deliveries.claim(worker, ["rec"], limit=count, lease_s=60)
-    assert len(claimed) == count
-    return [c.id for c in claimed]
+from tests.support.ledger import WORKER, claimed_ids
 
 
 class Commits:

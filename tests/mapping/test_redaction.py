@@ -231,3 +231,38 @@ def test_known_secrets_never_survive(parts: list[str]) -> None:
     assert "4111 1111 1111 1111" not in out
     assert "123-45-6789" not in out
     assert redact(out) == out
+
+
+def _every_default_rule(text: str) -> str:
+    """The default rules applied one by one, without redact's shortcut for texts they cannot change."""
+    for rule in DEFAULT_RULES:
+        text = rule.apply(text)
+    return text
+
+
+@given(
+    st.one_of(
+        _digitish,
+        st.text(alphabet=st.sampled_from(list("0123456789٠١٢٣٤٥٦٧٨٩ -–x\n")), max_size=60),
+        st.lists(
+            st.sampled_from(["4111 1111 1111 1111", "4222222222222", "123-45-6789", "123 45 6789", "8057", " ", "-"]),
+            max_size=6,
+        ).map("".join),
+    )
+)
+def test_the_shortcut_for_digit_light_text_changes_nothing(text: str) -> None:
+    """redact returns a text without nine digits in one run as is: the rules themselves would keep it too."""
+    assert redact(text) == _every_default_rule(text) == redact(text, list(DEFAULT_RULES))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4222222222222", CARD),  # 13 digits, no separator
+        ("123-45-6789", SSN),  # the shortest secret: nine digits
+        ("١٢٣-٤٥-٦٧٨٩", SSN),  # Arabic-Indic digits, as the SSN rule's \d sees them
+        ("case 8057, call 12 25", "case 8057, call 12 25"),
+    ],
+)
+def test_shortest_secrets_still_redacted_with_the_default_rules(text: str, expected: str) -> None:
+    assert redact(text) == expected == redact(text, DEFAULT_RULES)

@@ -313,3 +313,38 @@ def test_a_refused_batched_search_falls_back_to_one_search_per_number(portal: Hu
         sink.close()
     assert [r.crm_id for r in results] == seeded  # type: ignore[union-attr]
     assert [r.status for r in searches(portal)] == [400, 200, 200, 200]
+
+
+def test_resolve_marks_in_flight_in_one_transaction_and_a_lost_lease_fails_only_its_delivery(tmp_path: Path) -> None:
+    """10 new numbers resolved together: their in-flight marks are one transaction, not one per delivery; the
+    delivery whose lease went to another worker meanwhile gets no CRM call (its contact is not created) and
+    fails alone, the other 9 are delivered."""
+    from sqlalchemy import event, update
+
+    from connector.ledger.schema import deliveries
+
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as portal:
+        add_question_property(portal)
+        settings = engine_settings(portal, tmp_path)
+        with worker_on(settings) as (ledger, worker):
+            for i in range(10):
+                ingest(ledger, 9300 + i, sinks=("hs",), end_reason="no_answer", record_phone_number=new_number(i))
+            claimed = ledger.deliveries.claim(worker.id, ["hs"], limit=50, lease_s=30)
+            stolen = next(c for c in claimed if c.event_id == "9303")
+            with ledger.engine.begin() as connection:
+                connection.execute(update(deliveries).where(deliveries.c.id == stolen.id).values(lease_owner="other"))
+            commits: list[object] = []
+            count = commits.append
+            event.listen(ledger.engine, "commit", count)
+            outcomes = worker._runner.run_many(claimed)
+            event.remove(ledger.engine, "commit", count)
+            states = {c.id: d["status"] for c in claimed for d in ledger.deliveries_for(c.event_id)}
+            attempts = ledger.deliveries.attempts_for(stolen.id)
+        assert Counter(outcomes)["succeeded"] == 9 and len(outcomes) == 10, outcomes
+        assert [i for i, status in states.items() if status != "succeeded"] == [stolen.id]
+        assert attempts[-1]["outcome"] != "succeeded"
+        assert with_number(portal, new_number(3)) == []  # no CRM call for the stolen delivery
+        assert all(len(with_number(portal, new_number(i))) == 1 for i in range(10) if i != 3)
+        assert len(commits) <= 11, len(commits)  # the resolve stage's in-flight marks are one of them (were 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from connector.ledger import Ledger
 from connector.ledger.schema import metadata
+from tests.support.delivery import ingest
 from tests.support.settings import make_settings
 
 
@@ -19,3 +20,15 @@ def empty_store(store_url: str) -> None:
     ledger = Ledger.open(make_settings(store_url).store)
     truncate_all(ledger)
     ledger.dispose()
+
+
+WORKER = "worker-a"
+
+
+def claimed_ids(ledger: Ledger, count: int, *, worker: str = WORKER) -> list[int]:
+    """Ingest `count` events for distinct numbers and claim their deliveries as `worker`."""
+    for i in range(count):
+        ingest(ledger, 500 + i, record_phone_number=f"+1202555{1000 + i:04d}")
+    claimed = ledger.deliveries.claim(worker, ["rec"], limit=count, lease_s=60)
+    assert len(claimed) == count
+    return [c.id for c in claimed]
