@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit
 
 from flask import Request, Response
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from connector.loopback import is_loopback
 
 REALM = "connector dashboard"
 CSRF_FIELD = "csrf_token"
@@ -45,18 +46,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-
-def is_loopback(address: str | None) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything else or unparseable."""
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool((mapped or ip).is_loopback)
 
 
 def remote_refusal(request: Request, allow_remote: bool) -> str | None:

@@ -254,6 +254,19 @@ class SinkAbilities:
 
 
 @dataclass(frozen=True)
+class RecordLink:
+    """A CRM id as the dashboard shows it: its text, where it leads (None: no page to link to), and a title."""
+
+    text: str
+    href: str | None
+    title: str
+
+
+RecordLinker = Callable[[Any, str, str, "str | None"], RecordLink]
+"""``(sink settings, action kind, crm id, journaled object name) -> RecordLink``: a sink type's links to its CRM."""
+
+
+@dataclass(frozen=True)
 class SinkType:
     """What a `connector.sinks` entry point may name: the sink's settings model (``connector.config`` validates
     its section with it), the factory, and optionally its schema inspection. A plain factory function works too
@@ -262,6 +275,8 @@ class SinkType:
     settings_model: type[BaseModel]
     build: SinkFactory
     inspection: SchemaInspection | None = None
+    record_link: RecordLinker | None = None
+    """Where a record this sink wrote can be opened (the dashboard's audit trail); None: ids are shown as text."""
 
     def __call__(self, name: str, settings: Any) -> Sink:
         return self.build(name, settings)

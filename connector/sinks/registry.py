@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from connector.errors import ConfigError, ConfigProblem
-from connector.sinks.base import Sink, SinkAbilities, SinkDeclarationError, SinkFactory
+from connector.sinks.base import RecordLinker, Sink, SinkAbilities, SinkDeclarationError, SinkFactory
 from connector.sinks.settings import PluginSinkSettings
 
 GROUP = "connector.sinks"
@@ -56,6 +56,17 @@ def sink_inspector(sink_type: str) -> Any:
     try:
         return getattr(entry.load(), "inspection", None)
     except Exception:  # noqa: BLE001 - a broken plugin has nothing to inspect (config validation names it)
+        return None
+
+
+def record_linker(sink_type: str) -> RecordLinker | None:
+    """The type's ``record_link`` (links from CRM ids to the CRM), or None when it declares none."""
+    entry = installed_sink_types().get(sink_type)
+    if entry is None:
+        return None
+    try:
+        return getattr(entry.load(), "record_link", None)
+    except Exception:  # noqa: BLE001 - a broken plugin has no links (config validation names it)
         return None
 
 

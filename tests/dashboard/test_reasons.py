@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from connector.dashboard.blueprint import ago, duration
-from connector.dashboard.links import HUBSPOT_APP, crm_link
+from connector.dashboard.links import crm_link
 from connector.dashboard.reasons import delivery_reason, pause_reason, quarantine_reason
+from connector.sinks.hubspot.links import HUBSPOT_APP
 
 
 @pytest.mark.parametrize(
@@ -83,6 +86,34 @@ def test_crm_links() -> None:
     assert crm_link(salesforce, "create_task", "00T8d002", "Task").href == "https://acme.my.salesforce.com/00T8d002"
     assert crm_link(SimpleNamespace(type="http"), "create_task", "x-1", None).href is None
     assert crm_link(None, "create_task", "x-1", None).href is None
+
+
+PLUGIN_WITH_LINKS = """
+from connector.sinks.base import RecordLink, SinkType
+from connector.sinks.http import HttpSink, HttpSinkSettings
+
+
+def link(settings, kind, crm_id, object_name):
+    return RecordLink(crm_id, f"{settings.url}/records/{crm_id}", f"{kind} {crm_id} at Acme")
+
+
+factory = SinkType(settings_model=HttpSinkSettings, build=HttpSink, record_link=link)
+"""
+
+
+def test_a_third_party_sink_type_brings_its_own_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard has no list of CRMs: it asks the sink type (its entry point's ``record_link``)."""
+    (tmp_path / "acme_links.py").write_text(PLUGIN_WITH_LINKS)
+    info = tmp_path / "acme_links-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-links\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[connector.sinks]\nacme-links = acme_links:factory\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        link = crm_link(SimpleNamespace(type="acme-links", url="https://acme.example"), "create_task", "42", None)
+    finally:
+        sys.modules.pop("acme_links", None)
+    assert (link.text, link.href, link.title) == ("42", "https://acme.example/records/42", "create_task 42 at Acme")
 
 
 def test_time_helpers() -> None:

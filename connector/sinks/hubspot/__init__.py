@@ -11,6 +11,7 @@ from typing import Any
 
 from connector.sinks.base import Sink, SinkType
 from connector.sinks.hubspot.inspection import inspection
+from connector.sinks.hubspot.links import record_link
 from connector.sinks.hubspot.settings import HubSpotSinkSettings
 
 
@@ -21,5 +22,5 @@ def _build(name: str, settings: Any) -> Sink:
     return build(name, settings)
 
 
-factory = SinkType(settings_model=HubSpotSinkSettings, build=_build, inspection=inspection)
+factory = SinkType(settings_model=HubSpotSinkSettings, build=_build, inspection=inspection, record_link=record_link)
 """``connector.sinks.hubspot:factory``, the `hubspot` entry point: its settings model, factory and inspection."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from connector.sinks.base import Sink, SinkType
 from connector.sinks.salesforce.inspection import inspection
+from connector.sinks.salesforce.links import record_link
 from connector.sinks.salesforce.settings import SalesforceSinkSettings
 
 
@@ -22,5 +23,5 @@ def _build(name: str, settings: Any) -> Sink:
     return build(name, settings)
 
 
-factory = SinkType(settings_model=SalesforceSinkSettings, build=_build, inspection=inspection)
+factory = SinkType(settings_model=SalesforceSinkSettings, build=_build, inspection=inspection, record_link=record_link)
 """``connector.sinks.salesforce:factory``, the `salesforce` entry point: its settings model, factory, inspection."""
