@@ -186,8 +186,7 @@ def crm_setup(
         report = run_setup(
             name, settings.sinks[name], mappings[name], sorted({*questions, *seen}), dry_run=dry_run, out=out
         )
-        if hasattr(report, "render"):
-            click.echo(report.render(), err=True)
+        click.echo(report.render(), err=True)  # every SetupReport says what it did
         for problem in report.problems:
             click.echo(f"sinks.{name}: {problem.render()}", err=True)
         reports.append(report.to_dict())
