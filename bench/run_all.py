@@ -1,7 +1,8 @@
 """Every benchmark in one command: `python bench/run_all.py [--quick]`.
 
 Runs ingest, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call
-behind a backlog, recovery after kill -9, the single-event path) and memory, one after the other (they would
+behind a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs
+and memory, one after the other (they would
 disturb each other if run together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's
 figures come from the full run.
 """
@@ -28,6 +29,7 @@ def main() -> int:
         ["hubspot_calls.py"],
         ["salesforce_calls.py"],
         ["delivery.py"] + (["--quick"] if args.quick else []),
+        ["delivery.py", "--distinct", "hubspot,salesforce" + ("@500" if args.quick else "")],
         ["memory.py"] + (["--events", "5000", "--deliver", "1000"] if args.quick else ["--deliver", "10000"]),
     ]
     info = machine()
