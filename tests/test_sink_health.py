@@ -6,6 +6,7 @@ and the attempt numbering across a replay."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,14 @@ def _broken(text: str) -> str:
     document = yaml.safe_load(text)
     document["outcomes"][0]["when"] = {"end_reason": "no_such_reason"}
     return yaml.safe_dump(document, sort_keys=False)
+
+
+def _save(path: Path, text: str) -> None:
+    """Replace the file in one step: a running worker's check must not catch it half written (truncated, then
+    filled), which it would rightly report as a second, different breakage."""
+    staged = path.with_suffix(".saving")
+    staged.write_text(text)
+    os.replace(staged, path)
 
 
 @pytest.fixture
@@ -87,7 +96,7 @@ def test_a_mapping_broken_under_a_running_worker_shows_everywhere_once_and_clear
 
         caplog.set_level(logging.INFO, logger="connector.engine.worker")
         good = mapping.read_text()
-        mapping.write_text(_broken(good))
+        _save(mapping, _broken(good))
         _wait(lambda: ledger.sinks.status("rec").mapping_error, "the worker to record the broken mapping")
         worker.stop_requested.wait(0.5)  # ten more checks of the same broken file
         where = f"{mapping}:"
@@ -105,7 +114,7 @@ def test_a_mapping_broken_under_a_running_worker_shows_everywhere_once_and_clear
         assert len(logged) == 1, [r.getMessage() for r in logged]
         assert where in logged[0].getMessage()
 
-        mapping.write_text(good)
+        _save(mapping, good)
         _wait(lambda: not ledger.sinks.status("rec").mapping_error, "the worker to clear the error")
         after = _surfaces(app, ledger, config)
         assert "broken_mapping" not in after["readyz"] and "broken" not in after["status"]
