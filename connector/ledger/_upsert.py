@@ -1,15 +1,18 @@
-"""Many rows upserted in one statement: `INSERT … ON CONFLICT (key) DO UPDATE` from arrays on PostgreSQL.
+"""Many rows upserted in one statement: `INSERT … ON CONFLICT (key) DO UPDATE` from one JSON document on PostgreSQL.
 
 The batch runner upserts a hundred journal rows or contact fields per transaction. Sent as an executemany, that is
-a hundred statements the server runs one by one; on PostgreSQL it is one `INSERT … SELECT * FROM unnest(:a, :b, …)`
-with one array per column, whose text never changes (psycopg prepares it, the server plans it once). SQLite runs
-in the process: there an executemany of the same upsert is already cheap. Statements are built once per table and
-backend and reused.
+a hundred statements the server runs one by one; on PostgreSQL it is one `INSERT … SELECT … FROM
+json_to_recordset(:rows)` whose text never changes (psycopg prepares it, the server plans it once). The rows travel
+as one JSON text because the stdlib encoder writes it in C: the earlier one-array-per-column form spent a sixth of
+the worker's CPU in psycopg's Python array dumper (py-spy, bench/delivery.py pg1). SQLite runs in the process:
+there an executemany of the same upsert is already cheap. Statements are built once per table and backend.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Executable, Table, TextClause, bindparam, text
@@ -36,12 +39,7 @@ def upsert_many(
         connection.execute(statement, list(rows))
         return
     assert isinstance(statement, TextClause)
-    binders = _binders(connection, table, columns)
-    arrays = {
-        name: [bind(row[name]) for row in rows] if bind else [row[name] for row in rows]
-        for name, bind in zip(columns, binders, strict=True)
-    }
-    connection.execute(statement, arrays)
+    connection.execute(statement, {"rows": _json_rows(connection, table, columns, rows)})
 
 
 def _build(
@@ -52,24 +50,40 @@ def _build(
         return statement.on_conflict_do_update(
             index_elements=[table.c[k] for k in key], set_={c: statement.excluded[c] for c in update}
         )
-    arrays = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=connection.dialect)}[])" for name in columns
-    )
     quoted = [connection.dialect.identifier_preparer.quote(name) for name in columns]
     assignments = ", ".join(
         f"{q} = excluded.{q}" for name, q in zip(columns, quoted, strict=True) if name in set(update)
     )
     conflict = ", ".join(connection.dialect.identifier_preparer.quote(k) for k in key)
+    names = ", ".join(quoted)
     return text(
-        f"INSERT INTO {table.name} ({', '.join(quoted)}) SELECT * FROM unnest({arrays}) "
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(connection, table, columns)} "
         f"ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
     )
 
 
-def _binders(connection: Connection, table: Table, columns: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
-    """Each column type's bind processing (e.g. UTCDateTime refusing naive datetimes), applied to the array items
-    since a text statement's parameters bypass it."""
-    return [table.c[name].type._cached_bind_processor(connection.dialect) for name in columns]
+def _recordset(connection: Connection, table: Table, columns: tuple[str, ...]) -> str:
+    """`json_to_recordset(:rows) AS v(col type, …)`: the JSON rows as a relation typed like the table's columns."""
+    quote = connection.dialect.identifier_preparer.quote
+    typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=connection.dialect)}" for c in columns)
+    return f"json_to_recordset(CAST(:rows AS json)) AS v({typed})"
+
+
+def _json_rows(connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one JSON text, each value through its column type's bind processing first (UTCDateTime refuses
+    naive datetimes and converts to UTC), since a text statement's parameters bypass it."""
+    binders = [(name, table.c[name].type._cached_bind_processor(connection.dialect)) for name in columns]
+    bound: list[tuple[str, Callable[[Any], Any]]] = [(name, bind) for name, bind in binders if bind is not None]
+    if bound:
+        rows = [row | {name: bind(row[name]) for name, bind in bound} for row in rows]
+    return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_value(value: object) -> str:
+    """What the stdlib encoder cannot write: timestamps, as ISO 8601 with their offset (PostgreSQL parses that)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot go into a JSON row")
 
 
 def update_many(
@@ -83,7 +97,7 @@ def update_many(
 ) -> int:
     """Set each row's columns on the row of `table` whose `key` column equals the row's `key`; only where the
     `where` columns equal these values, and with `decrement` (a column) lowered by one when given. Rows share their
-    columns. One `UPDATE … FROM unnest(…)` on PostgreSQL, an executemany elsewhere; returns rows changed (-1: unknown).
+    columns. One `UPDATE … FROM json_to_recordset(…)` on PostgreSQL, an executemany elsewhere; returns rows changed (-1: unknown).
     """
     if not rows:
         return 0
@@ -97,12 +111,8 @@ def update_many(
     params = {f"w_{name}": value for name, value in fixed.items()}
     if dialect != "postgresql":
         return int(connection.execute(statement, [{f"b_{k}": v for k, v in r.items()} | params for r in rows]).rowcount)
-    binders = _binders(connection, table, columns)
-    arrays = {
-        f"b_{name}": [bind(row[name]) for row in rows] if bind else [row[name] for row in rows]
-        for name, bind in zip(columns, binders, strict=True)
-    }
-    return int(connection.execute(statement, arrays | params).rowcount)
+    rows_json = _json_rows(connection, table, columns, rows)
+    return int(connection.execute(statement, {"rows": rows_json} | params).rowcount)
 
 
 def _build_update(
@@ -115,13 +125,11 @@ def _build_update(
             values[decrement] = table.c[decrement] - 1
         conditions = [table.c[key] == bindparam(f"b_{key}"), *(table.c[f] == bindparam(f"w_{f}") for f in fixed)]
         return sa_update(table).where(*conditions).values(values)
-    arrays = ", ".join(f"CAST(:b_{c} AS {table.c[c].type.compile(dialect=connection.dialect)}[])" for c in columns)
-    names = ", ".join(quote(c) for c in columns)
     sets = [f"{quote(c)} = v.{quote(c)}" for c in columns if c != key]
     if decrement:
         sets.append(f"{quote(decrement)} = t.{quote(decrement)} - 1")
     conditions = [f"t.{quote(key)} = v.{quote(key)}", *(f"t.{quote(f)} = :w_{f}" for f in fixed)]
     return text(
-        f"UPDATE {table.name} AS t SET {', '.join(sets)} FROM unnest({arrays}) AS v({names}) "
+        f"UPDATE {table.name} AS t SET {', '.join(sets)} FROM {_recordset(connection, table, columns)} "
         f"WHERE {' AND '.join(conditions)}"
     )

@@ -1,9 +1,10 @@
 """connector.ledger._upsert on both backends: new rows inserted, existing keys updated, in one statement on
-PostgreSQL; the columns' own bind rules (aware datetimes only) still apply to the arrays."""
+PostgreSQL; the columns' own bind rules (aware datetimes only) still apply to the JSON rows, and every value
+comes back exactly as written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -51,6 +52,22 @@ def test_inserts_new_keys_and_updates_existing_ones(ledger: Ledger) -> None:
 def test_naive_datetimes_are_refused_as_by_any_ledger_write(ledger: Ledger) -> None:
     with pytest.raises((StatementError, ValueError), match="naive datetime"), ledger.engine.begin() as connection:
         upsert_many(connection, field_state, [row(1, "x", datetime(2025, 1, 2))], KEY, UPDATE)  # noqa: DTZ001
+
+
+def test_values_come_back_exactly_as_written(ledger: Ledger) -> None:
+    """Quotes, backslashes, non-ASCII text, NULL, microseconds and an offset other than UTC survive the JSON trip."""
+    awkward = ['say "no"', "C:\\temp\\", "Zoë — 東京 ☎", "", None, "line\nbreak\ttab"]
+    berlin = timezone(timedelta(hours=1))
+    rows = [
+        row(i, value, datetime(2025, 6, 1, 12, 30, 15, 123456, tzinfo=berlin) + timedelta(days=i))  # type: ignore[arg-type]
+        for i, value in enumerate(awkward)
+    ]
+    with ledger.engine.begin() as connection:
+        upsert_many(connection, field_state, rows, KEY, UPDATE)
+        stored = {r.rank: r for r in connection.execute(select(field_state))}
+    assert [stored[i].value for i in range(len(awkward))] == awkward
+    assert [stored[i].call_time for i in range(len(awkward))] == [r["call_time"] for r in rows]
+    assert stored[0].call_time.tzinfo == UTC and stored[0].call_time.hour == 11
 
 
 def test_nothing_to_write_runs_nothing(ledger: Ledger) -> None:
