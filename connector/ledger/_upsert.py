@@ -71,19 +71,22 @@ def _recordset(connection: Connection, table: Table, columns: tuple[str, ...]) -
 
 def _json_rows(connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> str:
     """The rows as one JSON text, each value through its column type's bind processing first (UTCDateTime refuses
-    naive datetimes and converts to UTC), since a text statement's parameters bypass it."""
+    naive datetimes and converts to UTC), since a text statement's parameters bypass it. A batch's rows mostly
+    share their timestamps (one `now`), so each distinct value is processed once."""
     binders = [(name, table.c[name].type._cached_bind_processor(connection.dialect)) for name in columns]
     bound: list[tuple[str, Callable[[Any], Any]]] = [(name, bind) for name, bind in binders if bind is not None]
     if bound:
-        rows = [row | {name: bind(row[name]) for name, bind in bound} for row in rows]
-    return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
+        done: dict[tuple[str, Any], Any] = {}
 
+        def prepared(name: str, bind: Callable[[Any], Any], value: Any) -> Any:
+            key = (name, value)
+            if key not in done:
+                processed = bind(value)
+                done[key] = processed.isoformat() if isinstance(processed, datetime) else processed
+            return done[key]
 
-def _json_value(value: object) -> str:
-    """What the stdlib encoder cannot write: timestamps, as ISO 8601 with their offset (PostgreSQL parses that)."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot go into a JSON row")
+        rows = [row | {name: prepared(name, bind, row[name]) for name, bind in bound} for row in rows]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
 def update_many(
