@@ -97,10 +97,11 @@ def start_connector(workdir: Path, workers: int, store: Store) -> Server:
     return Server("connector", argv, workdir, dict(os.environ), port)
 
 
-def start_bare(workdir: Path, workers: int, store: Store) -> Server:
-    """bench/bare_app.py on gunicorn with the options `connector serve` passes to its own gunicorn."""
+def start_bare(workdir: Path, workers: int, store: Store, queued: bool = False) -> Server:
+    """bench/bare_app.py on gunicorn with the options `connector serve` passes to its own gunicorn;
+    `queued`: its SQLite commits queue for the write lock like the connector's."""
     port = free_port()
-    env = {**os.environ, bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH}
+    env = {**os.environ, bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH, bare_app.QUEUE_ENV: "1" if queued else ""}
     if store.kind.is_pg:
         bare_app.init_pg(store.pg_conninfo)
         env[bare_app.PG_ENV] = store.pg_conninfo

@@ -9,7 +9,9 @@ on first use (the connector's SQLite engine is a QueuePool; opening a SQLite con
 request would charge the floor with the pragmas and the WAL checkpoint that closing the last
 connection runs, work the connector does not do). On SQLite the connection gets the connector's
 pragmas: WAL, synchronous as configured, busy_timeout 10000, foreign_keys on, autocommit with an
-explicit BEGIN IMMEDIATE. On PostgreSQL: INSERT then COMMIT, with the server's default
+explicit BEGIN IMMEDIATE. With BENCH_BARE_QUEUE=1 its SQLite commits also queue for the write lock
+the way the connector's receivers do (connector.ledger.write_queue), to show what that queue alone
+is worth (`python bench/ingest.py --bare-queue`). On PostgreSQL: INSERT then COMMIT, with the server's default
 synchronous_commit, as the connector does.
 
     BENCH_BARE_DB=/tmp/bare.db BENCH_BARE_TOKEN=secret gunicorn -w 5 'bare_app:create_app()'
@@ -25,11 +27,14 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from connector.ledger.write_queue import WriteQueue
+
 DB_ENV = "BENCH_BARE_DB"
 PG_ENV = "BENCH_BARE_PG"
 SYNCHRONOUS_ENV = "BENCH_BARE_SYNCHRONOUS"
 TOKEN_ENV = "BENCH_BARE_TOKEN"
 PATH_ENV = "BENCH_BARE_PATH"
+QUEUE_ENV = "BENCH_BARE_QUEUE"
 DEFAULT_PATH = "/webhooks/2x/post-call"
 BUSY_TIMEOUT_MS = 10_000
 SCHEMA = "CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, body BLOB NOT NULL)"
@@ -69,11 +74,19 @@ def init_pg(conninfo: str) -> None:
 class _SqliteStore:
     """One connection per worker process, opened lazily (after gunicorn forks)."""
 
-    def __init__(self, db_path: str, synchronous: str) -> None:
+    def __init__(self, db_path: str, synchronous: str, queued: bool) -> None:
         self._path, self._synchronous = db_path, synchronous
         self._connection: sqlite3.Connection | None = None
+        self._queue = WriteQueue(db_path) if queued else None
 
     def insert(self, body: bytes) -> None:
+        if self._queue is None:
+            self._insert(body)
+            return
+        with self._queue.turn():
+            self._insert(body)
+
+    def _insert(self, body: bytes) -> None:
         if self._connection is None:
             self._connection = connect(self._path, self._synchronous)
         connection = self._connection
@@ -112,7 +125,7 @@ def create_app() -> Flask:
     else:
         db_path = os.environ[DB_ENV]
         init_db(db_path)
-        store = _SqliteStore(db_path, os.environ.get(SYNCHRONOUS_ENV, "FULL"))
+        store = _SqliteStore(db_path, os.environ.get(SYNCHRONOUS_ENV, "FULL"), os.environ.get(QUEUE_ENV) == "1")
     app = Flask("bare")
 
     @app.post(os.environ.get(PATH_ENV, DEFAULT_PATH))

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connector.ledger._errors import guard_public_methods, translating
 from connector.ledger.schema import deliveries, events
+from connector.ledger.write_queue import WriteQueue, queue_for
 
 
 class _Insert:
@@ -60,6 +61,7 @@ class EventWriter:
         self._engine = engine
         self._dialect = engine.dialect
         self._immediate = engine.dialect.name == "sqlite"
+        self._queue: WriteQueue | None = queue_for(engine.url.database) if self._immediate else None
         self._event = _Insert(events, event_columns, engine)
         self._delivery = _Insert(deliveries, delivery_columns, engine)
 
@@ -68,10 +70,21 @@ class EventWriter:
         with translating("store the event"):
             self._write(event_row, delivery_rows)
 
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+
     def _write(self, event_row: dict[str, Any], delivery_rows: list[dict[str, Any]]) -> None:
         # Values are prepared before the transaction: on SQLite nothing but the inserts runs under the write lock.
         event_values = self._event.parameters(event_row)
         delivery_values = [self._delivery.parameters(row) for row in delivery_rows]
+        if self._queue is None:
+            self._commit(event_values, delivery_values)
+            return
+        with self._queue.turn():  # SQLite: wait in the kernel's queue, not in SQLite's sleeping busy handler
+            self._commit(event_values, delivery_values)
+
+    def _commit(self, event_values: Any, delivery_values: list[Any]) -> None:
         connection: Any = None
         cursor: Any = None
         statement: str | None = None

@@ -150,6 +150,7 @@ class Ledger:
             return  # another process inserted the same name meanwhile: the store took a write
 
     def dispose(self) -> None:
+        self._events.close()
         self.engine.dispose()
 
     # -- receiving ---------------------------------------------------------------------------

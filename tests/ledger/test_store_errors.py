@@ -121,7 +121,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
 }
 """Arguments for each public callable that touches the database (the engine or store comes first)."""
 
-NO_DATABASE = {"Ledger.dispose", "migrate.head_revision"}
+NO_DATABASE = {"Ledger.dispose", "EventWriter.close", "migrate.head_revision"}
 """Public callables that never reach the database."""
 
 CLASSES = (Ledger, DeliveryStore, SinkStateStore, BulkStore, EventWriter)
