@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import os
 import sqlite3
+from contextlib import nullcontext
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -80,10 +81,7 @@ class _SqliteStore:
         self._queue = WriteQueue(db_path) if queued else None
 
     def insert(self, body: bytes) -> None:
-        if self._queue is None:
-            self._insert(body)
-            return
-        with self._queue.turn():
+        with self._queue.turn() if self._queue is not None else nullcontext():
             self._insert(body)
 
     def _insert(self, body: bytes) -> None:

@@ -19,6 +19,7 @@ wrapped into SQLAlchemy's exception classes (`IntegrityError` for a taken id, `D
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, Table
@@ -78,10 +79,8 @@ class EventWriter:
         # Values are prepared before the transaction: on SQLite nothing but the inserts runs under the write lock.
         event_values = self._event.parameters(event_row)
         delivery_values = [self._delivery.parameters(row) for row in delivery_rows]
-        if self._queue is None:
-            self._commit(event_values, delivery_values)
-            return
-        with self._queue.turn():  # SQLite: wait in the kernel's queue, not in SQLite's sleeping busy handler
+        # SQLite: wait in the kernel's queue, not in SQLite's sleeping busy handler
+        with self._queue.turn() if self._queue is not None else nullcontext():
             self._commit(event_values, delivery_values)
 
     def _commit(self, event_values: Any, delivery_values: list[Any]) -> None:

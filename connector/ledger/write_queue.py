@@ -4,10 +4,10 @@ Why: SQLite has one writer at a time, and a connection that finds the write lock
 busy handler, which *sleeps* 1, 2, 5, 10, 15, 20, 25 … ms between tries (sqliteDefaultBusyCallback in
 SQLite's main.c). A receiver's commit holds the lock for well under a millisecond, so under a burst
 each webhook that collides sleeps past the moment the lock came free, and the CPU idles while
-requests queue: `python bench/ingest.py --stores full` answered 939–1,031 req/s with a closed-loop
-p50 of 13–15 ms. Taking an exclusive `flock` on a file beside the database first makes the kernel
-queue the receivers and wake the next one as soon as the previous commit ends (1,271–1,353 req/s
-in the same runs).
+requests queue (`python bench/ingest.py --stores full` shows it; the README quotes the figures).
+Taking an exclusive `flock` on a file beside the database first makes the kernel queue the receivers
+and wake the next one as soon as the previous commit ends. (filelock, which guards migrations, polls
+a non-blocking lock between sleeps: the very wait this avoids.)
 
 The queue only orders; SQLite's lock still guards the data, so nothing depends on it for
 correctness: a writer that does not use it (the delivery worker, the dashboard) is settled by
@@ -24,7 +24,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 SUFFIX = ".write.lock"
@@ -35,7 +35,8 @@ _QUEUES: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """A child starts with one thread: locks a parent's thread held at the fork would never be released."""
     for queue in list(_QUEUES):
-        queue._forget_parent()
+        queue._close()  # the child's copy of the descriptor; the parent's keeps its own lock state
+        queue._thread_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -46,7 +47,7 @@ class WriteQueue:
 
     def __init__(self, database: str | os.PathLike[str]) -> None:
         self.path = Path(f"{os.fspath(database)}{SUFFIX}")
-        self._pid: int | None = None
+        self._opened = False
         self._fd: int | None = None
         self._thread_lock = threading.Lock()
         _QUEUES.add(self)
@@ -66,24 +67,15 @@ class WriteQueue:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _descriptor(self) -> int | None:
-        """This process's own open file: one inherited through fork would share its lock with the parent's."""
-        pid = os.getpid()  # called under the thread lock
-        if self._pid != pid:
+        """This process's own open file (opened on first use, and again after a fork: a descriptor inherited
+        through fork would share its lock with the parent's). Called under the thread lock."""
+        if not self._opened:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 self._fd = None  # e.g. a read-only directory: SQLite will say what is wrong on the write
-            self._pid = pid
+            self._opened = True
         return self._fd
-
-    def _forget_parent(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)  # the child's copy; the parent's stays open and keeps its own lock state
-            except OSError:
-                pass
-        self._fd, self._pid = None, None
-        self._thread_lock = threading.Lock()
 
     def close(self) -> None:
         with self._thread_lock:
@@ -93,12 +85,10 @@ class WriteQueue:
         self._close()
 
     def _close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            try:
+        if self._fd is not None:
+            with suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
-        self._fd, self._pid = None, None
+        self._fd, self._opened = None, False
 
 
 def queue_for(database: str | None) -> WriteQueue | None:
