@@ -1,9 +1,10 @@
 """Every benchmark in one command: `python bench/run_all.py [--quick]`.
 
-Runs ingest, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call
-behind a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs
-and memory, one after the other (they would disturb each other if run together), and prints each one's own
-table. `--quick` shortens the long ones for a smoke run; the README's figures come from the full run.
+Runs ingest, a receiver commit's latency, HubSpot and Salesforce calls per event, delivery (batched backlogs,
+HubSpot's limit, do-not-call behind a backlog, recovery after kill -9, the single-event path), the
+distinct-contact backlog on both CRMs and memory, one after the other (they would disturb each other if run
+together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's
+figures come from the full run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = [
         ["ingest.py"] + (["--duration", "4"] if args.quick else []),
+        ["commit_latency.py"] + (["--events", "1500"] if args.quick else []),
         ["hubspot_calls.py"],
         ["salesforce_calls.py"],
         ["delivery.py"] + (["--quick"] if args.quick else []),

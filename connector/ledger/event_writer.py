@@ -26,6 +26,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
 from connector.ledger._errors import guard_public_methods, translating
+from connector.ledger.checkpointer import BACKSTOP_FRAMES, Checkpointer
 from connector.ledger.schema import deliveries, events
 from connector.ledger.write_queue import WriteQueue, queue_for
 
@@ -63,6 +64,7 @@ class EventWriter:
         self._dialect = engine.dialect
         self._immediate = engine.dialect.name == "sqlite"
         self._queue: WriteQueue | None = queue_for(engine.url.database) if self._immediate else None
+        self.checkpointer = Checkpointer(engine, self._queue) if self._queue is not None else None
         self._event = _Insert(events, event_columns, engine)
         self._delivery = _Insert(deliveries, delivery_columns, engine)
 
@@ -72,6 +74,8 @@ class EventWriter:
             self._write(event_row, delivery_rows)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         if self._queue is not None:
             self._queue.close()
 
@@ -82,6 +86,8 @@ class EventWriter:
         # SQLite: wait in the kernel's queue, not in SQLite's sleeping busy handler
         with self._queue.turn() if self._queue is not None else nullcontext():
             self._commit(event_values, delivery_values)
+        if self.checkpointer is not None:
+            self.checkpointer.committed()  # the WAL is copied back from a thread, never inside this commit
 
     def _commit(self, event_values: Any, delivery_values: list[Any]) -> None:
         connection: Any = None
@@ -90,6 +96,10 @@ class EventWriter:
         try:
             connection = self._engine.raw_connection()  # from the pool (pre-ping included), like engine.begin()
             cursor = connection.cursor()
+            if self.checkpointer is not None and not connection.info.get(_CHECKPOINTS_DEFERRED):
+                # per connection, once: its commits no longer checkpoint (the checkpointer does), short of the backstop
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_FRAMES}")
+                connection.info[_CHECKPOINTS_DEFERRED] = True
             if self._immediate:
                 statement = "BEGIN IMMEDIATE"  # take the write lock up front (see connector.ledger.engine)
                 cursor.execute(statement)
@@ -131,6 +141,10 @@ class EventWriter:
         return DBAPIError.instance(
             statement, None, exc, dbapi_error, hide_parameters=True, connection_invalidated=disconnect, dialect=dialect
         )
+
+
+_CHECKPOINTS_DEFERRED = "connector_checkpoints_deferred"
+"""Connection info key: this pooled SQLite connection leaves checkpoints to the checkpointer."""
 
 
 def _quietly(action: Callable[[], Any]) -> None:
