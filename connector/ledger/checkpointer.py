@@ -8,12 +8,12 @@ it waited as well: 13.5 ms at synchronous=NORMAL and 3.5 ms at FULL, against 0.4
 ordinary commit (measured in process on a 2-core AMD EPYC host). One webhook in 90 is the p99.
 
 How: the receivers' connections keep automatic checkpoints only as a backstop, far out
-(`BACKSTOP_FRAMES`). After each commit the event writer wakes this thread, which at most every
-`INTERVAL_S` runs a PASSIVE checkpoint: it copies what it can without waiting for readers or writers,
-and the writers go on meanwhile. Once the WAL holds `THRESHOLD_FRAMES` (SQLite's own default) it runs
-a second PASSIVE checkpoint inside a write-queue turn: with the receivers held, it only has the few
-pages committed during the first pass to copy, and it leaves the WAL fully copied, which is when
-SQLite lets the next commit start the WAL over from its beginning. Checkpoints that always trail the
+(`BACKSTOP_FRAMES`). After each commit the event writer wakes this thread, which runs a PASSIVE
+checkpoint: it copies what it can without waiting for readers or writers, and the writers go on
+meanwhile; then it rests `INTERVAL_S`. Once the WAL holds `THRESHOLD_FRAMES` (SQLite's own default)
+it catches up with a few more passes, then runs a last one inside a write-queue turn: with the
+receivers held, it only has the few pages committed during the pass before to copy, and it leaves
+the WAL fully copied, which is when SQLite lets the next commit start the WAL over from its beginning. Checkpoints that always trail the
 writers would never let it, and the WAL would grow for as long as webhooks keep coming.
 
 The data never depends on this thread: a checkpoint moves committed pages, it decides nothing, and
