@@ -36,6 +36,8 @@ class Recorder:
     rate_limit: int | None = None
     rate_window_s: float = 10.0
     slow_s: float = 0.0
+    slow_requests: int | None = None
+    """How many requests `slow_s` delays, from the next one on (None: every request)."""
     writes: list[Write] = field(default_factory=list)
     rejected_429: int = 0
     request_times: list[float] = field(default_factory=list)
@@ -96,8 +98,11 @@ class Recorder:
                     return _json(429, {"message": "rate limit"}, {"Retry-After": "1"})
                 self._window.append(now)
             self.request_times.append(now)
-        if self.slow_s:
-            time.sleep(self.slow_s)
+            delay = self.slow_s if self.slow_requests is None or self.slow_requests > 0 else 0.0
+            if delay and self.slow_requests is not None:
+                self.slow_requests -= 1
+        if delay:
+            time.sleep(delay)
         if request.path == "/health":
             return _json(200, {"status": "ok"})
         if request.method == "GET" and request.path.startswith("/actions/"):
