@@ -91,8 +91,10 @@ def test_three_workers_on_postgresql_share_one_rate_budget(
     tmp_path: Path, pg_server_url: str, recorder: Recorder
 ) -> None:
     ledger = fresh_ledger(pg_server_url)
-    ids = ingest_many(ledger, 2000, start=100_000)
-    budget = 400  # requests per second, for all workers together
+    ids = ingest_many(ledger, 200, start=100_000)
+    # requests per second for all workers together: well below what three workers do unchecked (55-400 req/s
+    # on the hosts seen), so the shared budget is what sets the pace, and the test fails if it does not
+    budget = 20
     recorder.rate_limit, recorder.rate_window_s = budget, 1.0
     config = write_config(tmp_path, pg_server_url, recorder, rate_limit={"requests": budget, "window_s": 1.0})
     workers = [start_worker(config) for _ in range(3)]
@@ -108,7 +110,8 @@ def test_three_workers_on_postgresql_share_one_rate_budget(
     assert recorder.max_in_any_window() <= budget
     assert recorder.rejected_429 == 0
     used = len(recorder.request_times) / elapsed
-    assert used <= budget  # and the report below shows how close to it they ran
+    assert used <= budget
+    assert used >= budget / 2  # the budget bound them (start-up included): the test measured something
     print(
         f"3 workers: {len(ids)} events, {len(recorder.request_times)} requests in {elapsed:.1f} s "
         f"= {used:.0f} req/s of a {budget} req/s budget"
