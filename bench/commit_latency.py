@@ -2,9 +2,9 @@
 
 Records events through the ledger's own write path (`Ledger.record_event`, as the receiver calls it) on a
 fresh SQLite file, back to back in one process, and prints the wall time per commit: p50, p99, p99.9, max,
-how many took over 3 ms, and the WAL file's largest size (it never shrinks while open). `--inline-checkpoints` restores SQLite's
-default (each connection checkpoints inside the commit that takes the WAL past 1,000 pages, no
-checkpointer thread) to show what `connector/ledger/checkpointer.py` changed.
+how many took over 3 ms, and the WAL file's largest size (it never shrinks while open).
+`--inline-checkpoints` restores SQLite's default (each connection checkpoints inside the commit that takes
+the WAL past 1,000 pages, no checkpointer thread) to show what `connector/ledger/checkpointer.py` changed.
 
     python bench/commit_latency.py [--events 4000] [--synchronous NORMAL|FULL] [--inline-checkpoints] [--dir DIR]
 """

@@ -13,8 +13,9 @@ checkpoint: it copies what it can without waiting for readers or writers, and th
 meanwhile; then it rests `INTERVAL_S`. Once the WAL holds `THRESHOLD_FRAMES` (SQLite's own default)
 it catches up with a few more passes, then runs a last one inside a write-queue turn: with the
 receivers held, it only has the few pages committed during the pass before to copy, and it leaves
-the WAL fully copied, which is when SQLite lets the next commit start the WAL over from its beginning. Checkpoints that always trail the
-writers would never let it, and the WAL would grow for as long as webhooks keep coming.
+the WAL fully copied, which is when SQLite lets the next commit start the WAL over from its beginning.
+Checkpoints that always trail the writers would never let it, and the WAL would grow for as long as
+webhooks keep coming.
 
 The data never depends on this thread: a checkpoint moves committed pages, it decides nothing, and
 SQLite makes one that is cut short (the process killed) harmless. If the thread stalls or fails, the
@@ -137,14 +138,9 @@ class Checkpointer:
 
     def _passive(self) -> int:
         """PASSIVE: copy what no reader still needs, wait for nobody. Returns the WAL's length in pages."""
-        connection = self._engine.raw_connection()
+        connection = self._engine.raw_connection()  # the DBAPI connection: no BEGIN around the pragma
         try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+            _busy, log_frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             connection.close()
-        return int(row[1]) if row is not None and row[1] is not None and row[1] >= 0 else 0
+        return max(int(log_frames), 0)  # -1 when the database is not in WAL mode
