@@ -7,7 +7,8 @@ transactions; reads end in a rollback and are not counted. The count goes to COU
 (written to a temporary file and renamed, so a reader never sees half a number).
 
 With `BENCH_PROFILE=DIR` in the environment the worker runs under cProfile and writes `DIR/worker-<pid>.prof` at
-exit (`python -m pstats` or snakeviz to read it): where a worker's time goes on a backlog.
+exit (`python -m pstats` or snakeviz to read it): where a worker's time goes on a backlog. With `BENCH_STAGES=DIR`
+it writes `DIR/stages-<pid>.json` instead, the CPU time of each stage (bench/_stage_times.py prints them).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main() -> None:
     threading.Thread(target=_every, args=(path, stop), daemon=True).start()
     from connector.cli import main as connector_main
 
+    stages_dir = os.environ.get("BENCH_STAGES")
+    if stages_dir:
+        import _stage_times
+
+        _stage_times.install()
     profile_dir = os.environ.get("BENCH_PROFILE")
     profiler = cProfile.Profile() if profile_dir else None
     try:
@@ -61,6 +67,8 @@ def main() -> None:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(Path(profile_dir or ".") / f"worker-{os.getpid()}.prof"))
+        if stages_dir:
+            _stage_times.dump(Path(stages_dir) / f"stages-{os.getpid()}.json")
         stop.set()
         _dump(path)
 

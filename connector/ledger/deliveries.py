@@ -1,9 +1,8 @@
 """Delivery moves, each one transaction: claim, renew, journal an action, finish, sweep, requeue.
 
-Claims are serialized (PostgreSQL: a transaction-scoped advisory lock plus `FOR UPDATE SKIP
-LOCKED`; SQLite: `BEGIN IMMEDIATE`), which makes one rule cheap to keep exactly: at most one
-delivery per (sink, contact) is leased at any time, so two workers never race to create the same
-new contact. Precedence rules (connector.precedence) make the order of a contact's calls
+Claims are serialized (PostgreSQL: a transaction-scoped advisory lock; SQLite: `BEGIN IMMEDIATE`),
+which makes one rule cheap to keep exactly: at most one delivery per (sink, contact) is leased at
+any time, so two workers never race to create the same new contact. Precedence rules (connector.precedence) make the order of a contact's calls
 irrelevant to its final state, so claims need not wait for older calls of the same contact.
 """
 
@@ -14,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy import Engine, Select, and_, func, or_, select, text, union_all, update
 
 from connector.errors import LeaseLost
 from connector.ledger._among import among, one_condition
 from connector.ledger._clock import utcnow
 from connector.ledger._errors import guard_public_methods
 from connector.ledger.schema import (
+    DUE_CONDITION,
+    DUE_STATUSES,
     ActionStatus,
     DeliveryOutcome,
     DeliveryStatus,
@@ -32,7 +33,9 @@ from connector.ledger.schema import (
 )
 
 _CLAIM_LOCK_KEY = 0x2C0_C1A1
-_DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
+_DUE = DUE_STATUSES
+_DUE_SQL = text(DUE_CONDITION)
+"""Due, as the queue index's literal predicate (connector.ledger.schema.DUE_CONDITION)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,23 @@ class Claimed:
     plan: str | None
     contact_key: str | None
     call_time: datetime
+
+
+def _queue_heads(sinks: list[str], now: datetime, count: int) -> Select[Any]:
+    """The first `count` due deliveries of these sinks in claim order: each sink's head read in order from the queue
+    index (ix_deliveries_queue), then merged; asked as one `sink IN (…)`, PostgreSQL would sort every due row."""
+    d = deliveries
+    heads = [
+        select(d.c.id, d.c.sink, d.c.contact_key, d.c.priority, d.c.due_at)
+        .where(_DUE_SQL, d.c.sink == sink, d.c.due_at <= now)
+        .order_by(d.c.priority, d.c.due_at, d.c.id)
+        .limit(count)
+        for sink in sorted(set(sinks))
+    ]
+    if len(heads) == 1:
+        return heads[0]
+    merged = union_all(*(select(head.subquery()) for head in heads)).subquery()
+    return select(merged).order_by(merged.c.priority, merged.c.due_at, merged.c.id).limit(count)
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,11 @@ class DeliveryStore:
     # -- claiming ---------------------------------------------------------------------------
 
     def claim(self, worker: str, sinks: list[str], *, limit: int, lease_s: float) -> list[Claimed]:
-        """Lease up to `limit` due deliveries of `sinks`, do-not-call first, one per contact."""
+        """Lease up to `limit` due deliveries of `sinks`, do-not-call first, one per contact.
+
+        The candidates are read in claim order from the queue index (a few hundred entries per sink, not the
+        backlog). Then only the chosen rows are leased, by an UPDATE that checks again that each is still due: a
+        row another transaction moved meanwhile (a release, a hold) is not leased, and RETURNING says which were."""
         if not sinks or limit <= 0:
             return []
         now = utcnow()
@@ -85,46 +109,36 @@ class DeliveryStore:
                 )
             ).all()
             busy = {(r.sink, r.contact_key) for r in busy_rows}
-            query = (
-                select(d.c.id, d.c.event_id, d.c.sink, d.c.attempts, d.c.plan, d.c.contact_key, d.c.call_time)
-                .where(d.c.status.in_(_DUE), d.c.due_at <= now, d.c.sink.in_(sinks))
-                .order_by(d.c.priority, d.c.due_at, d.c.id)
-                .limit(limit * 4 + len(busy))
-            )
-            if connection.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            chosen: list[Claimed] = []
-            for row in connection.execute(query):
+            candidates = connection.execute(_queue_heads(sinks, now, limit * 4 + len(busy))).all()
+            order: dict[int, int] = {}
+            for row in candidates:
                 key = (row.sink, row.contact_key)
                 if row.contact_key is not None and key in busy:
                     continue
                 busy.add(key)
-                chosen.append(
-                    Claimed(
-                        row.id,
-                        row.event_id,
-                        row.sink,
-                        row.attempts + 1,
-                        row.plan,
-                        row.contact_key,
-                        row.call_time or now,
-                    )
-                )
-                if len(chosen) == limit:
+                order[int(row.id)] = len(order)
+                if len(order) == limit:
                     break
-            if chosen:
-                connection.execute(
-                    update(d)
-                    .where(one_condition(connection, d.c.id, [c.id for c in chosen]))
-                    .values(
-                        status=DeliveryStatus.LEASED.value,
-                        lease_owner=worker,
-                        lease_until=now + timedelta(seconds=lease_s),
-                        attempts=d.c.attempts + 1,
-                        updated_at=now,
-                    )
-                )
-        return chosen
+            if not order:
+                return []
+            leased = update(d).where(one_condition(connection, d.c.id, list(order)), _DUE_SQL, d.c.due_at <= now)
+            leased = leased.values(
+                status=DeliveryStatus.LEASED.value,
+                lease_owner=worker,
+                lease_until=now + timedelta(seconds=lease_s),
+                attempts=d.c.attempts + 1,
+                updated_at=now,
+            )
+            claimed_columns = (d.c.id, d.c.event_id, d.c.sink, d.c.attempts, d.c.plan, d.c.contact_key, d.c.call_time)
+            if connection.dialect.update_returning:
+                rows = connection.execute(leased.returning(*claimed_columns)).all()
+            else:  # SQLite before 3.35: BEGIN IMMEDIATE already kept every other writer out since the read
+                connection.execute(leased)
+                rows = connection.execute(select(*claimed_columns).where(d.c.id.in_(list(order)))).all()
+        chosen = [
+            Claimed(r.id, r.event_id, r.sink, r.attempts, r.plan, r.contact_key, r.call_time or now) for r in rows
+        ]
+        return sorted(chosen, key=lambda c: order[c.id])
 
     def renew(self, worker: str, delivery_ids: list[int], *, lease_s: float) -> int:
         """Extend the leases this worker still holds; returns how many it still holds."""

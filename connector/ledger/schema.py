@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -78,6 +79,13 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
     HELD = "held"
     """The mapping asked for a human review; replay releases it."""
+
+
+DUE_STATUSES = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
+"""Deliveries a worker may claim (once due_at has passed)."""
+DUE_CONDITION = "status IN ('pending', 'retry_scheduled')"
+"""DUE_STATUSES as literal SQL: the queue index's predicate, which a query must name as is for the planner to use
+that partial index (neither PostgreSQL's generic plans nor SQLite can match bound parameters against it)."""
 
 
 class DeliveryOutcome(StrEnum):
@@ -169,6 +177,16 @@ deliveries = Table(
     UniqueConstraint("event_id", "sink", name="uq_deliveries_event_sink"),
     Index("ix_deliveries_due", "status", "priority", "due_at"),
     Index("ix_deliveries_contact", "sink", "contact_key", "status"),
+    # Each sink's queue in claim order, due rows only (migration 0010); a claim names the same literal condition.
+    Index(
+        "ix_deliveries_queue",
+        "sink",
+        "priority",
+        "due_at",
+        "id",
+        postgresql_where=text(DUE_CONDITION),
+        sqlite_where=text(DUE_CONDITION),
+    ),
 )
 
 action_journal = Table(
