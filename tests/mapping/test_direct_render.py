@@ -18,7 +18,7 @@ from connector.mapping.loader import LoadedMapping, load_mapping
 from connector.mapping.planner import plan_event
 from connector.mapping.templates import CompiledValue, Where, compile_value, make_environment
 from connector.payload import parse_webhook
-from tests.mapping.test_planning_properties import call_times, payloads
+from tests.support.payload_strategies import call_times, payloads
 
 MAPPINGS = {crm: load_mapping(default_mapping_path(crm)) for crm in ("hubspot", "salesforce")}
 WHERE = Where("test.yaml", "activity.properties.x", 7)
