@@ -2,8 +2,9 @@
 
 Claims are serialized (PostgreSQL: a transaction-scoped advisory lock; SQLite: `BEGIN IMMEDIATE`),
 which makes one rule cheap to keep exactly: at most one delivery per (sink, contact) is leased at
-any time, so two workers never race to create the same new contact. Precedence rules (connector.precedence) make the order of a contact's calls
-irrelevant to its final state, so claims need not wait for older calls of the same contact.
+any time, so two workers never race to create the same new contact. Precedence rules
+(connector.precedence) make the order of a contact's calls irrelevant to its final state, so claims
+need not wait for older calls of the same contact.
 """
 
 from __future__ import annotations
