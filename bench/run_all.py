@@ -27,6 +27,7 @@ def main() -> int:
     runs = [
         ["ingest.py"] + (["--duration", "4"] if args.quick else []),
         ["commit_latency.py"] + (["--events", "1500"] if args.quick else []),
+        ["pg_commit.py"] + (["--blocks", "6"] if args.quick else []),
         ["hubspot_calls.py"],
         ["salesforce_calls.py"],
         ["delivery.py"] + (["--quick"] if args.quick else []),

@@ -145,3 +145,59 @@ def test_a_value_postgresql_refuses_is_a_data_error_and_nothing_is_stored(store_
         )
     assert opened.get_event("too-long-sink") is None
     opened.dispose()
+
+
+@pytest.mark.parametrize("sinks", [0, 1, 3])
+def test_postgresql_commits_an_event_and_its_deliveries_in_one_statement(
+    ledger: Ledger, store_url: str, sinks: int
+) -> None:
+    """On PostgreSQL the event's INSERT rides in a WITH clause of its deliveries' INSERT, in autocommit: one round
+    trip. The pooled connection goes back in its usual mode after a success and after a failure (a taken id), or
+    every later `engine.begin()` on it would commit statement by statement."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite commits in process: there is no round trip to save")
+    executed: list[str] = []
+    real = ledger.engine.raw_connection
+
+    def recording() -> Any:
+        connection = real()
+        cursor_factory = connection.cursor
+
+        def cursor(*args: Any, **kwargs: Any) -> Any:
+            return _TracedCursor(cursor_factory(*args, **kwargs), executed)
+
+        connection.cursor = cursor
+        return connection
+
+    now = datetime.now(UTC)
+    rows = [_new_delivery("one", f"sink{i}", 10, now, None) for i in range(sinks)]
+    ledger.engine.raw_connection = recording  # type: ignore[method-assign]
+    try:
+        ledger._events.write(_event_row("one", now), rows)
+        with pytest.raises(sa.exc.IntegrityError):
+            ledger._events.write(_event_row("one", now), rows)
+    finally:
+        del ledger.engine.raw_connection
+    assert len(executed) == 2 and all(s.startswith("WITH" if sinks else "INSERT INTO events") for s in executed)
+    assert len(ledger.deliveries_for("one")) == sinks
+    for _ in range(3):  # every pooled connection
+        with ledger.engine.connect() as connection:
+            assert connection.connection.dbapi_connection.autocommit is False
+
+
+class _TracedCursor:
+    """A DBAPI cursor that records the statements it runs (psycopg's own cursor takes no new attributes)."""
+
+    def __init__(self, inner: Any, executed: list[str]) -> None:
+        self._inner, self._executed = inner, executed
+
+    def execute(self, statement: str, *args: Any, **kwargs: Any) -> Any:
+        self._executed.append(statement)
+        return self._inner.execute(statement, *args, **kwargs)
+
+    def executemany(self, statement: str, *args: Any, **kwargs: Any) -> Any:
+        self._executed.append(statement)
+        return self._inner.executemany(statement, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
