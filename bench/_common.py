@@ -37,3 +37,22 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "command": shlex.join([sys.executable, *sys.argv]),
     }
+
+
+def database_cpu_s(database: str | None) -> float | None:
+    """CPU seconds used so far by this host's PostgreSQL backends serving `database` (their process title names
+    it); None without one or without /proc. Backends that ended are not counted: the workers' pools keep theirs."""
+    if database is None or not Path("/proc").is_dir():
+        return None
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if database not in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total

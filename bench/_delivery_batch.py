@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import note
+from _common import database_cpu_s, note
 from _delivery_post import phone, post
 from _delivery_procs import BENCH_DIR, HOST, WEBHOOK_PATH, Procs, free_port, migrate, pg_create, pg_drop, wait_http
 from sqlalchemy import text
@@ -41,7 +41,7 @@ from connector.emulators.hubspot.schema import OBJECT_TYPES
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.ledger import Ledger
 from connector.ledger.schema import contact_cache, deliveries, events
-from connector.ledger.store import DEFAULT_PRIORITY, _new_delivery, sha256_hex
+from connector.ledger.store import DEFAULT_PRIORITY, _new_delivery, _new_event
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
@@ -218,19 +218,7 @@ class HubSpotRun:
                 )
                 event = parse_webhook(document)
                 body = json.dumps(document).encode()
-                event_rows.append(
-                    {
-                        "event_id": event.id,
-                        "received_at": now,
-                        "body": body,
-                        "body_sha256": sha256_hex(body),
-                        "content_hash": content_hash(document),
-                        "content_type": "application/json",
-                        "normalized": event.model_dump_json(),
-                        "end_reason": event.call.end_reason.value,
-                        "contact_key": event.contact_key,
-                    }
-                )
+                event_rows.append(_new_event(event, body, content_hash(document), "application/json", now))
                 delivery = _new_delivery(event.id, SINK, DEFAULT_PRIORITY, now, event.contact_key)
                 delivery["due_at"] = now + timedelta(seconds=due_in_s)
                 delivery_rows.append(delivery)
@@ -332,25 +320,6 @@ def run_backlog(fig: BacklogFigures, workdir: Path, run_tag: str, timeout_s: flo
                 finally:
                     run.close()
     return fig
-
-
-def database_cpu_s(database: str | None) -> float | None:
-    """CPU seconds used so far by this host's PostgreSQL backends serving `database` (their process title names
-    it); None without one or without /proc. Backends that ended are not counted: the workers' pools keep theirs."""
-    if database is None or not Path("/proc").is_dir():
-        return None
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if database not in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def own_cpu_s() -> float:

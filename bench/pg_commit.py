@@ -15,16 +15,15 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from _common import database_cpu_s
 from sqlalchemy.engine import make_url
 
 from connector.config import StoreSettings
 from connector.ledger import Ledger
-from connector.ledger.store import _new_delivery, sha256_hex
+from connector.ledger.store import _new_delivery, _new_event
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
@@ -35,34 +34,15 @@ SINKS = ("hubspot", "salesforce")
 def rows(number: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     document = sample_payload(10_000 + number, record_phone_number=f"+1202555{number % 10_000:04d}")
     event, body, now = parse_webhook(document), json.dumps(document).encode(), datetime.now(UTC)
-    event_row = {
-        "event_id": event.id,
-        "received_at": now,
-        "body": body,
-        "body_sha256": sha256_hex(body),
-        "content_hash": content_hash(document),
-        "content_type": "application/json",
-        "normalized": event.model_dump_json(),
-        "end_reason": event.call.end_reason.value,
-        "contact_key": event.contact_key,
-    }
+    event_row = _new_event(event, body, content_hash(document), "application/json", now)
     return event_row, [_new_delivery(event.id, sink, 10, now, event.contact_key) for sink in SINKS]
 
 
-def backend_cpu_s(ledger: Ledger, database: str) -> float:
-    with ledger.engine.connect() as connection:
-        pids = [
-            r[0]
-            for r in connection.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database})
-        ]
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def _database_cpu_s(database: str) -> float:
+    used = database_cpu_s(database)
+    if used is None:
+        raise SystemExit("the server's backends cannot be read from /proc on this host")
+    return used
 
 
 def main() -> None:
@@ -86,13 +66,13 @@ def main() -> None:
         for block in range(args.blocks):
             one_statement = block % 2 == 0
             writer._one_statement = one_statement
-            server0, wall0, cpu0 = backend_cpu_s(ledger, database), time.perf_counter(), time.process_time()
+            server0, wall0, cpu0 = _database_cpu_s(database), time.perf_counter(), time.process_time()
             for _ in range(args.per_block):
                 writer.write(*next(prepared))
             entry = totals[one_statement]
             entry[0] += time.perf_counter() - wall0
             entry[1] += time.process_time() - cpu0
-            entry[2] += backend_cpu_s(ledger, database) - server0
+            entry[2] += _database_cpu_s(database) - server0
             entry[3] += args.per_block
         ledger.dispose()
         for one_statement, (wall, client, server, count) in totals.items():

@@ -83,7 +83,7 @@ class DeliveryStatus(StrEnum):
 
 DUE_STATUSES = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRY_SCHEDULED.value)
 """Deliveries a worker may claim (once due_at has passed)."""
-DUE_CONDITION = "status IN ('pending', 'retry_scheduled')"
+DUE_CONDITION = "status IN (" + ", ".join(f"'{status}'" for status in DUE_STATUSES) + ")"
 """DUE_STATUSES as literal SQL: the queue index's predicate, which a query must name as is for the planner to use
 that partial index (neither PostgreSQL's generic plans nor SQLite can match bound parameters against it)."""
 

@@ -178,17 +178,7 @@ class Ledger:
         if do_not_call is None:
             do_not_call = event.call.end_reason.value == "do_not_call"
         priority = DNC_PRIORITY if do_not_call else DEFAULT_PRIORITY
-        row = {
-            "event_id": event.id,
-            "received_at": now,
-            "body": body,
-            "body_sha256": sha256_hex(body),
-            "content_hash": content_hash,
-            "content_type": _header(content_type),
-            "normalized": event.model_dump_json(),
-            "end_reason": event.call.end_reason.value,
-            "contact_key": event.contact_key,
-        }
+        row = _new_event(event, body, content_hash, _header(content_type), now)
         delivery_rows = [_new_delivery(event.id, sink, priority, now, event.contact_key) for sink in sinks]
         try:
             self._events.write(row, delivery_rows)  # one transaction, committed before we return
@@ -289,6 +279,23 @@ class Ledger:
 def _header(value: str | None) -> str | None:
     """A header value as the column can hold it on every backend (255 characters, no NUL)."""
     return value.replace("\x00", "")[:255] if value is not None else None
+
+
+def _new_event(
+    event: CallEvent, body: bytes, content_hash: str, content_type: str | None, now: datetime
+) -> dict[str, Any]:
+    """The `events` row of an accepted event (the benchmarks insert backlogs with it too)."""
+    return {
+        "event_id": event.id,
+        "received_at": now,
+        "body": body,
+        "body_sha256": sha256_hex(body),
+        "content_hash": content_hash,
+        "content_type": content_type,
+        "normalized": event.model_dump_json(),
+        "end_reason": event.call.end_reason.value,
+        "contact_key": event.contact_key,
+    }
 
 
 def _new_delivery(event_id: str, sink: str, priority: int, now: datetime, contact_key: str | None) -> dict[str, Any]:
