@@ -2,7 +2,7 @@
 
 Wraps the batch runner's stages, the planner, the store's bulk reads and writes and the HubSpot sink's batch call
 with a counter of the main thread's CPU time (`time.thread_time`: waiting for the database or the CRM is not
-counted). The totals go to FILE as JSON at exit; `python bench/_stage_times.py FILE… --events N` prints them per
+counted) and of its wall time (their difference is the waiting). The totals go to FILE as JSON at exit; `python bench/_stage_times.py FILE… --events N` prints them per
 event. Stages nest (run_many holds the others), so the column does not add up; `worker.run_once` is the whole loop.
 Each wrapped call costs about a microsecond more.
 """
@@ -55,12 +55,14 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         if threading.current_thread() is not main:
             return function(*args, **kwargs)
         started = time.thread_time()
+        started_wall = time.perf_counter()
         try:
             return function(*args, **kwargs)
         finally:
-            entry = _totals.setdefault(name, [0.0, 0])
+            entry = _totals.setdefault(name, [0.0, 0, 0.0])
             entry[0] += time.thread_time() - started
             entry[1] += 1
+            entry[2] += time.perf_counter() - started_wall
 
     return wrapper
 
@@ -94,13 +96,16 @@ def main() -> None:
     for path in args.files:
         data = json.loads(path.read_text())
         process += data["process_cpu_s"]
-        for name, (seconds, calls) in data["stages"].items():
-            entry = merged.setdefault(name, [0.0, 0])
+        for name, (seconds, calls, *wall) in data["stages"].items():
+            entry = merged.setdefault(name, [0.0, 0, 0.0])
             entry[0] += seconds
             entry[1] += calls
+            entry[2] += wall[0] if wall else 0.0
     print(f"worker processes' CPU: {1e6 * process / args.events:.0f} µs per event (start-up included)")
-    for name, (seconds, calls) in sorted(merged.items(), key=lambda item: -item[1][0]):
-        print(f"  {name:40s} {1e6 * seconds / args.events:7.1f} µs per event  {int(calls):7d} calls")
+    print(f"  {'stage':40s} {'CPU':>7s}    {'wall':>7s}  (µs per event; wall − CPU is waiting)  calls")
+    for name, (seconds, calls, wall) in sorted(merged.items(), key=lambda item: -item[1][0]):
+        per_event = 1e6 / args.events
+        print(f"  {name:40s} {seconds * per_event:7.1f}    {wall * per_event:7.1f}  {int(calls):7d}")
 
 
 if __name__ == "__main__":
