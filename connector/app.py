@@ -39,16 +39,17 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     if ledger is None:
         ledger = Ledger.open(settings.store)
     app = Flask("connector")
-    if settings.receiver.proxy_hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.receiver.proxy_hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     webhook.init_app(app, settings, ledger)
     app.register_blueprint(health.blueprint)
     dashboard.init_app(app, settings, ledger)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    if settings.receiver.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # outermost, so that the webhook's own WSGI layer (webhook.WebhookRoute) sees the client's address too
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.receiver.proxy_hops)  # type: ignore[method-assign]
     return app
 
 

@@ -289,7 +289,8 @@ def parse_webhook(document: object, *, default_region: str = "US") -> CallEvent:
         "meta": _n.kept_object(document.get("meta"), "meta", problems),
     }
     extra = {k: v for k, v in document.items() if k not in _TOP_KEYS and k not in used_top}
-    _n.check_json(extra, "", 1, problems)
+    if extra:  # usually empty: no walk to set up
+        _n.check_json(extra, "", 1, problems)
     if problems:
         raise _invalid(problems.listed())
     try:
@@ -388,7 +389,8 @@ def _call(document: Mapping[str, Any], problems: _n.Problems, flags: set[str], u
         seconds, millis = MAX_DURATION_S, MAX_DURATION_S * 1000
         flags.add("duration_capped")
     extra = {k: v for k, v in value.items() if k not in _CALL_KEYS}
-    _n.check_json(extra, "call", 2, problems)
+    if extra:  # usually empty: no walk to set up
+        _n.check_json(extra, "call", 2, problems)
     return CallDetails(
         end_reason=end,
         failure_reason=failure,
@@ -457,6 +459,7 @@ def _transcript(value: Any, problems: _n.Problems, flags: set[str]) -> list[Tran
         else:
             content = _n.raw_string(content, f"{path}.content", problems)
         extra = {k: v for k, v in item.items() if k not in ("role", "content")}
-        _n.check_json(extra, path, 3, problems)
+        if extra:  # usually empty: no walk to set up
+            _n.check_json(extra, path, 3, problems)
         turns.append(TranscriptTurn(role=role, role_raw=role_raw, content=content or "", extra=extra))
     return turns

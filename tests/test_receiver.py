@@ -229,6 +229,39 @@ def test_other_methods_and_paths_answer_json(served: Served) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
+def test_the_webhook_answer_is_json_as_before_and_other_requests_still_reach_flask(served_sqlite: Served) -> None:
+    """The webhook's POST is answered in front of Flask (webhook.WebhookRoute): same JSON answer as Flask's
+    jsonify, and what is not that POST (a trailing slash, HEAD) still gets Flask's routing answers."""
+    answer = post(served_sqlite, json.dumps(sample_payload(4242)))
+    assert answer.status_code == 202
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.content == b'{"id":"4242","status":"accepted"}\n'
+    assert answer.headers["Content-Length"] == str(len(answer.content))
+    slash = requests.post(served_sqlite.url + "/", data=b"{}", allow_redirects=False, timeout=10)
+    assert slash.status_code in (404, 405, 308) and "error" in slash.json()
+    assert requests.head(served_sqlite.url, timeout=10).status_code == 405
+
+
+def test_an_unexpected_failure_is_a_json_500_logged_and_nothing_acknowledged(
+    served_sqlite: Served, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug below the receiver (not a store outage, not a bad body) answers 500, so 2X retries, with the
+    JSON error body Flask's handler gives every other route; the traceback goes to the log."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(served_sqlite.ledger, "record_event", broken)
+    with caplog.at_level("ERROR", logger="connector"):
+        answer = post(served_sqlite, json.dumps(sample_payload(4343)))
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal_error", "detail": "the request failed; nothing was acknowledged"}
+    assert any("unhandled error: RuntimeError" in r.getMessage() and r.exc_info for r in caplog.records)
+    monkeypatch.undo()
+    assert served_sqlite.ledger.get_event("4343") is None
+    assert post(served_sqlite, json.dumps(sample_payload(4343))).status_code == 202  # 2X's retry is accepted
+
+
 def test_health_and_readiness(served: Served) -> None:
     assert requests.get(served.base_url + "/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(served.base_url + "/readyz", timeout=10)

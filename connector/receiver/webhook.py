@@ -3,16 +3,26 @@
 Order matters. Authentication comes first, so an unauthenticated sender can make us store nothing
 and learn nothing. The size check uses Content-Length before reading and caps the read itself, so
 a huge body never lands in memory. Every refusal after authentication is quarantined.
+
+A POST to the webhook's path is answered by `WebhookRoute`, a WSGI layer in front of Flask, with
+werkzeug's own request and response objects: Flask's dispatch (request and app contexts, URL
+matching, signals, the before/after hooks, none of which this endpoint uses) cost about 60 µs of CPU
+per request against 20 µs for werkzeug's objects alone, on a path that is otherwise about 500 µs
+(`python bench/ingest_profile.py` measures the receiver in process). Everything else at that path
+(GET → 405, a trailing slash → redirect) still goes to Flask, where the route stays registered.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, request
+from werkzeug.wrappers import Request, Response
 
 from connector.config import Settings
 from connector.errors import PayloadError, StoreError
@@ -65,28 +75,55 @@ def state() -> ReceiverState:
     return current_app.extensions[EXTENSION_KEY]
 
 
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
 def init_app(app: Flask, settings: Settings, ledger: Ledger) -> None:
-    """Attach settings and ledger to the app and register the webhook route at the configured path."""
-    app.extensions[EXTENSION_KEY] = ReceiverState(settings, ledger)
+    """Attach settings and ledger to the app, register the webhook route at the configured path and put
+    `WebhookRoute` in front of Flask for it."""
+    current = app.extensions[EXTENSION_KEY] = ReceiverState(settings, ledger)
     blueprint = Blueprint("receiver", __name__)
     blueprint.add_url_rule(settings.receiver.path, "post_call", _post_call, methods=["POST"])
     app.register_blueprint(blueprint)
+    app.wsgi_app = WebhookRoute(app.wsgi_app, current)  # type: ignore[method-assign]
+
+
+class WebhookRoute:
+    """WSGI layer: a POST to the webhook's exact path is answered here, anything else goes on to Flask."""
+
+    def __init__(self, flask_app: WsgiApp, current: ReceiverState) -> None:
+        self._next = flask_app
+        self._state = current
+        self._path = current.settings.receiver.path
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self._path or environ.get("REQUEST_METHOD") != "POST":
+            return self._next(environ, start_response)
+        return _respond(self._state, Request(environ))(environ, start_response)
 
 
 def _post_call() -> Response:
-    current = state()
-    reply = _answer(current)
+    """The Flask view, for a POST that reaches Flask anyway (a WSGI stack built without `init_app`'s layer)."""
+    return _respond(state(), request._get_current_object())  # type: ignore[attr-defined]
+
+
+def _respond(current: ReceiverState, incoming: Request) -> Response:
+    try:
+        reply = _answer(current, incoming)
+    except Exception as exc:  # noqa: BLE001 - what Flask's handler in connector.app does for its own routes
+        log.exception("unhandled error: %s", exc.__class__.__name__)
+        reply = Reply(500, {"error": "internal_error", "detail": "the request failed; nothing was acknowledged"})
     current.responses_counter(reply.status).inc()
     return _json(reply)
 
 
-def _answer(current: ReceiverState) -> Reply:
-    if current.allowed and not _source_allowed(request.remote_addr, current.allowed):
+def _answer(current: ReceiverState, incoming: Request) -> Reply:
+    if current.allowed and not _source_allowed(incoming.remote_addr, current.allowed):
         return Reply(403, {"error": "forbidden", "detail": "this address may not post webhooks"})
-    if not _authorized(request.headers.get(current.settings.receiver.auth.header), current.tokens):
+    if not _authorized(incoming.headers.get(current.settings.receiver.auth.header), current.tokens):
         return Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"})
     try:
-        return _accept(current)
+        return _accept(current, incoming)
     except StoreError as exc:
         log.error("store unavailable, webhook not acknowledged: %s", exc)
         return Reply(
@@ -94,14 +131,14 @@ def _answer(current: ReceiverState) -> Reply:
         )
 
 
-def _accept(current: ReceiverState) -> Reply:
+def _accept(current: ReceiverState, incoming: Request) -> Reply:
     limit = current.settings.receiver.max_body_bytes
-    content_type = request.headers.get("Content-Type")
-    body, too_large = _read_capped(limit)
+    content_type = incoming.headers.get("Content-Type")
+    body, too_large = _read_capped(incoming, limit)
     if too_large:
         error = PayloadError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
         return reject(current.ledger, error, body, content_type, truncated=True)
-    media_problem = _media_type_problem(request.mimetype, request.mimetype_params)
+    media_problem = _media_type_problem(incoming.mimetype, incoming.mimetype_params)
     if media_problem:
         return reject(current.ledger, PayloadError(415, "unsupported_media_type", media_problem), body, content_type)
     return ingest(
@@ -133,13 +170,14 @@ def _authorized(presented: str | None, tokens: list[bytes]) -> bool:
     return matched
 
 
-def _read_capped(limit: int) -> tuple[bytes, bool]:
+def _read_capped(incoming: Request, limit: int) -> tuple[bytes, bool]:
     """Read at most `limit` bytes of the body; report whether more was there."""
-    declared = request.content_length
+    declared = incoming.content_length
+    stream = incoming.stream
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
-        chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
         if not chunk:
             break
         chunks.append(chunk)
@@ -147,14 +185,14 @@ def _read_capped(limit: int) -> tuple[bytes, bool]:
     body = b"".join(chunks)
     too_large = size > limit or (declared is not None and declared > limit)
     if too_large:
-        _drain()
+        _drain(stream)
     return body[:limit], too_large
 
 
-def _drain() -> None:
+def _drain(stream: Any) -> None:
     drained = 0
     while drained < _DRAIN_CAP:
-        chunk = request.stream.read(_CHUNK)
+        chunk = stream.read(_CHUNK)
         if not chunk:
             return
         drained += len(chunk)
@@ -172,7 +210,6 @@ def _media_type_problem(mimetype: str, params: dict[str, str]) -> str | None:
 
 
 def _json(reply: Reply) -> Response:
-    response = jsonify(reply.body)
-    response.status_code = reply.status
-    response.headers.update(reply.headers)
-    return response
+    """The reply as Flask's `jsonify` would write it outside debug mode (compact, ASCII, a final newline)."""
+    text = json.dumps(reply.body, separators=(",", ":")) + "\n"
+    return Response(text, status=reply.status, headers=reply.headers, mimetype="application/json")
