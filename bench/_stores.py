@@ -61,13 +61,18 @@ class Store:
     def sqlite_path(self) -> Path:
         return self._sqlite_path
 
+    @property
+    def connector_url(self) -> str:
+        """The connector's `store.url` for this PostgreSQL database."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.kind.pg_admin).set(drivername="postgresql+psycopg", database=self._pg_name)
+        return url.render_as_string(hide_password=False)
+
     def connector_store_yaml(self) -> str:
         """The `store:` section of the connector's config."""
         if self.kind.is_pg:
-            from sqlalchemy.engine import make_url
-
-            url = make_url(self.kind.pg_admin).set(drivername="postgresql+psycopg", database=self._pg_name)
-            return f'store: {{url: "{url.render_as_string(hide_password=False)}"}}\n'
+            return f'store: {{url: "{self.connector_url}"}}\n'
         return (
             f'store: {{url: "sqlite:///{self._sqlite_path.name}", sqlite_synchronous: {self.kind.name.upper()}, '
             f"sqlite_busy_timeout_ms: {SQLITE_BUSY_TIMEOUT_MS}}}\n"

@@ -11,6 +11,10 @@ On a 2-core host the closed-loop throughput of bench/ingest.py is bound by CPU, 
 CPU (less disturbed by other processes than req/s) predicts the ratio between the two servers.
 
     python bench/ingest_profile.py [--requests 3000] [--synchronous FULL|NORMAL] [--top 30] [--no-profile]
+                                   [--postgresql [--pg-admin URL]]
+
+With `--postgresql` both apps write to a fresh database each on the local PostgreSQL instead (dropped
+afterwards); the CPU measured is still only the receiver's, not the database server's.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
+from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 
 from connector.app import create_app
 from connector.config import parse_settings
+from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.sample import sample_payload
 
@@ -123,36 +129,27 @@ def main() -> int:
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--no-profile", action="store_true", help="only the CPU per request, no cProfile")
+    parser.add_argument("--postgresql", action="store_true", help="both apps on the local PostgreSQL, not SQLite")
+    parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN, help="a PostgreSQL URL allowed to create databases")
     args = parser.parse_args()
+    if args.postgresql and (problem := pg_reachable(args.pg_admin)) is not None:
+        raise SystemExit(f"PostgreSQL not reachable at {args.pg_admin}: {problem}")
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp, open(os.devnull, "w") as devnull:
-        document = {
-            "receiver": {"path": PATH, "auth": {"header": "Authorization", "tokens": [TOKEN]}},
-            "store": {"url": f"sqlite:///{tmp}/connector.db", "sqlite_synchronous": args.synchronous},
-            "sinks": {},
-        }
-        settings = parse_settings(document, source="<profile>", base_dir=Path(tmp))
-        connector = create_app(settings)
-        setup_logging(settings.logging)
-        for handler in logging.getLogger("connector").handlers:
-            handler.setStream(devnull)  # type: ignore[attr-defined]
-        os.environ.update(
-            {
-                bare_app.DB_ENV: f"{tmp}/bare.db",
-                bare_app.TOKEN_ENV: TOKEN,
-                bare_app.PATH_ENV: PATH,
-                bare_app.SYNCHRONOUS_ENV: args.synchronous,
-            }
+        stores = (
+            [Store(StoreKind("postgresql", args.pg_admin), Path(tmp), name) for name in ("connector", "bare")]
+            if args.postgresql
+            else []
         )
-        bare = bare_app.create_app()
-        figures = cpu_per_request({"connector": connector, "bare": bare}, args.requests)
-        profiler = None if args.no_profile else cProfile.Profile()
-        if profiler is not None:
-            run_posts(connector, bodies("profiled", args.requests), profiler)
+        try:
+            figures, profiler = _measure(args, Path(tmp), stores, devnull)
+        finally:
+            for store in stores:
+                store.drop()
+    where = "PostgreSQL" if args.postgresql else f"SQLite synchronous={args.synchronous}"
     print(
         f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
-        f"alternating rounds), SQLite synchronous="
-        f"{args.synchronous}: connector {figures['connector'] * 1e6:.0f} µs, bare {figures['bare'] * 1e6:.0f} µs "
-        f"(ratio {figures['connector'] / figures['bare']:.2f})"
+        f"alternating rounds), {where}: connector {figures['connector'] * 1e6:.0f} µs, bare "
+        f"{figures['bare'] * 1e6:.0f} µs (ratio {figures['connector'] / figures['bare']:.2f})"
     )
     if profiler is not None:
         for order in ("tottime", "cumulative"):
@@ -160,6 +157,39 @@ def main() -> int:
             pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
             print(out.getvalue())
     return 0
+
+
+def _measure(
+    args: argparse.Namespace, tmp: Path, stores: list[Store], devnull: Any
+) -> tuple[dict[str, float], cProfile.Profile | None]:
+    """Build both apps on their stores, measure them, then profile the connector's requests unless told not to."""
+    if stores:
+        store_section: dict[str, Any] = {"url": stores[0].connector_url}
+        bare_env = {bare_app.PG_ENV: stores[1].pg_conninfo}
+    else:
+        store_section = {"url": f"sqlite:///{tmp}/connector.db", "sqlite_synchronous": args.synchronous}
+        bare_env = {bare_app.DB_ENV: f"{tmp}/bare.db", bare_app.SYNCHRONOUS_ENV: args.synchronous}
+    document = {
+        "receiver": {"path": PATH, "auth": {"header": "Authorization", "tokens": [TOKEN]}},
+        "store": store_section,
+        "sinks": {},
+    }
+    settings = parse_settings(document, source="<profile>", base_dir=Path(tmp))
+    ledger = Ledger.open(settings.store)
+    try:
+        connector = create_app(settings, ledger=ledger)
+        setup_logging(settings.logging)
+        for handler in logging.getLogger("connector").handlers:
+            handler.setStream(devnull)  # type: ignore[attr-defined]
+        os.environ.update({bare_app.TOKEN_ENV: TOKEN, bare_app.PATH_ENV: PATH, **bare_env})
+        bare = bare_app.create_app()
+        figures = cpu_per_request({"connector": connector, "bare": bare}, args.requests)
+        profiler = None if args.no_profile else cProfile.Profile()
+        if profiler is not None:
+            run_posts(connector, bodies("profiled", args.requests), profiler)
+    finally:
+        ledger.dispose()
+    return figures, profiler
 
 
 if __name__ == "__main__":
