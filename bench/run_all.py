@@ -1,8 +1,9 @@
 """Every benchmark in one command: `python bench/run_all.py [--quick]`.
 
-Runs ingest, a receiver commit's latency, HubSpot and Salesforce calls per event, delivery (batched backlogs,
-HubSpot's limit, do-not-call behind a backlog, recovery after kill -9, the single-event path), the
-distinct-contact backlog on both CRMs and memory, one after the other (they would disturb each other if run
+Runs ingest (and the receiver's CPU per webhook in process), planning, the health probes, a receiver commit's
+latency, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call behind
+a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs and memory,
+one after the other (they would disturb each other if run
 together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's
 figures come from the full run.
 """
@@ -26,6 +27,10 @@ def main() -> int:
     args = parser.parse_args()
     runs = [
         ["ingest.py"] + (["--duration", "4"] if args.quick else []),
+        ["ingest_profile.py", "--no-profile", "--steps", "--synchronous", "NORMAL"]
+        + (["--requests", "600"] if args.quick else []),
+        ["planning.py"] + (["--events", "500"] if args.quick else []),
+        ["probes.py"] + (["--calls", "100"] if args.quick else []),
         ["commit_latency.py"] + (["--events", "1500"] if args.quick else []),
         ["pg_commit.py"] + (["--blocks", "6"] if args.quick else []),
         ["hubspot_calls.py"],
