@@ -52,6 +52,26 @@ BACKSTOP_FRAMES = 10_000
 STOP_WAIT_S = 5.0
 """How long `close` waits for a pass under way: it holds a pooled connection of the engine being disposed."""
 
+_PASS_LOCK = threading.Lock()
+"""Held by every checkpointer thread of this process during a pass, and by `os.fork` (through the hooks below).
+
+A process forked while this thread was inside SQLite inherits SQLite's internal mutexes locked by a thread
+that does not exist in the child: the child's first SQLite call (opening a connection) then waits forever.
+The fork waits for the pass under way to end instead (a pass lasts milliseconds), as `logging` makes a fork
+wait for its handlers' locks."""
+
+
+def _renew_pass_lock_in_child() -> None:
+    global _PASS_LOCK
+    _PASS_LOCK = threading.Lock()
+
+
+os.register_at_fork(
+    before=lambda: _PASS_LOCK.acquire(),
+    after_in_parent=lambda: _PASS_LOCK.release(),
+    after_in_child=_renew_pass_lock_in_child,
+)
+
 
 @guard_public_methods
 class Checkpointer:
@@ -127,7 +147,8 @@ class Checkpointer:
                 return
             wake.clear()
             try:
-                restarted = self.checkpoint() >= self._threshold_frames
+                with _PASS_LOCK:  # no fork while this thread is inside SQLite
+                    restarted = self.checkpoint() >= self._threshold_frames
             except Exception as exc:  # noqa: BLE001 - never let the thread die: the next commit wakes it again
                 restarted = False
                 if not self._failed_once:

@@ -9,13 +9,15 @@ transactions both try to upgrade; read-only transactions stay deferred and never
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import Pool, QueuePool
 
 from connector.config import StoreSettings
 
@@ -41,12 +43,41 @@ def absent_sqlite_file(store: StoreSettings) -> bool:
 
 
 def make_engine(store: StoreSettings) -> Engine:
-    """Create an engine for `store.url`; call it after fork, never share one across processes."""
+    """Create an engine for `store.url`; build one per process (a forked child gets a fresh pool, see below)."""
     if store.url.startswith("sqlite"):
-        return _sqlite_engine(store)
-    engine = create_engine(store.url, pool_size=5, max_overflow=5)
-    _ping_when_idle(engine)
+        engine = _sqlite_engine(store)
+    else:
+        engine = create_engine(store.url, pool_size=5, max_overflow=5)
+        _ping_when_idle(engine)
+    _ENGINES.add(engine)
     return engine
+
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_INHERITED_POOLS: list[Pool] = []
+"""Pools a forked child inherited: kept referenced so that they are never closed, not even by garbage collection."""
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts every engine it inherited on a new, empty pool.
+
+    `connector serve` builds each worker's engine after the fork, but an app built before it
+    (`gunicorn --preload "connector.app:create_app()"`, a test forking a process) hands its children the
+    parent's pooled connections. Used from two processes, a SQLite connection can corrupt the database
+    ("Do not open an SQLite database connection, then fork(), then try to use that database connection in
+    the child process", https://www.sqlite.org/howtocorrupt.html §2.6) and a PostgreSQL one interleaves two
+    conversations on one socket. The parent's pool lock may also have been held by another of its threads
+    (the WAL checkpointer) at the fork: the child would wait for it forever. `Engine.dispose(close=False)` is
+    SQLAlchemy's documented remedy ("Using Connection Pools with Multiprocessing or os.fork()"): a new pool,
+    the old one not touched. The old one is kept referenced, because closing a connection (as its garbage
+    collection would) is itself an action on the parent's database: SQLite may try to checkpoint and remove
+    the WAL when what it thinks is the last connection closes."""
+    for engine in list(_ENGINES):
+        _INHERITED_POOLS.append(engine.pool)
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 PING_AFTER_IDLE_S = 1.0
@@ -80,7 +111,8 @@ def _ping_when_idle(engine: Engine) -> None:
 def _sqlite_engine(store: StoreSettings) -> Engine:
     # A small pool of long-lived connections per process: opening a connection runs the pragmas
     # below, and closing the last one forces a WAL checkpoint, which together cost more than the
-    # insert itself. Engines are created after fork, so connections never cross processes.
+    # insert itself. A forked child starts on a new pool (_after_fork_in_child), so connections never
+    # cross processes.
     engine = create_engine(
         store.url,
         poolclass=QueuePool,
