@@ -104,10 +104,12 @@ def test_each_process_runs_its_own_thread(ledger: Ledger) -> None:
         thread = checkpointer._thread
         results.put((thread is not None and thread.is_alive(), thread is not parent_thread))
 
-    process = multiprocessing.get_context("fork").Process(target=child)
+    process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
     process.start()
     process.join(30)
-    assert process.exitcode == 0
+    if process.exitcode is None:
+        process.kill()  # a hung child must fail this test, not hold up pytest's exit
+    assert process.exitcode == 0, "the child hung or failed"
     assert results.get(timeout=5) == (True, True)
     assert parent_thread.is_alive()  # the child's start did not disturb the parent's
 

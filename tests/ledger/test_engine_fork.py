@@ -44,9 +44,11 @@ def test_a_forked_child_writes_on_its_own_connections_and_the_parent_keeps_worki
         _record(ledger, "child")
         results.put(own is not inherited)
 
-    process = context.Process(target=child)
+    process = context.Process(target=child, daemon=True)
     process.start()
     process.join(30)
+    if process.exitcode is None:
+        process.kill()  # a hung child must fail this test, not hold up pytest's exit
     assert process.exitcode == 0, "the child hung or failed"
     assert results.get(timeout=5) is True, "the child was handed its parent's pooled connection"
 
