@@ -3,9 +3,8 @@
 Runs ingest (and the receiver's CPU per webhook in process), planning, the health probes, a receiver commit's
 latency, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call behind
 a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs and memory,
-one after the other (they would disturb each other if run
-together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's
-figures come from the full run.
+one after the other (they would disturb each other if run together), and prints each one's own table. `--quick`
+shortens the long ones for a smoke run; the README's figures come from the full run.
 """
 
 from __future__ import annotations

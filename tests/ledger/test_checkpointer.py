@@ -8,7 +8,6 @@ lets SQLite restart the WAL, every process runs its own thread, and failures are
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from connector.ledger.write_queue import WriteQueue
 from connector.payload import parse_webhook
 from connector.receiver.ingest import content_hash
 from connector.sample import sample_payload
+from tests.support.forking import fork_queue, run_forked
 
 PAGE_SIZE = 4096
 
@@ -97,19 +97,14 @@ def test_each_process_runs_its_own_thread(ledger: Ledger) -> None:
     parent_thread = checkpointer._thread
     assert parent_thread is not None and parent_thread.is_alive()
 
-    results: multiprocessing.Queue[tuple[bool, bool]] = multiprocessing.get_context("fork").Queue()
+    results = fork_queue()
 
     def child() -> None:
         _record(ledger, "child", 5)
         thread = checkpointer._thread
         results.put((thread is not None and thread.is_alive(), thread is not parent_thread))
 
-    process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
-    process.start()
-    process.join(30)
-    if process.exitcode is None:
-        process.kill()  # a hung child must fail this test, not hold up pytest's exit
-    assert process.exitcode == 0, "the child hung or failed"
+    assert run_forked(child) == 0, "the child hung or failed"
     assert results.get(timeout=5) == (True, True)
     assert parent_thread.is_alive()  # the child's start did not disturb the parent's
 

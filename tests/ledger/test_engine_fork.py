@@ -7,24 +7,11 @@ child wrote and exited, the parent's own connection still works, on both backend
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 from connector.ledger import Ledger
-from connector.payload import parse_webhook
-from connector.receiver.ingest import content_hash
-from connector.sample import sample_payload
-
-
-def _record(ledger: Ledger, event_id: str) -> None:
-    document = sample_payload(event_id)
-    ledger.record_event(
-        parse_webhook(document),
-        body=b"{}",
-        content_type="application/json",
-        content_hash=content_hash(document),
-        sinks=["s"],
-    )
+from tests.support.delivery import ingest
+from tests.support.forking import fork_queue, run_forked
 
 
 def _pooled_dbapi_connection(ledger: Ledger) -> Any:
@@ -33,25 +20,19 @@ def _pooled_dbapi_connection(ledger: Ledger) -> Any:
 
 
 def test_a_forked_child_writes_on_its_own_connections_and_the_parent_keeps_working(ledger: Ledger) -> None:
-    _record(ledger, "parent-before")
+    ingest(ledger, 1)
     ledger.engine.dispose()  # then the pool holds one connection: the one the child must not be handed
     inherited = _pooled_dbapi_connection(ledger)
-    context = multiprocessing.get_context("fork")
-    results: Any = context.Queue()
+    results = fork_queue()
 
     def child() -> None:
         own = _pooled_dbapi_connection(ledger)
-        _record(ledger, "child")
+        ingest(ledger, 2)
         results.put(own is not inherited)
 
-    process = context.Process(target=child, daemon=True)
-    process.start()
-    process.join(30)
-    if process.exitcode is None:
-        process.kill()  # a hung child must fail this test, not hold up pytest's exit
-    assert process.exitcode == 0, "the child hung or failed"
+    assert run_forked(child) == 0, "the child hung or failed"
     assert results.get(timeout=5) is True, "the child was handed its parent's pooled connection"
 
     assert _pooled_dbapi_connection(ledger) is inherited  # the parent's pool is its own, unchanged
-    _record(ledger, "parent-after")  # on PostgreSQL, a child that had used this socket would have broken it
+    ingest(ledger, 3)  # on PostgreSQL, a child that had used this socket would have broken it
     assert ledger.count_events() == 3
