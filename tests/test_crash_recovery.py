@@ -92,6 +92,22 @@ def test_a_silent_worker_elsewhere_is_dead_after_a_few_beats_but_not_right_after
         worker.close()
 
 
+def test_a_worker_on_this_host_whose_process_is_gone_is_not_live_though_its_heartbeat_is_fresh(
+    ledger: Ledger,
+) -> None:
+    """/readyz, `status` and the dashboard count live workers: one killed a moment ago must not count."""
+    from connector.ledger.liveness import host_key
+
+    truncate_all(ledger)
+    for worker_id, pid, host in (
+        ("killed-here", _dead_pid(), host_key()),
+        ("running-here", os.getpid(), host_key()),
+        ("elsewhere", _dead_pid(), "another-host"),  # its pid means nothing here: the heartbeat decides
+    ):
+        _claim_as(ledger, worker_id, pid=pid, host_key=host, heartbeat_age_s=0)
+    assert sorted(w["worker_id"] for w in ledger.sinks.live_workers(within_s=10)) == ["elsewhere", "running-here"]
+
+
 def test_a_worker_whose_claims_were_released_stops_writing_them(ledger: Ledger) -> None:
     ingest(ledger, 33_000)
     [claimed] = ledger.deliveries.claim("slowpoke", ["rec"], limit=1, lease_s=60)
@@ -223,6 +239,54 @@ def test_serve_killed_twice_mid_backlog_delivers_everything_once_within_seconds(
     assert recorder.duplicates() == {}
     assert {f"2x-{e}:activity" for e in acknowledged} <= recorder.keys()
     ledger.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of a process's children (Linux /proc)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+@pytest.mark.slow
+def test_serve_restarts_at_once_when_only_its_master_was_killed(tmp_path: Path, recorder: Recorder) -> None:
+    """`kill -9` of the master alone (not its process group): its receivers and its worker follow it within
+    seconds, so the port is free and an immediate restart serves and delivers."""
+    url = f"sqlite:///{tmp_path / 'master.db'}"
+    port = free_port()
+    config = _serve_config(tmp_path, url, recorder, port)
+    log = tmp_path / "serve.log"
+    ledger = Ledger.open(make_settings(url).store)
+    server = processes.start(["serve", "--config", str(config)], tmp_path, log)
+    try:
+        processes.wait_ready(server, port, log)
+        children = processes.wait_until(lambda: len(_children(server.pid)) == 3 and _children(server.pid), 20, "3")
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+        killed = time.monotonic()
+        gone: dict[int, float] = {}
+
+        def all_gone() -> bool:
+            gone.update({pid: time.monotonic() - killed for pid in children if pid not in gone and not _alive(pid)})
+            return len(gone) == len(children)
+
+        processes.wait_until(all_gone, 5, "the master's children to exit", every_s=0.02)
+        print("children gone after the master:", ", ".join(f"{s:.2f} s" for s in sorted(gone.values())))
+    finally:
+        processes.stop(server)  # the process group: nothing is left behind if the test failed
+    with processes.serving(["serve", "--config", str(config)], tmp_path, port, log):
+        ids = [i for i in (_post(port, 900 + n) for n in range(5)) if i]
+        processes.wait_until(lambda: _succeeded(ledger, ids) == 5, 30, "delivery after the restart")
+    assert recorder.duplicates() == {}
+    ledger.dispose()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not exited (a zombie waits for its new parent to reap it: it has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 @pytest.mark.slow

@@ -389,12 +389,16 @@ class SinkStateStore:
             )
 
     def live_workers(self, *, within_s: float) -> list[dict[str, Any]]:
+        """Workers that heartbeat within `within_s` and did not stop, less those on this host whose process is
+        gone: a worker killed a moment ago is dead at once, not only once its last heartbeat has aged."""
         cutoff = utcnow() - timedelta(seconds=within_s)
         with self._engine.connect() as connection:
             rows = connection.execute(
                 select(workers).where(workers.c.heartbeat_at >= cutoff, workers.c.stopped_at.is_(None))
             ).mappings()
-            return [dict(r) for r in rows]
+            found = [dict(r) for r in rows]
+        here = host_key()
+        return [w for w in found if not (w["host_key"] == here and w["pid"] is not None and pid_is_gone(w["pid"]))]
 
     def recent_exits(self, *, within_s: float) -> list[dict[str, Any]]:
         """Workers that stopped with a reason recently, newest first (for /readyz and `status`)."""
