@@ -5,10 +5,14 @@ from __future__ import annotations
 import html
 import json
 
-from connector.ledger import RejectedBody
+import pytest
+
+from connector.ledger import Ledger, RejectedBody
 from connector.ledger._clock import utcnow
-from tests.support.dashboard import Dash, basic, csrf_token
-from tests.support.delivery import ingest
+from tests.support.dashboard import Dash, basic, csrf_token, dashboard_app
+from tests.support.delivery import engine_settings, ingest
+from tests.support.ledger import truncate_all
+from tests.support.recorder import Recorder
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'
@@ -207,3 +211,41 @@ def test_a_store_outage_is_a_503_page_not_a_crash(dash: Dash, monkeypatch: objec
     answer = dash.get("/")
     assert answer.status_code == 503 and "Store unavailable" in text(answer)
     assert answer.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/events?q=%00",
+        "/events?q=%2B1202%00",
+        "/events?status=dead&sink=%00",
+        "/events/bp%00x",
+        "/dead?sink=%00",
+        "/quarantine?page=1&q=x%00",
+    ],
+)
+def test_a_nul_in_the_address_is_a_400_on_every_backend(store_url: str, recorder: Recorder, path: str) -> None:
+    """PostgreSQL text cannot hold a NUL: a search for one was a 500 there (and an event page a false
+    "store unavailable") where SQLite said "no match". Now both say what is wrong, and nothing else changes."""
+    settings = engine_settings(store_url, recorder.url)
+    ledger = Ledger.open(settings.store)
+    try:
+        truncate_all(ledger)
+        client = dashboard_app(settings, ledger).test_client()
+        answer = client.get("/dashboard" + path, headers=basic())
+        assert answer.status_code == 400
+        assert "NUL character" in answer.get_data(as_text=True)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert client.get("/dashboard/events?q=%2B1202", headers=basic()).status_code == 200
+    finally:
+        ledger.dispose()
+
+
+def test_a_nul_in_a_posted_field_is_a_400_and_replays_nothing(dash: Dash) -> None:
+    ingest(dash.ledger, 4_100)
+    token = csrf_token(dash.get("/events/4100").get_data(as_text=True))
+    answer = dash.client.post(
+        "/dashboard/events/replay", data={"event_id": "4100\x00", "csrf_token": token}, headers=basic()
+    )
+    assert answer.status_code == 400 and "NUL character" in answer.get_data(as_text=True)
+    assert dash.ledger.deliveries_for("4100")[0]["status"] == "pending"
