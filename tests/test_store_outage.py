@@ -237,8 +237,64 @@ def test_serve_rides_through_a_postgresql_restart(
     assert first_worker is not None and first_worker["checks"]["worker"] == "1 alive"
     assert recorder.duplicates() == {}
     assert {f"2x-{e}:activity" for e in acknowledged} <= recorder.keys()
-    assert "Traceback" not in log.read_text(errors="replace")
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text
+    # One line per receiver process when the outage starts and one when it ends, not one per 503.
+    assert len(outage) > 4
+    assert 1 <= text.count("store unavailable, webhooks are answered 503") <= 2
+    assert 1 <= text.count("store available again after") <= 2
     ledger.dispose()
+
+
+def test_the_receiver_logs_an_outage_once_not_each_refused_webhook(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from connector.app import create_app
+
+    path = tmp_path / "locked.db"
+    settings = make_settings(f"sqlite:///{path}", store={"url": f"sqlite:///{path}", "sqlite_busy_timeout_ms": 100})
+    ledger = Ledger.open(settings.store)
+    app = create_app(settings, ledger=ledger).test_client()
+
+    def post(i: int) -> int:
+        return app.post(
+            "/webhooks/2x/post-call", json=sample_payload(5_000 + i), headers={"Authorization": TOKEN}
+        ).status_code
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level("WARNING", logger="connector"):
+            assert [post(i) for i in range(5)] == [503] * 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with caplog.at_level("WARNING", logger="connector"):
+        assert post(5) == 202
+        assert post(6) == 202
+    lines = [r.getMessage() for r in caplog.records if r.name == "connector.receiver.webhook"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("store unavailable, webhooks are answered 503 (2X retries them): ")
+    assert lines[1].startswith("store available again after ") and "5 webhooks were answered 503" in lines[1]
+    ledger.dispose()
+
+
+def test_a_long_outage_is_recalled_with_the_count_of_refused_webhooks(caplog: pytest.LogCaptureFixture) -> None:
+    from connector.receiver.outage import OutageLog
+
+    outage = OutageLog(remind_every_s=0.05)
+    with caplog.at_level("WARNING", logger="connector"):
+        outage.stored()  # no outage: nothing to say
+        for _ in range(3):
+            outage.refused(StoreError("store unavailable while trying to store the event: OperationalError"))
+        time.sleep(0.06)
+        outage.refused(StoreError("store unavailable while trying to store the event: OperationalError"))
+        outage.stored()
+        outage.stored()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert lines[1].startswith("store still unavailable after ") and ": 3 webhooks answered 503 in the last" in lines[1]
+    assert "4 webhooks were answered 503 meanwhile" in lines[2]
 
 
 def _read_only(server: pg_instance.PrivatePostgres, on: bool) -> None:

@@ -29,6 +29,7 @@ from connector.errors import PayloadError, StoreError
 from connector.ledger import Ledger
 from connector.metrics import process_metrics
 from connector.receiver.ingest import Reply, ingest, reject
+from connector.receiver.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ReceiverState:
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in settings.receiver.allowed_sources]
         """Used only to put do-not-call deliveries first; a broken mapping never blocks receiving."""
         self._responses: dict[int, Any] = {}
+        self.outage = OutageLog()
 
     def responses_counter(self, status: int) -> Any:
         """The answers counter's child for one status, looked up once per process (labels() takes a lock)."""
@@ -123,12 +125,14 @@ def _answer(current: ReceiverState, incoming: Request) -> Reply:
     if not _authorized(incoming.headers.get(current.settings.receiver.auth.header), current.tokens):
         return Reply(401, {"error": "unauthorized", "detail": "missing or invalid credentials"})
     try:
-        return _accept(current, incoming)
+        reply = _accept(current, incoming)
     except StoreError as exc:
-        log.error("store unavailable, webhook not acknowledged: %s", exc)
+        current.outage.refused(exc)
         return Reply(
             503, {"error": "store_unavailable", "detail": "the event was not stored; retry later"}, {"Retry-After": "5"}
         )
+    current.outage.stored()
+    return reply
 
 
 def _accept(current: ReceiverState, incoming: Request) -> Reply:
