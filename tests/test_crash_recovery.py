@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -121,6 +122,68 @@ def test_a_worker_whose_claims_were_released_stops_writing_them(ledger: Ledger) 
     )
     assert ledger.deliveries.counts() == {("rec", "pending"): 1}
     assert ledger.deliveries.attempts_for(claimed.id)[-1]["outcome"] == "lease_lost"
+
+
+def test_renewing_leases_mid_batch_does_not_call_finished_deliveries_lost(
+    ledger: Ledger, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heartbeat thread renews the leases in hand while a batch runs: deliveries the batch has already
+    finished are no longer leased, and must not be reported as "released by another worker"."""
+    settings = engine_settings(
+        str(ledger.engine.url.render_as_string(hide_password=False)), recorder.url, batch_size=20
+    )
+    for i in range(20):
+        ingest(ledger, 34_000 + i, record_phone_number=f"+1202555{i:04d}")
+    recorder.slow_s = 0.01
+    worker = Worker(settings, ledger=ledger, worker_id="renewer")
+    worker.open()
+    renewals = 0
+    try:
+        with ThreadPoolExecutor(1) as pool, caplog.at_level("WARNING", logger="connector"):
+            batch = pool.submit(worker.run_once)
+            while not batch.done():
+                worker._renew_held()  # noqa: SLF001 - what the heartbeat thread runs, here every few ms
+                renewals += 1
+                time.sleep(0.003)
+            assert batch.result() == 20
+    finally:
+        worker.close()
+    assert renewals > 20
+    assert ledger.deliveries.counts() == {("rec", "succeeded"): 20}
+    assert not [r.getMessage() for r in caplog.records if "released by another worker" in r.getMessage()]
+
+
+def test_an_unexpected_error_in_the_heartbeat_thread_does_not_end_the_heartbeat(
+    ledger: Ledger, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The thread that heartbeats ended on anything but a StoreError (a bug once did it: a TypeError): the worker
+    went on delivering while looking dead to every other worker and to /readyz."""
+    import connector.engine.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "HEARTBEAT_S", 0.05)
+    settings = engine_settings(str(ledger.engine.url.render_as_string(hide_password=False)), recorder.url)
+    worker = Worker(settings, ledger=ledger, worker_id="beating")
+    worker.open()
+    failures = iter([RuntimeError("a bug"), RuntimeError("a bug")])
+
+    def heartbeat_failing_twice(worker_id: str) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        type(ledger.sinks).heartbeat(ledger.sinks, worker_id)
+
+    monkeypatch.setattr(ledger.sinks, "heartbeat", heartbeat_failing_twice)
+    truncate_all(ledger)  # no heartbeat so far
+    runner = threading.Thread(target=worker.run_forever)
+    with caplog.at_level("ERROR", logger="connector"):
+        runner.start()
+        try:
+            processes.wait_until(lambda: ledger.sinks.live_workers(within_s=5), 5, "a heartbeat after the failures")
+        finally:
+            worker.stop_requested.set()
+            runner.join(10)
+    said = [r for r in caplog.records if "heartbeat or lease renewal failed unexpectedly" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # once, with its traceback, not every beat
 
 
 @pytest.mark.slow

@@ -89,6 +89,12 @@ def test_unknown_end_reason_is_kept_verbatim_not_rejected(served: Served) -> Non
     assert "end_reason_unknown" in normalized["flags"]
 
 
+def test_a_raw_control_character_is_named_with_its_position(served: Served) -> None:
+    answer = post(served, '{"id": "c1", "call": {}, "record_first_name": "A\x00B"}')
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "the body is not valid JSON: Invalid control character at line 1, column 49"
+
+
 HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("vendor sample verbatim", VENDOR_SAMPLE_VERBATIM.encode(), JSON, 400, "invalid_json"),
     ("invalid json", b'{"id": 1, "call": {', JSON, 400, "invalid_json"),

@@ -98,7 +98,9 @@ class DeliveryRunner:
         auth_probe_s: float,
         contact_cache_s: float = 86_400,
         metrics: Metrics | None = None,
+        on_finished: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_finished(delivery_id)`: told as each attempt's end is recorded (the worker stops renewing its lease)."""
         self._ledger = ledger
         self._worker = worker_id
         self._sinks = sinks
@@ -106,6 +108,7 @@ class DeliveryRunner:
         self._auth_probe_s = auth_probe_s
         self._contact_cache_s = contact_cache_s
         self._metrics = metrics
+        self._on_finished = on_finished
         self._missing = MissingFieldTracker(ledger)
 
     def run(self, claimed: Claimed) -> str:
@@ -453,6 +456,8 @@ class DeliveryRunner:
     def _report(self, claimed: Claimed, outcome: DeliveryOutcome, kept: bool, error: dict[str, Any] | None) -> str:
         """Metrics and the log line of a finished attempt; returns its outcome (lease_lost when not kept)."""
         final = outcome if kept else DeliveryOutcome.LEASE_LOST
+        if self._on_finished is not None:
+            self._on_finished(claimed.id)
         if self._metrics is not None:
             self._metrics.attempts.labels(sink=claimed.sink, outcome=final.value).inc()
         log.info(

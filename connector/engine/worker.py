@@ -99,6 +99,7 @@ class Worker:
             auth_probe_s=worker_settings.auth_probe_s,
             contact_cache_s=worker_settings.contact_cache_s,
             metrics=process_metrics()[0],
+            on_finished=self._finished,
         )
         try:
             self.ledger.sinks.heartbeat(self.id)
@@ -309,6 +310,7 @@ class Worker:
     def _keep_alive(self) -> None:
         """Heartbeat and renew the leases in hand every HEARTBEAT_S, whatever the main loop is doing."""
         last_renewal = 0.0
+        failing: str | None = None
         while not self.stop_requested.wait(HEARTBEAT_S):
             if self.exit_when_orphaned and os.getppid() != self._parent_pid:
                 log.warning("the serve process that started this worker is gone; stopping", extra={"worker": self.id})
@@ -321,17 +323,30 @@ class Worker:
                 if time.monotonic() - last_renewal >= self.settings.worker.lease_s / 3:
                     self._renew_held()
                     last_renewal = time.monotonic()
+                failing = None
             except StoreError:
                 self._store_ok_since = None  # the main loop logs the outage once
+            except Exception as exc:  # noqa: BLE001 - this thread ending would stop the heartbeat for good:
+                # the worker, still delivering, would look dead to every other worker and to /readyz
+                if failing != repr(exc):
+                    log.exception("heartbeat or lease renewal failed unexpectedly; retrying every beat")
+                failing = repr(exc)
+
+    def _finished(self, delivery_id: int) -> None:
+        """An attempt's end is recorded: its lease is no longer this worker's to renew."""
+        with self._held_lock:
+            self._held.discard(delivery_id)
 
     def _renew_held(self) -> None:
         with self._held_lock:
             held = list(self._held)
-        kept = self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s)
-        if kept < len(held):
+        kept = set(self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s))
+        with self._held_lock:  # finished meanwhile (recorded before the renewal, reported after it): not lost
+            lost = [i for i in held if i not in kept and i in self._held]
+        if lost:
             # Declared dead (e.g. cut off from the store too long): the IN_FLIGHT lease check keeps
             # this worker from calling the CRM for them again, and finish() will not overwrite them.
-            log.warning("some claims were released by another worker", extra={"lost": len(held) - kept})
+            log.warning("some claims were released by another worker", extra={"lost": len(lost)})
 
 
 def run_worker(settings: Settings, *, embedded: bool = False) -> None:

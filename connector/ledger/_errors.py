@@ -48,8 +48,19 @@ DATABASE_ERRORS = _driver_errors()
 def translated(exc: BaseException, doing: str) -> StoreError:
     """The StoreError for a database failure; names the error class, never the statement's values."""
     if isinstance(exc, DataError):
+        # Only the class: a driver's DataError text may quote the value refused (a caller's payload)
         return StoreDataError(f"the store refused the data while trying to {doing}: {exc.__class__.__name__}")
-    return StoreError(f"store unavailable while trying to {doing}: {exc.__class__.__name__}")
+    return StoreError(f"store unavailable while trying to {doing}: {outage_reason(exc)}")
+
+
+def outage_reason(exc: BaseException) -> str:
+    """`OperationalError: connection failed: … Connection refused`: the error class and the first line of the
+    driver's own message, which says what an operator must fix (refused, locked, disk full, read-only) and
+    holds no statement or values (SQLAlchemy appends those on later lines of its own message, not used here)."""
+    driver = getattr(exc, "orig", None) or exc
+    lines = str(getattr(driver, "strerror", None) or driver).strip().splitlines()
+    first = lines[0].strip()[:200] if lines else ""
+    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
 
 
 @contextlib.contextmanager
@@ -67,17 +78,17 @@ def translating(doing: str, *, unavailable: str | None = None) -> Iterator[None]
         cause = error.__cause__
         if unavailable is None or isinstance(error, StoreDataError) or not isinstance(cause, DATABASE_ERRORS):
             raise
-        raise StoreError(f"{unavailable}: {cause.__class__.__name__}") from cause
+        raise StoreError(f"{unavailable}: {outage_reason(cause)}") from cause
     except DATABASE_ERRORS as exc:
-        error = translated(exc, doing)
-        if unavailable is not None and not isinstance(error, StoreDataError):
-            error = StoreError(f"{unavailable}: {exc.__class__.__name__}")
-        raise error from exc
+        translation = translated(exc, doing)
+        if unavailable is not None and not isinstance(translation, StoreDataError):
+            translation = StoreError(f"{unavailable}: {outage_reason(exc)}")
+        raise translation from exc
 
 
 def store_errors(function: Callable[..., T]) -> Callable[..., T]:
     """Decorate one ledger function or method: database errors (except IntegrityError) become StoreError."""
-    doing = function.__name__.strip("_").replace("_", " ")
+    doing = f"run {function.__qualname__}"  # "store unavailable while trying to run SinkStateStore.status: …"
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> T:

@@ -141,12 +141,12 @@ class DeliveryStore:
         ]
         return sorted(chosen, key=lambda c: order[c.id])
 
-    def renew(self, worker: str, delivery_ids: list[int], *, lease_s: float) -> int:
-        """Extend the leases this worker still holds; returns how many it still holds."""
+    def renew(self, worker: str, delivery_ids: list[int], *, lease_s: float) -> list[int]:
+        """Extend the leases this worker still holds; returns the ids it still holds."""
         if not delivery_ids:
-            return 0
+            return []
         now = utcnow()
-        held = 0
+        held: list[int] = []
         with self._writes.begin() as connection:
             for condition in among(connection, deliveries.c.id, delivery_ids):
                 result = connection.execute(
@@ -157,8 +157,9 @@ class DeliveryStore:
                         deliveries.c.status == DeliveryStatus.LEASED.value,
                     )
                     .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
+                    .returning(deliveries.c.id)
                 )
-                held += int(result.rowcount or 0)
+                held += [int(row.id) for row in result]
         return held
 
     def sweep_expired(self) -> int:

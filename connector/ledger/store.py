@@ -121,7 +121,9 @@ class Ledger:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
-        with translating("migrate", unavailable="cannot migrate the store"):  # OSError: the SQLite lock file
+        with translating(
+            "migrate", unavailable="cannot open the store and bring its schema up to date"
+        ):  # OSError: the SQLite lock file
             migrate.upgrade(self.engine)
 
     def ping(self) -> None:

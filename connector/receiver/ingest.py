@@ -48,7 +48,10 @@ def decode_json(body: bytes) -> object:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable number or constant"
+        # json's own message may end in " at" ("Invalid control character at"): the position follows
+        reason = (
+            exc.msg.removesuffix(" at") if isinstance(exc, json.JSONDecodeError) else "unreadable number or constant"
+        )
         raise PayloadError(400, "invalid_json", f"the body is not valid JSON: {reason}{where}") from None
 
 

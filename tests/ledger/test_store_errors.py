@@ -206,9 +206,15 @@ def test_every_public_ledger_callable_raises_store_error_when_the_store_is_gone(
 
 
 def test_opening_a_gone_store_raises_store_error(gone_store: StoreSettings) -> None:
-    with pytest.raises(StoreError, match="cannot migrate the store"):
+    with pytest.raises(StoreError, match=r"cannot open the store and bring its schema up to date: \w+: \S"):
         Ledger.open(gone_store)
     opened = Ledger.open(gone_store, migrate_schema=False)  # connects lazily: only a use of it fails
     with pytest.raises(StoreError, match="store unreachable"):
         opened.ping()
+    # What failed and the driver's own first line (refused, unable to open …), for `connector status` and the logs
+    with pytest.raises(
+        StoreError, match=r"^store unavailable while trying to run SinkStateStore\.all: \w+: \S"
+    ) as raised:
+        opened.sinks.all()
+    assert "\n" not in str(raised.value) and "SELECT" not in str(raised.value)
     opened.dispose()
