@@ -122,6 +122,12 @@ class OutcomeUnknown(TransientError):
     connection), a 4xx, 408, or a rate limit is never this: the CRM refused it before writing."""
 
 
+class AwaitingIndex(TransientError):
+    """A write may have been applied that the CRM's search does not show yet (HubSpot's index lags): the delivery
+    waits exactly `retry_after`, then searches again (or writes). Not a failed attempt, so not on the retry
+    schedule: after a crash, a lead whose contact create was in flight waited 35 to 130 s behind it, not 10."""
+
+
 class StaleContact(TransientError):
     """The contact this plan resolved to no longer exists in the CRM (deleted or merged away).
 

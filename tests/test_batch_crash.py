@@ -9,6 +9,7 @@ real engine, hubspot-api-client and the HubSpot emulator over loopback HTTP, on 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.engine import batch as batching
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
+from tests.support import processes
 from tests.support.delivery import drain, ingest
 from tests.support.hubspot import TOKEN
 from tests.support.ledger import truncate_all
@@ -160,3 +162,49 @@ def test_a_lone_call_takes_the_single_path_at_once(tmp_path: Path, monkeypatch: 
             ledger.dispose()
         assert batched == []
         assert [c["properties"]["hs_call_external_id"] for c in emulator.objects("calls")] == [f"2x-{event_id}"]
+
+
+def test_a_contact_create_cut_off_by_a_crash_waits_the_settle_window_not_the_retry_schedule(store_url: str) -> None:
+    """A worker died between journaling its contact resolution in flight and sending it: the contact may exist,
+    and HubSpot's search may not show it yet, so the next worker waits CREATE_SETTLE_S before creating. That wait
+    is not a failed attempt: with the default retry schedule (15 s, then 30 s …) it used to take 35 to 130 s."""
+    from connector.ledger.schema import ActionStatus
+    from connector.plan import contact_action_key
+    from connector.sinks.hubspot.sink import CREATE_SETTLE_S
+
+    with HubSpotEmulator(
+        tokens=[TOKEN], rate_limit=10_000, search_rate_per_s=None, seed_custom_properties=True
+    ) as emulator:
+        default_retries = {"retry": {}}  # the shipped schedule, not the fast one of the other tests
+        ledger = Ledger.open(settings(emulator, store_url).store)
+        truncate_all(ledger)
+        numbers = phones(6)
+        ids = [ingest(ledger, 3000 + i, sinks=("hs",), record_phone_number=p) for i, p in enumerate(numbers)]
+        claimed = ledger.deliveries.claim("dying", ["hs"], limit=10, lease_s=30)
+        for item in claimed[:3]:  # the state a kill -9 leaves after the in-flight mark, before the request
+            ledger.deliveries.journal_mark(
+                item.id, contact_action_key(item.event_id), "resolve_contact", ActionStatus.IN_FLIGHT, owner="dying"
+            )
+        ledger.deliveries.release_claims_of(["dying"])
+        survivor = Worker(settings(emulator, store_url, **default_retries), ledger=ledger, worker_id="survivor")
+        survivor.open()
+        started = time.monotonic()
+        try:
+            processes.wait_until(
+                lambda: survivor.run_once() >= 0 and ledger.deliveries.counts() == {("hs", "succeeded"): 6},
+                CREATE_SETTLE_S + 5,
+                "the cut-off contacts, after the settle window",
+                every_s=0.05,
+            )
+            took = time.monotonic() - started
+        finally:
+            survivor.close()
+        attempts = [len(ledger.deliveries.attempts_for(d["id"])) for e in ids for d in ledger.deliveries_for(e)]
+        counted = [d["attempts"] for e in ids for d in ledger.deliveries_for(e)]
+        ledger.dispose()
+        contacts = Counter(c["properties"].get("phone") for c in emulator.objects("contacts"))
+    print(f"cut-off contacts resolved {took:.1f} s after the survivor started (settle window {CREATE_SETTLE_S:g} s)")
+    assert took >= CREATE_SETTLE_S - 0.5  # it did wait for the index: no create before the window
+    assert sorted(attempts) == [1, 1, 1, 2, 2, 2]  # the wait, then the create
+    assert counted == [2] * 6  # the dying worker's claim and the survivor's: the wait is not a failed attempt
+    assert all(contacts[p] == 1 for p in numbers)

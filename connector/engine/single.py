@@ -28,6 +28,7 @@ from connector.engine.faults import crash_point
 from connector.engine.retry import RetryPolicy
 from connector.errors import (
     AuthError,
+    AwaitingIndex,
     MappingError,
     MissingFields,
     PermanentError,
@@ -274,9 +275,12 @@ class DeliveryRunner:
             self._mark(claimed, action, ActionStatus.SUCCEEDED, result, context, written=runnable)
 
     def _quick_retries(self) -> Retrying:
-        """Quick in-attempt retries of transient errors (not of rate limits: those block the sink)."""
+        """Quick in-attempt retries of transient errors (not of rate limits: those block the sink; nor of a wait
+        for the search index, which says how long it needs)."""
         return Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientError) and not isinstance(e, (RateLimited, AwaitingIndex))
+            ),
             stop=stop_after_attempt(self._policy.quick_retries + 1),
             wait=wait_exponential(multiplier=self._policy.quick_wait_s, max=5),
             reraise=True,
@@ -413,6 +417,11 @@ class DeliveryRunner:
             )
         if isinstance(exc, PermanentError):
             return self._finish(claimed, attempt_id, DeliveryStatus.DEAD, DeliveryOutcome.DEAD, error)
+        if isinstance(exc, AwaitingIndex):
+            due = now + timedelta(seconds=exc.retry_after or 1.0)
+            return self._finish(
+                claimed, attempt_id, DeliveryStatus.RETRY_SCHEDULED, DeliveryOutcome.RETRY, error, due=due, count=False
+            )
         if isinstance(exc, StaleContact):
             if claimed.contact_key:
                 self._ledger.sinks.forget_contact(claimed.sink, claimed.contact_key)

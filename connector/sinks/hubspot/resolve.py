@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from connector.errors import OutcomeUnknown, PermanentError, SinkError, TransientError
+from connector.errors import AwaitingIndex, OutcomeUnknown, PermanentError, SinkError, TransientError
 from connector.phones import national_digits, numbers_held, one_per_number, same_number
 from connector.plan import MatchByPhone, ResolveContact
 from connector.sinks.base import ActionResult, ExecutionContext
@@ -57,8 +57,8 @@ def _phone_rule(action: ResolveContact) -> MatchByPhone | None:
 def _single(parts: SinkParts, action: ResolveContact) -> Outcome:
     try:
         return parts.execute_one(action, ExecutionContext())
-    except PermanentError as exc:  # this action's own problem; an outage or rate limit concerns the whole batch
-        return exc
+    except (PermanentError, AwaitingIndex) as exc:  # this action's own; an outage or rate limit concerns the batch
+        return exc  # (a wait for the index held up the whole batch with it)
 
 
 # -- finding existing contacts ------------------------------------------------------------------------------

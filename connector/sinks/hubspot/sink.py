@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from connector.errors import AuthError, OutcomeUnknown, PermanentError, SinkError, StaleContact, TransientError
+from connector.errors import (
+    AuthError,
+    AwaitingIndex,
+    OutcomeUnknown,
+    PermanentError,
+    SinkError,
+    StaleContact,
+)
 from connector.plan import (
     Action,
     CloseCallbacks,
@@ -175,7 +182,7 @@ class HubSpotSink:
                 return found
         since = self._uncertain.since(action.key)
         if since is not None and (remaining := since + CREATE_SETTLE_S - time.monotonic()) > 0:
-            raise TransientError(
+            raise AwaitingIndex(
                 "waiting for HubSpot's search index after an unconfirmed contact create", retry_after=remaining
             )
         if action.on_no_match == "skip":
