@@ -243,6 +243,7 @@ class Settings(_Model):
         default_factory=DashboardSettings, description="The operations dashboard (served only with a password)."
     )
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file; relative paths start here.")
+    source: str = Field("<config>", exclude=True, description="The config file's name, for error messages.")
 
     def enabled_sinks(self) -> list[str]:
         """Names of the sinks that receive new deliveries, sorted for a stable order."""
@@ -323,7 +324,7 @@ def parse_settings(
         raise ConfigError(source, [ConfigProblem("<root>", "the configuration must be a mapping of sections")])
     expanded = expand_env(document, dict(os.environ if environ is None else environ), "", problems, needed=needed)
     try:
-        settings = Settings.model_validate({**expanded, "base_dir": base_dir})
+        settings = Settings.model_validate({**expanded, "base_dir": base_dir, "source": source})
     except ValidationError as exc:
         unset = [p.path for p in problems]
         for err in exc.errors(include_url=False, include_input=False):

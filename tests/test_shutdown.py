@@ -123,7 +123,44 @@ def test_validate_and_serve_refuse_an_unknown_sink_type(tmp_path: Path, recorder
             "sinks.rec.type: no sink type 'hubspt' is installed; installed: http, hubspot, salesforce" in done.stderr
         ), done.stderr
         assert "Traceback" not in done.stderr
+        assert f"{config}: 1 problem(s)" in done.stderr  # the file, not "<config>"
     assert not (tmp_path / "stop.db").exists()  # serve refused before even opening the store
+
+
+def test_validate_and_serve_refuse_a_salesforce_ca_file_that_is_gone(tmp_path: Path) -> None:
+    """What a stopped sandbox leaves: its config names the CA file the sandbox removed. validate ended in a
+    traceback, and serve accepted webhooks whose every Salesforce delivery failed for a day."""
+    port = free_port()
+    gone = tmp_path / "sf-emulator" / "ca.pem"
+    config = tmp_path / "connector.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"port": port, "auth": {"header": "X-2X-Token", "tokens": [TOKEN]}},
+                "store": {"url": f"sqlite:///{tmp_path / 'stop.db'}"},
+                "sinks": {
+                    "salesforce": {
+                        "type": "salesforce",
+                        "instance_url": "https://127.0.0.1:1",
+                        "auth": {"session_id": "00D-session"},
+                        "ca_bundle": str(gone),
+                    }
+                },
+            }
+        )
+    )
+    for command in (["validate"], ["validate", "--offline"], ["serve"]):
+        done = subprocess.run(
+            [*processes.CONNECTOR, *command, "--config", str(config)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (command, done.stderr)
+        assert f"sinks.salesforce.ca_bundle: no such file: {gone}" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "stop.db").exists()
 
 
 def test_serve_prints_one_start_up_block_and_one_line_per_stop_stage(tmp_path: Path, recorder: Recorder) -> None:

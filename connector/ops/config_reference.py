@@ -87,7 +87,7 @@ def render() -> str:
         "(`${VAR:-}` makes empty allowed). `connector status` and `connector quarantine list|show` read only the "
         "ledger: they need just `store.*`, not the CRM or webhook secrets.",
         "",
-        f"Top-level sections: {', '.join(f'`{k}`' for k in Settings.model_fields if k != 'base_dir')}.",
+        f"Top-level sections: {', '.join(f'`{k}`' for k, f in Settings.model_fields.items() if not f.exclude)}.",
     ]
     for section, model in SECTIONS:
         lines += [
@@ -100,7 +100,7 @@ def render() -> str:
             "|---|---|---|---|",
         ]
         for name, info in model.model_fields.items():
-            if name == "base_dir":
+            if info.exclude:  # set by the loader (the config file's folder and name), not written in the YAML
                 continue
             key = info.alias or name
             meaning = (info.description or "").replace("|", _PIPE)

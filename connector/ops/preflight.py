@@ -23,18 +23,22 @@ def sink_problems(settings: Settings, names: list[str] | None = None) -> list[Co
             continue
         try:
             build_sink(name, config)
-        except ConfigError as exc:
-            problems += [ConfigProblem(f"sinks.{name}", p.message) for p in exc.problems]
+        except ConfigError as exc:  # its own path when it names a field of this sink (sinks.NAME.auth.domain)
+            problems += [
+                ConfigProblem(p.path if p.path.startswith(f"sinks.{name}.") else f"sinks.{name}", p.message)
+                for p in exc.problems
+            ]
         except Exception as exc:  # noqa: BLE001 - a factory's own error: report it, do not start
             problems.append(ConfigProblem(f"sinks.{name}", f"cannot be built: {exc.__class__.__name__}: {exc}"))
     return problems
 
 
-def check_deliverable(settings: Settings, source: str = "<config>") -> None:
-    """Raise ConfigError (every problem listed) unless every enabled sink and its mapping load."""
+def check_deliverable(settings: Settings, source: str | None = None) -> None:
+    """Raise ConfigError (every problem listed, under the config file's name) unless every enabled sink and its
+    mapping load."""
     from connector.mapping.sinks import load_sink_mappings
 
     problems = sink_problems(settings)
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source or settings.source, problems)
     load_sink_mappings(settings)

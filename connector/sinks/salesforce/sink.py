@@ -8,9 +8,10 @@ are shaped as they are (API calls per event, idempotency, the rate budget): docs
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
-from connector.errors import PermanentError, SinkError, StaleContact
+from connector.errors import ConfigError, ConfigProblem, PermanentError, SinkError, StaleContact
 from connector.plan import Action, CloseCallbacks, CreateTask, ResolveContact, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 from connector.sinks.drift import DriftPolicy, probe_held
@@ -157,5 +158,27 @@ class SalesforceSink:
 
 
 def factory(name: str, settings: Any) -> SalesforceSink:
-    """Entry point of the `salesforce` sink type."""
-    return SalesforceSink(name, settings)
+    """Entry point of the `salesforce` sink type; refuses files the sink would only fail to read at its first call."""
+    sink = SalesforceSink(name, settings)
+    problems = missing_files(name, sink.settings)
+    if problems:
+        raise ConfigError("<config>", problems)
+    return sink
+
+
+def missing_files(name: str, settings: SalesforceSinkSettings) -> list[ConfigProblem]:
+    """`ca_bundle` and `auth.private_key_file` that are not readable files.
+
+    Without this check `validate` ended in a traceback (requests: "Could not find a suitable TLS CA certificate
+    bundle"), and `serve` accepted webhooks whose every Salesforce delivery then failed as "unexpected" and was
+    retried for a day. A stopped sandbox leaves exactly that: its config names a CA file the sandbox removed."""
+    files = {
+        "ca_bundle": (settings.ca_bundle, "the CA certificates to trust for instance_url"),
+        "auth.private_key_file": (settings.auth.private_key_file, "the JWT bearer flow's private key"),
+    }
+    problems = []
+    for field, (path, what) in files.items():
+        if path and not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not readable"
+            problems.append(ConfigProblem(f"sinks.{name}.{field}", f"{reason}: {path} ({what})"))
+    return problems
