@@ -95,6 +95,34 @@ def test_readyz_probes_a_write_so_a_locked_sqlite_store_is_not_ready(tmp_path: P
     ledger.dispose()
 
 
+def test_readyz_answers_within_a_probes_patience_while_sqlite_is_locked(tmp_path: Path) -> None:
+    """A load balancer's probe times out in a few seconds: /readyz waited the store's whole busy timeout (10 s)."""
+    from connector.app import create_app
+    from connector.ledger.store import PROBE_WAIT_MS
+
+    path = tmp_path / "locked.db"
+    settings = make_settings(f"sqlite:///{path}", store={"url": f"sqlite:///{path}"})  # busy timeout 10 s
+    ledger = Ledger.open(settings.store)
+    app = create_app(settings, ledger=ledger).test_client()
+    assert app.get("/readyz").status_code == 200
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        answer = app.get("/readyz")
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["store"] == "store cannot take a write: OperationalError: database is locked"
+    assert PROBE_WAIT_MS / 1000 - 0.1 < took < PROBE_WAIT_MS / 1000 + 1.5
+    assert app.get("/readyz").status_code == 200
+    with ledger.engine.connect() as connection:  # every pooled connection still waits the store's own timeout
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == settings.store.sqlite_busy_timeout_ms
+    ledger.dispose()
+
+
 def test_standalone_worker_rides_through_a_postgresql_restart(
     tmp_path: Path, recorder: Recorder, private_pg: pg_instance.PrivatePostgres
 ) -> None:

@@ -6,14 +6,16 @@ only after the event and its deliveries are committed, so a 2xx always means "st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from connector.config import StoreSettings
@@ -142,12 +144,15 @@ class Ledger:
                 if migrate.current_revision(self.engine) != migrate.head_revision():
                     raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
                 now = utcnow()
-                with self._writes.begin() as connection:
-                    changed = connection.execute(
-                        store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
-                    ).rowcount
-                    if not changed:
-                        connection.execute(store_probe.insert().values(name=name, probed_at=now))
+                with self._writes.connect() as connection, _patience(connection, PROBE_WAIT_MS):
+                    with connection.begin():
+                        if connection.dialect.name == "postgresql":  # for this transaction only
+                            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {PROBE_WAIT_MS}")
+                        changed = connection.execute(
+                            store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
+                        ).rowcount
+                        if not changed:
+                            connection.execute(store_probe.insert().values(name=name, probed_at=now))
         except IntegrityError:
             return  # another process inserted the same name meanwhile: the store took a write
 
@@ -276,6 +281,28 @@ class Ledger:
 
     def _reading(self) -> Any:
         return self.engine.connect()  # errors are translated by guard_public_methods
+
+
+PROBE_WAIT_MS = 1000
+"""How long the readiness probe waits for the write lock (SQLite) or a statement (PostgreSQL): a load balancer's
+probe times out in a few seconds, and a store locked for longer is not ready anyway. Webhooks keep the full
+`sqlite_busy_timeout_ms`: they may wait out a long checkpoint or another writer."""
+
+
+@contextlib.contextmanager
+def _patience(connection: Connection, wait_ms: int) -> Iterator[None]:
+    """SQLite: run the block with a shorter wait for the write lock than the store's own, restored afterwards."""
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection  # set before BEGIN IMMEDIATE, which is what waits
+        assert dbapi is not None
+        before = dbapi.execute("PRAGMA busy_timeout").fetchone()[0]
+        dbapi.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+        try:
+            yield
+        finally:
+            dbapi.execute(f"PRAGMA busy_timeout = {int(before)}")
+        return
+    yield
 
 
 def _header(value: str | None) -> str | None:
