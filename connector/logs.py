@@ -25,11 +25,30 @@ def escape_control(text: str) -> str:
     return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+MAX_FIELD_CHARS = 256
+"""A field's value longer than this (an id or reason a sender made 5,000 characters long) is cut in the log line."""
+
+
+def bounded(value: object) -> object:
+    """A string field cut at MAX_FIELD_CHARS, saying how much was left out; other values unchanged."""
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return f"{value[:MAX_FIELD_CHARS]}...(+{len(value) - MAX_FIELD_CHARS} chars)"
+    return value
+
+
 def mask_phone(e164: str | None) -> str:
-    """`+12025550143` → `+1******0143`: enough to tell numbers apart in support, not to call them."""
+    """`+12025550143` → `+1******0143`: enough to tell numbers apart in support, not to call them.
+
+    Whatever the input (a raw number that did not parse, `+1...`, `12345`), at most its last four characters
+    and, for an E.164 number of eight digits or more, its `+` and first digit show; the rest is masked, never
+    repeated or dropped (`12345` read `122345` before)."""
     if not e164:
         return "-"
-    return e164[:2] + "*" * max(len(e164) - 6, 0) + e164[-4:]
+    text = escape_control(e164)
+    shown_tail = min(4, max(len(text) - 4, 0))  # a short value shows less than half of itself
+    head = text[:2] if text.startswith("+") and len(text) >= 9 else ""
+    masked = len(text) - len(head) - shown_tail
+    return head + "*" * masked + (text[-shown_tail:] if shown_tail else "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +61,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
+        entry.update(
+            {k: bounded(v) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -65,7 +86,7 @@ class PlainFormatter(logging.Formatter):
         escaped.msg, escaped.args = escape_control(record.getMessage()), None
         line = super().format(escaped)
         fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
-        return line + "".join(f" {k}={escape_control(str(v))}" for k, v in fields.items())
+        return line + "".join(f" {k}={escape_control(str(bounded(v)))}" for k, v in fields.items())
 
 
 def setup_logging(settings: LoggingSettings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 import yaml
 
 from connector.default_mappings import default_mapping_path
@@ -81,14 +82,17 @@ def test_transient_errors_past_the_schedule_dead_letter(ledger: Ledger, store_ur
 
 
 def test_a_permanent_error_is_dead_lettered_at_once_with_the_crm_message(
-    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
     mapping = yaml.safe_load(default_mapping_path("hubspot").read_text())
     mapping["activity"]["properties"]["reject_me"] = True
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping))
     event_id = ingest(ledger, 9)
     worker = make_worker(ledger, engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml")))
-    drain(worker)
+    with caplog.at_level("WARNING", logger="connector"):
+        drain(worker)
+    # A dead letter needs someone: WARNING, not INFO (a default-level log showed nothing)
+    assert [r.getMessage() for r in caplog.records if r.getMessage() == "delivery dead"] == ["delivery dead"]
     [delivery] = ledger.deliveries_for(event_id)
     assert delivery["status"] == "dead"
     assert "Property reject_me does not exist" in delivery["dead_reason"]

@@ -96,6 +96,13 @@ def test_no_personal_data_in_any_log_line(
 def test_mask_phone_keeps_only_what_support_needs() -> None:
     assert mask_phone(PHONE) == "+1******0199"
     assert mask_phone(None) == "-"
+    # Raw numbers that did not parse: never garbled ("12345" read "122345"), never mostly shown
+    assert mask_phone("12345") == "****5"
+    assert mask_phone("+1...") == "****."
+    assert mask_phone("123") == "***"
+    assert mask_phone("5550143") == "****143"
+    assert mask_phone("+4930123") == "****0123"
+    assert mask_phone("+1202555\x000143") == "+1**********0143"  # escaped first (NUL as \\x00), then masked
 
 
 @pytest.mark.parametrize(
@@ -139,3 +146,22 @@ def test_plain_formatter_keeps_tracebacks_readable() -> None:
     text = PlainFormatter("%(message)s").format(record)
     assert text.startswith("failed for a\\nb\nTraceback")
     assert "ValueError: boom" in text
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter("%(message)s"), JsonFormatter()], ids=["plain", "json"])
+def test_a_senders_long_values_are_cut_in_the_log_line(
+    served: Served, caplog: pytest.LogCaptureFixture, formatter: logging.Formatter
+) -> None:
+    """A refused 5,000-character id made a 5,148-character line; a body may be 2 MB."""
+    caplog.set_level(logging.INFO)
+    headers = {"Authorization": served.token, "Content-Type": "application/json"}
+    long_id, long_reason = "i" * 5_000, "r" * 300
+    refused = requests.post(served.url, data=json.dumps(sample_payload(long_id)), headers=headers, timeout=5)
+    accepted = requests.post(
+        served.url, data=json.dumps(sample_payload(77, end_reason=long_reason)), headers=headers, timeout=5
+    )
+    assert (refused.status_code, accepted.status_code) == (422, 202)
+    lines = [formatter.format(r) for r in caplog.records if r.name.startswith("connector")]
+    assert any("...(+4744 chars)" in line for line in lines), lines  # the refused id, cut with what was left out
+    assert any("r" * 256 + "...(+44 chars)" in line for line in lines), lines
+    assert max(len(line) for line in lines) < 1_000

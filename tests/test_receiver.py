@@ -95,6 +95,26 @@ def test_a_raw_control_character_is_named_with_its_position(served: Served) -> N
     assert answer.json()["detail"] == "the body is not valid JSON: Invalid control character at line 1, column 49"
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+def test_a_compressed_body_is_refused_with_415_and_kept(served: Served, encoding: str) -> None:
+    """A gzip body was answered "not UTF-8 encoded JSON" (400), and a plain one labelled gzip was accepted."""
+    import gzip
+
+    body = json.dumps(sample_payload(3_300)).encode()
+    for sent in (gzip.compress(body), body):
+        answer = requests.post(
+            served.url,
+            data=sent,
+            headers={"Authorization": served.token, "Content-Type": "application/json", "Content-Encoding": encoding},
+            timeout=5,
+        )
+        assert answer.status_code == 415
+        assert answer.json()["error"] == "unsupported_content_encoding"
+        assert encoding in answer.json()["detail"]
+        assert served.ledger.get_quarantined(answer.json()["quarantine_id"])["body"] == sent
+    assert served.ledger.get_event("3300") is None
+
+
 HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("vendor sample verbatim", VENDOR_SAMPLE_VERBATIM.encode(), JSON, 400, "invalid_json"),
     ("invalid json", b'{"id": 1, "call": {', JSON, 400, "invalid_json"),

@@ -469,7 +469,8 @@ class DeliveryRunner:
             self._on_finished(claimed.id)
         if self._metrics is not None:
             self._metrics.attempts.labels(sink=claimed.sink, outcome=final.value).inc()
-        log.info(
+        log.log(
+            logging.WARNING if final is DeliveryOutcome.DEAD else logging.INFO,  # a dead letter needs someone
             "delivery %s",
             final.value,
             extra={

@@ -145,6 +145,12 @@ def _accept(current: ReceiverState, incoming: Request) -> Reply:
     media_problem = _media_type_problem(incoming.mimetype, incoming.mimetype_params)
     if media_problem:
         return reject(current.ledger, PayloadError(415, "unsupported_media_type", media_problem), body, content_type)
+    encoding = (incoming.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        # RFC 9110 §15.5.16: 415 for a content coding the server does not accept. Decoding gzip here would
+        # also mean capping what it inflates to; 2X sends plain JSON.
+        detail = f"Content-Encoding {encoding} is not supported; send the JSON uncompressed"
+        return reject(current.ledger, PayloadError(415, "unsupported_content_encoding", detail), body, content_type)
     return ingest(
         body,
         content_type,
