@@ -73,6 +73,10 @@ def parse_mapping(text: str, *, source: str) -> LoadedMapping:
     loaded = LoadedMapping(spec, source, hashlib.sha256(text.encode()).hexdigest(), lines)
     problems = _semantic_problems(spec, lines)
     problems += _compile_all(loaded)
+    if not problems:
+        from connector.mapping.lint import certain_failures  # lint reads loaded mappings: imported here, not above
+
+        problems += certain_failures(loaded)
     if problems:
         raise ConfigError(source, problems)
     return loaded

@@ -58,7 +58,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         warnings.append(
             f"lead timezone unknown ({event.record.timezone.raw!r}); using {spec.callback.fallback_timezone}"
         )
-    context = _context(event, mapping, bundle, call_time, zone)
+    context = template_context(event, mapping, bundle, call_time, zone)
     task_names = list(dict.fromkeys(bundle.tasks + [t for _, a in also for t in a.tasks]))
     dues = {name: _due(event, mapping, name, call_time, zone) for name in task_names}
     if dues:
@@ -124,7 +124,7 @@ def _choose_bundle(event: CallEvent, mapping: LoadedMapping) -> tuple[BundleSpec
     return mapping.spec.fallback, "fallback", "fallback"
 
 
-def _context(
+def template_context(
     event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_time: datetime, zone: tzinfo
 ) -> dict[str, Any]:
     """Variables templates see: the event's fields, the outcome, times, the rendered transcript."""

@@ -123,9 +123,29 @@ def test_lint_warns_about_uncovered_outcomes_shadowed_dnc_and_unknown_fields() -
         dnc = next(o for o in d["outcomes"] if o["name"] == "do_not_call")
         d["outcomes"].remove(dnc)
         d["outcomes"].append(dnc)  # now invalid_number/unreachable win for failed DNC calls
-        d["activity"]["properties"]["hs_call_title"] = "{{ recrod.first_name }}"
+        d["activity"]["properties"]["hs_call_title"] = "{{ record.first_nmae | default('') }}"  # guarded
 
     warnings = lint(parse_mapping(with_changes(edit), source="m.yaml"))
     assert any("end_reason no_answer" in w for w in warnings)
     assert any("do_not_call call" in w and "does not set do-not-call" in w for w in warnings)
-    assert any("`recrod.first_name`" in w for w in warnings)
+    assert any("`record.first_nmae`" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("template", "read"),
+    [
+        ("{{ outcome.nmae }}", "outcome.nmae"),
+        ("{{ recrod.first_name }}", "recrod.first_name"),
+        ("Call: {{ call.end_reasn.value }}", "call.end_reasn.value"),
+    ],
+)
+def test_a_template_that_fails_for_every_call_is_an_error(template: str, read: str) -> None:
+    """It was a warning: validate said OK, serve started, and every call dead-lettered (UndefinedError)."""
+
+    def edit(d: dict) -> None:
+        d["contact_updates"]["twox_last_call_outcome"] = template
+
+    problems = problems_of(with_changes(edit))
+    [(path, message)] = problems.items()
+    assert path.startswith("contact_updates.twox_last_call_outcome (line ")
+    assert message == f"template reads `{read}`, which is not a field of the call: every call fails"

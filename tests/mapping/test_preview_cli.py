@@ -105,7 +105,12 @@ def test_validate_reports_mapping_errors_and_warnings(tmp_path: Path) -> None:
     code, _, err = run("validate", "--offline", "--config", str(config))
     assert code == 1 and "outcomes[0].rank" in err and "(line " in err
 
-    warned = default_mapping_path("hubspot").read_text().replace("{{ outcome.label }}", "{{ outcome.lable }}")
+    # A read that fails for every call is an error; guarded (it renders for a sample call), a warning
+    failing = default_mapping_path("hubspot").read_text().replace("{{ outcome.label }}", "{{ outcome.lable }}")
+    (tmp_path / "broken.yaml").write_text(failing)
+    code, _, err = run("validate", "--offline", "--config", str(config))
+    assert code == 1 and "`outcome.lable`, which is not a field of the call: every call fails" in err
+    warned = failing.replace("{{ outcome.lable }}", "{{ outcome.lable | default(outcome.label) }}")
     (tmp_path / "broken.yaml").write_text(warned)
     code, _, err = run("validate", "--offline", "--config", str(config))
     assert code == 0
