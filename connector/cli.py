@@ -37,6 +37,27 @@ config_option = click.option(
 )
 
 
+def _reading_ledger(settings: Settings) -> Ledger:
+    """The ledger for a command that only reads it (status, quarantine list/show): never creates an empty SQLite
+    file, and says what is wrong with a store that is missing or not set up instead of failing on its first
+    query ("store unavailable while trying to all")."""
+    from connector.ledger.engine import absent_sqlite_file
+    from connector.ops.startup import store_display
+
+    if absent_sqlite_file(settings.store):
+        raise click.ClickException(
+            f"no store at {store_display(settings.store.url)}: nothing was received there yet "
+            "(`connector serve` creates it), or `store.url` points elsewhere"
+        )
+    ledger = Ledger.open(settings.store, migrate_schema=False)
+    try:
+        ledger.ping()  # reachable, and its schema current: else the reason and the command that fixes it
+    except StoreError:
+        ledger.dispose()
+        raise
+    return ledger
+
+
 def _settings(config_path: Path | None, *, ledger_only: bool = False) -> Settings:
     """The config; `ledger_only` for commands that only read the ledger: they need no CRM or webhook secret."""
     if config_path is None:
@@ -305,7 +326,7 @@ def status(config_path: Path | None, event_id: str | None, as_json: bool) -> Non
     from connector.ops.status_text import event_text, health_text
 
     settings = _settings(config_path, ledger_only=True)
-    ledger = Ledger.open(settings.store, migrate_schema=False)
+    ledger = _reading_ledger(settings)
     if event_id is None:
         report = health_report(ledger, settings)
         _echo_json(report) if as_json else click.echo(health_text(report))
@@ -333,7 +354,7 @@ def quarantine() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def quarantine_list(config_path: Path | None, include_replayed: bool, limit: int) -> None:
     """List quarantined bodies, newest first (JSON)."""
-    ledger = Ledger.open(_settings(config_path, ledger_only=True).store, migrate_schema=False)
+    ledger = _reading_ledger(_settings(config_path, ledger_only=True))
     rows = ledger.list_quarantine(limit=limit, include_replayed=include_replayed)
     _echo_json([{**row, "errors": json.loads(row["errors"])} for row in rows])
     if not rows:
@@ -347,7 +368,7 @@ def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
     """Show one quarantined body with why it was refused."""
     from connector.ops.reports import quarantined_report
 
-    ledger = Ledger.open(_settings(config_path, ledger_only=True).store, migrate_schema=False)
+    ledger = _reading_ledger(_settings(config_path, ledger_only=True))
     report = quarantined_report(ledger, quarantine_id)
     if report is None:
         raise click.ClickException(f"no quarantined body with id {quarantine_id}")

@@ -148,7 +148,8 @@ def assess(ledger: Ledger, settings: Settings, *, now: datetime | None = None) -
         sinks[name] = SinkCondition(name, name in settings.sinks, tuple(conditions))
     workers = ledger.sinks.live_workers(within_s=WORKER_STALE_S)
     exits = ledger.sinks.recent_exits(within_s=EXIT_MEMORY_S)
-    return Health(sinks, _engine(settings, workers, exits), workers)
+    silent = ledger.sinks.silent_workers_here(within_s=WORKER_STALE_S) if not workers else []
+    return Health(sinks, _engine(settings, workers, exits, silent), workers)
 
 
 def _paused(name: str, reason: str | None, since: datetime | None) -> Condition:
@@ -167,11 +168,25 @@ def _paused(name: str, reason: str | None, since: datetime | None) -> Condition:
     return Condition("paused", text, command("validate"), since=since)
 
 
-def _engine(settings: Settings, workers: list[dict[str, Any]], exits: list[dict[str, Any]]) -> EngineCondition:
+def _engine(
+    settings: Settings,
+    workers: list[dict[str, Any]],
+    exits: list[dict[str, Any]],
+    silent: list[dict[str, Any]] | None = None,
+) -> EngineCondition:
     last = f"{exits[0]['worker_id']}: {exits[0]['exit_reason']}" if exits else None
     if not settings.enabled_sinks():
         return EngineCondition("idle", len(workers), last_exit=last)
     start = command("serve") if settings.worker.embedded else command("worker")
+    if not workers and silent:
+        # Not "start one": it runs, and starting another would not help. A full disk showed "alive: 0, fix:
+        # connector serve" while serve ran.
+        pids = ", ".join(str(w["pid"]) for w in silent)
+        reason = (
+            f"a delivery worker runs here (pid {pids}) but has not written its heartbeat for over "
+            f"{WORKER_STALE_S:g} s: the store may not take writes (full disk, read-only, locked), see /readyz"
+        )
+        return EngineCondition("dead", 0, reason, None, last)
     if not workers:
         reason = "no live delivery worker: nothing is delivered (webhooks are still stored)"
         if last:

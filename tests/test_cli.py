@@ -262,3 +262,24 @@ def test_crm_setup_leaves_no_store_file_behind(tmp_path: Path, monkeypatch: pyte
             assert code == 0, err
             assert "twox_do_not_call" in out
             assert list(tmp_path.glob("connector.db*")) == [], flags
+
+
+@pytest.mark.parametrize("command", [["status"], ["quarantine", "list"], ["quarantine", "show", "1"]])
+def test_reading_commands_say_what_is_wrong_with_a_store_that_is_missing_or_not_set_up(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """They said 'store unavailable while trying to all: OperationalError', and left an empty database behind."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": "sqlite:///l.db"}})
+    )
+    code, _, err = run(*command, "--config", str(config))
+    assert code == 1
+    assert f"no store at sqlite:///{tmp_path / 'l.db'}: nothing was received there yet" in err
+    assert not (tmp_path / "l.db").exists()
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "l.db").close()  # a file, never migrated
+    code, _, err = run(*command, "--config", str(config))
+    assert code == 1
+    assert "the store's schema is not at the current revision; run `connector migrate" in err

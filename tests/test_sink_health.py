@@ -177,6 +177,38 @@ def test_states_carry_the_command_that_fixes_them(setup: tuple) -> None:
     assert assess(ledger, settings).engine.state == "ok"
 
 
+def test_a_worker_that_runs_but_cannot_write_its_heartbeat_is_not_told_to_be_started(setup: tuple) -> None:
+    """A full disk: the worker ran, its heartbeat aged, and status said "alive: 0 … fix: connector serve"."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from connector.ledger.schema import workers
+
+    settings, ledger, _mapping, config = setup
+    ledger.sinks.heartbeat("stuck")  # this process: its pid runs
+    with ledger.engine.begin() as connection:
+        connection.execute(update(workers).values(heartbeat_at=utcnow() - timedelta(seconds=40)))
+    engine = assess(ledger, settings).engine
+    assert engine.state == "dead" and engine.command is None
+    assert f"a delivery worker runs here (pid {os.getpid()}) but has not written its heartbeat" in engine.reason
+    status = CliRunner().invoke(main, ["status", "--config", str(config)])
+    assert "the store may not take writes" in status.output and "fix: connector serve" not in status.output
+    readyz = dashboard_app(settings, ledger).test_client().get("/readyz").get_json()
+    assert "runs here" in readyz["checks"]["worker"] and "fix" not in readyz
+    with ledger.engine.begin() as connection:  # its process gone: then it is dead, and starting one is the fix
+        connection.execute(update(workers).values(pid=_dead_pid()))
+    assert assess(ledger, settings).engine.command is not None
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
 def test_attempts_are_numbered_across_a_replay(setup: tuple, recorder: Recorder) -> None:
     settings, ledger, mapping, config = setup
     from connector.ops.replay import replay_event

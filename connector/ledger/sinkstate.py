@@ -400,6 +400,19 @@ class SinkStateStore:
         here = host_key()
         return [w for w in found if not (w["host_key"] == here and w["pid"] is not None and pid_is_gone(w["pid"]))]
 
+    def silent_workers_here(self, *, within_s: float) -> list[dict[str, Any]]:
+        """Workers on this host whose process still runs but whose heartbeat is older than `within_s`: alive, yet
+        unable to write to the store (full disk, read-only, locked), or hung."""
+        cutoff = utcnow() - timedelta(seconds=within_s)
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(workers).where(
+                    workers.c.heartbeat_at < cutoff, workers.c.stopped_at.is_(None), workers.c.host_key == host_key()
+                )
+            ).mappings()
+            found = [dict(r) for r in rows]
+        return [w for w in found if w["pid"] is not None and not pid_is_gone(w["pid"])]
+
     def recent_exits(self, *, within_s: float) -> list[dict[str, Any]]:
         """Workers that stopped with a reason recently, newest first (for /readyz and `status`)."""
         cutoff = utcnow() - timedelta(seconds=within_s)

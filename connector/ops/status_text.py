@@ -163,6 +163,8 @@ def health_text(report: dict[str, Any]) -> str:
         lines.append(f"  last exit: {_safe(engine['last_exit'])}")
     if engine.get("state") == "dead" and engine.get("command"):
         lines.append(f"  fix: {engine['command']}")
+    elif engine.get("state") == "dead" and engine.get("reason"):
+        lines.append(f"  {_safe(engine['reason'])}")
     return "\n".join(lines)
 
 

@@ -41,6 +41,8 @@ def readyz() -> Response:
     engine = health.engine
     if engine.state != "idle":
         checks["worker"] = f"{engine.live_workers} alive" if engine.live_workers else "no live delivery worker"
+        if engine.state == "dead" and engine.command is None and engine.reason:
+            checks["worker"] = engine.reason  # one runs but cannot write its heartbeat: no worker to start
     if engine.last_exit:
         checks["worker_last_exit"] = engine.last_exit
     if engine.state == "restarted" and engine.reason:
@@ -65,7 +67,7 @@ def readyz() -> Response:
         "sinks": sinks,
         "warnings": warnings,
     }
-    if not ready:
+    if not ready and engine.command:
         body["fix"] = engine.command
     response = jsonify(body)
     response.status_code = 200 if ready else 503
