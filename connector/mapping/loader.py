@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from connector.errors import ConfigError, ConfigProblem, MappingError
+from connector.mapping.reads import certain_failures
 from connector.mapping.schema import BundleSpec, ContactValue, Mapping
 from connector.mapping.templates import CompiledValue, Where, compile_value, make_environment
 from connector.payload import END_REASON_ALIASES, FAILURE_REASON_ALIASES, EndReason, FailureReason
@@ -74,9 +75,7 @@ def parse_mapping(text: str, *, source: str) -> LoadedMapping:
     problems = _semantic_problems(spec, lines)
     problems += _compile_all(loaded)
     if not problems:
-        from connector.mapping.lint import certain_failures  # lint reads loaded mappings: imported here, not above
-
-        problems += certain_failures(loaded)
+        problems += certain_failures(loaded.values, loaded.environment, spec)
     if problems:
         raise ConfigError(source, problems)
     return loaded

@@ -16,14 +16,12 @@ from zoneinfo import ZoneInfo
 
 from connector.errors import MappingError
 from connector.keys import crm_key
-from connector.mapping.answers import render_answers
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
+from connector.mapping.context import template_context
 from connector.mapping.filters import slug, truncate_to
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.redaction import DEFAULT_RULES, redact
 from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
-from connector.mapping.transcript import render_transcript
 from connector.payload import CallEvent
 from connector.plan import (
     CloseCallbacks,
@@ -58,7 +56,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         warnings.append(
             f"lead timezone unknown ({event.record.timezone.raw!r}); using {spec.callback.fallback_timezone}"
         )
-    context = template_context(event, mapping, bundle, call_time, zone)
+    context = template_context(event, mapping.spec, bundle, call_time, zone)
     task_names = list(dict.fromkeys(bundle.tasks + [t for _, a in also for t in a.tasks]))
     dues = {name: _due(event, mapping, name, call_time, zone) for name in task_names}
     if dues:
@@ -122,36 +120,6 @@ def _choose_bundle(event: CallEvent, mapping: LoadedMapping) -> tuple[BundleSpec
             given = bundle.when.model_dump(exclude_none=True)
             return bundle, f"outcomes[{index}]", ", ".join(f"{k}={v}" for k, v in given.items())
     return mapping.spec.fallback, "fallback", "fallback"
-
-
-def template_context(
-    event: CallEvent, mapping: LoadedMapping, bundle: BundleSpec, call_time: datetime, zone: tzinfo
-) -> dict[str, Any]:
-    """Variables templates see: the event's fields, the outcome, times, the rendered transcript."""
-    data = event.model_dump(mode="python")
-    spec = mapping.spec.transcript
-    rules = DEFAULT_RULES if spec.redaction == "default" else ([] if spec.redaction == "none" else spec.redaction)
-    rendered = render_transcript(event.transcript, spec.format, spec.labels or None, spec.empty)
-    answers = render_answers(event.question_fields, spec.format, mapping.spec.question_fields.heading)
-    return {
-        **data,
-        "event": data,
-        "call_time": call_time,
-        "call_time_local": call_time.astimezone(zone),
-        "tz": zone,
-        "transcript_text": redact(rendered, rules) if rules else rendered,
-        "answers_text": redact(answers, rules) if rules else answers,
-        "outcome": {
-            "name": bundle.name,
-            "label": bundle.label,
-            "rank": bundle.rank,
-            "end_reason": event.call.end_reason.value,
-            "failure_reason": event.call.failure_reason.value,
-        },
-        "constants": mapping.spec.constants,
-        "callback": None,
-        "task": None,
-    }
 
 
 def _render_all(

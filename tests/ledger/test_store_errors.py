@@ -102,6 +102,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "SinkStateStore.dead_workers": ((), {"me": "w", "stale_s": 60.0}),
     "SinkStateStore.declare_dead": ((["w"], "gone"), {}),
     "SinkStateStore.live_workers": ((), {"within_s": 60.0}),
+    "SinkStateStore.silent_workers_here": ((), {"within_s": 60.0}),
     "SinkStateStore.recent_exits": ((), {"within_s": 60.0}),
     "SinkStateStore.forget_stopped_workers": ((), {"older_than_s": 60.0}),
     "SinkStateStore.take_tokens": (("s", 1.0), {"capacity": 10.0, "per_second": 1.0}),

@@ -1,0 +1,108 @@
+"""Which fields a template may read, and which templates fail for every call because they read one that is not.
+
+`lint` warns about a read it does not know; `loader` refuses a template that fails on such a read for a complete
+sample call (it would fail for every call: each would be dead-lettered with an UndefinedError).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from jinja2.exceptions import UndefinedError
+from pydantic import BaseModel
+
+from connector.errors import ConfigProblem, MappingError
+from connector.mapping.context import template_context
+from connector.mapping.schema import Mapping
+from connector.mapping.templates import CompiledValue, referenced_paths
+from connector.payload import CallEvent, parse_webhook
+from connector.sample import sample_payload
+
+_CONTEXT_EXTRAS = {
+    "event": "*",
+    "call_time": "*",
+    "call_time_local": "*",
+    "tz": "*",
+    "transcript_text": "*",
+    "answers_text": "*",
+    "outcome": {"name": "*", "label": "*", "rank": "*", "end_reason": "*", "failure_reason": "*"},
+    "constants": "*",
+    "callback": "*",
+    "task": "*",
+}
+
+
+def is_known(path: str) -> bool:
+    """Whether a dotted path (`record.phone.e164`) names something a template's context has (free maps such as
+    `meta` and `question_fields` hold anything)."""
+    tree: Any = _known_tree()
+    for part in path.split("."):
+        if tree == "*":
+            return True
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def certain_failures(values: dict[str, CompiledValue], environment: Any, spec: Mapping) -> list[ConfigProblem]:
+    """Templates that read a field the call does not have and fail on it for a sample call: errors, not warnings.
+
+    A warning let `validate` say OK and `serve` start, then every call dead-lettered with "UndefinedError: 'dict
+    object' has no attribute 'nmae'" (a worker also took such a mapping on reload). A template that guards the
+    read (`| default(...)`, `is defined`, an `if`) renders for the sample and stays a warning."""
+    context: dict[str, Any] | None = None
+    problems = []
+    for compiled in values.values():
+        if compiled.kind == "literal":
+            continue
+        unknown = sorted(u for u in referenced_paths(environment, compiled.text) if not is_known(u))
+        if not unknown:
+            continue
+        if context is None:
+            event = parse_webhook(sample_payload("lint-sample"))
+            context = template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)
+        try:
+            compiled.render(context)
+        except MappingError as exc:
+            cause = exc.__cause__
+            failing = [u for u in unknown if isinstance(cause, UndefinedError) and _named_in(u, str(cause))]
+            if failing:
+                where = compiled.where
+                place = f"{where.path} (line {where.line})" if where.line else where.path
+                message = f"template reads `{failing[0]}`, which is not a field of the call: every call fails"
+                problems.append(ConfigProblem(place, message))
+    return problems
+
+
+def _named_in(path: str, message: str) -> bool:
+    """Jinja names the part it could not find: `'recrod' is undefined`, `... has no attribute 'nmae'`."""
+    return any(repr(part) in message for part in path.split("."))
+
+
+@cache
+def _known_tree() -> dict[str, Any]:
+    return {**_model_tree(CallEvent), **_CONTEXT_EXTRAS}
+
+
+def _model_tree(model: type[BaseModel]) -> dict[str, Any]:
+    """Field names of a model, nested models expanded, free maps as wildcards."""
+    tree: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        nested = _nested_model(info.annotation)
+        tree[name] = _model_tree(nested) if nested else "*"
+    return tree
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        for member in typing.get_args(annotation):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                return member
+    return None
