@@ -74,6 +74,11 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
     if bundle.hold:
         actions: list[Any] = [HoldForReview(key=f"{prefix}:hold", reason=f"outcome {bundle.name} is held for review")]
         return _plan(event, mapping, sink, call_time, summary, actions, warnings)
+    if not resolve.match and spec.contact.if_no_phone == "hold":
+        reason = "no usable phone number and no CRM id to find the contact by (contact.if_no_phone: hold)"
+        return _plan(
+            event, mapping, sink, call_time, summary, [HoldForReview(key=f"{prefix}:hold", reason=reason)], warnings
+        )
     actions = [resolve, _activity(mapping, bundle_path, bundle, also, context, prefix)]
     fields = _contact_fields(event, mapping, bundle_path, bundle, also, context, call_time, warnings)
     if fields:
@@ -173,7 +178,7 @@ def _resolve_contact(
     return ResolveContact(
         key=contact_action_key(event.id),
         match=rules,
-        on_no_match=spec.if_no_match,
+        on_no_match="skip" if not rules and spec.if_no_phone == "skip" else spec.if_no_match,
         create_object=spec.create_object or spec.object,
         create_properties={k: v for k, v in create.items() if v != ""},
         on_multiple=spec.if_several,

@@ -49,6 +49,12 @@ class ContactSpec(_Closed):
     if_several: Literal["oldest", "most_recently_active", "hold"] = Field(
         "oldest", description="Several records match: pick the oldest, the most recently active, or hold for review."
     )
+    if_no_phone: Literal["create", "skip", "hold"] = Field(
+        "create",
+        description="A call with no usable phone number and no CRM id to match by: create a record anyway (it has "
+        "no phone, so each such call creates another), deliver nothing to a contact (skip), or hold the delivery "
+        "for review.",
+    )
     create_object: str | None = Field(None, description="Object created when nothing matches (default: object).")
     create: dict[str, Scalar] = Field(default_factory=dict, description="Properties of a created record (templates).")
 

@@ -149,3 +149,38 @@ def test_a_template_that_fails_for_every_call_is_an_error(template: str, read: s
     [(path, message)] = problems.items()
     assert path.startswith("contact_updates.twox_last_call_outcome (line ")
     assert message == f"template reads `{read}`, which is not a field of the call: every call fails"
+
+
+@pytest.mark.parametrize("phone", ["+1...", "12345", "+1202555\u00000143", None])
+def test_if_no_phone_decides_what_a_call_without_a_usable_number_does(phone: str | None) -> None:
+    """With the default (`create`) each such call created another contact without a phone (2X's own sample sends
+    `+1...`); `hold` keeps the event for review, `skip` logs the call without a contact."""
+    from connector.plan import HoldForReview, ResolveContact
+
+    event = parse_webhook(sample_payload(1, record_phone_number=phone))
+    assert event.record.phone.e164 is None
+
+    def plan_with(choice: str | None):
+        def edit(d: dict) -> None:
+            if choice is None:
+                d["contact"].pop("if_no_phone", None)
+            else:
+                d["contact"]["if_no_phone"] = choice
+
+        mapping = parse_mapping(with_changes(edit), source="m.yaml")
+        return plan_event(event, mapping, sink="h", call_time=datetime.now(UTC))
+
+    [hold] = plan_with("hold").actions
+    assert isinstance(hold, HoldForReview) and "no usable phone number" in hold.reason
+    for choice, expected in ((None, "create"), ("create", "create"), ("skip", "skip")):
+        resolve = plan_with(choice).actions[0]
+        assert isinstance(resolve, ResolveContact) and resolve.match == [] and resolve.on_no_match == expected
+    # A usable number (or a CRM id in meta) is matched as always, whatever if_no_phone says
+    with_number = parse_webhook(sample_payload(1, record_phone_number="+12025550143"))
+
+    def held(d: dict) -> None:
+        d["contact"]["if_no_phone"] = "hold"
+
+    mapping = parse_mapping(with_changes(held), source="m.yaml")
+    resolve = plan_event(with_number, mapping, sink="h", call_time=datetime.now(UTC)).actions[0]
+    assert isinstance(resolve, ResolveContact) and resolve.match and resolve.on_no_match == "create"
