@@ -107,17 +107,22 @@ def test_sandbox_stops_without_a_traceback(tmp_path: Path, sig: signal.Signals) 
     _quiet(log)
 
 
+def _run(command: list[str], config: Path) -> subprocess.CompletedProcess[str]:
+    """`connector COMMAND --config CONFIG` run to its end (serve only ends when it refuses to start)."""
+    return subprocess.run(
+        [*processes.CONNECTOR, *command, "--config", str(config)],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_validate_and_serve_refuse_an_unknown_sink_type(tmp_path: Path, recorder: Recorder) -> None:
     port = free_port()
     config = _config(tmp_path, port, recorder, sink_type="hubspt")
     for command in (["validate", "--offline"], ["serve"]):
-        done = subprocess.run(
-            [*processes.CONNECTOR, *command, "--config", str(config)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = _run(command, config)
         assert done.returncode == 1, (command, done.stderr)
         assert (
             "sinks.rec.type: no sink type 'hubspt' is installed; installed: http, hubspot, salesforce" in done.stderr
@@ -150,13 +155,7 @@ def test_validate_and_serve_refuse_a_salesforce_ca_file_that_is_gone(tmp_path: P
         )
     )
     for command in (["validate"], ["validate", "--offline"], ["serve"]):
-        done = subprocess.run(
-            [*processes.CONNECTOR, *command, "--config", str(config)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = _run(command, config)
         assert done.returncode == 1, (command, done.stderr)
         assert f"sinks.salesforce.ca_bundle: no such file: {gone}" in done.stderr, (command, done.stderr)
         assert "Traceback" not in done.stderr

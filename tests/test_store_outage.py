@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,18 @@ def test_every_ledger_module_raises_store_error_while_postgresql_is_down_and_rec
     ledger.dispose()
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Another process holds the SQLite file's write lock for the block."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_readyz_probes_a_write_so_a_locked_sqlite_store_is_not_ready(tmp_path: Path) -> None:
     from connector.app import create_app
 
@@ -79,18 +92,13 @@ def test_readyz_probes_a_write_so_a_locked_sqlite_store_is_not_ready(tmp_path: P
     ledger = Ledger.open(settings.store)
     app = create_app(settings, ledger=ledger).test_client()
     assert app.get("/readyz").status_code == 200
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with _locked(path):
         ledger.ping()  # SELECT 1 still passes (WAL readers are never blocked): the old probe said "ok"
         answer = app.get("/readyz")
         assert answer.status_code == 503
         assert "cannot take a write" in answer.get_json()["checks"]["store"]
         with pytest.raises(StoreError):
             ledger.deliveries.claim("w", ["rec"], limit=1, lease_s=30)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert app.get("/readyz").status_code == 200
     ledger.dispose()
 
@@ -105,15 +113,10 @@ def test_readyz_answers_within_a_probes_patience_while_sqlite_is_locked(tmp_path
     ledger = Ledger.open(settings.store)
     app = create_app(settings, ledger=ledger).test_client()
     assert app.get("/readyz").status_code == 200
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with _locked(path):
         started = time.monotonic()
         answer = app.get("/readyz")
         took = time.monotonic() - started
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert answer.status_code == 503
     assert answer.get_json()["checks"]["store"] == "store cannot take a write: OperationalError: database is locked"
     assert PROBE_WAIT_MS / 1000 - 0.1 < took < PROBE_WAIT_MS / 1000 + 1.5
@@ -289,14 +292,8 @@ def test_the_receiver_logs_an_outage_once_not_each_refused_webhook(
             "/webhooks/2x/post-call", json=sample_payload(5_000 + i), headers={"Authorization": TOKEN}
         ).status_code
 
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        with caplog.at_level("WARNING", logger="connector"):
-            assert [post(i) for i in range(5)] == [503] * 5
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    with _locked(path), caplog.at_level("WARNING", logger="connector"):
+        assert [post(i) for i in range(5)] == [503] * 5
     with caplog.at_level("WARNING", logger="connector"):
         assert post(5) == 202
         assert post(6) == 202

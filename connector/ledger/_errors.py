@@ -54,13 +54,18 @@ def translated(exc: BaseException, doing: str) -> StoreError:
 
 
 def outage_reason(exc: BaseException) -> str:
-    """`OperationalError: connection failed: … Connection refused`: the error class and the first line of the
-    driver's own message, which says what an operator must fix (refused, locked, disk full, read-only) and
-    holds no statement or values (SQLAlchemy appends those on later lines of its own message, not used here)."""
+    """`OperationalError: connection failed: … Connection refused`: the error class and the driver's first line."""
+    first = driver_first_line(exc)
+    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+
+
+def driver_first_line(exc: BaseException) -> str:
+    """The first line of the driver's own message (SQLAlchemy's `orig`, an OSError's `strerror`), at most 200
+    characters: it says what an operator must fix (refused, locked, disk full, read-only) and holds no statement
+    or values (SQLAlchemy appends those on later lines of its own message, not used here). Empty when there is none."""
     driver = getattr(exc, "orig", None) or exc
     lines = str(getattr(driver, "strerror", None) or driver).strip().splitlines()
-    first = lines[0].strip()[:200] if lines else ""
-    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+    return lines[0].strip()[:200] if lines else ""
 
 
 @contextlib.contextmanager

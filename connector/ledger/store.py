@@ -123,9 +123,8 @@ class Ledger:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
-        with translating(
-            "migrate", unavailable="cannot open the store and bring its schema up to date"
-        ):  # OSError: the SQLite lock file
+        # OSError too: the SQLite lock file beside the store
+        with translating("migrate", unavailable="cannot open the store and bring its schema up to date"):
             migrate.upgrade(self.engine)
 
     def ping(self) -> None:
@@ -144,15 +143,12 @@ class Ledger:
                 if migrate.current_revision(self.engine) != migrate.head_revision():
                     raise StoreError(f"the store's schema is not at the current revision; run `{command('migrate')}`")
                 now = utcnow()
-                with self._writes.connect() as connection, _patience(connection, PROBE_WAIT_MS):
-                    with connection.begin():
-                        if connection.dialect.name == "postgresql":  # for this transaction only
-                            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {PROBE_WAIT_MS}")
-                        changed = connection.execute(
-                            store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
-                        ).rowcount
-                        if not changed:
-                            connection.execute(store_probe.insert().values(name=name, probed_at=now))
+                with self._writes.connect() as connection, _patient_transaction(connection, PROBE_WAIT_MS):
+                    changed = connection.execute(
+                        store_probe.update().where(store_probe.c.name == name).values(probed_at=now)
+                    ).rowcount
+                    if not changed:
+                        connection.execute(store_probe.insert().values(name=name, probed_at=now))
         except IntegrityError:
             return  # another process inserted the same name meanwhile: the store took a write
 
@@ -290,19 +286,25 @@ probe times out in a few seconds, and a store locked for longer is not ready any
 
 
 @contextlib.contextmanager
-def _patience(connection: Connection, wait_ms: int) -> Iterator[None]:
-    """SQLite: run the block with a shorter wait for the write lock than the store's own, restored afterwards."""
-    if connection.dialect.name == "sqlite":
-        dbapi = connection.connection.dbapi_connection  # set before BEGIN IMMEDIATE, which is what waits
-        assert dbapi is not None
-        before = dbapi.execute("PRAGMA busy_timeout").fetchone()[0]
-        dbapi.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
-        try:
+def _patient_transaction(connection: Connection, wait_ms: int) -> Iterator[None]:
+    """A transaction on `connection` that waits at most `wait_ms` for a lock or a statement, where the store's own
+    settings wait longer: SQLite's busy timeout lowered before BEGIN IMMEDIATE (which is what waits) and restored
+    afterwards; PostgreSQL's statement_timeout set for this transaction only."""
+    if connection.dialect.name != "sqlite":
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(wait_ms)}")
             yield
-        finally:
-            dbapi.execute(f"PRAGMA busy_timeout = {int(before)}")
         return
-    yield
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    before = dbapi.execute("PRAGMA busy_timeout").fetchone()[0]
+    dbapi.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+    try:
+        with connection.begin():
+            yield
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout = {int(before)}")
 
 
 def _header(value: str | None) -> str | None:

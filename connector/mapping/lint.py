@@ -12,9 +12,8 @@ from typing import Any
 
 from connector.mapping.conditions import holds
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.reads import is_known
+from connector.mapping.reads import unknown_reads
 from connector.mapping.schema import BundleSpec, ContactValue
-from connector.mapping.templates import referenced_paths
 from connector.payload import EndReason, FailureReason
 
 
@@ -72,11 +71,8 @@ def _shadowed_do_not_call(mapping: LoadedMapping) -> list[str]:
 
 
 def _unknown_template_paths(mapping: LoadedMapping) -> list[str]:
-    warnings = []
-    for compiled in mapping.values.values():
-        if compiled.kind == "literal":
-            continue
-        for used in sorted(referenced_paths(mapping.environment, compiled.text)):
-            if not is_known(used):
-                warnings.append(f"{compiled.where}: template reads `{used}`, which is not a field of the call")
-    return warnings
+    return [
+        f"{compiled.where}: template reads `{used}`, which is not a field of the call"
+        for compiled, unknown in unknown_reads(mapping.values, mapping.environment)
+        for used in unknown
+    ]

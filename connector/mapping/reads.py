@@ -49,6 +49,18 @@ def is_known(path: str) -> bool:
     return True
 
 
+def unknown_reads(values: dict[str, CompiledValue], environment: Any) -> list[tuple[CompiledValue, list[str]]]:
+    """Each template that reads paths its context does not have, with those paths (sorted)."""
+    found = []
+    for compiled in values.values():
+        if compiled.kind == "literal":
+            continue
+        unknown = sorted(u for u in referenced_paths(environment, compiled.text) if not is_known(u))
+        if unknown:
+            found.append((compiled, unknown))
+    return found
+
+
 def certain_failures(values: dict[str, CompiledValue], environment: Any, spec: Mapping) -> list[ConfigProblem]:
     """Templates that read a field the call does not have and fail on it for a sample call: errors, not warnings.
 
@@ -57,12 +69,7 @@ def certain_failures(values: dict[str, CompiledValue], environment: Any, spec: M
     read (`| default(...)`, `is defined`, an `if`) renders for the sample and stays a warning."""
     context: dict[str, Any] | None = None
     problems = []
-    for compiled in values.values():
-        if compiled.kind == "literal":
-            continue
-        unknown = sorted(u for u in referenced_paths(environment, compiled.text) if not is_known(u))
-        if not unknown:
-            continue
+    for compiled, unknown in unknown_reads(values, environment):
         if context is None:
             event = parse_webhook(sample_payload("lint-sample"))
             context = template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from connector.config import Settings, StoreSettings
 from connector.errors import ConnectorError
 from connector.hints import command
+from connector.ledger._errors import driver_first_line
 from connector.sink_health import SinkCondition
 
 
@@ -83,8 +84,7 @@ def check_store_path(store: StoreSettings) -> None:
 def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
     """A store that did not open or migrate, as one sentence (the driver's first line; no statement, no password)."""
     cause = exc.__cause__ or exc
-    detail = str(getattr(cause, "orig", None) or getattr(cause, "strerror", None) or cause).strip().splitlines()
-    first = detail[0][:200] if detail else cause.__class__.__name__
+    first = driver_first_line(cause) or cause.__class__.__name__
     return StartupError(
         f"cannot open the store {store_display(store.url)} ({first}): check `store.url` in the config "
         f"and that the database is up; `{command('migrate')}` retries the same"
