@@ -95,6 +95,20 @@ def test_a_raw_control_character_is_named_with_its_position(served: Served) -> N
     assert answer.json()["detail"] == "the body is not valid JSON: Invalid control character at line 1, column 49"
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"id": ' + "7" * 5000 + ', "call": {}}', "an integer has more than 4,300 digits"),
+        ('{"id": "n1", "call": {"duration": NaN}}', "NaN is not a JSON number (RFC 8259 §6)"),
+    ],
+)
+def test_a_number_python_cannot_read_says_why(served: Served, body: str, reason: str) -> None:
+    """A 5,000-digit id was 'unreadable number or constant': now the reason names the limit, and the body is kept."""
+    answer = post(served, body)
+    assert answer.status_code == 400 and answer.json()["detail"] == f"the body is not valid JSON: {reason}"
+    assert served.ledger.get_quarantined(answer.json()["quarantine_id"])["body"] == body.encode()
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
 def test_a_compressed_body_is_refused_with_415_and_kept(served: Served, encoding: str) -> None:
     """A gzip body was answered "not UTF-8 encoded JSON" (400), and a plain one labelled gzip was accepted."""

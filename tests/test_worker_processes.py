@@ -116,3 +116,25 @@ def test_three_workers_on_postgresql_share_one_rate_budget(
         f"3 workers: {len(ids)} events, {len(recorder.request_times)} requests in {elapsed:.1f} s "
         f"= {used:.0f} req/s of a {budget} req/s budget"
     )
+
+
+def test_a_rejected_token_pauses_its_sink_at_start_before_any_call_arrives(
+    tmp_path: Path, store_url: str, recorder: Recorder
+) -> None:
+    """Without a call to deliver, a worker used to show its sink `ok` until the first call failed; now the start
+    tries the credentials, so /readyz and `status` say 'paused: credentials rejected' within seconds."""
+    ledger = fresh_ledger(store_url)
+    config = write_config(tmp_path, store_url, recorder, headers={"Authorization": "Bearer revoked"})
+    process = start_worker(config)
+    try:
+        deadline = time.monotonic() + 15
+        while not ledger.sinks.status("rec").paused and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        status = ledger.sinks.status("rec")
+        assert process.poll() is None, process.communicate()[1]
+        assert status.paused and "credentials rejected" in (status.reason or ""), status
+        assert recorder.writes == []
+    finally:
+        stop(process)
+        ledger.dispose()
+    assert "sink paused at start: credentials rejected" in process.stderr.read()

@@ -133,6 +133,10 @@ class Worker:
         liveness.start()
         outage = 0
         try:
+            try:
+                self.check_credentials()
+            except StoreError:
+                pass  # the loop below logs the outage and waits for the store
             while not self.stop_requested.is_set():
                 try:
                     if outage:
@@ -152,6 +156,29 @@ class Worker:
                     outage += 1
         finally:
             self.close()
+
+    def check_credentials(self) -> None:
+        """Try each sink's credentials once at start, so a rejected token pauses its sink (shown by /readyz,
+        `status` and the dashboard) within seconds, not only when the first call comes in to be delivered.
+
+        A CRM that cannot be reached now pauses nothing: deliveries find out and retry as usual. A paused sink
+        is left to its scheduled probe."""
+        for name, runtime in self._runtimes.items():
+            if self.stop_requested.is_set() or self.ledger.sinks.status(name).paused:
+                continue
+            try:
+                runtime.sink.check_auth()
+            except AuthError as exc:
+                reason = f"credentials rejected: {exc.crm_message or exc}"
+                self.ledger.sinks.pause(name, reason, probe_in_s=self.settings.worker.auth_probe_s)
+                log.error("sink paused at start: credentials rejected", extra={"sink": name, "code": exc.code})
+            except SinkError as exc:
+                log.warning(
+                    "could not check the sink's credentials at start; deliveries will tell",
+                    extra={"sink": name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            except Exception:  # noqa: BLE001 - a sink's own bug in its probe must not stop delivery
+                log.exception("checking the sink's credentials at start failed", extra={"sink": name})
 
     def _recover_own_claims(self) -> None:
         """After an outage: whatever this worker held when the store went away is given back (an

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,15 +49,24 @@ def decode_json(body: bytes) -> object:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        # json's own message may end in " at" ("Invalid control character at"): the position follows
-        reason = (
-            exc.msg.removesuffix(" at") if isinstance(exc, json.JSONDecodeError) else "unreadable number or constant"
-        )
-        raise PayloadError(400, "invalid_json", f"the body is not valid JSON: {reason}{where}") from None
+        raise PayloadError(
+            400, "invalid_json", f"the body is not valid JSON: {_json_error_reason(exc)}{where}"
+        ) from None
+
+
+def _json_error_reason(exc: ValueError | RecursionError) -> str:
+    """The parser's reason in words a sender can act on (never the value itself)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg.removesuffix(" at")  # "Invalid control character at": the position follows
+    if "integer string conversion" in str(exc):  # Python reads at most sys.get_int_max_str_digits() digits
+        return f"an integer has more than {sys.get_int_max_str_digits():,} digits"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    return str(exc)  # _reject_constant's "NaN is not a JSON number"
 
 
 def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 §6)")
 
 
 def content_hash(document: object) -> str:
