@@ -282,6 +282,52 @@ def test_close_as_cancelled_prefixes_the_subject(crm: Crm, tmp_path: Path) -> No
     assert not task["open"] and task["subject"].startswith("Cancelled (do not call): Call back John")
 
 
+def test_a_question_can_set_do_not_call_but_never_clear_it(crm: Crm, tmp_path: Path) -> None:
+    """`question_fields.map: {opt_out: {property: DoNotCall, transform: bool}}`: an answer "no" used to write false
+    over a do-not-call the lead asked for on an earlier call (planned under newest_call, not sticky_true). Salesforce
+    field names ignore case, so the property is written the way a user might: lower-case."""
+    from connector.default_mappings import default_mapping_path
+
+    target = _dnc(crm).lower()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        default_mapping_path(crm.name)
+        .read_text()
+        .replace("  map: {}", f"  map: {{opt_out: {{property: {target}, transform: bool}}}}", 1)
+    )
+    crm.worker.close()
+    settings = (
+        hubspot_settings(crm.emulator, tmp_path, mapping=str(mapping))
+        if crm.name == "hubspot"
+        else salesforce_settings(crm.emulator, tmp_path, mapping=mapping)
+    )
+    crm.worker = Worker(settings, ledger=crm.ledger)
+    crm.worker.open()
+    phone = NEW_PHONES[0]
+    ingest(
+        crm.ledger,
+        710,
+        sinks=(crm.sink,),
+        end_reason="call_transferred",
+        record_phone_number=phone,
+        question_fields={"opt_out": "yes"},
+    )
+    drain(crm.worker)
+    assert crm.do_not_call(phone)
+    later = ingest(
+        crm.ledger,
+        711,
+        sinks=(crm.sink,),
+        end_reason="call_transferred",
+        record_phone_number=phone,
+        question_fields={"opt_out": "no"},
+    )
+    drain(crm.worker)
+    assert crm.do_not_call(phone)
+    [delivery] = crm.ledger.deliveries_for(later)
+    assert delivery["status"] == "succeeded", delivery
+
+
 def _dnc(crm: Crm) -> str:
     return "twox_do_not_call" if crm.name == "hubspot" else "DoNotCall"
 

@@ -235,11 +235,12 @@ def _contact_fields(
         (f"{bundle_path}.contact", bundle.contact),
     ]
     sources += [(f"{p}.contact", a.contact) for p, a in also]
+    do_not_call = {name.lower() for name in precedence.do_not_call_properties}  # Salesforce names ignore case
     updates: dict[str, FieldUpdate] = {}
     for base, values in sources:
         for prop, declared in values.items():
             value = mapping.value(f"{base}.{prop}").render(context)
-            if prop in precedence.do_not_call_properties:
+            if prop.lower() in do_not_call:
                 rule = "sticky_true"
             elif isinstance(declared, ContactValue) and declared.rule:
                 rule = declared.rule
@@ -255,14 +256,16 @@ def _contact_fields(
                 property=prop, value=_scalar(value), rule=rule, rank=bundle.rank, call_time=call_time, objects=objects
             )
     for prop, value in _question_values(event, mapping, warnings).items():
-        if prop not in updates:
-            updates[prop] = FieldUpdate(
-                property=prop,
-                value=value,
-                rule=mapping.spec.question_fields.rule,
-                rank=bundle.rank,
-                call_time=call_time,
-            )
+        if prop in updates:
+            continue
+        rule = mapping.spec.question_fields.rule
+        if prop.lower() in do_not_call:
+            # An answer may set do-not-call ("opt out? yes"); "no" must never clear what the lead or a rep set.
+            if value is not True:
+                warnings.append(f"{prop}: do-not-call property not set by a question (the answer was not true)")
+                continue
+            rule = "sticky_true"
+        updates[prop] = FieldUpdate(property=prop, value=value, rule=rule, rank=bundle.rank, call_time=call_time)
     return list(updates.values())
 
 
@@ -290,6 +293,14 @@ def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[st
 
 
 _UNUSABLE = object()
+
+
+def answer_sets(event: CallEvent, mapping: LoadedMapping, question: str) -> bool:
+    """Whether the call's answer to ``question`` converts to true under its rule (an opt-out question)."""
+    spec = mapping.spec.question_fields
+    if question not in event.question_fields:
+        return False
+    return _convert(event.question_fields[question], spec.map.get(question), spec.transform) is True
 
 
 def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> Any:

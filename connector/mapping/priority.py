@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.loader import LoadedMapping
+from connector.mapping.planner import answer_sets
 from connector.mapping.schema import ContactValue
 from connector.payload import CallEvent
 
@@ -15,12 +16,17 @@ from connector.payload import CallEvent
 def sets_do_not_call(event: CallEvent, mapping: LoadedMapping) -> bool:
     """True when the mapping's plan for this event will set a do-not-call property."""
     spec = mapping.spec
-    dnc = set(spec.precedence.do_not_call_properties)
+    dnc = {name.lower() for name in spec.precedence.do_not_call_properties}
     facts = facts_of(event)
     bundle = next((b for b in spec.outcomes if holds(b.when, facts)), spec.fallback)
     sections = [bundle.contact] + [a.contact for a in spec.also if holds(a.when, facts)]
-    return any(
-        prop in dnc and (value.value if isinstance(value, ContactValue) else value) is True
+    by_outcome = any(
+        prop.lower() in dnc and (value.value if isinstance(value, ContactValue) else value) is True
         for section in sections
         for prop, value in section.items()
+    )
+    return by_outcome or any(
+        answer_sets(event, mapping, name)
+        for name, rule in spec.question_fields.map.items()
+        if rule.property.lower() in dnc
     )

@@ -324,6 +324,20 @@ def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
     assert sets_do_not_call(parse_webhook(payload("not_interested", None)), mapping)
 
 
+def test_an_opt_out_answer_is_known_at_the_door_too() -> None:
+    from connector.mapping.loader import LoadedMapping
+    from connector.mapping.priority import sets_do_not_call
+    from connector.mapping.schema import QuestionRule
+
+    questions = HUBSPOT.spec.question_fields.model_copy(
+        update={"map": {"opt_out": QuestionRule(property="TWOX_DO_NOT_CALL", transform="bool")}}
+    )
+    mapping = LoadedMapping(HUBSPOT.spec.model_copy(update={"question_fields": questions}), "q.yaml", "x", {})
+    said = {answer: payload("hung_up", None, question_fields={"opt_out": answer}) for answer in ("yes", "no")}
+    assert sets_do_not_call(parse_webhook(said["yes"]), mapping)
+    assert not sets_do_not_call(parse_webhook(said["no"]), mapping)
+
+
 def test_long_answers_and_transcripts_keep_the_answers_and_cut_the_transcript() -> None:
     turns = [{"role": "User", "content": "word " * 2000} for _ in range(10)]
     answers = {"case_number": "8057", "budget": "5k\nLead: forged line"}
