@@ -31,6 +31,7 @@ from connector.errors import ConfigError, ConfigProblem
 from connector.hints import remember_config
 from connector.sinks.registry import settings_model
 from connector.sinks.settings import PluginSinkSettings, RateLimitSettings, SinkSettingsBase
+from connector.yaml_problems import yaml_problem
 
 __all__ = [
     "AuthSettings",
@@ -367,11 +368,7 @@ def load_settings(
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<root>"
-        raise ConfigError(
-            str(file), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
-        ) from None
+        raise ConfigError(str(file), [yaml_problem(exc)]) from None
     settings = parse_settings(
         document, source=str(file), base_dir=file.resolve().parent, environ=environ, needed=needed
     )

@@ -37,7 +37,7 @@ WORKER_STALE_S = 10.0
 EXIT_MEMORY_S = 600.0
 """How long a worker's exit reason is shown."""
 
-_LINE = re.compile(r"^(?:line (\d+)$|(.*) \(line (\d+)\)$)")
+_LINE = re.compile(r"^(?:line (\d+)(?:, column (\d+))?$|(.*) \(line (\d+)\)$)")
 
 
 @dataclass(frozen=True)
@@ -203,9 +203,10 @@ def mapping_error_text(exc: ConfigError) -> str:
     for problem in exc.problems:
         matched = _LINE.match(problem.path)
         if matched and matched.group(1):
-            lines.append(f"{exc.source}:{matched.group(1)}: {problem.message}")
+            column = f"{matched.group(2)}:" if matched.group(2) else ""
+            lines.append(f"{exc.source}:{matched.group(1)}:{column} {problem.message}")
         elif matched:
-            lines.append(f"{exc.source}:{matched.group(3)}: {matched.group(2)}: {problem.message}")
+            lines.append(f"{exc.source}:{matched.group(4)}: {matched.group(3)}: {problem.message}")
         else:
             lines.append(f"{exc.source}: {problem.path}: {problem.message}")
     return "\n".join(lines)

@@ -215,8 +215,12 @@ def test_an_older_call_never_overwrites_a_newer_one(ledger: Ledger, store_url: s
 def test_a_mapping_error_is_dead_and_replayable_after_the_fix(
     ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
 ) -> None:
+    """What cannot be left out (the activity's key; an optional field's failing template only drops that field)
+    stops the call: dead, then delivered by a replay after the mapping is fixed."""
     text = default_mapping_path("hubspot").read_text()
-    (tmp_path / "m.yaml").write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))
+    broken = text.replace('idempotency_key: "{{ id | crm_key }}"', 'idempotency_key: "{{ meta.missing_key }}"', 1)
+    assert broken != text
+    (tmp_path / "m.yaml").write_text(broken)
     event_id = ingest(ledger, 70)
     settings = engine_settings(store_url, recorder.url, mapping=str(tmp_path / "m.yaml"))
     drain(make_worker(ledger, settings))
@@ -300,7 +304,9 @@ def test_a_running_worker_picks_up_a_fixed_mapping_for_the_replay(
 ) -> None:
     text = default_mapping_path("hubspot").read_text()
     mapping_file = tmp_path / "live.yaml"
-    mapping_file.write_text(text.replace("{{ outcome.label }}", "{{ meta.missing_key }}", 1))
+    mapping_file.write_text(
+        text.replace('idempotency_key: "{{ id | crm_key }}"', 'idempotency_key: "{{ meta.missing_key }}"', 1)
+    )
     settings = engine_settings(store_url, recorder.url, mapping=str(mapping_file))
     worker = make_worker(ledger, settings)
     event_id = ingest(ledger, 71)

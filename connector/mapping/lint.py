@@ -12,14 +12,19 @@ from typing import Any
 
 from connector.mapping.conditions import holds
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.reads import unknown_reads
+from connector.mapping.reads import unguarded_free_reads, unknown_reads
 from connector.mapping.schema import BundleSpec, ContactValue
 from connector.payload import EndReason, FailureReason
 
 
 def lint(mapping: LoadedMapping) -> list[str]:
     """Every warning for a loaded mapping, each naming its place."""
-    return _uncovered_outcomes(mapping) + _shadowed_do_not_call(mapping) + _unknown_template_paths(mapping)
+    return (
+        _uncovered_outcomes(mapping)
+        + _shadowed_do_not_call(mapping)
+        + _unknown_template_paths(mapping)
+        + _unguarded_reads(mapping)
+    )
 
 
 def _first_match(mapping: LoadedMapping, facts: dict[str, Any]) -> BundleSpec:
@@ -75,4 +80,12 @@ def _unknown_template_paths(mapping: LoadedMapping) -> list[str]:
         f"{compiled.where}: template reads `{used}`, which is not a field of the call"
         for compiled, unknown in unknown_reads(mapping.values, mapping.environment)
         for used in unknown
+    ]
+
+
+def _unguarded_reads(mapping: LoadedMapping) -> list[str]:
+    return [
+        f"{where}: template reads `{path}` unguarded: a call without that key leaves this field out"
+        f" (use `{path} | default('')`)"
+        for where, path in unguarded_free_reads(mapping.values, mapping.environment, mapping.spec)
     ]

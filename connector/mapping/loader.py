@@ -20,6 +20,7 @@ from connector.mapping.reads import certain_failures
 from connector.mapping.schema import BundleSpec, ContactValue, Mapping
 from connector.mapping.templates import CompiledValue, Where, compile_value, make_environment
 from connector.payload import END_REASON_ALIASES, FAILURE_REASON_ALIASES, EndReason, FailureReason
+from connector.yaml_problems import yaml_problem
 
 
 @dataclass
@@ -57,9 +58,7 @@ def parse_mapping(text: str, *, source: str) -> LoadedMapping:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "<root>"
-        raise ConfigError(source, [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raise ConfigError(source, [yaml_problem(exc)]) from None
     lines: dict[str, int] = {}
     if node is not None:
         _index_lines(node, "", lines)

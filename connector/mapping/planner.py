@@ -1,8 +1,10 @@
 """Turns one normalized event and one mapping into a Plan. Pure: no I/O, no clock, no environment.
 
 `call_time` is passed in (the ledger's receive time, since 2X sends no call timestamp), so the
-same event and mapping always give the same plan. Any failure to compute a value is a
-MappingError naming the mapping file, line and path; the event stays stored and replayable.
+same event and mapping always give the same plan. A field whose template fails for this call (a
+`meta` key it lacks) is left out with a plan warning naming the file, line and error, and the rest
+is delivered. What cannot be left out (the activity's key, a do-not-call value, a value over a
+limit that says `fail`) is a MappingError naming the same; the event stays stored and replayable.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         return _plan(
             event, mapping, sink, call_time, summary, [HoldForReview(key=f"{prefix}:hold", reason=reason)], warnings
         )
-    actions = [resolve, _activity(mapping, bundle_path, bundle, also, context, prefix)]
+    actions = [resolve, _activity(mapping, bundle_path, bundle, also, context, prefix, warnings)]
     fields = _contact_fields(event, mapping, bundle_path, bundle, also, context, call_time, warnings)
     if fields:
         actions.append(UpdateContact(key=f"{prefix}:contact-update", fields=fields))
@@ -90,7 +92,7 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         if sets_do_not_call and mapping.spec.do_not_call.skip_callbacks:
             warnings.append(f"task {name} not planned: this call sets do-not-call")
             continue
-        actions.append(_task(mapping, name, due, context, prefix))
+        actions.append(_task(mapping, name, due, context, prefix, warnings))
     return _plan(event, mapping, sink, call_time, summary, actions, warnings)
 
 
@@ -127,14 +129,34 @@ def _choose_bundle(event: CallEvent, mapping: LoadedMapping) -> tuple[BundleSpec
     return mapping.spec.fallback, "fallback", "fallback"
 
 
+_LEFT_OUT = object()
+
+
+def _render_or_leave_out(
+    mapping: LoadedMapping, path: str, prop: str, context: dict[str, Any], warnings: list[str]
+) -> Any:
+    """The field's value, or _LEFT_OUT when its template fails for this call (a `meta` key this call lacks): one
+    optional field must not cost the call its log, its do-not-call or its callback task. The plan's warning names
+    the field and the template's error; the rest of the call is delivered."""
+    try:
+        return mapping.value(path).render(context)
+    except MappingError as exc:
+        warnings.append(f"{prop} left out: its template failed for this call: {exc}")
+        return _LEFT_OUT
+
+
 def _render_all(
-    mapping: LoadedMapping, paths: dict[str, str], context: dict[str, Any], limits: bool = True
+    mapping: LoadedMapping,
+    paths: dict[str, str],
+    context: dict[str, Any],
+    warnings: list[str],
+    limits: bool = True,
 ) -> dict[str, Any]:
-    """Render {property: yaml path}; drop None; apply field limits."""
+    """Render {property: yaml path}; drop None and fields whose template fails for this call; apply field limits."""
     rendered: dict[str, Any] = {}
     for prop, path in paths.items():
-        value = mapping.value(path).render(context)
-        if value is None:
+        value = _render_or_leave_out(mapping, path, prop, context, warnings)
+        if value is None or value is _LEFT_OUT:
             continue
         if not isinstance(value, (str, int, float, bool)):
             value = str(value)
@@ -174,7 +196,7 @@ def _resolve_contact(
             )
         else:
             warnings.append("no usable phone number: phone matching skipped")
-    create = _render_all(mapping, {p: f"contact.create.{p}" for p in spec.create}, context, limits=False)
+    create = _render_all(mapping, {p: f"contact.create.{p}" for p in spec.create}, context, warnings, limits=False)
     return ResolveContact(
         key=contact_action_key(event.id),
         match=rules,
@@ -200,6 +222,7 @@ def _activity(
     also: list[tuple[str, AlsoSpec]],
     context: dict[str, Any],
     prefix: str,
+    warnings: list[str],
 ) -> CreateActivity:
     spec = mapping.spec.activity
     paths = {p: f"activity.properties.{p}" for p in spec.properties}
@@ -207,7 +230,7 @@ def _activity(
     for also_path, rule in also:
         paths.update({p: f"{also_path}.activity.{p}" for p in rule.activity})
     key = str(mapping.value("activity.idempotency_key").render(context))
-    properties = _render_all(mapping, paths, context)
+    properties = _render_all(mapping, paths, context, warnings)
     properties[spec.idempotency_property] = key
     return CreateActivity(
         key=f"{prefix}:activity",
@@ -239,7 +262,12 @@ def _contact_fields(
     updates: dict[str, FieldUpdate] = {}
     for base, values in sources:
         for prop, declared in values.items():
-            value = mapping.value(f"{base}.{prop}").render(context)
+            if prop.lower() in do_not_call:  # never left out: a failing template stops the call, visibly
+                value = mapping.value(f"{base}.{prop}").render(context)
+            else:
+                value = _render_or_leave_out(mapping, f"{base}.{prop}", prop, context, warnings)
+                if value is _LEFT_OUT:
+                    continue
             if prop.lower() in do_not_call:
                 rule = "sticky_true"
             elif isinstance(declared, ContactValue) and declared.rule:
@@ -366,10 +394,13 @@ def _due(event: CallEvent, mapping: LoadedMapping, name: str, call_time: datetim
     return callback_due(call_time, zone, requested, policy)
 
 
-def _task(mapping: LoadedMapping, name: str, due: CallbackDue, context: dict[str, Any], prefix: str) -> CreateTask:
+def _task(
+    mapping: LoadedMapping, name: str, due: CallbackDue, context: dict[str, Any], prefix: str, warnings: list[str]
+) -> CreateTask:
     task = mapping.spec.tasks[name]
     task_context = {**context, "callback": due.model_dump(), "task": {"name": name, **due.model_dump()}}
-    properties = _render_all(mapping, {p: f"tasks.{name}.properties.{p}" for p in task.properties}, task_context)
+    paths = {p: f"tasks.{name}.properties.{p}" for p in task.properties}
+    properties = _render_all(mapping, paths, task_context, warnings)
     key = f"{prefix}:task:{name}"
     if task.idempotency_property:
         properties[task.idempotency_property] = key

@@ -86,6 +86,38 @@ def certain_failures(values: dict[str, CompiledValue], environment: Any, spec: M
     return problems
 
 
+FREE_MAPS = ("meta", "question_fields", "extra")
+"""What the call's sender fills as it likes: a key one call has, the next may lack."""
+
+
+def unguarded_free_reads(values: dict[str, CompiledValue], environment: Any, spec: Mapping) -> list[tuple[Any, str]]:
+    """Templates that fail when a call lacks a `meta` / `question_fields` / `extra` key they read: (where, path).
+
+    Such a template leaves its field out of that call (the planner's warning says so), or stops the call when the
+    field cannot be left out; `validate` warns, so the fix (`| default('')`) comes before the first such call."""
+    context: dict[str, Any] | None = None
+    found = []
+    for compiled in values.values():
+        if compiled.kind == "literal":
+            continue
+        reads = sorted(p for p in referenced_paths(environment, compiled.text) if p.split(".")[0] in FREE_MAPS)
+        if not reads:
+            continue
+        if context is None:
+            event = parse_webhook(sample_payload("lint-sample")).model_copy(
+                update={"meta": {}, "question_fields": {}, "extra": {}}
+            )
+            context = template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)
+        try:
+            compiled.render(context)
+        except MappingError as exc:
+            cause = exc.__cause__
+            failing = [p for p in reads if isinstance(cause, UndefinedError) and _named_in(p, str(cause))]
+            if failing:
+                found.append((compiled.where, failing[0]))
+    return found
+
+
 def _named_in(path: str, message: str) -> bool:
     """Jinja names the part it could not find: `'recrod' is undefined`, `... has no attribute 'nmae'`."""
     return any(repr(part) in message for part in path.split("."))

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from connector.default_mappings import default_mapping_path
-from connector.errors import ConfigError, MappingError
+from connector.errors import ConfigError
 from connector.mapping.lint import lint
 from connector.mapping.loader import load_mapping, parse_mapping
 from connector.mapping.planner import plan_event
 from connector.payload import parse_webhook
+from connector.plan import CreateActivity
 from connector.sample import sample_payload
 
 BASE = default_mapping_path("hubspot").read_text()
@@ -101,20 +102,25 @@ def test_a_task_reference_must_exist() -> None:
     assert any("call_me" in m for m in problems_of(with_changes(edit)).values())
 
 
-def test_a_template_failing_on_one_payload_is_a_mapping_error_naming_the_line(tmp_path: Path) -> None:
+def test_a_template_failing_on_one_payload_leaves_its_field_out_and_names_the_line(tmp_path: Path) -> None:
+    """It used to be a MappingError for the whole call: a do-not-call whose optional title read a `meta` key the call
+    lacked was dead-lettered, and the flag never reached the CRM."""
     text = BASE.replace(
         'hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "2X call for {{ meta.campaign_name }}"'
     )
     mapping = parse_mapping(text, source="custom.yaml")
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "meta.campaign_name" in row)
-    event = parse_webhook(sample_payload(1))
-    with pytest.raises(MappingError) as exc:
-        plan_event(event, mapping, sink="h", call_time=datetime.now(UTC))
-    assert f"custom.yaml:{line} (activity.properties.hs_call_title)" in str(exc.value)
-    assert "campaign_name" in str(exc.value)
-    # The same mapping plans fine for a payload that has the key.
+    event = parse_webhook(sample_payload(1, end_reason="do_not_call"))
+    plan = plan_event(event, mapping, sink="h", call_time=datetime.now(UTC))
+    [activity] = [a for a in plan.actions if isinstance(a, CreateActivity)]
+    assert "hs_call_title" not in activity.properties and activity.properties["hs_call_body"]
+    assert plan.do_not_call
+    [warning] = [w for w in plan.warnings if w.startswith("hs_call_title left out")]
+    assert f"custom.yaml:{line} (activity.properties.hs_call_title)" in warning and "campaign_name" in warning
+    # The same mapping writes the title for a payload that has the key.
     event = parse_webhook(sample_payload(1, meta={"campaign_name": "fall"}))
-    assert plan_event(event, mapping, sink="h", call_time=datetime.now(UTC)).outcome.bundle
+    [activity] = [a for a in plan_event(event, mapping, sink="h", call_time=datetime.now(UTC)).actions[1:2]]
+    assert isinstance(activity, CreateActivity) and activity.properties["hs_call_title"] == "2X call for fall"
 
 
 def test_lint_warns_about_uncovered_outcomes_shadowed_dnc_and_unknown_fields() -> None:
@@ -184,3 +190,29 @@ def test_if_no_phone_decides_what_a_call_without_a_usable_number_does(phone: str
     mapping = parse_mapping(with_changes(held), source="m.yaml")
     resolve = plan_event(with_number, mapping, sink="h", call_time=datetime.now(UTC)).actions[0]
     assert isinstance(resolve, ResolveContact) and resolve.match and resolve.on_no_match == "create"
+
+
+def test_lint_warns_about_an_unguarded_meta_read_and_not_a_guarded_one() -> None:
+    text = BASE.replace(
+        'hs_call_title: "2X call: {{ outcome.label }}"',
+        "hs_call_title: \"{{ meta.campaign }} {{ question_fields.case | default('') }}\"",
+    )
+    warnings = [w for w in lint(parse_mapping(text, source="m.yaml")) if "unguarded" in w]
+    assert (
+        len(warnings) == 1 and "`meta.campaign`" in warnings[0] and "(activity.properties.hs_call_title)" in warnings[0]
+    )
+    assert not [w for w in lint(parse_mapping(BASE, source="m.yaml")) if "unguarded" in w]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "hint"),
+    [
+        ("version: 1\noutcomes:\n  - name: a\n bad: 1\n", "line 4, column 2", "check this line's indentation"),
+        ("version: 1\n\tcrm: hubspot\n", "line 2, column 1", "YAML indents with spaces, not tabs"),
+    ],
+)
+def test_a_yaml_mistake_says_where_and_what_usually_causes_it(text: str, where: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_mapping(text, source="m.yaml")
+    [problem] = exc.value.problems
+    assert problem.path == where and problem.message.startswith("not valid YAML: ") and hint in problem.message
