@@ -18,7 +18,7 @@ from connector.ledger.engine import absent_sqlite_file
 from connector.ledger.sinkstate import MissingField
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 from connector.sinks.base import ActionResult
-from connector.sinks.drift import missing_message
+from connector.sinks.drift import VALUE_CODES, missing_message
 
 KNOWN_REFRESH_S = 15.0
 """How stale this process's view of another worker's notes may be before a write clears them."""
@@ -80,11 +80,6 @@ def _field_names(action: UpdateContact | CreateActivity | CreateTask) -> Iterabl
     return [*action.properties, *([action.idempotency_property] if action.idempotency_property else [])]
 
 
-VALUE_CODES = frozenset({"INVALID_OPTION"})
-"""Refusals of a value, not of the field: the property exists but the value is not one of its options (an option
-removed in the CRM, or a payload value the mapping passes through). Skipped like drift; worded differently."""
-
-
 def warning(sink: str, fields: list[MissingField]) -> str | None:
     """The operator's one-line warning for a sink, or None when nothing is missing or refused."""
     if not fields:
@@ -95,7 +90,7 @@ def warning(sink: str, fields: list[MissingField]) -> str | None:
     if refused:
         parts.append(
             f"the CRM refused the values written to {', '.join(_shown(refused))} (not an option of the "
-            "property): add the option in the CRM or fix the mapping, then replay"
+            "property, or not of its type): fix the mapping or the property in the CRM, then replay"
         )
     return "; ".join(parts)
 

@@ -39,9 +39,30 @@ DRIFT_CODES = frozenset(
         # the property was deleted (archived), became calculated, or lost the enumeration option the mapping writes.
         "PROPERTY_DOESNT_EXIST",
         "READ_ONLY_VALUE",
-        "INVALID_OPTION",
     }
 )
+WRONG_TYPE = "WRONG_TYPE"
+"""The code a sink gives a value it left out because it cannot be of the field's type (see VALUE_CODES)."""
+VALUE_CODES = frozenset(
+    {
+        # Refusals of one value, not of the field: a question's answer ("next Tuesday") in a date property must cost
+        # that property, not the call's do-not-call and log (a 400 for the whole write did). Codes with evidence in
+        # connector/emulators/hubspot/validation.py (HubSpot: errors[].context.propertyName) and
+        # connector/emulators/salesforce/validation.py (Salesforce: the error's `fields`).
+        "INVALID_OPTION",
+        "INVALID_LONG",
+        "INVALID_DATE",
+        "INVALID_INTEGER",
+        "INVALID_EMAIL",
+        "LEADING_TRAILING_WHITESPACE",
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        # Salesforce's JSON deserializer names no field for a value of the wrong type (JSON_PARSER_ERROR): the sink
+        # checks each value against the field's describe type first and leaves out what cannot be one (fields.py).
+        "WRONG_TYPE",
+    }
+)
+"""Skipped like drift; the operator's warning words them as refused values, not missing fields."""
+REFUSAL_CODES = DRIFT_CODES | VALUE_CODES
 _NO_SUCH_COLUMN = re.compile(r"No such column '([A-Za-z0-9_]+)' on (?:sobject|entity) of type '?([A-Za-z0-9_]+)")
 _UNABLE_TO_WRITE = re.compile(r"Unable to create/update fields: ([A-Za-z0-9_, ]+)\.")
 _HUBSPOT_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
@@ -66,7 +87,7 @@ def refusals(error: BaseException) -> list[Refusal] | None:
     found: list[Refusal] = []
     for item in items:
         code = str(item.get("code") or "")
-        if code not in DRIFT_CODES:
+        if code not in REFUSAL_CODES:
             return None
         message = str(item.get("message") or "")
         names = [str(f) for f in item.get("fields") or []]

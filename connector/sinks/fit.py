@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connector.sinks.drift import SKIPPED
+
 MARKER = "…"
 """Appended to cut text, inside the limit: a reader sees the value was cut."""
 
@@ -38,10 +40,18 @@ class Fitted:
     values: dict[str, Any]
     truncated: list[str] = field(default_factory=list)
     clamped: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Field → code, for values left out because they cannot be of the field's type (a date field given "next
+    Tuesday"): recorded like the fields a CRM refuses (``skipped_fields``), so the rest of the write goes through."""
 
-    def detail(self) -> dict[str, list[str]]:
-        """For ``ActionResult.detail``: field names only."""
-        return {k: sorted(v) for k, v in (("truncated", self.truncated), ("clamped", self.clamped)) if v}
+    def detail(self) -> dict[str, Any]:
+        """For ``ActionResult.detail``: field names (and codes) only, never values."""
+        found: dict[str, Any] = {
+            k: sorted(v) for k, v in (("truncated", self.truncated), ("clamped", self.clamped)) if v
+        }
+        if self.left_out:
+            found[SKIPPED] = dict(sorted(self.left_out.items()))
+        return found
 
 
 def cut_text(text: str, max_length: int) -> str:

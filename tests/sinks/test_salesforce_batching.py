@@ -124,29 +124,10 @@ def test_two_numbers_of_one_record_never_share_a_request_and_rank_still_wins(
     assert all(len(tasks(emulator, f"2x-{e}")) == 1 for e in [10, 11, 12, 13, 20, 21, 22])
 
 
-@pytest.mark.parametrize(
-    ("outcome", "extra", "code", "message"),
-    [
-        (
-            "hung_up",
-            "CallType: Sideways",
-            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-            "Call Type: bad value for restricted picklist field: Sideways",
-        ),  # one record refused, the rest saved
-        # all refused (an unknown field is schema drift instead: left out, see tests/sinks/test_schema_drift.py)
-        (
-            "hung_up",
-            "IsReminderSet: maybe",
-            "JSON_PARSER_ERROR",
-            "Cannot deserialize instance of boolean from VALUE_STRING value maybe",
-        ),
-    ],
-    ids=["record_refused", "request_refused"],
-)
-def test_one_bad_event_in_a_batch_fails_alone(
-    emulator: SalesforceEmulator, tmp_path: Path, outcome: str, extra: str, code: str, message: str
-) -> None:
-    engine = Engine(engine_settings(emulator, tmp_path, mapping=variant(tmp_path, **{outcome: extra})))
+def test_one_bad_event_in_a_batch_fails_alone(emulator: SalesforceEmulator, tmp_path: Path) -> None:
+    """A record Salesforce refuses for a reason no field can be left out for (a WhatId that is no id: "id value of incorrect type") is
+    dead; the other records of the same sObject Collections request are saved."""
+    engine = Engine(engine_settings(emulator, tmp_path, mapping=variant(tmp_path, hung_up="WhatId: bogus")))
     try:
         known = seed_contacts(emulator, 12)
         for i, (phone, _) in enumerate(known):
@@ -160,18 +141,56 @@ def test_one_bad_event_in_a_batch_fails_alone(
         bad = ingest(engine.ledger, 299, sinks=("sf",), end_reason="hung_up", record_phone_number=known[0][0])
         drain(engine.worker)
         assert all(statuses(engine.ledger, e) == ["succeeded"] for e in good)
-        assert statuses(engine.ledger, bad) == ["dead"] and message in dead_reason(engine.ledger, bad)
+        assert statuses(engine.ledger, bad) == ["dead"] and "id value of incorrect type" in dead_reason(
+            engine.ledger, bad
+        )
         assert tasks(emulator, f"2x-{bad}") == [] and all(len(tasks(emulator, f"2x-{e}")) == 1 for e in good)
         # the bad event's contact is untouched; the others got their update in one request
         assert emulator.get("Contact", known[0][1])["TwoX_Last_Call_Outcome__c"] == "no_answer"
         creates = [c for c in collection_requests(emulator, since) if c[0] == "POST"]
         assert creates == [("POST", 12)]
-        refused = next(r for r in emulator.request_log[since:] if r["path"].endswith("/composite/sobjects"))
         one_by_one = [r for r in emulator.request_log[since:] if r["path"].endswith("/composite")]
-        if code == "JSON_PARSER_ERROR":  # refused as a whole: each event on its own composite, the bad one fails
-            assert (refused["status"], refused["error_code"], len(one_by_one)) == (400, code, 12)
-        else:
-            assert (refused["status"], one_by_one) == (200, [])
+        assert one_by_one == []
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "code"),
+    [
+        ("CallType: Sideways", "CallType", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),  # Salesforce names the field
+        ("IsReminderSet: maybe", "IsReminderSet", "WRONG_TYPE"),  # it would not: JSON_PARSER_ERROR for the request
+    ],
+)
+def test_a_value_the_field_cannot_take_costs_that_field_not_the_call(
+    emulator: SalesforceEmulator, tmp_path: Path, extra: str, field: str, code: str
+) -> None:
+    """Both used to dead-letter the call, and a do-not-call in the same Composite with it: now the value is left
+    out, named with its code in the audit trail, and the rest of the call lands."""
+    engine = Engine(engine_settings(emulator, tmp_path, mapping=variant(tmp_path, do_not_call=extra)))
+    try:
+        known = seed_contacts(emulator, 4)
+        events = []
+        for group in (known[:1], known[1:]):  # one event alone (a Composite request), then three (Collections)
+            events += [
+                ingest(
+                    engine.ledger,
+                    300 + len(events) + i,
+                    sinks=("sf",),
+                    end_reason="do_not_call",
+                    record_phone_number=phone,
+                )
+                for i, (phone, _) in enumerate(group)
+            ]
+            drain(engine.worker)
+        for event_id, (_, contact_id) in zip(events, known, strict=True):
+            assert statuses(engine.ledger, event_id) == ["succeeded"]
+            assert emulator.get("Contact", contact_id)["DoNotCall"] is True
+            [task] = tasks(emulator, f"2x-{event_id}")
+            assert task[field] != "Sideways" and task[field] != "maybe"
+            [delivery] = engine.ledger.deliveries_for(event_id)
+            activity = engine.ledger.deliveries.journal(delivery["id"])[f"2x-{event_id}:activity"]
+            assert activity.result["detail"]["skipped_fields"] == {field: code}
     finally:
         engine.close()
 

@@ -247,12 +247,8 @@ def test_transient_errors_and_limits(emulator: SalesforceEmulator, sink: Salesfo
 REJECTIONS = [  # (Task property, value, errorCode, Salesforce's message); None: a validation rule in the org
     # (text too long is no longer a rejection: the sink cuts it to the describe's length, tests/sinks/test_fitting.py)
     # (an unknown field, INVALID_FIELD, is schema drift: left out, the rest written — tests/sinks/test_schema_drift.py)
-    (
-        "CallType",
-        "Sideways",
-        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-        "Call Type: bad value for restricted picklist field: Sideways",
-    ),
+    # (a value its field cannot take, a restricted picklist's or a type's, costs that field only:
+    # tests/sinks/test_salesforce_batching.py::test_a_value_the_field_cannot_take_costs_that_field_not_the_call)
     (None, None, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Calls need a result"),
 ]
 

@@ -215,6 +215,62 @@ def test_salesforce_field_deleted_after_setup_costs_that_field_only(
         worker.close()
 
 
+def test_hubspot_an_answer_that_is_no_date_costs_its_property_not_the_do_not_call(
+    hs: HubSpotEmulator, ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
+    """`question_fields.map: {demo_date: {property: demo_date}}` on a date property: "next Tuesday" is HubSpot's 400
+    INVALID_LONG for the whole update, which dead-lettered the call with its do-not-call. Now the property is left
+    out and named in the audit trail; single and batch paths alike."""
+    from connector.default_mappings import default_mapping_path
+
+    recreate_property(hs, "demo_date", type_="date", field_type="date")
+    mapping = tmp_path / "dates.yaml"
+    mapping.write_text(
+        default_mapping_path("hubspot").read_text().replace("  map: {}", "  map: {demo_date: {property: demo_date}}", 1)
+    )
+    worker = Worker(settings_for(store_url, hs_sink(hs, mapping=str(mapping))), ledger=ledger)
+    worker.open()
+    phones = [f"+1312555{4000 + i:04d}" for i in range(4)]
+    try:
+        answers = ["next Tuesday", "2026-12-08", "sometime", "soon"]
+        lone = ingest(
+            ledger,
+            500,
+            sinks=("crm",),
+            end_reason="do_not_call",
+            record_phone_number=phones[0],
+            question_fields={"demo_date": answers[0]},
+        )
+        drain(worker)  # one event: the single path
+        backlog = [
+            ingest(
+                ledger,
+                501 + i,
+                sinks=("crm",),
+                end_reason="do_not_call",
+                record_phone_number=phone,
+                question_fields={"demo_date": answer},
+            )
+            for i, (phone, answer) in enumerate(zip(phones[1:], answers[1:], strict=True))
+        ]
+        drain(worker)  # a backlog: batch update
+        by_phone = {c["properties"].get("phone"): c["properties"] for c in hs.objects("contacts")}
+        for event_id, phone, answer in zip([lone, *backlog], phones, answers, strict=True):
+            assert statuses(ledger, event_id) == ["succeeded"]
+            assert by_phone[phone]["twox_do_not_call"] == "true"
+            update = journal(ledger, event_id)[f"2x-{event_id}:contact-update"]
+            if answer == "2026-12-08":
+                assert by_phone[phone].get("demo_date") == answer and "skipped_fields" not in update["detail"], (
+                    update,
+                    by_phone[phone],
+                )
+            else:
+                assert not by_phone[phone].get("demo_date")
+                assert update["detail"]["skipped_fields"] == {"demo_date": "INVALID_LONG"}
+    finally:
+        worker.close()
+
+
 @pytest.mark.parametrize(
     ("deleted", "hold"), [("TwoX_Wrong_Number__c", True), ("DoNotCall", False)], ids=["hold", "do_not_call_field"]
 )
@@ -477,5 +533,8 @@ def test_the_warning_tells_a_refused_value_from_a_missing_field() -> None:
     assert "refused the values" not in only_missing
     both = warning("crm", [missing, option])
     assert both is not None and "lacks fields contacts.twox_wrong_number" in both
-    assert "refused the values written to calls.hs_call_direction (not an option" in both
+    assert (
+        "refused the values written to calls.hs_call_direction (not an option of the property, or not of its type)"
+        in both
+    )
     assert "lacks fields" not in warning("crm", [option])  # type: ignore[operator]

@@ -4,7 +4,8 @@ different events in one request (HubSpot's batch create/update APIs), instead of
 Results of a batch create are matched to their actions by the idempotency key each record carries
 (HubSpot does not promise input order). A batch HubSpot refuses as a whole for properties the portal lacks
 (schema drift) is sent again without them where they occur (``skipped_fields``); refused for anything else (one
-invalid value fails all of it), it is retried item by item, so one bad event fails alone and the others go through.
+invalid value fails all of it, and HubSpot does not say whose), it is retried item by item, so one bad value costs
+its own record's property (or its event) alone and the others go through.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from connector.errors import PermanentError, SinkError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
-from connector.sinks.drift import protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.drift import VALUE_CODES, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.hubspot.associations import association
 from connector.sinks.hubspot.contacts import hubspot_properties
 from connector.sinks.hubspot.parts import QUESTION_PREFIX, SinkParts
@@ -192,6 +193,8 @@ def _send_dropping(
             return send(sent), skipped
         except PermanentError as exc:
             found = refusals(exc)
+            if any(refusal.code in VALUE_CODES for refusal in found or []):
+                raise  # a refused value is one record's, but HubSpot's batch error does not say whose: item by item
             hits = {
                 index: refused_in(found, entry["properties"], object_type)
                 for index, entry in zip(indexes, sent, strict=True)

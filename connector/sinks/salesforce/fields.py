@@ -4,8 +4,9 @@ Why: mapping templates render to text unless a value is exactly one expression, 
 arrive as ``"33"`` and a checkbox as ``"true"``; Salesforce REST refuses a string for an int or boolean field
 (JSON_PARSER_ERROR) and ``""`` for a date or datetime. The sink looks the field types up once per object per sink
 lifetime — the objects it commonly needs in ONE Composite request, i.e. one API call — and converts only what is
-unambiguous. Anything it cannot convert is sent as is, so Salesforce's own error (naming the field) reaches the
-dead letter.
+unambiguous. A value that still cannot be of its field's type (a question's "next Tuesday" for a date field) is
+left out and named in the audit trail (``skipped_fields``, code WRONG_TYPE): Salesforce would refuse the whole
+request without naming the field, and the Composite's other writes — the call's Task, the do-not-call — with it.
 
 The same describe gives each field's limits, and ``fit_body`` fits every value to them before coercion (see
 ``_fit``): text is cut to ``length`` (STRING_TOO_LONG otherwise), ``int`` fields clamped to ``digits`` digits and to
@@ -16,12 +17,15 @@ precision - scale digits left of the point). ``forget``/``refresh`` drop a cache
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from connector.errors import PermanentError, SinkError, TransientError
+from connector.sinks.drift import WRONG_TYPE
 from connector.sinks.fit import Fitted, Limit, fit_values
 from connector.sinks.salesforce.client import SalesforceConnection
 from connector.sinks.salesforce.errors import classify, identifier
@@ -76,6 +80,54 @@ def coerce(kind: str | None, value: Any) -> Any:
         number = _number(text)
         return value if number is None else number
     return value
+
+
+def of_type(kind: str | None, value: Any) -> bool:
+    """Whether Salesforce's JSON deserializer takes ``value`` (already coerced) for a field of describe type
+    ``kind``. It refuses the whole request with JSON_PARSER_ERROR otherwise, naming no field, and a Composite
+    request rolls back with it: the call's Task, the do-not-call. Unknown types and null pass."""
+    if kind is None or value is None:
+        return True
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in _NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "date":
+        return isinstance(value, str) and _iso_date(value)
+    if kind == "datetime":
+        return isinstance(value, str) and _iso_datetime(value)
+    return True
+
+
+_DATE_FORM = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME_FORM = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})")
+"""The forms the REST API documents for date and dateTime values: ``yyyy-MM-dd`` (no offset), and
+``yyyy-MM-ddTHH:mm:ss.SSS+/-HH:mm`` or ``…Z``, milliseconds optional ("Valid Date and DateTime Formats",
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm)."""
+
+
+def _iso_date(text: str) -> bool:
+    """``YYYY-MM-DD``, a real day."""
+    if not _DATE_FORM.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _iso_datetime(text: str) -> bool:
+    """A date and time with seconds and a zone (what templates' ``iso_utc`` gives), a real instant."""
+    if not _DATETIME_FORM.fullmatch(text):
+        return False
+    try:
+        datetime.fromisoformat(text if len(text) < 5 or text[-5] not in "+-" else f"{text[:-2]}:{text[-2:]}")
+    except ValueError:
+        return False
+    return True
 
 
 def _number(text: str) -> int | float | None:
@@ -191,8 +243,17 @@ class FieldTypes:
         return {name: coerce(types.get(name.lower()), value) for name, value in values.items()}
 
     def fit_body(self, sobject: str, values: dict[str, Any], *, keep: Iterable[str] = ()) -> Fitted:
-        """``values`` fitted to their fields' limits, then coerced to their types (``keep``: never cut, e.g. the
-        idempotency key, whose cut form would no longer find the record)."""
-        fitted = fit_values(values, self.limits(sobject), keep=frozenset(k.lower() for k in keep))
-        fitted.values = self.coerce_body(sobject, fitted.values)
+        """``values`` fitted to their fields' limits, then coerced to their types; a value that cannot be of its
+        field's type is left out (``Fitted.left_out``). ``keep``: never cut nor left out, e.g. the idempotency key,
+        whose cut form would no longer find the record."""
+        kept = frozenset(k.lower() for k in keep)
+        fitted = fit_values(values, self.limits(sobject), keep=kept)
+        coerced = self.coerce_body(sobject, fitted.values)
+        types = self._types.get(sobject.lower()) or {}
+        fitted.left_out = {
+            name: WRONG_TYPE
+            for name, value in coerced.items()
+            if name.lower() not in kept and not of_type(types.get(name.lower()), value)
+        }
+        fitted.values = {name: value for name, value in coerced.items() if name not in fitted.left_out}
         return fitted

@@ -12,6 +12,7 @@ from typing import Any
 from connector.errors import PermanentError
 from connector.plan import Action, CreateActivity, CreateTask, UpdateContact
 from connector.sinks.base import ActionResult
+from connector.sinks.drift import SKIPPED, skipped_detail
 from connector.sinks.salesforce.errors import identifier, record_id
 from connector.sinks.salesforce.fields import FieldTypes
 
@@ -28,8 +29,8 @@ class Prepared:
     """None: a create."""
     body: dict[str, Any]
     """Field values, fitted to their fields' limits and coerced to their describe types."""
-    fitted: dict[str, list[str]] = field(default_factory=dict)
-    """Names of the fields cut or clamped to fit (``Fitted.detail``), for the audit trail."""
+    fitted: dict[str, Any] = field(default_factory=dict)
+    """Names of the fields cut, clamped or left out to fit (``Fitted.detail``), for the audit trail."""
 
 
 def prepare_write(types: FieldTypes, action: Action, contact: ActionResult | None) -> Prepared | ActionResult:
@@ -70,6 +71,11 @@ def prepare_write(types: FieldTypes, action: Action, contact: ActionResult | Non
     raise PermanentError(f"the Salesforce sink cannot execute {action.kind!r} actions", code="UNSUPPORTED_ACTION")
 
 
-def with_fit(result: ActionResult, fitted: dict[str, list[str]] | None) -> ActionResult:
-    """The result with the names of the fields that were cut or clamped to fit (audit trail)."""
-    return result.model_copy(update={"detail": {**result.detail, **fitted}}) if fitted else result
+def with_fit(result: ActionResult, fitted: dict[str, Any] | None) -> ActionResult:
+    """The result with the names of the fields that were cut, clamped or left out to fit (audit trail); fields
+    left out join those the CRM refused, if any."""
+    if not fitted:
+        return result
+    rest = {k: v for k, v in fitted.items() if k != SKIPPED}
+    detail = skipped_detail({**result.detail, **rest}, fitted.get(SKIPPED) or {})
+    return result.model_copy(update={"detail": detail})
