@@ -7,6 +7,10 @@ HubSpot's ``errors[].code`` and ``errors[].context.propertyName``), sends the re
 reports what it left out in ``ActionResult.detail["skipped_fields"]`` (field → the CRM's code). The engine does not
 record those as written (so a replay after ``crm-setup`` fills them, precedence intact) and keeps a per-sink warning.
 
+The same shape serves a stale schema: a value refused as too large (``SIZE_CODES``) for a field the sink's cached
+schema did not list, or listed with another limit (created or shortened while the connector runs), makes the sink
+forget that object's schema, fit the write to a fresh one and send it again once, in the same delivery.
+
 Two cases never skip silently and raise ``MissingFields`` (the engine pauses the sink, nothing is dead-lettered):
 a *protected* field — the do-not-call field (any ``sticky_true`` field), an idempotency property, the Task's WhoId —
 and any field when the sink is configured ``on_missing_field: hold``.
@@ -63,6 +67,19 @@ VALUE_CODES = frozenset(
 )
 """Skipped like drift; the operator's warning words them as refused values, not missing fields."""
 REFUSAL_CODES = DRIFT_CODES | VALUE_CODES
+SIZE_CODES = frozenset(
+    {
+        # Salesforce: a value longer than a text field is STRING_TOO_LONG (API 15.0 and later refuse instead of
+        # truncating: https://developer.salesforce.com/docs/platform/api/guide/sforce-api-header-allowfieldtruncation.md),
+        # in the REST error array that names "the field or object where the error occurred" (``fields``,
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm); the message
+        # "<Label>: data value too large: <value> (max length=N)" is observed, not documented. A number beyond the
+        # field's precision is NUMBER_OUTSIDE_VALID_RANGE with ``fields`` (observed, see fields.py).
+        "STRING_TOO_LONG",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+    }
+)
+"""Codes that refuse a value for its size: a fit to the CRM's current schema may cure them."""
 _NO_SUCH_COLUMN = re.compile(r"No such column '([A-Za-z0-9_]+)' on (?:sobject|entity) of type '?([A-Za-z0-9_]+)")
 _UNABLE_TO_WRITE = re.compile(r"Unable to create/update fields: ([A-Za-z0-9_, ]+)\.")
 _HUBSPOT_PROPERTY = re.compile(r'Property \\?"([A-Za-z0-9_]+)\\?" does not exist')
@@ -78,16 +95,17 @@ class Refusal:
     sobject: str | None = None
 
 
-def refusals(error: BaseException) -> list[Refusal] | None:
-    """Every field the error refuses as missing/not writable; None when any part of it is something else (a bad
-    value, a bad id, an outage): then the write fails as a whole, as before."""
+def refusals(error: BaseException, codes: frozenset[str] = REFUSAL_CODES) -> list[Refusal] | None:
+    """Every field the error refuses as missing/not writable or its value as one the field cannot take (with
+    ``codes=SIZE_CODES``: as too large); None when any part of it is something else (a bad id, an outage): then the
+    write fails as a whole."""
     if not isinstance(error, PermanentError):
         return None
     items = error.details or [{"code": error.code, "message": error.crm_message or "", "fields": []}]
     found: list[Refusal] = []
     for item in items:
         code = str(item.get("code") or "")
-        if code not in REFUSAL_CODES:
+        if code not in codes:
             return None
         message = str(item.get("message") or "")
         names = [str(f) for f in item.get("fields") or []]

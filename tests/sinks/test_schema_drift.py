@@ -24,7 +24,7 @@ from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
-from tests.support.delivery import drain, ingest, statuses
+from tests.support.delivery import drain, ingest, journal, statuses
 from tests.support.hubspot import SEEDED, TOKEN, make_plan, run
 from tests.support.salesforce import seed_contacts, tasks
 from tests.support.serving import Served, serve
@@ -71,11 +71,6 @@ def cli(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return dict(json.loads(result.stdout))
-
-
-def journal(ledger: Ledger, event_id: str) -> dict[str, Any]:
-    [delivery] = ledger.deliveries_for(event_id)
-    return {key: entry.result for key, entry in ledger.deliveries.journal(delivery["id"]).items()}
 
 
 @pytest.fixture

@@ -99,3 +99,9 @@ def drain(worker: Worker, rounds: int = 200) -> int:
 def statuses(ledger: Ledger, event_id: str) -> list[str]:
     """The status of each delivery of one event."""
     return [d["status"] for d in ledger.deliveries_for(event_id)]
+
+
+def journal(ledger: Ledger, event_id: str) -> dict[str, Any]:
+    """The result each action of the event's (only) delivery recorded, by action key."""
+    [delivery] = ledger.deliveries_for(event_id)
+    return {key: entry.result for key, entry in ledger.deliveries.journal(delivery["id"]).items()}

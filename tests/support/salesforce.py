@@ -165,3 +165,13 @@ def variant(tmp_path: Path, **activity_by_outcome: str) -> Path:
         text = head + anchor + tail[:block_end] + f"\n    activity: {{{extra}}}" + tail[block_end:]
     (path := tmp_path / "variant.yaml").write_text(text)
     return path
+
+
+def with_question_fields(tmp_path: Path, **properties: str) -> Path:
+    """The default mapping with answers to these questions also written to these Contact/Lead fields."""
+    text = default_mapping_path("salesforce").read_text()
+    anchor = "  map: {}                      # e.g.  case_number: {property: Case_Number__c}\n"
+    assert anchor in text
+    entries = ", ".join(f"{name}: {{property: {field}}}" for name, field in properties.items())
+    (path := tmp_path / "questions.yaml").write_text(text.replace(anchor, f"  map: {{{entries}}}\n"))
+    return path

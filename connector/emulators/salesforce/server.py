@@ -44,6 +44,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from connector.emulators.salesforce.http import SalesforceWsgiApp
 from connector.emulators.salesforce.org import FaultRule, Org
+from connector.emulators.salesforce.schema import FieldDef
 from connector.emulators.salesforce.security import USERNAME, OAuthClient
 from connector.emulators.salesforce.values import render
 
@@ -249,6 +250,13 @@ class SalesforceEmulator:
         from connector.emulators.salesforce.drift import add_field
 
         add_field(self._org, sobject, self._deleted_fields.pop((sobject.lower(), field.lower())))
+
+    def add_field(self, sobject: str, definition: FieldDef) -> None:
+        """Create a custom field now, as an admin in Setup does while the connector runs (empty on every record);
+        describe lists it from the next call on."""
+        from connector.emulators.salesforce.drift import add_field
+
+        add_field(self._org, sobject, definition)
 
     def block_duplicates(self, sobject: str, field: str = "Phone") -> None:
         """Activate a duplicate rule that blocks a new ``sobject`` whose ``field`` has an existing record's number

@@ -16,7 +16,8 @@ from connector.errors import PermanentError, SinkError, StaleContact, TransientE
 from connector.plan import Action, UpdateContact
 from connector.precedence import WrittenField, may_write
 from connector.sinks.base import ActionResult, ExecutionContext
-from connector.sinks.drift import SKIPPED, protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.drift import SIZE_CODES, SKIPPED, protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.fit import fit_values
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import classify
 from connector.sinks.salesforce.records import Prepared, Write
@@ -96,6 +97,20 @@ def _judged(parts: Collaborators, error: SinkError, prepared: Prepared, context:
     return stale
 
 
+def _fits_afresh(parts: Collaborators, error: SinkError, prepared: Prepared) -> bool:
+    """Whether a record refused for a value's size may fit once prepared again: its object's cached describe is
+    outdated (the field created or shortened since; forgotten here, so the single path describes it afresh), or
+    was refreshed since this record was prepared (the cached limit now cuts or clamps the value)."""
+    refused = refused_in(refusals(error, SIZE_CODES), prepared.body, prepared.sobject)
+    if not refused:
+        return False
+    sent = {name: prepared.body[name] for name in refused}
+    if parts.types.outdated(prepared.sobject, sent):
+        parts.types.forget(prepared.sobject)
+        return True
+    return bool(fit_values(sent, parts.types.limits(prepared.sobject)).detail())
+
+
 def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -158,8 +173,10 @@ def _create(parts: Collaborators, indexes: list[int], items: list[Item], results
                     prepared,
                     items[index][1],
                 )
-                # refused for a field alone (e.g. field-level security): the single path leaves that field out
-                results[index] = _single(parts, *items[index]) if refusals(error) else error
+                # refused for a field alone (e.g. field-level security): the single path leaves that field out;
+                # for a value's size under an outdated describe: the single path fits it to a fresh one
+                resend = refusals(error) or _fits_afresh(parts, error, prepared)
+                results[index] = _single(parts, *items[index]) if resend else error
 
 
 # -- updates --------------------------------------------------------------------------------------------------
@@ -246,7 +263,8 @@ def _send_updates(
                 prepared,
                 items[index][1],
             )
-            results[index] = outcome = _single(parts, allowed, items[index][1]) if refusals(error) else error
+            resend = refusals(error) or _fits_afresh(parts, error, prepared)
+            results[index] = outcome = _single(parts, allowed, items[index][1]) if resend else error
             if isinstance(outcome, ActionResult):
                 _remember(written, record, allowed, action.key, outcome.detail.get(SKIPPED) or {})
             continue

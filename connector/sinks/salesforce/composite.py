@@ -1,9 +1,11 @@
 """One event's writes after resolve_contact (call Task, Contact/Lead update, follow-up Task) in ONE Composite
 request with ``allOrNone: true``: one API call, and either everything is written or nothing is.
 
-One exception, schema drift: when the org refuses a field it lacks or may not write (INVALID_FIELD…), the
+Two exceptions, both schema drift: when the org refuses a field it lacks or may not write (INVALID_FIELD…), the
 Composite, rolled back, is sent again without that field in the same delivery and the field is reported in
-``skipped_fields``. Design notes: docs/salesforce.md "Design".
+``skipped_fields``; when it refuses a value as too large (STRING_TOO_LONG…) for a field the cached describe did not
+know or knew with another limit (created while the sink runs), the object is described afresh and the Composite
+sent again once, fitted. Design notes: docs/salesforce.md "Design".
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from connector.errors import PermanentError, TransientError
 from connector.plan import Action, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
-from connector.sinks.drift import protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.drift import DRIFT_CODES, SIZE_CODES, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import HALTED, classify, errors_of, raise_for_composite
 from connector.sinks.salesforce.records import Prepared, Write, with_fit
@@ -44,6 +46,7 @@ def write_composite(parts: Collaborators, actions: list[Action], context: Execut
         if not isinstance(prepared, ActionResult):
             ready[f"action{index}"] = (index, action, prepared)
     skipped: dict[str, dict[str, str]] = {reference: {} for reference in ready}
+    refreshed: set[str] = set()  # objects described afresh after a value refused as too large: once each
     keys = [a.key for a in actions]
     base = parts.connection.base_path()
     while ready:
@@ -74,6 +77,9 @@ def write_composite(parts: Collaborators, actions: list[Action], context: Execut
             skipped[reference].update(refused)
             parts.types.forget(prepared.sobject, refused)
             continue
+        oversized = _refused_in_composite(answer, subrequests, SIZE_CODES)
+        if oversized is not None and _refit(parts, ready, subrequests, oversized, contact, refreshed):
+            continue  # rolled back too: the same writes again, fitted to the fresh describe
         try:
             responses = {r.get("referenceId"): r for r in raise_for_composite(answer, where="composite")}
         except PermanentError as exc:
@@ -94,9 +100,42 @@ def write_composite(parts: Collaborators, actions: list[Action], context: Execut
     return [r if r is not None else ActionResult(skipped=True) for r in results]
 
 
-def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
+def _refit(
+    parts: Collaborators,
+    ready: dict[str, tuple[int, Action, Prepared]],
+    subrequests: dict[str, dict[str, Any]],
+    oversized: tuple[str, dict[str, str]],
+    contact: ActionResult | None,
+    refreshed: set[str],
+) -> bool:
+    """After the org refused values as too large: when the cached describe of their object cannot explain it (a
+    field created or shortened since), describe the object afresh and prepare its writes in ``ready`` again (fitted
+    to the new limits). True when the refused write changed, so it is worth sending again; False (Salesforce's
+    error stands) when the fresh describe fits it no differently, or the object was described afresh already in
+    this call (``refreshed``)."""
+    reference, refused = oversized
+    sobject = ready[reference][2].sobject
+    sent = {name: subrequests[reference]["body"][name] for name in refused}
+    if sobject.lower() in refreshed or not parts.types.outdated(sobject, sent):
+        return False
+    refreshed.add(sobject.lower())
+    parts.types.forget(sobject)
+    parts.types.ensure([sobject])
+    before = ready[reference][2].body
+    for key, (index, action, prepared) in list(ready.items()):
+        if prepared.sobject.lower() == sobject.lower():
+            again = parts.prepare(action, contact)
+            assert not isinstance(again, ActionResult)  # it had fields for this object a moment ago
+            ready[key] = (index, action, again)
+    return ready[reference][2].body != before
+
+
+def _refused_in_composite(
+    answer: Any, subrequests: dict[str, dict[str, Any]], codes: frozenset[str] = DRIFT_CODES
+) -> tuple[str, dict[str, str]] | None:
     """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields
-    the org lacks (or may not write); None for any other answer, which ``raise_for_composite`` judges."""
+    the org lacks (or may not write; with ``SIZE_CODES``: only for values too large); None for any other answer,
+    which ``raise_for_composite`` judges."""
     response = _cause(answer)
     if response is None:
         return None
@@ -106,7 +145,7 @@ def _refused_in_composite(answer: Any, subrequests: dict[str, dict[str, Any]]) -
     if sub is None:
         return None
     sobject = sub["url"].split("/sobjects/", 1)[1].split("/", 1)[0]
-    refused = refused_in(refusals(classify(status, body, where="composite")), sub["body"], sobject)
+    refused = refused_in(refusals(classify(status, body, where="composite"), codes), sub["body"], sobject)
     return (reference, refused) if refused else None
 
 

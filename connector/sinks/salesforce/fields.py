@@ -12,7 +12,8 @@ The same describe gives each field's limits, and ``fit_body`` fits every value t
 ``_fit``): text is cut to ``length`` (STRING_TOO_LONG otherwise), ``int`` fields clamped to ``digits`` digits and to
 32 bits, ``double``/``currency``/``percent`` to ``precision - scale`` integer digits (NUMBER_OUTSIDE_VALID_RANGE
 otherwise; https://dfc-org-production.force.com/forums/ForumsMain?id=9060G000000BfsuQAC explains the range as
-precision - scale digits left of the point). ``forget``/``refresh`` drop a cached describe when the org changed.
+precision - scale digits left of the point). ``forget``/``refresh`` drop a cached describe when the org changed;
+``outdated`` tells when a value the org refused as too large shows that it did.
 """
 
 from __future__ import annotations
@@ -206,6 +207,24 @@ class FieldTypes:
         for name in names:
             self.forget(name)
         self.ensure(names)
+
+    def outdated(self, sobject: str, refused: dict[str, Any]) -> bool:
+        """Whether the cached describe cannot be why the org refused these sent values as too large: it does not
+        list one of the fields, or its limit for one accepts the value. The field was then created, or shortened,
+        since the object was described (a running sink describes once), and a fresh describe will fit it."""
+        with self._lock:
+            if sobject.lower() not in self._types:
+                return True  # forgotten since: the next ``ensure`` describes it afresh
+            types, limits = self._types[sobject.lower()], self._limits.get(sobject.lower()) or {}
+        if types is None:
+            return False  # its describe failed: nothing was fitted from it, and describing again fails too
+        for name, value in refused.items():
+            if name.lower() not in types:
+                return True
+            limit = limits.get(name.lower())
+            if limit is not None and not fit_values({name: value}, {name.lower(): limit}).detail():
+                return True
+        return False
 
     def limits(self, sobject: str) -> dict[str, Limit]:
         return self._limits.get(sobject.lower()) or {}
