@@ -22,6 +22,7 @@ from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.context import template_context
 from connector.mapping.filters import slug, truncate_to
+from connector.mapping.html_cut import looks_like_html, truncate_html
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
 from connector.payload import CallEvent
@@ -173,6 +174,8 @@ def _limited(mapping: LoadedMapping, prop: str, value: Any, path: str) -> Any:
             f"{mapping.where(path)}: value of {prop} is {len(value)} characters, over its limit of {limit.max_length} "
             "(activity.limits says fail)"
         )
+    if mapping.spec.transcript.format == "html" and looks_like_html(value):
+        return truncate_html(value, limit.max_length)  # on a tag boundary, tags closed, the marker its own <p>
     return truncate_to(value, limit.max_length)
 
 
