@@ -16,7 +16,7 @@ from typing import Any
 from connector.errors import PermanentError, TransientError
 from connector.plan import Action, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext
-from connector.sinks.drift import DRIFT_CODES, SIZE_CODES, protected_fields, refusals, refused_in, skipped_detail
+from connector.sinks.drift import REFUSAL_CODES, SIZE_CODES, protected_fields, refusals, refused_in, skipped_detail
 from connector.sinks.salesforce.collaborators import Collaborators
 from connector.sinks.salesforce.errors import HALTED, classify, errors_of, raise_for_composite
 from connector.sinks.salesforce.records import Prepared, Write, with_fit
@@ -131,11 +131,11 @@ def _refit(
 
 
 def _refused_in_composite(
-    answer: Any, subrequests: dict[str, dict[str, Any]], codes: frozenset[str] = DRIFT_CODES
+    answer: Any, subrequests: dict[str, dict[str, Any]], codes: frozenset[str] = REFUSAL_CODES
 ) -> tuple[str, dict[str, str]] | None:
-    """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields
-    the org lacks (or may not write; with ``SIZE_CODES``: only for values too large); None for any other answer,
-    which ``raise_for_composite`` judges."""
+    """(referenceId, {field: code}) when the subrequest that failed the Composite was refused only for fields the org
+    lacks, may not write, or whose value it cannot take (with ``SIZE_CODES``: only for values too large); None for
+    any other answer, which ``raise_for_composite`` judges."""
     response = _cause(answer)
     if response is None:
         return None
