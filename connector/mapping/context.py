@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -12,17 +13,19 @@ from connector.mapping.transcript import render_transcript
 from connector.payload import CallEvent
 
 
+def redaction_rules(spec: Mapping) -> Sequence[Any]:
+    """The mapping's redaction rules (`transcript.redaction`): for the transcript and for what the lead said."""
+    chosen = spec.transcript.redaction
+    return DEFAULT_RULES if chosen == "default" else ([] if chosen == "none" else chosen)
+
+
 def template_context(
     event: CallEvent, spec: Mapping, bundle: BundleSpec, call_time: datetime, zone: tzinfo
 ) -> dict[str, Any]:
     """Variables templates see: the event's fields, the outcome, times, the rendered transcript."""
     data = event.model_dump(mode="python")
     transcript = spec.transcript
-    rules = (
-        DEFAULT_RULES
-        if transcript.redaction == "default"
-        else ([] if transcript.redaction == "none" else transcript.redaction)
-    )
+    rules = redaction_rules(spec)
     rendered = render_transcript(event.transcript, transcript.format, transcript.labels or None, transcript.empty)
     answers = render_answers(event.question_fields, transcript.format, spec.question_fields.heading)
     return {

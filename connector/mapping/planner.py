@@ -20,10 +20,11 @@ from connector.errors import MappingError
 from connector.keys import crm_key
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
-from connector.mapping.context import template_context
+from connector.mapping.context import redaction_rules, template_context
 from connector.mapping.filters import slug, truncate_to
 from connector.mapping.html_cut import looks_like_html, truncate_html
 from connector.mapping.loader import LoadedMapping
+from connector.mapping.redaction import redact
 from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
 from connector.payload import CallEvent
 from connector.plan import (
@@ -306,6 +307,7 @@ def _scalar(value: Any) -> Any:
 
 def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[str]) -> dict[str, Any]:
     spec = mapping.spec.question_fields
+    rules = redaction_rules(mapping.spec)
     values: dict[str, Any] = {}
     for name, answer in event.question_fields.items():
         rule = spec.map.get(name)
@@ -313,6 +315,8 @@ def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[st
             continue
         prop = rule.property if rule else property_name(spec.wildcard or "", name, spec.name_style)
         converted = _convert(answer, rule, spec.transform)
+        if isinstance(converted, str) and rules:
+            converted = redact(converted, rules)  # a card number said aloud is masked on the contact as in the notes
         if converted is _UNUSABLE:
             warnings.append(f"question {name!r}: answer not usable as {(rule and rule.transform) or spec.transform}")
             continue

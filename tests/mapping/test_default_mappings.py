@@ -324,6 +324,17 @@ def test_do_not_call_is_known_at_the_door_for_custom_mappings() -> None:
     assert sets_do_not_call(parse_webhook(payload("not_interested", None)), mapping)
 
 
+def test_a_card_number_or_ssn_answered_aloud_is_masked_on_the_contact_as_in_the_notes() -> None:
+    """The call notes masked them; the catch-all `twox_q_{name}` property got them verbatim."""
+    answers = {"card": "4111 1111 1111 1111", "ssn": "my ssn is 123-45-6789", "case_number": "8057"}
+    plan = plan_event(
+        parse_webhook(payload("hung_up", None, question_fields=answers)), HUBSPOT, sink="h", call_time=CALL_TIME
+    )
+    fields = contact_fields(plan)
+    assert fields["twox_q_card"] == "[REDACTED CARD]" and fields["twox_q_ssn"] == "my ssn is [REDACTED SSN]"
+    assert fields["twox_q_case_number"] == "8057"
+
+
 def test_an_opt_out_answer_is_known_at_the_door_too() -> None:
     from connector.mapping.loader import LoadedMapping
     from connector.mapping.priority import sets_do_not_call
