@@ -232,6 +232,16 @@ def test_unknown_end_reason_uses_the_fallback_and_changes_no_status() -> None:
     assert contact_fields(plan)["twox_last_call_outcome"] == "unrecognized"
 
 
+@pytest.mark.parametrize(("answered", "disposition"), [(True, "connected"), (False, None), (None, None)])
+def test_an_unknown_end_reason_is_connected_only_when_answered(answered: bool | None, disposition: str | None) -> None:
+    """It was logged "Connected" whatever happened, inflating a portal's connect rate."""
+    document = payload("line_busy", None)
+    document["call"]["answered"] = answered
+    plan = plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=CALL_TIME)
+    written = actions(plan, CreateActivity)[0].properties["hs_call_disposition"]
+    assert written == (HUBSPOT.spec.constants["dispositions"][disposition] if disposition else "")
+
+
 def test_crm_ids_in_meta_are_tried_first() -> None:
     document = payload("hung_up", None, meta={"hubspot_contact_id": "501", "salesforce_lead_id": "00Q000000000001"})
     hubspot = actions(plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=CALL_TIME), ResolveContact)[0]
