@@ -135,6 +135,23 @@ def test_question_names_become_text_properties(portal: HubSpotEmulator) -> None:
     assert contacts["twox_q_budget_usd"]["label"] == "2X answer: Budget (USD)?"
 
 
+def test_a_property_the_question_map_names_is_created_like_on_salesforce(
+    portal: HubSpotEmulator, tmp_path: Path
+) -> None:
+    """The mapping guide says crm-setup creates every `question_fields.map` field; on HubSpot it refused any name
+    outside `twox_*` (while Salesforce created it), and `status` told to run crm-setup for it all the same."""
+    mapping = edited_mapping(
+        tmp_path,
+        "  map: {}",
+        "  map: {industry: {property: industry_vertical}, seats: {property: seats, transform: number}}",
+    )
+    report = run_hubspot_setup(settings_for(portal), mapping)
+    contacts = portal.properties("contacts")
+    assert report.ok, report.render()
+    assert (contacts["industry_vertical"]["type"], contacts["seats"]["type"]) == ("string", "number")
+    assert {"contacts.industry_vertical", "contacts.seats"} <= set(report.created)
+
+
 def test_a_409_on_create_counts_as_already_there(portal: HubSpotEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """A person (or a concurrent run) creates a property between our listing and our create."""
     from hubspot.crm.properties import PropertyCreate

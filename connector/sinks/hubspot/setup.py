@@ -23,7 +23,7 @@ from typing import Any
 
 from connector.hints import command
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.writes import WrittenProperty, wanted_properties
+from connector.mapping.writes import WrittenProperty, named_by_questions, wanted_properties
 from connector.sinks.hubspot.settings import HubSpotSinkSettings
 from connector.sinks.hubspot.setup_api import AlreadyExists, HubSpotSchemaApi
 from connector.sinks.setup import (
@@ -66,7 +66,7 @@ def _question_of(written: WrittenProperty) -> str | None:
 def _spec_for(written: WrittenProperty) -> PropertySpec:
     type_, field_type = HUBSPOT_TYPES[written.kind]
     question = _question_of(written)
-    label = f"2X answer: {question}" if question else "2X: " + written.name[len(OWNED_PREFIX) :].replace("_", " ")
+    label = f"2X answer: {question}" if question else "2X: " + written.name.removeprefix(OWNED_PREFIX).replace("_", " ")
     origin = f"the answer to the 2X question {question!r}" if question else ", ".join(written.places[:3])
     return PropertySpec(
         object=written.object,
@@ -108,7 +108,7 @@ def plan_hubspot_setup(
                 plan.present.append(key)
                 plan.problems += _type_findings(written, existing[written.name])
             continue
-        if not owned:
+        if not owned and not named_by_questions(written):  # a question the map names is created, as on Salesforce
             plan.problems.append(_missing(written, existing, sink))
         elif not _VALID_NAME.fullmatch(written.name):
             plan.problems.append(
@@ -131,7 +131,7 @@ def plan_hubspot_setup(
 
 def _missing(written: WrittenProperty, existing: dict[str, Any], sink: str) -> Finding:
     places = tuple(written.places)
-    if written.name.startswith(OWNED_PREFIX):
+    if written.name.startswith(OWNED_PREFIX) or named_by_questions(written):
         return Finding(
             "error",
             written.object,
@@ -146,7 +146,7 @@ def _missing(written: WrittenProperty, existing: dict[str, Any], sink: str) -> F
         written.object,
         written.name,
         f"does not exist on {written.object} in the portal: {hint}crm-setup creates only the connector's "
-        f"own {OWNED_PREFIX}* properties; fix the name in the mapping or create the property in HubSpot",
+        f"own {OWNED_PREFIX}* properties and the ones question_fields names; fix the name in the mapping or create the property in HubSpot",
         places,
     )
 
