@@ -286,7 +286,7 @@ def test_validate_flags_read_only_properties_and_type_mismatches(portal: HubSpot
         default_mapping_path("hubspot")
         .read_text()
         .replace(
-            "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED}",
+            "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED, twox_callback_due: null}",
             "contact: {twox_do_not_call: true, hs_lead_status: UNQUALIFIED, hs_email_domain: x, "
             "num_contacted_notes: 1, jobtitle: true, twox_last_call_at: soon}",
             1,
