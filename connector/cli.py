@@ -65,6 +65,14 @@ def _settings(config_path: Path | None, *, ledger_only: bool = False) -> Setting
     return load_settings(config_path, needed=store_only) if ledger_only else load_settings(config_path)
 
 
+def _configured_sink(settings: Settings, name: str) -> str:
+    """A `--sink` value that names a configured sink: a delivery for any other name would wait forever (no
+    worker delivers it) and show in status and /metrics as "not configured"."""
+    if name not in settings.sinks:
+        raise click.UsageError(f"no sink named {name!r}; configured: {', '.join(sorted(settings.sinks)) or 'none'}")
+    return name
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
@@ -191,9 +199,7 @@ def crm_setup(
     if not names:
         raise click.UsageError(f"no {' or '.join(supported)} sink in the config; name one with --sink")
     for name in names:
-        if name not in settings.sinks:
-            raise click.UsageError(f"no sink named {name!r}; configured: {', '.join(sorted(settings.sinks))}")
-        if settings.sinks[name].type not in supported:
+        if settings.sinks[_configured_sink(settings, name)].type not in supported:
             raise click.ClickException(f"sinks.{name}: crm-setup supports {', '.join(supported)} sinks")
     mappings = load_sink_mappings(settings, names)
     seen: list[str] = []
@@ -277,16 +283,25 @@ def worker(config_path: Path | None) -> None:
 @click.option("--event", "event_id", default=None, help="Re-plan and re-deliver one event (all its sinks).")
 @click.option("--dead-letter", "dead_letter", is_flag=True, help="Re-deliver every dead-lettered delivery.")
 @click.option("--quarantine", "from_quarantine", is_flag=True, help="Run every quarantined body through ingestion.")
-@click.option("--sink", default=None, help="Only this sink (with --event or --dead-letter).")
+@click.option("--sink", default=None, help="Only this configured sink (with --event or --dead-letter).")
 def replay(
     config_path: Path | None, event_id: str | None, dead_letter: bool, from_quarantine: bool, sink: str | None
 ) -> None:
-    """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated."""
+    """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated.
+
+    Exit status: 0 when done (also when there was nothing to replay); 1 for a config or store problem or an
+    unknown event; 2 for a usage error, such as a --sink that is not configured.
+    """
     from connector.ops.replay import replay_dead_letters, replay_event, replay_quarantine
 
     if sum([event_id is not None, dead_letter, from_quarantine]) != 1:
         raise click.UsageError("give exactly one of --event ID, --dead-letter, --quarantine")
+    if from_quarantine and sink is not None:
+        # An accepted body becomes an event for every enabled sink, as when it first arrived.
+        raise click.UsageError("--sink goes with --event or --dead-letter, not --quarantine")
     settings = _settings(config_path)
+    if sink is not None:
+        _configured_sink(settings, sink)
     ledger = Ledger.open(settings.store)
     if event_id is not None:
         result = replay_event(ledger, settings, event_id, sink=sink)

@@ -126,6 +126,23 @@ def test_replay_commands(ledger: Ledger, store_url: str, recorder: Recorder, tmp
     assert code == 1 and "no event with id 'nope'" in err
 
 
+def test_replay_refuses_a_sink_that_is_not_configured(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
+) -> None:
+    """`--sink nosuch` made a delivery no worker would ever take, shown for ever in status and /metrics."""
+    config = str(config_file(tmp_path, store_url, recorder))
+    event_id = ingest(ledger, 504)
+    for mode in (["--event", event_id], ["--dead-letter"]):
+        code, out, err = run("replay", "--config", config, *mode, "--sink", "nosuch")
+        assert code == 2 and out == "", mode
+        assert "no sink named 'nosuch'; configured: rec" in err, mode
+    assert [d["sink"] for d in ledger.deliveries_for(event_id)] == ["rec"]
+    code, out, err = run("replay", "--config", config, "--quarantine", "--sink", "rec")
+    assert code == 2 and out == "" and "--sink goes with --event or --dead-letter, not --quarantine" in err
+    code, out, _ = run("replay", "--config", config, "--event", event_id, "--sink", "rec")
+    assert code == 0 and json.loads(out) == {"event_id": event_id, "requeued": 1, "new_deliveries": 0}
+
+
 def test_status_text_says_why_a_call_failed_and_what_to_do(
     ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
 ) -> None:
