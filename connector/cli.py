@@ -87,8 +87,8 @@ def main() -> None:
 @config_option
 @click.option("--sandbox", is_flag=True, help="No credentials needed: SQLite here, a generated token.")
 @click.option("--host", default=None, help="Override receiver.host.")
-@click.option("--port", type=int, default=None, help="Override receiver.port.")
-@click.option("--workers", type=int, default=None, help="Override serve.workers.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Override receiver.port.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Override serve.workers (1-64).")
 def serve(config_path: Path | None, sandbox: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the webhook receiver on gunicorn."""
     from connector.serving import serve as run_server

@@ -177,12 +177,14 @@ def serve(
     """
     from connector.dashboard.blueprint import password_problems
     from connector.ops.preflight import check_deliverable
-    from connector.ops.startup import check_port, check_store_path, startup_block, store_failure
+    from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_failure
     from connector.sink_health import assess
 
     host = host or settings.receiver.host
-    port = port or settings.receiver.port
-    workers = workers or settings.serve.workers
+    port = settings.receiver.port if port is None else port
+    workers = settings.serve.workers if workers is None else workers
+    if workers < 1:  # as `serve.workers` in the config: 0 must not quietly become the config's value
+        raise StartupError(f"at least 1 receiver process is needed, not {workers}: `--workers` or `serve.workers`")
     check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
     dashboard_problems = password_problems(settings, settings.dashboard)
     if dashboard_problems:

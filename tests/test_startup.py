@@ -1,4 +1,5 @@
-"""connector.ops.startup without a server: the start-up block's sink states and hidden password, the store checks."""
+"""connector.ops.startup without a server: the start-up block's sink states and hidden password, the store and port
+checks, and serve's --port and --workers refused out of range before anything starts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from connector.cli import main
 from connector.config import parse_settings
 from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_display
 from connector.sink_health import Condition, SinkCondition
@@ -79,3 +83,32 @@ def test_a_port_in_use_is_a_startup_error() -> None:
         with pytest.raises(StartupError, match=f"port {port} on 127.0.0.1 is already in use"):
             check_port("127.0.0.1", port)
     check_port("127.0.0.1", port)  # free again
+
+
+@pytest.mark.parametrize("port", [0, 65536, 99999, -1])
+def test_a_port_that_is_no_tcp_port_is_a_startup_error(port: int) -> None:
+    """The socket module raises OverflowError for these: a traceback instead of a sentence."""
+    with pytest.raises(StartupError, match=f"port {port} is not a TCP port \\(1-65535\\)"):
+        check_port("127.0.0.1", port)
+
+
+def test_a_host_the_socket_module_refuses_is_a_startup_error() -> None:
+    with pytest.raises(StartupError, match="cannot listen on '127.0.0.1\\\\x00' "):
+        check_port("127.0.0.1\x00", 8080)  # a TypeError from bind, not an OSError
+
+
+@pytest.mark.parametrize("flag", [["--port", "99999"], ["--port", "0"], ["--workers", "0"], ["--workers", "65"]])
+def test_serve_refuses_a_port_or_worker_count_out_of_range(tmp_path: Path, flag: list[str]) -> None:
+    """`--port 99999` ended in an OverflowError traceback, and `--port 0` or `--workers 0` quietly became the
+    config's value (while `serve.workers: 0` in the config is refused)."""
+    store = tmp_path / "s.db"
+    with socket.socket() as taken:  # a flag let through would stop serve here ("already in use"), never serve
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = tmp_path / "c.yaml"
+        receiver = {"port": taken.getsockname()[1], "auth": {"tokens": [TOKEN]}}
+        config.write_text(yaml.safe_dump({"receiver": receiver, "store": {"url": f"sqlite:///{store}"}}))
+        result = CliRunner().invoke(main, ["serve", "--config", str(config), *flag], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{flag[0]}': {flag[1]} is not in the range" in result.stderr
+    assert not store.exists()

@@ -30,7 +30,12 @@ class StartupError(ConnectorError):
 
 
 def check_port(host: str, port: int) -> None:
-    """Bind the address once (as gunicorn will, with SO_REUSEADDR) and let it go: in use is a StartupError."""
+    """Bind the address once (as gunicorn will, with SO_REUSEADDR) and let it go: in use is a StartupError, and so
+    is a port outside 1-65535 (the socket module raises OverflowError for those, a traceback)."""
+    if not 1 <= port <= 65535:
+        raise StartupError(
+            f"port {port} is not a TCP port (1-65535): choose another with `receiver.port` in the config or `--port`"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,6 +55,10 @@ def check_port(host: str, port: int) -> None:
                 ) from None
             raise StartupError(
                 f"cannot listen on {host}:{port} ({exc.strerror}): check `receiver.host` in the config or `--host`"
+            ) from None
+        except (TypeError, ValueError) as exc:  # e.g. a NUL in the host: the socket module's own refusal
+            raise StartupError(
+                f"cannot listen on {host!r} ({exc}): check `receiver.host` in the config or `--host`"
             ) from None
 
 
