@@ -123,12 +123,12 @@ def validate(config_path: Path | None, offline: bool) -> None:
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
     from connector.ops.crm_checks import credential_findings, schema_findings
-    from connector.ops.preflight import sink_problems
+    from connector.serving import config_problems
 
     settings = _settings(config_path)
-    problems = sink_problems(settings, sorted(settings.sinks))
+    problems = config_problems(settings, sorted(settings.sinks))  # what serve refuses, and disabled sinks too
     if problems:
-        raise ConfigError(str(config_path), problems)
+        raise ConfigError(settings.source, problems)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
     errors = 0
     for name, sink in sorted(settings.sinks.items()):

@@ -31,7 +31,7 @@ from gunicorn.app.base import BaseApplication
 from connector.app import create_app
 from connector.config import Settings
 from connector.engine.process import EXIT_CONFIG
-from connector.errors import ConfigError, ConnectorError, StoreError
+from connector.errors import ConfigError, ConfigProblem, ConnectorError, StoreError
 from connector.ledger import Ledger
 from connector.logs import setup_logging
 from connector.metrics import MULTIPROC_ENV
@@ -160,6 +160,16 @@ def say(line: str) -> None:
     print(f"connector serve: {line}", file=sys.stderr, flush=True)
 
 
+def config_problems(settings: Settings, sinks: list[str] | None = None) -> list[ConfigProblem]:
+    """What `serve` refuses in a config its model accepts: a sink no worker could build (of `sinks`, default the
+    enabled ones; see connector.ops.preflight) and a dashboard password equal to a webhook token. `validate` asks
+    the same, so it never says OK to a config `serve` then refuses."""
+    from connector.dashboard.blueprint import password_problems
+    from connector.ops.preflight import sink_problems
+
+    return sink_problems(settings, sinks) + password_problems(settings, settings.dashboard)
+
+
 def serve(
     settings: Settings,
     *,
@@ -175,8 +185,7 @@ def serve(
     Counters of every process (gunicorn workers, the delivery worker) meet in a fresh
     prometheus multiprocess directory, so `/metrics` sums them whichever worker answers.
     """
-    from connector.dashboard.blueprint import password_problems
-    from connector.ops.preflight import check_deliverable
+    from connector.mapping.sinks import load_sink_mappings
     from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_failure
     from connector.sink_health import assess
 
@@ -185,10 +194,10 @@ def serve(
     workers = settings.serve.workers if workers is None else workers
     if workers < 1:  # as `serve.workers` in the config: 0 must not quietly become the config's value
         raise StartupError(f"at least 1 receiver process is needed, not {workers}: `--workers` or `serve.workers`")
-    check_deliverable(settings)  # also without the embedded worker: the same config feeds `connector worker`
-    dashboard_problems = password_problems(settings, settings.dashboard)
-    if dashboard_problems:
-        raise ConfigError("<config>", dashboard_problems)
+    problems = config_problems(settings)  # also without the embedded worker: the same config feeds `connector worker`
+    if problems:
+        raise ConfigError(settings.source, problems)
+    load_sink_mappings(settings)
     check_port(host, port)
     check_store_path(settings.store)
     try:

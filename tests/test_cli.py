@@ -63,6 +63,29 @@ def test_validate_names_a_missing_mapping_file(tmp_path: Path) -> None:
     assert code == 1 and "sinks.h.mapping: file not found: nope.yaml" in err
 
 
+@pytest.mark.parametrize("problem", ["dashboard password is the token", "plugin sink without a mapping"])
+def test_validate_refuses_what_serve_refuses_and_both_name_the_config_file(tmp_path: Path, problem: str) -> None:
+    """validate said OK to a dashboard password equal to the webhook token, which serve then refused; and serve
+    named `<config>`, not the file, for it and for a plugin sink without a mapping."""
+    document: dict[str, object] = {
+        "receiver": {"auth": {"tokens": ["t" * 32]}},
+        "store": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+    }
+    if problem == "dashboard password is the token":
+        document["dashboard"] = {"password": "t" * 32}
+        expected = "dashboard.password: must differ from the webhook token"
+    else:
+        document["sinks"] = {"rec": {"type": "http", "url": "http://127.0.0.1:9"}}
+        expected = "sinks.rec.mapping: required for a plugin sink"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(document))
+    for command in (["validate", "--offline"], ["serve"]):
+        code, out, err = run(*command, "--config", str(config))
+        assert code == 1 and out == "", command
+        assert f"Error: {config}: 1 problem(s)" in err and expected in err, (command, err)
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_status_shows_the_stored_event(served_sqlite: Served, config_file: Path) -> None:
     document = sample_payload(31337, end_reason="callback")
     assert send(served_sqlite, json.dumps(document).encode()).status_code == 202

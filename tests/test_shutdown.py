@@ -278,11 +278,11 @@ def test_other_start_up_failures_are_an_error_line_without_a_traceback(
         expected = ("Error: cannot open the store postgresql+psycopg://user:***@127.0.0.1:1/nowhere (", "store.url")
     elif problem == "dashboard password is the token":
         document["dashboard"] = {"password": TOKEN}  # checked by each receiver process: a traceback per process
-        expected = ("Error: <config>: 1 problem(s)", "dashboard.password: must differ from the webhook token")
+        expected = (f"Error: {config}: 1 problem(s)", "dashboard.password: must differ from the webhook token")
     else:
         (tmp_path / "mapping-dir").mkdir()  # a directory where the file should be: unreadable as a mapping
         document["sinks"]["rec"]["mapping"] = str(tmp_path / "mapping-dir")
-        expected = ("Error: mappings: 1 problem(s)", "sinks.rec.mapping")
+        expected = (f"Error: {config}: 1 problem(s)", "sinks.rec.mapping")
     config.write_text(yaml.safe_dump(document))
     done = subprocess.run(
         [*processes.CONNECTOR, "serve", "--config", str(config)],

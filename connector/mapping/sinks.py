@@ -17,15 +17,20 @@ def mapping_path(settings: Settings, sink: str) -> Path:
         return settings.base_dir / sink_settings.mapping
     if sink_settings.type in KNOWN:
         return default_mapping_path(sink_settings.type)
-    raise ConfigError("<config>", [ConfigProblem(f"sinks.{sink}.mapping", "required for a plugin sink")])
+    raise ConfigError(settings.source, [ConfigProblem(f"sinks.{sink}.mapping", "required for a plugin sink")])
 
 
 def load_sink_mappings(settings: Settings, sinks: list[str] | None = None) -> dict[str, LoadedMapping]:
-    """Load the mappings of the given (default: enabled) sinks; one ConfigError listing every problem."""
+    """Load the mappings of the given (default: enabled) sinks; one ConfigError, under the config file's name,
+    listing every problem (a mapping file's own problems start with that file's name)."""
     loaded: dict[str, LoadedMapping] = {}
     problems: list[ConfigProblem] = []
     for name in sinks if sinks is not None else settings.enabled_sinks():
-        path = mapping_path(settings, name)
+        try:
+            path = mapping_path(settings, name)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
         if not path.is_file():
             problems.append(ConfigProblem(f"sinks.{name}.mapping", f"file not found: {settings.sinks[name].mapping}"))
             continue
@@ -34,5 +39,5 @@ def load_sink_mappings(settings: Settings, sinks: list[str] | None = None) -> di
         except ConfigError as exc:
             problems += [ConfigProblem(f"{exc.source}: {p.path}", p.message) for p in exc.problems]
     if problems:
-        raise ConfigError("mappings", problems)
+        raise ConfigError(settings.source, problems)
     return loaded

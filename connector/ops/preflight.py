@@ -31,14 +31,3 @@ def sink_problems(settings: Settings, names: list[str] | None = None) -> list[Co
         except Exception as exc:  # noqa: BLE001 - a factory's own error: report it, do not start
             problems.append(ConfigProblem(f"sinks.{name}", f"cannot be built: {exc.__class__.__name__}: {exc}"))
     return problems
-
-
-def check_deliverable(settings: Settings, source: str | None = None) -> None:
-    """Raise ConfigError (every problem listed, under the config file's name) unless every enabled sink and its
-    mapping load."""
-    from connector.mapping.sinks import load_sink_mappings
-
-    problems = sink_problems(settings)
-    if problems:
-        raise ConfigError(source or settings.source, problems)
-    load_sink_mappings(settings)
