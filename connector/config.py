@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -291,7 +292,8 @@ def expand_env(
 
 def store_only(path: str) -> bool:
     """For commands that only read the ledger (`status`, `quarantine list`): only `store.*` must be usable,
-    so an operator can look at the ledger without the CRM and webhook secrets in the environment."""
+    so an operator can look at the ledger without the CRM and webhook secrets in the environment, or with a
+    config holding just the `store` section (`receiver` is then not read at all)."""
     return path == "store" or path.startswith("store.")
 
 
@@ -324,6 +326,8 @@ def parse_settings(
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigProblem("<root>", "the configuration must be a mapping of sections")])
     expanded = expand_env(document, dict(os.environ if environ is None else environ), "", problems, needed=needed)
+    if not needed("receiver"):
+        expanded = {**expanded, "receiver": _unused_receiver()}
     try:
         settings = Settings.model_validate({**expanded, "base_dir": base_dir, "source": source})
     except ValidationError as exc:
@@ -336,6 +340,12 @@ def parse_settings(
     if problems:
         raise ConfigError(source, problems)
     return _resolve_relative_paths(settings, base_dir)
+
+
+def _unused_receiver() -> dict[str, Any]:
+    """The receiver section of a command that receives nothing (`status`, `quarantine list|show`): the file's may
+    be missing or incomplete and is not read; a random token stands in, so these settings open no webhook."""
+    return {"auth": {"tokens": [secrets.token_urlsafe(32)]}}
 
 
 def _same_cause(place: str, unset: str) -> bool:

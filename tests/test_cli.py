@@ -248,6 +248,24 @@ def test_reading_the_ledger_needs_no_secret_in_the_environment(
         assert "sinks.hs.access_token: environment variable CLI_TEST_HUBSPOT_TOKEN is not set" in err, command
 
 
+def test_reading_the_ledger_needs_only_the_store_section(tmp_path: Path, served_sqlite: Served) -> None:
+    """As docs/configuration.md says; a config with only `store:` failed with "receiver: Field required"."""
+    assert send(served_sqlite, json.dumps(sample_payload(4343)).encode()).status_code == 202
+    assert send(served_sqlite, b'{"id": 1, "call": "x"}').status_code == 422
+    config = tmp_path / "store-only.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": served_sqlite.settings.store.url}}))
+    code, out, err = run("status", "--config", str(config), "4343")
+    assert code == 0 and "Event 4343" in out, err
+    code, out, err = run("status", "--json", "--config", str(config))
+    assert code == 0 and json.loads(out)["sinks"] == {}, err
+    code, out, err = run("quarantine", "list", "--config", str(config))
+    assert code == 0 and json.loads(out)[0]["code"] == "validation_failed", err
+    code, out, err = run("quarantine", "show", "--config", str(config), str(json.loads(out)[0]["id"]))
+    assert code == 0 and json.loads(out)["code"] == "validation_failed", err
+    code, _, err = run("validate", "--offline", "--config", str(config))  # what does receive still needs it
+    assert code == 1 and "receiver: Field required" in err
+
+
 def test_an_empty_secret_is_one_clear_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLI_TEST_WEBHOOK_TOKEN", "")
     monkeypatch.setenv("CLI_TEST_HUBSPOT_TOKEN", "")
