@@ -289,8 +289,9 @@ def replay(
 ) -> None:
     """Re-plan with the current mapping and re-deliver; actions that already succeeded are never repeated.
 
-    Exit status: 0 when done (also when there was nothing to replay); 1 for a config or store problem or an
-    unknown event; 2 for a usage error, such as a --sink that is not configured.
+    Exit status: 0 when done (also when there was nothing to replay); 1 for a config or store problem, an
+    unknown event, or with --quarantine when a body is still refused (it stays quarantined; the JSON says
+    why), as `quarantine replay`; 2 for a usage error, such as a --sink that is not configured.
     """
     from connector.ops.replay import replay_dead_letters, replay_event, replay_quarantine
 
@@ -312,6 +313,14 @@ def replay(
     _echo_json(result)
     if not result.get("requeued") and not result.get("replayed"):
         click.echo("nothing to replay", err=True)
+    if from_quarantine:
+        _fail_if_still_refused(result["results"])
+
+
+def _fail_if_still_refused(results: list[dict[str, Any]]) -> None:
+    """Exit 1 when a quarantined body is still refused (or not found): a script must see that something is left."""
+    if any(r["status"] >= 400 for r in results):
+        raise click.exceptions.Exit(1)
 
 
 @main.command()
@@ -366,7 +375,7 @@ def quarantine() -> None:
 @quarantine.command("list")
 @config_option
 @click.option("--all", "include_replayed", is_flag=True, help="Include bodies already replayed.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest N bodies.")
 def quarantine_list(config_path: Path | None, include_replayed: bool, limit: int) -> None:
     """List quarantined bodies, newest first (JSON)."""
     ledger = _reading_ledger(_settings(config_path, ledger_only=True))
@@ -395,9 +404,16 @@ def quarantine_show(config_path: Path | None, quarantine_id: int) -> None:
 @click.argument("quarantine_ids", type=int, nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every body not yet replayed.")
 def quarantine_replay(config_path: Path | None, quarantine_ids: tuple[int, ...], replay_all: bool) -> None:
-    """Run quarantined bodies through ingestion again (after a fix); each keeps its quarantine record."""
+    """Run quarantined bodies (QUARANTINE_IDS, or --all) through ingestion again (after a fix); each keeps its
+    quarantine record.
+
+    Exit status: 0 when every body became an event (or already was one), or --all found none; 1 when any is
+    still refused or not found (it stays quarantined; the JSON says why); 2 for a usage error.
+    """
     from connector.ops.reports import replay_quarantined
 
+    if not quarantine_ids and not replay_all:
+        raise click.UsageError("give the quarantine ids to replay, or --all")
     settings = _settings(config_path)
     ledger = Ledger.open(settings.store)
     ids = list(quarantine_ids)
@@ -408,8 +424,7 @@ def quarantine_replay(config_path: Path | None, quarantine_ids: tuple[int, ...],
         return
     results = [replay_quarantined(ledger, settings, qid) for qid in ids]
     _echo_json(results)
-    if any(r["status"] >= 400 for r in results):
-        sys.exit(1)
+    _fail_if_still_refused(results)
 
 
 @main.command("send-sample")

@@ -132,6 +132,28 @@ def test_quarantine_list_show_and_replay(served_sqlite: Served, config_file: Pat
     assert served_sqlite.ledger.count_events() == 1
 
 
+def test_quarantine_commands_refuse_bad_limits_and_agree_on_exit_statuses(
+    served_sqlite: Served, config_file: Path
+) -> None:
+    """`--limit 0` said "quarantine is empty" and `--limit -1` listed everything; `quarantine replay` without
+    ids said "nothing to replay" (exit 0); `replay --quarantine` exited 0 when every body was still refused,
+    where `quarantine replay ID` exits 1."""
+    config = str(config_file)
+    for event_id in (1, 2):
+        assert send(served_sqlite, json.dumps({"id": event_id, "call": "x"}).encode()).status_code == 422
+    for limit in ("0", "-1"):
+        code, out, err = run("quarantine", "list", "--config", config, "--limit", limit)
+        assert code == 2 and out == "" and f"Invalid value for '--limit': {limit} is not in the range x>=1" in err
+    code, out, _ = run("quarantine", "list", "--config", config, "--limit", "1")
+    assert code == 0 and len(json.loads(out)) == 1
+    code, out, err = run("quarantine", "replay", "--config", config)
+    assert code == 2 and out == "" and "give the quarantine ids to replay, or --all" in err
+    code, out, _ = run("replay", "--config", config, "--quarantine")
+    assert code == 1 and json.loads(out)["replayed"] == 2 and json.loads(out)["accepted"] == 0
+    code, out, _ = run("quarantine", "replay", "--config", config, str(json.loads(out)["results"][0]["quarantine_id"]))
+    assert code == 1 and json.loads(out)[0]["status"] == 422
+
+
 def test_send_sample_posts_an_accepted_event(served_sqlite: Served) -> None:
     code, out, _ = run("send-sample", "--url", served_sqlite.url, "--token", served_sqlite.token, "--id", "555")
     assert code == 0 and out.startswith("HTTP 202")
