@@ -326,9 +326,19 @@ def _fail_if_still_refused(results: list[dict[str, Any]]) -> None:
 @main.command()
 @config_option
 def migrate(config_path: Path | None) -> None:
-    """Bring the store's schema to the newest revision (serve and worker also do this at start)."""
-    Ledger.open(_settings(config_path).store).dispose()
-    click.echo("store schema is up to date", err=True)
+    """Bring the store's schema to the newest revision (serve and worker also do this at start), and say what
+    was done: created, upgraded from which revision, or already current."""
+    ledger = Ledger.open(_settings(config_path).store, migrate_schema=False)
+    try:
+        before, after = ledger.migrate()
+    finally:
+        ledger.dispose()
+    if before is None:
+        click.echo(f"created the store schema (revision {after})", err=True)
+    elif before != after:
+        click.echo(f"upgraded the store schema {before} -> {after}", err=True)
+    else:
+        click.echo(f"the store schema is already up to date (revision {after})", err=True)
 
 
 @main.command()

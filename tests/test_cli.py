@@ -154,6 +154,25 @@ def test_quarantine_commands_refuse_bad_limits_and_agree_on_exit_statuses(
     assert code == 1 and json.loads(out)[0]["status"] == 422
 
 
+def test_migrate_says_what_it_did(tmp_path: Path) -> None:
+    """It said "store schema is up to date" on an empty store, after an upgrade and when nothing was to do."""
+    from connector.ledger.migrate import head_revision
+    from tests.support.ledger import store_one_revision_behind
+
+    head = head_revision()
+    for name in ("new.db", "old.db"):
+        config = tmp_path / f"{name}.yaml"
+        url = f"sqlite:///{tmp_path / name}"
+        config.write_text(yaml.safe_dump({"receiver": {"auth": {"tokens": ["t" * 32]}}, "store": {"url": url}}))
+        expected = f"created the store schema (revision {head})"
+        if name == "old.db":
+            expected = f"upgraded the store schema {store_one_revision_behind(url)} -> {head}"
+        code, out, err = run("migrate", "--config", str(config))
+        assert code == 0 and out == "" and err.strip() == expected
+        code, _, err = run("migrate", "--config", str(config))
+        assert code == 0 and err.strip() == f"the store schema is already up to date (revision {head})"
+
+
 def test_send_sample_posts_an_accepted_event(served_sqlite: Served) -> None:
     code, out, _ = run("send-sample", "--url", served_sqlite.url, "--token", served_sqlite.token, "--id", "555")
     assert code == 0 and out.startswith("HTTP 202")

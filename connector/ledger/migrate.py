@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -43,13 +44,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrate the store to the head revision (no-op when already there)."""
+class Upgrade(NamedTuple):
+    """What `upgrade()` did, for `connector migrate` to say: both revisions read under the migration lock."""
+
+    before: str | None
+    """The store's revision before; None for an empty store (the schema was created)."""
+    after: str
+    """The revision after: the head."""
+
+
+def upgrade(engine: Engine) -> Upgrade:
+    """Migrate the store to the head revision (no-op when already there); the revisions before and after."""
     with translating("migrate the schema"), _exclusive(engine), engine.connect() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        connection.rollback()  # end the read's transaction: the migration runs its own
         config = _alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        after = MigrationContext.configure(connection).get_current_revision()
         connection.commit()
+    assert after is not None, "no revision after the upgrade"
+    return Upgrade(before, after)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from connector.ledger.bulk import BulkStore
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.engine import make_engine, writer
 from connector.ledger.event_writer import EventWriter
+from connector.ledger.migrate import Upgrade
 from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine, store_probe
 from connector.ledger.sinkstate import SinkStateStore
 
@@ -121,11 +122,11 @@ class Ledger:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision."""
+    def migrate(self) -> Upgrade:
+        """Bring the schema to the newest revision; the revisions before and after (for `connector migrate`)."""
         # OSError too: the SQLite lock file beside the store
         with translating("migrate", unavailable="cannot open the store and bring its schema up to date"):
-            migrate.upgrade(self.engine)
+            return migrate.upgrade(self.engine)
 
     def ping(self) -> None:
         """Raise StoreError unless the store answers and its schema is current."""

@@ -1,8 +1,16 @@
-"""Empty ledgers: the PostgreSQL database is shared by the whole session, so tests start from empty tables."""
+"""Ledgers for tests: empty ones (the PostgreSQL database is shared by the whole session, so tests start from empty
+tables), a store one revision behind, claimed deliveries."""
 
 from __future__ import annotations
 
-from connector.ledger import Ledger
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+
+from connector.ledger import Ledger, migrate
 from connector.ledger.schema import metadata
 from tests.support.delivery import ingest
 from tests.support.settings import make_settings
@@ -20,6 +28,21 @@ def empty_store(store_url: str) -> None:
     ledger = Ledger.open(make_settings(store_url).store)
     truncate_all(ledger)
     ledger.dispose()
+
+
+def store_one_revision_behind(url: str) -> str:
+    """A store migrated up to the revision before the head, as an older connector left it; that revision."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).parent / "migrations"))
+    previous = ScriptDirectory.from_config(config).get_revision(migrate.head_revision()).down_revision
+    assert isinstance(previous, str)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, previous)
+        connection.commit()
+    engine.dispose()
+    return previous
 
 
 WORKER = "worker-a"
