@@ -70,6 +70,10 @@ def __getattr__(name: str) -> Any:
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name: RFC 9110's `token` (section 5.1)."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -84,6 +88,17 @@ class AuthSettings(_Model):
         min_length=1,
         description="Accepted header values, compared exactly and in constant time; list two while rotating.",
     )
+
+    @field_validator("header")
+    @classmethod
+    def _header_is_a_field_name(cls, header: str) -> str:
+        # A name no HTTP request can carry (a space, a colon) would answer every webhook 401.
+        if not _HEADER_NAME.fullmatch(header):
+            raise ValueError(
+                f"{header!r} is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only, "
+                "no spaces or colons (RFC 9110), e.g. Authorization or X-2X-Token"
+            )
+        return header
 
     @field_validator("tokens")
     @classmethod

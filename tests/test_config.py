@@ -72,6 +72,21 @@ sinks:
     assert "sinks.hub.access_token" in found
 
 
+@pytest.mark.parametrize("header", ["Bad Header:", "X-Token:", "X Token", "Authorization\u00e9", " Authorization"])
+def test_the_auth_header_must_be_an_http_field_name(tmp_path: Path, header: str) -> None:
+    """`Bad Header:` passed validate, and then no request could ever carry it: every webhook would be a 401."""
+    path = write(tmp_path, f'receiver: {{auth: {{header: "{header}", tokens: [t]}}}}\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, environ={})
+    assert problems(exc) == {
+        "receiver.auth.header": f"Value error, {header!r} is not an HTTP header name: letters, digits and "
+        "!#$%&'*+-.^_`|~ only, no spaces or colons (RFC 9110), e.g. Authorization or X-2X-Token"
+    }
+    for good in ("Authorization", "X-2X-Token", "x_twox.token~1"):
+        write(tmp_path, f"receiver: {{auth: {{header: {good}, tokens: [t]}}}}\n")
+        assert load_settings(path, environ={}).receiver.auth.header == good
+
+
 def test_secrets_never_appear_in_errors_or_reprs(tmp_path: Path) -> None:
     path = write(
         tmp_path,
