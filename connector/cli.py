@@ -271,11 +271,21 @@ def preview(
 
 @main.command()
 @config_option
-def worker(config_path: Path | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Override worker.metrics_port (several workers on one host need one port each; 0: any free port).",
+)
+def worker(config_path: Path | None, metrics_port: int | None) -> None:
     """Run a delivery worker (several may run at once against PostgreSQL); stops cleanly on SIGTERM."""
     from connector.engine.worker import run_worker
 
-    run_worker(_settings(config_path))
+    settings = _settings(config_path)
+    if metrics_port is not None:
+        worker_settings = settings.worker.model_copy(update={"metrics_port": metrics_port})
+        settings = settings.model_copy(update={"worker": worker_settings})
+    run_worker(settings, announce=lambda line: click.echo(f"connector worker: {line}", err=True))
 
 
 @main.command()

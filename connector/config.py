@@ -218,6 +218,16 @@ class WorkerSettings(_Model):
         description="How long a phone → contact resolution is reused without searching the CRM (0: always search).",
     )
     redis_url: str | None = Field(None, description="Share rate budgets through Redis instead of the store.")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="`connector worker` serves its delivery counters at http://metrics_host:PORT/metrics "
+        "(0: a free port, printed at start; null: none). Not the embedded worker: serve's /metrics has its counters.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the standalone worker's /metrics listens on (loopback unless you open it)."
+    )
 
 
 class LoggingSettings(_Model):

@@ -3,24 +3,26 @@ from the ledger at scrape time, so every receiver and worker process agrees).
 
 `connector serve` runs several gunicorn workers and a delivery worker; their counters meet through
 prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by `serve`). Without it
-(tests, a single process) each process reports its own counters.
+(tests, a single process) each process reports its own counters. A standalone `connector worker` serves its
+own counters on `worker.metrics_port` (serve_counters), since no `serve` shares a directory with it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.config import Settings
-from connector.errors import StoreError
+from connector.errors import ConfigError, ConfigProblem, StoreError
 from connector.ledger import Ledger
 from connector.ledger.schema import events, quarantine
 from connector.payload import EndReason
@@ -204,3 +206,28 @@ def process_metrics(
 def exposition(registry: CollectorRegistry) -> bytes:
     """The Prometheus text format of a registry."""
     return generate_latest(registry)
+
+
+class CountersServer:
+    """A standalone worker's `/metrics` endpoint, served from a daemon thread until `close()`."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            raise ConfigError(
+                "<config>",
+                [ConfigProblem("worker.metrics_port", f"{host}:{port} {why}: choose another port (0: any free one)")],
+            ) from None
+        self.url = f"http://{_url_host(host)}:{self._server.server_port}/metrics"
+        """Where Prometheus scrapes it (the real port when `port` was 0)."""
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

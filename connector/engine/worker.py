@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from connector.config import Settings
@@ -36,7 +37,7 @@ from connector.ledger.deliveries import Claimed
 from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
-from connector.metrics import process_metrics
+from connector.metrics import CountersServer, Metrics, process_metrics
 from connector.sinks.registry import build_sink_with_abilities
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,17 @@ MAPPING_CHECK_S = 2.0
 class Worker:
     """One delivery worker process (use several for scale-out)."""
 
-    def __init__(self, settings: Settings, *, ledger: Ledger | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger | None = None,
+        worker_id: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        """The counters attempts increment; None: this process's own (see connector.metrics.process_metrics)."""
         self.ledger = ledger or Ledger.open(settings.store)
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_requested = threading.Event()
@@ -98,7 +108,7 @@ class Worker:
             worker_settings.retry,
             auth_probe_s=worker_settings.auth_probe_s,
             contact_cache_s=worker_settings.contact_cache_s,
-            metrics=process_metrics()[0],
+            metrics=self.metrics or process_metrics()[0],
             on_finished=self._finished,
         )
         try:
@@ -376,30 +386,44 @@ class Worker:
             log.warning("some claims were released by another worker", extra={"lost": len(lost)})
 
 
-def run_worker(settings: Settings, *, embedded: bool = False) -> None:
+def run_worker(settings: Settings, *, embedded: bool = False, announce: Callable[[str], None] | None = None) -> None:
     """Entry point of `connector worker` and of the embedded worker process.
 
     Waits for the store when it is down at start (SIGTERM/SIGINT still stop it at once). A
     configuration that cannot work (unknown sink type, broken mapping) raises ConfigError, after
     recording why in the store for /readyz and `connector status`.
+
+    A standalone worker with `worker.metrics_port` serves its counters there from the start (a port in use fails
+    at once, before the store is waited for) and tells `announce` the URL; the embedded one's counters reach
+    `serve`'s /metrics through the multiprocess directory instead.
     """
     from connector.logs import setup_logging
 
     setup_logging(settings.logging)
-    stop = threading.Event()
-    _stop_on_signals(stop, quiet=embedded)
-    ledger = _open_patiently(settings, stop)
-    if ledger is None:
-        return
-    worker = Worker(settings, ledger=ledger)
-    worker.stop_requested = stop
-    worker.exit_when_orphaned = embedded
+    metrics, registry = process_metrics()
+    endpoint = None
+    if not embedded and settings.worker.metrics_port is not None:
+        endpoint = CountersServer(registry, settings.worker.metrics_host, settings.worker.metrics_port)
+        if announce is not None:
+            announce(f"delivery metrics on {endpoint.url}")
     try:
-        worker.open()
-    except ConnectorError as exc:
-        _record_exit(worker, f"could not start: {exc}")
-        raise
-    worker.run_forever()
+        stop = threading.Event()
+        _stop_on_signals(stop, quiet=embedded)
+        ledger = _open_patiently(settings, stop)
+        if ledger is None:
+            return
+        worker = Worker(settings, ledger=ledger, metrics=metrics)
+        worker.stop_requested = stop
+        worker.exit_when_orphaned = embedded
+        try:
+            worker.open()
+        except ConnectorError as exc:
+            _record_exit(worker, f"could not start: {exc}")
+            raise
+        worker.run_forever()
+    finally:
+        if endpoint is not None:
+            endpoint.close()
 
 
 def _stop_on_signals(stop: threading.Event, *, quiet: bool = False) -> None:

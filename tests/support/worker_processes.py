@@ -4,9 +4,11 @@ how many writes must land exactly once. Shared by the worker-process, crash-reco
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,8 +23,11 @@ from tests.support.settings import TOKEN
 WORKER = [sys.executable, "-m", "connector", "worker", "--config"]
 
 
-def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: object) -> Path:
-    """A worker config with one `http` sink (`rec`) aimed at `recorder`; extra `sink` keys override."""
+def write_config(
+    folder: Path, store_url: str, recorder: Recorder, *, worker: dict[str, object] | None = None, **sink: object
+) -> Path:
+    """A worker config with one `http` sink (`rec`) aimed at `recorder`; extra `sink` keys and `worker` keys
+    override."""
     config = folder / "worker.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -43,6 +48,7 @@ def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: objec
                     "lease_s": 5,
                     "batch_size": 10,
                     "retry": {"schedule_s": [0.5, 1, 1, 2], "jitter": 0.1, "quick_retries": 1, "quick_wait_s": 0.05},
+                    **(worker or {}),
                 },
                 "logging": {"level": "WARNING"},
             }
@@ -51,16 +57,41 @@ def write_config(folder: Path, store_url: str, recorder: Recorder, **sink: objec
     return config
 
 
-def start_worker(config: Path, **env: str) -> subprocess.Popen:
-    """`connector worker --config CONFIG` in its own process group (stderr piped for the failure message)."""
+def start_worker(config: Path, *options: str, **env: str) -> subprocess.Popen:
+    """`connector worker --config CONFIG [OPTIONS]` in its own process group (stderr piped for the failure
+    message)."""
     return subprocess.Popen(
-        WORKER + [str(config)],
+        [*WORKER, str(config), *options],
         env={**os.environ, **env},
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_line(process: subprocess.Popen, starting: str, timeout_s: float = 30) -> str:
+    """The first stderr line of `process` that starts with `starting` (the lines before it are dropped)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            if process.poll() is not None and lines.empty():
+                break
+            continue
+        if line.startswith(starting):
+            return line.rstrip("\n")
+        seen.append(line)
+    raise AssertionError(f"no line starting {starting!r} on stderr; exit {process.poll()}; saw: {''.join(seen)}")
 
 
 def wait_delivered(ledger: Ledger, expected: int, timeout_s: float = 90) -> None:
