@@ -208,6 +208,8 @@ def test_callback_then_do_not_call_closes_the_callback_task(crm: Crm, path: str)
         [close] = [e for e in crm.journal(dnc).values() if e.kind == "close_callbacks"]
         assert close.status == "succeeded"
         assert close.result["detail"] == {"reason": "do_not_call", "closed": [task["id"]]}
+        [contact] = [e for e in crm.journal(dnc).values() if e.kind == "resolve_contact"]
+        assert (close.crm_id, close.result["object"]) == (contact.crm_id, contact.result["object"])  # not a Task's
     assert crm.open_callback_tasks() == []
     assert not any(crm.callback_due(p) for p in phones)  # a "callbacks due" view no longer lists them
     assert_batched(crm, path)

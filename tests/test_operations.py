@@ -163,3 +163,41 @@ def test_status_text_says_why_a_call_failed_and_what_to_do(
     code, retried, _ = run("status", "--config", config, retried_id)
     assert "rec: failed, will retry after 1 attempt" in retried
     assert "  next try: " in retried and " UTC" in retried.split("next try: ")[1].splitlines()[0]
+
+
+def test_status_text_of_a_refused_write_shows_the_crms_message_and_that_nothing_was_written(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
+) -> None:
+    event_id = ingest(ledger, 505)
+    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
+    worker.open()
+    recorder.fail_next(1, status=201)  # the contact is resolved; then the call's activity is refused
+    refusal = "Field Outcome__c: bad value\n\x1b[2Jforged line\u2028" + "x" * 600
+    recorder.fail_next(1, status=400, body=refusal)
+    drain(worker)
+    code, text, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
+    assert code == 0 and "rec: dead-lettered" in text
+    [said] = [line for line in text.splitlines() if line.startswith("  CRM said: ")]
+    assert said.startswith("  CRM said: Field Outcome__c: bad value\\n\\x1b[2Jforged line\\u2028xxx")
+    assert said.endswith(" chars)") and len(said) < 300 and "\x1b" not in text  # cut, escaped
+    [logged] = [line.strip() for line in text.splitlines() if line.strip().startswith("call logged")]
+    assert logged == "call logged     refused: not written"  # not in flight any more: the CRM said no
+    assert "in_flight" not in text
+
+
+def test_status_text_of_a_write_whose_answer_kept_being_lost_says_it_may_be_written(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
+) -> None:
+    event_id = ingest(ledger, 506)
+    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
+    worker.open()
+    recorder.fail_next(1, status=201)
+    recorder.fail_next(50, status=502)  # the activity's POST may have been applied; no look-up ever answers
+    for _ in range(30):  # through the whole retry schedule
+        if ledger.deliveries.counts().get(("rec", "dead")) == 1:
+            break
+        drain(worker)
+    code, text, _ = run("status", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
+    assert code == 0 and "rec: dead-lettered" in text, text
+    [logged] = [line.strip() for line in text.splitlines() if line.strip().startswith("call logged")]
+    assert logged == "call logged     failed: outcome unknown, may be written"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.hints import command
-from connector.logs import escape_control, mask_phone
+from connector.logs import bounded, escape_control, mask_phone
 
 _STATE_WORDS = {
     "succeeded": "delivered",
@@ -27,7 +27,12 @@ _ACTION_WORDS = {
     "create_activity": "call logged",
     "update_contact": "contact updated",
     "create_task": "task created",
+    "close_callbacks": "callbacks closed",
 }
+_REFUSED = "refused: not written"
+"""An action left `in_flight` on a delivery a permanent CRM error killed: the CRM answered it with that error."""
+_UNKNOWN = "failed: outcome unknown, may be written"
+"""The same on a delivery that died otherwise (retries exhausted after lost answers): the CRM may have it."""
 
 
 def event_text(detail: dict[str, Any]) -> str:
@@ -75,11 +80,17 @@ def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
             f"  outcome : {plan['outcome'].get('bundle')}" + ("  (do-not-call)" if plan.get("do_not_call") else "")
         )
     order = {action.get("key"): index for index, action in enumerate(plan.get("actions") or [])}
+    unfinished = None
+    if status == "dead":
+        refused = bool(attempts) and attempts[-1].get("error_kind") == "PermanentError"
+        unfinished = _REFUSED if refused else _UNKNOWN
     for action in sorted(delivery.get("actions") or [], key=lambda a: order.get(a["key"], len(order))):
-        lines.append("  " + _action_line(action))
+        lines.append("  " + _action_line(action, unfinished=unfinished))
     reason = delivery.get("reason")
     if reason is not None and status != "succeeded":
         lines.append(f"  why     : {_safe(reason.plain)}")
+        if reason.raw and reason.raw not in reason.plain:
+            lines.append(f"  CRM said: {_one_line(reason.raw)}")
     if status == "retry_scheduled" and delivery.get("due_at"):
         lines.append(f"  next try: {_when(delivery['due_at'])}")
     if status in ("dead", "held"):
@@ -87,13 +98,16 @@ def _delivery_lines(delivery: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _action_line(action: dict[str, Any]) -> str:
+def _action_line(action: dict[str, Any], *, unfinished: str | None = None) -> str:
+    """`unfinished`: what an action left `in_flight` reads as (a dead delivery's is no longer in flight)."""
     result = action.get("result") or {}
     label = _ACTION_WORDS.get(action["kind"], action["kind"])
     if action["status"] == "skipped" or result.get("skipped"):
         why = (result.get("detail") or {}).get("reason")
         return f"{label:<16}skipped" + (f" ({_safe(str(why))})" if why else "")
     if action["status"] != "succeeded":
+        if unfinished is not None and action["status"] == "in_flight":
+            return f"{label:<16}{unfinished}"
         return f"{label:<16}{action['status']}"
     text = f"{label:<16}{result.get('object') or ''} {action.get('crm_id') or ''}".rstrip()
     detail = result.get("detail") or {}
@@ -191,6 +205,11 @@ def _when(value: Any) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _one_line(text: str) -> str:
+    """A CRM's message: on one line, control characters visible, cut at logs.MAX_FIELD_CHARS."""
+    return str(bounded(_safe(text)))
 
 
 def _safe(text: str) -> str:

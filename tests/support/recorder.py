@@ -41,15 +41,18 @@ class Recorder:
     writes: list[Write] = field(default_factory=list)
     rejected_429: int = 0
     request_times: list[float] = field(default_factory=list)
-    _failures: deque[tuple[int, float | None]] = field(default_factory=deque)
+    _failures: deque[tuple[int, float | None, str | None]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _window: deque[float] = field(default_factory=deque)
     url: str = ""
 
-    def fail_next(self, n: int = 1, status: int = 503, retry_after: float | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 503, retry_after: float | None = None, body: str | None = None
+    ) -> None:
+        """The next `n` requests get `status`; `body`: a plain-text answer instead of the JSON message."""
         with self._lock:
-            self._failures.extend([(status, retry_after)] * n)
+            self._failures.extend([(status, retry_after, body)] * n)
 
     def by_key(self) -> dict[str, list[Write]]:
         with self._lock:
@@ -87,8 +90,10 @@ class Recorder:
         with self._lock:
             now = time.monotonic()
             if self._failures:
-                status, retry_after = self._failures.popleft()
+                status, retry_after, body = self._failures.popleft()
                 headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+                if body is not None:
+                    return Response(body, status=status, content_type="text/plain; charset=utf-8", headers=headers)
                 return _json(status, {"message": f"injected {status}"}, headers)
             if self.rate_limit is not None:
                 while self._window and now - self._window[0] >= self.rate_window_s:

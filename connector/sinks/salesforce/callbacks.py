@@ -173,9 +173,11 @@ def _close_group(parts: Collaborators, items: list[Item], indexes: list[int], re
                 failed.setdefault(who, classify(400, errors, where=f"close {sobject}"))
     for who, members in by_who.items():
         for index in members:
+            contact = items[index][1].contact()
+            assert contact is not None
             results[index] = failed.get(who) or ActionResult(
-                crm_id=items[index][1].contact().crm_id,
-                object=sobject,  # type: ignore[union-attr]
+                crm_id=contact.crm_id,
+                object=contact.object,  # the id is the contact's (or lead's), not a Task's: its label must say so
                 detail={"reason": action.reason, "closed": sorted(closed[who])},
             )
 
