@@ -19,7 +19,7 @@ from connector.errors import PayloadError, StoreDataError
 from connector.ledger import IngestStatus, Ledger, RejectedBody
 from connector.mapping.loader import LoadedMapping
 from connector.mapping.priority import sets_do_not_call
-from connector.payload import CallEvent, parse_webhook
+from connector.payload import CallEvent, Outcome, parse_webhook
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def ingest(
         error = PayloadError(422, "unstorable", "the store cannot hold a value of this call record")
         return reject(ledger, error, body, content_type, event_id=_id_if_any(body))
     if result.status is IngestStatus.ACCEPTED:
-        log.info("event accepted", extra={"event_id": event.id, "end_reason": event.call.end_reason.value})
+        log.info("event accepted", extra={"event_id": event.id, "end_reason": _loggable(event.call.end_reason)})
         return Reply(202, {"id": event.id, "status": "accepted"})
     if result.status is IngestStatus.DUPLICATE:
         log.info("duplicate event ignored", extra={"event_id": event.id})
@@ -199,3 +199,14 @@ def _id_if_any(body: bytes) -> str | None:
         # Kept whole (a text column) so it can be found again; NUL escaped: PostgreSQL text cannot hold it.
         return str(document["id"]).strip().replace("\x00", "\\u0000") or None
     return None
+
+
+UNKNOWN_END_REASON = "unknown"
+
+
+def _loggable(reason: Outcome) -> str | None:
+    """A documented end_reason as is; any other is the sender's free text (it may hold a name or a phone number,
+    which logs never carry), so it reads `unknown` (the stored event keeps it verbatim)."""
+    if reason.value is None:
+        return None
+    return reason.value if reason.known else UNKNOWN_END_REASON
