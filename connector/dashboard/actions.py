@@ -54,7 +54,7 @@ def replay_one_event() -> Response:
         return _see_other("dashboard.events", q=event_id)
     log.info("dashboard: event replayed", extra={"event_id": event_id, "sink": sink, "requeued": result["requeued"]})
     return _see_other(
-        "dashboard.event", event_id=event_id, requeued=result["requeued"], added=result["new_deliveries"] or None
+        "dashboard.event", id=event_id, requeued=result["requeued"], added=result["new_deliveries"] or None
     )
 
 

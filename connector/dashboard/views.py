@@ -24,7 +24,8 @@ def register(bp: Blueprint) -> None:
     """Add the page routes to the blueprint."""
     bp.add_url_rule("/", "overview", overview)
     bp.add_url_rule("/events", "events", events)
-    bp.add_url_rule("/events/<path:event_id>", "event", event)
+    bp.add_url_rule("/event", "event", event)
+    bp.add_url_rule("/events/<path:event_id>", "event_at_path", event_at_path)
     bp.add_url_rule("/dead", "dead", dead)
     bp.add_url_rule("/quarantine", "quarantine", quarantine)
     bp.add_url_rule("/quarantine/<int:quarantine_id>", "quarantined", quarantined)
@@ -87,7 +88,18 @@ def events() -> str:
     )
 
 
-def event(event_id: str) -> tuple[str, int] | str:
+def event() -> tuple[str, int] | str:
+    """`/event?id=…`: the id percent-encoded in the query, where any id survives (in a path, a browser resolves
+    `..` and `.` away and a `%0A` or `/` does not route back to the same id); the links use this one."""
+    return _event_page(request.args.get("id", ""))
+
+
+def event_at_path(event_id: str) -> tuple[str, int] | str:
+    """`/events/<id>`: the older address, kept so links already shared still open (for the ids a path carries)."""
+    return _event_page(event_id)
+
+
+def _event_page(event_id: str) -> tuple[str, int] | str:
     current = state()
     detail = event_detail(current.ledger, current.settings, event_id)
     if detail is None:

@@ -104,7 +104,7 @@ def test_held_deliveries_are_listed_and_released(dash: Dash) -> None:
 def test_the_event_page_replay_button(dash: Dash) -> None:
     (event,) = dead_letters(dash, 8)
     answer = post(dash, "/events/replay", f"/events/{event}", event_id=event)
-    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/dashboard/events/{event}?requeued=1")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/dashboard/event?id={event}&requeued=1")
     assert statuses(dash.ledger, event) == ["pending"]
     assert "Replayed: 1 delivery requeued" in dash.get(f"/events/{event}?requeued=1").get_data(as_text=True)
     unknown = post(dash, "/events/replay", "/preview", event_id="no-such-event")
