@@ -3,8 +3,8 @@ touching the core; an unknown type names what is installed."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,36 +13,37 @@ from connector.config import parse_settings
 from connector.errors import ConfigError
 from connector.sinks.base import Sink
 from connector.sinks.registry import build_sink, installed_sink_types
+from tests.support.plugins import installed_distribution
+
+ACME_SINK = textwrap.dedent("""
+    from connector.sinks.base import ActionResult, SinkCapabilities
+
+    class AcmeSink:
+        capabilities = SinkCapabilities()
+        def __init__(self, name, settings):
+            self.name, self.url = name, settings.model_extra["url"]
+        def open(self, gate): pass
+        def close(self): pass
+        def execute(self, action, context): return ActionResult(crm_id="1")
+        def lookup(self, action, context): return None
+        def check_auth(self): pass
+
+    def factory(name, settings):
+        return AcmeSink(name, settings)
+""")
 
 
 @pytest.fixture
-def third_party_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def third_party_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An installed distribution `acme-sink` (a .dist-info on sys.path) registering type `acme`."""
-    (tmp_path / "acme_sink.py").write_text(
-        textwrap.dedent("""
-        from connector.sinks.base import ActionResult, SinkCapabilities
-
-        class AcmeSink:
-            capabilities = SinkCapabilities()
-            def __init__(self, name, settings):
-                self.name, self.url = name, settings.model_extra["url"]
-            def open(self, gate): pass
-            def close(self): pass
-            def execute(self, action, context): return ActionResult(crm_id="1")
-            def lookup(self, action, context): return None
-            def check_auth(self): pass
-
-        def factory(name, settings):
-            return AcmeSink(name, settings)
-    """)
-    )
-    info = tmp_path / "acme_sink-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-sink\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[connector.sinks]\nacme = acme_sink:factory\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("acme_sink", None)
+    with installed_distribution(
+        tmp_path,
+        monkeypatch,
+        name="acme-sink",
+        modules={"acme_sink.py": ACME_SINK},
+        entry_points={"acme": "acme_sink:factory"},
+    ) as folder:
+        yield folder
 
 
 def settings_with(sink: dict) -> object:
