@@ -91,11 +91,15 @@ class BatchingRunner(DeliveryRunner):
     _contacts: dict[str, tuple[str, str]] | None = None
     """The contact cache of the batch's phone numbers, read at once (and kept current by its own resolutions)."""
 
+    def batches(self, claimed: list[Claimed]) -> bool:
+        """Whether these deliveries of ONE sink run together (its batch ability), not one after another."""
+        runtime = self._sinks[claimed[0].sink]
+        return len(claimed) > 1 and runtime.sink.capabilities.max_batch > 1 and runtime.abilities.batch is not None
+
     def run_many(self, claimed: list[Claimed]) -> list[str]:
         """Run deliveries of ONE sink together; returns each one's outcome (same order not promised)."""
         runtime = self._sinks[claimed[0].sink]
-        batch = runtime.abilities.batch
-        if len(claimed) == 1 or runtime.sink.capabilities.max_batch <= 1 or batch is None:
+        if not self.batches(claimed):
             return [self.run(c) for c in claimed]
         self._pending = _Pending()
         try:

@@ -213,17 +213,29 @@ class Worker:
         by_sink: dict[str, list[Claimed]] = {}
         for delivery in claimed:
             by_sink.setdefault(delivery.sink, []).append(delivery)
-        for sink, group in by_sink.items():
-            if self.stop_requested.is_set() or sink not in self._active_sinks():
-                self._release([c.id for c in group])
-                continue
+        for group in by_sink.values():
             try:
-                self._runner.run_many(group)
-                done += len(group)
+                done += self._run_group(group)
             finally:
                 with self._held_lock:
                     self._held.difference_update(c.id for c in group)
         return done
+
+    def _run_group(self, group: list[Claimed]) -> int:
+        """One sink's claims: together when the sink batches them (a few requests); otherwise one by one, with the
+        housekeeping between them, so a mapping edit, a dead worker's claims or a paused sink's probe waits seconds,
+        not a whole claim of a sink that takes a second per call, and the rest is given back at once when a stop is
+        asked or the sink pauses or is rate-limited meanwhile. Returns how many ran."""
+        assert self._runner is not None, "open() first"
+        one_by_one = not self._runner.batches(group)
+        for index in range(0, len(group), 1 if one_by_one else len(group)):
+            if self.stop_requested.is_set() or group[0].sink not in self._active_sinks():
+                self._release([c.id for c in group[index:]])
+                return index
+            if index:
+                self._housekeeping()
+            self._runner.run_many(group[index : index + 1] if one_by_one else group)
+        return len(group)
 
     def _active_sinks(self) -> list[str]:
         """Sinks neither paused (credentials) nor blocked (rate limit) right now."""
