@@ -351,6 +351,23 @@ def migrate(config_path: Path | None) -> None:
         click.echo(f"the store schema is already up to date (revision {after})", err=True)
 
 
+@main.command("after-restore")
+@config_option
+def after_restore(config_path: Path | None) -> None:
+    """Run once after restoring the store from a backup, before serve or workers start: every call log and task of
+    a delivery the backup does not show as succeeded is looked up in the CRM by its key before it is written, so
+    what reached the CRM after the backup was taken is not written twice."""
+    from connector.ops.restore import mark_after_restore
+
+    settings = _settings(config_path)
+    ledger = Ledger.open(settings.store)
+    try:
+        report = mark_after_restore(ledger, settings)
+    finally:
+        ledger.dispose()
+    click.echo(report.render(), err=True)
+
+
 @main.command()
 @config_option
 @click.argument("event_id", required=False)

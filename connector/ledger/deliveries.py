@@ -410,6 +410,19 @@ class DeliveryStore:
             ).mappings()
             return [dict(r) for r in rows]
 
+    def unfinished(self, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Deliveries not recorded as succeeded (id, event_id, sink, status, plan), by id from ``after_id`` on, at
+        most ``limit``: what a store restored from a backup may have delivered since (connector.ops.restore)."""
+        d = deliveries.c
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(d.id, d.event_id, d.sink, d.status, d.plan)
+                .where(d.id > after_id, d.status != DeliveryStatus.SUCCEEDED.value)
+                .order_by(d.id)
+                .limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
+
     def counts(self) -> dict[tuple[str, str], int]:
         """(sink, status) → number of deliveries."""
         with self._engine.connect() as connection:

@@ -77,6 +77,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "DeliveryStore.add_missing": (("e", ["s"], 10), {}),
     "DeliveryStore.attempts_for": ((1,), {}),
     "DeliveryStore.counts": ((), {}),
+    "DeliveryStore.unfinished": ((), {"after_id": 0, "limit": 10}),
     "DeliveryStore.oldest_due": (("s",), {}),
     "SinkStateStore.status": (("s",), {}),
     "SinkStateStore.all": ((), {}),
