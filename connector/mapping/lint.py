@@ -22,6 +22,7 @@ def lint(mapping: LoadedMapping) -> list[str]:
     return (
         _uncovered_outcomes(mapping)
         + _shadowed_do_not_call(mapping)
+        + _unreachable_outcomes(mapping)
         + _unknown_template_paths(mapping)
         + _unguarded_reads(mapping)
     )
@@ -38,6 +39,31 @@ def _combinations() -> list[dict[str, Any]]:
             EndReason, [None, *[x.value for x in FailureReason]], [True, False], [True, False], [True, False]
         )
     ]
+
+
+UNDOCUMENTED_END_REASON = "an_end_reason_2x_adds_later"
+"""Stands for every end_reason 2X does not document: an outcome without an end_reason condition may catch them."""
+
+
+def _unreachable_outcomes(mapping: LoadedMapping) -> list[str]:
+    """Outcomes no call can reach: an earlier one matches every call they would (first match wins)."""
+    combinations = _combinations()
+    first = combinations[0]["end_reason"]
+    combinations += [
+        {**facts, "end_reason": UNDOCUMENTED_END_REASON} for facts in combinations if facts["end_reason"] == first
+    ]
+    reached = {id(_first_match(mapping, facts)) for facts in combinations}
+    warnings = []
+    for index, bundle in enumerate(mapping.spec.outcomes):
+        if id(bundle) in reached:
+            continue
+        instead = sorted({_first_match(mapping, f).name for f in combinations if holds(bundle.when, f)})
+        warnings.append(
+            f"{mapping.source}: outcome {bundle.name} (outcomes[{index}]) can never be chosen: every call it matches"
+            f" goes to {', '.join(instead) or 'an earlier outcome'} first (the first match wins; move it up or"
+            " narrow the earlier one)"
+        )
+    return warnings
 
 
 def _uncovered_outcomes(mapping: LoadedMapping) -> list[str]:

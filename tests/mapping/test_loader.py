@@ -216,3 +216,19 @@ def test_a_yaml_mistake_says_where_and_what_usually_causes_it(text: str, where: 
         parse_mapping(text, source="m.yaml")
     [problem] = exc.value.problems
     assert problem.path == where and problem.message.startswith("not valid YAML: ") and hint in problem.message
+
+
+def test_lint_names_an_outcome_no_call_can_reach_and_what_takes_its_calls() -> None:
+    """`vm_any {end_reason: voicemail_detected}` above voicemail_left: validate said nothing, and no voicemail was
+    ever logged as 'left'."""
+    text = default_mapping_path("hubspot").read_text()
+    at = text.index("  - name: voicemail_left")
+    text = (
+        text[:at]
+        + "  - name: vm_any\n    label: VM\n    when: {end_reason: voicemail_detected}\n    rank: 20\n\n"
+        + text[at:]
+    )
+    unreachable = [w for w in lint(parse_mapping(text, source="m.yaml")) if "can never be chosen" in w]
+    assert [w.split(": outcome ")[1].split(" ")[0] for w in unreachable] == ["voicemail_left", "voicemail"]
+    assert all("vm_any" in w for w in unreachable)
+    assert not [w for w in lint(load_mapping(default_mapping_path("hubspot"))) if "can never be chosen" in w]
