@@ -398,7 +398,12 @@ def _due(event: CallEvent, mapping: LoadedMapping, name: str, call_time: datetim
     if mapping.spec.tasks[name].due == "callback" and policy.question_field:
         answer = event.question_fields.get(policy.question_field)
         requested = answer if isinstance(answer, str) else None
-    return callback_due(call_time, zone, requested, policy)
+    due = callback_due(call_time, zone, requested, policy)
+    if event.record.timezone.tzinfo() is None:  # the rep calling back should know the hour is a guess
+        due = due.model_copy(
+            update={"note": f"{due.note} (the lead's time zone was not known: {policy.fallback_timezone} assumed)"}
+        )
+    return due
 
 
 def _task(

@@ -345,6 +345,16 @@ def test_a_card_number_or_ssn_answered_aloud_is_masked_on_the_contact_as_in_the_
     assert fields["twox_q_case_number"] == "8057"
 
 
+def test_a_callback_note_says_when_the_lead_time_zone_was_a_guess() -> None:
+    """ "Central" fell back to America/New_York silently: the rep saw 10:00 EST and no hint it might be 9:00 for the
+    lead."""
+    for zone, guessed in (("Central", True), ("America/Chicago", False)):
+        document = payload("schedule_call_back", None, record_timezone=zone)
+        [task] = actions(plan_event(parse_webhook(document), HUBSPOT, sink="h", call_time=CALL_TIME), CreateTask)
+        said = "the lead's time zone was not known: America/New_York assumed" in task.properties["hs_task_body"]
+        assert said == guessed, task.properties["hs_task_body"]
+
+
 def test_an_opt_out_answer_is_known_at_the_door_too() -> None:
     from connector.mapping.loader import LoadedMapping
     from connector.mapping.priority import sets_do_not_call
