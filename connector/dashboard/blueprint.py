@@ -38,7 +38,7 @@ def register(app: Flask, settings: Settings, ledger: Ledger, dashboard: Dashboar
         return False
     problems = password_problems(settings, dashboard)
     if problems:
-        raise ConfigError("<config>", problems)
+        raise ConfigError(settings.source, problems)
     password = dashboard.password.get_secret_value()
     credentials = security.Credentials.of(dashboard.username, password)
     throttle = LoginThrottle(

@@ -217,9 +217,10 @@ def test_without_a_password_there_is_no_dashboard(tmp_path: Path, caplog: pytest
 def test_the_webhook_token_cannot_be_the_dashboard_password(tmp_path: Path) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'x.db'}")
     ledger = Ledger.open(settings.store)
-    with pytest.raises(ConfigError, match="dashboard.password"):
+    with pytest.raises(ConfigError, match="dashboard.password") as refused:
         init_app(create_app(settings, ledger=ledger), settings, ledger, DashboardSettings(password=TOKEN))
     ledger.dispose()
+    assert refused.value.source == settings.source == "<test>"  # the config file's name, as serve's error gives it
 
 
 def test_a_custom_path(tmp_path: Path) -> None:
