@@ -70,19 +70,13 @@ def certain_failures(values: dict[str, CompiledValue], environment: Any, spec: M
     context: dict[str, Any] | None = None
     problems = []
     for compiled, unknown in unknown_reads(values, environment):
-        if context is None:
-            event = parse_webhook(sample_payload("lint-sample"))
-            context = template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)
-        try:
-            compiled.render(context)
-        except MappingError as exc:
-            cause = exc.__cause__
-            failing = [u for u in unknown if isinstance(cause, UndefinedError) and _named_in(u, str(cause))]
-            if failing:
-                where = compiled.where
-                place = f"{where.path} (line {where.line})" if where.line else where.path
-                message = f"template reads `{failing[0]}`, which is not a field of the call: every call fails"
-                problems.append(ConfigProblem(place, message))
+        context = context or _sample_context(spec)
+        failing = _failing_read(compiled, context, unknown)
+        if failing:
+            where = compiled.where
+            place = f"{where.path} (line {where.line})" if where.line else where.path
+            message = f"template reads `{failing}`, which is not a field of the call: every call fails"
+            problems.append(ConfigProblem(place, message))
     return problems
 
 
@@ -103,19 +97,31 @@ def unguarded_free_reads(values: dict[str, CompiledValue], environment: Any, spe
         reads = sorted(p for p in referenced_paths(environment, compiled.text) if p.split(".")[0] in FREE_MAPS)
         if not reads:
             continue
-        if context is None:
-            event = parse_webhook(sample_payload("lint-sample")).model_copy(
-                update={"meta": {}, "question_fields": {}, "extra": {}}
-            )
-            context = template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)
-        try:
-            compiled.render(context)
-        except MappingError as exc:
-            cause = exc.__cause__
-            failing = [p for p in reads if isinstance(cause, UndefinedError) and _named_in(p, str(cause))]
-            if failing:
-                found.append((compiled.where, failing[0]))
+        context = context or _sample_context(spec, **dict.fromkeys(FREE_MAPS, {}))
+        failing = _failing_read(compiled, context, reads)
+        if failing:
+            found.append((compiled.where, failing))
     return found
+
+
+def _sample_context(spec: Mapping, **emptied: Any) -> dict[str, Any]:
+    """What templates see for a complete sample call (with the ``emptied`` fields replaced)."""
+    event = parse_webhook(sample_payload("lint-sample"))
+    if emptied:
+        event = event.model_copy(update=emptied)
+    return template_context(event, spec, spec.fallback, datetime.now(UTC), UTC)
+
+
+def _failing_read(compiled: CompiledValue, context: dict[str, Any], paths: list[str]) -> str | None:
+    """The first of ``paths`` the template fails on (Jinja's UndefinedError names it) for ``context``; None when it
+    renders, or fails for another reason."""
+    try:
+        compiled.render(context)
+    except MappingError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UndefinedError):
+            return next((p for p in paths if _named_in(p, str(cause))), None)
+    return None
 
 
 def _named_in(path: str, message: str) -> bool:
