@@ -68,40 +68,44 @@ class Crm:
             ]
         return [t for t in self.emulator.records("Task") if not t["IsClosed"] and ":task:" in (t["CallObject"] or "")]
 
-    def do_not_call(self, phone: str) -> bool:
+    def contacts_with(self, phone: str) -> list[dict[str, Any]]:
+        """The field values of every contact record (Salesforce: Contact or Lead) whose number ends like ``phone``."""
         digits = phone[-10:]
         if self.name == "hubspot":
-            found = [
-                c
-                for c in self.emulator.objects("contacts")
-                if "".join(ch for ch in c["properties"].get("phone") or "" if ch.isdigit()).endswith(digits)
+            records = [
+                c["properties"] | {"Phone": c["properties"].get("phone")} for c in self.emulator.objects("contacts")
             ]
-            return bool(found) and all(c["properties"].get("twox_do_not_call") == "true" for c in found)
-        found = [
-            r
-            for o in ("Contact", "Lead")
-            for r in self.emulator.records(o)
-            if "".join(ch for ch in r.get("Phone") or "" if ch.isdigit()).endswith(digits)
-        ]
+        else:
+            records = [r for o in ("Contact", "Lead") for r in self.emulator.records(o)]
+        return [r for r in records if "".join(ch for ch in r.get("Phone") or "" if ch.isdigit()).endswith(digits)]
+
+    def do_not_call(self, phone: str) -> bool:
+        found = self.contacts_with(phone)
+        if self.name == "hubspot":
+            return bool(found) and all(r.get("twox_do_not_call") == "true" for r in found)
         return bool(found) and all(r["DoNotCall"] is True for r in found)
 
     def callback_due(self, phone: str) -> str | None:
         """The contact's "callback due" field (the default mappings write it with a callback)."""
-        digits = phone[-10:]
-        if self.name == "hubspot":
-            [found] = [
-                c["properties"]
-                for c in self.emulator.objects("contacts")
-                if "".join(ch for ch in c["properties"].get("phone") or "" if ch.isdigit()).endswith(digits)
-            ]
-            return found.get("twox_callback_due") or None
-        [record] = [
-            r
-            for o in ("Contact", "Lead")
-            for r in self.emulator.records(o)
-            if "".join(ch for ch in r.get("Phone") or "" if ch.isdigit()).endswith(digits)
-        ]
-        return record.get("TwoX_Callback_Due__c") or None
+        [record] = self.contacts_with(phone)
+        return record.get("twox_callback_due" if self.name == "hubspot" else "TwoX_Callback_Due__c") or None
+
+    def restart_with_mapping(self, tmp_path: Path, old: str, new: str) -> None:
+        """The worker again, on the CRM's default mapping with ``old`` replaced by ``new`` once (a customer's edit)."""
+        from connector.default_mappings import default_mapping_path
+
+        text = default_mapping_path(self.name).read_text()
+        assert old in text
+        mapping = tmp_path / "mapping.yaml"
+        mapping.write_text(text.replace(old, new, 1))
+        self.worker.close()
+        settings = (
+            hubspot_settings(self.emulator, tmp_path, mapping=str(mapping))
+            if self.name == "hubspot"
+            else salesforce_settings(self.emulator, tmp_path, mapping=mapping)
+        )
+        self.worker = Worker(settings, ledger=self.ledger)
+        self.worker.open()
 
     def set_do_not_call_in_crm(self, phone: str) -> str:
         """A rep (or another tool) marks the contact do-not-call in the CRM, through the CRM's own API."""
@@ -283,18 +287,7 @@ def test_the_guard_costs_one_read_per_callback_and_nothing_for_other_outcomes(cr
 
 def test_close_as_cancelled_prefixes_the_subject(crm: Crm, tmp_path: Path) -> None:
     """The mapping can say `close_as: cancelled`: still a closed status, and the subject says why."""
-    from connector.default_mappings import default_mapping_path
-
-    mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(default_mapping_path(crm.name).read_text().replace("close_as: completed", "close_as: cancelled"))
-    crm.worker.close()
-    settings = (
-        hubspot_settings(crm.emulator, tmp_path, mapping=str(mapping))
-        if crm.name == "hubspot"
-        else salesforce_settings(crm.emulator, tmp_path, mapping=mapping)
-    )
-    crm.worker = Worker(settings, ledger=crm.ledger)
-    crm.worker.open()
+    crm.restart_with_mapping(tmp_path, "close_as: completed", "close_as: cancelled")
     phone = NEW_PHONES[0]
     callback = call(crm, 700, "schedule_call_back", phone)
     drain(crm.worker)
@@ -308,23 +301,8 @@ def test_a_question_can_set_do_not_call_but_never_clear_it(crm: Crm, tmp_path: P
     """`question_fields.map: {opt_out: {property: DoNotCall, transform: bool}}`: an answer "no" used to write false
     over a do-not-call the lead asked for on an earlier call (planned under newest_call, not sticky_true). Salesforce
     field names ignore case, so the property is written the way a user might: lower-case."""
-    from connector.default_mappings import default_mapping_path
-
     target = _dnc(crm).lower()
-    mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(
-        default_mapping_path(crm.name)
-        .read_text()
-        .replace("  map: {}", f"  map: {{opt_out: {{property: {target}, transform: bool}}}}", 1)
-    )
-    crm.worker.close()
-    settings = (
-        hubspot_settings(crm.emulator, tmp_path, mapping=str(mapping))
-        if crm.name == "hubspot"
-        else salesforce_settings(crm.emulator, tmp_path, mapping=mapping)
-    )
-    crm.worker = Worker(settings, ledger=crm.ledger)
-    crm.worker.open()
+    crm.restart_with_mapping(tmp_path, "  map: {}", f"  map: {{opt_out: {{property: {target}, transform: bool}}}}")
     phone = NEW_PHONES[0]
     ingest(
         crm.ledger,
