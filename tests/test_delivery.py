@@ -3,7 +3,10 @@ exactly-once writes, retries, dead letters, paused and rate-limited sinks, prece
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -322,14 +325,31 @@ def test_a_running_worker_picks_up_a_fixed_mapping_for_the_replay(
     assert statuses(ledger, event_id) == ["succeeded"]
 
 
+@contextmanager
+def after_the_first_write(recorder: Recorder, act: Callable[[], object]) -> Iterator[None]:
+    """Slow the recorder a little and run ``act`` from another thread once its first write has landed, while the
+    body of the ``with`` holds a claim of twelve."""
+    recorder.slow_s = 0.02
+
+    def wait_then_act() -> None:
+        while not recorder.writes:
+            time.sleep(0.005)
+        act()
+
+    actor = threading.Thread(target=wait_then_act)
+    actor.start()
+    try:
+        yield
+    finally:
+        actor.join()
+
+
 def test_a_mapping_edited_during_a_long_claim_applies_to_the_rest_of_it(
     ledger: Ledger, store_url: str, recorder: Recorder, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sink that takes its calls one at a time ran a whole claim (up to batch_size) before the worker looked at the
     mapping again: a tester saw an edit applied after 62 s, with about 90 calls planned from the old mapping. The
     housekeeping now runs between the deliveries of such a claim."""
-    import threading
-
     from connector.engine import worker as worker_module
 
     monkeypatch.setattr(worker_module, "MAPPING_CHECK_S", 0.05)
@@ -339,19 +359,9 @@ def test_a_mapping_edited_during_a_long_claim_applies_to_the_rest_of_it(
     settings = engine_settings(store_url, recorder.url, mapping=str(mapping_file), batch_size=12)
     ids = [ingest(ledger, 900 + i, record_phone_number=f"+1202555{4100 + i}") for i in range(12)]
     worker = make_worker(ledger, settings)
-    recorder.slow_s = 0.02
-
-    def edit_after_the_first_call() -> None:
-        while not recorder.writes:
-            time.sleep(0.005)
-        mapping_file.write_text(
-            text.replace('hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "edited"')
-        )
-
-    editor = threading.Thread(target=edit_after_the_first_call)
-    editor.start()
-    assert worker.run_once() == 12  # one claim held all twelve
-    editor.join()
+    edited = text.replace('hs_call_title: "2X call: {{ outcome.label }}"', 'hs_call_title: "edited"')
+    with after_the_first_write(recorder, lambda: mapping_file.write_text(edited)):
+        assert worker.run_once() == 12  # one claim held all twelve
     titles = [recorder.by_key()[f"2x-{event_id}:activity"][0].action["properties"]["hs_call_title"] for event_id in ids]
     assert titles[0] != "edited" and titles[-3:] == ["edited"] * 3, titles
 
@@ -361,21 +371,10 @@ def test_a_stop_during_a_long_claim_gives_the_rest_back_at_once(
 ) -> None:
     """SIGTERM finishes the delivery in hand and releases the rest: with a claim of a one-call-at-a-time sink it used
     to run the whole claim first (a minute at a second per call)."""
-    import threading
-
     settings = engine_settings(store_url, recorder.url, batch_size=12)
     ids = [ingest(ledger, 950 + i, record_phone_number=f"+1202555{4200 + i}") for i in range(12)]
     worker = make_worker(ledger, settings)
-    recorder.slow_s = 0.02
-
-    def stop_after_the_first_call() -> None:
-        while not recorder.writes:
-            time.sleep(0.005)
-        worker.stop_requested.set()
-
-    stopper = threading.Thread(target=stop_after_the_first_call)
-    stopper.start()
-    ran = worker.run_once()
-    stopper.join()
+    with after_the_first_write(recorder, worker.stop_requested.set):
+        ran = worker.run_once()
     assert 1 <= ran <= 2
     assert sorted(s for e in ids for s in statuses(ledger, e)) == ["pending"] * (12 - ran) + ["succeeded"] * ran
