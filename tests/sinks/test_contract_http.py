@@ -12,64 +12,13 @@ from typing import Any
 
 import pytest
 
-from connector.default_mappings import default_mapping_path
 from connector.errors import PermanentError, TransientError
 from connector.sinks import http as http_sink
 from connector.sinks.http import HttpSink
 from connector.testing.contract import SinkContract
 from connector.testing.endpoint import ActionEndpoint
-from connector.testing.harness import CountingGate, SinkHarness, event_marker
-from connector.testing.wsgi_faults import writes_to
-
-
-class HttpHarness(SinkHarness):
-    optional_field = "twox_last_call_outcome"  # written by the default HubSpot mapping's contact update
-
-    def __init__(self, endpoint: ActionEndpoint) -> None:
-        super().__init__()
-        self.endpoint = endpoint
-
-    def sink_config(self) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "url": self.endpoint.url,
-            "headers": {"Authorization": f"Bearer {self.endpoint.token}"},
-            "mapping": str(default_mapping_path("hubspot")),
-        }
-
-    def reject_auth(self) -> None:
-        self.endpoint.token = "rotated-token"
-
-    def rate_limit(self, retry_after_s: float) -> float | None:
-        self.endpoint.fail_next(429, "rate limit reached", retry_after=retry_after_s)
-        return retry_after_s
-
-    def fail_permanently(self) -> str:
-        self.endpoint.fail_next(422, "owner_id must be a number")
-        return "owner_id must be a number"
-
-    def refuse_event(self, event_id: str) -> str:
-        assert self.endpoint.faults is not None
-        self.endpoint.faults.refuse(event_marker(event_id), 422, {"message": "event refused by the endpoint"})
-        return "event refused by the endpoint"
-
-    def drop_field(self, name: str) -> None:
-        self.endpoint.drop_field(name)
-
-    def crash_after_request(self) -> None:
-        assert self.endpoint.faults is not None
-        self.endpoint.faults.drop_answers(writes_to("/actions"))
-
-    def requests_seen(self) -> int | None:
-        assert self.endpoint.faults is not None
-        return self.endpoint.faults.seen
-
-    def records(self, kind: str) -> list[dict[str, Any]]:
-        return [
-            {"id": r["id"], "fields": r["action"].get("properties", {}), "contact": r["contact"]}
-            for r in self.endpoint.records
-            if r["kind"] == kind
-        ]
+from connector.testing.harness import CountingGate
+from tests.support.http_harness import HttpHarness
 
 
 class TestHttpSinkContract(SinkContract):
@@ -82,12 +31,13 @@ class TestHttpSinkContract(SinkContract):
 
 
 def test_the_documented_example_is_this_harness() -> None:
-    """docs/sinks.md, "Contract tests", shows this file's harness: every code block there is verbatim here."""
+    """docs/sinks.md, "Contract tests", shows this harness and test class: every code block there is verbatim in
+    tests/support/http_harness.py or in this file."""
     docs = (Path(__file__).parents[2] / "docs" / "sinks.md").read_text()
     section = docs.split("## Contract tests", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 2
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text() + (Path(__file__).parents[1] / "support" / "http_harness.py").read_text()
     for block in blocks:
         assert block in source, block.splitlines()[0]
 

@@ -18,9 +18,8 @@ from connector.engine.worker import Worker
 from connector.ledger import Ledger
 from connector.testing.contract import SinkContract
 from connector.testing.endpoint import ActionEndpoint
-from connector.testing.harness import SinkHarness, event_marker
-from connector.testing.wsgi_faults import writes_to
 from tests.support.delivery import drain, ingest
+from tests.support.http_harness import HttpHarness
 from tests.support.plugins import installed_distribution
 from tests.support.recorder import Recorder
 from tests.support.settings import TOKEN
@@ -51,14 +50,8 @@ def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield acme_connector.sink
 
 
-class AcmeHarness(SinkHarness):
-    """The example against ActionEndpoint, which speaks its API (the `http` sink's harness, with Acme's keys)."""
-
-    optional_field = "twox_last_call_outcome"  # written by the default HubSpot mapping's contact update
-
-    def __init__(self, endpoint: ActionEndpoint) -> None:
-        super().__init__()
-        self.endpoint = endpoint
+class AcmeHarness(HttpHarness):
+    """The example against ActionEndpoint, which speaks its API: the `http` sink's harness, with Acme's keys."""
 
     def sink_config(self) -> dict[str, Any]:
         return {
@@ -67,40 +60,6 @@ class AcmeHarness(SinkHarness):
             "api_key": self.endpoint.token,
             "mapping": str(default_mapping_path("hubspot")),
         }
-
-    def reject_auth(self) -> None:
-        self.endpoint.token = "rotated-token"
-
-    def rate_limit(self, retry_after_s: float) -> float | None:
-        self.endpoint.fail_next(429, "rate limit reached", retry_after=retry_after_s)
-        return retry_after_s
-
-    def fail_permanently(self) -> str:
-        self.endpoint.fail_next(422, "owner_id must be a number")
-        return "owner_id must be a number"
-
-    def refuse_event(self, event_id: str) -> str:
-        assert self.endpoint.faults is not None
-        self.endpoint.faults.refuse(event_marker(event_id), 422, {"message": "event refused by Acme"})
-        return "event refused by Acme"
-
-    def drop_field(self, name: str) -> None:
-        self.endpoint.drop_field(name)
-
-    def crash_after_request(self) -> None:
-        assert self.endpoint.faults is not None
-        self.endpoint.faults.drop_answers(writes_to("/actions"))
-
-    def requests_seen(self) -> int | None:
-        assert self.endpoint.faults is not None
-        return self.endpoint.faults.seen
-
-    def records(self, kind: str) -> list[dict[str, Any]]:
-        return [
-            {"id": r["id"], "fields": r["action"].get("properties", {}), "contact": r["contact"]}
-            for r in self.endpoint.records
-            if r["kind"] == kind
-        ]
 
 
 class TestDocsExampleSinkContract(SinkContract):
