@@ -28,12 +28,11 @@ from typing import Any
 from connector.engine.dnc_guard import prefetch
 from connector.engine.faults import crash_point
 from connector.engine.single import DeliveryRunner, _contact_ref, cacheable_phone
-from connector.errors import LeaseLost, MappingError, PermanentError, SinkError, StoreError, TransientError
+from connector.errors import LeaseLost, MappingError, SinkError, StoreError, TransientError
 from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
-from connector.mapping.planner import plan_event
-from connector.payload import CallEvent
+from connector.mapping.planner import delivery_plan
 from connector.plan import Action, CreateTask, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
 from connector.precedence import WrittenField
 from connector.sinks.base import (
@@ -150,12 +149,8 @@ class BatchingRunner(DeliveryRunner):
         return group
 
     def _plan_from(self, claimed: Claimed, row: dict[str, Any] | None) -> Plan:
-        if claimed.plan:
-            return Plan.model_validate_json(claimed.plan)
-        if row is None:
-            raise PermanentError(f"event {claimed.event_id} is missing from the ledger")
-        event = CallEvent.model_validate_json(row["normalized"])
-        return plan_event(event, self._sinks[claimed.sink].mapping, sink=claimed.sink, call_time=row["received_at"])
+        mapping = self._sinks[claimed.sink].mapping
+        return delivery_plan(claimed.plan, row, mapping, sink=claimed.sink, event_id=claimed.event_id)
 
     def _started(
         self,

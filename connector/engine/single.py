@@ -43,10 +43,9 @@ from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.planner import plan_event
+from connector.mapping.planner import delivery_plan
 from connector.metrics import Metrics
 from connector.missing_fields import MissingFieldTracker
-from connector.payload import CallEvent
 from connector.plan import (
     Action,
     CloseCallbacks,
@@ -155,10 +154,7 @@ class DeliveryRunner:
         if claimed.plan:
             return Plan.model_validate_json(claimed.plan)
         row = self._ledger.get_event(claimed.event_id)
-        if row is None:
-            raise PermanentError(f"event {claimed.event_id} is missing from the ledger")
-        event = CallEvent.model_validate_json(row["normalized"])
-        plan = plan_event(event, mapping, sink=claimed.sink, call_time=row["received_at"])
+        plan = delivery_plan(None, row, mapping, sink=claimed.sink, event_id=claimed.event_id)
         self._ledger.deliveries.save_plan(claimed.id, plan.model_dump_json())
         return plan
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.errors import MappingError
+from connector.errors import MappingError, PermanentError
 from connector.keys import crm_key
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
@@ -96,6 +96,22 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
             continue
         actions.append(_task(mapping, name, due, context, prefix, warnings))
     return _plan(event, mapping, sink, call_time, summary, actions, warnings)
+
+
+def delivery_plan(
+    saved: str | None, event: dict[str, Any] | None, mapping: LoadedMapping | None, *, sink: str, event_id: str
+) -> Plan:
+    """A delivery's plan: the one saved at its first attempt (JSON), else planned now from its stored event row
+    (``normalized``, ``received_at``). PermanentError when the event is gone (or the sink has no mapping any more);
+    MappingError as `plan_event`."""
+    if saved:
+        return Plan.model_validate_json(saved)
+    if event is None:
+        raise PermanentError(f"event {event_id} is missing from the ledger")
+    if mapping is None:
+        raise PermanentError(f"sink {sink} is not configured")
+    normalized = CallEvent.model_validate_json(event["normalized"])
+    return plan_event(normalized, mapping, sink=sink, call_time=event["received_at"])
 
 
 def _plan(

@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.config import Settings
-from connector.errors import MappingError
+from connector.errors import MappingError, PermanentError
 from connector.ledger import Ledger
 from connector.ledger.bulk import Mark
 from connector.ledger.deliveries import JournalEntry
 from connector.ledger.schema import ActionStatus
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.planner import plan_event
+from connector.mapping.planner import delivery_plan
 from connector.mapping.sinks import load_sink_mappings
-from connector.payload import CallEvent
 from connector.plan import HoldForReview, Plan
 
 PAGE = 500
@@ -85,16 +84,8 @@ def _unconfirmed(entry: JournalEntry | None) -> bool:
 
 
 def _plan(delivery: dict[str, Any], event: dict[str, Any] | None, mapping: LoadedMapping | None) -> Plan | None:
-    if delivery["plan"]:
-        return Plan.model_validate_json(delivery["plan"])
-    if event is None or mapping is None:
-        return None
+    """Its plan, or None when it cannot be planned (its own delivery will say why)."""
     try:
-        return plan_event(
-            CallEvent.model_validate_json(event["normalized"]),
-            mapping,
-            sink=delivery["sink"],
-            call_time=event["received_at"],
-        )
-    except MappingError:
+        return delivery_plan(delivery["plan"], event, mapping, sink=delivery["sink"], event_id=delivery["event_id"])
+    except (MappingError, PermanentError):
         return None
