@@ -229,7 +229,7 @@ class Worker:
         assert self._runner is not None, "open() first"
         one_by_one = not self._runner.batches(group)
         for index in range(0, len(group), 1 if one_by_one else len(group)):
-            if self.stop_requested.is_set() or group[0].sink not in self._active_sinks():
+            if self.stop_requested.is_set() or not self._active(group[0].sink):
                 self._release([c.id for c in group[index:]])
                 return index
             if index:
@@ -239,14 +239,13 @@ class Worker:
 
     def _active_sinks(self) -> list[str]:
         """Sinks neither paused (credentials) nor blocked (rate limit) right now."""
-        now = utcnow()
-        active = []
-        for name in self._runtimes:
-            status = self.ledger.sinks.status(name)
-            blocked = status.blocked_until is not None and status.blocked_until > now
-            if not status.paused and not blocked:
-                active.append(name)
-        return active
+        return [name for name in self._runtimes if self._active(name)]
+
+    def _active(self, name: str) -> bool:
+        """This sink is neither paused nor blocked right now (one read of its state)."""
+        status = self.ledger.sinks.status(name)
+        blocked = status.blocked_until is not None and status.blocked_until > utcnow()
+        return not status.paused and not blocked
 
     def _reload_changed_mappings(self) -> None:
         """A mapping fixed on disk applies to the next plan without a restart (replay relies on it).
