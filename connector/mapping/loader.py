@@ -134,14 +134,13 @@ def _semantic_problems(spec: Mapping, lines: dict[str, int]) -> list[ConfigProbl
         for value in when.failure_reason or []:
             if value not in ("none", "any") and value not in FailureReason.__members__.values():
                 problems.append(_outcome_problem(f"{path}.when.failure_reason", value, FAILURE_REASON_ALIASES, lines))
-    dnc = {name.lower() for name in spec.precedence.do_not_call_properties}
     sections = [(f"{p}.contact", b.contact) for p, b in bundles]
     sections += [(f"also[{i}].contact", a.contact) for i, a in enumerate(spec.also)]
     sections += [("contact_updates", spec.contact_updates)]
     for path, values in sections:
         for prop, value in values.items():
             raw = value.value if isinstance(value, ContactValue) else value
-            if prop.lower() in dnc and raw is not True:
+            if spec.precedence.is_do_not_call(prop) and raw is not True:
                 problems.append(
                     ConfigProblem(
                         _with_line(f"{path}.{prop}", lines),

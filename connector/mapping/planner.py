@@ -278,17 +278,17 @@ def _contact_fields(
         (f"{bundle_path}.contact", bundle.contact),
     ]
     sources += [(f"{p}.contact", a.contact) for p, a in also]
-    do_not_call = {name.lower() for name in precedence.do_not_call_properties}  # Salesforce names ignore case
     updates: dict[str, FieldUpdate] = {}
     for base, values in sources:
         for prop, declared in values.items():
-            if prop.lower() in do_not_call:  # never left out: a failing template stops the call, visibly
+            sticky = precedence.is_do_not_call(prop)
+            if sticky:  # never left out: a failing template stops the call, visibly
                 value = mapping.value(f"{base}.{prop}").render(context)
             else:
                 value = _render_or_leave_out(mapping, f"{base}.{prop}", prop, context, warnings)
                 if value is _LEFT_OUT:
                     continue
-            if prop.lower() in do_not_call:
+            if sticky:
                 rule = "sticky_true"
             elif isinstance(declared, ContactValue) and declared.rule:
                 rule = declared.rule
@@ -307,7 +307,7 @@ def _contact_fields(
         if prop in updates:
             continue
         rule = mapping.spec.question_fields.rule
-        if prop.lower() in do_not_call:
+        if precedence.is_do_not_call(prop):
             # An answer may set do-not-call ("opt out? yes"); "no" must never clear what the lead or a rep set.
             if value is not True:
                 warnings.append(f"{prop}: do-not-call property not set by a question (the answer was not true)")

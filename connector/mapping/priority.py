@@ -16,17 +16,15 @@ from connector.payload import CallEvent
 def sets_do_not_call(event: CallEvent, mapping: LoadedMapping) -> bool:
     """True when the mapping's plan for this event will set a do-not-call property."""
     spec = mapping.spec
-    dnc = {name.lower() for name in spec.precedence.do_not_call_properties}
+    dnc = spec.precedence.is_do_not_call
     facts = facts_of(event)
     bundle = next((b for b in spec.outcomes if holds(b.when, facts)), spec.fallback)
     sections = [bundle.contact] + [a.contact for a in spec.also if holds(a.when, facts)]
     by_outcome = any(
-        prop.lower() in dnc and (value.value if isinstance(value, ContactValue) else value) is True
+        dnc(prop) and (value.value if isinstance(value, ContactValue) else value) is True
         for section in sections
         for prop, value in section.items()
     )
     return by_outcome or any(
-        answer_sets(event, mapping, name)
-        for name, rule in spec.question_fields.map.items()
-        if rule.property.lower() in dnc
+        answer_sets(event, mapping, name) for name, rule in spec.question_fields.map.items() if dnc(rule.property)
     )

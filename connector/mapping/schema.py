@@ -185,6 +185,10 @@ class PrecedenceSpec(_Closed):
     )
     default_rule: Literal["newest_call", "always"] = "newest_call"
 
+    def is_do_not_call(self, name: str) -> bool:
+        """Whether a property is one of `do_not_call_properties`, ignoring case (Salesforce's field names do)."""
+        return name.lower() in {listed.lower() for listed in self.do_not_call_properties}
+
 
 CLOSE_DEFAULTS: dict[str, tuple[str, str, str]] = {
     # (status property, closed status value, subject property) of a follow-up task, per CRM.
