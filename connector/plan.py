@@ -102,6 +102,12 @@ class UpdateContact(_Frozen):
     object: str | None = None
     """None: the object type the contact resolved to (Contact or Lead)."""
     fields: list[FieldUpdate]
+    unless_do_not_call: list[str] = Field(default_factory=list)
+    """Contact do-not-call properties guarding ``withheld_if_do_not_call``, checked as a callback task's are."""
+    withheld_if_do_not_call: list[str] = Field(default_factory=list)
+    """The fields a callback outcome sets (its status, its due date): when the contact is do-not-call they are left
+    out, as its task is, so that no "callbacks due" view or status sends a rep to call a do-not-call contact. The
+    rest of the update (every-call fields, answers, workflow flags) is written."""
 
 
 class CreateTask(_RecordCreate):
@@ -115,6 +121,10 @@ class CreateTask(_RecordCreate):
     unless_do_not_call: list[str] = Field(default_factory=list)
     """Contact do-not-call properties: when any is true (written by the connector, or read from the CRM right
     before the write), the task is not created (skipped, audit reason ``do_not_call``)."""
+
+
+DoNotCallGuarded = CreateTask | UpdateContact
+"""The actions a contact's do-not-call can stop (a callback task) or cut (a callback outcome's contact fields)."""
 
 
 class CloseCallbacks(_Frozen):

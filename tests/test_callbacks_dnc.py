@@ -16,10 +16,12 @@ import hubspot
 import pytest
 from hubspot.crm.contacts import SimplePublicObjectInput
 
+from connector.dashboard.audit import event_detail
 from connector.emulators.hubspot.server import HubSpotEmulator
 from connector.emulators.salesforce.server import SalesforceEmulator
 from connector.engine.worker import Worker
 from connector.ledger import Ledger
+from connector.ops.status_text import event_text
 from tests.support.delivery import drain, ingest
 from tests.support.hubspot import TOKEN as HS_TOKEN
 from tests.support.hubspot import engine_settings as hubspot_settings
@@ -256,13 +258,52 @@ def test_do_not_call_already_set_in_the_crm_means_no_callback_task(crm: Crm, pat
         [task] = [e for e in crm.journal(callback).values() if e.kind == "create_task"]
         assert task.status == "skipped"
         assert task.result["detail"] == {"reason": "do_not_call", "property": _dnc(crm), "source": "crm"}
+        # Nor the callback's own contact fields: no "callbacks due" date, no status saying someone is working it.
+        assert crm.callback_due(phone) is None
+        if crm.name == "hubspot":
+            [contact] = crm.contacts_with(phone)
+            assert contact.get("hs_lead_status") is None
+        [update] = [e for e in crm.journal(callback).values() if e.kind == "update_contact"]
+        assert update.status == "succeeded"  # the every-call fields and answers still went
+        withheld = update.result["detail"]["withheld"]
+        assert (withheld["property"], withheld["source"]) == (_dnc(crm), "crm")
+        assert _due_field(crm) in withheld["fields"]
+        report = event_text(event_detail(crm.ledger, crm.worker.settings, callback) or {})
+        [line] = [x for x in report.splitlines() if "left out (do-not-call)" in x]  # `connector status EVENT_ID`
+        assert _due_field(crm) in line
     assert crm.open_callback_tasks() == []
     requests = crm.requests()[before:]
-    if path == "single":  # the guard's cost: exactly one GET per callback task
+    if path == "single":  # the guard's cost: exactly one GET per callback (its contact fields and task share it)
         assert len([r for r in requests if _is_guard_read(crm, r)]) == len(phones)
     else:  # under a backlog: one read for all of them
         assert [r for r in requests if _is_guard_read(crm, r)] == []
         assert len([r for r in requests if _is_batched_guard_read(crm, r)]) == 1
+
+
+@pytest.mark.parametrize("path", ["single", "batch"])
+def test_a_callback_after_the_do_not_call_writes_no_callback_fields(crm: Crm, path: str) -> None:
+    """The lead said "do not call" on Monday; 2X's list lagged and a newer call on Wednesday ended in "call me back".
+    Precedence alone let the newer call write its due date (newest_call) over the one the do-not-call cleared, so a
+    rep's "callbacks due" view listed a do-not-call contact. The connector's own record settles it: no CRM read."""
+    phones = phones_for(path)
+    for index, phone in enumerate(phones):
+        call(crm, 800 + index, "do_not_call", phone)
+    drain(crm.worker)
+    statuses = [crm.contacts_with(p)[0].get(_status_field(crm)) for p in phones]
+    before = len(crm.requests())
+    callbacks = [call(crm, 810 + i, "schedule_call_back", p) for i, p in enumerate(phones)]
+    drain(crm.worker)
+
+    for phone, status, callback in zip(phones, statuses, callbacks, strict=True):
+        assert crm.do_not_call(phone)
+        assert crm.callback_tasks(callback) == []
+        assert crm.callback_due(phone) is None
+        assert crm.contacts_with(phone)[0].get(_status_field(crm)) == status  # what the do-not-call set, kept
+        [update] = [e for e in crm.journal(callback).values() if e.kind == "update_contact"]
+        withheld = update.result["detail"]["withheld"]
+        assert (withheld["property"], withheld["source"]) == (_dnc(crm), "connector")
+    requests = crm.requests()[before:]
+    assert [r for r in requests if _is_guard_read(crm, r) or _is_batched_guard_read(crm, r)] == []
 
 
 def test_the_guard_costs_one_read_per_callback_and_nothing_for_other_outcomes(crm: Crm) -> None:
@@ -330,6 +371,14 @@ def test_a_question_can_set_do_not_call_but_never_clear_it(crm: Crm, tmp_path: P
 
 def _dnc(crm: Crm) -> str:
     return "twox_do_not_call" if crm.name == "hubspot" else "DoNotCall"
+
+
+def _status_field(crm: Crm) -> str:
+    return "hs_lead_status" if crm.name == "hubspot" else "Status"  # Salesforce: a new number becomes a Lead
+
+
+def _due_field(crm: Crm) -> str:
+    return "twox_callback_due" if crm.name == "hubspot" else "TwoX_Callback_Due__c"
 
 
 def _is_close_request(crm: Crm, request: tuple[str, str]) -> bool:

@@ -33,7 +33,16 @@ from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
 from connector.ledger.schema import ActionStatus, DeliveryOutcome, DeliveryStatus
 from connector.mapping.planner import delivery_plan
-from connector.plan import Action, CreateTask, HoldForReview, MatchByPhone, Plan, ResolveContact, UpdateContact
+from connector.plan import (
+    Action,
+    CreateTask,
+    DoNotCallGuarded,
+    HoldForReview,
+    MatchByPhone,
+    Plan,
+    ResolveContact,
+    UpdateContact,
+)
 from connector.precedence import WrittenField
 from connector.sinks.base import (
     ActionResult,
@@ -292,25 +301,28 @@ class BatchingRunner(DeliveryRunner):
     def _stage(self, kind: str, group: list[_InProgress], sink: Sink, outcomes: list[str]) -> None:
         """Every pending action of one kind, across the group, in batches of max_batch."""
         self._read_written(kind, group)
-        self._dnc_known = self._read_do_not_call(group) if kind == "create_task" else None
         try:
+            if kind in ("update_contact", "create_task"):
+                self._read_do_not_call(kind, group)
             self._stage_actions(kind, group, sink, outcomes)
         finally:
-            self._dnc_known = self._stage_written = self._stage_asked = None
+            self._stage_written = self._stage_asked = None
 
-    def _read_do_not_call(self, group: list[_InProgress]) -> dict[str, str | None]:
-        """Read the CRM's do-not-call of every contact about to get a callback task, in one go (see dnc_guard)."""
+    def _read_do_not_call(self, kind: str, group: list[_InProgress]) -> None:
+        """Read the CRM's do-not-call of every contact about to get a callback (its contact fields, then its task) in
+        one go, into each delivery's context (see dnc_guard)."""
         done = (ActionStatus.SUCCEEDED.value, ActionStatus.SKIPPED.value)
-        pairs = [
+        pairs: list[tuple[DoNotCallGuarded, ExecutionContext]] = [
             (action, item.context)
             for item in group
             for action in item.plan.actions
-            if isinstance(action, CreateTask) and getattr(item.journal.get(action.key), "status", None) not in done
+            if action.kind == kind
+            and _may_need_do_not_call(action)
+            and getattr(item.journal.get(action.key), "status", None) not in done
         ]
-        if not pairs:
-            return {}
-        bulk = self._abilities(group[0].claimed).do_not_call_many
-        return prefetch(self._ledger, group[0].claimed.sink, bulk, pairs, self._written)
+        if pairs:
+            bulk = self._abilities(group[0].claimed).do_not_call_many
+            prefetch(self._ledger, group[0].claimed.sink, bulk, pairs, self._written)
 
     def _read_written(self, kind: str, group: list[_InProgress]) -> None:
         """The precedence bookkeeping this stage consults (contact fields, do-not-call flags), in one query."""
@@ -324,6 +336,7 @@ class BatchingRunner(DeliveryRunner):
                     continue
                 if isinstance(action, UpdateContact):
                     props = [f.property for f in action.fields if not f.objects or contact.object in f.objects]
+                    props += action.unless_do_not_call if action.withheld_if_do_not_call else []
                 elif isinstance(action, CreateTask):
                     props = list(action.unless_do_not_call)
                 else:
@@ -492,3 +505,10 @@ class BatchingRunner(DeliveryRunner):
 
 def _as_result(result: Any) -> ActionResult:
     return result if isinstance(result, ActionResult) else ActionResult.model_validate(result)
+
+
+def _may_need_do_not_call(action: Action) -> bool:
+    """A callback task, or a callback outcome's contact update: what the contact's do-not-call stops or cuts."""
+    if isinstance(action, CreateTask):
+        return bool(action.unless_do_not_call)
+    return isinstance(action, UpdateContact) and bool(action.unless_do_not_call and action.withheld_if_do_not_call)

@@ -23,7 +23,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from connector.engine.dnc_guard import blocked_task
+from connector.engine.dnc_guard import WITHHELD, blocked_task, withheld_fields
 from connector.engine.faults import crash_point
 from connector.engine.retry import RetryPolicy
 from connector.errors import (
@@ -84,9 +84,6 @@ class SinkRuntime:
 
 class DeliveryRunner:
     """Executes claimed deliveries for one worker."""
-
-    _dnc_known: dict[str, str | None] | None = None
-    """Do-not-call answers the batch runner read ahead for the callback tasks of its current stage."""
 
     def __init__(
         self,
@@ -198,19 +195,17 @@ class DeliveryRunner:
             if refill is None:
                 self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True), context)
             return None
+        withheld = None
         if isinstance(action, UpdateContact):
             runnable = self._allowed(claimed.sink, refill or action, context)
+            if runnable is not None:
+                runnable, withheld = self._without_callback_fields(claimed, runnable, context)
         else:
             runnable = action
         if runnable is None:
             if refill is None:
-                self._mark(
-                    claimed,
-                    action,
-                    ActionStatus.SKIPPED,
-                    ActionResult(skipped=True, detail={"reason": "precedence"}),
-                    context,
-                )
+                detail = {"reason": "do_not_call", WITHHELD: withheld} if withheld else {"reason": "precedence"}
+                self._mark(claimed, action, ActionStatus.SKIPPED, ActionResult(skipped=True, detail=detail), context)
             return None
         in_flight = entry is not None and entry.status == ActionStatus.IN_FLIGHT.value
         if in_flight:
@@ -225,7 +220,6 @@ class DeliveryRunner:
                 self._sinks[claimed.sink].abilities.do_not_call,
                 action,
                 context,
-                self._dnc_known,
                 self._written,
             )
             if isinstance(action, CreateTask)
@@ -323,6 +317,21 @@ class DeliveryRunner:
         allowed = [f for f in fields if may_write(f, written.get(f.property))]
         return action.model_copy(update={"fields": allowed}) if allowed else None
 
+    def _without_callback_fields(
+        self, claimed: Claimed, action: UpdateContact, context: ExecutionContext
+    ) -> tuple[UpdateContact | None, dict[str, Any] | None]:
+        """A callback outcome's update without its callback fields when the contact is do-not-call (see dnc_guard);
+        what was left out is kept in ``context`` for the journal (``_mark``)."""
+        guard = self._sinks[claimed.sink].abilities.do_not_call
+        runnable, withheld = withheld_fields(self._ledger, claimed.sink, guard, action, context, self._written)
+        if withheld:
+            context.withheld[action.key] = withheld
+            log.info(
+                "callback fields left out: the contact is do-not-call",
+                extra={"event_id": claimed.event_id, "sink": claimed.sink, "fields": ",".join(withheld["fields"])},
+            )
+        return runnable, withheld
+
     def _written(self, sink: str, contact_ref: str, properties: list[str]) -> dict[str, WrittenField]:
         """What the connector wrote to these properties of the contact (the batch runner answers from a bulk read)."""
         return self._ledger.sinks.written(sink, contact_ref, properties)
@@ -339,6 +348,8 @@ class DeliveryRunner:
         previous = context.results.get(action.key)
         if previous is not None and status is ActionStatus.SUCCEEDED and previous.detail.get(SKIPPED):
             result = _refilled(previous, result)
+        if status is ActionStatus.SUCCEEDED and action.key in context.withheld:
+            result = result.model_copy(update={"detail": {**result.detail, WITHHELD: context.withheld[action.key]}})
         context.results[action.key] = result
         self._journal(claimed, action, status, result)
         contact = context.contact()

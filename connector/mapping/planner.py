@@ -85,9 +85,18 @@ def plan_event(event: CallEvent, mapping: LoadedMapping, *, sink: str, call_time
         )
     actions = [resolve, _activity(mapping, bundle_path, bundle, also, context, prefix, warnings)]
     fields = _contact_fields(event, mapping, bundle_path, bundle, also, context, call_time, warnings)
-    if fields:
-        actions.append(UpdateContact(key=f"{prefix}:contact-update", fields=fields))
     sets_do_not_call = any(f.rule == "sticky_true" for f in fields)
+    guarded = mapping.spec.do_not_call.skip_callbacks and not sets_do_not_call and bool(dues)
+    if fields:
+        withheld = _callback_fields(mapping, bundle, also, fields) if guarded else []
+        actions.append(
+            UpdateContact(
+                key=f"{prefix}:contact-update",
+                fields=fields,
+                unless_do_not_call=list(mapping.spec.precedence.do_not_call_properties) if withheld else [],
+                withheld_if_do_not_call=withheld,
+            )
+        )
     if sets_do_not_call:
         actions += _close_callbacks(mapping, prefix)
     for name, due in dues.items():
@@ -315,6 +324,20 @@ def _contact_fields(
             rule = "sticky_true"
         updates[prop] = FieldUpdate(property=prop, value=value, rule=rule, rank=bundle.rank, call_time=call_time)
     return list(updates.values())
+
+
+def _callback_fields(
+    mapping: LoadedMapping, bundle: BundleSpec, also: list[tuple[str, AlsoSpec]], fields: list[FieldUpdate]
+) -> list[str]:
+    """The contact fields set by the bundles that ask for a callback task (the outcome's status, its due date): a
+    do-not-call contact gets neither the task nor these (`do_not_call.skip_callbacks`). Every-call fields, answers,
+    other rules and do-not-call properties themselves are not among them."""
+    declared = [bundle.contact] if bundle.tasks else []
+    declared += [a.contact for _, a in also if a.tasks]
+    names = {prop for values in declared for prop in values}
+    return [
+        f.property for f in fields if f.property in names and not mapping.spec.precedence.is_do_not_call(f.property)
+    ]
 
 
 def _scalar(value: Any) -> Any:

@@ -210,7 +210,8 @@ class DoNotCallSpec(_Closed):
     skip_callbacks: bool = Field(
         True,
         description="Never create a `tasks` task for a contact whose do-not-call property is true "
-        "(as the connector wrote it, or as the CRM says right before the write).",
+        "(as the connector wrote it, or as the CRM says right before the write), nor write the contact fields of "
+        "the outcome that asks for it (a callback due date, a status).",
     )
     close_open_callbacks: bool = Field(
         True, description="A do-not-call outcome closes the open tasks the connector created for the contact."

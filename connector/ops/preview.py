@@ -106,6 +106,11 @@ def _describe(action: object) -> list[str]:
         return ["  Update the contact:"] + [
             f"    {f.property} = {_short(f.value)}   [{f.rule}, rank {f.rank}"
             + (f", only on {'/'.join(f.objects)}" if f.objects else "")
+            + (
+                f", left out if the contact is do-not-call ({', '.join(action.unless_do_not_call)} true)"
+                if f.property in action.withheld_if_do_not_call
+                else ""
+            )
             + "]"
             for f in action.fields
         ]

@@ -113,6 +113,10 @@ def _action_line(action: dict[str, Any], *, unfinished: str | None = None) -> st
     detail = result.get("detail") or {}
     if detail.get("fields"):
         text += f"  fields: {', '.join(_safe(str(f)) for f in detail['fields'])}"
+    withheld = detail.get("withheld")
+    if isinstance(withheld, dict) and withheld.get("fields"):
+        names = ", ".join(_safe(str(f)) for f in withheld["fields"])
+        text += f"  left out (do-not-call): {names}"
     link = action.get("link")
     if link is not None and link.href:
         text += f"  {link.href}"

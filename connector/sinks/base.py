@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.errors import SinkError
-from connector.plan import Action, CreateTask, ResolveContact
+from connector.plan import Action, DoNotCallGuarded, ResolveContact
 
 if TYPE_CHECKING:
     from connector.mapping.loader import LoadedMapping
@@ -77,6 +77,11 @@ class ExecutionContext:
 
     results: dict[str, ActionResult] = field(default_factory=dict)
     contact_key: str | None = None
+    do_not_call: dict[str, str | None] = field(default_factory=dict)
+    """What the CRM said of the contact's do-not-call (the property that is set, or None), by contact: read once
+    for a callback outcome's contact fields and its task."""
+    withheld: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The engine's note of the callback fields it left out of an update (by action key), for the journal."""
 
     def contact(self) -> ActionResult | None:
         """The result of the plan's resolve_contact action, when it ran."""
@@ -153,24 +158,26 @@ class BulkContactResolution(Protocol):
 
 @runtime_checkable
 class DoNotCallGuard(Protocol):
-    """Read the CRM's do-not-call flags of a callback task's contact, right before the task is created.
+    """Read the CRM's do-not-call flags of a callback's contact, right before its first guarded write.
 
-    Used by both paths for a `create_task` with ``unless_do_not_call`` the ledger does not already settle;
-    returns the property that is set (the task is skipped), or None. Without it only the connector's own writes
-    guard callbacks.
+    Used by both paths for a `create_task` (or the `update_contact` of a callback outcome) with
+    ``unless_do_not_call`` the ledger does not already settle; reads ``action.unless_do_not_call`` of
+    ``context.contact()`` and returns the property that is set (the task is skipped, the callback's contact fields
+    are left out), or None. Without it only the connector's own writes guard callbacks.
     """
 
-    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None: ...
+    def do_not_call_set(self, action: DoNotCallGuarded, context: ExecutionContext) -> str | None: ...
 
 
 @runtime_checkable
 class BulkDoNotCallGuard(Protocol):
     """``do_not_call_set`` for a whole batch stage in one read; one answer per item, in order.
 
-    Used by the batch runner before its create_task stage; a SinkError makes it read them one by one instead.
+    Used by the batch runner before its update_contact and create_task stages; a SinkError makes it read them one
+    by one instead.
     """
 
-    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> Sequence[str | None]: ...
+    def do_not_call_many(self, items: list[tuple[DoNotCallGuarded, ExecutionContext]]) -> Sequence[str | None]: ...
 
 
 @runtime_checkable

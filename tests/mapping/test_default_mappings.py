@@ -128,6 +128,10 @@ def test_hubspot_outcome_table(end_reason: str, failure: str | None) -> None:
     assert all(v is True for k, v in fields.items() if k in ("twox_do_not_call", "twox_wrong_number"))
     assert "twox_workflow_ended" not in fields
     assert all(t.unless_do_not_call == ["twox_do_not_call"] for t in actions(plan, CreateTask))
+    [update] = actions(plan, UpdateContact)  # a callback's own fields are left out for a do-not-call contact
+    assert (update.withheld_if_do_not_call, update.unless_do_not_call) == (
+        (["hs_lead_status", "twox_callback_due"], ["twox_do_not_call"]) if bundle == "callback" else ([], [])
+    )
     closes = actions(plan, CloseCallbacks)
     assert [(c.object, c.idempotency_property, c.set_properties, c.key) for c in closes] == (
         [("tasks", "twox_task_key", {"hs_task_status": "COMPLETED"}, "2x-4242:close-callbacks")]
@@ -175,6 +179,9 @@ def test_salesforce_outcome_table(end_reason: str, failure: str | None) -> None:
     follow_ups = actions(plan, CreateTask)
     assert len(follow_ups) == (1 if bundle == "callback" else 0)
     assert all(t.unless_do_not_call == ["DoNotCall"] for t in follow_ups)
+    assert [(u.withheld_if_do_not_call, u.unless_do_not_call) for u in actions(plan, UpdateContact)] == [
+        (["Status", "TwoX_Callback_Due__c"], ["DoNotCall"]) if bundle == "callback" else ([], [])
+    ]
     closes = actions(plan, CloseCallbacks)
     assert [(c.object, c.idempotency_property, c.set_properties, c.close_as) for c in closes] == (
         [("Task", "CallObject", {"Status": "Completed"}, "completed")] if bundle == "do_not_call" else []

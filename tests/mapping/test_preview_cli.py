@@ -56,6 +56,25 @@ def test_preview_with_one_sink_prints_one_plan_and_a_callback_task() -> None:
     assert task["due"] == "2026-11-27T15:00:00-05:00"
 
 
+def test_preview_text_marks_the_callback_fields_a_do_not_call_contact_does_not_get() -> None:
+    code, out, _ = run(
+        "preview",
+        str(EXAMPLES / "callback.json"),
+        "--sink",
+        "hubspot",
+        "--format",
+        "text",
+        "--call-time",
+        "2026-11-26T19:30:00+0000",
+    )
+    assert code == 0
+    marked = [
+        line.split(" = ")[0].strip() for line in out.splitlines() if "left out if the contact is do-not-call" in line
+    ]
+    assert marked == ["hs_lead_status", "twox_callback_due"]
+    assert "not created if the contact is do-not-call" in out
+
+
 def test_preview_of_the_verbatim_vendor_sample_says_exactly_what_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "verbatim.json"
     path.write_text(VENDOR_SAMPLE_VERBATIM)

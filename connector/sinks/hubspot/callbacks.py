@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector.errors import TransientError
-from connector.plan import CloseCallbacks, CreateTask
+from connector.plan import CloseCallbacks, DoNotCallGuarded
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.hubspot.client import HubSpotApi
 from connector.sinks.hubspot.contacts import hubspot_properties
@@ -23,7 +23,7 @@ BATCH_MAX = 100
 SUBJECT_MAX = 65_536
 
 
-def do_not_call_set(api: HubSpotApi, action: CreateTask, context: ExecutionContext) -> str | None:
+def do_not_call_set(api: HubSpotApi, action: DoNotCallGuarded, context: ExecutionContext) -> str | None:
     """The first of the task's do-not-call properties that is true on the contact in HubSpot, else None.
 
     HubSpot answers booleans as the strings "true"/"false" (properties are strings on the wire); an unknown
@@ -37,7 +37,7 @@ def do_not_call_set(api: HubSpotApi, action: CreateTask, context: ExecutionConte
     return next((p for p in action.unless_do_not_call if str(properties.get(p)).lower() == "true"), None)
 
 
-def do_not_call_many(api: HubSpotApi, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+def do_not_call_many(api: HubSpotApi, items: list[tuple[DoNotCallGuarded, ExecutionContext]]) -> list[str | None]:
     """``do_not_call_set`` for many callback tasks: one batch read per contact object and 100 ids."""
     answers: list[str | None] = [None] * len(items)
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}

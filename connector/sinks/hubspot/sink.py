@@ -26,6 +26,7 @@ from connector.plan import (
     CloseCallbacks,
     CreateActivity,
     CreateTask,
+    DoNotCallGuarded,
     MatchById,
     MatchByPhone,
     ResolveContact,
@@ -158,11 +159,11 @@ class HubSpotSink:
         """Treat these writes as possibly done: the next attempt looks (or waits for the index) before writing."""
         self._uncertain.mark(keys)
 
-    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
+    def do_not_call_set(self, action: DoNotCallGuarded, context: ExecutionContext) -> str | None:
         """Which do-not-call property is true on the contact in HubSpot now (read before a callback task)."""
         return callbacks.do_not_call_set(self.api, action, context)
 
-    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+    def do_not_call_many(self, items: list[tuple[DoNotCallGuarded, ExecutionContext]]) -> list[str | None]:
         """``do_not_call_set`` for many callback tasks in one batch read per 100 contacts (backlog path)."""
         return callbacks.do_not_call_many(self.api, items)
 

@@ -14,7 +14,7 @@ from typing import Any
 from simple_salesforce.format import format_soql
 
 from connector.errors import PermanentError, SinkError, StaleContact
-from connector.plan import CloseCallbacks, CreateTask
+from connector.plan import CloseCallbacks, DoNotCallGuarded
 from connector.sinks.base import ActionResult, ExecutionContext
 from connector.sinks.salesforce.client import SalesforceConnection
 from connector.sinks.salesforce.collaborators import Collaborators
@@ -29,8 +29,11 @@ Item = tuple[Any, ExecutionContext]
 Outcome = ActionResult | SinkError
 
 
-def do_not_call_set(connection: SalesforceConnection, action: CreateTask, context: ExecutionContext) -> str | None:
-    """The first of the task's do-not-call fields that is true on the contact's record in Salesforce, else None.
+def do_not_call_set(
+    connection: SalesforceConnection, action: DoNotCallGuarded, context: ExecutionContext
+) -> str | None:
+    """The first of the guarded do-not-call fields (a callback task's, or its outcome's) that is true on the contact's
+    record in Salesforce, else None.
 
     Reads the whole record (``GET sobjects/<object>/<id>``): asking for named fields with ``?fields=`` would fail
     on a field the object lacks (a do-not-call field that only Contacts have), the whole record never does.
@@ -55,7 +58,7 @@ def do_not_call_set(connection: SalesforceConnection, action: CreateTask, contex
 
 
 def do_not_call_many(
-    connection: SalesforceConnection, items: list[tuple[CreateTask, ExecutionContext]]
+    connection: SalesforceConnection, items: list[tuple[DoNotCallGuarded, ExecutionContext]]
 ) -> list[str | None]:
     """``do_not_call_set`` for many callback Tasks: one SOQL per contact object and 200 ids. A field the object
     lacks makes SOQL fail as a whole (INVALID_FIELD): then each item is read on its own, which never fails so."""

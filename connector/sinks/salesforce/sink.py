@@ -12,7 +12,7 @@ import os
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, ConfigProblem, PermanentError, SinkError, StaleContact
-from connector.plan import Action, CloseCallbacks, CreateTask, ResolveContact, UpdateContact
+from connector.plan import Action, CloseCallbacks, DoNotCallGuarded, ResolveContact, UpdateContact
 from connector.sinks.base import ActionResult, ExecutionContext, RateGate, SinkCapabilities
 from connector.sinks.drift import DriftPolicy, probe_held
 from connector.sinks.salesforce import batch, callbacks, resolve
@@ -109,7 +109,7 @@ class SalesforceSink:
         (backlog path, see salesforce.resolve); results in order, an action's own failure as its item."""
         return resolve.resolve_many(self._parts, actions)
 
-    def do_not_call_set(self, action: CreateTask, context: ExecutionContext) -> str | None:
+    def do_not_call_set(self, action: DoNotCallGuarded, context: ExecutionContext) -> str | None:
         """Which do-not-call field is true on the contact in Salesforce now (read before a callback Task)."""
         try:
             return callbacks.do_not_call_set(self.connection, action, context)
@@ -117,7 +117,7 @@ class SalesforceSink:
             self._parts.contacts.forget(context.contact().crm_id or "")  # type: ignore[union-attr]
             raise
 
-    def do_not_call_many(self, items: list[tuple[CreateTask, ExecutionContext]]) -> list[str | None]:
+    def do_not_call_many(self, items: list[tuple[DoNotCallGuarded, ExecutionContext]]) -> list[str | None]:
         """``do_not_call_set`` for many callback Tasks in one SOQL per object (the engine's backlog path)."""
         return callbacks.do_not_call_many(self.connection, items)
 
