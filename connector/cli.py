@@ -258,10 +258,22 @@ def preview(
     """Print the CRM operations PAYLOAD would cause, sending nothing (one plan, or a list for several sinks)."""
     from connector.ops.preview import preview_plans, render_text
 
+    from connector.errors import ConfigError
+
     settings = load_settings(config_path) if config_path else None
-    plans = preview_plans(
-        payload.read_bytes(), settings=settings, sinks=list(sink_names), mapping_file=mapping_file, call_time=call_time
-    )
+    try:
+        plans = preview_plans(
+            payload.read_bytes(),
+            settings=settings,
+            sinks=list(sink_names),
+            mapping_file=mapping_file,
+            call_time=call_time,
+        )
+    except ConfigError as exc:
+        if exc.source != "--sink":
+            raise
+        said = "; ".join(f"{problem.path}: {problem.message}" for problem in exc.problems)
+        raise click.BadParameter(said, param_hint="--sink") from None
     if output == "text":
         click.echo("\n\n".join(render_text(plan) for plan in plans))
     else:

@@ -75,6 +75,12 @@ def test_preview_text_marks_the_callback_fields_a_do_not_call_contact_does_not_g
     assert "not created if the contact is do-not-call" in out
 
 
+def test_preview_of_a_sink_that_does_not_exist_is_a_usage_error_naming_the_known_ones() -> None:
+    code, out, err = run("preview", str(EXAMPLES / "callback.json"), "--sink", "nosuch")
+    assert (code, out) == (2, "")  # as every other command's unknown --sink
+    assert "Invalid value for --sink: nosuch: no such sink; known: hubspot, salesforce" in err
+
+
 def test_preview_of_the_verbatim_vendor_sample_says_exactly_what_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "verbatim.json"
     path.write_text(VENDOR_SAMPLE_VERBATIM)
