@@ -256,9 +256,8 @@ def preview(
     call_time: Any,
 ) -> None:
     """Print the CRM operations PAYLOAD would cause, sending nothing (one plan, or a list for several sinks)."""
-    from connector.ops.preview import preview_plans, render_text
-
     from connector.errors import ConfigError
+    from connector.ops.preview import preview_plans, render_text
 
     settings = load_settings(config_path) if config_path else None
     try:

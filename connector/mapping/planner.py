@@ -9,10 +9,7 @@ limit that says `fail`) is a MappingError naming the same; the event stays store
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,12 +17,12 @@ from connector.errors import MappingError, PermanentError
 from connector.keys import crm_key
 from connector.mapping.callback import CallbackDue, callback_due
 from connector.mapping.conditions import facts_of, holds
-from connector.mapping.context import redaction_rules, template_context
-from connector.mapping.filters import slug, truncate_to
+from connector.mapping.context import template_context
+from connector.mapping.filters import truncate_to
 from connector.mapping.html_cut import looks_like_html, truncate_html
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.redaction import redact
-from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue, QuestionRule
+from connector.mapping.questions import question_values
+from connector.mapping.schema import AlsoSpec, BundleSpec, ContactValue
 from connector.payload import CallEvent
 from connector.plan import (
     CloseCallbacks,
@@ -312,7 +309,7 @@ def _contact_fields(
             updates[prop] = FieldUpdate(
                 property=prop, value=_scalar(value), rule=rule, rank=bundle.rank, call_time=call_time, objects=objects
             )
-    for prop, value in _question_values(event, mapping, warnings).items():
+    for prop, value in question_values(event, mapping, warnings).items():
         if prop in updates:
             continue
         rule = mapping.spec.question_fields.rule
@@ -342,92 +339,6 @@ def _callback_fields(
 
 def _scalar(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
-
-
-def _question_values(event: CallEvent, mapping: LoadedMapping, warnings: list[str]) -> dict[str, Any]:
-    spec = mapping.spec.question_fields
-    rules = redaction_rules(mapping.spec)
-    values: dict[str, Any] = {}
-    for name, answer in event.question_fields.items():
-        rule = spec.map.get(name)
-        if rule is None and spec.wildcard is None:
-            continue
-        prop = rule.property if rule else property_name(spec.wildcard or "", name, spec.name_style)
-        converted = _convert(answer, rule, spec.transform)
-        if isinstance(converted, str) and rules:
-            converted = redact(converted, rules)  # a card number said aloud is masked on the contact as in the notes
-        if converted is _UNUSABLE:
-            warnings.append(f"question {name!r}: answer not usable as {(rule and rule.transform) or spec.transform}")
-            continue
-        if prop in values:
-            warnings.append(f"question {name!r} maps to {prop}, already set by another question; kept the first")
-            continue
-        values[prop] = converted
-    return values
-
-
-_UNUSABLE = object()
-
-
-def answer_sets(event: CallEvent, mapping: LoadedMapping, question: str) -> bool:
-    """Whether the call's answer to ``question`` converts to true under its rule (an opt-out question)."""
-    spec = mapping.spec.question_fields
-    if question not in event.question_fields:
-        return False
-    return _convert(event.question_fields[question], spec.map.get(question), spec.transform) is True
-
-
-def _convert(answer: Any, rule: QuestionRule | None, default_transform: str) -> Any:
-    transform = (rule.transform if rule and rule.transform else None) or default_transform
-    if rule and rule.values and isinstance(answer, str):
-        lowered = {k.lower(): v for k, v in rule.values.items()}
-        if answer.strip() in rule.values or answer.strip().lower() in lowered:
-            return rule.values.get(answer.strip(), lowered.get(answer.strip().lower()))
-    if isinstance(answer, (list, dict)):
-        return "; ".join(map(str, answer)) if isinstance(answer, list) else json.dumps(answer, sort_keys=True)
-    if transform == "as_is":
-        return answer
-    if transform == "number":
-        try:
-            number = float(str(answer).strip())
-        except ValueError:
-            return _UNUSABLE
-        return int(number) if number.is_integer() else number
-    if transform == "bool":
-        text = str(answer).strip().lower()
-        return {
-            "true": True,
-            "yes": True,
-            "y": True,
-            "1": True,
-            "false": False,
-            "no": False,
-            "n": False,
-            "0": False,
-        }.get(text, _UNUSABLE)
-    if answer is None:
-        return ""
-    if isinstance(answer, bool):
-        return "true" if answer else "false"
-    return str(answer)
-
-
-@lru_cache(maxsize=4096)
-def property_name(pattern: str, name: str, style: str) -> str:
-    """`twox_q_{name}` with the question name made a valid property name for the CRM.
-
-    A name with nothing left after sanitizing (e.g. all Cyrillic) gets a short hash, so two such
-    questions never land on the same property. Cached: the same few questions come with every event of a campaign.
-    """
-    cleaned = slug(name, 30).strip("_")
-    if not cleaned or (cleaned == "field" and name.strip().lower() != "field"):
-        cleaned = "field_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    if style == "salesforce":
-        result = pattern.replace("{name}", cleaned)
-        head, sep, tail = result.rpartition("__")
-        head = "_".join(filter(None, head.split("_"))) if sep else "_".join(filter(None, result.split("_")))
-        return f"{head}__{tail}" if sep else head
-    return pattern.replace("{name}", slug(cleaned, 100 - len(pattern)))
 
 
 def _due(event: CallEvent, mapping: LoadedMapping, name: str, call_time: datetime, zone: tzinfo) -> CallbackDue:

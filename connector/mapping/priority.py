@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from connector.mapping.conditions import facts_of, holds
 from connector.mapping.loader import LoadedMapping
-from connector.mapping.planner import answer_sets
+from connector.mapping.questions import answer_sets
 from connector.mapping.schema import ContactValue
 from connector.payload import CallEvent
 

@@ -118,7 +118,7 @@ def wanted_properties(mapping: LoadedMapping, question_names: Iterable[str] = ()
 
     Both CRMs' set-up use it, so a question field a mapping names is created wherever the mapping points.
     """
-    from connector.mapping.planner import property_name
+    from connector.mapping.questions import property_name
 
     found = {(w.object, w.name): w for w in mapping_writes(mapping)}
     spec = mapping.spec.question_fields
