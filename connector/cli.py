@@ -123,6 +123,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
     from connector.ops.crm_checks import credential_findings, schema_findings
+    from connector.ops.startup import store_exposure
     from connector.serving import config_problems
 
     settings = _settings(config_path)
@@ -130,6 +131,9 @@ def validate(config_path: Path | None, offline: bool) -> None:
     if problems:
         raise ConfigError(settings.source, problems)
     mappings = load_sink_mappings(settings, sorted(settings.sinks))
+    exposure = store_exposure(settings.store)
+    if exposure:
+        click.echo(f"warning: store: {exposure}", err=True)
     errors = 0
     for name, sink in sorted(settings.sinks.items()):
         for level, message in credential_findings(name, sink):

@@ -186,7 +186,14 @@ def serve(
     prometheus multiprocess directory, so `/metrics` sums them whichever worker answers.
     """
     from connector.mapping.sinks import load_sink_mappings
-    from connector.ops.startup import StartupError, check_port, check_store_path, startup_block, store_failure
+    from connector.ops.startup import (
+        StartupError,
+        check_port,
+        check_store_path,
+        startup_block,
+        store_exposure,
+        store_failure,
+    )
     from connector.sink_health import assess
 
     host = host or settings.receiver.host
@@ -218,7 +225,9 @@ def serve(
         # switch it to the shared-file kind before any worker creates a metric.
         values.ValueClass = values.get_value_class()
     warm_up(settings.phone.default_region)  # before the fork: the workers inherit what it loaded
-    block = startup_block(settings, host=host, port=port, workers=workers, sinks=sinks, extra=extra_lines)
+    exposure = store_exposure(settings.store)
+    extra = (extra_lines or []) + ([f"  Warning     : {exposure}"] if exposure else [])
+    block = startup_block(settings, host=host, port=port, workers=workers, sinks=sinks, extra=extra)
     ReceiverServer(settings, host=host, port=port, workers=workers, block=block).run()
 
 

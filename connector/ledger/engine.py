@@ -108,6 +108,32 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"store connection failed its ping: {exc!r}") from exc
 
 
+PRIVATE_FILE_MODE = 0o600
+"""A new SQLite store is readable by its owner only: it holds every call's phone number, names and transcript."""
+
+
+def sqlite_file(store: StoreSettings) -> Path | None:
+    """The file of a SQLite store (None: another database, in memory, or a `file:` URI SQLite interprets)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or "uri" in url.query:
+        return None
+    return Path(url.database)
+
+
+def _create_private(file: Path) -> None:
+    """Create the store's file owner-only before SQLite does (SQLite would use 0644 under the usual umask, letting
+    every local user read the transcripts). SQLite gives the WAL, its -shm index and a rollback journal the
+    database file's permissions (os_unix.c, findCreateFileMode and unixOpenSharedMemory), so they follow. An empty
+    file is an empty database to SQLite. An existing file keeps the mode its operator chose (`connector validate`
+    and `serve` warn when others can read it)."""
+    try:
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
+    except OSError:  # it exists (another process was first), or its directory is missing: SQLite reports the latter
+        return
+
+
 def _sqlite_engine(store: StoreSettings) -> Engine:
     # A small pool of long-lived connections per process: opening a connection runs the pragmas
     # below, and closing the last one forces a WAL checkpoint, which together cost more than the
@@ -123,6 +149,12 @@ def _sqlite_engine(store: StoreSettings) -> Engine:
     )
     busy_ms = store.sqlite_busy_timeout_ms
     synchronous = store.sqlite_synchronous
+    file = sqlite_file(store)
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        if file is not None and not file.exists():  # at the first connection, as SQLite would: engines stay lazy
+            _create_private(file)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -88,6 +89,25 @@ def check_store_path(store: StoreSettings) -> None:
             f"the store {file} cannot be written (its directory or file is read-only): make "
             f"{folder} writable for this user, or point `store.url` in the config at a writable place"
         )
+
+
+def store_exposure(store: StoreSettings) -> str | None:
+    """A warning when other users of this host can read the SQLite store (a file made before the connector created
+    it owner-only, or copied with a wider mode): it holds every call's phone number, names and transcript."""
+    from connector.ledger.engine import sqlite_file
+
+    file = sqlite_file(store)
+    try:
+        mode = file.stat().st_mode if file is not None else None
+    except OSError:
+        return None
+    if mode is None or not mode & 0o044:
+        return None
+    who = "every user" if mode & 0o004 else "its group"
+    return (
+        f"the store {file} is readable by {who} on this host (mode {stat.S_IMODE(mode):04o}) and holds every "
+        f"call's phone number, names and transcript: chmod 600 {file} {file}-wal {file}-shm"
+    )
 
 
 def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
