@@ -123,7 +123,7 @@ def validate(config_path: Path | None, offline: bool) -> None:
     from connector.mapping.lint import lint
     from connector.mapping.sinks import load_sink_mappings
     from connector.ops.crm_checks import credential_findings, schema_findings
-    from connector.ops.startup import store_exposure
+    from connector.ops.startup import plaintext_sink_urls, store_exposure
     from connector.serving import config_problems
 
     settings = _settings(config_path)
@@ -134,6 +134,8 @@ def validate(config_path: Path | None, offline: bool) -> None:
     exposure = store_exposure(settings.store)
     if exposure:
         click.echo(f"warning: store: {exposure}", err=True)
+    for warning in plaintext_sink_urls(settings):
+        click.echo(f"warning: {warning}", err=True)
     errors = 0
     for name, sink in sorted(settings.sinks.items()):
         for level, message in credential_findings(name, sink):

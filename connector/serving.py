@@ -190,6 +190,7 @@ def serve(
         StartupError,
         check_port,
         check_store_path,
+        plaintext_sink_urls,
         startup_block,
         store_exposure,
         store_failure,
@@ -225,8 +226,8 @@ def serve(
         # switch it to the shared-file kind before any worker creates a metric.
         values.ValueClass = values.get_value_class()
     warm_up(settings.phone.default_region)  # before the fork: the workers inherit what it loaded
-    exposure = store_exposure(settings.store)
-    extra = (extra_lines or []) + ([f"  Warning     : {exposure}"] if exposure else [])
+    warnings = [w for w in [store_exposure(settings.store), *plaintext_sink_urls(settings)] if w]
+    extra = (extra_lines or []) + [f"  Warning     : {warning}" for warning in warnings]
     block = startup_block(settings, host=host, port=port, workers=workers, sinks=sinks, extra=extra)
     ReceiverServer(settings, host=host, port=port, workers=workers, block=block).run()
 

@@ -112,3 +112,30 @@ def test_serve_refuses_a_port_or_worker_count_out_of_range(tmp_path: Path, flag:
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{flag[0]}': {flag[1]} is not in the range" in result.stderr
     assert not store.exists()
+
+
+def test_validate_warns_about_a_sink_url_that_is_plain_http_to_another_machine(tmp_path: Path) -> None:
+    """A corporate proxy configured as `http://…` would carry every transcript and the access token in clear text.
+    An emulator on this machine is fine; so is https. A warning, not a refusal (validate still exits 0)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "receiver": {"auth": {"tokens": [TOKEN]}},
+                "store": {"url": f"sqlite:///{tmp_path}/c.db"},
+                "sinks": {
+                    "proxied": {"type": "hubspot", "access_token": "x", "base_url": "HTTP://proxy.corp:3128"},
+                    "emulator": {"type": "hubspot", "access_token": "x", "base_url": "http://127.0.0.1:9"},
+                    "real": {"type": "hubspot", "access_token": "x"},
+                    "off": {"type": "hubspot", "access_token": "x", "base_url": "http://old.corp", "enabled": False},
+                },
+            }
+        )
+    )
+    result = CliRunner().invoke(main, ["validate", "--offline", "--config", str(config)], catch_exceptions=False)
+    assert result.exit_code == 0
+    warned = [line for line in result.stderr.splitlines() if "plain http://" in line]
+    assert warned == [
+        "warning: sinks.proxied.base_url is plain http:// to proxy.corp: call data (phone numbers, names, "
+        "transcripts) and the sink's credentials would cross the network unencrypted; use https://"
+    ]

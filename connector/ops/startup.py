@@ -15,6 +15,7 @@ import os
 import socket
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -23,6 +24,7 @@ from connector.config import Settings, StoreSettings
 from connector.errors import ConnectorError
 from connector.hints import command
 from connector.ledger._errors import driver_first_line
+from connector.loopback import is_loopback_url
 from connector.sink_health import SinkCondition
 
 
@@ -108,6 +110,22 @@ def store_exposure(store: StoreSettings) -> str | None:
         f"the store {file} is readable by {who} on this host (mode {stat.S_IMODE(mode):04o}) and holds every "
         f"call's phone number, names and transcript: chmod 600 {file} {file}-wal {file}-shm"
     )
+
+
+def plaintext_sink_urls(settings: Settings) -> list[str]:
+    """A warning for each enabled sink URL that is plain `http://` to another machine: the sink would send every
+    call's phone number, names, answers and transcript, and its credentials, unencrypted over the network. A
+    warning, not a refusal: refusing to start after an upgrade would leave 2X's webhooks unanswered."""
+    warnings = []
+    for name in settings.enabled_sinks():
+        for field, value in settings.sinks[name].model_dump().items():
+            if isinstance(value, str) and value.lower().startswith("http://") and not is_loopback_url(value):
+                host = urlsplit(value).hostname or value
+                warnings.append(
+                    f"sinks.{name}.{field} is plain http:// to {host}: call data (phone numbers, names, transcripts) "
+                    "and the sink's credentials would cross the network unencrypted; use https://"
+                )
+    return warnings
 
 
 def store_failure(store: StoreSettings, exc: BaseException) -> StartupError:
