@@ -14,6 +14,11 @@ from datetime import datetime
 from connector.plan import FieldUpdate
 
 
+def contact_ref_of(object_name: str | None, crm_id: str | None) -> str:
+    """How the engine keeps a resolved contact's written fields apart: ``<object>:<crm id>``."""
+    return f"{object_name}:{crm_id}"
+
+
 @dataclass(frozen=True)
 class WrittenField:
     """What the connector last wrote to one property of one contact."""

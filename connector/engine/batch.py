@@ -27,7 +27,7 @@ from typing import Any
 
 from connector.engine.dnc_guard import prefetch
 from connector.engine.faults import crash_point
-from connector.engine.single import DeliveryRunner, _contact_ref, cacheable_phone
+from connector.engine.single import DeliveryRunner, cacheable_phone
 from connector.errors import LeaseLost, MappingError, SinkError, StoreError, TransientError
 from connector.ledger.bulk import FieldWrite, Finish, Mark, Written
 from connector.ledger.deliveries import Claimed, JournalEntry
@@ -43,7 +43,7 @@ from connector.plan import (
     ResolveContact,
     UpdateContact,
 )
-from connector.precedence import WrittenField
+from connector.precedence import WrittenField, contact_ref_of
 from connector.sinks.base import (
     ActionResult,
     BulkContactResolution,
@@ -317,7 +317,7 @@ class BatchingRunner(DeliveryRunner):
             for item in group
             for action in item.plan.actions
             if action.kind == kind
-            and _may_need_do_not_call(action)
+            and isinstance(action, (UpdateContact, CreateTask))  # prefetch keeps those with a guard
             and getattr(item.journal.get(action.key), "status", None) not in done
         ]
         if pairs:
@@ -336,12 +336,12 @@ class BatchingRunner(DeliveryRunner):
                     continue
                 if isinstance(action, UpdateContact):
                     props = [f.property for f in action.fields if not f.objects or contact.object in f.objects]
-                    props += action.unless_do_not_call if action.withheld_if_do_not_call else []
+                    props += action.unless_do_not_call  # set only beside callback fields (planner)
                 elif isinstance(action, CreateTask):
                     props = list(action.unless_do_not_call)
                 else:
                     continue
-                wanted.setdefault(_contact_ref(contact), set()).update(props)
+                wanted.setdefault(contact_ref_of(contact.object, contact.crm_id), set()).update(props)
         if wanted:
             self._stage_written = self._ledger.bulk.written(group[0].claimed.sink, wanted)
             self._stage_asked = {(ref, prop) for ref, props in wanted.items() for prop in props}
@@ -505,10 +505,3 @@ class BatchingRunner(DeliveryRunner):
 
 def _as_result(result: Any) -> ActionResult:
     return result if isinstance(result, ActionResult) else ActionResult.model_validate(result)
-
-
-def _may_need_do_not_call(action: Action) -> bool:
-    """A callback task, or a callback outcome's contact update: what the contact's do-not-call stops or cuts."""
-    if isinstance(action, CreateTask):
-        return bool(action.unless_do_not_call)
-    return isinstance(action, UpdateContact) and bool(action.unless_do_not_call and action.withheld_if_do_not_call)

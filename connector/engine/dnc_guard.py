@@ -26,7 +26,7 @@ from typing import Any
 from connector.errors import SinkError
 from connector.ledger import Ledger
 from connector.plan import CreateTask, DoNotCallGuarded, UpdateContact
-from connector.precedence import WrittenField
+from connector.precedence import WrittenField, contact_ref_of
 from connector.sinks.base import ActionResult, BulkDoNotCallGuard, DoNotCallGuard, ExecutionContext
 
 SKIP_REASON = "do_not_call"
@@ -142,7 +142,7 @@ def _guarded(action: DoNotCallGuarded, context: ExecutionContext) -> bool:
 def _contact_ref(context: ExecutionContext) -> str:
     contact = context.contact()
     assert contact is not None
-    return f"{contact.object}:{contact.crm_id}"
+    return contact_ref_of(contact.object, contact.crm_id)
 
 
 def _written_by_connector(

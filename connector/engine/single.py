@@ -57,7 +57,7 @@ from connector.plan import (
     UpdateContact,
     contact_action_key,
 )
-from connector.precedence import WrittenField, may_write
+from connector.precedence import WrittenField, contact_ref_of, may_write
 from connector.sinks.base import ActionResult, CombinedExecution, ExecutionContext, Sink, SinkAbilities
 from connector.sinks.drift import SKIPPED
 
@@ -313,7 +313,7 @@ class DeliveryRunner:
         if contact is None or contact.crm_id is None:
             return action
         fields = [f for f in action.fields if not f.objects or contact.object in f.objects]
-        written = self._written(sink, _contact_ref(contact), [f.property for f in fields])
+        written = self._written(sink, contact_ref_of(contact.object, contact.crm_id), [f.property for f in fields])
         allowed = [f for f in fields if may_write(f, written.get(f.property))]
         return action.model_copy(update={"fields": allowed}) if allowed else None
 
@@ -360,7 +360,7 @@ class DeliveryRunner:
             not_sent = set(result.detail.get(NOT_WRITTEN_DETAIL, [])) | set(skipped)
             self._record_written(
                 claimed.sink,
-                _contact_ref(contact),
+                contact_ref_of(contact.object, contact.crm_id),
                 {f.property: (f.value, f.rank, f.call_time) for f in written.fields if f.property not in not_sent},
                 claimed.event_id,
             )
@@ -519,7 +519,3 @@ def _refilled(previous: ActionResult, refill: ActionResult) -> ActionResult:
     if refill.detail.get(SKIPPED):
         detail[SKIPPED] = refill.detail[SKIPPED]
     return previous.model_copy(update={"detail": detail, "skipped": previous.skipped and refill.skipped})
-
-
-def _contact_ref(contact: ActionResult) -> str:
-    return f"{contact.object}:{contact.crm_id}"
