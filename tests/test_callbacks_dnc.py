@@ -345,25 +345,22 @@ def test_a_question_can_set_do_not_call_but_never_clear_it(crm: Crm, tmp_path: P
     target = _dnc(crm).lower()
     crm.restart_with_mapping(tmp_path, "  map: {}", f"  map: {{opt_out: {{property: {target}, transform: bool}}}}")
     phone = NEW_PHONES[0]
-    ingest(
-        crm.ledger,
-        710,
-        sinks=(crm.sink,),
-        end_reason="call_transferred",
-        record_phone_number=phone,
-        question_fields={"opt_out": "yes"},
-    )
-    drain(crm.worker)
+
+    def answered(event_id: int, opt_out: str) -> str:
+        sent = ingest(
+            crm.ledger,
+            event_id,
+            sinks=(crm.sink,),
+            end_reason="call_transferred",
+            record_phone_number=phone,
+            question_fields={"opt_out": opt_out},
+        )
+        drain(crm.worker)
+        return sent
+
+    answered(710, "yes")
     assert crm.do_not_call(phone)
-    later = ingest(
-        crm.ledger,
-        711,
-        sinks=(crm.sink,),
-        end_reason="call_transferred",
-        record_phone_number=phone,
-        question_fields={"opt_out": "no"},
-    )
-    drain(crm.worker)
+    later = answered(711, "no")
     assert crm.do_not_call(phone)
     [delivery] = crm.ledger.deliveries_for(later)
     assert delivery["status"] == "succeeded", delivery

@@ -41,6 +41,13 @@ def config_file(tmp_path: Path, store_url: str, recorder: Recorder) -> Path:
     return path
 
 
+def open_worker(ledger: Ledger, store_url: str, recorder: Recorder) -> Worker:
+    """A worker delivering to the recorder (the `rec` sink of `config_file`), opened."""
+    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
+    worker.open()
+    return worker
+
+
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
@@ -49,8 +56,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_status_shows_the_full_audit_trail(ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path) -> None:
     event_id = ingest(ledger, 501, end_reason="schedule_call_back")
     recorder.fail_next(2, status=503)
-    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
-    worker.open()
+    worker = open_worker(ledger, store_url, recorder)
     drain(worker)
     code, out, _ = run("status", "--json", "--config", str(config_file(tmp_path, store_url, recorder)), event_id)
     assert code == 0
@@ -148,8 +154,7 @@ def test_status_text_says_why_a_call_failed_and_what_to_do(
 ) -> None:
     dead_id = ingest(ledger, 503)
     recorder.fail_next(1, status=400)
-    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
-    worker.open()
+    worker = open_worker(ledger, store_url, recorder)
     drain(worker)
     retried_id = ingest(ledger, 504, record_phone_number="+12025550177")
     recorder.fail_next(10, status=503)
@@ -169,8 +174,7 @@ def test_status_text_of_a_refused_write_shows_the_crms_message_and_that_nothing_
     ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
 ) -> None:
     event_id = ingest(ledger, 505)
-    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
-    worker.open()
+    worker = open_worker(ledger, store_url, recorder)
     recorder.fail_next(1, status=201)  # the contact is resolved; then the call's activity is refused
     refusal = "Field Outcome__c: bad value\n\x1b[2Jforged line\u2028" + "x" * 600
     recorder.fail_next(1, status=400, body=refusal)
@@ -189,8 +193,7 @@ def test_status_text_of_a_write_whose_answer_kept_being_lost_says_it_may_be_writ
     ledger: Ledger, store_url: str, recorder: Recorder, tmp_path: Path
 ) -> None:
     event_id = ingest(ledger, 506)
-    worker = Worker(engine_settings(store_url, recorder.url), ledger=ledger)
-    worker.open()
+    worker = open_worker(ledger, store_url, recorder)
     recorder.fail_next(1, status=201)
     recorder.fail_next(50, status=502)  # the activity's POST may have been applied; no look-up ever answers
     for _ in range(30):  # through the whole retry schedule
