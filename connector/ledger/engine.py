@@ -35,11 +35,10 @@ def absent_sqlite_file(store: StoreSettings) -> bool:
     that only read the store, like crm-setup, must not leave one behind)."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(store.url)
-    if url.get_backend_name() != "sqlite":
+    if make_url(store.url).get_backend_name() != "sqlite":
         return False
-    database = url.database or ""
-    return not database or database == ":memory:" or not Path(database).is_file()
+    file = sqlite_file(store)
+    return file is None or not file.is_file()
 
 
 def make_engine(store: StoreSettings) -> Engine:
