@@ -153,6 +153,27 @@ def test_renewing_leases_mid_batch_does_not_call_finished_deliveries_lost(
     assert not [r.getMessage() for r in caplog.records if "released by another worker" in r.getMessage()]
 
 
+def test_a_claim_another_worker_took_is_reported_when_two_renewals_miss_it(
+    ledger: Ledger, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other side of the test above: a claim this worker still holds but no longer leases (another worker took
+    it) is reported, by the second renewal that misses it (the first may only have raced the claim's finish)."""
+    settings = engine_settings(str(ledger.engine.url.render_as_string(hide_password=False)), recorder.url)
+    ingest(ledger, 35_000)
+    [taken] = ledger.deliveries.claim("the-other-worker", ["rec"], limit=1, lease_s=60)
+    worker = Worker(settings, ledger=ledger, worker_id="renewer")
+    worker._held.add(taken.id)  # noqa: SLF001 - as if this worker had claimed it before being declared dead
+    try:
+        with caplog.at_level("WARNING", logger="connector"):
+            worker._renew_held()  # noqa: SLF001
+            first = [r for r in caplog.records if "released by another worker" in r.getMessage()]
+            worker._renew_held()  # noqa: SLF001
+            second = [r for r in caplog.records if "released by another worker" in r.getMessage()]
+    finally:
+        worker.close()
+    assert (len(first), len(second)) == (0, 1)
+
+
 def test_an_unexpected_error_in_the_heartbeat_thread_does_not_end_the_heartbeat(
     ledger: Ledger, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

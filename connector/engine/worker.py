@@ -73,6 +73,8 @@ class Worker:
         self.stop_requested = threading.Event()
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
+        self._unrenewed: set[int] = set()
+        """Held claims the last renewal did not find leased to this worker (see _renew_held)."""
         self._runtimes: dict[str, SinkRuntime] = {}
         self._runner: BatchingRunner | None = None
         self._last_sweep = 0.0
@@ -389,8 +391,11 @@ class Worker:
         with self._held_lock:
             held = list(self._held)
         kept = set(self.ledger.deliveries.renew(self.id, held, lease_s=self.settings.worker.lease_s))
-        with self._held_lock:  # finished meanwhile (recorded before the renewal, reported after it): not lost
-            lost = [i for i in held if i not in kept and i in self._held]
+        with self._held_lock:
+            missing = {i for i in held if i not in kept and i in self._held}
+        # A claim whose finish was just committed is not leased any more but leaves _held only a moment later, when
+        # the runner reports it: lost is what two renewals in a row find missing (a finished one is gone by then).
+        lost, self._unrenewed = missing & self._unrenewed, missing
         if lost:
             # Declared dead (e.g. cut off from the store too long): the IN_FLIGHT lease check keeps
             # this worker from calling the CRM for them again, and finish() will not overwrite them.
