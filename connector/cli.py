@@ -368,6 +368,42 @@ def migrate(config_path: Path | None) -> None:
         click.echo(f"the store schema is already up to date (revision {after})", err=True)
 
 
+@main.command()
+@config_option
+@click.option(
+    "--older-than-days",
+    "days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Purge what is older than this many days (0: every settled call now). Default: store.retention_days.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+def purge(config_path: Path | None, days: float | None, dry_run: bool) -> None:
+    """Purge personal data past retention now (workers also do it hourly when store.retention_days is set): the raw
+    body, normalized call, phone, plans and error texts of settled calls, quarantined bodies, cached look-ups and
+    remembered answers. Each call's id and hashes stay, so a late retry is still answered as a duplicate; a call with
+    a delivery still pending, retrying or held is kept whole. Prints the counts as JSON."""
+    from connector.ledger.retention import cutoff
+
+    settings = _settings(config_path, ledger_only=True)
+    days = days if days is not None else settings.store.retention_days
+    if days is None:
+        raise click.UsageError("give --older-than-days N, or set store.retention_days in the config")
+    ledger = Ledger.open(settings.store)
+    try:
+        before = cutoff(days)
+        counts = ledger.retention.purge(before, dry_run=dry_run)
+    finally:
+        ledger.dispose()
+    _echo_json({"before": before.isoformat(timespec="seconds"), "dry_run": dry_run, **counts.as_dict()})
+    if counts.unsettled_kept:
+        click.echo(
+            f"{counts.unsettled_kept} older call(s) kept whole: a delivery of theirs is still pending, retrying or "
+            "held (see `connector status`)",
+            err=True,
+        )
+
+
 @main.command("after-restore")
 @config_option
 def after_restore(config_path: Path | None) -> None:

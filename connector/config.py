@@ -155,6 +155,15 @@ class StoreSettings(_Model):
         defaults.SQLITE_SYNCHRONOUS,
         description="SQLite only: FULL survives power loss; NORMAL survives process crashes only.",
     )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Purge the personal content of settled calls (raw body, transcript, phone, plan), quarantined bodies, "
+            "cached look-ups and remembered answers older than this many days; ids and hashes stay for duplicate "
+            "detection. Workers purge hourly; `connector purge` does it now. Unset keeps everything."
+        ),
+    )
 
     @field_validator("url")
     @classmethod

@@ -78,7 +78,10 @@ def replay_dead() -> Response:
         targets = []
     requeued = 0
     for event_id, delivery_sink in targets:
-        requeued += replay_event(current.ledger, current.settings, event_id, sink=delivery_sink)["requeued"]
+        try:
+            requeued += replay_event(current.ledger, current.settings, event_id, sink=delivery_sink)["requeued"]
+        except ConnectorError as exc:  # its content was purged by retention (or the event is gone): nothing to send
+            log.info("dashboard: delivery not replayed: %s", exc, extra={"event_id": event_id})
     log.info("dashboard: %s deliveries replayed", status, extra={"requeued": requeued})
     return _see_other("dashboard.dead", status=status if status == "held" else None, sink=sink, requeued=requeued)
 

@@ -25,6 +25,9 @@ def event_detail(ledger: Ledger, settings: Settings, event_id: str) -> dict[str,
     report["body_pretty"] = _pretty_body(report["body"])
     report["normalized_pretty"] = json.dumps(report["normalized"], indent=2, ensure_ascii=False)
     report["summary"] = _summary(report["normalized"])
+    if report["purged_at"] is not None:  # only the documented end reason is left of the call
+        reason = report["end_reason"]
+        report["summary"]["end_reason"] = {"value": reason, "raw": reason, "known": True} if reason else {}
     for delivery in report["deliveries"]:
         _annotate(delivery, settings)
     return report

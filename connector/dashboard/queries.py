@@ -136,13 +136,16 @@ def _last_attempts(connection: Connection, delivery_ids: list[int]) -> dict[int,
     return {r["delivery_id"]: dict(r) for r in rows}
 
 
+_with_event = deliveries.join(events, events.c.event_id == deliveries.c.event_id)
+
+
 def failed_deliveries(
     ledger: Ledger, *, status: str = "dead", sink: str | None = None, page: int = 1, size: int = PAGE_SIZE
 ) -> Page:
-    """Dead (or held) deliveries, most recently finished first, each with its last attempt."""
-    condition = deliveries.c.status == status
-    if sink:
-        condition = and_(condition, deliveries.c.sink == sink)
+    """Dead (or held) deliveries that can be replayed, most recently finished first, each with its last attempt.
+
+    A dead letter of a call purged by retention is left out: nothing is left to send (`purged_failed` counts them)."""
+    condition = and_(_failed(status, sink), events.c.purged_at.is_(None))
     listing = (
         select(
             deliveries.c.id,
@@ -163,12 +166,24 @@ def failed_deliveries(
     )
     page = max(1, page)
     with ledger.engine.connect() as connection:
-        total = int(connection.execute(select(func.count()).select_from(deliveries).where(condition)).scalar_one())
+        total = int(connection.execute(select(func.count()).select_from(_with_event).where(condition)).scalar_one())
         rows = [dict(r) for r in connection.execute(listing.limit(size).offset((page - 1) * size)).mappings()]
         last = _last_attempts(connection, [r["id"] for r in rows])
     for row in rows:
         row["last_attempt"] = last.get(row["id"])
     return Page(rows, total, page, size)
+
+
+def purged_failed(ledger: Ledger, *, status: str = "dead", sink: str | None = None) -> int:
+    """Dead (or held) deliveries of calls purged by retention: kept for the record, no longer replayable."""
+    condition = and_(_failed(status, sink), events.c.purged_at.is_not(None))
+    with ledger.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(_with_event).where(condition)).scalar_one())
+
+
+def _failed(status: str, sink: str | None) -> ColumnElement[bool]:
+    condition = deliveries.c.status == status
+    return and_(condition, deliveries.c.sink == sink) if sink else condition
 
 
 def deliveries_by_id(ledger: Ledger, ids: list[int], *, status: str | None = None) -> list[tuple[str, str]]:

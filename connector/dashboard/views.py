@@ -145,6 +145,7 @@ def dead() -> str:
         sink=sink,
         sinks=sinks,
         requeued=_count("requeued"),
+        purged=queries.purged_failed(current.ledger, status=status, sink=sink or None),
     )
 
 

@@ -34,6 +34,7 @@ from connector.errors import AuthError, ConfigError, ConnectorError, SinkError, 
 from connector.ledger import Ledger
 from connector.ledger._clock import utcnow
 from connector.ledger.deliveries import Claimed
+from connector.ledger.retention import PurgeCounts, cutoff
 from connector.ledger.schema import DeliveryOutcome, DeliveryStatus
 from connector.mapping.loader import load_mapping
 from connector.mapping.sinks import load_sink_mappings, mapping_path
@@ -52,6 +53,15 @@ STORE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 FORGET_STOPPED_S = 7 * 86_400.0
 MAPPING_CHECK_S = 2.0
 """How often a worker checks whether a mapping file changed on disk."""
+PURGE_FIRST_S = 60.0
+"""A worker's first retention purge waits this long after its start: starting up is busy enough."""
+PURGE_EVERY_S = 3600.0
+"""How often a worker purges personal data past `store.retention_days` (every worker does; purging is idempotent)."""
+PURGE_AGAIN_S = 5.0
+"""When a purge stopped at its batch limit with more to do: the next part comes this soon, deliveries in between."""
+PURGE_BATCHES = 4
+"""Batches of events per purge step: about a second of store work at most, so a first purge of a years-old store
+never holds up a do-not-call."""
 
 
 class Worker:
@@ -80,6 +90,7 @@ class Worker:
         self._last_sweep = 0.0
         self._last_dead_check = 0.0
         self._last_reload = time.monotonic()
+        self._next_purge = time.monotonic() + PURGE_FIRST_S
         self._broken_mappings: dict[str, str] = {}
         """Sink → sha256 of its mapping file's content that does not load (reported once per change)."""
         self._mapping_checked = False
@@ -307,6 +318,20 @@ class Worker:
                 log.warning("recovered expired leases", extra={"count": recovered})
             self._last_sweep = now
         self._probe_paused_sinks()
+        if self.settings.store.retention_days is not None and now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY_S  # before purging: a store error must not make it retry at once
+            if self.purge_expired().more_left:
+                self._next_purge = now + PURGE_AGAIN_S
+
+    def purge_expired(self) -> PurgeCounts:
+        """One step of retention: purge part of what is older than `store.retention_days` (see ledger.retention)."""
+        days = self.settings.store.retention_days
+        if days is None:
+            return PurgeCounts()
+        counts = self.ledger.retention.purge(cutoff(days), max_batches=PURGE_BATCHES)
+        if counts.anything:
+            log.info("retention: personal data purged", extra={"retention_days": days, **counts.as_dict()})
+        return counts
 
     def recover_dead_workers(self) -> int:
         """Give dead workers' claims back at once (see the module docstring); returns how many."""

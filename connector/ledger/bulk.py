@@ -95,14 +95,17 @@ class BulkStore:
     # -- reads ------------------------------------------------------------------------------------
 
     def events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """event id → {"normalized", "received_at"}, for the events that exist."""
+        """event id → {"normalized", "received_at", "purged_at"}, for the events that exist."""
         found: dict[str, dict[str, Any]] = {}
+        columns = (events.c.event_id, events.c.normalized, events.c.received_at, events.c.purged_at)
         with self._engine.connect() as connection:
             for condition in among(connection, events.c.event_id, set(event_ids)):
-                for row in connection.execute(
-                    select(events.c.event_id, events.c.normalized, events.c.received_at).where(condition)
-                ):
-                    found[row.event_id] = {"normalized": row.normalized, "received_at": row.received_at}
+                for row in connection.execute(select(*columns).where(condition)):
+                    found[row.event_id] = {
+                        "normalized": row.normalized,
+                        "received_at": row.received_at,
+                        "purged_at": row.purged_at,
+                    }
         return found
 
     def journals(self, delivery_ids: Iterable[int]) -> dict[int, dict[str, JournalEntry]]:

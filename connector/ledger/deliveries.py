@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, func, or_, select, text, union_all, update
+from sqlalchemy import Engine, Select, and_, exists, func, or_, select, text, union_all, update
 
 from connector.errors import LeaseLost
 from connector.ledger._among import among, one_condition
@@ -342,8 +342,10 @@ class DeliveryStore:
     def requeue(
         self, *, event_id: str | None = None, status: DeliveryStatus | None = None, sink: str | None = None
     ) -> int:
-        """Make matching finished deliveries due again with a fresh plan and attempt count."""
-        conditions = [deliveries.c.status != DeliveryStatus.LEASED.value]
+        """Make matching finished deliveries due again with a fresh plan and attempt count; never one whose event's
+        content was purged by retention (there is nothing left to deliver)."""
+        purged = exists().where(events.c.event_id == deliveries.c.event_id, events.c.purged_at.is_not(None))
+        conditions = [deliveries.c.status != DeliveryStatus.LEASED.value, ~purged]
         if event_id is not None:
             conditions.append(deliveries.c.event_id == event_id)
         if status is not None:
@@ -376,9 +378,11 @@ class DeliveryStore:
                 r.sink for r in connection.execute(select(deliveries.c.sink).where(deliveries.c.event_id == event_id))
             }
             event = connection.execute(
-                select(events.c.contact_key, events.c.received_at).where(events.c.event_id == event_id)
+                select(events.c.contact_key, events.c.received_at, events.c.purged_at).where(
+                    events.c.event_id == event_id
+                )
             ).first()
-            if event is None:
+            if event is None or event.purged_at is not None:
                 return 0
             now = utcnow()
             rows = [

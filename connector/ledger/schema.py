@@ -131,8 +131,18 @@ events = Table(
     Column("normalized", Text(), nullable=False),  # CallEvent as JSON
     Column("end_reason", _ReasonText, nullable=True),
     Column("contact_key", String(32), nullable=True),  # E.164 phone; orders deliveries per contact
+    # Set when retention emptied the row's personal content (body, normalized, phone); the id and both hashes stay,
+    # so a late retry of the same call is still a duplicate and a different body under its id still a conflict.
+    Column("purged_at", UTCDateTime(), nullable=True),
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_contact_key", "contact_key"),
+    # The events retention has yet to purge, oldest first (migration 0011): a purge never reads the purged ones.
+    Index(
+        "ix_events_unpurged",
+        "received_at",
+        postgresql_where=text("purged_at IS NULL"),
+        sqlite_where=text("purged_at IS NULL"),
+    ),
 )
 
 quarantine = Table(

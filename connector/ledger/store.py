@@ -29,6 +29,7 @@ from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.engine import make_engine, writer
 from connector.ledger.event_writer import EventWriter
 from connector.ledger.migrate import Upgrade
+from connector.ledger.retention import RetentionStore
 from connector.ledger.schema import MAX_ROW_ID, DeliveryStatus, deliveries, events, quarantine, store_probe
 from connector.ledger.sinkstate import SinkStateStore
 
@@ -111,6 +112,8 @@ class Ledger:
         """The receiver's commit point, with the least work per event (see its module)."""
         self.bulk = BulkStore(engine, self._writes)
         """Many deliveries' journal, attempts, plans and fields at once (the batch runner)."""
+        self.retention = RetentionStore(engine, self._writes)
+        """Purging personal data past `store.retention_days`."""
 
     @classmethod
     def open(cls, store: StoreSettings, *, migrate_schema: bool = True) -> Ledger:

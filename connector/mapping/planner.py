@@ -108,12 +108,14 @@ def delivery_plan(
     saved: str | None, event: dict[str, Any] | None, mapping: LoadedMapping | None, *, sink: str, event_id: str
 ) -> Plan:
     """A delivery's plan: the one saved at its first attempt (JSON), else planned now from its stored event row
-    (``normalized``, ``received_at``). PermanentError when the event is gone (or the sink has no mapping any more);
-    MappingError as `plan_event`."""
+    (``normalized``, ``received_at``). PermanentError when the event is gone or its content was purged by retention
+    (or the sink has no mapping any more); MappingError as `plan_event`."""
     if saved:
         return Plan.model_validate_json(saved)
     if event is None:
         raise PermanentError(f"event {event_id} is missing from the ledger")
+    if event.get("purged_at") is not None:
+        raise PermanentError(f"event {event_id}: its content was purged by retention; there is nothing to deliver")
     if mapping is None:
         raise PermanentError(f"sink {sink} is not configured")
     normalized = CallEvent.model_validate_json(event["normalized"])

@@ -21,6 +21,11 @@ def replay_event(ledger: Ledger, settings: Settings, event_id: str, *, sink: str
     row = ledger.get_event(event_id)
     if row is None:
         raise ConnectorError(f"no event with id {event_id!r}")
+    if row["purged_at"] is not None:
+        raise ConnectorError(
+            f"event {event_id!r} cannot be replayed: its content was purged by retention on "
+            f"{row['purged_at']:%Y-%m-%d} (store.retention_days)"
+        )
     sinks = [sink] if sink else settings.enabled_sinks()
     priority = DNC_PRIORITY if row["end_reason"] == "do_not_call" else DEFAULT_PRIORITY
     added = ledger.deliveries.add_missing(event_id, sinks, priority)

@@ -30,6 +30,8 @@ def event_status(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
         "body_sha256": row["body_sha256"],
         "body": _body_text(row["body"]),
         "normalized": json.loads(row["normalized"]),
+        "end_reason": row["end_reason"],
+        "purged_at": _plain(row["purged_at"]),
         "deliveries": [_delivery_report(ledger, d) for d in ledger.deliveries_for(event_id)],
     }
 

@@ -56,6 +56,11 @@ def event_text(detail: dict[str, Any]) -> str:
         f"  lead    : {mask_phone(summary.get('phone'))}"
         + (f", time zone {_safe(summary['timezone'])}" if summary.get("timezone") else ""),
     ]
+    if detail.get("purged_at"):
+        lines.append(
+            f"  content : purged by retention on {_when(detail['purged_at'])} (body, call, phone, plans, error texts);"
+            " it cannot be replayed"
+        )
     if summary.get("flags"):
         lines.append(f"  flags   : {', '.join(_safe(str(f)) for f in summary['flags'])}")
     deliveries = detail.get("deliveries") or []

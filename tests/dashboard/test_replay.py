@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
+
 from connector.ledger import DeliveryStatus, RejectedBody
+from connector.ledger._clock import utcnow
+from connector.ledger.retention import cutoff
+from connector.ledger.schema import events
 from connector.sample import sample_payload
 from tests.support.dashboard import Dash, basic, csrf_token
 from tests.support.delivery import ingest, statuses
@@ -173,3 +179,23 @@ def test_replaying_ticked_and_all_quarantined_bodies(dash: Dash) -> None:
     assert all(dash.ledger.get_event(i) for i in ("71", "72", "73"))
     assert "The quarantine is empty" in dash.get("/quarantine").get_data(as_text=True)
     assert dash.get("/quarantine?all=1").get_data(as_text=True).count("accepted as event") == 3
+
+
+def test_a_dead_letter_purged_by_retention_is_not_offered_for_replay(dash: Dash) -> None:
+    kept, purged = dead_letters(dash, 1, 2)
+    with dash.ledger.engine.begin() as connection:
+        connection.execute(
+            update(events).where(events.c.event_id == purged).values(received_at=utcnow() - timedelta(days=9))
+        )
+    assert dash.ledger.retention.purge(cutoff(8)).events == 1
+    page = dash.get("/dead").get_data(as_text=True)
+    assert page.count('name="one"') == 1 and "Replay all 1" in page
+    assert "1 older delivery of calls past retention" in page
+    event_page = dash.get(f"/events/{purged}").get_data(as_text=True)
+    assert "Content purged by retention" in event_page and "Replay" not in event_page
+    # A stale form (ticked before the purge) replays what can be replayed and skips the purged one.
+    answer = post(
+        dash, "/dead/replay", "/dead", action="selected", selected=[str(delivery_id(dash, e)) for e in (kept, purged)]
+    )
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("requeued=1")
+    assert statuses(dash.ledger, kept) == ["pending"] and statuses(dash.ledger, purged) == ["dead"]

@@ -21,6 +21,7 @@ from connector.ledger.checkpointer import Checkpointer
 from connector.ledger.deliveries import DeliveryStore
 from connector.ledger.engine import make_engine
 from connector.ledger.event_writer import EventWriter
+from connector.ledger.retention import RetentionStore
 from connector.ledger.schema import ActionStatus, DeliveryStatus
 from connector.ledger.sinkstate import SinkStateStore
 from connector.ledger.store import Ledger, _new_delivery
@@ -121,6 +122,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     ),
     "EventWriter.write": ((EVENT_ROW, [_new_delivery("gone-1", "s", 10, NOW, None)]), {}),
     "Checkpointer.checkpoint": ((), {}),
+    "RetentionStore.purge": ((NOW,), {}),
     "migrate.current_revision": ((), {}),
     "migrate.upgrade": ((), {}),
 }
@@ -135,7 +137,7 @@ NO_DATABASE = {
 }
 """Public callables that never reach the database."""
 
-CLASSES = (Ledger, DeliveryStore, SinkStateStore, BulkStore, EventWriter, Checkpointer)
+CLASSES = (Ledger, DeliveryStore, SinkStateStore, BulkStore, EventWriter, Checkpointer, RetentionStore)
 
 
 def _public_callables() -> set[str]:
@@ -177,6 +179,7 @@ def _bound(ledger: Ledger, qualified: str) -> Callable[..., Any]:
         "DeliveryStore": ledger.deliveries,
         "SinkStateStore": ledger.sinks,
         "BulkStore": ledger.bulk,
+        "RetentionStore": ledger.retention,
         "EventWriter": ledger._events,
         # its own, on any backend: a PostgreSQL ledger has none (the pass fails before it would queue)
         "Checkpointer": Checkpointer(ledger.engine, WriteQueue("/nonexistent/ledger.db")),
