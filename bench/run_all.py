@@ -2,9 +2,10 @@
 
 Runs ingest (and the receiver's CPU per webhook in process), planning, the health probes, a receiver commit's
 latency, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call behind
-a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs and memory,
-one after the other (they would disturb each other if run together), and prints each one's own table. `--quick`
-shortens the long ones for a smoke run; the README's figures come from the full run.
+a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs, memory and
+retention (purging old calls beside incoming webhooks), one after the other (they would disturb each other if run
+together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's figures
+come from the full run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> int:
         ["delivery.py"] + (["--quick"] if args.quick else []),
         ["delivery.py", "--distinct", "hubspot,salesforce" + ("@500" if args.quick else "")],
         ["memory.py"] + (["--events", "5000", "--deliver", "1000"] if args.quick else ["--deliver", "10000"]),
+        ["retention.py"] + (["--events", "2000"] if args.quick else []),
     ]
     info = machine()
     print(f"# benchmarks ({info['date_utc']}, {info['cpu']}, {info['cores']} cores, Python {info['python']})\n")

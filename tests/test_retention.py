@@ -227,3 +227,19 @@ def test_a_purged_call_that_becomes_due_anyway_is_dead_lettered_not_sent(
     [delivery] = ledger.deliveries_for("300")
     assert delivery["status"] == "dead" and "purged by retention" in delivery["dead_reason"]
     assert len(recorder.writes) == writes
+
+
+def test_every_kind_of_row_counts_against_a_steps_budget(ledger: Ledger) -> None:
+    """A worker's step is bounded whatever it purges: old look-ups beyond the budget wait for the next step."""
+    for i in range(7):
+        ledger.sinks.cache_contact("rec", f"+1202555{3000 + i}", "contact", str(i))
+    ledger.sinks.cache_contact("rec", "+12025559999", "contact", "fresh")
+    with ledger.engine.begin() as connection:
+        old = utcnow() - timedelta(days=40)
+        connection.execute(update(contact_cache).where(contact_cache.c.crm_id != "fresh").values(updated_at=old))
+    first = ledger.retention.purge(cutoff(30), batch=3, max_batches=2)
+    assert (first.cached_contacts, first.more_left) == (6, True)
+    second = ledger.retention.purge(cutoff(30), batch=3, max_batches=2)
+    assert (second.cached_contacts, second.more_left) == (1, False)
+    with ledger.engine.connect() as connection:
+        assert list(connection.execute(select(contact_cache.c.crm_id)).scalars()) == ["fresh"]

@@ -17,11 +17,14 @@ body, normalized form and phone number are emptied and `purged_at` is set. Aroun
 
 Only settled events are purged: an event with a delivery still pending, leased, retrying or held keeps everything
 until it settles. A dead-lettered delivery counts as settled: past retention it can no longer be replayed.
-Each batch is one short write transaction, so on SQLite the receiver never waits long for the write lock.
+Each batch of 50 rows is one short write transaction (a few milliseconds; `python bench/retention.py` measures
+it), so a webhook never waits long for the write lock.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +57,7 @@ from connector.ledger.schema import (
     field_state,
     quarantine,
 )
+from connector.ledger.write_queue import queue_for
 from connector.payload import EndReason
 
 PURGED_NORMALIZED = '{"purged": true}'
@@ -67,7 +71,9 @@ UNSETTLED = (
 """Deliveries that may still need the event's content."""
 KEPT_ANSWER = "true"
 """The one remembered value purging keeps (JSON `true`: the do-not-call the connector wrote, and other yes-flags)."""
-BATCH = 500
+BATCH = 50
+YIELD_S = 0.002
+"""SQLite: the pause after each batch's write, so receivers queued for the write lock get it first."""
 DOCUMENTED_END_REASONS = sorted(reason.value for reason in EndReason)
 
 
@@ -105,6 +111,14 @@ class RetentionStore:
     def __init__(self, engine: Engine, writes: Engine) -> None:
         self._engine = engine
         self._writes = writes
+        self._queue = queue_for(engine.url.database) if engine.dialect.name == "sqlite" else None
+        """SQLite: each batch takes its turn in the receivers' queue for the write lock (connector.ledger.write_queue),
+        so a webhook waits for at most one batch, and is woken as it ends instead of sleeping in SQLite's busy
+        handler."""
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
 
     def purge(
         self, before: datetime, *, dry_run: bool = False, batch: int = BATCH, max_batches: int | None = None
@@ -113,66 +127,76 @@ class RetentionStore:
 
         A documented end reason stays on a purged event (the dashboard counts by it); any other is the sender's free
         text, which may hold a name or a number, and is emptied too. With `max_batches`, at most that many batches of
-        events (`more_left` then says whether some remain): a worker purges a little between deliveries."""
+        events (`more_left` then says whether some remain, and the rest waits for the next call): a worker purges a
+        little between deliveries. What to purge is read first, outside any write transaction; each batch's write
+        checks the conditions again, so a row that changed meanwhile (a delivery requeued) is left alone."""
         if dry_run:
             return self._count(before)
         total = PurgeCounts()
-        batches = 0
-        while True:
-            with self._writes.begin() as connection:
-                done = self._purge_events(connection, before, batch)
-            total.events += done
-            batches += 1
-            if done < batch:
+        budget = max_batches
+        while budget is None or budget > 0:
+            ids = self._settled_old_events(before, batch)
+            if ids:
+                total.events += self._in_turn(_purge_events, ids, before)
+                budget = None if budget is None else budget - 1
+            if len(ids) < batch:
                 break
-            if max_batches is not None and batches >= max_batches:
-                total.more_left = True
+        else:
+            total.more_left = bool(self._settled_old_events(before, 1))
+        tails = (
+            ("quarantined", _quarantined_before(before), _delete_quarantined),
+            ("cached_contacts", _cached_before(before), _delete_cached),
+            ("answers", _answered_before(before), _empty_answers),
+        )
+        for name, query, write in tails:
+            if total.more_left:
                 break
-        with self._writes.begin() as connection:
-            total.quarantined = _rowcount(
-                connection.execute(delete(quarantine).where(quarantine.c.received_at < before))
-            )
-            total.cached_contacts = _rowcount(
-                connection.execute(delete(contact_cache).where(contact_cache.c.updated_at < before))
-            )
-            total.answers = _rowcount(
-                connection.execute(update(field_state).where(*_old_answers(before)).values(value=None))
-            )
+            done, batches, full = self._in_batches(query, batch, write, budget, before)
+            setattr(total, name, done)
+            budget = None if budget is None else budget - batches
+            total.more_left = full
         with self._engine.connect() as connection:
-            total.unsettled_kept = _count(connection, _old_events(before).where(_unsettled()))
+            total.unsettled_kept = _count(connection, _unpurged_old_events(before).where(_unsettled()))
         return total
 
-    def _purge_events(self, connection: Connection, before: datetime, batch: int) -> int:
-        """One batch of settled old events and everything hanging off them; how many events."""
-        chosen = _old_events(before).where(events.c.purged_at.is_(None), ~_unsettled())
-        ids = list(connection.execute(chosen.order_by(events.c.received_at).limit(batch)).scalars())
-        if not ids:
-            return 0
-        now = utcnow()
-        kept_reason = case((events.c.end_reason.in_(DOCUMENTED_END_REASONS), events.c.end_reason), else_=None)
-        for condition in among(connection, events.c.event_id, ids, "ids"):
-            connection.execute(
-                update(events)
-                .where(condition)
-                .values(body=b"", normalized=PURGED_NORMALIZED, contact_key=None, end_reason=kept_reason, purged_at=now)
-            )
-        delivery_ids: list[int] = []
-        for condition in among(connection, deliveries.c.event_id, ids, "ids"):
-            delivery_ids += connection.execute(select(deliveries.c.id).where(condition)).scalars()
-            connection.execute(
-                update(deliveries)
-                .where(condition)
-                .values(plan=None, contact_key=None, last_error=None, dead_reason=None, updated_at=now)
-            )
-        for owned in among(connection, attempts.c.delivery_id, delivery_ids, "deliveries"):
-            connection.execute(update(attempts).where(owned).values(message=None))
-        for owned in among(connection, action_journal.c.delivery_id, delivery_ids, "deliveries"):
-            connection.execute(update(action_journal).where(owned).values(result=None))
-        return len(ids)
+    def _settled_old_events(self, before: datetime, limit: int) -> list[str]:
+        """Up to `limit` events to purge, oldest first (a read, from the index of the events not purged yet)."""
+        query = _unpurged_old_events(before).where(~_unsettled()).order_by(events.c.received_at).limit(limit)
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def _in_turn(self, write: Callable[..., int], *args: Any) -> int:
+        """`write(connection, *args)` in one write transaction, on SQLite in its turn in the receivers' queue, then a
+        pause: the kernel wakes a queued receiver when the turn ends, but does not hand the lock over, and a purge
+        taking its next turn at once kept webhooks waiting for a dozen batches (p99 237 ms in bench/retention.py)."""
+        if self._queue is None:
+            with self._writes.begin() as connection:
+                return write(connection, *args)
+        with self._queue.turn(), self._writes.begin() as connection:
+            done = write(connection, *args)
+        time.sleep(YIELD_S)
+        return done
+
+    def _in_batches(
+        self, query: Select[Any], batch: int, write: Callable[..., int], budget: int | None, before: datetime
+    ) -> tuple[int, int, bool]:
+        """Read the keys `query` selects (at most `budget` batches of them), then `write` them a batch at a time, each
+        in its own transaction that checks the cut-off again: how many rows were written, in how many batches, and
+        whether the budget ran out first."""
+        if budget is not None and budget <= 0:
+            return 0, 0, True
+        limit = None if budget is None else budget * batch
+        with self._engine.connect() as connection:
+            keys = [tuple(row) for row in connection.execute(query.limit(limit))]
+        done = batches = 0
+        for start in range(0, len(keys), batch):
+            done += self._in_turn(write, keys[start : start + batch], before)
+            batches += 1
+        return done, batches, limit is not None and len(keys) == limit
 
     def _count(self, before: datetime) -> PurgeCounts:
         with self._engine.connect() as connection:
-            old = _old_events(before).where(events.c.purged_at.is_(None))
+            old = _unpurged_old_events(before)
             return PurgeCounts(
                 events=_count(connection, old.where(~_unsettled())),
                 quarantined=_count(connection, select(quarantine.c.id).where(quarantine.c.received_at < before)),
@@ -184,8 +208,89 @@ class RetentionStore:
             )
 
 
-def _old_events(before: datetime) -> Select[tuple[str]]:
-    return select(events.c.event_id).where(events.c.received_at < before)
+def _purge_events(connection: Connection, ids: list[str], before: datetime) -> int:
+    """Empty these events (those still old, unpurged and settled) and what hangs off them; how many."""
+    now = utcnow()
+    kept_reason = case((events.c.end_reason.in_(DOCUMENTED_END_REASONS), events.c.end_reason), else_=None)
+    purged: list[str] = []
+    for condition in among(connection, events.c.event_id, ids, "ids"):
+        emptied = (
+            update(events)
+            .where(condition, events.c.received_at < before, events.c.purged_at.is_(None), ~_unsettled())
+            .values(body=b"", normalized=PURGED_NORMALIZED, contact_key=None, end_reason=kept_reason, purged_at=now)
+            .returning(events.c.event_id)
+        )
+        purged += connection.execute(emptied).scalars()
+    delivery_ids: list[int] = []
+    for condition in among(connection, deliveries.c.event_id, purged, "ids"):
+        emptied = (
+            update(deliveries)
+            .where(condition)
+            .values(plan=None, contact_key=None, last_error=None, dead_reason=None, updated_at=now)
+            .returning(deliveries.c.id)
+        )
+        delivery_ids += connection.execute(emptied).scalars()
+    for owned in among(connection, attempts.c.delivery_id, delivery_ids, "deliveries"):
+        connection.execute(update(attempts).where(owned).values(message=None))
+    for owned in among(connection, action_journal.c.delivery_id, delivery_ids, "deliveries"):
+        connection.execute(update(action_journal).where(owned).values(result=None))
+    return len(purged)
+
+
+def _quarantined_before(before: datetime) -> Select[Any]:
+    return select(quarantine.c.id).where(quarantine.c.received_at < before)
+
+
+def _delete_quarantined(connection: Connection, keys: list[Any], before: datetime) -> int:
+    done = 0
+    for condition in among(connection, quarantine.c.id, [key[0] for key in keys], "ids"):
+        done += _rowcount(connection.execute(delete(quarantine).where(condition, quarantine.c.received_at < before)))
+    return done
+
+
+def _cached_before(before: datetime) -> Select[Any]:
+    return select(contact_cache.c.sink, contact_cache.c.contact_key).where(contact_cache.c.updated_at < before)
+
+
+def _delete_cached(connection: Connection, keys: list[Any], before: datetime) -> int:
+    """Delete these look-ups, unless a worker found the contact again since they were read (then they are new)."""
+    done = 0
+    for sink, numbers in _by_sink(keys).items():
+        for condition in among(connection, contact_cache.c.contact_key, numbers, "keys"):
+            done += _rowcount(
+                connection.execute(
+                    delete(contact_cache).where(
+                        contact_cache.c.sink == sink, condition, contact_cache.c.updated_at < before
+                    )
+                )
+            )
+    return done
+
+
+def _answered_before(before: datetime) -> Select[Any]:
+    return select(field_state.c.sink, field_state.c.contact_ref).where(*_old_answers(before)).distinct()
+
+
+def _empty_answers(connection: Connection, keys: list[Any], before: datetime) -> int:
+    """Empty these contacts' old remembered values, unless a newer call wrote them since they were read."""
+    done = 0
+    for sink, refs in _by_sink(keys).items():
+        for condition in among(connection, field_state.c.contact_ref, refs, "refs"):
+            emptied = update(field_state).where(field_state.c.sink == sink, condition, *_old_answers(before))
+            done += _rowcount(connection.execute(emptied.values(value=None)))
+    return done
+
+
+def _by_sink(keys: list[Any]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for sink, key in keys:
+        grouped.setdefault(sink, []).append(key)
+    return grouped
+
+
+def _unpurged_old_events(before: datetime) -> Select[tuple[str]]:
+    """Events received before `before` and not purged yet (from `ix_events_unpurged`)."""
+    return select(events.c.event_id).where(events.c.received_at < before, events.c.purged_at.is_(None))
 
 
 def _unsettled() -> Exists:

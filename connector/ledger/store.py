@@ -158,6 +158,7 @@ class Ledger:
 
     def dispose(self) -> None:
         self._events.close()
+        self.retention.close()
         self.engine.dispose()
 
     # -- receiving ---------------------------------------------------------------------------

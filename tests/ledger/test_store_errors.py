@@ -133,6 +133,7 @@ NO_DATABASE = {
     "EventWriter.close",
     "Checkpointer.committed",
     "Checkpointer.close",
+    "RetentionStore.close",
     "migrate.head_revision",
 }
 """Public callables that never reach the database."""
