@@ -404,6 +404,41 @@ def purge(config_path: Path | None, days: float | None, dry_run: bool) -> None:
         )
 
 
+@main.command()
+@config_option
+@click.option("--phone", required=True, help="The person's phone number (E.164, or national in phone.default_region).")
+@click.option("--dry-run", is_flag=True, help="Count what would be erased; change nothing.")
+def forget(config_path: Path | None, phone: str, dry_run: bool) -> None:
+    """Erase one person on request (a data-subject erasure), whatever the age of their calls: what `purge` removes
+    of each of their settled calls, their cached look-ups, the answers remembered for their CRM records and
+    quarantined bodies that hold their number. Yes-flags stay (their do-not-call must outlive the erasure), and so
+    do each call's id and hashes. Calls still being delivered are kept whole: run it again once they settle. Their
+    CRM records are not touched (erase them in the CRM). Prints the counts as JSON, the number masked."""
+    from connector._normalize import phone as normalize_phone
+    from connector.logs import mask_phone
+
+    settings = _settings(config_path, ledger_only=True)
+    number = normalize_phone(phone, settings.phone.default_region)["e164"]
+    if number is None:
+        raise click.BadParameter(
+            f"not a phone number (read in region {settings.phone.default_region})", param_hint="--phone"
+        )
+    ledger = Ledger.open(settings.store)
+    try:
+        counts = ledger.retention.forget_contact(number, dry_run=dry_run)
+    finally:
+        ledger.dispose()
+    report = counts.as_dict()
+    report.pop("more_left")
+    _echo_json({"phone": mask_phone(number), "dry_run": dry_run, **report})
+    if counts.unsettled_kept:
+        click.echo(
+            f"{counts.unsettled_kept} call(s) of this number kept whole: still being delivered (pending, retrying or "
+            "held); run forget again once they settle",
+            err=True,
+        )
+
+
 @main.command("after-restore")
 @config_option
 def after_restore(config_path: Path | None) -> None:

@@ -243,3 +243,51 @@ def test_every_kind_of_row_counts_against_a_steps_budget(ledger: Ledger) -> None
     assert (second.cached_contacts, second.more_left) == (1, False)
     with ledger.engine.connect() as connection:
         assert list(connection.execute(select(contact_cache.c.crm_id)).scalars()) == ["fresh"]
+
+
+def test_forgetting_a_person_erases_them_whatever_the_age_of_their_calls(
+    ledger: Ledger, store_url: str, recorder: Recorder, tmp_path
+) -> None:
+    settings = engine_settings(store_url, recorder.url)
+    _post(ledger, 400, end_reason="do_not_call", **PURGED_PERSON)
+    _post(ledger, 401, end_reason="no_answer", **KEPT_PERSON)
+    drain(_opened(settings, ledger))
+    _post(ledger, 402, end_reason="no_answer", **PURGED_PERSON)  # theirs, still waiting for the CRM
+    refused = b'{"id": 9, "record_phone_number": "(202) 555-0177", "record_first_name": "Zelda"'
+    ledger.quarantine(RejectedBody(refused, "application/json", 400, "invalid_json", "x", []))
+    ledger.quarantine(RejectedBody(b'{"record_phone_number": "4155550123"', "application/json", 400, "bad", "x", []))
+    config = tmp_path / "connector.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": store_url}}))
+
+    dry = CliRunner().invoke(main, ["forget", "--config", str(config), "--phone", "(202) 555-0177", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)
+    assert report["phone"] == "+1******0177" and "2025550177" not in dry.stdout
+    assert (report["events"], report["quarantined"], report["unsettled_kept"]) == (1, 1, 1)
+    assert report["cached_contacts"] == 1 and report["answers"] >= 1
+    assert ledger.get_event("400")["purged_at"] is None  # type: ignore[index]
+
+    done = CliRunner().invoke(main, ["forget", "--config", str(config), "--phone", "+1 202 555 0177"])
+    assert done.exit_code == 0 and json.loads(done.stdout) == {**report, "dry_run": False}
+    assert "1 call(s) of this number kept whole" in done.stderr
+    store = _store_text(ledger).replace("contact-+12025550177", "contact-ID")
+    # Only the call still being delivered holds them now (its event and delivery rows); the other person is untouched.
+    left = [line for line in store.splitlines() if any(m in line for m in MARKERS)]
+    assert left and all("'402'" in line for line in left)
+    assert "Yusuf" in store and "4155550123" in store and len(ledger.list_quarantine()) == 1
+    with ledger.engine.connect() as connection:
+        kept = connection.execute(
+            select(field_state.c.value).where(
+                field_state.c.contact_ref.endswith("+12025550177"), field_state.c.property == "twox_do_not_call"
+            )
+        ).scalar_one()
+    assert kept == "true"  # their opt-out outlives the erasure
+    assert _post(ledger, 400, end_reason="do_not_call", **PURGED_PERSON)[1] is IngestStatus.DUPLICATE
+
+    drain(_opened(settings, ledger))  # once the last call settles, forgetting again leaves nothing of them
+    again = CliRunner().invoke(main, ["forget", "--config", str(config), "--phone", "+12025550177"])
+    assert json.loads(again.stdout)["events"] == 1 and json.loads(again.stdout)["unsettled_kept"] == 0
+    store = _store_text(ledger).replace("contact-+12025550177", "contact-ID")
+    assert [line for line in store.splitlines() if any(m in line for m in MARKERS)] == []
+    wrong = CliRunner().invoke(main, ["forget", "--config", str(config), "--phone", "not a number"])
+    assert wrong.exit_code == 2 and "--phone" in wrong.output

@@ -23,12 +23,14 @@ it), so a webhook never waits long for the write lock.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -39,7 +41,9 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    false,
     func,
+    or_,
     select,
     update,
 )
@@ -59,6 +63,7 @@ from connector.ledger.schema import (
 )
 from connector.ledger.write_queue import queue_for
 from connector.payload import EndReason
+from connector.phones import parse_e164
 
 PURGED_NORMALIZED = '{"purged": true}'
 """What a purged event's `normalized` column holds: valid JSON for every reader, and no call record."""
@@ -97,6 +102,19 @@ class PurgeCounts:
     def anything(self) -> bool:
         """Whether anything was (or would be) purged."""
         return any((self.events, self.quarantined, self.cached_contacts, self.answers))
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One person's rows, as `RetentionStore.forget_contact` finds them."""
+
+    settled: list[str]
+    unsettled: int
+    cached: int
+    refs: list[tuple[Any, ...]]
+    """(sink, contact ref) of the CRM records their calls went to, with values to empty."""
+    answers: int
+    quarantined: list[tuple[int]]
 
 
 def cutoff(retention_days: float, now: datetime | None = None) -> datetime:
@@ -194,6 +212,63 @@ class RetentionStore:
             batches += 1
         return done, batches, limit is not None and len(keys) == limit
 
+    def forget_contact(self, contact_key: str, *, dry_run: bool = False, batch: int = BATCH) -> PurgeCounts:
+        """Erase one person on request, whatever the age of their calls: purge every settled call of `contact_key`
+        (an E.164 number) as retention would, delete its cached look-ups, empty what was remembered for the CRM
+        records those calls went to (yes-flags stay: an opt-out must outlive the erasure) and delete quarantined
+        bodies that hold the number. Calls still being delivered are kept whole and counted in `unsettled_kept`:
+        run it again once they settle."""
+        found = self._find_contact(contact_key)
+        if dry_run:
+            return PurgeCounts(
+                events=len(found.settled),
+                quarantined=len(found.quarantined),
+                cached_contacts=found.cached,
+                answers=found.answers,
+                unsettled_kept=found.unsettled,
+            )
+        counts = PurgeCounts(unsettled_kept=found.unsettled)
+        for start in range(0, len(found.settled), batch):
+            counts.events += self._in_turn(_purge_events, found.settled[start : start + batch], None)
+        for start in range(0, len(found.refs), batch):
+            counts.answers += self._in_turn(_empty_answers, found.refs[start : start + batch], None)
+        for start in range(0, len(found.quarantined), batch):
+            counts.quarantined += self._in_turn(_delete_quarantined, found.quarantined[start : start + batch], None)
+        counts.cached_contacts = self._in_turn(_delete_cached_number, contact_key)
+        return counts
+
+    def _find_contact(self, contact_key: str) -> _Found:
+        """What `forget_contact` would erase (reads only)."""
+        mine = select(events.c.event_id).where(events.c.contact_key == contact_key, events.c.purged_at.is_(None))
+        cached = select(contact_cache.c.object, contact_cache.c.crm_id).where(
+            contact_cache.c.contact_key == contact_key
+        )
+        resolved = (
+            select(action_journal.c.crm_id)
+            .join(deliveries, deliveries.c.id == action_journal.c.delivery_id)
+            .join(events, events.c.event_id == deliveries.c.event_id)
+            .where(
+                events.c.contact_key == contact_key,
+                action_journal.c.kind == "resolve_contact",
+                action_journal.c.crm_id.is_not(None),
+            )
+        )
+        with self._engine.connect() as connection:
+            settled = list(connection.execute(mine.where(~_unsettled())).scalars())
+            unsettled = _count(connection, mine.where(_unsettled()))
+            cache_rows = connection.execute(cached).all()
+            records = {str(crm_id) for crm_id in connection.execute(resolved).scalars()}
+            records |= {str(row.crm_id) for row in cache_rows}
+            of_records = or_(
+                false(), *(field_state.c.contact_ref.endswith(f":{crm_id}", autoescape=True) for crm_id in records)
+            )
+            refs = connection.execute(
+                select(field_state.c.sink, field_state.c.contact_ref).where(of_records, *_old_answers(None)).distinct()
+            ).all()
+            answers = _count(connection, select(field_state.c.sink).where(of_records, *_old_answers(None)))
+            quarantined = _quarantined_with(connection, contact_key)
+        return _Found(settled, unsettled, len(cache_rows), [tuple(r) for r in refs], answers, quarantined)
+
     def _count(self, before: datetime) -> PurgeCounts:
         with self._engine.connect() as connection:
             old = _unpurged_old_events(before)
@@ -208,15 +283,16 @@ class RetentionStore:
             )
 
 
-def _purge_events(connection: Connection, ids: list[str], before: datetime) -> int:
-    """Empty these events (those still old, unpurged and settled) and what hangs off them; how many."""
+def _purge_events(connection: Connection, ids: list[str], before: datetime | None) -> int:
+    """Empty these events (those still unpurged, settled and, given `before`, older) and what hangs off them; how
+    many."""
     now = utcnow()
     kept_reason = case((events.c.end_reason.in_(DOCUMENTED_END_REASONS), events.c.end_reason), else_=None)
     purged: list[str] = []
     for condition in among(connection, events.c.event_id, ids, "ids"):
         emptied = (
             update(events)
-            .where(condition, events.c.received_at < before, events.c.purged_at.is_(None), ~_unsettled())
+            .where(condition, *_received_before(before), events.c.purged_at.is_(None), ~_unsettled())
             .values(body=b"", normalized=PURGED_NORMALIZED, contact_key=None, end_reason=kept_reason, purged_at=now)
             .returning(events.c.event_id)
         )
@@ -241,10 +317,11 @@ def _quarantined_before(before: datetime) -> Select[Any]:
     return select(quarantine.c.id).where(quarantine.c.received_at < before)
 
 
-def _delete_quarantined(connection: Connection, keys: list[Any], before: datetime) -> int:
+def _delete_quarantined(connection: Connection, keys: list[Any], before: datetime | None) -> int:
     done = 0
+    old = [quarantine.c.received_at < before] if before is not None else []
     for condition in among(connection, quarantine.c.id, [key[0] for key in keys], "ids"):
-        done += _rowcount(connection.execute(delete(quarantine).where(condition, quarantine.c.received_at < before)))
+        done += _rowcount(connection.execute(delete(quarantine).where(condition, *old)))
     return done
 
 
@@ -267,11 +344,37 @@ def _delete_cached(connection: Connection, keys: list[Any], before: datetime) ->
     return done
 
 
+def _delete_cached_number(connection: Connection, contact_key: str) -> int:
+    return _rowcount(connection.execute(delete(contact_cache).where(contact_cache.c.contact_key == contact_key)))
+
+
+def _quarantined_with(connection: Connection, contact_key: str) -> list[tuple[int]]:
+    """Quarantined bodies that hold this number in any usual spelling (a refused body may not even be JSON, so its
+    text is searched: the national number's digits in order, separated by nothing or by spaces, dots, dashes or
+    parentheses, and no digit right before or after)."""
+    number = parse_e164(contact_key)
+    digits = phonenumbers.national_significant_number(number) if number is not None else contact_key.lstrip("+")
+    pattern = re.compile(r"(?<!\d)" + r"[\s().\-]*".join(digits) + r"(?!\d)")
+    found: list[tuple[int]] = []
+    last = 0
+    while True:
+        page = connection.execute(
+            select(quarantine.c.id, quarantine.c.body)
+            .where(quarantine.c.id > last)
+            .order_by(quarantine.c.id)
+            .limit(200)
+        ).all()
+        if not page:
+            return found
+        found += [(row.id,) for row in page if pattern.search(bytes(row.body).decode("utf-8", "replace"))]
+        last = page[-1].id
+
+
 def _answered_before(before: datetime) -> Select[Any]:
     return select(field_state.c.sink, field_state.c.contact_ref).where(*_old_answers(before)).distinct()
 
 
-def _empty_answers(connection: Connection, keys: list[Any], before: datetime) -> int:
+def _empty_answers(connection: Connection, keys: list[Any], before: datetime | None) -> int:
     """Empty these contacts' old remembered values, unless a newer call wrote them since they were read."""
     done = 0
     for sink, refs in _by_sink(keys).items():
@@ -298,8 +401,14 @@ def _unsettled() -> Exists:
     return exists().where(deliveries.c.event_id == events.c.event_id, deliveries.c.status.in_(UNSETTLED))
 
 
-def _old_answers(before: datetime) -> tuple[ColumnElement[bool], ...]:
-    return (field_state.c.call_time < before, field_state.c.value.is_not(None), field_state.c.value != KEPT_ANSWER)
+def _old_answers(before: datetime | None) -> tuple[ColumnElement[bool], ...]:
+    """Remembered values to empty: all but yes-flags, and given `before`, only those written by older calls."""
+    old = (field_state.c.call_time < before,) if before is not None else ()
+    return (*old, field_state.c.value.is_not(None), field_state.c.value != KEPT_ANSWER)
+
+
+def _received_before(before: datetime | None) -> tuple[ColumnElement[bool], ...]:
+    return (events.c.received_at < before,) if before is not None else ()
 
 
 def _count(connection: Connection, query: Select[Any]) -> int:
