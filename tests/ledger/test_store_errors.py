@@ -123,6 +123,7 @@ CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "EventWriter.write": ((EVENT_ROW, [_new_delivery("gone-1", "s", 10, NOW, None)]), {}),
     "Checkpointer.checkpoint": ((), {}),
     "RetentionStore.purge": ((NOW,), {}),
+    "RetentionStore.forget_contact": (("+12025550177",), {}),
     "migrate.current_revision": ((), {}),
     "migrate.upgrade": ((), {}),
 }
