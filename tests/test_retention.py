@@ -209,6 +209,7 @@ def test_purge_command(ledger: Ledger, store_url: str, recorder: Recorder, tmp_p
     assert ledger.get_event("200")["purged_at"] is not None  # type: ignore[index]
     status = CliRunner().invoke(main, ["status", "--config", str(config), "200"])
     assert status.exit_code == 0 and "purged by retention on" in status.stdout
+    assert "call    : no_answer\n" in status.stdout and "answered" not in status.stdout  # nothing it cannot know
     assert [m for m in MARKERS if m in status.stdout.replace("contact-+12025550177", "contact-ID")] == []
 
 

@@ -45,22 +45,24 @@ def event_text(detail: dict[str, Any]) -> str:
         outcome += " (not a documented end_reason)"
     if failure.get("value"):
         outcome += f", failure {failure['value']}"
-    facts = [f"answered {'yes' if summary.get('answered') else 'no'}"]
-    if summary.get("duration_seconds") is not None:
-        facts.append(f"{summary['duration_seconds']:g} s")
-    if summary.get("direction"):
-        facts.append(str(summary["direction"]))
-    lines = [
-        f"Event {_safe(detail['event_id'])}, received {_when(detail['received_at'])}",
-        f"  call    : {_safe(outcome)}; {', '.join(facts)}",
-        f"  lead    : {mask_phone(summary.get('phone'))}"
-        + (f", time zone {_safe(summary['timezone'])}" if summary.get("timezone") else ""),
-    ]
-    if detail.get("purged_at"):
-        lines.append(
+    lines = [f"Event {_safe(detail['event_id'])}, received {_when(detail['received_at'])}"]
+    if detail.get("purged_at"):  # only the end reason is left of the call: no "answered no" for a call it emptied
+        lines += [
+            f"  call    : {_safe(outcome)}",
             f"  content : purged by retention on {_when(detail['purged_at'])} (body, call, phone, plans, error texts);"
-            " it cannot be replayed"
-        )
+            " it cannot be replayed",
+        ]
+    else:
+        facts = [f"answered {'yes' if summary.get('answered') else 'no'}"]
+        if summary.get("duration_seconds") is not None:
+            facts.append(f"{summary['duration_seconds']:g} s")
+        if summary.get("direction"):
+            facts.append(str(summary["direction"]))
+        lines += [
+            f"  call    : {_safe(outcome)}; {', '.join(facts)}",
+            f"  lead    : {mask_phone(summary.get('phone'))}"
+            + (f", time zone {_safe(summary['timezone'])}" if summary.get("timezone") else ""),
+        ]
     if summary.get("flags"):
         lines.append(f"  flags   : {', '.join(_safe(str(f)) for f in summary['flags'])}")
     deliveries = detail.get("deliveries") or []
