@@ -62,6 +62,26 @@ def test_the_block_shows_each_sink_state_with_its_fix_and_hides_the_store_passwo
     ) in block  # a reason naming its command is not followed by it again
     assert "Dashboard   : off (dashboard.enabled is false)" in block
     assert "Worker      : external (worker.embedded is false): run `connector worker --config" in block
+    assert "Retention   : off: every call's phone number, name and transcript is kept until purged" in block
+
+
+def test_the_block_says_whether_anything_purges_stored_calls() -> None:
+    def retention_line(**extra: object) -> str:
+        settings = parse_settings(
+            {"receiver": {"auth": {"tokens": [TOKEN]}}, "store": {"url": "sqlite:///c.db", "retention_days": 90}}
+            | extra,
+            source="<test>",
+            base_dir=Path("."),
+            environ={},
+        )
+        block = startup_block(settings, host="127.0.0.1", port=8080, workers=1, sinks={})
+        return next(line for line in block.splitlines() if line.startswith("  Retention"))
+
+    assert retention_line(sinks={"crm": {"type": "http", "url": "http://127.0.0.1:9"}}).endswith(
+        "90 days (the workers purge older settled calls hourly)"
+    )
+    # No sink, no worker: nothing would ever purge, so the block says what to run instead.
+    assert "90 days, but no worker runs here (no sink): run `connector purge --config" in retention_line()
 
 
 def test_store_display_never_shows_a_password() -> None:

@@ -163,6 +163,7 @@ def startup_block(
         lines.append(f"{label}{name} ({kind}): {_sink_words(sink)}")
     lines.append(f"  Dashboard   : {_dashboard(settings, base)}")
     lines.append(f"  Worker      : {_worker_mode(settings)}")
+    lines.append(f"  Retention   : {_retention(settings)}")
     lines += extra or []
     lines.append("Stop with Ctrl-C (or SIGTERM): requests in flight and the delivery in hand finish first.")
     return "\n".join(lines)
@@ -182,6 +183,19 @@ def _dashboard(settings: Settings, base: str) -> str:
         return "off: no password; set dashboard.password (e.g. `password: ${CONNECTOR_DASHBOARD_PASSWORD}`)"
     where = "remote addresses allowed" if dashboard.allow_remote else "loopback only"
     return f"{base}{dashboard.path}/  (HTTP Basic; {where})"
+
+
+def _retention(settings: Settings) -> str:
+    """Whether anything purges stored personal data, and what (docs/operations.md, Retention)."""
+    days = settings.store.retention_days
+    if days is None:
+        return (
+            f"off: every call's phone number, name and transcript is kept until purged (set store.retention_days, "
+            f"or run `{command('purge', '--older-than-days', 'N')}`)"
+        )
+    if not settings.enabled_sinks():
+        return f"{days} days, but no worker runs here (no sink): run `{command('purge')}` from cron"
+    return f"{days} days (the workers purge older settled calls hourly)"
 
 
 def _worker_mode(settings: Settings) -> str:
