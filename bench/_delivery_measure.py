@@ -13,6 +13,7 @@ import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from _load import percentile  # bench/ is sys.path[0]
 from sqlalchemy import text
 
 from connector.ledger import Ledger
@@ -55,13 +56,6 @@ class RunFigures:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (pct in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), -(-int(pct * len(ordered)) // 100)))
-    return ordered[rank - 1]
 
 
 def completions(writes: dict[str, list[float]], succeeded: set[str], acks: dict[int, float]) -> dict[int, float]:

@@ -26,7 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable  # bench/ is sys.path[0]
+from _load import percentile  # bench/ is sys.path[0]
+from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 from sqlalchemy import func, insert, select
 
 from connector.config import StoreSettings
@@ -156,11 +157,8 @@ class Webhooks(threading.Thread):
 def _percentiles(values: list[float]) -> str:
     if not values:
         return "-"
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (
-        f"p50 {statistics.median(ordered):.1f} ms, p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms ({len(ordered)} commits)"
-    )
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(values):.1f} ms ({len(values)} commits)"
 
 
 def run(kind: StoreKind, count: int, workdir: Path) -> None:

@@ -149,7 +149,7 @@ class RetentionStore:
         little between deliveries. What to purge is read first, outside any write transaction; each batch's write
         checks the conditions again, so a row that changed meanwhile (a delivery requeued) is left alone."""
         if dry_run:
-            return self._count(before)
+            return self._would_purge(before)
         total = PurgeCounts()
         budget = max_batches
         while budget is None or budget > 0:
@@ -206,11 +206,18 @@ class RetentionStore:
         limit = None if budget is None else budget * batch
         with self._engine.connect() as connection:
             keys = [tuple(row) for row in connection.execute(query.limit(limit))]
+        done, batches = self._write_in_batches(write, keys, batch, before)
+        return done, batches, limit is not None and len(keys) == limit
+
+    def _write_in_batches(
+        self, write: Callable[..., int], keys: list[Any], batch: int, before: datetime | None
+    ) -> tuple[int, int]:
+        """`write(connection, chunk, before)` for each `batch` of `keys`, each in its own turn: rows written, batches."""
         done = batches = 0
         for start in range(0, len(keys), batch):
             done += self._in_turn(write, keys[start : start + batch], before)
             batches += 1
-        return done, batches, limit is not None and len(keys) == limit
+        return done, batches
 
     def forget_contact(self, contact_key: str, *, dry_run: bool = False, batch: int = BATCH) -> PurgeCounts:
         """Erase one person on request, whatever the age of their calls: purge every settled call of `contact_key`
@@ -227,15 +234,13 @@ class RetentionStore:
                 answers=found.answers,
                 unsettled_kept=found.unsettled,
             )
-        counts = PurgeCounts(unsettled_kept=found.unsettled)
-        for start in range(0, len(found.settled), batch):
-            counts.events += self._in_turn(_purge_events, found.settled[start : start + batch], None)
-        for start in range(0, len(found.refs), batch):
-            counts.answers += self._in_turn(_empty_answers, found.refs[start : start + batch], None)
-        for start in range(0, len(found.quarantined), batch):
-            counts.quarantined += self._in_turn(_delete_quarantined, found.quarantined[start : start + batch], None)
-        counts.cached_contacts = self._in_turn(_delete_cached_number, contact_key)
-        return counts
+        return PurgeCounts(
+            events=self._write_in_batches(_purge_events, found.settled, batch, None)[0],
+            answers=self._write_in_batches(_empty_answers, found.refs, batch, None)[0],
+            quarantined=self._write_in_batches(_delete_quarantined, found.quarantined, batch, None)[0],
+            cached_contacts=self._in_turn(_delete_cached_number, contact_key),
+            unsettled_kept=found.unsettled,
+        )
 
     def _find_contact(self, contact_key: str) -> _Found:
         """What `forget_contact` would erase (reads only)."""
@@ -269,7 +274,8 @@ class RetentionStore:
             quarantined = _quarantined_with(connection, contact_key)
         return _Found(settled, unsettled, len(cache_rows), [tuple(r) for r in refs], answers, quarantined)
 
-    def _count(self, before: datetime) -> PurgeCounts:
+    def _would_purge(self, before: datetime) -> PurgeCounts:
+        """What `purge` would do now (a dry run: reads only)."""
         with self._engine.connect() as connection:
             old = _unpurged_old_events(before)
             return PurgeCounts(
