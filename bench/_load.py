@@ -7,7 +7,8 @@ capped by one interpreter's GIL:
 * open loop: requests are scheduled at a fixed rate; latency counts from the *scheduled* start,
   so a stalled server is charged for the requests that queue behind it (no coordinated omission).
 
-Every request carries a unique event id, built from a JSON template of the 2X sample payload.
+Every request carries a unique event id, built from a JSON template of the 2X sample payload, whose transcript
+has 4 turns; `Target.turns` gives it that many instead (a real call's transcript has dozens).
 """
 
 from __future__ import annotations
@@ -36,6 +37,28 @@ class Target:
     port: int
     path: str
     token: str
+    turns: int | None = None
+    """Transcript turns per body; None keeps the sample's 4."""
+
+
+TURN_TEXTS = (
+    "Hi, this is Sam calling from Northwind Energy about the solar assessment you asked for last week.",
+    "Oh, right. I remember filling that form out, but I am a bit busy at the moment.",
+    "No problem at all, it only takes two minutes. Are you still the owner of the house on Maple Street?",
+    "Yes, we bought it about six years ago, and the roof was replaced in 2021.",
+)
+"""Sentences of a plausible length (60 to 100 characters), cycled through a long transcript."""
+
+
+def document(event_id: object, turns: int | None = None) -> dict[str, Any]:
+    """The 2X sample payload under `event_id`, with `turns` transcript turns when given."""
+    payload = sample_payload(event_id)
+    if turns is not None:
+        payload["transcript"] = [
+            {"role": "Assistant" if i % 2 == 0 else "User", "content": TURN_TEXTS[i % len(TURN_TEXTS)]}
+            for i in range(turns)
+        ]
+    return payload
 
 
 @dataclass
@@ -79,7 +102,7 @@ class _Requester:
     """Builds and sends the POSTs of one thread; ids are `<prefix>-<n>`, unique per prefix."""
 
     def __init__(self, target: Target, prefix: str) -> None:
-        template = json.dumps(sample_payload(ID_PLACEHOLDER), separators=(",", ":"))
+        template = json.dumps(document(ID_PLACEHOLDER, target.turns), separators=(",", ":"))
         self._head, self._tail = template.split(json.dumps(ID_PLACEHOLDER))
         self._target = target
         self._prefix = prefix

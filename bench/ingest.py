@@ -13,7 +13,8 @@ requests it answered: on a shared host it is steadier than req/s, and on 2 cores
 generator shares the CPU, it is what bounds the closed-loop throughput.
 
     python bench/ingest.py [--stores full,normal[,postgresql]] [--duration 10] [--concurrency 16]
-                           [--rate 200] [--workers 5] [--pg-admin URL] [--bare-queue] [--json] [--dir D]
+                           [--rate 200] [--workers 5] [--pg-admin URL] [--bare-queue] [--turns N] [--json]
+                           [--dir D]
 
 On SQLite the connector's receivers queue for the write lock in the kernel (connector.ledger.write_queue)
 instead of sleeping in SQLite's busy handler; the bare endpoint does not, as the issue defines it (token
@@ -116,7 +117,7 @@ def run_target(
 ) -> TargetResult:
     """Warm up, measure max throughput, then the fixed rate; stop the server and count stored rows."""
     result = TargetResult(server.name)
-    target = _load.Target(HOST, server.port, PATH, TOKEN)
+    target = _load.Target(HOST, server.port, PATH, TOKEN, args.turns)
     run = f"{server.name}-{os.getpid()}-{int(time.time())}"
     meter = ForeignCpu(server.proc.pid)
     try:
@@ -256,11 +257,19 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="the bare endpoint's SQLite commits queue for the write lock like the connector's (what the queue alone is worth)",
     )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=None,
+        help="transcript turns per body (default: the 2X sample's 4; a real call has dozens)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--dir", default=None, help="where the temporary stores go (default: the system temp dir)")
     args = parser.parse_args()
     if args.duration <= 0 or args.duration > 600 or args.concurrency < 1 or args.rate <= 0 or args.workers < 1:
         parser.error("need 0 < duration <= 600, concurrency >= 1, rate > 0, workers >= 1")
+    if args.turns is not None and not 0 <= args.turns <= 1000:
+        parser.error("--turns takes 0 to 1000")
     kinds = [k.strip().lower() for k in args.stores.split(",") if k.strip()]
     unknown = sorted(set(kinds) - {"full", "normal", "postgresql"})
     if unknown or not kinds:
@@ -289,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
         f"Python {platform.python_version()}, gunicorn {version('gunicorn')} {args.workers} sync workers, "
         f"{procs} load processes on the same host"
     )
+    body = json.dumps(_load.document("x" * 36, args.turns), separators=(",", ":"))
+    turns = args.turns if args.turns is not None else "4, the sample's"
+    machine += f"\nbody about {len(body):,} bytes, {turns} transcript turns"
     busy = host_busy()
     if busy is not None:
         machine += f"\nhost CPU busy before start: {busy:.0%}"

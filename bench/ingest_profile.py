@@ -11,7 +11,7 @@ On a 2-core host the closed-loop throughput of bench/ingest.py is bound by CPU, 
 CPU (less disturbed by other processes than req/s) predicts the ratio between the two servers.
 
     python bench/ingest_profile.py [--requests 3000] [--synchronous FULL|NORMAL] [--top 30] [--no-profile]
-                                   [--postgresql [--pg-admin URL]] [--steps]
+                                   [--postgresql [--pg-admin URL]] [--steps] [--turns N]
 
 With `--steps` it also prints what two steps cost in situ, each measured as the difference to the path as is
 when that step alone is left out (rounds alternate): the "event accepted" log line, and the parsing of the
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import _load
 import bare_app  # bench/ is sys.path[0] when run as `python bench/ingest_profile.py`
 from _stores import DEFAULT_PG_ADMIN, Store, StoreKind, pg_reachable
 
@@ -95,8 +96,12 @@ def post(app: WsgiApp, body: bytes) -> str:
     return status[0]
 
 
+TURNS: int | None = None
+"""Transcript turns per body (`--turns`, set once by main); None keeps the sample's 4."""
+
+
 def bodies(prefix: str, count: int) -> list[bytes]:
-    return [json.dumps(sample_payload(f"{prefix}-{i}"), separators=(",", ":")).encode() for i in range(count)]
+    return [json.dumps(_load.document(f"{prefix}-{i}", TURNS), separators=(",", ":")).encode() for i in range(count)]
 
 
 def warm_up(app: WsgiApp, prefix: str) -> None:
@@ -141,7 +146,10 @@ def main() -> int:
     parser.add_argument("--postgresql", action="store_true", help="both apps on the local PostgreSQL, not SQLite")
     parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN, help="a PostgreSQL URL allowed to create databases")
     parser.add_argument("--steps", action="store_true", help="also what the log line and phone parsing cost in situ")
+    parser.add_argument("--turns", type=int, default=None, help="transcript turns per body (default: the sample's 4)")
     args = parser.parse_args()
+    global TURNS
+    TURNS = args.turns
     if args.postgresql and (problem := pg_reachable(args.pg_admin)) is not None:
         raise SystemExit(f"PostgreSQL not reachable at {args.pg_admin}: {problem}")
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp, open(os.devnull, "w") as devnull:
@@ -156,6 +164,7 @@ def main() -> int:
             for store in stores:
                 store.drop()
     where = "PostgreSQL" if args.postgresql else f"SQLite synchronous={args.synchronous}"
+    where += f", {TURNS} transcript turns" if TURNS is not None else ""
     print(
         f"CPU per request, in-process, {args.requests} posts each (after {WARMUP} warm-up; median of {ROUNDS} "
         f"alternating rounds), {where}: connector {figures['connector'] * 1e6:.0f} µs, bare "

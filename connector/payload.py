@@ -116,6 +116,8 @@ _ROLES = {
     "system": "system",
     "tool": "tool",
 }
+_ROLE_NAMES = frozenset(_ROLES.values())
+_TURN_KEYS = frozenset({"role", "content"})
 _DIRECTIONS = frozenset({"outbound", "inbound"})
 _CALL_KEYS = frozenset(
     {"end_reason", "failure_reason", "telnyx_call_control_id", "answered", "duration", "call_direction"}
@@ -443,23 +445,47 @@ def _transcript(value: Any, problems: _n.Problems, flags: set[str]) -> list[Tran
         return []
     turns: list[TranscriptTurn] = []
     for index, item in enumerate(value):
-        path = f"transcript[{index}]"
-        if not isinstance(item, dict):
-            problems.add(path, "expected an object")
+        checked = _plain_turn(item) or _checked_turn(item, f"transcript[{index}]", problems)
+        if checked is None:
             continue
-        role_raw = _n.raw_string(item.get("role"), f"{path}.role", problems)
+        role_raw, content, extra = checked
         key = role_raw.strip().lower() if role_raw is not None else ""
         role = _ROLES.get(key, key or "unknown")
-        if role not in _ROLES.values():
+        if role not in _ROLE_NAMES:
             flags.add("transcript_role_unknown")
-        content = item.get("content")
-        if isinstance(content, (int, float)) and not isinstance(content, bool):
-            ok = _n.text(content, f"{path}.content", problems) is not None  # rejects NaN/inf
-            content = str(content) if ok else None
-        else:
-            content = _n.raw_string(content, f"{path}.content", problems)
-        extra = {k: v for k, v in item.items() if k not in ("role", "content")}
-        if extra:  # usually empty: no walk to set up
-            _n.check_json(extra, path, 3, problems)
         turns.append(TranscriptTurn(role=role, role_raw=role_raw, content=content or "", extra=extra))
     return turns
+
+
+_Turn = tuple[str | None, str | None, dict[str, Any]]
+"""A turn's role as sent, its content and its other keys."""
+
+
+def _plain_turn(item: Any) -> _Turn | None:
+    """The usual turn, `{"role": "User", "content": "…"}` in ASCII, which no check can fault: taken as it is,
+    without the per-field checks that cost as much as the rest of a webhook once a transcript runs to dozens of
+    turns. Anything else returns None for `_checked_turn`."""
+    if type(item) is not dict or not item.keys() <= _TURN_KEYS:
+        return None
+    role, content = item.get("role"), item.get("content")
+    if (role is None or (type(role) is str and role.isascii())) and type(content) is str and content.isascii():
+        return role, content, {}
+    return None
+
+
+def _checked_turn(item: Any, path: str, problems: _n.Problems) -> _Turn | None:
+    """Any turn, each field checked and every problem recorded under its path; None when it is not an object."""
+    if not isinstance(item, dict):
+        problems.add(path, "expected an object")
+        return None
+    role_raw = _n.raw_string(item.get("role"), f"{path}.role", problems)
+    content = item.get("content")
+    if isinstance(content, (int, float)) and not isinstance(content, bool):
+        ok = _n.text(content, f"{path}.content", problems) is not None  # rejects NaN/inf
+        content = str(content) if ok else None
+    else:
+        content = _n.raw_string(content, f"{path}.content", problems)
+    extra = {k: v for k, v in item.items() if k not in _TURN_KEYS}
+    if extra:
+        _n.check_json(extra, path, 3, problems)
+    return role_raw, content, extra

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from connector import _normalize, payload
 from connector._normalize import MAX_DEPTH, MAX_LISTED_PROBLEMS
 from connector.errors import PayloadError
 from connector.payload import (
@@ -442,6 +444,51 @@ def test_phone_normalizes(raw: str, e164: str, valid: bool, region: str | None) 
     assert event.contact_key == e164 and "phone_unparseable" not in event.flags
 
 
+def _numbers_around_every_example() -> list[str]:
+    """Each region's example number of each type, and neighbours that tip some of them into invalid: the last
+    digit changed, one digit more or fewer, and a leading digit swapped (another area code or range)."""
+    numbers: set[str] = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            prefix = f"+{example.country_code}"
+            national = e164.removeprefix(prefix)
+            numbers.update(
+                {
+                    e164,
+                    e164[:-1] + str((int(e164[-1]) + 1) % 10),
+                    e164 + "7",
+                    e164[:-1],
+                    prefix + str((int(national[0]) + 1) % 10) + national[1:],
+                }
+            )
+    return sorted(numbers)
+
+
+def test_phone_validity_shortcut_agrees_with_is_valid_number() -> None:
+    # _normalize.phone skips the second metadata match where region_code_for_number has already made it: the
+    # shortcut must say exactly what phonenumbers.is_valid_number says, for every region and near miss.
+    numbers = _numbers_around_every_example()
+    assert len(numbers) > 4_000
+    disagreements = []
+    outcomes = set()
+    for raw in numbers:
+        fields = _normalize.phone(raw, "US")
+        if fields["problem"] is not None:
+            continue
+        expected = phonenumbers.is_valid_number(phonenumbers.parse(raw, "US"))
+        outcomes.add(
+            (expected, len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[phonenumbers.parse(raw).country_code]) > 1)
+        )
+        if fields["valid"] != expected:
+            disagreements.append(raw)
+    assert disagreements == []
+    assert outcomes == {(True, True), (True, False), (False, True), (False, False)}  # every branch was taken
+
+
 def test_phone_as_integer_and_other_region() -> None:
     phone = parse(record_phone_number=12025550143).record.phone
     assert (phone.raw, phone.e164) == ("12025550143", "+12025550143")
@@ -655,6 +702,10 @@ def test_values_that_cannot_round_trip_are_422() -> None:
         ["call.odd", "question_fields.q", 'meta["b c"]', "meta.a[0]", "x", "<root>"]
     )
     assert paths(sample_payload(1, record_first_name="\ud800")) == ["record_first_name"]
+    # flat objects and transcript turns take shortcuts for plain ASCII; what is not plain is still checked
+    flat = sample_payload(1, question_fields={"ok": "Zoë 😀", "q": "\udc01"}, meta={"k\ud800": "v"})
+    flat["transcript"] = [{"role": "user", "content": "né \ud83d"}, {"role": "\udfff", "content": "fine"}]
+    assert sorted(paths(flat)) == sorted(["question_fields.q", "meta", "transcript[0].content", "transcript[1].role"])
 
 
 def nested(depth: int) -> Any:
@@ -812,3 +863,17 @@ def test_fuzz_text_fields(phone: str, zone: str, reason: str, region: str) -> No
         return
     round_trips(event)
     assert (event.record.timezone.tzinfo() is None) == (event.record.timezone.kind is None)
+
+
+_turn_values = json_values | st.sampled_from(["User", "Assistant", "AI ", "Zoë 😀", "\ud800", "", None])
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.sampled_from(["role", "content", "speaker", "\udc00"]), _turn_values, max_size=3))
+def test_fuzz_plain_turn_shortcut_is_the_checked_turn(item: dict[Any, Any]) -> None:
+    """A turn taken without checks (`_plain_turn`) is exactly what the checked path makes of it, with no problem."""
+    plain = payload._plain_turn(item)
+    problems = _normalize.Problems()
+    checked = payload._checked_turn(item, "transcript[0]", problems)
+    if plain is not None:
+        assert (plain, problems.listed()) == (checked, [])

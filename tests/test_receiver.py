@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector._normalize import MAX_DEPTH, nested_too_deep
 from connector.errors import PayloadError
@@ -401,3 +403,49 @@ def test_the_one_depth_limit_is_read_from_the_text_before_parsing() -> None:
     in_strings = json.dumps({"note": "[{" * 500, "escaped": '\\"[[[' * 100})
     assert not nested_too_deep(in_strings)
     assert decode_json(in_strings.encode()) == json.loads(in_strings)
+
+
+def _depth_by_walking(text: str) -> int:
+    """The deepest nesting of a JSON text, read character by character (what nested_too_deep once did)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+_tricky_text = st.text(st.sampled_from(list('[]{}"\\ ab\n\u00e9\U0001f600')), max_size=12)
+_json_trees = st.recursive(
+    st.none() | st.integers() | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(_json_trees, st.integers(min_value=MAX_DEPTH - 8, max_value=MAX_DEPTH + 2), st.booleans(), st.booleans())
+def test_depth_check_agrees_with_a_character_walk(tree: Any, wrap: int, ascii_only: bool, indent: bool) -> None:
+    # nested_too_deep cuts strings out with str methods instead of walking characters: same answer on any JSON,
+    # wrapped to land on both sides of the limit, with quotes, backslashes and brackets inside its strings
+    for document in (tree, [{"k": tree}] * 2, _wrapped(tree, wrap)):
+        text = json.dumps(document, ensure_ascii=ascii_only, indent=1 if indent else None)
+        assert nested_too_deep(text) == (_depth_by_walking(text) > MAX_DEPTH), text
+
+
+def _wrapped(tree: Any, levels: int) -> Any:
+    for level in range(levels):
+        tree = [tree, ']}\\"'] if level % 2 else {"[\\": tree}
+    return tree

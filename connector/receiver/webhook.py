@@ -19,9 +19,11 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request, Response
 
 from connector.config import Settings
@@ -101,22 +103,35 @@ class WebhookRoute:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != self._path or environ.get("REQUEST_METHOD") != "POST":
             return self._next(environ, start_response)
-        return _respond(self._state, Request(environ))(environ, start_response)
+        reply = _respond(self._state, Request(environ))
+        # Straight to the server, as werkzeug's Response would write it (same status line and headers): its
+        # object, header list and WSGI iterator cost more than the rest of the answer.
+        body = _json_bytes(reply)
+        headers = [*reply.headers.items(), ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response(_status_line(reply.status), headers)
+        return [body]
 
 
 def _post_call() -> Response:
     """The Flask view, for a POST that reaches Flask anyway (a WSGI stack built without `init_app`'s layer)."""
-    return _respond(state(), request._get_current_object())  # type: ignore[attr-defined]
+    reply = _respond(state(), request._get_current_object())  # type: ignore[attr-defined]
+    return Response(_json_bytes(reply), status=reply.status, headers=reply.headers, mimetype="application/json")
 
 
-def _respond(current: ReceiverState, incoming: Request) -> Response:
+def _respond(current: ReceiverState, incoming: Request) -> Reply:
     try:
         reply = _answer(current, incoming)
     except Exception as exc:  # noqa: BLE001 - what Flask's handler in connector.app does for its own routes
         log.exception("unhandled error: %s", exc.__class__.__name__)
         reply = Reply(500, {"error": "internal_error", "detail": "the request failed; nothing was acknowledged"})
     current.responses_counter(reply.status).inc()
-    return _json(reply)
+    return reply
+
+
+@cache
+def _status_line(status: int) -> str:
+    """`202 ACCEPTED`: werkzeug's spelling, so the answer does not change with the path that wrote it."""
+    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
 
 
 def _answer(current: ReceiverState, incoming: Request) -> Reply:
@@ -219,7 +234,6 @@ def _media_type_problem(mimetype: str, params: dict[str, str]) -> str | None:
     return None
 
 
-def _json(reply: Reply) -> Response:
-    """The reply as Flask's `jsonify` would write it outside debug mode (compact, ASCII, a final newline)."""
-    text = json.dumps(reply.body, separators=(",", ":")) + "\n"
-    return Response(text, status=reply.status, headers=reply.headers, mimetype="application/json")
+def _json_bytes(reply: Reply) -> bytes:
+    """The reply's body as Flask's `jsonify` would write it outside debug mode (compact, ASCII, a final newline)."""
+    return (json.dumps(reply.body, separators=(",", ":")) + "\n").encode("ascii")
