@@ -299,8 +299,8 @@ def run(args: argparse.Namespace) -> int:
         f"{procs} load processes on the same host"
     )
     body = json.dumps(_load.document("x" * 36, args.turns), separators=(",", ":"))
-    turns = args.turns if args.turns is not None else "4, the sample's"
-    machine += f"\nbody about {len(body):,} bytes, {turns} transcript turns"
+    turns = f"{args.turns} transcript turns" if args.turns is not None else "the sample's 4 transcript turns"
+    machine += f"\nbody about {len(body):,} bytes, {turns}"
     busy = host_busy()
     if busy is not None:
         machine += f"\nhost CPU busy before start: {busy:.0%}"

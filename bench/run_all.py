@@ -1,11 +1,11 @@
 """Every benchmark in one command: `python bench/run_all.py [--quick]`.
 
-Runs ingest (and the receiver's CPU per webhook in process), planning, the health probes, a receiver commit's
-latency, HubSpot and Salesforce calls per event, delivery (batched backlogs, HubSpot's limit, do-not-call behind
-a backlog, recovery after kill -9, the single-event path), the distinct-contact backlog on both CRMs, memory and
-retention (purging old calls beside incoming webhooks), one after the other (they would disturb each other if run
-together), and prints each one's own table. `--quick` shortens the long ones for a smoke run; the README's figures
-come from the full run.
+Runs ingest (also with a 40-turn transcript; the receiver's CPU and instructions per webhook in process),
+planning, the health probes, a receiver commit's latency, HubSpot and Salesforce calls per event, delivery
+(batched backlogs, HubSpot's limit, do-not-call behind a backlog, recovery after kill -9, the single-event path),
+the distinct-contact backlog on both CRMs, memory and retention (purging old calls beside incoming webhooks), one
+after the other (they would disturb each other if run together), and prints each one's own table. `--quick`
+shortens the long ones for a smoke run; the README's figures come from the full run.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def main() -> int:
         ["ingest.py"] + (["--duration", "4"] if args.quick else []),
         ["ingest_profile.py", "--no-profile", "--steps", "--synchronous", "NORMAL"]
         + (["--requests", "600"] if args.quick else []),
+        ["ingest.py", "--stores", "normal", "--turns", "40"] + (["--duration", "4"] if args.quick else []),
+        ["ingest_instructions.py"] + (["--posts", "50"] if args.quick else []),
+        ["ingest_instructions.py", "--turns", "40"] + (["--posts", "50"] if args.quick else []),
         ["planning.py"] + (["--events", "500"] if args.quick else []),
         ["probes.py"] + (["--calls", "100"] if args.quick else []),
         ["commit_latency.py"] + (["--events", "1500"] if args.quick else []),

@@ -60,10 +60,14 @@ def render_transcript(
         return empty
     if isinstance(turns, (str, bytes, Mapping)) or not isinstance(turns, Iterable):
         raise ValueError(f"transcript must be a list of turns, got {type(turns).__name__}")
-    rendered = [_render_turn(fmt, *_role_and_content(turn, i), merged) for i, turn in enumerate(turns)]
+    heads: dict[str, str] = {}  # role -> its rendered label: a call has two or three roles and dozens of turns
+    rendered = [_render_turn(fmt, *_role_and_content(turn, i), merged, heads) for i, turn in enumerate(turns)]
     if not rendered:
         return empty
     return ("\n\n" if fmt == "markdown" else "\n").join(rendered)
+
+
+_ABSENT = object()
 
 
 def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -80,12 +84,12 @@ def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _role_and_content(turn: Any, index: int) -> tuple[str, str]:
-    if isinstance(turn, Mapping):
+    # The usual turns first (TranscriptTurn objects, dicts): the Mapping ABC's check costs more than the rest
+    role, content = getattr(turn, "role", _ABSENT), getattr(turn, "content", _ABSENT)
+    if role is _ABSENT or content is _ABSENT:
+        if not (type(turn) is dict or isinstance(turn, Mapping)):
+            raise ValueError(f"transcript turn {index} has no role/content, got {type(turn).__name__}")
         role, content = turn.get("role"), turn.get("content")
-    elif hasattr(turn, "role") and hasattr(turn, "content"):
-        role, content = turn.role, turn.content
-    else:
-        raise ValueError(f"transcript turn {index} has no role/content, got {type(turn).__name__}")
     if role is None:
         role = "unknown"
     if not isinstance(role, str):
@@ -115,24 +119,35 @@ def _content_lines(content: str) -> list[str]:
     return lines
 
 
-def _render_turn(fmt: str, role: str, content: str, labels: Mapping[str, str]) -> str:
-    label = _label_for(role, labels)
+def _render_turn(fmt: str, role: str, content: str, labels: Mapping[str, str], heads: dict[str, str]) -> str:
+    head = heads.get(role)
+    if head is None:
+        head = heads[role] = _head(fmt, _label_for(role, labels))
     lines = _content_lines(content)
     if fmt == "html":
-        body = "<br>".join(html.escape(line, quote=True) for line in lines)
-        head = f"<strong>{html.escape(label, quote=True)}:</strong>"
+        if len(lines) == 1:  # most turns: no generator to set up
+            body = html.escape(lines[0], quote=True)
+        else:
+            body = "<br>".join(html.escape(line, quote=True) for line in lines)
         return f"<p>{head} {body}</p>" if body else f"<p>{head}</p>"
     if fmt == "markdown":
         # One paragraph per turn: blank lines inside content would end it, so they are dropped,
         # and lines are joined with a hard break (two trailing spaces).
         body = "  \n".join(_md_escape(line.strip()) for line in lines if line.strip())
-        head = f"**{_md_escape(' '.join(label.split()))}:**"
         return f"{head} {body}" if body else head
-    head = f"{' '.join(label.split())}:"
     if not lines:
         return head
     rest = [f"  {line}" if line else "" for line in lines[1:]]
     return "\n".join([f"{head} {lines[0]}" if lines[0] else head, *rest])
+
+
+def _head(fmt: str, label: str) -> str:
+    """A turn's speaker label as it opens the turn in `fmt`, escaped for it."""
+    if fmt == "html":
+        return f"<strong>{html.escape(label, quote=True)}:</strong>"
+    if fmt == "markdown":
+        return f"**{_md_escape(' '.join(label.split()))}:**"
+    return f"{' '.join(label.split())}:"
 
 
 def _md_escape(line: str) -> str:
