@@ -5,9 +5,9 @@ and learn nothing. The size check uses Content-Length before reading and caps th
 a huge body never lands in memory. Every refusal after authentication is quarantined.
 
 A POST to the webhook's path is answered by `WebhookRoute`, a WSGI layer in front of Flask, with
-werkzeug's own request and response objects: Flask's dispatch (request and app contexts, URL
-matching, signals, the before/after hooks, none of which this endpoint uses) cost about 60 µs of CPU
-per request against 20 µs for werkzeug's objects alone, on a path that is otherwise about 500 µs
+werkzeug's request object and an answer written straight to the server: Flask's dispatch (request and app
+contexts, URL matching, signals, the before/after hooks, none of which this endpoint uses) cost about 60 µs of
+CPU per request against 20 µs for werkzeug's objects alone, on a path that is otherwise about 500 µs
 (`python bench/ingest_profile.py` measures the receiver in process). Everything else at that path
 (GET → 405, a trailing slash → redirect) still goes to Flask, where the route stays registered.
 """
