@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def main() -> int:
         f"webhook ({counts[BASE_POSTS]:,} after {BASE_POSTS} posts, {counts[BASE_POSTS + args.posts]:,} after "
         f"{BASE_POSTS + args.posts})"
     )
-    print(f"command: python bench/ingest_instructions.py{' --turns ' + str(args.turns) if args.turns else ''}")
+    print(f"command: {shlex.join(['python', *sys.argv])}")
     return 0
 
 

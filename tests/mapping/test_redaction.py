@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -266,3 +266,24 @@ def test_the_shortcut_for_digit_light_text_changes_nothing(text: str) -> None:
 )
 def test_shortest_secrets_still_redacted_with_the_default_rules(text: str, expected: str) -> None:
     assert redact(text) == expected == redact(text, DEFAULT_RULES)
+
+
+_digit_text = st.lists(
+    st.from_regex(r"[0-9]{1,10}", fullmatch=True)
+    | st.sampled_from([" ", "-", "  ", "--", "x", ".", "\n", "٣", "９", "é"]),
+    max_size=12,
+).map("".join)
+
+
+@example("123456789")
+@example("12345678")
+@example("123 45 6789")
+@example("123-45 678")
+@given(_digit_text)
+def test_fast_precheck_agrees_with_the_default_rules_precheck(text: str) -> None:
+    # ASCII text is pre-checked in a translated shape; the answer must be the plain pattern's, or a card said
+    # aloud could skip redaction. Digits of other scripts (٣, ９) keep the text on the plain path.
+    from connector.mapping.redaction import _DEFAULTS_NEED, _may_need_defaults
+
+    assert _may_need_defaults(text) == (_DEFAULTS_NEED.search(text) is not None)
+    assert _may_need_defaults(f"Lead: my card is {text}") == (_DEFAULTS_NEED.search(f"x {text}") is not None)
